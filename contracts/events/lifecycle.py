@@ -1,0 +1,115 @@
+"""Events of a model's life: training requested, trained, promoted or rejected."""
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from contracts.common import ContractModel, Name, Sha256Hex
+from contracts.envelope import Event
+from contracts.topics import MODEL_PROMOTED, MODEL_REJECTED, MODEL_TRAINED, TRAINING_REQUESTED
+
+
+class TrainingRequestedPayload(ContractModel):
+    """Body of `TrainingRequested`."""
+
+    model_name: Name = Field(description="Model to (re)train (partition key).")
+    reason: Literal["manual", "drift", "schedule"] = Field(description="What asked for training.")
+    requested_by: str = Field(min_length=1, description="Who or what asked: a user, role or service.")
+    trigger_event_id: str | None = Field(default=None, description="Event that triggered it, e.g. a drift.")
+    window_start: AwareDatetime | None = Field(default=None, description="Start of the training window.")
+    window_end: AwareDatetime | None = Field(default=None, description="End of the training window.")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Hyper-parameter overrides."
+    )
+
+
+class TrainingRequested(Event[TrainingRequestedPayload]):
+    """Someone or something asked for a model to be trained."""
+
+    topic: ClassVar[str] = TRAINING_REQUESTED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["TrainingRequested"] = "TrainingRequested"
+    schema_version: Literal[1] = 1
+
+
+class ModelTrainedPayload(ContractModel):
+    """Body of `ModelTrained`."""
+
+    model_name: Name = Field(description="Registered model name (partition key).")
+    model_version: Name = Field(description="Version registered for the candidate.")
+    run_id: Name = Field(description="Tracking (MLflow) run id.")
+    metrics: dict[str, float] = Field(description="Evaluation metrics of the candidate.")
+    window_start: AwareDatetime = Field(description="Start of the training data window.")
+    window_end: AwareDatetime = Field(description="End of the training data window.")
+    dataset_version: str = Field(min_length=1, description="Version of the training set.")
+    dataset_sha256: Sha256Hex = Field(description="SHA-256 of the training set, for lineage.")
+    feature_views: list[str] = Field(description="Feature views the training set was built from.")
+    code_version: str = Field(min_length=1, description="Version of the training code, e.g. a git commit.")
+
+
+class ModelTrained(Event[ModelTrainedPayload]):
+    """A training run finished and registered a candidate."""
+
+    topic: ClassVar[str] = MODEL_TRAINED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["ModelTrained"] = "ModelTrained"
+    schema_version: Literal[1] = 1
+
+
+class GateCheck(ContractModel):
+    """One check run by the validation gate."""
+
+    name: str = Field(min_length=1, description="Check name, e.g. 'auc_not_worse', 'demographic_parity'.")
+    passed: bool = Field(description="Whether the check passed.")
+    value: float | None = Field(default=None, description="Measured value, if numeric.")
+    threshold: float | None = Field(default=None, description="Threshold applied, if numeric.")
+    detail: str = Field(default="", description="Human-readable detail.")
+
+
+class GateEvidence(ContractModel):
+    """What the validation gate measured, for the candidate and the champion."""
+
+    checks: list[GateCheck] = Field(description="Every check the validation gate ran.")
+    candidate_metrics: dict[str, float] = Field(description="Metrics of the candidate.")
+    champion_metrics: dict[str, float] | None = Field(
+        default=None, description="Metrics of the champion on the same data, if there is one."
+    )
+    champion_version: str | None = Field(default=None, description="Champion version compared against.")
+
+
+class ModelPromotedPayload(ContractModel):
+    """Body of `ModelPromoted`."""
+
+    model_name: Name = Field(description="Registered model name (partition key).")
+    model_version: Name = Field(description="Version now serving as champion.")
+    run_id: Name = Field(description="Tracking run that produced it.")
+    previous_version: str | None = Field(default=None, description="Champion it replaced, if any.")
+    evidence: GateEvidence = Field(description="Why the gate let it through.")
+
+
+class ModelPromoted(Event[ModelPromotedPayload]):
+    """A candidate passed the validation gate and became the champion."""
+
+    topic: ClassVar[str] = MODEL_PROMOTED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["ModelPromoted"] = "ModelPromoted"
+    schema_version: Literal[1] = 1
+
+
+class ModelRejectedPayload(ContractModel):
+    """Body of `ModelRejected`."""
+
+    model_name: Name = Field(description="Registered model name (partition key).")
+    model_version: str | None = Field(default=None, description="Candidate version, if one was registered.")
+    run_id: str | None = Field(default=None, description="Tracking run, if one was started.")
+    reasons: list[str] = Field(min_length=1, description="Why the candidate was not promoted.")
+    evidence: GateEvidence | None = Field(default=None, description="Gate results, if the gate ran.")
+
+
+class ModelRejected(Event[ModelRejectedPayload]):
+    """A candidate failed the validation gate, or training failed before the gate."""
+
+    topic: ClassVar[str] = MODEL_REJECTED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["ModelRejected"] = "ModelRejected"
+    schema_version: Literal[1] = 1

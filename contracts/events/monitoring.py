@@ -1,0 +1,83 @@
+"""Events about a model at work: predictions, drift and explanations."""
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from contracts.common import ContractModel, KafkaCoordinates, Name, Record
+from contracts.envelope import Event
+from contracts.topics import DRIFT_DETECTED, EXPLANATION_PRODUCED, PREDICTIONS_MADE
+
+
+class PredictionMadePayload(ContractModel):
+    """Body of `PredictionMade`."""
+
+    prediction_id: Name = Field(description="Unique id of the prediction; labels refer back to it.")
+    entity_id: Name | None = Field(default=None, description="Entity scored, if the request named one.")
+    model_name: Name = Field(description="Registered model name.")
+    model_version: Name = Field(description="Model version that produced the score.")
+    score: float = Field(description="Raw model output, e.g. a probability.")
+    decision: str = Field(description="Decision derived from the score, e.g. 'approve'.")
+    features: Record = Field(description="Feature values used, as read (PII-free by construction).")
+    latency_ms: float = Field(ge=0, description="Time to serve the prediction, in milliseconds.")
+    shadow: bool = Field(default=False, description="True when scored by a challenger, not returned.")
+
+
+class PredictionMade(Event[PredictionMadePayload]):
+    """The serving API produced a prediction."""
+
+    topic: ClassVar[str] = PREDICTIONS_MADE
+    key_fields: ClassVar[tuple[str, ...]] = ("entity_id", "prediction_id")
+    event_type: Literal["PredictionMade"] = "PredictionMade"
+    schema_version: Literal[1] = 1
+
+
+class DriftDetectedPayload(ContractModel):
+    """Body of `DriftDetected`."""
+
+    kind: Literal["data", "prediction", "concept"] = Field(
+        description="Data drift (a feature), prediction drift (the scores) or concept drift (the errors)."
+    )
+    feature: str | None = Field(default=None, description="Drifting feature, for data drift.")
+    detector: str = Field(min_length=1, description="Detector that fired, e.g. 'ADWIN' or 'PageHinkley'.")
+    statistic: float = Field(description="Value of the detector's test statistic.")
+    threshold: float | None = Field(default=None, description="Threshold the statistic crossed, if any.")
+    window_start: AwareDatetime = Field(description="Start of the observed window.")
+    window_end: AwareDatetime = Field(description="End of the observed window.")
+    window_size: int = Field(ge=0, description="Number of observations in the window.")
+    model_name: Name | None = Field(default=None, description="Model concerned, if any (partition key).")
+    model_version: str | None = Field(default=None, description="Model version concerned, if any.")
+    first_source: KafkaCoordinates | None = Field(default=None, description="First message in the window.")
+    last_source: KafkaCoordinates | None = Field(default=None, description="Last message in the window.")
+    report_url: str | None = Field(default=None, description="Link to a monitoring report with evidence.")
+
+
+class DriftDetected(Event[DriftDetectedPayload]):
+    """A drift detector fired; carries the evidence."""
+
+    topic: ClassVar[str] = DRIFT_DETECTED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["DriftDetected"] = "DriftDetected"
+    schema_version: Literal[1] = 1
+
+
+class ExplanationProducedPayload(ContractModel):
+    """Body of `ExplanationProduced`."""
+
+    scope: Literal["global", "local"] = Field(description="Whole model (global) or one prediction (local).")
+    model_name: Name = Field(description="Registered model name (partition key).")
+    model_version: Name = Field(description="Model version explained.")
+    prediction_id: str | None = Field(default=None, description="Prediction explained, for local scope.")
+    methods: list[str] = Field(description="Explanation methods used, e.g. 'shap', 'pdp'.")
+    artifact_uri: str | None = Field(default=None, description="Where the full explanation is stored.")
+    summary: str = Field(description="Plain-language summary for the people affected.")
+    fidelity: dict[str, float | bool] = Field(description="How faithful the explanation is, by measure.")
+
+
+class ExplanationProduced(Event[ExplanationProducedPayload]):
+    """An explanation of a model or of one prediction is available."""
+
+    topic: ClassVar[str] = EXPLANATION_PRODUCED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["ExplanationProduced"] = "ExplanationProduced"
+    schema_version: Literal[1] = 1

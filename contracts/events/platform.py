@@ -1,0 +1,50 @@
+"""Platform-wide events: dead letters and audit checkpoints."""
+
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from contracts.common import ContractModel, KafkaCoordinates, Rejection, Sha256Hex
+from contracts.envelope import Event
+from contracts.topics import AUDIT_CHECKPOINTS, DEADLETTERS
+
+
+class DeadLetteredPayload(ContractModel):
+    """Body of `DeadLettered`."""
+
+    # The raw bytes stay addressable in their source topic by `source`; the dead letter never copies
+    # them, because they may hold PII. Digest and size let anyone check they fetched the right bytes.
+    source: KafkaCoordinates = Field(description="Where the unhandled message lives.")
+    consumer: str = Field(min_length=1, max_length=256, description="Service or consumer group that gave up.")
+    reason: Rejection = Field(description="Why the message could not be parsed or handled.")
+    raw_sha256: Sha256Hex = Field(description="SHA-256 of the raw message value.")
+    raw_size: int = Field(ge=0, description="Size of the raw message value in bytes.")
+    key_sha256: Sha256Hex | None = Field(default=None, description="SHA-256 of the message key, if any.")
+
+
+class DeadLettered(Event[DeadLetteredPayload]):
+    """A consumer could not parse or handle a message and set it aside."""
+
+    topic: ClassVar[str] = DEADLETTERS
+    event_type: Literal["DeadLettered"] = "DeadLettered"
+    schema_version: Literal[1] = 1
+
+
+class AuditCheckpointedPayload(ContractModel):
+    """Body of `AuditCheckpointed`."""
+
+    chain_length: int = Field(ge=0, description="Number of entries in the audit hash chain.")
+    head_hash: Sha256Hex = Field(description="Hash of the latest chain entry.")
+    last_event_id: UUID | None = Field(
+        default=None, description="Event id of the latest entry; null when empty."
+    )
+    covered_until: AwareDatetime = Field(description="Every event recorded before this instant is covered.")
+
+
+class AuditCheckpointed(Event[AuditCheckpointedPayload]):
+    """The audit service published the head of its hash chain, so later tampering is detectable."""
+
+    topic: ClassVar[str] = AUDIT_CHECKPOINTS
+    event_type: Literal["AuditCheckpointed"] = "AuditCheckpointed"
+    schema_version: Literal[1] = 1
