@@ -1,0 +1,46 @@
+# The two commands: `make demo` (the main job) and `make test`. Both install on first use.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test test-unit lint typecheck bench schemas up down status lock clean
+
+install:
+	@scripts/install.sh
+
+demo: install
+	@$(VENV)/bin/mlops demo
+
+test: install
+	@scripts/install-test-tools.sh
+	@scripts/run-tests.sh
+
+test-unit: install
+	@$(PY) -m pytest tests/unit -q
+
+lint: install
+	@$(VENV)/bin/ruff check contracts servicekit infra services tests bench
+	@$(PY) -m mypy
+
+schemas: install
+	@$(PY) -m contracts.export docs/events
+	@$(PY) -m servicekit.asyncapi docs/asyncapi.json
+
+bench: install
+	@$(PY) -m bench.broker_throughput
+
+up: install
+	@$(VENV)/bin/mlops up
+
+down:
+	@$(VENV)/bin/mlops down
+
+status:
+	@$(VENV)/bin/mlops status
+
+lock:
+	@python3.11 -m venv /tmp/mlops-lock-venv && /tmp/mlops-lock-venv/bin/pip install -q -r requirements/requirements.in \
+	  && /tmp/mlops-lock-venv/bin/pip freeze --exclude-editable > requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache

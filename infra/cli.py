@@ -1,0 +1,195 @@
+"""`mlops`: run the platform locally.
+
+mlops up [--no-services] [--services a,b]   start Kafka (unless KAFKA_BOOTSTRAP_SERVERS) and services
+mlops down                                  stop exactly what `up` started
+mlops status [--json]                       each component, its URL, health and memory
+mlops topics                                create/grow the platform's topics on the cluster
+mlops demo                                  up + an event round trip through the real broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from infra.kafka_local import KafkaInfraError
+from infra.settings import InfraSettings
+from infra.supervisor import Component, Supervisor, pid_alive, probe_service, selected_services
+
+console = Console(stderr=True)
+DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
+
+
+def dev_api_keys(settings: InfraSettings) -> Path:
+    from servicekit.auth import Role, write_dev_keys
+
+    _, hashed = write_dev_keys(settings.secrets_dir, [(f"dev-{r}", Role(r)) for r in DEV_KEY_HOLDERS])
+    return hashed
+
+
+def create_topics(settings: InfraSettings) -> list[str]:
+    from infra.topics import ensure_topics, platform_topics
+
+    plans = platform_topics(settings.kafka_record_partitions, settings.kafka_other_partitions)
+    return ensure_topics(settings.bootstrap_servers, plans)
+
+
+def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
+    supervisor = Supervisor(settings)
+    components = supervisor.load()
+    started = time.monotonic()
+    with console.status("starting Kafka..."):
+        kafka = supervisor.start_kafka()
+    started_now = kafka.started_by_us
+    components["kafka"] = _keep_ownership(components.get("kafka"), kafka)
+    supervisor.save(components)
+    console.print(
+        f"[green]kafka[/] {kafka.url} ready in {time.monotonic() - started:.1f}s"
+        + ("" if started_now else " (already running)")
+    )
+    created = create_topics(settings)
+    console.print(f"topics: {len(created)} created" if created else "topics: all present")
+    if args.no_services:
+        return 0
+    keys = dev_api_keys(settings)
+    names = selected_services(settings)
+    for name in names:
+        components[name] = supervisor.start_service(name, keys)
+    supervisor.save(components)
+    with console.status(f"waiting for {', '.join(names) or 'no services'}..."):
+        late = supervisor.wait_healthy([components[n] for n in names], settings.service_start_timeout_s)
+    if late:
+        console.print(f"[red]not ready after {settings.service_start_timeout_s:.0f}s:[/] {', '.join(late)}")
+        return 1
+    console.print(
+        f"[green]up[/] in {time.monotonic() - started:.1f}s: kafka + {len(names)} service(s); "
+        f"API keys for local use in {settings.secrets_dir / 'api-keys.json'}"
+    )
+    return 0
+
+
+def _keep_ownership(previous: Component | None, current: Component) -> Component:
+    # A second `up` finds Kafka running: it stays ours if the first `up` started it.
+    if previous is not None and previous.started_by_us and previous.pid == current.pid:
+        current.started_by_us = True
+    return current
+
+
+def cmd_down(settings: InfraSettings, args: argparse.Namespace) -> int:
+    supervisor = Supervisor(settings)
+    components = supervisor.load()
+    # Services first, so they can still flush to Kafka while it is up.
+    for component in sorted(components.values(), key=lambda c: c.kind == "kafka"):
+        stopped = supervisor.stop(component)
+        console.print(f"{component.name}: {'stopped' if stopped else 'left alone (not started by mlops up)'}")
+    supervisor.state_file.unlink(missing_ok=True)
+    return 0
+
+
+def component_status(supervisor: Supervisor, component: Component) -> dict[str, object]:
+    if component.kind == "kafka":
+        from infra.topics import broker_answers
+
+        bootstrap = component.url.removeprefix("kafka://")
+        health = "ready" if broker_answers(bootstrap) else "down"
+    else:
+        health = probe_service(component.url) if component.pid and pid_alive(component.pid) else "down"
+    return {
+        "name": component.name,
+        "kind": component.kind,
+        "url": component.url,
+        "health": health,
+        "pid": component.pid,
+        "rss_mib": round(rss_bytes(component.pid) / 2**20, 1) if component.pid else None,
+        "log": component.log,
+    }
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        process = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    except psutil.Error:
+        return 0
+
+
+def cmd_status(settings: InfraSettings, args: argparse.Namespace) -> int:
+    supervisor = Supervisor(settings)
+    components = supervisor.load()
+    components.setdefault("kafka", supervisor.kafka_component())
+    rows = [component_status(supervisor, c) for c in components.values()]
+    total = sum(r["rss_mib"] or 0 for r in rows)  # type: ignore[misc]
+    if args.json:
+        print(json.dumps({"components": rows, "total_rss_mib": round(total, 1)}, indent=2))
+    else:
+        table = Table("component", "url", "health", "pid", "RSS MiB")
+        for r in rows:
+            colour = "green" if r["health"] == "ready" else "red"
+            table.add_row(
+                str(r["name"]),
+                str(r["url"]),
+                f"[{colour}]{r['health']}[/]",
+                str(r["pid"] or "-"),
+                str(r["rss_mib"] or "-"),
+            )
+        table.add_row("total", "", "", "", f"{total:.1f}")
+        Console().print(table)
+    return 0 if all(r["health"] == "ready" for r in rows) else 1
+
+
+def cmd_topics(settings: InfraSettings, args: argparse.Namespace) -> int:
+    created = create_topics(settings)
+    console.print(f"created: {created}" if created else "all topics present")
+    return 0
+
+
+def cmd_demo(settings: InfraSettings, args: argparse.Namespace) -> int:
+    from infra.demo import run_demo
+
+    code = cmd_up(settings, args)
+    if code != 0:
+        return code
+    return run_demo(settings, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops", description="Run the event-driven MLOps platform locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Kafka and every service, return when all are healthy")
+    up.add_argument("--no-services", action="store_true", help="start only Kafka and its topics")
+    up.add_argument("--services", help="comma-separated subset of services to start")
+    sub.add_parser("down", help="stop what `mlops up` started")
+    status = sub.add_parser("status", help="list components with URL, health and memory")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("topics", help="create the platform's topics on the cluster")
+    demo = sub.add_parser("demo", help="bring the stack up and send an event through it")
+    demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument("--services", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The CLI talks to people: per-message and rebalance chatter of the clients stays out of the way;
+    # transient coordinator errors right after a broker start are retried by aiokafka itself.
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    logging.getLogger("faststream.access.kafka").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("servicekit.consumer").setLevel(logging.ERROR)
+    overrides = {"services": args.services} if getattr(args, "services", None) else {}
+    settings = InfraSettings(**overrides)
+    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "topics": cmd_topics, "demo": cmd_demo}
+    try:
+        return commands[args.command](settings, args)
+    except KafkaInfraError as err:
+        console.print(f"[red]error:[/] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""One local Apache Kafka node (broker + KRaft controller) run from Maven Central jars on Java 17.
+
+Lifecycle: `ensure_jars` (Maven, once) -> `format` (KRaft storage, once per state dir) -> `start`
+(idempotent: a running broker is left alone) -> `stop` (SIGTERM for a controlled shutdown, so the
+log is flushed and data survives; SIGKILL only if it hangs).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.settings import REPO_ROOT, InfraSettings
+
+log = logging.getLogger(__name__)
+
+POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
+LOG4J_CONFIG = REPO_ROOT / "infra" / "kafka" / "log4j2.properties"
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+class KafkaInfraError(RuntimeError):
+    """The local broker could not be fetched, formatted, started or stopped."""
+
+
+def ensure_jars(jars_dir: Path) -> Path:
+    """Copy Kafka and its runtime dependencies from Maven Central into `jars_dir` (cached by pom hash)."""
+    stamp = jars_dir / ".pom.sha256"
+    pom_hash = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == pom_hash:
+        return jars_dir
+    if shutil.which("mvn") is None:
+        raise KafkaInfraError("Maven (mvn) is needed to fetch Apache Kafka from Maven Central")
+    staging = jars_dir.with_name(jars_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    cmd = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
+    log.info("fetching Apache Kafka jars from Maven Central into %s", jars_dir)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise KafkaInfraError(
+            f"mvn failed ({result.returncode}): {result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    # Swap in the complete folder only at the end, so an interrupted fetch is never mistaken for a cache.
+    shutil.rmtree(jars_dir, ignore_errors=True)
+    staging.rename(jars_dir)
+    stamp.write_text(pom_hash)
+    return jars_dir
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    """A single-node KRaft cluster whose config, data, logs and pid live under `home`."""
+
+    home: Path
+    jars_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "768m"
+
+    @classmethod
+    def from_settings(cls, settings: InfraSettings) -> LocalKafka:
+        return cls(
+            home=settings.kafka_dir,
+            jars_dir=settings.jars_dir,
+            host=settings.kafka_host,
+            port=settings.kafka_port,
+            controller_port=settings.kafka_controller_port,
+            heap=settings.kafka_heap,
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+    def server_properties(self) -> str:
+        # Single node: every internal topic must have replication factor 1 or it never gets created.
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
+                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={self.data_dir}",
+                "num.partitions=1",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=3",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # Accept the 5 MB messages producers may send, so ingest can reject them with a reason.
+                "message.max.bytes=8388608",
+                "replica.fetch.max.bytes=8388608",
+                "",
+            ]
+        )
+
+    def pid(self) -> int | None:
+        """The broker's pid if it is alive and really is our Kafka (pids get reused)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        return pid if MAIN_CLASS.encode() in cmdline and str(self.config_file).encode() in cmdline else None
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def answers(self) -> bool:
+        return port_open(self.host, self.port)
+
+    def _java(self) -> str:
+        java_home = os.environ.get("JAVA_HOME")
+        java = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+        if not java:
+            raise KafkaInfraError("Java 17 (java) is needed to run Apache Kafka")
+        return str(java)
+
+    def _classpath(self) -> str:
+        return f"{self.jars_dir}/*"
+
+    def format_storage(self) -> None:
+        """Format KRaft storage once; the cluster id is kept so later starts reuse the same data."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster_id_file = self.home / "cluster.id"
+        if not cluster_id_file.exists():
+            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cmd = [
+            self._java(),
+            "-cp",
+            self._classpath(),
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            STORAGE_TOOL,
+            "format",
+            "-t",
+            cluster_id_file.read_text().strip(),
+            "-c",
+            str(self.config_file),
+            "--ignore-formatted",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise KafkaInfraError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
+
+    def start(self, timeout_s: float = 60.0) -> bool:
+        """Start the broker unless it runs already; wait until it answers. Returns True if started here."""
+        if self.is_running():
+            self.wait_until_ready(timeout_s)
+            return False
+        if self.answers():
+            raise KafkaInfraError(
+                f"port {self.port} is taken by another process; "
+                "set MLOPS_KAFKA_PORT, or KAFKA_BOOTSTRAP_SERVERS to use that cluster"
+            )
+        ensure_jars(self.jars_dir)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.server_properties())
+        self.format_storage()
+        cmd = [
+            self._java(),
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            "-cp",
+            self._classpath(),
+            MAIN_CLASS,
+            str(self.config_file),
+        ]
+        with open(self.logs_dir / "stdout.log", "ab") as out:
+            process = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.pid_file.write_text(str(process.pid))
+        self.wait_until_ready(timeout_s, process)
+        return True
+
+    def wait_until_ready(self, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+        from infra.topics import broker_answers  # aiokafka import kept off the CLI's fast paths
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise KafkaInfraError(
+                    f"Kafka exited with {process.returncode}; see {self.logs_dir}/server.log"
+                )
+            if self.answers() and broker_answers(self.bootstrap_servers):
+                return
+            time.sleep(0.25)
+        raise KafkaInfraError(f"Kafka did not answer on {self.bootstrap_servers} within {timeout_s:.0f}s")
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Controlled shutdown. Returns True if a broker was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_for_exit(pid, timeout_s):
+            log.warning("Kafka (pid %s) ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
+            os.kill(pid, signal.SIGKILL)
+            _wait_for_exit(pid, 5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _wait_for_exit(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A child of ours lingers as a zombie until reaped; reap it if it is ours.
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,72 @@
+"""Settings of the local infrastructure (the `mlops` CLI and the broker it runs).
+
+Platform-wide names (`KAFKA_BOOTSTRAP_SERVERS`) are read without a prefix, because every service
+and the CLI must agree on them; everything else here uses the `MLOPS_` prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class InfraSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", populate_by_name=True)
+
+    state_dir: Path = Field(
+        REPO_ROOT / ".local",
+        description="Git-ignored folder for Kafka jars and data, service logs, pids and dev secrets.",
+    )
+    jars_dir: Path = Field(
+        REPO_ROOT / ".local" / "kafka-jars",
+        description="Cache of the Apache Kafka jars fetched from Maven Central (shared by all state dirs).",
+    )
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        description="An existing Kafka cluster (host:port,...). When set, no local broker is started.",
+    )
+    kafka_host: str = Field("127.0.0.1", description="Address the local broker listens on.")
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
+    kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
+    kafka_heap: str = Field("768m", description="JVM heap (-Xmx and -Xms) of the local broker.")
+    kafka_record_partitions: int = Field(
+        3, ge=1, description="Partitions of the record topics (records.*, predictions, labels, features)."
+    )
+    kafka_other_partitions: int = Field(1, ge=1, description="Partitions of the low-volume topics.")
+    kafka_start_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the broker.")
+    service_start_timeout_s: float = Field(90.0, gt=0, description="How long to wait for a service.")
+    services: str | None = Field(
+        None, description="Comma-separated subset of services for `mlops up` (default: all that exist)."
+    )
+    first_service_port: int = Field(
+        8101, ge=1024, le=65000, description="HTTP port of the first service; others follow in order."
+    )
+
+    @property
+    def local_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.state_dir / "kafka"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"

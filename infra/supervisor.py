@@ -1,0 +1,174 @@
+"""Start, stop and inspect the platform's processes: the local broker and one process per service.
+
+What `up` started is written to `<state>/run/components.json`; `down` stops exactly those, and
+checks each pid's command line first, because pids are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from infra.kafka_local import LocalKafka, _wait_for_exit
+from infra.settings import REPO_ROOT, InfraSettings
+
+# Canonical order: a service's default port is its place here, so ports never depend on which exist.
+SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
+
+
+@dataclass
+class Component:
+    name: str
+    kind: str  # "kafka" | "service"
+    url: str
+    pid: int | None = None
+    log: str | None = None
+    started_by_us: bool = False
+
+
+def existing_services(root: Path = REPO_ROOT) -> list[str]:
+    return [name for name in SERVICE_ORDER if (root / "services" / name / "__main__.py").exists()]
+
+
+def service_port(settings: InfraSettings, name: str) -> int:
+    return settings.first_service_port + SERVICE_ORDER.index(name)
+
+
+def selected_services(settings: InfraSettings) -> list[str]:
+    available = existing_services()
+    if settings.services is None:
+        return available
+    wanted = [s.strip() for s in settings.services.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in available]
+    if unknown:
+        raise SystemExit(f"unknown service(s) {unknown}; available: {available}")
+    return wanted
+
+
+class Supervisor:
+    def __init__(self, settings: InfraSettings) -> None:
+        self.settings = settings
+        self.kafka = LocalKafka.from_settings(settings)
+        self.state_file = settings.run_dir / "components.json"
+
+    # -- state ---------------------------------------------------------------------------------
+    def load(self) -> dict[str, Component]:
+        if not self.state_file.exists():
+            return {}
+        return {c["name"]: Component(**c) for c in json.loads(self.state_file.read_text())}
+
+    def save(self, components: dict[str, Component]) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps([asdict(c) for c in components.values()], indent=2) + "\n")
+
+    def service_env(self, name: str, api_keys_file: Path) -> dict[str, str]:
+        prefix = name.upper()
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+            "MLOPS_API_KEYS_FILE": str(api_keys_file),
+            "MLOPS_STATE_DIR": str(self.settings.state_dir),
+            f"{prefix}_HTTP_HOST": "127.0.0.1",
+            f"{prefix}_HTTP_PORT": str(service_port(self.settings, name)),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    # -- kafka ---------------------------------------------------------------------------------
+    def kafka_component(self) -> Component:
+        if not self.settings.local_kafka:
+            return Component("kafka", "kafka", f"kafka://{self.settings.bootstrap_servers}")
+        return Component(
+            "kafka",
+            "kafka",
+            f"kafka://{self.kafka.bootstrap_servers}",
+            self.kafka.pid(),
+            str(self.kafka.logs_dir / "server.log"),
+        )
+
+    def start_kafka(self) -> Component:
+        component = self.kafka_component()
+        if self.settings.local_kafka:
+            component.started_by_us = self.kafka.start(self.settings.kafka_start_timeout_s)
+            component.pid = self.kafka.pid()
+        return component
+
+    # -- services ------------------------------------------------------------------------------
+    def start_service(self, name: str, api_keys_file: Path) -> Component:
+        url = f"http://127.0.0.1:{service_port(self.settings, name)}"
+        running = self.load().get(name)
+        if running and running.pid and process_matches(running.pid, f"services.{name}"):
+            return running
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.settings.logs_dir / f"{name}.log"
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                cwd=REPO_ROOT,
+                env=self.service_env(name, api_keys_file),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return Component(name, "service", url, process.pid, str(log_path), started_by_us=True)
+
+    def wait_healthy(self, components: list[Component], timeout_s: float) -> list[str]:
+        """Wait until every service answers /ready; return the names that did not."""
+        deadline = time.monotonic() + timeout_s
+        pending = {c.name: c for c in components if c.kind == "service"}
+        while pending and time.monotonic() < deadline:
+            for name, component in list(pending.items()):
+                if component.pid and not pid_alive(component.pid):
+                    raise SystemExit(f"{name} exited during start-up; see {component.log}")
+                if probe_service(component.url) == "ready":
+                    del pending[name]
+            time.sleep(0.3)
+        return sorted(pending)
+
+    def stop(self, component: Component, timeout_s: float = 20.0) -> bool:
+        if not component.started_by_us or not component.pid:
+            return False
+        if component.kind == "kafka":
+            return self.kafka.stop()
+        if not process_matches(component.pid, f"services.{component.name}"):
+            return False
+        os.killpg(component.pid, signal.SIGTERM)
+        if not _wait_for_exit(component.pid, timeout_s):
+            os.killpg(component.pid, signal.SIGKILL)
+        return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = (
+        Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+        if Path(f"/proc/{pid}/stat").exists()
+        else "X"
+    )
+    return state != "Z"
+
+
+def process_matches(pid: int, marker: str) -> bool:
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def probe_service(url: str) -> str:
+    try:
+        response = httpx.get(f"{url}/ready", timeout=2.0)
+    except httpx.HTTPError:
+        return "down"
+    return "ready" if response.status_code == 200 else "not ready"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything the platform needs into ./.venv, from the pinned lock file, idempotently.
+# Needs only: Python 3.11, Java 17, Maven, a C compiler (lime and hnswlib build from source).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+VENV=.venv
+STAMP="$VENV/.installed"
+want="$(cat requirements/lock.txt requirements/post-install.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "install.sh: '$1' is required ($2)" >&2; exit 1; }; }
+need "$PYTHON" "Python 3.11"
+need java "Java 17, to run Apache Kafka"
+need mvn "Maven, to fetch Apache Kafka from Maven Central"
+need cc "a C compiler, for lime and hnswlib"
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  exit 0
+fi
+echo "==> creating $VENV from requirements/lock.txt (first time: a few minutes)"
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --no-input -r requirements/lock.txt
+# Packages whose own pins are obsolete (see requirements/post-install.txt): installed without deps.
+grep -vE '^\s*(#|$)' requirements/post-install.txt | xargs -r "$VENV/bin/python" -m pip install --quiet --no-deps
+"$VENV/bin/python" -m pip install --quiet --no-deps -e .
+echo "$want" > "$STAMP"
+echo "==> $VENV ready"

@@ -1,0 +1,142 @@
+"""The HTTP face every service shares: lifespan that runs the broker, health, readiness, metrics.
+
+`/health` (is the process alive) and `/ready` (is it connected and able to work) are open so that
+supervisors and orchestrators can probe them; they reveal nothing but a status. Every other route,
+`/metrics` included, requires an API key bound to a role.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.envelope import Event
+from servicekit.auth import ApiKeyRegistry, Principal, Role, require_roles
+from servicekit.consumer import Subscriptions
+from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
+from servicekit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+Hook = Callable[[], Awaitable[None]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    broker: KafkaBroker | None,
+    *,
+    title: str,
+    subscriptions: Subscriptions | None = None,
+    publishes: tuple[type[Event], ...] = (),
+    readiness_checks: dict[str, ReadinessCheck] | None = None,
+    on_startup: list[Hook] | None = None,
+    on_shutdown: list[Hook] | None = None,
+) -> FastAPI:
+    """A FastAPI app whose lifespan connects the broker (subscribers start consuming) and runs hooks.
+
+    `subscriptions` and `publishes` describe the service's side of the bus; the AsyncAPI export
+    reads them from `app.state`."""
+    checks: dict[str, ReadinessCheck] = dict(readiness_checks or {})
+    if broker is not None:
+        checks.setdefault("kafka", lambda: broker.ping(timeout=2.0))
+    service = settings.service_name
+    api_keys = ApiKeyRegistry.load(
+        settings.api_keys_file,
+        settings.api_keys_json.get_secret_value() if settings.api_keys_json else None,
+        production=settings.environment == "production",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup or []:
+            await hook()
+        if broker is not None:
+            await broker.start()
+        log.info("%s started (%d API keys loaded)", service, len(api_keys))
+        try:
+            yield
+        finally:
+            SERVICE_UP.labels(service).set(0)
+            if broker is not None:
+                await broker.stop()
+            for hook in on_shutdown or []:
+                await hook()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.api_keys = api_keys
+    app.state.settings = settings
+    app.state.broker = broker
+    app.state.subscriptions = subscriptions
+    if broker is not None:
+        for event_type in publishes:  # declared so FastStream's AsyncAPI lists what the service sends
+            broker.publisher(
+                event_type.topic,
+                schema=event_type,
+                title=f"{service}:{event_type.topic}",
+                description=f"{service} publishes {event_type.__name__}.",
+            )
+    app.add_middleware(RequestMetrics, service=service)
+
+    @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/ready", tags=["ops"], summary="Readiness: dependencies reachable")
+    async def ready() -> JSONResponse:
+        results = {name: await _safe(check) for name, check in checks.items()}
+        ok = all(results.values())
+        SERVICE_UP.labels(service).set(1 if ok else 0)
+        return JSONResponse({"ready": ok, "checks": results}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (ops or admin key)")
+    async def metrics(_: Annotated[Principal, Depends(require_roles(Role.OPS))]) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _safe(check: ReadinessCheck) -> bool:
+    try:
+        return bool(await check())
+    except Exception:  # a failing probe means "not ready", never a 500
+        log.warning("readiness check failed", exc_info=True)
+        return False
+
+
+class RequestMetrics:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the serving hot path)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            HTTP_SECONDS.labels(self.service, path, str(status["code"])).observe(
+                time.perf_counter() - started
+            )

@@ -1,0 +1,133 @@
+"""API keys bound to roles, as a FastAPI dependency.
+
+Keys are random tokens (>= 128 bits), so a single SHA-256 is the right hash: no salt or KDF is
+needed against guessing, and lookups stay O(1) per request. Services only ever see the hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, TypeAdapter
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "mlops_"
+
+
+class Role(StrEnum):
+    PRODUCER = "producer"
+    CLIENT = "client"
+    OPS = "ops"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class ApiKeyEntry(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="Who holds the key (shown in logs).")
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the key.")
+    dev: bool = Field(False, description="Generated for local development; refused in production.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class ApiKeyRegistry:
+    def __init__(self, entries: Iterable[ApiKeyEntry]) -> None:
+        self._by_hash = {entry.sha256: entry for entry in entries}
+
+    @classmethod
+    def from_json(cls, text: str) -> ApiKeyRegistry:
+        return cls(TypeAdapter(list[ApiKeyEntry]).validate_json(text))
+
+    @classmethod
+    def load(cls, path: Path | None, inline_json: str | None, *, production: bool) -> ApiKeyRegistry:
+        text = path.read_text() if path is not None else (inline_json or "[]")
+        registry = cls.from_json(text)
+        if production and (not registry._by_hash or any(e.dev for e in registry._by_hash.values())):
+            raise ValueError("production refuses an empty API-key registry or development keys")
+        return registry
+
+    def authenticate(self, key: str) -> Principal | None:
+        entry = self._by_hash.get(hash_key(key))
+        return Principal(entry.name, entry.role) if entry else None
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+
+def write_dev_keys(secrets_dir: Path, names_and_roles: Iterable[tuple[str, Role]]) -> tuple[Path, Path]:
+    """Create development keys once: plain keys for the developer (0600), hashes for the services."""
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plain_file, hashed_file = secrets_dir / "api-keys.json", secrets_dir / "api-keys.hashed.json"
+    if not plain_file.exists():
+        plain = {name: {"role": role.value, "key": generate_key()} for name, role in names_and_roles}
+        plain_file.touch(mode=0o600)
+        plain_file.write_text(json.dumps(plain, indent=2) + "\n")
+    plain = json.loads(plain_file.read_text())
+    hashed = [
+        {"name": name, "role": v["role"], "sha256": hash_key(v["key"]), "dev": True}
+        for name, v in plain.items()
+    ]
+    hashed_file.write_text(json.dumps(hashed, indent=2) + "\n")
+    return plain_file, hashed_file
+
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key bound to a role.")
+_bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token (for scrapers).")
+
+
+def require_roles(*roles: Role) -> Callable[..., Principal]:
+    """Dependency admitting the given roles (admin is admitted everywhere)."""
+    admitted = frozenset(roles) | {Role.ADMIN}
+
+    def dependency(
+        request: Request,
+        api_key: Annotated[str | None, Depends(_api_key_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        key = api_key or (bearer.credentials if bearer else None)
+        if not key:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing API key (X-API-Key header)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        registry: ApiKeyRegistry = request.app.state.api_keys
+        principal = registry.authenticate(key)
+        if principal is None:
+            log.warning("rejected an unknown API key", extra={"path": request.url.path})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"}
+            )
+        if principal.role not in admitted:
+            allowed = ", ".join(sorted(r.value for r in admitted))
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role '{principal.role}' may not call this; needs {allowed}"
+            )
+        request.state.principal = principal
+        return principal
+
+    return dependency

@@ -1,0 +1,22 @@
+"""Run a service's app under uvicorn with the platform's logging (each service's `__main__` calls this)."""
+
+from __future__ import annotations
+
+import uvicorn
+from fastapi import FastAPI
+
+from servicekit.logs import configure_logging
+from servicekit.settings import ServiceSettings
+
+
+def run_service(app: FastAPI, settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # keep our JSON handler
+        access_log=False,  # request metrics are on /metrics; access logs would repeat them per request
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,82 @@
+"""Base settings every service extends with its own env prefix (e.g. `INGEST_`).
+
+Platform-wide values (the Kafka cluster, the API-key registry, the environment) use fixed,
+unprefixed names so one export configures every service; per-service values use the prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "admin"}
+
+
+class ServiceSettings(BaseSettings):
+    """Subclass per service: set `service_name` and `model_config = SettingsConfigDict(env_prefix=...)`."""
+
+    # populate_by_name: code and tests may pass fields by name even where the env name is an alias.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    service_name: ClassVar[str] = "service"
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        validation_alias=AliasChoices("MLOPS_ENV"),
+        description="`production` refuses development keys and placeholder secrets.",
+    )
+    log_level: str = Field(
+        "INFO", validation_alias=AliasChoices("MLOPS_LOG_LEVEL"), description="Root log level."
+    )
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka cluster to use (host:port, comma-separated).",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL"), description="Client security."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM"), description="SASL mechanism."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME"), description="SASL user."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD"),
+        description="SASL password (never logged).",
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("MLOPS_API_KEYS_FILE"),
+        description="JSON list of {name, role, sha256}: hashed API keys. Plain keys never reach a service.",
+    )
+    api_keys_json: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("MLOPS_API_KEYS"),
+        description="The same JSON inline (e.g. from a secret store), used when no file is given.",
+    )
+    http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
+    http_port: int = Field(8100, ge=1, le=65535, description="Port of the HTTP API.")
+    max_handler_attempts: int = Field(
+        3, ge=1, le=100, description="Attempts per message before a failing handler dead-letters it."
+    )
+
+    @property
+    def consumer_group(self) -> str:
+        return self.service_name
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> ServiceSettings:
+        if self.environment != "production":
+            return self
+        if self.kafka_security_protocol.startswith("SASL"):
+            password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+            if password.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("KAFKA_SASL_PASSWORD is empty or a placeholder; refused in production")
+        if self.api_keys_file is None and self.api_keys_json is None:
+            raise ValueError("production needs MLOPS_API_KEYS_FILE or MLOPS_API_KEYS")
+        return self

@@ -1,0 +1,120 @@
+"""The `mlops` CLI as a user runs it: separate processes, a state folder of its own, real Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.settings import REPO_ROOT
+
+PORT = 19292
+
+
+def mlops(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, jars_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env.update(
+        {
+            "MLOPS_STATE_DIR": str(tmp_path / "state"),
+            "MLOPS_JARS_DIR": str(jars_dir),
+            "MLOPS_KAFKA_PORT": str(PORT),
+            "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 1),
+        }
+    )
+    yield env
+    mlops("down", env=env)
+
+
+def kcat(bootstrap: str, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(
+        ["kcat", "-b", bootstrap, *args], input=stdin, capture_output=True, check=True, timeout=60
+    ).stdout
+
+
+def status(env: dict[str, str]) -> tuple[int, dict[str, dict[str, object]]]:
+    result = mlops("status", "--json", env=env)
+    return result.returncode, {c["name"]: c for c in json.loads(result.stdout)["components"]}
+
+
+def test_up_status_down_and_data_survives_a_restart(cli_env: dict[str, str]) -> None:
+    bootstrap = f"127.0.0.1:{PORT}"
+    first = mlops("up", "--no-services", env=cli_env)
+    assert first.returncode == 0, first.stderr
+    assert "topics: " in first.stderr and "created" in first.stderr
+
+    again = mlops("up", "--no-services", env=cli_env)  # starting twice is harmless
+    assert again.returncode == 0 and "already running" in again.stderr
+
+    code, components = status(cli_env)
+    kafka = components["kafka"]
+    assert code == 0 and kafka["health"] == "ready" and kafka["url"] == f"kafka://{bootstrap}"
+    assert isinstance(kafka["pid"], int) and kafka["rss_mib"] > 50  # a JVM, really running
+
+    marker = uuid.uuid4().hex.encode()
+    kcat(bootstrap, "-P", "-t", "records.raw", "-k", "app-1", stdin=b'{"marker": "' + marker + b'"}\n')
+
+    down = mlops("down", env=cli_env)
+    assert down.returncode == 0 and "kafka: stopped" in down.stderr
+    assert not Path(f"/proc/{kafka['pid']}").exists()
+    code, components = status(cli_env)
+    assert code == 1 and components["kafka"]["health"] == "down"
+
+    assert mlops("up", "--no-services", env=cli_env).returncode == 0
+    records = kcat(bootstrap, "-C", "-t", "records.raw", "-o", "beginning", "-e", "-q")
+    assert marker in records  # the record written before the restart is still there
+
+
+def test_an_external_cluster_is_used_and_left_alone(cli_env: dict[str, str], kafka_bootstrap: str) -> None:
+    env = {**cli_env, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    up = mlops("up", "--no-services", env=env)
+    assert up.returncode == 0, up.stderr
+    assert not (Path(env["MLOPS_STATE_DIR"]) / "kafka" / "kafka.pid").exists()  # no local broker started
+    code, components = status(env)
+    assert code == 0 and components["kafka"]["url"] == f"kafka://{kafka_bootstrap}"
+    assert components["kafka"]["pid"] is None
+    down = mlops("down", env=env)
+    assert "left alone" in down.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "--services", "no-such-service"], "unknown service"),
+        (["status", "--jsn"], "unrecognized arguments"),
+        (["teleport"], "invalid choice"),
+    ],
+)
+def test_bad_cli_input_gets_a_clear_error(cli_env: dict[str, str], args: list[str], message: str) -> None:
+    result = mlops(*args, env=cli_env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_a_taken_port_is_reported_not_fought_over(cli_env: dict[str, str], kafka_bootstrap: str) -> None:
+    port = kafka_bootstrap.rsplit(":", 1)[1]
+    env = {**cli_env, "MLOPS_KAFKA_PORT": port, "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 5)}
+    result = mlops("up", "--no-services", env=env)
+    assert result.returncode == 2 and f"port {port} is taken" in result.stderr
+
+
+def test_invalid_settings_are_refused_by_name(cli_env: dict[str, str]) -> None:
+    result = mlops("up", "--no-services", env={**cli_env, "MLOPS_KAFKA_PORT": "ninety"})
+    assert result.returncode != 0 and "kafka_port" in result.stderr

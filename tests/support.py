@@ -1,0 +1,43 @@
+"""Helpers shared by the test tiers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from contracts.events import TrainingRequested, TrainingRequestedPayload
+from infra.topics import TopicPlan, ensure_topics_async
+from servicekit.settings import ServiceSettings
+
+
+class ProbeSettings(ServiceSettings):
+    """Settings of a throwaway service used by tests."""
+
+    model_config = SettingsConfigDict(env_prefix="PROBE_", extra="ignore")
+    service_name: ClassVar[str] = "probe"
+
+
+def probe_settings(bootstrap: str, **overrides: object) -> ProbeSettings:
+    return ProbeSettings(kafka_bootstrap_servers=bootstrap, **overrides)  # type: ignore[arg-type]
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    await ensure_topics_async(bootstrap, [TopicPlan(name, partitions)])
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def training_request(model: str = "credit", by: str = "tests") -> TrainingRequested:
+    return TrainingRequested.create(
+        TrainingRequestedPayload(model_name=model, reason="manual", requested_by=by), producer="probe"
+    )
