@@ -59,11 +59,20 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("MLOPS_API_KEYS"),
         description="The same JSON inline (e.g. from a secret store), used when no file is given.",
     )
+    state_dir: Path = Field(
+        Path(".local"),
+        validation_alias=AliasChoices("MLOPS_STATE_DIR"),
+        description="Root of local state; a service keeps its files under <state_dir>/<service_name>.",
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(8100, ge=1, le=65535, description="Port of the HTTP API.")
     max_handler_attempts: int = Field(
         3, ge=1, le=100, description="Attempts per message before a failing handler dead-letters it."
     )
+
+    @property
+    def service_dir(self) -> Path:
+        return self.state_dir / self.service_name
 
     @property
     def consumer_group(self) -> str:

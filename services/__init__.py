@@ -1,0 +1,1 @@
+"""The platform's services. Each is its own process and package; they never import each other."""

@@ -1,0 +1,80 @@
+"""The kit's subscriptions on FastStream's in-memory broker: parsing, routing, dead letters."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from faststream.kafka import TestKafkaBroker
+
+from contracts.common import KafkaCoordinates
+from contracts.events import DeadLettered, ModelPromoted, TrainingRequested
+from contracts.registry import encode_event, parse_event
+from contracts.samples import sample_events
+from contracts.topics import DEADLETTERS, TRAINING_REQUESTED
+from servicekit.broker import EventPublisher, make_broker
+from servicekit.consumer import RawMessage, Subscriptions
+from tests.support import probe_settings, training_request
+
+
+def wired() -> tuple[Subscriptions, list[TrainingRequested], list[DeadLettered]]:
+    broker = make_broker(probe_settings("127.0.0.1:1"))
+    subs = Subscriptions(broker, EventPublisher(broker, "probe"), "probe")
+    handled: list[TrainingRequested] = []
+    letters: list[DeadLettered] = []
+
+    @subs.on_event(TRAINING_REQUESTED, TrainingRequested)
+    async def handle(event: TrainingRequested, source: KafkaCoordinates) -> None:
+        handled.append(event)
+
+    @subs.on_raw(DEADLETTERS, group_id="letters")
+    async def keep(raws: list[RawMessage]) -> None:
+        letters.extend(parse_event(r.value or b"") for r in raws)  # type: ignore[misc]
+
+    return subs, handled, letters
+
+
+async def test_a_valid_event_reaches_its_handler_typed() -> None:
+    subs, handled, letters = wired()
+    event = training_request()
+    async with TestKafkaBroker(subs.broker) as broker:
+        await broker.publish(encode_event(event), TRAINING_REQUESTED)
+    assert handled == [event] and not letters
+
+
+async def test_garbage_is_dead_lettered_with_a_reason_and_digest() -> None:
+    subs, handled, letters = wired()
+    async with TestKafkaBroker(subs.broker) as broker:
+        await broker.publish(b"\x00\x01 binary", TRAINING_REQUESTED, key=b"k")
+        await broker.publish(json.dumps({"event_type": "TrainingRequested"}).encode(), TRAINING_REQUESTED)
+    assert not handled
+    assert [letter.payload.reason.code for letter in letters] == ["not_json", "schema_violation"]
+    first = letters[0].payload
+    assert first.raw_sha256 == hashlib.sha256(b"\x00\x01 binary").hexdigest() and first.raw_size == 9
+    assert first.key_sha256 == hashlib.sha256(b"k").hexdigest() and first.consumer == "probe"
+
+
+async def test_an_event_of_another_type_is_refused_on_this_topic() -> None:
+    subs, handled, letters = wired()
+    promoted = next(e for e in sample_events() if isinstance(e, ModelPromoted))
+    async with TestKafkaBroker(subs.broker) as broker:
+        await broker.publish(encode_event(promoted), TRAINING_REQUESTED)
+    assert not handled
+    assert letters[0].payload.reason.code == "unexpected_event_type"
+    assert "ModelPromoted" in letters[0].payload.reason.message
+
+
+async def test_publisher_keys_and_labels_events_per_contract() -> None:
+    broker = make_broker(probe_settings("127.0.0.1:1"))
+    seen: list[RawMessage] = []
+    subs = Subscriptions(broker, EventPublisher(broker, "probe"), "probe")
+
+    @subs.on_raw(TRAINING_REQUESTED)
+    async def keep(raws: list[RawMessage]) -> None:
+        seen.extend(raws)
+
+    event = training_request(model="credit-risk")
+    async with TestKafkaBroker(broker):
+        await subs.publisher.publish(event)
+    assert seen[0].key == b"credit-risk"
+    assert parse_event(seen[0].value or b"") == event
