@@ -9,4 +9,5 @@ export MLFLOW_DISABLE_TELEMETRY=true TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=""
 .venv/bin/ruff check contracts servicekit infra services tests bench
 .venv/bin/python -m mypy
 .venv/bin/python -m contracts.export --check docs/events
-.venv/bin/python -m pytest tests -p no:cacheprovider "$@"
+.venv/bin/python -m servicekit.asyncapi --check docs/asyncapi.json
+.venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"

@@ -1,0 +1,75 @@
+"""infra/: broker configuration, topic plans, service discovery and ports (no processes started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contracts.topics import TOPICS
+from infra.kafka_local import LocalKafka, ensure_jars
+from infra.settings import InfraSettings
+from infra.supervisor import SERVICE_ORDER, Supervisor, process_matches, selected_services, service_port
+from infra.topics import platform_topics
+
+
+def test_broker_config_is_single_node_kraft_on_loopback(tmp_path: Path) -> None:
+    props = LocalKafka(home=tmp_path, jars_dir=tmp_path, port=1234, controller_port=1235).server_properties()
+    lines = dict(line.split("=", 1) for line in props.splitlines() if line)
+    assert lines["process.roles"] == "broker,controller"
+    assert lines["listeners"] == "PLAINTEXT://127.0.0.1:1234,CONTROLLER://127.0.0.1:1235"
+    assert lines["log.dirs"] == str(tmp_path / "data")  # data lives in the state dir, so it survives restarts
+    assert lines["auto.create.topics.enable"] == "false"  # topics come from contracts, typos fail loudly
+    assert lines["offsets.topic.replication.factor"] == "1"
+
+
+def test_record_topics_get_the_configured_partitions() -> None:
+    plans = {p.name: p.partitions for p in platform_topics(record_partitions=4, other_partitions=1)}
+    assert set(plans) == {spec.name for spec in TOPICS}
+    assert plans["records.raw"] == plans["records.clean"] == plans["predictions.made"] == 4
+    assert plans["model.promoted"] == 1
+
+
+def test_defaults_give_record_topics_at_least_three_partitions() -> None:
+    settings = InfraSettings()
+    plans = platform_topics(settings.kafka_record_partitions, settings.kafka_other_partitions)
+    assert all(p.partitions >= 3 for p in plans if next(s for s in TOPICS if s.name == p.name).record_topic)
+
+
+def test_external_cluster_setting_switches_off_the_local_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092,broker-b:9092")
+    settings = InfraSettings()
+    assert not settings.local_kafka and settings.bootstrap_servers == "broker-a:9092,broker-b:9092"
+    assert Supervisor(settings).kafka_component().pid is None
+
+
+def test_service_ports_follow_the_canonical_order() -> None:
+    settings = InfraSettings(first_service_port=9000)
+    assert [service_port(settings, s) for s in SERVICE_ORDER] == list(range(9000, 9000 + len(SERVICE_ORDER)))
+
+
+def test_unknown_services_are_refused() -> None:
+    with pytest.raises(SystemExit, match="unknown service"):
+        selected_services(InfraSettings(services="ingest,nope"))
+
+
+def test_a_reused_pid_is_not_mistaken_for_ours() -> None:
+    import os
+
+    assert not process_matches(os.getpid(), "services.audit")  # this pytest process is not the audit service
+    assert not process_matches(2**22 + 12345, "anything")  # no such process
+
+
+def test_jars_are_fetched_only_when_the_pom_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from infra import kafka_local
+
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / ".pom.sha256").write_text(hashlib.sha256(kafka_local.POM.read_bytes()).hexdigest())
+    monkeypatch.setattr(kafka_local.shutil, "which", lambda _: None)  # mvn would be needed if it refetched
+    assert ensure_jars(jars) == jars
+    (jars / ".pom.sha256").write_text("stale")
+    with pytest.raises(kafka_local.KafkaInfraError, match="Maven"):
+        ensure_jars(jars)
