@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from infra.settings import REPO_ROOT
+from tests.conftest import TEST_KAFKA_PORT
 
-PORT = 19292
+PORT = TEST_KAFKA_PORT + 200
 
 
 def mlops(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,11 @@ from aiokafka.errors import KafkaError
 
 from infra.kafka_local import LocalKafka
 from servicekit.consumer import RawMessage
+from tests.conftest import TEST_KAFKA_PORT
 from tests.integration.test_event_bus import kit
 from tests.support import create_topic, wait_until
 
-PORT = 19192
+PORT = TEST_KAFKA_PORT + 100  # a broker of its own, beside the shared test broker
 
 
 @pytest.fixture
