@@ -15,9 +15,9 @@ import pytest
 
 from infra.kafka_local import LocalKafka
 from infra.settings import REPO_ROOT, InfraSettings
+from tests.support import TEST_KAFKA_PORT
 
 TEST_STATE_DIR = Path(os.environ.get("MLOPS_TEST_STATE_DIR", REPO_ROOT / ".local" / "test"))
-TEST_KAFKA_PORT = int(os.environ.get("MLOPS_TEST_KAFKA_PORT", "19092"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

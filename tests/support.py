@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -12,6 +13,9 @@ from pydantic_settings import SettingsConfigDict
 from contracts.events import TrainingRequested, TrainingRequestedPayload
 from infra.topics import TopicPlan, ensure_topics_async
 from servicekit.settings import ServiceSettings
+
+# The shared test broker's port; brokers that tests start for themselves use TEST_KAFKA_PORT + 100, + 200...
+TEST_KAFKA_PORT = int(os.environ.get("MLOPS_TEST_KAFKA_PORT", "19092"))
 
 
 class ProbeSettings(ServiceSettings):

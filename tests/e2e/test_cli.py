@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import REPO_ROOT
-from tests.conftest import TEST_KAFKA_PORT
+from tests.support import TEST_KAFKA_PORT
 
 PORT = TEST_KAFKA_PORT + 200
 

@@ -12,9 +12,8 @@ from aiokafka.errors import KafkaError
 
 from infra.kafka_local import LocalKafka
 from servicekit.consumer import RawMessage
-from tests.conftest import TEST_KAFKA_PORT
 from tests.integration.test_event_bus import kit
-from tests.support import create_topic, wait_until
+from tests.support import TEST_KAFKA_PORT, create_topic, wait_until
 
 PORT = TEST_KAFKA_PORT + 100  # a broker of its own, beside the shared test broker
 
