@@ -258,15 +258,15 @@ class LocalKafka:
             self.pid_file.unlink(missing_ok=True)
             return False
         os.kill(pid, signal.SIGTERM)
-        if not _wait_for_exit(pid, timeout_s):
+        if not wait_for_exit(pid, timeout_s):
             log.warning("Kafka (pid %s) ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
             os.kill(pid, signal.SIGKILL)
-            _wait_for_exit(pid, 5)
+            wait_for_exit(pid, 5)
         self.pid_file.unlink(missing_ok=True)
         return True
 
 
-def _wait_for_exit(pid: int, timeout_s: float) -> bool:
+def wait_for_exit(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

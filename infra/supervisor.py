@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.kafka_local import LocalKafka, _wait_for_exit
+from infra.kafka_local import LocalKafka, wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
 
 # Canonical order: a service's default port is its place here, so ports never depend on which exist.
@@ -141,7 +141,7 @@ class Supervisor:
         if not process_matches(component.pid, f"services.{component.name}"):
             return False
         os.killpg(component.pid, signal.SIGTERM)
-        if not _wait_for_exit(component.pid, timeout_s):
+        if not wait_for_exit(component.pid, timeout_s):
             os.killpg(component.pid, signal.SIGKILL)
         return True
 
