@@ -15,6 +15,7 @@ import pytest
 
 from infra.kafka_local import LocalKafka
 from infra.settings import REPO_ROOT, InfraSettings
+from infra.supervisor import pid_alive
 from tests.support import TEST_KAFKA_PORT
 
 TEST_STATE_DIR = Path(os.environ.get("MLOPS_TEST_STATE_DIR", REPO_ROOT / ".local" / "test"))
@@ -45,15 +46,19 @@ def kafka_bootstrap(jars_dir: Path) -> Iterator[str]:
         yield external
         return
     kafka = LocalKafka(
-        home=TEST_STATE_DIR / "kafka",
-        jars_dir=jars_dir,
-        port=TEST_KAFKA_PORT,
-        controller_port=TEST_KAFKA_PORT + 1,
+        home=TEST_STATE_DIR / "kafka", jars_dir=jars_dir, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_PORT + 1
     )
-    started = kafka.start(timeout_s=90)
+    # Several test sessions may share this broker (parallel runs on one machine): each registers
+    # itself, and the last one out stops the broker.
+    users = TEST_STATE_DIR / "kafka-users"
+    users.mkdir(parents=True, exist_ok=True)
+    me = users / str(os.getpid())
+    me.touch()
+    kafka.start(timeout_s=90)
     ensure_topics(kafka.bootstrap_servers, platform_topics(3, 1))
     yield kafka.bootstrap_servers
-    if started:
+    me.unlink(missing_ok=True)
+    if not any(pid_alive(int(p.name)) for p in users.iterdir() if p.name.isdigit()):
         kafka.stop()
 
 
