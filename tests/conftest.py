@@ -46,7 +46,10 @@ def kafka_bootstrap(jars_dir: Path) -> Iterator[str]:
         yield external
         return
     kafka = LocalKafka(
-        home=TEST_STATE_DIR / "kafka", jars_dir=jars_dir, port=TEST_KAFKA_PORT, controller_port=TEST_KAFKA_PORT + 1
+        home=TEST_STATE_DIR / "kafka",
+        jars_dir=jars_dir,
+        port=TEST_KAFKA_PORT,
+        controller_port=TEST_KAFKA_PORT + 1,
     )
     # Several test sessions may share this broker (parallel runs on one machine): each registers
     # itself, and the last one out stops the broker.
