@@ -19,7 +19,7 @@ test-unit: install
 	@$(PY) -m pytest tests/unit -q
 
 lint: install
-	@$(VENV)/bin/ruff check contracts servicekit infra services tests bench
+	@$(VENV)/bin/ruff check .
 	@$(PY) -m mypy
 
 schemas: install

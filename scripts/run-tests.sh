@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 export MLOPS_TEST_STATE_DIR="${MLOPS_TEST_STATE_DIR:-$PWD/.local/test}"
 export MLFLOW_DISABLE_TELEMETRY=true TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=""
 
-.venv/bin/ruff check contracts servicekit infra services tests bench
+.venv/bin/ruff check .
 .venv/bin/python -m mypy
 .venv/bin/python -m contracts.export --check docs/events
 .venv/bin/python -m servicekit.asyncapi --check docs/asyncapi.json
