@@ -67,6 +67,15 @@ def ensure_jars(jars_dir: Path) -> Path:
     return jars_dir
 
 
+def new_cluster_id() -> str:
+    """A Kafka cluster id: URL-safe base64 of a UUID. Like Kafka's own Uuid.randomUuid, never one that
+    starts with '-', which the storage tool's argument parser would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -181,7 +190,7 @@ class LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id_file = self.home / "cluster.id"
         if not cluster_id_file.exists():
-            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            cluster_id_file.write_text(new_cluster_id())
         cmd = [
             self._java(),
             "-cp",

@@ -73,3 +73,16 @@ def test_jars_are_fetched_only_when_the_pom_changed(tmp_path: Path, monkeypatch:
     (jars / ".pom.sha256").write_text("stale")
     with pytest.raises(kafka_local.KafkaInfraError, match="Maven"):
         ensure_jars(jars)
+
+
+def test_cluster_ids_never_look_like_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    from infra import kafka_local
+
+    # The first UUID encodes to "-...": the storage tool would read it as a flag. It must be redrawn.
+    dash_first = uuid.UUID(bytes=b"\xfb" + bytes(15))
+    draws = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka_local.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka_local.new_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
