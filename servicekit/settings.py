@@ -64,6 +64,23 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("MLOPS_STATE_DIR"),
         description="Root of local state; a service keeps its files under <state_dir>/<service_name>.",
     )
+    feast_repo_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("MLOPS_FEAST_REPO"),
+        description="Feature store folder (registry, SQLite online store, Parquet offline store); "
+        "default <state_dir>/feast.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI"),
+        description="MLflow tracking and registry; default SQLite at <state_dir>/mlflow/mlflow.db.",
+    )
+    model_name: str = Field(
+        "credit-risk",
+        validation_alias=AliasChoices("MLOPS_MODEL_NAME"),
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Registered model the platform trains, gates and serves.",
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(8100, ge=1, le=65535, description="Port of the HTTP API.")
     max_handler_attempts: int = Field(
@@ -73,6 +90,21 @@ class ServiceSettings(BaseSettings):
     @property
     def service_dir(self) -> Path:
         return self.state_dir / self.service_name
+
+    @property
+    def feature_store_dir(self) -> Path:
+        return (self.feast_repo_dir or self.state_dir / "feast").resolve()
+
+    @property
+    def mlflow_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_root(self) -> Path:
+        """Where runs store artifacts with the local default (MLflow would otherwise write ./mlruns)."""
+        return (self.state_dir / "mlflow" / "artifacts").resolve()
 
     @property
     def consumer_group(self) -> str:
