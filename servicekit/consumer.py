@@ -63,15 +63,21 @@ class Subscriptions:
     registered: list[Subscription] = field(default_factory=list)
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
-    def _subscriber(self, topic: str, group_id: str, batch: bool, description: str) -> Any:
+    def _subscriber(
+        self, topic: str, group_id: str, batch: bool, description: str, max_records: int = 500
+    ) -> Any:
         return self.broker.subscriber(
             topic,
             group_id=group_id,
             batch=batch,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # Handlers read the raw bytes and parse them with the contracts; FastStream's own JSON
+            # decoding would run first and die outside our dead-letter path (e.g. RecursionError
+            # on deeply nested JSON), retrying that message forever.
+            decoder=_no_decode,
             max_partition_fetch_bytes=MAX_REQUEST_BYTES,
-            max_records=500 if batch else None,
+            max_records=max_records if batch else None,
             title=f"{self.service}:{topic}",
             description=description,
         )
@@ -100,17 +106,20 @@ class Subscriptions:
                     await self.dead_letter(raw, err.code, str(err), err.errors)
                     return
                 with log_context(event_id=str(event.event_id), event_type=event.event_type):
-                    await self._run(raw, lambda: handler(event, raw.source))
+                    await self._run([raw], lambda: handler(event, raw.source))
 
         return register
 
     def on_raw(
-        self, topic: str, *, group_id: str | None = None, batch: bool = False
+        self, topic: str, *, group_id: str | None = None, batch: bool = False, max_records: int = 500
     ) -> Callable[[Callable[[list[RawMessage]], Awaitable[None]]], None]:
         """Subscribe a handler that takes raw records (for topics that carry no envelope, or for speed).
-        The handler gets a list: one record, or a whole fetched batch when `batch=True`."""
+        The handler gets a list: one record, or a fetched batch of up to `max_records` when `batch=True`
+        (bigger batches amortise a handler's per-call cost, e.g. a database commit)."""
         group = group_id or self.service
-        subscriber = self._subscriber(topic, group, batch=batch, description="Consumes raw records.")
+        subscriber = self._subscriber(
+            topic, group, batch=batch, description="Consumes raw records.", max_records=max_records
+        )
         self.registered.append(Subscription(topic, group, (), batch=batch, subscriber=subscriber))
 
         def register(handler: Callable[[list[RawMessage]], Awaitable[None]]) -> None:
@@ -118,7 +127,7 @@ class Subscriptions:
             async def consume(msg: KafkaMessage) -> None:
                 records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
                 raws = [_raw_message(r) for r in records]
-                await self._run(raws[0], lambda: handler(raws), count=len(raws))
+                await self._run(raws, lambda: handler(raws))
 
         return register
 
@@ -131,8 +140,15 @@ class Subscriptions:
                 assigned |= {(tp.topic, tp.partition) for tp in consumer.assignment()}
         return assigned
 
-    async def _run(self, raw: RawMessage, call: Callable[[], Awaitable[None]], count: int = 1) -> None:
-        topic, coordinates = raw.source.topic, (raw.source.topic, raw.source.partition, raw.source.offset)
+    async def _run(self, raws: list[RawMessage], call: Callable[[], Awaitable[None]]) -> None:
+        """Run a handler over one record or a batch. Attempts are counted by the first record (a
+        retried batch starts at the same offset); when they run out, EVERY record of the batch is
+        dead-lettered, so committing the batch loses none silently."""
+        first, count = raws[0], len(raws)
+        topic, coordinates = (
+            first.source.topic,
+            (first.source.topic, first.source.partition, first.source.offset),
+        )
         started = time.perf_counter()
         try:
             await call()
@@ -145,10 +161,11 @@ class Subscriptions:
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
                 raise  # NACK: the consumer seeks back and the message is delivered again
             self._attempts.pop(coordinates, None)
-            log.exception("handler failed %d times; dead-lettering", attempt)
-            await self.dead_letter(
-                raw, "handler_failed", f"{type(exc).__name__} after {attempt} attempts", []
-            )
+            log.exception("handler failed %d times; dead-lettering %d record(s)", attempt, count)
+            for raw in raws:
+                await self.dead_letter(
+                    raw, "handler_failed", f"{type(exc).__name__} after {attempt} attempts", []
+                )
             return
         self._attempts.pop(coordinates, None)
         HANDLER_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
@@ -172,6 +189,10 @@ class Subscriptions:
         DEAD_LETTERS.labels(self.service, raw.source.topic, code).inc()
         EVENTS_CONSUMED.labels(self.service, raw.source.topic, "dead_lettered").inc()
         log.warning("dead-lettered %s: %s", raw.source.model_dump(), code)
+
+
+async def _no_decode(message: Any, original: Any) -> None:
+    return None
 
 
 def _raw_message(record: Any) -> RawMessage:

@@ -168,3 +168,50 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     assert letter.payload.reason.code == "handler_failed"
     assert "RuntimeError" in letter.payload.reason.message
     await asyncio.sleep(0)
+
+
+async def test_deeply_nested_json_is_dead_lettered_not_retried_forever(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    await create_topic(kafka_bootstrap, unique_topic)
+    subs = kit(kafka_bootstrap)
+    handled: list[TrainingRequested] = []
+
+    @subs.on_event(unique_topic, TrainingRequested, group_id=f"g-{uuid.uuid4()}")
+    async def handle(event: TrainingRequested, source: KafkaCoordinates) -> None:
+        handled.append(event)
+
+    nested = b"[" * 100_000 + b"]" * 100_000  # deeper than any JSON parser's recursion limit
+    after = training_request(by="after-the-nesting")
+    async with subs.broker:
+        await subs.broker.start()
+        await subs.broker.publish(nested, unique_topic)
+        await subs.publisher.publish(after, topic=unique_topic)
+        await wait_until(lambda: len(handled) == 1, what="the event after the nested one")
+    [letter] = await _dead_letters_for(kafka_bootstrap, unique_topic, 1)
+    assert letter.payload.source.offset == 0 and letter.payload.reason.code == "not_json"
+
+
+async def test_a_failing_batch_handler_dead_letters_every_record_of_the_batch(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    await create_topic(kafka_bootstrap, unique_topic)
+    subs = kit(kafka_bootstrap)
+    calls: list[int] = []
+    sent = 20
+
+    async def always_fails(raws: list[RawMessage]) -> None:
+        calls.append(len(raws))
+        raise RuntimeError("the store is down")
+
+    async with subs.broker:
+        await subs.broker.connect()
+        for i in range(sent):  # all in the topic before the consumer starts, so they come as batches
+            await subs.broker.publish(json.dumps({"i": i}).encode(), unique_topic)
+    subs.on_raw(unique_topic, group_id=f"g-{uuid.uuid4()}", batch=True)(always_fails)
+    async with subs.broker:
+        await subs.broker.start()
+        letters = await _dead_letters_for(kafka_bootstrap, unique_topic, sent)
+    assert sorted(letter.payload.source.offset for letter in letters) == list(range(sent))
+    assert all(letter.payload.reason.code == "handler_failed" for letter in letters)
+    assert max(calls) > 1  # it really was consumed in batches
