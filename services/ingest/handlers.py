@@ -1,0 +1,201 @@
+"""The ingest use case, shared by the Kafka subscriber and the HTTP route.
+
+`handle` turns a batch of raw records into exactly one outcome event each (clean or rejected) and
+returns only when all are acknowledged by Kafka; the subscriber commits offsets after that
+(at-least-once). Outcome event ids derive from the raw coordinates, so a redelivery republishes the
+same events and consumers dedupe them. `submit` is the HTTP way in: records are appended to the raw
+topic, then take the same path as any Kafka producer's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.ingest.domain import events
+from services.ingest.domain.events import OutMessage, Source
+from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber, redact_known
+from services.ingest.domain.schema import DatasetSchema
+from services.ingest.domain.validation import Code, RecordValidator, Verdict
+from services.ingest.metrics import OUTCOMES, PII_FOUND, PUBLISH_RETRIES, RAW_RECORDS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RawInput:
+    source: Source
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where the raw topic stored a record sent over HTTP."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+class OutcomePublisher(Protocol):
+    async def publish(self, messages: Sequence[OutMessage]) -> None: ...
+
+    async def append_raw(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    ) -> list[Appended]: ...
+
+
+@dataclass(frozen=True)
+class Topics:
+    raw: str
+    clean: str
+    rejected: str
+
+
+@dataclass
+class IngestHandler:
+    schema: DatasetSchema
+    validator: RecordValidator
+    policy: PiiPolicyApplier
+    publisher: OutcomePublisher
+    topics: Topics
+    producer: str = "ingest"
+    scrubber: TextScrubber | None = None
+    retry_max_s: float = 5.0
+    offload: bool = field(default=True, repr=False)  # run the CPU work in a thread (tests: inline)
+
+    async def handle(self, batch: Sequence[RawInput]) -> list[OutMessage]:
+        RAW_RECORDS.labels("kafka").inc(len(batch))
+        messages = await asyncio.to_thread(self.process, batch) if self.offload else self.process(batch)
+        await self._publish(messages)
+        for code, count in Counter(m.code for m in messages).items():
+            OUTCOMES.labels("clean" if code == "ok" else "rejected", code).inc(count)
+        return messages
+
+    def process(self, batch: Sequence[RawInput]) -> list[OutMessage]:
+        """Pure CPU: validate, scrub, encode. One outcome per input, in input order."""
+        verdicts = [self.validator.check(raw.value) for raw in batch]
+        scrubbed_fields = [self._structured(v) for v in verdicts]
+        failed = self._scrub_text(verdicts, scrubbed_fields)
+        pii = Counter(name for touched in scrubbed_fields for name in touched)
+        for name, count in pii.items():  # one metric update per field and batch, not per record
+            spec = self.schema.fields[name]
+            PII_FOUND.labels(spec.pii or name, "free_text" if spec.type == "text" else "structured").inc(
+                count
+            )
+        return [
+            self._outcome(raw, verdict, touched, failed=i in failed)
+            for i, (raw, verdict, touched) in enumerate(zip(batch, verdicts, scrubbed_fields, strict=True))
+        ]
+
+    def _structured(self, verdict: Verdict) -> list[str]:
+        record = verdict.record
+        if record is None:
+            return []
+        has_text = any(record.get(name) for name in self.schema.text_fields)
+        if verdict.ok and self.schema.free_text.redact_known_values and has_text:
+            record["__known__"] = self.policy.known_values(record)  # read before hashing; popped later
+        return self.policy.apply_structured(record)
+
+    def _scrub_text(self, verdicts: list[Verdict], touched: list[list[str]]) -> set[int]:
+        """Scrub every free-text value of the batch in one call; return the indexes that failed."""
+        slots: list[tuple[int, str]] = []
+        texts: list[str] = []
+        for i, verdict in enumerate(verdicts):
+            if not verdict.ok or verdict.record is None:
+                continue
+            known = verdict.record.pop("__known__", [])
+            for name in self.schema.text_fields:
+                text = verdict.record.get(name)
+                if isinstance(text, str) and text.strip():
+                    slots.append((i, name))
+                    texts.append(redact_known(text, known) if known else text)
+        if not texts:
+            return set()
+        try:
+            if self.scrubber is None:
+                raise RuntimeError("no text scrubber configured")
+            results = self.scrubber.scrub(texts)
+        except Exception:
+            log.exception("free-text scrubbing failed for %d texts; rejecting their records", len(texts))
+            return {i for i, _ in slots}
+        for (i, name), result in zip(slots, results, strict=True):
+            record = verdicts[i].record
+            assert record is not None
+            if result.text != record[name]:
+                touched[i].append(name)
+            record[name] = result.text
+        return set()
+
+    def _outcome(self, raw: RawInput, verdict: Verdict, touched: list[str], failed: bool) -> OutMessage:
+        dataset = self.schema.dataset
+        if verdict.ok and not failed:
+            assert verdict.record is not None and verdict.event_time is not None
+            return events.cleaned(
+                dataset,
+                raw.source,
+                str(verdict.entity_id),
+                verdict.event_time,
+                verdict.record,
+                touched,
+                self.producer,
+                self.topics.clean,
+            )
+        code, message, errors = verdict.code or Code.SCRUB_FAILED, verdict.message, verdict.errors
+        record = verdict.record
+        if failed:
+            code, message, errors = Code.SCRUB_FAILED, "free-text PII scrubbing failed", []
+            record = {k: v for k, v in (record or {}).items() if k not in self.schema.text_fields}
+        return events.rejected(
+            dataset,
+            raw.source,
+            raw.value,
+            code,
+            message,
+            errors,
+            verdict.entity_id,
+            record,
+            self.producer,
+            self.topics.rejected,
+        )
+
+    async def _publish(self, messages: list[OutMessage]) -> None:
+        """Keep trying while Kafka is unavailable: offsets are committed only after this returns, and
+        giving up would hand the batch to the kit's dead-letter path, which keeps only its first record."""
+        delay = 0.1
+        while True:
+            try:
+                await self.publisher.publish(messages)
+                return
+            except Exception as exc:
+                PUBLISH_RETRIES.inc()
+                log.warning(
+                    "publishing %d outcomes failed (%r); retrying in %.1fs", len(messages), exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+
+    async def submit(self, values: Sequence[bytes], keys: Sequence[bytes | None]) -> list[dict[str, Any]]:
+        """HTTP producers: append to the raw topic (acks=all), then report where each record went, the
+        event id its outcome will carry, and the outcome validation predicts."""
+        RAW_RECORDS.labels("http").inc(len(values))
+        appended = await self.publisher.append_raw(self.topics.raw, list(zip(keys, values, strict=True)))
+        receipts = []
+        for value, where in zip(values, appended, strict=True):
+            verdict = self.validator.check(value)
+            source = Source(self.topics.raw, where.partition, where.offset, where.timestamp_ms)
+            receipts.append(
+                {
+                    "source": source.as_dict(),
+                    "event_id": events.event_id_for(self.schema.dataset, source),
+                    "expected_outcome": "clean" if verdict.ok else "rejected",
+                    "code": verdict.code,
+                    "errors": [e.model_dump() for e in verdict.errors],
+                }
+            )
+        return receipts

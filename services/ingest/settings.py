@@ -1,0 +1,58 @@
+"""Settings of the ingest service (env prefix `INGEST_`, platform-wide values unprefixed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from contracts.topics import RECORDS_CLEAN, RECORDS_RAW, RECORDS_REJECTED
+from servicekit.settings import PLACEHOLDER_SECRETS, ServiceSettings
+
+SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
+DEV_SALT = "dev-only-ingest-salt"
+
+
+class IngestSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore", populate_by_name=True)
+    service_name: ClassVar[str] = "ingest"
+
+    http_port: int = Field(8101, ge=1, le=65535, description="Port of the HTTP API.")
+    schema_file: Path = Field(
+        SCHEMAS_DIR / "loan_applications.yaml", description="The dataset schema (YAML) records must match."
+    )
+    pii_salt: SecretStr = Field(
+        SecretStr(DEV_SALT),
+        description="Key of the salted (HMAC-SHA256) hash PII policy. Keep it stable: hashes must join "
+        "across restarts. The development default is refused in production.",
+    )
+    max_record_bytes: int = Field(
+        1024 * 1024, ge=1024, le=8 * 1024 * 1024, description="Larger raw records are rejected (too_large)."
+    )
+    http_max_records: int = Field(1000, ge=1, le=100_000, description="Most records in one POST /records.")
+    http_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest POST /records body in bytes."
+    )
+    text_batch_size: int = Field(128, ge=1, le=4096, description="Texts per spaCy nlp.pipe batch.")
+    group_id: str = Field("ingest", min_length=1, description="Kafka consumer group of the service.")
+    raw_topic: str = Field(RECORDS_RAW, description="Topic of raw records (plain JSON, not enveloped).")
+    clean_topic: str = Field(RECORDS_CLEAN, description="Topic RecordCleaned events go to.")
+    rejected_topic: str = Field(RECORDS_REJECTED, description="Topic RecordRejected events go to.")
+    publish_retry_max_s: float = Field(
+        5.0, gt=0, description="Longest pause between attempts to publish outcomes while Kafka is down."
+    )
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id
+
+    @model_validator(mode="after")
+    def _refuse_dev_salt_in_production(self) -> IngestSettings:
+        salt = self.pii_salt.get_secret_value()
+        if self.environment == "production" and (salt == DEV_SALT or salt.lower() in PLACEHOLDER_SECRETS):
+            raise ValueError("INGEST_PII_SALT is the development placeholder; refused in production")
+        if self.environment == "production" and len(salt) < 16:
+            raise ValueError("INGEST_PII_SALT must be at least 16 characters in production")
+        return self
