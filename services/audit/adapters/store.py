@@ -1,0 +1,227 @@
+"""The SQL audit store: append a batch (deduplicated, chained, one transaction), stream the chain,
+and answer queries with bound parameters only (SQLAlchemy Core; never string-built SQL)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, select
+
+from services.audit.adapters.engine import lock_for_append, make_engines
+from services.audit.adapters.migrate import upgrade
+from services.audit.adapters.schema import audit_events as t
+from services.audit.domain.chain import ROW_FIELDS, Head, extend
+from services.audit.domain.entry import Entry
+
+_ROW_COLUMNS = [t.c[name] for name in ROW_FIELDS]
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    appended: int
+    duplicates: int
+    head: Head
+    by_topic: Counter[str] = field(default_factory=Counter)
+    undecodable: Counter[str] = field(default_factory=Counter)
+    last_event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Filters of an auditor's query; every value is bound as a parameter."""
+
+    event_type: str | None = None
+    topic: str | None = None
+    entity_id: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    correlation_id: str | None = None
+    prediction_id: str | None = None
+    run_id: str | None = None
+    event_id: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+    after: int = 0
+    before: int | None = None
+    limit: int = 100
+    newest_first: bool = False
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        equal = {
+            name: getattr(self, name)
+            for name in (
+                "event_type",
+                "topic",
+                "entity_id",
+                "model_name",
+                "model_version",
+                "correlation_id",
+                "prediction_id",
+                "run_id",
+                "event_id",
+            )
+            if getattr(self, name) is not None
+        }
+        found: list[ColumnElement[bool]] = [t.c[name] == value for name, value in equal.items()]
+        if self.since_us is not None:
+            found.append(t.c.occurred_at_us >= self.since_us)
+        if self.until_us is not None:
+            found.append(t.c.occurred_at_us < self.until_us)
+        if self.after:
+            found.append(t.c.seq > self.after)
+        if self.before is not None:
+            found.append(t.c.seq < self.before)
+        return found
+
+
+class SqlAuditStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer, self.reader = make_engines(url)
+        self._lock = threading.Lock()  # one appender per process; the database serializes processes
+        self._positional_insert: str | None = None
+        if self.writer.dialect.paramstyle == "qmark":
+            compiled = insert(t).compile(dialect=self.writer.dialect, column_keys=list(ROW_FIELDS))
+            if list(compiled.positiontup or ()) != list(ROW_FIELDS):
+                raise RuntimeError("audit_events columns are not in ROW_FIELDS order")
+            self._positional_insert = str(compiled)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (for SQLite, the database's folder first)."""
+        database = self.writer.url.database
+        if self.writer.dialect.name == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        upgrade(self.writer)
+
+    def ping(self) -> bool:
+        with self.reader.connect() as conn:
+            return conn.execute(select(1)).scalar() == 1
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        self.reader.dispose()
+
+    # -- append ----------------------------------------------------------------------------------
+    def append(self, entries: Sequence[Entry], recorded_at_us: int) -> AppendResult:
+        """Skip what is already stored (same event id, or same Kafka coordinates), chain the rest after
+        the current head and insert them, all in one transaction."""
+        with self._lock, self.writer.begin() as conn:
+            lock_for_append(conn)
+            fresh = self._fresh(conn, entries)
+            head = self._head(conn)
+            rows, new_head = extend(head, fresh, recorded_at_us)
+            if rows:
+                self._insert(conn, rows)
+        last_id = next((e.event_id for e in reversed(fresh) if e.event_id), None)
+        return AppendResult(
+            appended=len(fresh),
+            duplicates=len(entries) - len(fresh),
+            head=new_head,
+            by_topic=Counter(e.topic for e in fresh),
+            undecodable=Counter(e.topic for e in fresh if e.kind == "undecodable"),
+            last_event_id=last_id,
+        )
+
+    def _fresh(self, conn: Connection, entries: Sequence[Entry]) -> list[Entry]:
+        ids = [e.event_id for e in entries if e.event_id]
+        known_ids: set[str] = set()
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            known_ids.update(conn.execute(select(t.c.event_id).where(t.c.event_id.in_(chunk))).scalars())
+        known_coordinates: set[tuple[str, int, int]] = set()
+        for (topic, partition), offsets in _offsets_by_partition(entries).items():
+            stored = conn.execute(
+                select(t.c.offset).where(
+                    t.c.topic == topic,
+                    t.c.partition == partition,
+                    t.c.offset.between(min(offsets), max(offsets)),
+                )
+            ).scalars()
+            known_coordinates.update((topic, partition, offset) for offset in stored)
+        fresh: list[Entry] = []
+        for entry in entries:
+            coordinates = (entry.topic, entry.partition, entry.offset)
+            if coordinates in known_coordinates or (entry.event_id and entry.event_id in known_ids):
+                continue
+            known_coordinates.add(coordinates)
+            if entry.event_id:
+                known_ids.add(entry.event_id)
+            fresh.append(entry)
+        return fresh
+
+    def _insert(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        if self._positional_insert is not None:  # SQLite: straight to executemany, no per-row dicts
+            conn.exec_driver_sql(self._positional_insert, rows)
+        else:
+            conn.execute(insert(t), [dict(zip(ROW_FIELDS, row, strict=True)) for row in rows])
+
+    @staticmethod
+    def _head(conn: Connection) -> Head:
+        last = conn.execute(select(t.c.seq, t.c.row_hash).order_by(t.c.seq.desc()).limit(1)).first()
+        return Head.of(last.seq, last.row_hash) if last else Head.empty()
+
+    # -- read --------------------------------------------------------------------------------------
+    def head(self) -> tuple[Head, str | None]:
+        """The chain head and the event id of the newest event row."""
+        with self.reader.connect() as conn:
+            head = self._head(conn)
+            last_id = conn.execute(
+                select(t.c.event_id).where(t.c.event_id.is_not(None)).order_by(t.c.seq.desc()).limit(1)
+            ).scalar()
+        return head, last_id
+
+    def chain_rows(
+        self, first: int = 1, last: int | None = None, chunk: int = 20_000
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows `first`..`last` in sequence order (ROW_FIELDS order), streamed in chunks of plain tuples
+        from the driver's cursor (server-side where the driver has one)."""
+        statement = select(*_ROW_COLUMNS).where(t.c.seq >= first).order_by(t.c.seq)
+        if last is not None:
+            statement = statement.where(t.c.seq <= last)
+        with self.reader.connect() as conn:
+            if conn.dialect.name == "sqlite":  # sqlite3 steps lazily: read its cursor, no Row objects
+                cursor = conn.execute(statement).cursor
+                while batch := cursor.fetchmany(chunk):
+                    yield from batch
+                return
+            result = conn.execution_options(yield_per=chunk).execute(statement)
+            for rows in result.partitions():
+                yield from (tuple(row) for row in rows)
+
+    def stored_hash(self, seq: int) -> str | None:
+        with self.reader.connect() as conn:
+            return conn.execute(select(t.c.row_hash).where(t.c.seq == seq)).scalar()
+
+    def events(self, query: EventQuery) -> list[dict[str, Any]]:
+        order = t.c.seq.desc() if query.newest_first else t.c.seq
+        statement = select(t).where(and_(True, *query.conditions())).order_by(order).limit(query.limit)
+        with self.reader.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(statement)]
+
+    def first(self, **filters: Any) -> dict[str, Any] | None:
+        found = self.events(EventQuery(limit=1, **filters))
+        return found[0] if found else None
+
+    def last(self, **filters: Any) -> dict[str, Any] | None:
+        found = self.events(EventQuery(limit=1, newest_first=True, **filters))
+        return found[0] if found else None
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(kind, event type or topic, rows) for every kind of row stored."""
+        label = func.coalesce(t.c.event_type, t.c.topic)
+        statement = select(t.c.kind, label, func.count()).group_by(t.c.kind, label).order_by(t.c.kind, label)
+        with self.reader.connect() as conn:
+            return [(kind, name, count) for kind, name, count in conn.execute(statement)]
+
+
+def _offsets_by_partition(entries: Sequence[Entry]) -> dict[tuple[str, int], list[int]]:
+    grouped: dict[tuple[str, int], list[int]] = {}
+    for entry in entries:
+        grouped.setdefault((entry.topic, entry.partition), []).append(entry.offset)
+    return grouped

@@ -1,0 +1,108 @@
+"""Offline commands on the audit database (no service, no broker needed unless asked):
+
+    python -m services.audit.cli verify  [--database-url URL] [--workers N] [--checkpoints-from HOST:PORT]
+    python -m services.audit.cli summary [--database-url URL]
+    python -m services.audit.cli lineage PREDICTION_ID [--database-url URL]
+
+`verify` exits 0 when the chain is intact, 1 when it is broken, 2 when it cannot run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from services.audit.adapters.checkpoints import read_checkpoints
+from services.audit.adapters.store import SqlAuditStore
+from services.audit.errors import AuditError
+from services.audit.handlers import AuditService
+from services.audit.lineage import lineage
+from services.audit.settings import AuditSettings
+
+INTACT, BROKEN, CANNOT_RUN = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m services.audit.cli", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("verify", "recompute the chain"),
+        ("summary", "rows by type"),
+        ("lineage", "one prediction"),
+    ):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("--database-url", help="SQLAlchemy URL (default: the service's own database)")
+        if name == "verify":
+            command.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
+            command.add_argument(
+                "--checkpoints-from", metavar="BOOTSTRAP", help="compare with Kafka's checkpoints"
+            )
+            command.add_argument("--checkpoint-topic", help="topic of the checkpoints (default: settings)")
+        if name == "lineage":
+            command.add_argument("prediction_id")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = AuditSettings()
+    url = args.database_url or settings.resolved_database_url
+    try:
+        store = open_store(url)
+    except (AuditError, ArgumentError, SQLAlchemyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return CANNOT_RUN
+    audit = AuditService(store)
+    try:
+        if args.command == "summary":
+            return _print(audit.summary(), INTACT)
+        if args.command == "lineage":
+            return _print(lineage(store, args.prediction_id), INTACT)
+        anchors: dict[int, str] = {}
+        if args.checkpoints_from:
+            topic = args.checkpoint_topic or settings.checkpoint_topic
+            anchors = asyncio.run(read_checkpoints(args.checkpoints_from, topic, audit.chain_id()))
+        report = audit.verify(anchors, workers=args.workers)
+        return _print({"intact": report.ok, **asdict(report)}, INTACT if report.ok else BROKEN)
+    except AuditError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return CANNOT_RUN
+    finally:
+        store.dispose()
+
+
+def open_store(url: str) -> SqlAuditStore:
+    """An existing audit store; refuses to create an empty database where the path is wrong."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and os.path.exists(parsed.database)):
+        raise AuditError(f"no audit database at {parsed.database!r}")
+    store = SqlAuditStore(url)
+    if not inspect(store.reader).has_table("audit_events"):
+        store.dispose()
+        raise AuditError(f"{parsed.render_as_string(hide_password=True)} holds no audit_events table")
+    return store
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
+def _print(result: dict[str, Any], code: int) -> int:
+    print(json.dumps(result, indent=2, default=str))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

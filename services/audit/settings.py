@@ -1,0 +1,64 @@
+"""Settings of the audit service (env prefix `AUDIT_`; platform-wide values come from the base)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.topics import AUDIT_CHECKPOINTS, RECORDS_RAW, topic_names
+from servicekit.settings import ServiceSettings
+
+
+class AuditSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", populate_by_name=True)
+    service_name: ClassVar[str] = "audit"
+
+    http_port: int = Field(8107, ge=1, le=65535, description="Port of the HTTP API.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the audit store, e.g. postgresql+psycopg://audit@db/audit. "
+        "Default: SQLite (WAL) at <state_dir>/audit/audit.db.",
+    )
+    topics: list[str] = Field(
+        default_factory=topic_names,
+        description="Topics to capture (JSON list). Default: every topic of the contracts.",
+    )
+    content_free_topics: list[str] = Field(
+        default_factory=lambda: [RECORDS_RAW],
+        description="Topics whose messages may hold PII: only coordinates, digests and size are stored.",
+    )
+    group_id: str = Field("audit", min_length=1, description="Consumer group of the capture subscribers.")
+    checkpoint_topic: str = Field(AUDIT_CHECKPOINTS, description="Where chain heads are published.")
+    checkpoint_interval_s: float = Field(
+        30.0, gt=0, description="Publish the chain head this often (when it moved)."
+    )
+    checkpoint_every_events: int = Field(
+        10_000, ge=1, description="...and as soon as this many events were appended since the last one."
+    )
+    max_page_size: int = Field(1000, ge=1, le=100_000, description="Largest `limit` a query may ask for.")
+    default_page_size: int = Field(100, ge=1, description="`limit` of a query that names none.")
+    verify_workers: int = Field(
+        1, ge=1, le=64, description="Processes the /verify endpoint uses (the CLI defaults to one per core)."
+    )
+    max_handler_attempts: int = Field(
+        100,
+        ge=1,
+        le=100,
+        description="Attempts (with backoff up to 5 s) before a failing batch is dead-lettered: high, "
+        "because a database outage should stall the audit trail, not thin it.",
+    )
+    batch_records: int = Field(
+        2000, ge=1, le=50_000, description="Most records appended per transaction (one commit per batch)."
+    )
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.service_dir / 'audit.db').resolve()}"
