@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -21,11 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.kafka_local import KafkaInfraError
-from infra.settings import InfraSettings
+from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Component, Supervisor, pid_alive, probe_service, selected_services
 
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
+PASSTHROUGH = {"produce": "services.ingest.demo_producer", "audit": "services.audit.cli"}
 
 
 def dev_api_keys(settings: InfraSettings) -> Path:
@@ -160,6 +164,22 @@ def cmd_demo(settings: InfraSettings, args: argparse.Namespace) -> int:
     return run_demo(settings, console)
 
 
+def passthrough(module: str) -> Callable[[InfraSettings, argparse.Namespace], int]:
+    """A command that runs a service's own tool with the stack's environment (services are never
+    imported here: they stay separate programs)."""
+
+    def run(settings: InfraSettings, args: argparse.Namespace) -> int:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "MLOPS_STATE_DIR": str(settings.state_dir),
+        }
+        command = [sys.executable, "-m", module, *args.args]
+        return subprocess.run(command, cwd=REPO_ROOT, env=env, check=False).returncode
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlops", description="Run the event-driven MLOps platform locally.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,17 +193,30 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="bring the stack up and send an event through it")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
+    sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
+    sub.add_parser("audit", help="verify, summary or lineage on the audit database", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in PASSTHROUGH:
+        args.args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # The CLI talks to people: per-message and rebalance chatter of the clients stays out of the way;
-    # transient coordinator errors right after a broker start are retried by aiokafka itself.
-    logging.getLogger("faststream").setLevel(logging.WARNING)
-    logging.getLogger("faststream.access.kafka").setLevel(logging.WARNING)
+    # The CLI talks to people: client chatter (rebalances, coordinator retries right after a broker
+    # start, which aiokafka retries itself) stays out; libraries may raise their own loggers' levels,
+    # so the filter sits on the handler.
+    logging.getLogger().handlers[0].setLevel(logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    logging.getLogger("servicekit.consumer").setLevel(logging.ERROR)
     overrides = {"services": args.services} if getattr(args, "services", None) else {}
     settings = InfraSettings(**overrides)
-    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "topics": cmd_topics, "demo": cmd_demo}
+    commands = {
+        "up": cmd_up,
+        "down": cmd_down,
+        "status": cmd_status,
+        "topics": cmd_topics,
+        "demo": cmd_demo,
+        **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
+    }
     try:
         return commands[args.command](settings, args)
     except KafkaInfraError as err:

@@ -1,94 +1,120 @@
-"""What `make demo` shows at this stage: the stack is up and events travel through the real broker.
+"""`make demo`: the stack up, then each step that the running services make possible.
 
-A contract event goes out through the service kit's publisher and comes back through a FastStream
-subscriber, with its envelope intact; a malformed message is then dead-lettered with its reason
-instead of blocking the partition. Later issues grow this into the whole loop.
+1. the bus: a contract event out through the kit and back through a FastStream subscriber, and a
+   malformed message dead-lettered with its reason (always);
+2. ingest: the demo dataset streamed with PII and malformed records, and the clean/rejected counts
+   (when the ingest service runs);
+3. audit: every event recorded, counted by type, and the hash chain verified (when audit runs).
+
+Later issues add their steps (training, serving, drift, explanations) here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import json
+import subprocess
+import sys
 import time
-import uuid
-from typing import ClassVar
+from typing import Any
 
-from pydantic_settings import SettingsConfigDict
+import httpx
 from rich.console import Console
 from rich.table import Table
 
-from contracts.common import KafkaCoordinates
-from contracts.events import DeadLettered, TrainingRequested, TrainingRequestedPayload
-from contracts.registry import parse_event
-from contracts.topics import DEADLETTERS
-from infra.settings import InfraSettings
-from infra.topics import TopicPlan, ensure_topics_async
-from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import RawMessage, Subscriptions
-from servicekit.settings import ServiceSettings
+from infra.roundtrip import bus_round_trip
+from infra.settings import REPO_ROOT, InfraSettings
+from infra.supervisor import Supervisor, service_port
 
-DEMO_TOPIC = "demo.roundtrip"  # the demo's own topic: no platform service reacts to what it sends
-
-
-class DemoSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="DEMO_", extra="ignore")
-    service_name: ClassVar[str] = "demo"
-
-
-async def _round_trip(bootstrap: str) -> tuple[TrainingRequested, KafkaCoordinates, float, DeadLettered]:
-    await ensure_topics_async(bootstrap, [TopicPlan(DEMO_TOPIC, 3)])
-    broker = make_broker(DemoSettings(kafka_bootstrap_servers=bootstrap))
-    subs = Subscriptions(broker, EventPublisher(broker, "demo"), "demo")
-    run = uuid.uuid4().hex[:8]
-    arrived: asyncio.Queue[tuple[TrainingRequested, KafkaCoordinates, float]] = asyncio.Queue()
-    letters: asyncio.Queue[DeadLettered] = asyncio.Queue()
-
-    event = TrainingRequested.create(
-        TrainingRequestedPayload(model_name="demo", reason="manual", requested_by=f"make demo {run}"),
-        producer="demo",
-    )
-    garbage_key = f"demo-{run}".encode()
-
-    # The groups are new and read the topic from the start: keep only what this run sent.
-    @subs.on_event(DEMO_TOPIC, TrainingRequested, group_id=f"demo-{run}")
-    async def on_request(received: TrainingRequested, source: KafkaCoordinates) -> None:
-        if received.event_id == event.event_id:
-            await arrived.put((received, source, time.perf_counter()))
-
-    @subs.on_raw(DEADLETTERS, group_id=f"demo-dlq-{run}")
-    async def on_letter(raws: list[RawMessage]) -> None:
-        for raw in raws:
-            letter = parse_event(raw.value or b"")
-            if (
-                isinstance(letter, DeadLettered)
-                and letter.payload.key_sha256 == hashlib.sha256(garbage_key).hexdigest()
-            ):
-                await letters.put(letter)
-
-    async with broker:
-        await broker.start()
-        await asyncio.sleep(1.0)  # let the fresh consumer groups take their partitions
-        sent_at = time.perf_counter()
-        await subs.publisher.publish(event, topic=DEMO_TOPIC)
-        received, source, received_at = await asyncio.wait_for(arrived.get(), 30)
-        await broker.publish(b'{"payload": not json', DEMO_TOPIC, key=garbage_key)
-        letter = await asyncio.wait_for(letters.get(), 30)
-    assert received == event, "the event changed on its way through Kafka"
-    return received, source, (received_at - sent_at) * 1000, letter
+DEMO_ROWS = 2000
 
 
 def run_demo(settings: InfraSettings, console: Console) -> int:
-    event, source, latency_ms, letter = asyncio.run(_round_trip(settings.bootstrap_servers))
-    table = Table(title="An event through the real broker", show_header=False)
+    running = {name for name, c in Supervisor(settings).load().items() if c.kind == "service"}
+    show_bus(settings, console)
+    produced = stream_applications(settings, console) if "ingest" in running else None
+    if "audit" in running:
+        return show_audit(settings, console, expected=produced)
+    console.print("Stack left running: `mlops status` to inspect, `make down` to stop it.")
+    return 0
+
+
+def show_bus(settings: InfraSettings, console: Console) -> None:
+    event, source, latency_ms, letter = bus_round_trip(settings.bootstrap_servers)
+    table = Table(title="1. An event through the real broker", show_header=False)
     table.add_row("event", f"{event.event_type} v{event.schema_version}  id {event.event_id}")
-    table.add_row("from / correlation", f"{event.producer} / {event.correlation_id}")
     table.add_row("travelled", f"{source.topic} partition {source.partition} offset {source.offset}")
     table.add_row("round trip", f"{latency_ms:.1f} ms (publish with acks=all -> subscriber)")
     table.add_row(
         "malformed message",
-        f"dead-lettered from offset {letter.payload.source.offset}: "
-        f"{letter.payload.reason.code} ({letter.payload.reason.message})",
+        f"dead-lettered from offset {letter.payload.source.offset}: {letter.payload.reason.code}",
     )
     console.print(table)
+
+
+def stream_applications(settings: InfraSettings, console: Console) -> int:
+    """Replay the loan applications with PII (1 malformed record in 50) and wait for every outcome."""
+    command = [
+        sys.executable,
+        "-m",
+        "services.ingest.demo_producer",
+        "--rows",
+        str(DEMO_ROWS),
+        "--rate",
+        "0",
+        "--bad-every",
+        "50",
+        "--label-delay-s",
+        "1",
+        "--bootstrap",
+        settings.bootstrap_servers,
+        "--follow",
+    ]
+    with console.status(f"2. streaming {DEMO_ROWS} loan applications through ingest..."):
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        console.print(f"[red]the demo producer failed[/]:\n{result.stderr[-2000:]}")
+        raise SystemExit(1)
+    summary = json.loads(result.stdout)
+    outcomes: dict[str, int] = summary["outcomes"]
+    table = Table(title=f"2. Ingest ({time.monotonic() - started:.1f} s)", show_header=False)
+    table.add_row("raw records sent", str(sum(outcomes.values())))
+    table.add_row("clean", str(outcomes.get("clean", 0)))
+    for code, count in sorted(outcomes.items()):
+        if code not in ("clean", "missing"):
+            table.add_row(f"rejected: {code}", str(count))
+    table.add_row("missing", str(outcomes.get("missing", 0)))
+    console.print(table)
+    return sum(outcomes.values())
+
+
+def show_audit(settings: InfraSettings, console: Console, expected: int | None) -> int:
+    url = f"http://127.0.0.1:{service_port(settings, 'audit')}"
+    key = json.loads((settings.secrets_dir / "api-keys.json").read_text())["dev-auditor"]["key"]
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120) as client:
+        summary = _await_audit(client, expected)
+        verify = client.get("/verify").json()
+    table = Table(title="3. Audit record", show_header=False)
+    for name, count in sorted(summary["events_by_type"].items()):
+        table.add_row(name, str(count))
+    for topic, count in sorted(summary["raw_by_topic"].items()):
+        table.add_row(f"{topic} (digests only: raw records carry PII)", str(count))
+    table.add_row("hash chain", f"{summary['chain_length']} rows, head {summary['head_hash'][:16]}...")
+    verdict = "[green]intact[/]" if verify["intact"] else f"[red]BROKEN at row {verify['broken_at']}[/]"
+    table.add_row("verify", f"{verdict} ({verify['checked']} rows checked)")
+    console.print(table)
     console.print("Stack left running: `mlops status` to inspect, `make down` to stop it.")
-    return 0
+    return 0 if verify["intact"] else 1
+
+
+def _await_audit(client: httpx.Client, expected: int | None, timeout_s: float = 60) -> dict[str, Any]:
+    """Audit consumes asynchronously: wait until it has recorded what the demo produced."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        summary: dict[str, Any] = client.get("/summary").json()
+        cleaned = summary["events_by_type"].get("RecordCleaned", 0) + summary["events_by_type"].get(
+            "RecordRejected", 0
+        )
+        if expected is None or cleaned >= expected or time.monotonic() > deadline:
+            return summary
+        time.sleep(0.5)

@@ -42,8 +42,10 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         max_request_size=MAX_REQUEST_BYTES,
         linger_ms=5,
         security=kafka_security(settings),
-        # Route FastStream's own logs through ours (JSON in services), and log each message at DEBUG.
-        logger=logging.getLogger("faststream.kafka"),
+        # FastStream's own logs go through ours (JSON in services). The name stays outside the
+        # "faststream" tree, whose handler would print them in FastStream's format; each message
+        # is logged at DEBUG.
+        logger=logging.getLogger("servicekit.bus"),
         log_level=logging.DEBUG,
         description=f"Kafka connection of the {settings.service_name} service",
     )

@@ -119,3 +119,26 @@ def test_a_taken_port_is_reported_not_fought_over(cli_env: dict[str, str], kafka
 def test_invalid_settings_are_refused_by_name(cli_env: dict[str, str]) -> None:
     result = mlops("up", "--no-services", env={**cli_env, "MLOPS_KAFKA_PORT": "ninety"})
     assert result.returncode != 0 and "kafka_port" in result.stderr
+
+
+def test_up_starts_services_as_processes_and_down_stops_exactly_them(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "MLOPS_FIRST_SERVICE_PORT": str(PORT - 1100)}  # clear of a dev stack's 8101...
+    up = mlops("up", "--services", "audit", env=env)
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "kafka + 1 service(s)" in up.stderr
+
+    code, components = status(env)
+    audit = components["audit"]
+    assert code == 0 and audit["health"] == "ready" and audit["kind"] == "service"
+    assert audit["url"] == f"http://127.0.0.1:{PORT - 1100 + 6}"  # audit is 7th in the canonical order
+    assert Path(str(audit["log"])).exists() and audit["rss_mib"] > 20
+    keys = Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json"
+    assert keys.stat().st_mode & 0o077 == 0  # development keys are private to their owner
+
+    again = mlops("up", "--services", "audit", env=env)  # harmless: the running service is kept
+    assert again.returncode == 0
+    assert status(env)[1]["audit"]["pid"] == audit["pid"]
+
+    down = mlops("down", env=env)
+    assert "audit: stopped" in down.stderr and "kafka: stopped" in down.stderr
+    assert not Path(f"/proc/{audit['pid']}").exists()
