@@ -81,12 +81,15 @@ def build_document(services: list[tuple[str, KafkaBroker, Subscriptions]]) -> di
     components = doc.setdefault("components", {})
     components.setdefault("schemas", {}).update(_event_schemas())
     messages = components.setdefault("messages", {})
+    contract_types = {spec.name: spec.event_types for spec in TOPICS}
     for service, _, subscriptions in services:
         for sub in subscriptions.registered:
             channel = doc["channels"].get(f"{service}:{sub.topic}", {})
+            # A raw subscription takes whatever its topic carries by contract.
+            names = tuple(t.__name__ for t in sub.event_types) or contract_types.get(sub.topic, ())
             for ref in channel.get("messages", {}).values():
                 name = ref["$ref"].rsplit("/", 1)[-1]
-                messages[name]["payload"] = _message(tuple(t.__name__ for t in sub.event_types))["payload"]
+                messages[name]["payload"] = _message(names)["payload"]
     used = {channel["address"] for channel in doc["channels"].values()}
     for spec in TOPICS:
         if spec.name in used:

@@ -22,11 +22,17 @@ def test_asyncapi_documents_a_service_and_every_topic() -> None:
     @subs.on_event(TRAINING_REQUESTED, TrainingRequested)
     async def handle(event: TrainingRequested, source: KafkaCoordinates) -> None: ...
 
-    broker.publisher(ModelPromoted.topic, schema=ModelPromoted, title="probe:model.promoted")
+    broker.publisher(ModelPromoted.topic, schema=ModelPromoted, title="probe:model.promoted:send")
+
+    @subs.on_raw("drift.detected")
+    async def raw(raws: list[object]) -> None: ...
+
     doc = build_document([("probe", broker, subs)])
     assert doc["asyncapi"] == "3.0.0"
     assert doc["operations"]["probe:training.requested"]["action"] == "receive"
-    assert doc["operations"]["probe:model.promoted"]["action"] == "send"
+    assert doc["operations"]["probe:model.promoted:send"]["action"] == "send"
+    raw_payload = doc["components"]["messages"]["probe:drift.detected:SubscribeMessage"]["payload"]
+    assert raw_payload == {"$ref": "#/components/schemas/DriftDetected"}  # from the topic's contract
     received = doc["components"]["messages"]["probe:training.requested:SubscribeMessage"]
     assert received["payload"] == {"$ref": "#/components/schemas/TrainingRequested"}
     assert "TrainingRequestedPayload" in doc["components"]["schemas"]
