@@ -82,7 +82,7 @@ def create_service_app(
             broker.publisher(
                 event_type.topic,
                 schema=event_type,
-                title=f"{service}:{event_type.topic}",
+                title=f"{service}:{event_type.topic}:send",
                 description=f"{service} publishes {event_type.__name__}.",
             )
     app.add_middleware(RequestMetrics, service=service)
