@@ -3,23 +3,40 @@
 This is what "experimental-operational symmetry" rests on: the feature view that the features
 service pushes to is the one training reads point-in-time from the offline store and serving reads
 from the online store. Like `contracts/`, it is a shared definition, not a service: services import
-it, never each other.
+it, never each other. The names load instantly; the Feast objects (which import Feast, seconds)
+load on first use.
 """
 
-from feature_repo.definitions import (
-    APPLICATION,
+from typing import Any
+
+from feature_repo.names import (
     CATEGORICAL_FEATURES,
     ENTITY_KEY,
     EVENT_TIME,
     FEATURE_SERVICE,
     FEATURE_VIEW,
     FEATURES,
+    FLOAT_FEATURES,
     NUMERIC_FEATURES,
     PUSH_SOURCE,
-    definitions,
     feature_refs,
 )
-from feature_repo.store import FeatureStoreSettings, open_store
+
+_LAZY = {
+    "APPLICATION": "feature_repo.definitions",
+    "definitions": "feature_repo.definitions",
+    "FeatureStoreSettings": "feature_repo.store",
+    "open_store": "feature_repo.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'feature_repo' has no attribute {name!r}")
+
 
 __all__ = [
     "APPLICATION",
@@ -29,6 +46,7 @@ __all__ = [
     "FEATURES",
     "FEATURE_SERVICE",
     "FEATURE_VIEW",
+    "FLOAT_FEATURES",
     "NUMERIC_FEATURES",
     "PUSH_SOURCE",
     "FeatureStoreSettings",

@@ -7,7 +7,7 @@ unprefixed names so one export configures every service; per-service values use 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +69,19 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("MLOPS_FEAST_REPO"),
         description="Feature store folder (registry, SQLite online store, Parquet offline store); "
         "default <state_dir>/feast.",
+    )
+    feast_project: str = Field(
+        "mlops",
+        min_length=1,
+        validation_alias=AliasChoices("MLOPS_FEAST_PROJECT"),
+        description="Feast project.",
+    )
+    feast_online_store: dict[str, Any] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("MLOPS_FEAST_ONLINE_STORE"),
+        description='Feast online store config as JSON, e.g. {"type": "redis", "connection_string": '
+        '"redis:6379"}; empty: SQLite in the feature store folder. Shared, so features, training '
+        "and serving read one store.",
     )
     mlflow_tracking_uri: str | None = Field(
         None,
