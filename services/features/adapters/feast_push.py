@@ -1,0 +1,59 @@
+"""The Feast side of the features service: open (and register) the store once, push one frame per batch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+
+from feature_repo import PUSH_SOURCE, FeatureStoreSettings, open_store
+from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, EVENT_TIME, FEATURES
+from services.features.domain.rows import FeatureRow
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+class FeaturePusher(Protocol):
+    """Port: write feature rows to the online and offline stores (blocking; called from a thread)."""
+
+    def push(self, rows: list[FeatureRow]) -> None: ...
+
+
+def rows_frame(rows: list[FeatureRow]) -> pd.DataFrame:
+    """Rows as a frame with the offline file's column order and dtypes (ints stay int64)."""
+    frame = pd.DataFrame(rows, columns=[ENTITY_KEY, EVENT_TIME, *FEATURES])
+    frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME], utc=True)
+    for name in CATEGORICAL_FEATURES:
+        frame[name] = frame[name].astype(object)
+    return frame
+
+
+class FeastPusher:
+    """Opens the store with `apply=True`: the features service owns registration of the definitions."""
+
+    def __init__(self, settings: FeatureStoreSettings) -> None:
+        self.settings = settings
+        self._store: FeatureStore | None = None
+        self._lock = threading.Lock()  # one push at a time: the offline Parquet file is rewritten
+
+    def open(self) -> None:
+        if self._store is None:
+            self._store = open_store(self.settings, apply=True)
+            log.info("feature store open at %s", self.settings.repo_dir)
+
+    @property
+    def ready(self) -> bool:
+        return self._store is not None
+
+    def push(self, rows: list[FeatureRow]) -> None:
+        from feast.data_source import PushMode
+
+        if self._store is None:
+            raise RuntimeError("the feature store is not open yet")
+        with self._lock:
+            self._store.push(PUSH_SOURCE, rows_frame(rows), to=PushMode.ONLINE_AND_OFFLINE)

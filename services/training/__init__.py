@@ -1,0 +1,1 @@
+"""The training service: labels + Feast point-in-time training sets -> MLflow run -> validation gate."""

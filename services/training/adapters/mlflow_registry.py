@@ -1,0 +1,176 @@
+"""MLflow: the run (params, metrics, lineage tags), the registered model version and the champion alias.
+
+The model contract the serving service relies on (see docs/features-and-training.md): the sklearn
+pipeline logged with `pyfunc_predict_fn="predict_proba"` (column 1 = P(bad)), a signature inferred
+from the input columns, and version tags positive_class, decision_threshold, features, run_id,
+dataset_sha256. The champion is `models:/<model_name>@champion`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from services.training.domain.model import ScoreFn
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+POSITIVE_CLASS = "bad"
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    run_id: str
+    features: list[str]
+    score: ScoreFn
+
+
+@dataclass
+class Candidate:
+    pipeline: Pipeline
+    inputs: list[str]
+    example: pd.DataFrame  # a few training rows, input columns only
+    decision_threshold: float
+    dataset_sha256: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # JSON documents logged with the run
+
+
+class ModelRegistry(Protocol):
+    """Port: where candidates are recorded and the champion alias lives (blocking calls)."""
+
+    def champion(self) -> Champion | None: ...
+    def log_candidate(self, candidate: Candidate) -> tuple[str, str]: ...
+    def record_gate(self, run_id: str, version: str, passed: bool, metrics: dict[str, float]) -> None: ...
+    def promote(self, version: str) -> None: ...
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "pandas", "numpy", "skops")]
+
+
+class MlflowRegistry:
+    def __init__(self, tracking_uri: str, artifact_root: Path, model_name: str, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.model_name = model_name
+        self.experiment = experiment
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+        self._loaded: dict[str, Champion] = {}
+
+    def open(self) -> None:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        self._client = mlflow.MlflowClient(self.tracking_uri)
+        found = self._client.get_experiment_by_name(self.experiment)
+        if found is None:
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
+            self._experiment_id = self._client.create_experiment(
+                self.experiment, artifact_location=self.artifact_root.as_uri()
+            )
+        else:
+            self._experiment_id = found.experiment_id
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        return self._client
+
+    def champion(self) -> Champion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+                return None
+            raise
+        number = str(version.version)
+        if number not in self._loaded:
+            self._loaded = {number: self._load(number, version.run_id, version.tags)}
+        return self._loaded[number]
+
+    def _load(self, version: str, run_id: str | None, tags: dict[str, str]) -> Champion:
+        import mlflow
+
+        model = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
+        features = [f for f in tags.get("features", "").split(",") if f]
+        if not features:
+            features = list(model.metadata.get_input_schema().input_names())
+
+        def score(frame: pd.DataFrame) -> np.ndarray:
+            return np.asarray(model.predict(frame[features]))[:, 1]
+
+        return Champion(version, run_id or "", features, score)
+
+    def log_candidate(self, candidate: Candidate) -> tuple[str, str]:
+        """One run with everything, the model registered: (run_id, model version)."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        self.client  # noqa: B018 (opens the experiment)
+        proba = candidate.pipeline.predict_proba(candidate.example)
+        with warnings.catch_warnings():  # int64 inputs are the contract: MLflow's hint about NaNs is moot
+            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+            signature = infer_signature(candidate.example, proba)
+        with mlflow.start_run(experiment_id=self._experiment_id) as run:
+            mlflow.log_params(candidate.params)
+            mlflow.log_metrics(candidate.metrics)
+            mlflow.set_tags(candidate.tags)
+            for name, document in candidate.artifacts.items():
+                mlflow.log_dict(document, name)
+            info = mlflow.sklearn.log_model(
+                candidate.pipeline,
+                name="model",
+                signature=signature,
+                input_example=candidate.example,
+                registered_model_name=self.model_name,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=pip_requirements(),
+            )
+        version = str(info.registered_model_version)
+        tags = {
+            "positive_class": POSITIVE_CLASS,
+            "decision_threshold": str(candidate.decision_threshold),
+            "features": ",".join(candidate.inputs),
+            "run_id": run.info.run_id,
+            "dataset_sha256": candidate.dataset_sha256,
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, version, key, value)
+        return run.info.run_id, version
+
+    def record_gate(self, run_id: str, version: str, passed: bool, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, value)
+        self.client.set_tag(run_id, "gate", "passed" if passed else "rejected")
+        self.client.set_model_version_tag(
+            self.model_name, version, "gate", "passed" if passed else "rejected"
+        )
+
+    def promote(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)

@@ -1,0 +1,106 @@
+"""The training service's own SQLite state: labels observed so far, and the outcome of each run.
+
+Both tables are keyed by event id, so a redelivered LabelObserved or TrainingRequested is recognised
+(INSERT OR IGNORE; `run_done`). One connection per call: the event loop and the training thread both
+use the store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from feature_repo.names import ENTITY_KEY
+from services.training.domain.dataset import LABEL, LABEL_TIME
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS labels ("
+    " event_id TEXT PRIMARY KEY, entity_id TEXT NOT NULL, label INTEGER NOT NULL,"
+    " observed_at TEXT NOT NULL, received_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS labels_entity ON labels (entity_id, observed_at)",
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " request_id TEXT PRIMARY KEY, status TEXT NOT NULL, finished_at TEXT NOT NULL, outcome TEXT NOT NULL)",
+)
+
+
+class TrainingState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ready = False
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
+            if not self._ready:
+                conn.execute("PRAGMA journal_mode=WAL")
+                for statement in SCHEMA:
+                    conn.execute(statement)
+                self._ready = True
+            yield conn
+
+    def add_label(self, event_id: str, entity_id: str, label: int, observed_at: datetime) -> bool:
+        """Store one label; False when this event id was stored before (redelivery)."""
+        with self._db() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?)",
+                (event_id, entity_id, label, _iso(observed_at), _iso(datetime.now(UTC))),
+            )
+            return cursor.rowcount == 1
+
+    def latest_labels(self) -> pd.DataFrame:
+        """One row per entity: its most recent label (by observed time, then arrival)."""
+        query = (
+            "SELECT entity_id, label, observed_at FROM ("
+            " SELECT *, ROW_NUMBER() OVER (PARTITION BY entity_id"
+            "  ORDER BY observed_at DESC, received_at DESC, rowid DESC) AS n FROM labels)"
+            " WHERE n = 1 ORDER BY entity_id"
+        )
+        with self._db() as db:
+            rows = db.execute(query).fetchall()
+        frame = pd.DataFrame(rows, columns=[ENTITY_KEY, LABEL, LABEL_TIME])
+        frame[LABEL_TIME] = pd.to_datetime(frame[LABEL_TIME], utc=True, format="ISO8601")
+        frame[LABEL] = frame[LABEL].astype("int64")
+        return frame
+
+    def label_count(self) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(DISTINCT entity_id) FROM labels").fetchone()[0])
+
+    def label_events(self) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+
+    def run_done(self, request_id: str) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM runs WHERE request_id = ?", (request_id,)).fetchone() is not None
+
+    def save_run(self, request_id: str, status: str, outcome: dict[str, Any]) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?)",
+                (request_id, status, _iso(datetime.now(UTC)), json.dumps(outcome, default=str)),
+            )
+
+    def latest_run(self) -> dict[str, Any] | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT outcome FROM runs ORDER BY finished_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def ping(self) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1").fetchone() == (1,)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

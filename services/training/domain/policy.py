@@ -1,0 +1,72 @@
+"""The gate and retraining policy: a YAML file validated into a frozen model (see policy.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.training.errors import PolicyError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Strict):
+    C: float = Field(0.5, gt=0, description="Inverse regularisation strength.")
+    max_iter: int = Field(1000, ge=10, le=100_000)
+    seed: int = Field(7, ge=0)
+
+
+class Absolute(_Strict):
+    auc_min: float = Field(0.65, ge=0, le=1)
+    log_loss_max: float = Field(0.60, gt=0)
+
+
+class VersusChampion(_Strict):
+    auc_epsilon: float = Field(0.02, ge=0, le=1)
+    log_loss_delta: float = Field(0.02, ge=0)
+
+
+class GroupLimits(_Strict):
+    max_dpd: float = Field(ge=0, le=1, description="Largest |demographic parity difference|.")
+    max_eod: float = Field(ge=0, le=1, description="Largest |equal-opportunity difference|.")
+
+
+class Fairness(_Strict):
+    min_group_size: int = Field(10, ge=1)
+    sex: GroupLimits = GroupLimits(max_dpd=0.15, max_eod=0.15)
+    age_band: GroupLimits = GroupLimits(max_dpd=0.40, max_eod=0.40)
+
+
+class GatePolicy(_Strict):
+    min_labels: int = Field(200, ge=10)
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    exclude_features: tuple[str, ...] = ("personal_status_and_sex", "foreign_worker")
+    retrain_on_drift: bool = False
+    model: ModelParams = ModelParams()
+    absolute: Absolute = Absolute()
+    versus_champion: VersusChampion = VersusChampion()
+    fairness: Fairness = Fairness()
+    age_band_edges: tuple[int, int] = (25, 41)
+
+    @model_validator(mode="after")
+    def _edges_increase(self) -> GatePolicy:
+        if not self.age_band_edges[0] < self.age_band_edges[1]:
+            raise ValueError("age_band_edges must increase")
+        return self
+
+
+def load_policy(path: Path) -> GatePolicy:
+    try:
+        data = yaml.safe_load(path.read_text())
+        return GatePolicy.model_validate(data or {})
+    except OSError as exc:
+        raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise PolicyError(f"policy file {path} is invalid: {exc}") from None

@@ -1,0 +1,27 @@
+"""The training service's one error root, mapped to HTTP statuses (routes.py) or to ModelRejected."""
+
+from __future__ import annotations
+
+
+class TrainingError(Exception):
+    """Root of every error the training service raises on purpose. `status` is the HTTP mapping."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PolicyError(TrainingError):
+    """The gate policy file is missing or invalid."""
+
+
+class Refused(TrainingError):
+    """Training cannot run on what there is (too few labels, one class only...): a ModelRejected."""
+
+    status = 422
+
+
+class NoRunYet(TrainingError):
+    status = 404

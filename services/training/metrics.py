@@ -1,0 +1,17 @@
+"""The training service's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LABELS = Counter(
+    "training_labels_total", "LabelObserved events, by outcome (stored, duplicate, ignored)", ["outcome"]
+)
+RUNS = Counter("training_runs_total", "Training runs, by outcome (promoted, rejected, failed)", ["outcome"])
+PHASE_SECONDS = Histogram(
+    "training_phase_seconds",
+    "Time of each phase of a training run (historical, fit, log_model, gate, total)",
+    ["phase"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
+)
+DRIFT_EVENTS = Counter("training_drift_events_total", "DriftDetected events, by action", ["action"])

@@ -1,0 +1,74 @@
+"""HTTP face of the training service (ops role; admin admitted): ask for training, read the last outcome.
+
+`POST /train` publishes a TrainingRequested (the same use case as the CLI and drift) and answers 202
+with its event id; the outcome follows on model.promoted / model.rejected and at `GET /runs/latest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from servicekit.auth import Principal, Role, require_roles
+from services.training.errors import NoRunYet, TrainingError
+from services.training.handlers import TrainingService
+
+Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
+
+
+class WindowBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime | None = Field(None, description="Train on applications from this time (inclusive).")
+    end: AwareDatetime | None = Field(None, description="...up to this time (exclusive).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowBody:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("window.start must be before window.end")
+        return self
+
+
+class TrainBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Literal["manual", "schedule"] = Field("manual", description="Why training is asked for.")
+    window: WindowBody | None = Field(None, description="Limit the training data by application time.")
+
+
+def service(request: Request) -> TrainingService:
+    training: TrainingService = request.app.state.training
+    return training
+
+
+Service = Annotated[TrainingService, Depends(service)]
+router = APIRouter(tags=["training"])
+
+
+@router.post("/train", status_code=status.HTTP_202_ACCEPTED, summary="Ask for a training run (ops role)")
+async def train(principal: Ops, training: Service, body: TrainBody | None = None) -> dict[str, Any]:
+    body = body or TrainBody()
+    window = (body.window.start, body.window.end) if body.window else (None, None)
+    event = await training.request(f"{principal.role}:{principal.name}", body.reason, window)
+    return {"event_id": str(event.event_id), "correlation_id": event.correlation_id, "status": "requested"}
+
+
+@router.get("/runs/latest", summary="Outcome of the last training run (ops role)")
+async def latest_run(_: Ops, request: Request) -> dict[str, Any]:
+    training: TrainingService = request.app.state.training
+    outcome = await asyncio.to_thread(training.state.latest_run)
+    if outcome is None:
+        raise NoRunYet("no training run has finished yet")
+    return outcome
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+
+    @app.exception_handler(TrainingError)
+    async def training_error(_: Request, exc: TrainingError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)

@@ -1,0 +1,60 @@
+"""Settings of the training service (env prefix `TRAINING_`; platform-wide values come from the base)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.topics import (
+    DRIFT_DETECTED,
+    LABELS_OBSERVED,
+    MODEL_PROMOTED,
+    MODEL_REJECTED,
+    MODEL_TRAINED,
+    TRAINING_REQUESTED,
+)
+from servicekit.settings import ServiceSettings
+
+DEFAULT_POLICY = Path(__file__).resolve().parent / "policy.yaml"
+
+
+class TrainingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINING_", extra="ignore", populate_by_name=True)
+    service_name: ClassVar[str] = "training"
+
+    http_port: int = Field(8103, ge=1, le=65535, description="Port of the HTTP API.")
+    policy_file: Path = Field(DEFAULT_POLICY, description="Gate and retraining policy (YAML), read per run.")
+    dataset: str = Field(
+        "loan_applications", min_length=1, description="Labels of other datasets are ignored."
+    )
+    experiment_name: str | None = Field(None, description="MLflow experiment. Default: the model name.")
+    state_path: Path | None = Field(
+        None, description="SQLite file of labels and run outcomes. Default: <state_dir>/training/training.db."
+    )
+    group_id: str = Field("training", min_length=1, description="Kafka consumer group of the service.")
+    labels_topic: str = Field(LABELS_OBSERVED, description="Topic LabelObserved events are read from.")
+    requests_topic: str = Field(
+        TRAINING_REQUESTED, description="Topic of TrainingRequested (read and written)."
+    )
+    drift_topic: str = Field(DRIFT_DETECTED, description="Topic DriftDetected events are read from.")
+    trained_topic: str = Field(MODEL_TRAINED, description="Topic ModelTrained events go to.")
+    promoted_topic: str = Field(MODEL_PROMOTED, description="Topic ModelPromoted events go to.")
+    rejected_topic: str = Field(MODEL_REJECTED, description="Topic ModelRejected events go to.")
+    max_handler_attempts: int = Field(
+        1, ge=1, le=100, description="A failed run is reported as ModelRejected, not retried by the consumer."
+    )
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id
+
+    @property
+    def experiment(self) -> str:
+        return self.experiment_name or self.model_name
+
+    @property
+    def resolved_state_path(self) -> Path:
+        return (self.state_path or self.service_dir / "training.db").resolve()

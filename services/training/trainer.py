@@ -1,0 +1,236 @@
+"""The training use case, blocking (the service runs it in a worker thread):
+
+labels so far -> Feast point-in-time rows -> dropped rows detected -> time split -> fit ->
+MLflow run + registered version -> candidate and champion scored on the same holdout -> gate ->
+alias moved (pass) or not (fail). Refusals (too few labels, one class only, bad params) end as a
+rejected outcome with the reason, never as an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import ValidationError
+
+from contracts.events import TrainingRequested
+from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURE_SERVICE, FEATURE_VIEW
+from services.training.adapters.feast_source import TrainingSource
+from services.training.adapters.mlflow_registry import Candidate, ModelRegistry
+from services.training.adapters.state import TrainingState
+from services.training.domain.dataset import (
+    LABEL,
+    Assembled,
+    Window,
+    assemble,
+    dataset_sha256,
+    dataset_version,
+    entity_frame,
+    time_split,
+)
+from services.training.domain.gate import Verdict, decide
+from services.training.domain.model import build_pipeline, evaluate, input_features
+from services.training.domain.policy import GatePolicy, ModelParams
+from services.training.errors import Refused
+
+log = logging.getLogger(__name__)
+
+Status = Literal["promoted", "rejected"]
+
+
+@dataclass
+class Outcome:
+    request_id: str
+    status: Status
+    reasons: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    model_version: str | None = None
+    previous_version: str | None = None
+    verdict: Verdict | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)  # window, dataset version/hash, views, code
+
+    def summary(self) -> dict[str, Any]:
+        evidence = self.verdict.evidence.model_dump(mode="json") if self.verdict else None
+        return {
+            "request_id": self.request_id,
+            "status": self.status,
+            "reasons": self.reasons,
+            "run_id": self.run_id,
+            "model_version": self.model_version,
+            "previous_version": self.previous_version,
+            "metrics": self.metrics,
+            "counts": self.counts,
+            "timings_s": self.timings,
+            "lineage": self.lineage,
+            "evidence": evidence,
+        }
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = round(time.perf_counter() - started, 4)
+
+
+@dataclass
+class Trainer:
+    state: TrainingState
+    source: TrainingSource
+    registry: ModelRegistry
+    policy: Callable[[], GatePolicy]  # read at each run: a policy change applies to the next one
+    code_version: str
+
+    def run(self, request: TrainingRequested) -> Outcome:
+        outcome = Outcome(str(request.event_id), "rejected")
+        timer = Timer()
+        started = time.perf_counter()
+        try:
+            with timer("policy"):
+                policy = self.policy()
+                params = model_params(policy.model, request.payload.params)
+            self._train(request, policy, params, outcome, timer)
+        except Refused as refusal:
+            outcome.status, outcome.reasons = "rejected", [refusal.message]
+        outcome.timings = timer.seconds | {"total": round(time.perf_counter() - started, 4)}
+        return outcome
+
+    def _train(
+        self, request: TrainingRequested, policy: GatePolicy, params: ModelParams, out: Outcome, timer: Timer
+    ) -> None:
+        labels = self.state.latest_labels()
+        if len(labels) < policy.min_labels:
+            raise Refused(
+                f"too few labels: {len(labels)} labelled entities, the policy needs {policy.min_labels}"
+            )
+        with timer("historical"):
+            retrieved = self.source.historical(entity_frame(labels))
+            data = assemble(
+                labels, retrieved, Window(request.payload.window_start, request.payload.window_end)
+            )
+        out.counts = data.counts()
+        log.info("training set assembled: %s", out.counts)
+        train, holdout = self._split(data, policy)
+        inputs = input_features(policy)
+        with timer("fit"):
+            pipeline = build_pipeline(inputs, params).fit(train[inputs], train[LABEL])
+            candidate = evaluate(holdout, pipeline.predict_proba(holdout[inputs])[:, 1], policy)
+        out.metrics = candidate.metrics
+        sha = dataset_sha256(data.frame)
+        out.lineage = self._lineage(request, data, train, holdout, sha)
+        with timer("log_model"):
+            out.run_id, out.model_version = self.registry.log_candidate(
+                Candidate(
+                    pipeline=pipeline,
+                    inputs=inputs,
+                    example=train[inputs].head(5).reset_index(drop=True),
+                    decision_threshold=policy.decision_threshold,
+                    dataset_sha256=sha,
+                    params=params.model_dump() | self._run_params(policy, inputs),
+                    metrics=candidate.metrics | {k: float(v) for k, v in out.counts.items()},
+                    tags={k: str(v) for k, v in out.lineage.items()},
+                    artifacts={"dataset/excluded_rows.json": self._excluded(data)},
+                )
+            )
+        with timer("gate"):
+            self._gate(candidate, holdout, policy, out)
+
+    def _split(self, data: Assembled, policy: GatePolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if len(data.frame) < policy.min_labels:
+            raise Refused(
+                f"too few usable rows: {len(data.frame)} of {data.requested} labelled entities have "
+                f"features ({data.counts()}), the policy needs {policy.min_labels}"
+            )
+        train, holdout = time_split(data.frame, policy.holdout_share)
+        for name, part in (("training", train), ("holdout", holdout)):
+            if part[LABEL].nunique() < 2:
+                raise Refused(f"the {name} split holds a single class: both good and bad labels are needed")
+        return train, holdout
+
+    def _gate(self, candidate: Any, holdout: pd.DataFrame, policy: GatePolicy, out: Outcome) -> None:
+        assert out.run_id is not None and out.model_version is not None
+        champion = self.registry.champion()
+        champion_eval = evaluate(holdout, champion.score(holdout), policy) if champion else None
+        verdict = decide(candidate, policy, champion_eval, champion.version if champion else None)
+        out.verdict, out.previous_version = verdict, champion.version if champion else None
+        champion_metrics = {
+            f"champion_{k}": v for k, v in (champion_eval.metrics if champion_eval else {}).items()
+        }
+        self.registry.record_gate(out.run_id, out.model_version, verdict.passed, champion_metrics)
+        if verdict.passed:
+            self.registry.promote(out.model_version)
+            out.status = "promoted"
+        else:
+            out.reasons = verdict.reasons
+
+    def _lineage(
+        self,
+        request: TrainingRequested,
+        data: Assembled,
+        train: pd.DataFrame,
+        holdout: pd.DataFrame,
+        sha: str,
+    ) -> dict[str, Any]:
+        return {
+            "window_start": _iso(train[EVENT_TIME].min()),
+            "window_end": _iso(train[EVENT_TIME].max()),
+            "holdout_start": _iso(holdout[EVENT_TIME].min()),
+            "holdout_end": _iso(holdout[EVENT_TIME].max()),
+            "dataset_version": dataset_version(data.frame, sha),
+            "dataset_sha256": sha,
+            "feature_views": FEATURE_VIEW,
+            "feature_service": FEATURE_SERVICE,
+            "code_version": self.code_version,
+            "trigger_event_id": str(request.event_id),
+            "correlation_id": request.correlation_id,
+            "reason": request.payload.reason,
+            "requested_by": request.payload.requested_by,
+            "train_rows": len(train),
+        }
+
+    @staticmethod
+    def _run_params(policy: GatePolicy, inputs: list[str]) -> dict[str, Any]:
+        return {
+            "model_type": "LogisticRegression",
+            "holdout_share": policy.holdout_share,
+            "min_labels": policy.min_labels,
+            "decision_threshold": policy.decision_threshold,
+            "excluded_features": ",".join(policy.exclude_features),
+            "input_features": len(inputs),
+        }
+
+    @staticmethod
+    def _excluded(data: Assembled) -> dict[str, Any]:
+        return {
+            "dropped_by_store": data.dropped_by_store,
+            "without_features": data.without_features,
+            "note": f"{ENTITY_KEY}s asked of the feature store but missing from the training set",
+        }
+
+
+def model_params(base: ModelParams, overrides: dict[str, Any]) -> ModelParams:
+    """The policy's hyper-parameters with a request's overrides; unknown or invalid ones are refused."""
+    try:
+        return ModelParams.model_validate(base.model_dump() | overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise Refused(f"invalid training params: {problems}") from None
+
+
+def _iso(moment: datetime) -> str:
+    return pd.Timestamp(moment).isoformat()

@@ -1,0 +1,61 @@
+"""The features service alone on the real broker and a real Feast repo: garbage on records.clean is
+dead-lettered with its reason and does not block the partition; the valid records behind it are
+pushed once (online and offline) and announced by one FeaturesUpdated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from contracts.events import FeaturesUpdated
+from contracts.registry import encode_event
+from feature_repo import FeatureStoreSettings, feature_refs, open_store
+from feature_repo.names import ENTITY_KEY
+from tests.integration.test_event_bus import _dead_letters_for
+from tests.integration.test_training_support import Platform, applications, cleaned
+from tests.support import wait_until
+
+
+async def test_garbage_is_dead_lettered_and_valid_records_are_pushed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    platform = Platform(kafka_bootstrap, tmp_path)
+    await platform.create_topics()
+    good = [cleaned(app, i) for i, app in enumerate(applications(3, "fs", seed=9))]
+    missing_feature = json.loads(encode_event(good[0]))
+    del missing_feature["payload"]["record"]["housing"]
+    missing_feature["event_id"] = "00000000-0000-4000-8000-000000000001"
+    topic = platform.topics["clean"]
+    async with platform.features.router.lifespan_context(platform.features), platform.probe.broker:
+        await platform.probe.broker.start()
+        for value in (b"{not json", json.dumps(missing_feature).encode(), b"[]"):
+            await platform.probe.broker.publish(value, topic)
+        await platform.send(good, "clean")
+        ledger = platform.features.state.ledger
+        await wait_until(lambda: ledger.count() == 3, timeout_s=60, what="the valid records")
+        await wait_until(lambda: bool(platform.events("FeaturesUpdated")), what="FeaturesUpdated")
+
+    letters = sorted(
+        await _dead_letters_for(kafka_bootstrap, topic, 3), key=lambda e: e.payload.source.offset
+    )
+    assert [(e.payload.source.offset, e.payload.reason.code) for e in letters] == [
+        (0, "not_json"),
+        (1, "not_a_feature_row"),
+        (2, "not_object"),
+    ]
+    assert letters[1].payload.consumer == "features"
+    assert letters[1].payload.reason.errors[0].field == "payload.record.housing"
+    updates = platform.events("FeaturesUpdated")
+    assert sum(u.payload.rows for u in updates) == 3 and all(isinstance(u, FeaturesUpdated) for u in updates)
+    assert {s.offset for u in updates for s in u.payload.sources} == {3, 4, 5}
+
+    store_settings = FeatureStoreSettings(platform.features_settings.feature_store_dir)
+    offline = pd.read_parquet(store_settings.offline_path)
+    ids = [e.payload.entity_id for e in good]
+    assert sorted(offline[ENTITY_KEY]) == sorted(ids)
+    online = open_store(store_settings).get_online_features(
+        features=feature_refs(), entity_rows=[{ENTITY_KEY: i} for i in ids]
+    )
+    assert online.to_dict()["housing"] == [e.payload.record["housing"] for e in good]

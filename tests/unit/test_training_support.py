@@ -1,0 +1,93 @@
+"""Builders and fakes shared by the training unit tests (not a test module of its own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURES
+from services.ingest.demo_data import ApplicationStream
+from services.training.adapters.mlflow_registry import Candidate, Champion
+from services.training.domain.dataset import LABEL, LABEL_TIME, label_value
+from services.training.domain.model import ScoreFn
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def feature_frame(n: int, seed: int = 11) -> pd.DataFrame:
+    """n applications as feature rows (one a minute from T0), with their true label in `_label`."""
+    apps = ApplicationStream(seed=seed, id_prefix="t").take(n)
+    rows = []
+    for i, app in enumerate(apps):
+        row = {ENTITY_KEY: app.record[ENTITY_KEY], EVENT_TIME: T0 + timedelta(minutes=i)}
+        row |= {name: app.record[name] for name in FEATURES}
+        row["_label"] = label_value(app.label)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["credit_amount"] = frame["credit_amount"].astype(float)
+    return frame
+
+
+def label_frame(features: pd.DataFrame, delay: timedelta = timedelta(seconds=30)) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            ENTITY_KEY: features[ENTITY_KEY],
+            LABEL: features["_label"].astype("int64"),
+            LABEL_TIME: features[EVENT_TIME] + delay,
+        }
+    )
+
+
+class FakeSource:
+    """Point-in-time join over an in-memory frame (latest feature row at or before the label time)."""
+
+    def __init__(self, features: pd.DataFrame) -> None:
+        self.features = features.drop(columns="_label")
+        self.calls = 0
+
+    def historical(self, entities: pd.DataFrame) -> pd.DataFrame:
+        self.calls += 1
+        joined = entities.merge(self.features, on=ENTITY_KEY, how="left")
+        valid = joined[EVENT_TIME].isna() | (joined[EVENT_TIME] <= joined[LABEL_TIME])
+        return joined[valid]
+
+
+@dataclass
+class FakeRegistry:
+    candidates: list[Candidate] = field(default_factory=list)
+    gates: list[tuple[str, bool]] = field(default_factory=list)
+    alias: str | None = None
+    champion_score: ScoreFn | None = None
+
+    def champion(self) -> Champion | None:
+        if self.alias is None or self.champion_score is None:
+            return None
+        return Champion(self.alias, f"run-{self.alias}", list(FEATURES), self.champion_score)
+
+    def log_candidate(self, candidate: Candidate) -> tuple[str, str]:
+        self.candidates.append(candidate)
+        version = str(len(self.candidates))
+        return f"run-{version}", version
+
+    def record_gate(self, run_id: str, version: str, passed: bool, metrics: dict[str, float]) -> None:
+        self.gates.append((version, passed))
+
+    def promote(self, version: str) -> None:
+        self.alias = version
+        pipeline = self.candidates[int(version) - 1].pipeline
+        inputs = self.candidates[int(version) - 1].inputs
+        self.champion_score = lambda frame: np.asarray(pipeline.predict_proba(frame[inputs]))[:, 1]
+
+
+def constant(p: float) -> ScoreFn:
+    return lambda frame: np.full(len(frame), p)
+
+
+def oracle(frame_with_labels: pd.DataFrame) -> Any:
+    """A champion that knows the answers (nearly perfect scores): no candidate can beat it."""
+    truth = frame_with_labels.set_index(ENTITY_KEY)["_label"]
+    return lambda frame: truth.loc[frame[ENTITY_KEY]].to_numpy() * 0.9 + 0.05
