@@ -29,7 +29,11 @@ from infra.supervisor import Component, Supervisor, pid_alive, probe_service, se
 
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
-PASSTHROUGH = {"produce": "services.ingest.demo_producer", "audit": "services.audit.cli"}
+PASSTHROUGH = {
+    "produce": "services.ingest.demo_producer",
+    "audit": "services.audit.cli",
+    "train": "services.training.cli",
+}
 
 
 def dev_api_keys(settings: InfraSettings) -> Path:
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
     sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
     sub.add_parser("audit", help="verify, summary or lineage on the audit database", add_help=False)
+    sub.add_parser("train", help="request a training run (mlops train request --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command in PASSTHROUGH:
         args.args = rest
