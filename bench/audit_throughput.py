@@ -5,7 +5,7 @@ plain batched SQLite insert of the same rows in the same run; verify rate; linea
   first; then the audit app (create_app: its real subscriptions, parse, dedupe, hash chain, SQLite WAL
   store) consumes the backlog. Rate = rows appended between the first committed batch and the last.
 - baseline: the very rows the service stored, inserted by plain `sqlite3.executemany` in transactions of
-  500 (the kit's batch size) into a fresh database with the same schema and pragmas. No parsing, no
+  the service's batch size (`AUDIT_BATCH_RECORDS`) into a fresh database with the same schema and pragmas. No parsing, no
   hashing, no Kafka: the ceiling for this schema on this disk.
 - verify: the whole chain recomputed from the database, with 1 process and with `--workers`.
 - lineage: `--lineage-rows` synthetic rows bulk-loaded through the store (with one full drift -> request ->
@@ -112,7 +112,7 @@ async def capture_run(bootstrap: str, n: int, folder: Path) -> dict[str, float]:
             await asyncio.sleep(0.005)
         done_at = time.perf_counter()
     rate = (n - first_count) / (done_at - first_at)
-    baseline = plain_insert_rate(store, folder / "baseline.db")
+    baseline = plain_insert_rate(store, folder / "baseline.db", settings.batch_records)
     verify_1 = timed_verify(store, 1)
     verify_n = timed_verify(store, os.cpu_count() or 1)
     store.dispose()
@@ -121,7 +121,7 @@ async def capture_run(bootstrap: str, n: int, folder: Path) -> dict[str, float]:
             "verify_rows_per_s_parallel": verify_n}  # fmt: skip
 
 
-def plain_insert_rate(source: SqlAuditStore, path: Path) -> float:
+def plain_insert_rate(source: SqlAuditStore, path: Path, batch: int) -> float:
     rows = list(source.chain_rows())
     target = SqlAuditStore(f"sqlite:///{path}")
     target.migrate()  # same schema, indexes and triggers
@@ -132,9 +132,9 @@ def plain_insert_rate(source: SqlAuditStore, path: Path) -> float:
     columns = ", ".join(f'"{c}"' for c in ROW_FIELDS)
     sql = f"INSERT INTO audit_events ({columns}) VALUES ({', '.join('?' * len(ROW_FIELDS))})"
     started = time.perf_counter()
-    for first in range(0, len(rows), 500):
+    for first in range(0, len(rows), batch):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[first : first + 500])
+        conn.executemany(sql, rows[first : first + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()

@@ -4,9 +4,13 @@
    malformed message dead-lettered with its reason (always);
 2. ingest: the demo dataset streamed with PII and malformed records, and the clean/rejected counts
    (when the ingest service runs);
-3. audit: every event recorded, counted by type, and the hash chain verified (when audit runs).
+3. training: a first model trained from the streamed data and labels, through the validation gate
+   (when features and training run);
+4. serving: predictions by entity key from the champion with online features (when serving runs);
+5. audit: every event recorded, counted by type, the hash chain verified, and the lineage of one
+   served prediction (when audit runs).
 
-Later issues add their steps (training, serving, drift, explanations) here.
+Later issues add their steps (drift and retraining, explanations) here.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from infra.demo_loop import client, serve_predictions, train_first_champion
 from infra.roundtrip import bus_round_trip
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import Supervisor, service_port
+from infra.supervisor import Supervisor
 
 DEMO_ROWS = 2000
 
@@ -31,11 +36,17 @@ DEMO_ROWS = 2000
 def run_demo(settings: InfraSettings, console: Console) -> int:
     running = {name for name, c in Supervisor(settings).load().items() if c.kind == "service"}
     show_bus(settings, console)
-    produced = stream_applications(settings, console) if "ingest" in running else None
+    streamed = stream_applications(settings, console) if "ingest" in running else None
+    prediction: dict[str, Any] | None = None
+    if streamed and {"features", "training"} <= running:
+        outcome = train_first_champion(settings, console)
+        if outcome["status"] == "promoted" and "serving" in running:
+            prediction = serve_predictions(settings, console, streamed["first_entities"])
+    code = 0
     if "audit" in running:
-        return show_audit(settings, console, expected=produced)
+        code = show_audit(settings, console, streamed["records"] if streamed else None, prediction)
     console.print("Stack left running: `mlops status` to inspect, `make down` to stop it.")
-    return 0
+    return code
 
 
 def show_bus(settings: InfraSettings, console: Console) -> None:
@@ -51,7 +62,7 @@ def show_bus(settings: InfraSettings, console: Console) -> None:
     console.print(table)
 
 
-def stream_applications(settings: InfraSettings, console: Console) -> int:
+def stream_applications(settings: InfraSettings, console: Console) -> dict[str, Any]:
     """Replay the loan applications with PII (1 malformed record in 50) and wait for every outcome."""
     command = [
         sys.executable,
@@ -85,16 +96,17 @@ def stream_applications(settings: InfraSettings, console: Console) -> int:
             table.add_row(f"rejected: {code}", str(count))
     table.add_row("missing", str(outcomes.get("missing", 0)))
     console.print(table)
-    return sum(outcomes.values())
+    return {"records": sum(outcomes.values()), "first_entities": summary["first_entities"]}
 
 
-def show_audit(settings: InfraSettings, console: Console, expected: int | None) -> int:
-    url = f"http://127.0.0.1:{service_port(settings, 'audit')}"
-    key = json.loads((settings.secrets_dir / "api-keys.json").read_text())["dev-auditor"]["key"]
-    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120) as client:
-        summary = _await_audit(client, expected)
-        verify = client.get("/verify").json()
-    table = Table(title="3. Audit record", show_header=False)
+def show_audit(
+    settings: InfraSettings, console: Console, expected: int | None, prediction: dict[str, Any] | None
+) -> int:
+    with client(settings, "audit", "auditor", timeout_s=120) as auditor:
+        summary = _await_audit(auditor, expected, prediction)
+        verify = auditor.get("/verify").json()
+        lineage = auditor.get(f"/lineage/{prediction['prediction_id']}").json() if prediction else None
+    table = Table(title="5. Audit record", show_header=False)
     for name, count in sorted(summary["events_by_type"].items()):
         table.add_row(name, str(count))
     for topic, count in sorted(summary["raw_by_topic"].items()):
@@ -102,19 +114,37 @@ def show_audit(settings: InfraSettings, console: Console, expected: int | None) 
     table.add_row("hash chain", f"{summary['chain_length']} rows, head {summary['head_hash'][:16]}...")
     verdict = "[green]intact[/]" if verify["intact"] else f"[red]BROKEN at row {verify['broken_at']}[/]"
     table.add_row("verify", f"{verdict} ({verify['checked']} rows checked)")
+    if lineage is not None:
+        table.add_row("lineage of one prediction", _lineage_line(lineage))
     console.print(table)
-    console.print("Stack left running: `mlops status` to inspect, `make down` to stop it.")
     return 0 if verify["intact"] else 1
 
 
-def _await_audit(client: httpx.Client, expected: int | None, timeout_s: float = 60) -> dict[str, Any]:
+def _lineage_line(lineage: dict[str, Any]) -> str:
+    model, run = lineage["model"], lineage.get("training_run") or {}
+    request = lineage.get("training_request") or {}
+    window = lineage.get("training_window") or {}
+    return (
+        f"prediction {lineage['prediction_id'][:8]} -> {model['name']} v{model['version']} -> "
+        f"run {str(run.get('run_id'))[:8]} (window {window.get('start')} .. {window.get('end')}, "
+        f"dataset {(lineage.get('dataset') or {}).get('version')}) -> {request.get('event_type', '?')}"
+        + (f"; not recorded: {', '.join(lineage['missing'])}" if lineage.get("missing") else "")
+    )
+
+
+def _await_audit(
+    auditor: httpx.Client, expected: int | None, prediction: dict[str, Any] | None, timeout_s: float = 60
+) -> dict[str, Any]:
     """Audit consumes asynchronously: wait until it has recorded what the demo produced."""
     deadline = time.monotonic() + timeout_s
     while True:
-        summary: dict[str, Any] = client.get("/summary").json()
-        cleaned = summary["events_by_type"].get("RecordCleaned", 0) + summary["events_by_type"].get(
-            "RecordRejected", 0
-        )
-        if expected is None or cleaned >= expected or time.monotonic() > deadline:
+        summary: dict[str, Any] = auditor.get("/summary").json()
+        by_type = summary["events_by_type"]
+        outcomes = by_type.get("RecordCleaned", 0) + by_type.get("RecordRejected", 0)
+        recorded = expected is None or outcomes >= expected
+        if prediction is not None:
+            found = auditor.get("/lineage/" + prediction["prediction_id"])
+            recorded = recorded and found.status_code == 200
+        if recorded or time.monotonic() > deadline:
             return summary
         time.sleep(0.5)

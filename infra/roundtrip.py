@@ -43,13 +43,13 @@ async def _round_trip(bootstrap: str) -> tuple[TrainingRequested, KafkaCoordinat
     )
     garbage_key = f"demo-{run}".encode()
 
-    # The groups are new and read the topic from the start: keep only what this run sent.
-    @subs.on_event(DEMO_TOPIC, TrainingRequested, group_id=f"demo-{run}")
+    # Fresh groups that start at the end of their topics: this run sees only what it sends.
+    @subs.on_event(DEMO_TOPIC, TrainingRequested, group_id=f"demo-{run}", start="latest")
     async def on_request(received: TrainingRequested, source: KafkaCoordinates) -> None:
         if received.event_id == event.event_id:
             await arrived.put((received, source, time.perf_counter()))
 
-    @subs.on_raw(DEADLETTERS, group_id=f"demo-dlq-{run}")
+    @subs.on_raw(DEADLETTERS, group_id=f"demo-dlq-{run}", start="latest")
     async def on_letter(raws: list[RawMessage]) -> None:
         for raw in raws:
             letter = parse_event(raw.value or b"")
@@ -61,7 +61,10 @@ async def _round_trip(bootstrap: str) -> tuple[TrainingRequested, KafkaCoordinat
 
     async with broker:
         await broker.start()
-        await asyncio.sleep(1.0)  # let the fresh consumer groups take their partitions
+        # Starting at "latest" means nothing sent before the groups hold their partitions is seen.
+        deadline = time.monotonic() + 30
+        while not subs.all_assigned() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         sent_at = time.perf_counter()
         await subs.publisher.publish(event, topic=DEMO_TOPIC)
         received, source, received_at = await asyncio.wait_for(arrived.get(), 30)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -64,13 +64,19 @@ class Subscriptions:
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def _subscriber(
-        self, topic: str, group_id: str, batch: bool, description: str, max_records: int = 500
+        self,
+        topic: str,
+        group_id: str,
+        batch: bool,
+        description: str,
+        max_records: int = 500,
+        start: Literal["earliest", "latest"] = "earliest",
     ) -> Any:
         return self.broker.subscriber(
             topic,
             group_id=group_id,
             batch=batch,
-            auto_offset_reset="earliest",
+            auto_offset_reset=start,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             # Handlers read the raw bytes and parse them with the contracts; FastStream's own JSON
             # decoding would run first and die outside our dead-letter path (e.g. RecursionError
@@ -83,12 +89,20 @@ class Subscriptions:
         )
 
     def on_event(
-        self, topic: str, *event_types: type[E], group_id: str | None = None
+        self,
+        topic: str,
+        *event_types: type[E],
+        group_id: str | None = None,
+        start: Literal["earliest", "latest"] = "earliest",
     ) -> Callable[[Callable[[E, KafkaCoordinates], Awaitable[None]]], None]:
-        """Subscribe a handler `(event, source) -> None` to contract events on `topic`."""
+        """Subscribe a handler `(event, source) -> None` to contract events on `topic`. A new group
+        starts at the `earliest` message (services: nothing is missed) or at the `latest` (observers
+        that only care about what happens from now on)."""
         group = group_id or self.service
         names = ", ".join(t.__name__ for t in event_types)
-        subscriber = self._subscriber(topic, group, batch=False, description=f"Consumes {names}.")
+        subscriber = self._subscriber(
+            topic, group, batch=False, description=f"Consumes {names}.", start=start
+        )
         self.registered.append(Subscription(topic, group, event_types, batch=False, subscriber=subscriber))
 
         def register(handler: Callable[[E, KafkaCoordinates], Awaitable[None]]) -> None:
@@ -111,14 +125,25 @@ class Subscriptions:
         return register
 
     def on_raw(
-        self, topic: str, *, group_id: str | None = None, batch: bool = False, max_records: int = 500
+        self,
+        topic: str,
+        *,
+        group_id: str | None = None,
+        batch: bool = False,
+        max_records: int = 500,
+        start: Literal["earliest", "latest"] = "earliest",
     ) -> Callable[[Callable[[list[RawMessage]], Awaitable[None]]], None]:
         """Subscribe a handler that takes raw records (for topics that carry no envelope, or for speed).
         The handler gets a list: one record, or a fetched batch of up to `max_records` when `batch=True`
         (bigger batches amortise a handler's per-call cost, e.g. a database commit)."""
         group = group_id or self.service
         subscriber = self._subscriber(
-            topic, group, batch=batch, description="Consumes raw records.", max_records=max_records
+            topic,
+            group,
+            batch=batch,
+            description="Consumes raw records.",
+            max_records=max_records,
+            start=start,
         )
         self.registered.append(Subscription(topic, group, (), batch=batch, subscriber=subscriber))
 
@@ -139,6 +164,12 @@ class Subscriptions:
             if consumer is not None:
                 assigned |= {(tp.topic, tp.partition) for tp in consumer.assignment()}
         return assigned
+
+    def all_assigned(self) -> bool:
+        """True once every subscription holds partitions (a group that starts at "latest" sees
+        nothing sent before this)."""
+        consumers = [getattr(s.subscriber, "consumer", None) for s in self.registered]
+        return all(c is not None and c.assignment() for c in consumers)
 
     async def _run(self, raws: list[RawMessage], call: Callable[[], Awaitable[None]]) -> None:
         """Run a handler over one record or a batch. Attempts are counted by the first record (a

@@ -91,7 +91,11 @@ async def produce(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
         await producer.flush()
     finally:
         await producer.stop()
-    return {"run": run, "records": len(sent), "labels": labels, "drifted_rows": drifted, "sent": sent}
+    entities = [entity for entity in sent.values() if entity != "bad"]
+    return {
+        "run": run, "records": len(sent), "labels": labels, "drifted_rows": drifted,
+        "first_entities": entities[:200], "sent": sent,
+    }  # fmt: skip
 
 
 async def _publish_due(
