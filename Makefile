@@ -27,7 +27,12 @@ schemas: install
 	@$(PY) -m servicekit.asyncapi docs/asyncapi.json
 
 bench: install
+	@scripts/install-bench-tools.sh
 	@$(PY) -m bench.broker_throughput
+	@$(PY) -m bench.ingest_throughput
+	@$(PY) -m bench.audit_throughput
+	@$(PY) -m bench.training_latency
+	@$(PY) -m bench.serving_latency
 
 up: install
 	@$(VENV)/bin/mlops up

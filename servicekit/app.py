@@ -40,6 +40,7 @@ def create_service_app(
     publishes: tuple[type[Event], ...] = (),
     readiness_checks: dict[str, ReadinessCheck] | None = None,
     on_startup: list[Hook] | None = None,
+    before_broker_stops: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan connects the broker (subscribers start consuming) and runs hooks.
@@ -67,6 +68,8 @@ def create_service_app(
             yield
         finally:
             SERVICE_UP.labels(service).set(0)
+            for hook in before_broker_stops or []:  # e.g. flush queued events while still connected
+                await hook()
             if broker is not None:
                 await broker.stop()
             for hook in on_shutdown or []:

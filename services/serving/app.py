@@ -1,0 +1,146 @@
+"""Composition root: settings -> Feast reader, MLflow registry, Kafka, handlers -> the FastAPI app.
+
+The broker is built but not connected, and nothing slow happens here: the feature store and the
+champion are loaded by a background task started at startup (in threads), so `/health` answers at
+once, `/ready` turns 200 when the store is open and a first look at the registry has been made, and
+/predict answers 503 until a champion is loaded. Tests pass fakes for the registry and the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from contracts.common import KafkaCoordinates
+from contracts.envelope import Event
+from contracts.events import LabelObserved, ModelPromoted, PredictionMade
+from servicekit.app import create_service_app
+from servicekit.broker import EventPublisher, make_broker
+from servicekit.consumer import Subscriptions
+from services.serving.adapters.feast_online import FeastOnlineFeatures
+from services.serving.adapters.mlflow_registry import MlflowRegistry
+from services.serving.adapters.outbox import EventOutbox
+from services.serving.domain.model import ModelSlot
+from services.serving.errors import ServingError
+from services.serving.handlers import LabelHandler, OnlineFeatures, PredictionHandler, RecentPredictions
+from services.serving.reloader import ModelRegistry, ModelReloader
+from services.serving.routes import router
+from services.serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Event[Any], str], Awaitable[None]]
+
+
+def create_app(
+    settings: ServingSettings | None = None,
+    *,
+    registry: ModelRegistry | None = None,
+    features: OnlineFeatures | None = None,
+    publish: Publish | None = None,
+) -> FastAPI:
+    """`registry`, `features` and `publish` replace MLflow, Feast and Kafka publication in tests."""
+    settings = settings or ServingSettings()
+    service = settings.service_name
+    broker = make_broker(settings)
+    publisher = EventPublisher(broker, service)
+    subscriptions = Subscriptions(broker, publisher, service, max_attempts=settings.max_handler_attempts)
+    feast = (
+        FeastOnlineFeatures(settings.feature_store_dir, settings.feast_project, settings.feast_online_store)
+        if features is None
+        else None
+    )
+    reader: OnlineFeatures = features or feast  # type: ignore[assignment]
+
+    async def publish_prediction(event: Event[Any]) -> None:
+        await (publish or publisher.publish)(event, settings.predictions_topic)
+
+    async def publish_label(event: Event[Any]) -> None:
+        await (publish or publisher.publish)(event, settings.labels_topic)
+
+    slot = ModelSlot()
+    outbox = EventOutbox(
+        publish_prediction,
+        maxsize=settings.outbox_size,
+        batch=settings.outbox_batch,
+        retry_max_s=settings.outbox_retry_max_s,
+    )
+    recent = RecentPredictions(settings.recent_predictions)
+    reloader = ModelReloader(
+        slot,
+        registry or MlflowRegistry(settings),
+        settings.model_name,
+        settings.champion_alias,
+        settings.shadow_alias,
+    )
+    tasks: list[asyncio.Task[None]] = []
+    warmed = asyncio.Event()
+
+    # Every replica must reload, so each has its own group (see ServingSettings.instance_id).
+    @subscriptions.on_event(settings.promotions_topic, ModelPromoted, group_id=settings.consumer_group)
+    async def on_promoted(event: ModelPromoted, _: KafkaCoordinates) -> None:
+        await reloader.on_promoted(event)
+
+    async def warm_up() -> None:
+        delay = 1.0
+        while feast is not None and not feast.ready:
+            try:
+                await asyncio.to_thread(feast.open)
+            except Exception:
+                log.exception("could not open the feature store; retrying in %.0f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        await reloader.refresh()
+        # Feast and MLflow leave millions of long-lived objects; move them out of the collector's
+        # sight so a full collection does not stall requests for tens of milliseconds.
+        gc.freeze()
+        warmed.set()
+        if settings.champion_poll_s > 0:
+            await reloader.poll_forever(settings.champion_poll_s)
+
+    async def start() -> None:
+        outbox.start()
+        tasks.append(asyncio.create_task(warm_up(), name="serving-warm-up"))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def loaded() -> bool:
+        return warmed.is_set() and reader.ready
+
+    app = create_service_app(
+        settings,
+        broker,
+        title="serving",
+        subscriptions=subscriptions,
+        publishes=(PredictionMade, LabelObserved),
+        readiness_checks={"models_and_features": loaded},
+        on_startup=[start],
+        before_broker_stops=[outbox.close],  # queued prediction events go out while still connected
+        on_shutdown=[stop],
+    )
+    app.state.slot = slot
+    app.state.reloader = reloader
+    app.state.outbox = outbox
+    app.state.predictions = PredictionHandler(slot, reader, outbox, recent, service)
+    app.state.labels = LabelHandler(publish_label, recent, settings.label_dataset, service)
+    app.add_exception_handler(ServingError, _serving_error)  # type: ignore[arg-type]
+    app.include_router(router)
+    return app
+
+
+async def _serving_error(_: Request, exc: ServingError) -> JSONResponse:
+    if exc.status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.message)
+    body: dict[str, Any] = {"detail": exc.message}
+    if exc.errors:
+        body["errors"] = exc.errors
+    return JSONResponse(body, status_code=exc.status)

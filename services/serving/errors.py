@@ -1,0 +1,48 @@
+"""One error root for the serving service, mapped to HTTP statuses only at the edge (app.py)."""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Root of every serving error. `status` is the HTTP status the edge maps it to."""
+
+    status = 500
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+class NoChampion(ServingError):
+    """No model is loaded yet (none promoted, or the first load failed)."""
+
+    status = 503
+
+
+class UnknownEntity(ServingError):
+    """The online store has no features for the requested entity."""
+
+    status = 404
+
+
+class InvalidFeatures(ServingError):
+    """Feature values missing, unknown, of the wrong type, or not scorable by the model."""
+
+    status = 422
+
+
+class BatchTooLarge(ServingError):
+    """Too many instances, or too many bytes, in one request."""
+
+    status = 413
+
+
+class DependencyUnavailable(ServingError):
+    """The feature store or Kafka failed; the request may be retried."""
+
+    status = 503
+
+
+class ModelLoadError(ServingError):
+    """A model version could not be loaded or breaks the model contract (never reaches a client)."""

@@ -1,0 +1,88 @@
+"""HTTP request and response bodies. Unknown fields are refused (extra="forbid") with a 422."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+
+EntityId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+FeatureValue = StrictInt | StrictFloat | StrictStr
+Features = Annotated[dict[Annotated[str, Field(max_length=256)], FeatureValue], Field(max_length=1000)]
+
+
+class Instance(BaseModel):
+    """One application to score: by entity key (features read online) or by its feature values."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    entity_id: EntityId | None = Field(None, description="Application id; features are read from Feast.")
+    features: Features | None = Field(None, description="Feature values, exactly the model's inputs.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.entity_id is None) == (self.features is None):
+            raise ValueError("give exactly one of entity_id or features")
+        return self
+
+
+class PredictRequest(BaseModel):
+    """`{"entity_id": ...}`, `{"features": {...}}`, or a batch `{"instances": [...]}`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [{"entity_id": "app-00001"}, {"instances": [{"entity_id": "app-00001"}]}]
+        },
+    )
+
+    entity_id: EntityId | None = None
+    features: Features | None = None
+    instances: list[Instance] | None = Field(None, min_length=1, description="A batch (max_batch_size).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [f for f in ("entity_id", "features", "instances") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of entity_id, features or instances")
+        return self
+
+
+class PredictionOut(BaseModel):
+    prediction_id: str
+    score: float = Field(description="P(bad), from the champion model.")
+    decision: Literal["approve", "decline"] = Field(description="decline when score >= threshold.")
+    model_name: str
+    model_version: str
+
+
+class LabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    label: Literal["good", "bad"]
+    entity_id: EntityId | None = Field(None, description="Entity the label is about, if known.")
+
+
+class LabelAccepted(BaseModel):
+    event_id: str
+    prediction_id: str
+    entity_id: str
+
+
+class ModelInfo(BaseModel):
+    alias: str
+    model_name: str
+    model_version: str
+    loaded_at: datetime
+    load_seconds: float
+    threshold: float
+    features: list[str]
+    scorer: str
+
+
+class ModelStatus(BaseModel):
+    champion: ModelInfo | None
+    shadow: ModelInfo | None
