@@ -124,11 +124,14 @@ def _lineage_line(lineage: dict[str, Any]) -> str:
     model, run = lineage["model"], lineage.get("training_run") or {}
     request = lineage.get("training_request") or {}
     window = lineage.get("training_window") or {}
+    trigger = (lineage.get("drift") or request).get("event_type", "?")
+    # A manual request has no drift event behind it: that step is absent by design, not missing.
+    missing = [m for m in lineage.get("missing", []) if not (m == "drift" and request)]
     return (
         f"prediction {lineage['prediction_id'][:8]} -> {model['name']} v{model['version']} -> "
         f"run {str(run.get('run_id'))[:8]} (window {window.get('start')} .. {window.get('end')}, "
-        f"dataset {(lineage.get('dataset') or {}).get('version')}) -> {request.get('event_type', '?')}"
-        + (f"; not recorded: {', '.join(lineage['missing'])}" if lineage.get("missing") else "")
+        f"dataset {(lineage.get('dataset') or {}).get('version')}) -> started by {trigger}"
+        + (f"; not recorded: {', '.join(missing)}" if missing else "")
     )
 
 
