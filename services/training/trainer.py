@@ -145,6 +145,7 @@ class Trainer:
                     metrics=candidate.metrics | {k: float(v) for k, v in out.counts.items()},
                     tags={k: str(v) for k, v in out.lineage.items()},
                     artifacts={"dataset/excluded_rows.json": self._excluded(data)},
+                    training_set=data.frame,
                 )
             )
         with timer("gate"):

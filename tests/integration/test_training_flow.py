@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,10 +122,17 @@ async def test_clean_records_become_features_and_the_first_model_is_promoted(pla
         and run.data.params["model_type"] == "LogisticRegression"
     )
     assert run.info.artifact_uri.startswith(platform.training_settings.mlflow_artifact_root.as_uri())
+    # The exact training set is kept with the run (features and labels only: no PII).
+    training_set = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="dataset/training_set.parquet"
+        )
+    )
+    assert len(training_set) == int(run.data.metrics["rows_usable"])
+    assert set(FEATURES) <= set(training_set.columns) and ENTITY_KEY in training_set.columns
+    assert not {"applicant_name", "email", "phone", "notes"} & set(training_set.columns)
 
     # The champion, loaded as serving will, scores online features.
-    import mlflow
-
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     store = open_store(FeatureStoreSettings(platform.features_settings.feature_store_dir))
     ids = [app.record["application_id"] for app in apps[:5]]

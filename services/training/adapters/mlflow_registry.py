@@ -49,6 +49,7 @@ class Candidate:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)  # JSON documents logged with the run
+    training_set: pd.DataFrame | None = None  # the exact rows (train + holdout), logged as Parquet
 
 
 class ModelRegistry(Protocol):
@@ -143,6 +144,8 @@ class MlflowRegistry:
             mlflow.set_tags(candidate.tags)
             for name, document in candidate.artifacts.items():
                 mlflow.log_dict(document, name)
+            if candidate.training_set is not None:
+                _log_training_set(candidate.training_set)
             info = mlflow.sklearn.log_model(
                 candidate.pipeline,
                 name="model",
@@ -174,3 +177,17 @@ class MlflowRegistry:
 
     def promote(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+
+def _log_training_set(frame: pd.DataFrame) -> None:
+    """The training set itself, so an auditor (or the symmetry test) sees exactly what the model
+    learned from. It holds features and labels only: PII never reaches the feature store."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "training_set.parquet"
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="dataset")
