@@ -4,9 +4,9 @@ plain batched SQLite insert of the same rows in the same run; verify rate; linea
 - capture: `--events` PredictionMade events (about 430 bytes) are produced to a fresh 3-partition topic
   first; then the audit app (create_app: its real subscriptions, parse, dedupe, hash chain, SQLite WAL
   store) consumes the backlog. Rate = rows appended between the first committed batch and the last.
-- baseline: the very rows the service stored, inserted by plain `sqlite3.executemany` in transactions of
-  the service's batch size (`AUDIT_BATCH_RECORDS`) into a fresh database with the same schema and pragmas. No parsing, no
-  hashing, no Kafka: the ceiling for this schema on this disk.
+- baseline: the very rows the service stored, inserted by plain `sqlite3.executemany` in transactions
+  of the service's batch size (`AUDIT_BATCH_RECORDS`) into a fresh database with the same schema and
+  pragmas. No parsing, no hashing, no Kafka: the ceiling for this schema on this disk.
 - verify: the whole chain recomputed from the database, with 1 process and with `--workers`.
 - lineage: `--lineage-rows` synthetic rows bulk-loaded through the store (with one full drift -> request ->
   trained -> promoted -> prediction flow in the middle), then `--lookups` lineage calls; median and p99.
