@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lookups", type=int, default=200, help="lineage calls timed")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for parallel verify")
     p.add_argument("--bootstrap", help="HOST:PORT of an existing broker (then none is started)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON results are written")
     return p.parse_args()
 
 
@@ -218,8 +219,8 @@ def main() -> None:
         "median": {key: statistics.median(r[key] for r in runs) for key in runs[0]},
         "at_scale": scale,
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(result["median"], indent=2))
 
 

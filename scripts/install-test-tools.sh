@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Test-only system tools from Debian's packages: kcat (an outside Kafka client the tests use to prove
-# that any producer, not only ours, can talk to the broker).
+# that any producer, not only ours, can talk to the broker) and postgresql (the server binaries the
+# audit store's contract tests start a throwaway cluster with; the tests never use a system cluster).
+# Idempotent and quiet: installs only what is missing.
 set -euo pipefail
-if command -v kcat >/dev/null 2>&1; then exit 0; fi
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
+if [[ ${#missing[@]} == 0 ]]; then exit 0; fi
 if [[ "$(id -u)" != 0 ]]; then
-  echo "install-test-tools.sh: kcat is missing; install it with: sudo apt-get install -y kcat" >&2
+  echo "install-test-tools.sh: missing ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi
-echo "==> installing kcat from Debian's packages"
+echo "==> installing ${missing[*]} from Debian's packages"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+# policy-rc.d: the package must not start (or leave running) a system cluster of its own.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && trap 'rm -f "$policy"' EXIT; fi
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -18,6 +18,9 @@ from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import pid_alive
 from tests.support import TEST_KAFKA_PORT
 
+# PostgreSQL for the tests that run against every storage adapter (a throwaway cluster, started on use).
+from tests.support_postgres import postgres_cluster, postgres_url  # noqa: F401
+
 TEST_STATE_DIR = Path(os.environ.get("MLOPS_TEST_STATE_DIR", REPO_ROOT / ".local" / "test"))
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: AuditSettings | None = None, *, store: SqlAuditStore | None = None) -> FastAPI:
     """Builds everything without connecting: the broker starts, and the schema is migrated, on startup."""
     settings = settings or AuditSettings()
-    store = store or SqlAuditStore(settings.resolved_database_url)
+    store = store or SqlAuditStore(settings.resolved_database_url, settings.database_app_role)
     audit = AuditService(
         store,
         content_free_topics=settings.content_free_topics,

@@ -21,6 +21,16 @@ class AuditSettings(ServiceSettings):
         description="SQLAlchemy URL of the audit store, e.g. postgresql+psycopg://audit@db/audit. "
         "Default: SQLite (WAL) at <state_dir>/audit/audit.db.",
     )
+    database_app_role: str | None = Field(
+        None,
+        min_length=1,
+        max_length=63,
+        description="PostgreSQL only: a role that does not own audit_events. The migration grants it "
+        "SELECT and INSERT (nothing else), and the service's sessions SET ROLE to it after migrating, so "
+        "the service itself cannot UPDATE, DELETE or TRUNCATE even without the triggers. The role must "
+        "exist, and the URL's user must own the table (or have migrated it before) and be a member of "
+        "the role, or be the role itself. Ignored on SQLite.",
+    )
     topics: list[str] = Field(
         default_factory=topic_names,
         description="Topics to capture (JSON list). Default: every topic of the contracts.",

@@ -31,7 +31,10 @@ def verify_store(
         return verify(store.chain_rows(1, length), anchors)
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
     with ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
-        futures = [pool.submit(_verify_range, store.url, first, last, anchors) for first, last in ranges]
+        futures = [
+            pool.submit(_verify_range, store.url, store.app_role, first, last, anchors)
+            for first, last in ranges
+        ]
         reports = [future.result() for future in futures]
     checked, matched = 0, 0
     for report in reports:
@@ -54,8 +57,10 @@ def _ranges(length: int, workers: int, min_range: int) -> list[tuple[int, int]]:
     return [(first, min(first + size - 1, length)) for first in range(1, length + 1, size)] if size else []
 
 
-def _verify_range(url: str, first: int, last: int, anchors: Mapping[int, str]) -> VerifyReport:
-    store = SqlAuditStore(url)
+def _verify_range(
+    url: str, app_role: str | None, first: int, last: int, anchors: Mapping[int, str]
+) -> VerifyReport:
+    store = SqlAuditStore(url, app_role)
     try:
         prev_hex = store.stored_hash(first - 1) if first > 1 else GENESIS.hex()
         try:

@@ -1,36 +1,66 @@
-"""The SQL store on a real SQLite file: append-only guards, idempotent appends, and tampering by raw SQL
-(guards dropped first, as an attacker with database access would) detected by verify."""
+"""One contract suite run against every storage adapter (a real SQLite file, a real PostgreSQL
+database): the Alembic migration, append-only guards, idempotent appends, queries, lineage, and
+tampering by raw SQL (guards dropped first, as an attacker with database access would) detected by
+verify. PostgreSQL also gets the application role's grants (SELECT and INSERT only)."""
 
 from __future__ import annotations
 
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, ProgrammingError
+from sqlalchemy.pool import NullPool
 
 from contracts.samples import sample_events
 from services.audit.adapters.schema import metadata
 from services.audit.adapters.store import EventQuery, SqlAuditStore
 from services.audit.domain.entry import to_entry
 from services.audit.handlers import AuditService
+from services.audit.lineage import lineage
 from services.audit.verification import verify_store
-from tests.unit.test_audit_support import as_attacker, captured, lineage_flow, new_store
+from tests.support_postgres import PostgresCluster
+from tests.unit.test_audit_support import as_attacker, captured, lineage_flow, open_store
+
+BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SqlAuditStore:
-    store = new_store(tmp_path)
+@pytest.fixture(params=BACKENDS)
+def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+    """Makes URLs of fresh, empty databases on the backend under test."""
+    if request.param == "sqlite":
+        names = itertools.count()
+        return lambda: f"sqlite:///{tmp_path / f'audit{next(names)}.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    return cluster.create_database
+
+
+def filled(url: str, app_role: str | None = None) -> SqlAuditStore:
+    store = open_store(url, app_role)
     events = sample_events() + lineage_flow() + lineage_flow("pred-2", version="8")
     AuditService(store).capture(captured(events, topic="mixed"))  # 23 rows, seq 1..23
     return store
 
 
+@pytest.fixture
+def store(new_url: Callable[[], str]) -> Iterator[SqlAuditStore]:
+    store = filled(new_url())
+    yield store
+    store.dispose()
+
+
 def test_the_migration_builds_exactly_the_schema_the_code_queries(store: SqlAuditStore) -> None:
     with store.reader.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    store.migrate()  # a second run (every service start) changes nothing
+    assert store.head()[0].length == 23 and verify_store(store).ok
 
 
 @pytest.mark.parametrize(
@@ -41,6 +71,78 @@ def test_the_database_refuses_update_and_delete(store: SqlAuditStore, statement:
     with pytest.raises(DatabaseError, match="append-only"), store.writer.begin() as conn:
         conn.execute(text(statement))
     assert verify_store(store).ok
+
+
+def test_postgresql_refuses_truncate(postgres_url: str) -> None:
+    store = filled(postgres_url)
+    with pytest.raises(DatabaseError, match="append-only: TRUNCATE refused"), store.writer.begin() as conn:
+        conn.execute(text("TRUNCATE audit_events"))
+    assert store.head()[0].length == 23
+    store.dispose()
+
+
+@pytest.fixture
+def app_role(postgres_cluster: PostgresCluster) -> str:
+    role = f"audit_app_{uuid.uuid4().hex[:8]}"  # roles are cluster-wide: one per test
+    postgres_cluster.execute(f"CREATE ROLE {role} LOGIN")
+    return role
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET entity_id = 'x' WHERE seq = 3",
+        "DELETE FROM audit_events WHERE seq = 3",
+        "TRUNCATE audit_events",
+        "DROP TRIGGER audit_events_no_update_delete ON audit_events",  # nor may it drop the guards
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+    ],
+)
+def test_the_application_role_may_only_select_and_insert_even_without_the_triggers(
+    postgres_url: str, app_role: str, statement: str
+) -> None:
+    store = filled(postgres_url, app_role)  # appended through the role: the grants are enough for that
+    if "TRIGGER" not in statement:
+        as_attacker(store)  # the owner drops the guards: the grants still hold
+    as_role = create_engine(
+        make_url(postgres_url).set(username=app_role).render_as_string(hide_password=False),
+        poolclass=NullPool,
+    )
+    refused = r"permission denied|must be owner"
+    for engine in (as_role, store.writer):  # a session that logs in as the role, and the store's (SET ROLE)
+        with pytest.raises(ProgrammingError, match=refused), engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT current_user").scalar() == app_role
+            conn.execute(text(statement))
+    as_role.dispose()
+    assert store.head()[0].length == 23
+    store.dispose()
+
+
+def test_the_service_appends_migrates_and_verifies_as_the_application_role(
+    postgres_url: str, app_role: str
+) -> None:
+    filled(postgres_url, app_role).dispose()  # the owner migrates and grants
+    as_role = make_url(postgres_url).set(username=app_role).render_as_string(hide_password=False)
+    store = open_store(as_role, app_role)  # a service that logs in as the role: migrate is a no-op
+    assert AuditService(store).capture(captured(lineage_flow("p-role"), topic="other")).appended == 5
+    report = verify_store(store, workers=2, min_range=5)
+    assert report.ok and report.checked == 28
+    with store.reader.connect() as conn:
+        owner = conn.exec_driver_sql("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'")
+        assert owner.scalar() != app_role
+    store.dispose()
+
+
+def test_concurrent_appenders_never_fork_the_chain(store: SqlAuditStore) -> None:
+    others = [SqlAuditStore(store.url) for _ in range(3)]  # separate engines: as separate processes would
+    batches = [captured(lineage_flow(f"p-{i}"), topic=f"t{i}") for i in range(12)]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda i: AuditService(others[i % 3]).capture(batches[i]), range(12)))
+    assert sum(r.appended for r in results) == 60
+    report = verify_store(store)
+    assert report.ok and report.checked == 83
+    for other in others:
+        other.dispose()
 
 
 def test_a_redelivered_batch_or_a_republished_event_is_appended_once(store: SqlAuditStore) -> None:
@@ -103,20 +205,29 @@ def test_tampering_by_raw_sql_is_found_at_the_first_broken_link(
 
 
 def test_a_chain_rewritten_from_scratch_is_caught_only_by_its_checkpoint(
-    store: SqlAuditStore, tmp_path: Path
+    store: SqlAuditStore, new_url: Callable[[], str]
 ) -> None:
     anchor = {store.head()[0].length: store.head()[0].hash.hex()}
-    forged = new_store(tmp_path, "forged.db")  # the attacker replays altered events into a fresh chain
+    forged = open_store(new_url())  # the attacker replays altered events into a fresh chain
     events = sample_events() + lineage_flow() + lineage_flow("pred-2", version="9")
     AuditService(forged).capture(captured(events, topic="mixed"))
     assert verify_store(forged).ok
     report = verify_store(forged, anchors=anchor)
     assert not report.ok and report.broken_at == 23 and "checkpoint" in (report.reason or "")
+    forged.dispose()
 
 
-def test_queries_bind_every_value(store: SqlAuditStore) -> None:
-    assert store.events(EventQuery(entity_id="' OR 1=1 --")) == []
-    assert store.events(EventQuery(event_type='PredictionMade" OR "1"="1')) == []
+INJECTIONS = ["' OR 1=1 --", 'PredictionMade" OR "1"="1', "x'; DROP TABLE audit_events; --", "%", "*", "\\"]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_queries_bind_every_value(store: SqlAuditStore, value: str) -> None:
+    for name in ("event_type", "topic", "entity_id", "model_name", "model_version", "correlation_id"):
+        assert store.events(EventQuery(**{name: value})) == []
+    assert store.head()[0].length == 23 and verify_store(store).ok
+
+
+def test_queries_select_and_page(store: SqlAuditStore) -> None:
     found = store.events(EventQuery(prediction_id="pred-2"))
     assert [row["event_type"] for row in found] == ["PredictionMade"]
     assert len(store.events(EventQuery(limit=5, after=20))) == 3
@@ -127,3 +238,10 @@ def test_entries_keep_their_order_and_coordinates(store: SqlAuditStore) -> None:
     assert [r[0] for r in rows] == list(range(1, 24))
     assert [r[4] for r in rows] == list(range(23))
     assert to_entry(captured(sample_events())[0]).value_sha256 == rows[0][7]
+
+
+def test_lineage_follows_the_stored_flow(store: SqlAuditStore) -> None:
+    found = lineage(store, "pred-2")
+    assert found["missing"] == [] and found["model"] == {"name": "fraud", "version": "8"}
+    assert found["training_run"]["event_type"] == "ModelTrained"
+    assert found["drift"]["event_type"] == "DriftDetected"

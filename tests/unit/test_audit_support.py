@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from contracts.envelope import Event
 from contracts.events import (
@@ -92,15 +93,36 @@ def captured(events: list[Event[Any]], topic: str | None = None, first_offset: i
 
 
 def new_store(tmp_path: Path, name: str = "audit.db") -> SqlAuditStore:
-    store = SqlAuditStore(f"sqlite:///{tmp_path / name}")
+    return open_store(f"sqlite:///{tmp_path / name}")
+
+
+def open_store(url: str, app_role: str | None = None) -> SqlAuditStore:
+    store = SqlAuditStore(url, app_role)
     store.migrate()
     return store
 
 
+GUARDS = {  # the append-only triggers of each backend, as the migration names them
+    "sqlite": [
+        "DROP TRIGGER IF EXISTS audit_events_no_update",
+        "DROP TRIGGER IF EXISTS audit_events_no_delete",
+    ],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS audit_events_no_update_delete ON audit_events",
+        "DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events",
+    ],
+}
+
+
 def as_attacker(store: SqlAuditStore, *statements: str) -> None:
-    """Drop the append-only guards (as someone with database access can), then run raw SQL."""
-    with store.writer.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_events_no_update")
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_events_no_delete")
-        for statement in statements:
-            conn.execute(text(statement))
+    """Drop the append-only guards (as the table's owner, i.e. someone with database access), then run
+    raw SQL, on a session of its own (never the store's, which may run as the application role)."""
+    engine = create_engine(store.url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for drop in GUARDS[conn.dialect.name]:
+                conn.exec_driver_sql(drop)
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()

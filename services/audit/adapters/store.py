@@ -3,6 +3,7 @@ and answer queries with bound parameters only (SQLAlchemy Core; never string-bui
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -10,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, select
+from sqlalchemy import ColumnElement, Connection, and_, create_engine, func, insert, select
+from sqlalchemy.pool import NullPool
 
 from services.audit.adapters.engine import lock_for_append, make_engines
 from services.audit.adapters.migrate import upgrade
@@ -81,9 +83,13 @@ class EventQuery:
 
 
 class SqlAuditStore:
-    def __init__(self, url: str) -> None:
+    """`app_role` (PostgreSQL): the role the store's sessions run as after `migrate`, which grants it
+    SELECT and INSERT only (see AuditSettings.database_app_role)."""
+
+    def __init__(self, url: str, app_role: str | None = None) -> None:
         self.url = url
-        self.writer, self.reader = make_engines(url)
+        self.app_role = app_role
+        self.writer, self.reader = make_engines(url, app_role)
         self._lock = threading.Lock()  # one appender per process; the database serializes processes
         self._positional_insert: str | None = None
         if self.writer.dialect.paramstyle == "qmark":
@@ -93,11 +99,19 @@ class SqlAuditStore:
             self._positional_insert = str(compiled)
 
     def migrate(self) -> None:
-        """Create or upgrade the schema (for SQLite, the database's folder first)."""
+        """Create or upgrade the schema (for SQLite, the database's folder first). On a server this runs
+        as the URL's own user (the owner), not as the application role."""
         database = self.writer.url.database
-        if self.writer.dialect.name == "sqlite" and database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        upgrade(self.writer)
+        if self.writer.dialect.name == "sqlite":
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            upgrade(self.writer)
+            return
+        owner = create_engine(self.url, poolclass=NullPool)
+        try:
+            upgrade(owner, app_role=self.app_role)
+        finally:
+            owner.dispose()
 
     def ping(self) -> bool:
         with self.reader.connect() as conn:
@@ -179,8 +193,11 @@ class SqlAuditStore:
     def chain_rows(
         self, first: int = 1, last: int | None = None, chunk: int = 20_000
     ) -> Iterator[tuple[Any, ...]]:
-        """Rows `first`..`last` in sequence order (ROW_FIELDS order), streamed in chunks of plain tuples
-        from the driver's cursor (server-side where the driver has one)."""
+        """Rows `first`..`last` in sequence order (ROW_FIELDS order), as plain tuples: fetched in chunks
+        from the driver's cursor (server-side where the driver has one), flattened in C."""
+        return itertools.chain.from_iterable(self._chain_chunks(first, last, chunk))
+
+    def _chain_chunks(self, first: int, last: int | None, chunk: int) -> Iterator[Sequence[tuple[Any, ...]]]:
         statement = select(*_ROW_COLUMNS).where(t.c.seq >= first).order_by(t.c.seq)
         if last is not None:
             statement = statement.where(t.c.seq <= last)
@@ -188,11 +205,11 @@ class SqlAuditStore:
             if conn.dialect.name == "sqlite":  # sqlite3 steps lazily: read its cursor, no Row objects
                 cursor = conn.execute(statement).cursor
                 while batch := cursor.fetchmany(chunk):
-                    yield from batch
+                    yield batch
                 return
             result = conn.execution_options(yield_per=chunk).execute(statement)
             for rows in result.partitions():
-                yield from (tuple(row) for row in rows)
+                yield [tuple(row) for row in rows]
 
     def stored_hash(self, seq: int) -> str | None:
         with self.reader.connect() as conn:
