@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -165,10 +166,11 @@ async def bench(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     info = {
         "benchmark": "ingest_throughput",
-        "command": ".venv/bin/python -m bench.ingest_throughput " + " ".join(argv or []),
+        "command": ".venv/bin/python -m bench.ingest_throughput " + " ".join(argv),
         "nproc": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
         "parameters": vars(args),

@@ -7,6 +7,7 @@ export and tests can call `create_app` cheaply. Tests pass fakes for the scrubbe
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from fastapi import FastAPI
@@ -64,7 +65,12 @@ def create_app(
 
             policy = schema.free_text
             handler.scrubber = await asyncio.to_thread(
-                load_presidio_scrubber, policy.entities, policy.score_threshold, policy.ner_gate
+                load_presidio_scrubber,
+                policy.entities,
+                policy.score_threshold,
+                policy.ner_gate,
+                settings.text_batch_size,
+                settings.text_cache_size,
             )
 
     async def start_publisher() -> None:
@@ -74,6 +80,14 @@ def create_app(
     async def stop_publisher() -> None:
         if kafka_out is not None:
             await kafka_out.stop()
+
+    async def freeze_heap() -> None:
+        """The model, the recognizers and the app are loaded for good: moved out of the collector's
+        generations, they are no longer traversed by every full collection (a third of the CPU time
+        of a structured record, as the collections that batches of decoded records trigger walked
+        the whole heap)."""
+        gc.collect()
+        gc.freeze()
 
     async def scrubber_ready() -> bool:
         return handler.scrubber is not None or not schema.text_fields
@@ -85,7 +99,7 @@ def create_app(
         subscriptions=subscriptions,
         publishes=(RecordCleaned, RecordRejected),
         readiness_checks={"pii_scrubber": scrubber_ready},
-        on_startup=[load_scrubber, start_publisher],
+        on_startup=[load_scrubber, start_publisher, freeze_heap],
         on_shutdown=[stop_publisher],
     )
     app.state.handler = handler

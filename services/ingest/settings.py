@@ -36,6 +36,13 @@ class IngestSettings(ServiceSettings):
         16 * 1024 * 1024, ge=1024, description="Largest POST /records body in bytes."
     )
     text_batch_size: int = Field(128, ge=1, le=4096, description="Texts per spaCy nlp.pipe batch.")
+    text_cache_size: int = Field(
+        4096,
+        ge=0,
+        le=1_000_000,
+        description="Scrub results kept for texts that repeat (boilerplate notes), keyed by a BLAKE2b "
+        "digest of the text; 0 turns the cache off.",
+    )
     group_id: str = Field("ingest", min_length=1, description="Kafka consumer group of the service.")
     raw_topic: str = Field(RECORDS_RAW, description="Topic of raw records (plain JSON, not enveloped).")
     clean_topic: str = Field(RECORDS_CLEAN, description="Topic RecordCleaned events go to.")

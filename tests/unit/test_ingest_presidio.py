@@ -49,3 +49,36 @@ def test_the_name_gate() -> None:
     assert NAME_GATE.search("Spoke with Maria today")
     assert NAME_GATE.search("Mr Smith called")
     assert not NAME_GATE.search("Income verified. Requested a longer term.")
+
+
+def corpus() -> list[str]:
+    from services.ingest.demo_data import ApplicationStream
+    from services.ingest.privacy_eval import planted_corpus
+
+    texts = [text for text, _, _ in PLANTED] + [p.record["notes"] for p in planted_corpus(60, seed=4)]
+    texts += [a.record["notes"] for a in ApplicationStream(seed=8).take(60)]
+    return [
+        *texts,
+        "Server at 10.0.0.12 and fe80::1ff:fe23:4567:890a, IBAN GB82 WEST 1234 5698 7654 32.",
+        "No digits here at all, only words and Names Like This.",
+        "Full-width \uff20 sign, Arabic digits ٣٤٥-٦٧-٨٩٠١, mail a@b.co",
+        "abcd::ef and ::1 are addresses too",
+    ]
+
+
+def test_the_entity_gate_changes_no_result(scrubber: PresidioScrubber) -> None:
+    texts = corpus()
+    key = lambda rs: sorted((r.entity_type, r.start, r.end, round(r.score, 6)) for r in rs)  # noqa: E731
+    gated, full = scrubber.analyze(texts), scrubber.analyze(texts, gated=False)
+    assert [key(r) for r in gated] == [key(r) for r in full]
+
+
+def test_repeated_texts_are_answered_from_the_cache(scrubber: PresidioScrubber) -> None:
+    texts = corpus()
+    fresh = PresidioScrubber(scrubber.analyzer, POLICY.entities, POLICY.score_threshold, True, cache_size=0)
+    expected = fresh.scrub(texts)
+    cached = PresidioScrubber(scrubber.analyzer, POLICY.entities, POLICY.score_threshold, True, cache_size=8)
+    assert cached.scrub(texts + texts[:3]) == expected + expected[:3]  # repeats within a batch
+    assert cached.scrub(texts[-3:]) == expected[-3:] and cached.cache.hits == 3
+    assert len(cached.cache._entries) == 8  # bounded
+    assert not any(isinstance(k, str) for k in cached.cache._entries)  # keyed by digest, not text

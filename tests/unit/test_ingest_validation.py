@@ -148,3 +148,87 @@ def test_the_demo_schema_declares_the_issue_s_roles() -> None:
     assert set(SCHEMA.structured_pii) == {"applicant_name", "email", "phone", "card_number", "ssn"}
     assert SCHEMA.text_fields == ("notes",)
     assert SCHEMA.label is not None and SCHEMA.label.field == "creditability"
+
+
+# The compiled fast path (domain/compiled.py) may only vouch for records the field-by-field checks
+# accept, with the same record and event time; everything else must fall through to those checks.
+EDGE_VALUES: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    3.0,
+    2.5,
+    1e300,
+    -1e300,
+    2**70,
+    -(2**70),
+    "",
+    "x",
+    "yes",
+    "bad",
+    "a" * 64,
+    "a" * 65,
+    "a" * 300,
+    "has spaces",
+    "ab\n",
+    "\U0001f600" * 200,
+    "\U0001f600" * 300,
+    "2026-01-01T00:00:00Z",
+    "2026-01-01T00:00:00",
+    "2026-01-01 00:00:00+02:00",
+    "20260101T000000Z",
+    "2026-13-01T00:00:00Z",
+    "2026-01-01T00:00:00.1234567+00:00",
+    [],
+    {},
+    [1],
+    {"a": 1},
+    120,
+    121,
+    18,
+    17,
+    1000000,
+    1000000.0,
+    1000000.5,
+    "no checking account",
+    "own",
+    "castle",
+]
+
+
+def mutations() -> list[dict[str, Any]]:
+    base = good_record()
+    out = [base]
+    for name in [*base, "not_declared"]:
+        out.append({k: v for k, v in base.items() if k != name})
+        out += [base | {name: value} for value in EDGE_VALUES]
+    return out
+
+
+@pytest.mark.parametrize("unknown_fields", ["reject", "drop"])
+def test_the_compiled_fast_path_agrees_with_the_field_by_field_checks(unknown_fields: str) -> None:
+    schema = SCHEMA.model_copy(update={"unknown_fields": unknown_fields})
+    validator = RecordValidator(schema, max_bytes=1024 * 1024)
+    assert validator.compiled is not None
+    accepted = 0
+    for record in mutations():
+        value = msgspec.json.encode(record)
+        fast, reference = validator.check(value), validator.explain(msgspec.json.decode(value))
+        assert fast == reference, record
+        assert fast.record is None or list(fast.record) == list(reference.record or {})  # same order
+        accepted += fast.ok
+    assert 50 < accepted < len(mutations())
+
+
+def test_schemas_the_struct_cannot_express_take_the_field_by_field_path(tmp_path: Any) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(
+        "dataset: odd\nversion: 1\nentity_key: id\nevent_time: at\n"
+        "fields:\n  id: {type: string}\n  at: {type: datetime}\n  x: {type: number, min: -.inf}\n"
+    )
+    validator = RecordValidator(load_schema(path), 4096)
+    assert validator.compiled is None
+    assert validator.check(b'{"id": "a", "at": "2026-01-01T00:00:00Z", "x": -1e308}').ok

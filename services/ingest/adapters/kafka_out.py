@@ -31,6 +31,11 @@ class KafkaOutcomePublisher:
         self.producer: AIOKafkaProducer | None = None
         self.partitioner = DefaultPartitioner()
         self._round_robin = itertools.count()
+        self._headers: dict[str, list[tuple[str, bytes]]] = {}
+
+    def _headers_for(self, event_type: str) -> list[tuple[str, bytes]]:
+        headers = [("content-type", b"application/json"), ("event-type", event_type.encode())]
+        return self._headers.setdefault(event_type, headers)
 
     async def start(self) -> None:
         security: Any = kafka_security(self.settings)
@@ -67,7 +72,7 @@ class KafkaOutcomePublisher:
                 partition = self.partitioner(message.key, parts, parts)
             else:
                 partition = parts[next(self._round_robin) % len(parts)]
-            headers = [("content-type", b"application/json"), ("event-type", message.event_type.encode())]
+            headers = self._headers.get(message.event_type) or self._headers_for(message.event_type)
             key = (message.topic, partition)
             batch = batches.get(key)
             if batch is not None and batch.append(
@@ -75,7 +80,7 @@ class KafkaOutcomePublisher:
             ):
                 continue
             if batch is not None:  # full: send it and start the next one
-                futures.append(await producer.send_batch(batch, message.topic, partition=partition))
+                futures.append(await self._send(batch, message.topic, partition))
             batch = batches[key] = producer.create_batch()
             if batch.append(key=message.key, value=message.value, timestamp=None, headers=headers) is None:
                 del batches[key]  # larger than an empty batch: send it on its own
@@ -86,12 +91,19 @@ class KafkaOutcomePublisher:
                 )
         for (topic, partition), batch in batches.items():
             if batch.record_count():
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                futures.append(await self._send(batch, topic, partition))
         await asyncio.gather(*futures)
         for topic in partitions:
             EVENTS_PUBLISHED.labels(self.settings.service_name, topic).inc(
                 sum(1 for m in messages if m.topic == topic)
             )
+
+    async def _send(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        """A batch built here is complete: closed, it is sent at once instead of waiting `linger_ms`
+        for more records (5 ms per publish, a quarter of a 500-record batch's time)."""
+        assert self.producer is not None
+        batch.close()
+        return await self.producer.send_batch(batch, topic, partition=partition)
 
     async def append_raw(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> list[Appended]:
         """Append records to the raw topic (HTTP producers); returns where each landed."""

@@ -9,9 +9,12 @@ error. Loading takes seconds, so `load_presidio_scrubber` caches one engine per 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,21 @@ SSN_PATTERN = [Pattern("ssn_dashed", r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}
 NAME_GATE = re.compile(r"(?<=[\w,;)\"'] )[A-Z][a-z]|\b(?:Mr|Mrs|Ms|Miss|Dr)\b")
 
 
+# The entity gate: every recognizer of these types (above, and Presidio's own for e-mail, card, SSN,
+# IBAN and IP) matches only text holding one of these characters. A text without any of them cannot
+# yield the type, so its recognizers are not run on it: the results are the same
+# (tests/unit/test_ingest_presidio.py compares). Any non-ASCII character opens every gate (Unicode
+# digits, full-width signs). Other entity types, and PERSON, always run.
+ENTITY_GATES = {
+    "EMAIL_ADDRESS": re.compile(r"[@\x80-\U0010ffff]"),
+    "PHONE_NUMBER": re.compile(r"[0-9\x80-\U0010ffff]"),
+    "CREDIT_CARD": re.compile(r"[0-9\x80-\U0010ffff]"),
+    "US_SSN": re.compile(r"[0-9\x80-\U0010ffff]"),
+    "IBAN_CODE": re.compile(r"[0-9\x80-\U0010ffff]"),
+    "IP_ADDRESS": re.compile(r"[0-9:\x80-\U0010ffff]"),
+}
+
+
 class LuhnCardRecognizer(PatternRecognizer):
     """12-19 digit card numbers, kept only when the Luhn checksum holds."""
 
@@ -88,29 +106,43 @@ class PresidioScrubber:
     """Implements the domain's `TextScrubber` port."""
 
     def __init__(
-        self, analyzer: AnalyzerEngine, entities: Sequence[str], score_threshold: float, ner_gate: bool
+        self,
+        analyzer: AnalyzerEngine,
+        entities: Sequence[str],
+        score_threshold: float,
+        ner_gate: bool,
+        batch_size: int = 128,
+        cache_size: int = 4096,
     ) -> None:
         self.analyzer = analyzer
         self.ner_gate = ner_gate
         self.entities = list(entities)
         self.score_threshold = score_threshold
+        self.batch_size = batch_size
         self.anonymizer = AnonymizerEngine()
         self.operators = {"DEFAULT": OperatorConfig("replace")}  # "<PERSON>", "<EMAIL_ADDRESS>", ...
+        self.cache = ScrubCache(cache_size)
 
-    def analyze(self, texts: Sequence[str], batch_size: int = 128) -> list[list[RecognizerResult]]:
+    def entities_for(self, text: str) -> list[str]:
+        """The requested entity types `text` can hold (see ENTITY_GATES)."""
+        return [e for e in self.entities if (gate := ENTITY_GATES.get(e)) is None or gate.search(text)]
+
+    def analyze(self, texts: Sequence[str], gated: bool = True) -> list[list[RecognizerResult]]:
         """Entities found in each text. spaCy's NER runs in one `nlp.pipe` over the texts that pass
         the name gate; the others get a tokenizer-only doc (patterns still run on every text)."""
         engine: Any = self.analyzer.nlp_engine
         nlp = engine.nlp["en"]
-        gated = [i for i, text in enumerate(texts) if not self.ner_gate or NAME_GATE.search(text)]
+        named = [i for i, text in enumerate(texts) if not self.ner_gate or NAME_GATE.search(text)]
         docs = [nlp.make_doc(text) for text in texts]
-        for i, doc in zip(gated, nlp.pipe([texts[i] for i in gated], batch_size=batch_size), strict=True):
+        for i, doc in zip(
+            named, nlp.pipe([texts[i] for i in named], batch_size=self.batch_size), strict=True
+        ):
             docs[i] = doc
         return [
             self.analyzer.analyze(
                 text=text,
                 language="en",
-                entities=self.entities,
+                entities=self.entities_for(text) if gated else self.entities,
                 score_threshold=self.score_threshold,
                 nlp_artifacts=engine._doc_to_nlp_artifact(doc, "en"),
             )
@@ -118,6 +150,18 @@ class PresidioScrubber:
         ]
 
     def scrub(self, texts: Sequence[str]) -> list[ScrubbedText]:
+        """Each distinct text is analysed once: repeats in the batch, and texts seen recently (boilerplate
+        notes), are answered from the cache."""
+        keys = [ScrubCache.key(text) for text in texts]
+        found = {key: hit for key in set(keys) if (hit := self.cache.get(key)) is not None}
+        todo = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
+        fresh = self._scrub(list(todo.values()))
+        for key, result in zip(todo, fresh, strict=True):
+            self.cache.put(key, result)
+            found[key] = result
+        return [found[key] for key in keys]
+
+    def _scrub(self, texts: Sequence[str]) -> list[ScrubbedText]:
         results = self.analyze(texts) if texts else []
         scrubbed = []
         for text, found in zip(texts, results, strict=True):
@@ -138,6 +182,40 @@ class PresidioScrubber:
             out = self.anonymizer.anonymize(text=text, analyzer_results=found, operators=self.operators)  # type: ignore[arg-type]
             scrubbed.append(ScrubbedText(out.text, tuple(sorted({r.entity_type for r in found}))))
         return scrubbed
+
+
+class ScrubCache:
+    """A bounded LRU of scrub results, keyed by a BLAKE2b digest of the text (the text itself, which
+    may hold PII, is not kept). Thread-safe: batches are scrubbed in a worker thread."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, ScrubbedText] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def get(self, key: bytes) -> ScrubbedText | None:
+        with self._lock:
+            result = self._entries.get(key)
+            if result is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end(key)
+            return result
+
+    def put(self, key: bytes, result: ScrubbedText) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._entries[key] = result
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 def build_analyzer() -> AnalyzerEngine:
@@ -181,6 +259,10 @@ def cached_analyzer() -> AnalyzerEngine:
 
 
 def load_presidio_scrubber(
-    entities: Sequence[str], score_threshold: float, ner_gate: bool = True
+    entities: Sequence[str],
+    score_threshold: float,
+    ner_gate: bool = True,
+    batch_size: int = 128,
+    cache_size: int = 4096,
 ) -> PresidioScrubber:
-    return PresidioScrubber(cached_analyzer(), entities, score_threshold, ner_gate)
+    return PresidioScrubber(cached_analyzer(), entities, score_threshold, ner_gate, batch_size, cache_size)

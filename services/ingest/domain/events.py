@@ -12,6 +12,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from contracts.common import FieldError
 from contracts.events import RecordCleaned, RecordRejected
 
 NAMESPACE = uuid.UUID("6f1c3a52-8f0e-4c1b-9a57-1d2f0c6b7e11")
+_NAMESPACE_BYTES = NAMESPACE.bytes
 _encode = msgspec.json.encode
 
 
@@ -53,13 +55,26 @@ def _iso(moment: datetime) -> str:
 
 
 def event_id_for(dataset: str, source: Source) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"ingest/{dataset}/{source.topic}/{source.partition}/{source.offset}"))
+    """`str(uuid.uuid5(NAMESPACE, name))`, without building a UUID object (a third of the cost of
+    encoding a clean record); `tests/unit/test_ingest_events.py` checks they agree."""
+    name = f"ingest/{dataset}/{source.topic}/{source.partition}/{source.offset}"
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@lru_cache(maxsize=4096)
+def _occurred_at(timestamp_ms: int) -> str:
+    """Records fetched together mostly share a millisecond timestamp."""
+    return _iso(datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, UTC))
 
 
 def _envelope(
     event_type: str, event_id: str, source: Source, producer: str, payload: dict[str, Any]
 ) -> bytes:
-    occurred = _iso(datetime.fromtimestamp(max(source.timestamp_ms, 0) / 1000, UTC))
+    occurred = _occurred_at(source.timestamp_ms)
     return _encode(
         {
             "event_id": event_id,
