@@ -25,7 +25,14 @@ from rich.table import Table
 
 from infra.kafka_local import KafkaInfraError
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import Component, Supervisor, pid_alive, probe_service, selected_services
+from infra.supervisor import (
+    Component,
+    Supervisor,
+    pid_alive,
+    prepare_mlflow,
+    probe_service,
+    selected_services,
+)
 
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
@@ -69,6 +76,8 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
         return 0
     keys = dev_api_keys(settings)
     names = selected_services(settings)
+    with console.status("preparing the local MLflow store..."):
+        prepare_mlflow(settings, names)
     for name in names:
         components[name] = supervisor.start_service(name, keys)
     supervisor.save(components)

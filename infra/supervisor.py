@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.kafka_local import LocalKafka, wait_for_exit
+from infra.kafka_local import LocalKafka, port_open, wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
 
 # Canonical order: a service's default port is its place here, so ports never depend on which exist.
@@ -106,6 +106,11 @@ class Supervisor:
         running = self.load().get(name)
         if running and running.pid and process_matches(running.pid, f"services.{name}"):
             return running
+        port = service_port(self.settings, name)
+        if port_open("127.0.0.1", port):  # else the readiness probe would be answered by a stranger
+            raise SystemExit(
+                f"port {port} of {name} is taken by another process; set MLOPS_FIRST_SERVICE_PORT"
+            )
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.settings.logs_dir / f"{name}.log"
         with open(log_path, "ab") as out:
@@ -144,6 +149,29 @@ class Supervisor:
         if not wait_for_exit(component.pid, timeout_s):
             os.killpg(component.pid, signal.SIGKILL)
         return True
+
+
+MLFLOW_USERS = {"training", "serving", "explain", "drift"}
+
+
+def prepare_mlflow(settings: InfraSettings, services: list[str]) -> None:
+    """Create the local MLflow database once, before the services that share it start: MLflow's
+    SQLite schema creation is not safe when two processes run it at the same time (the loser dies
+    with "table ... already exists"). A configured MLflow server needs nothing here."""
+    uri = (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{(settings.state_dir / 'mlflow' / 'mlflow.db').resolve()}"
+    )
+    if not (MLFLOW_USERS & set(services)) or not uri.startswith("sqlite:"):
+        return
+    Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    code = "import sys, mlflow; mlflow.MlflowClient(sys.argv[1]).search_experiments(max_results=1)"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, uri], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"could not initialise the MLflow store {uri}: {result.stderr[-2000:]}")
 
 
 def pid_alive(pid: int) -> bool:

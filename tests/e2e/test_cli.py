@@ -142,3 +142,18 @@ def test_up_starts_services_as_processes_and_down_stops_exactly_them(cli_env: di
     down = mlops("down", env=env)
     assert "audit: stopped" in down.stderr and "kafka: stopped" in down.stderr
     assert not Path(f"/proc/{audit['pid']}").exists()
+
+
+def test_a_service_port_taken_by_a_stranger_is_refused(cli_env: dict[str, str]) -> None:
+    import socket
+
+    first = PORT - 1200
+    stranger = socket.socket()
+    stranger.bind(("127.0.0.1", first + 6))  # where audit would listen
+    stranger.listen()
+    try:
+        env = {**cli_env, "MLOPS_FIRST_SERVICE_PORT": str(first)}
+        result = mlops("up", "--services", "audit", env=env)
+    finally:
+        stranger.close()
+    assert result.returncode != 0 and f"port {first + 6} of audit is taken" in result.stderr

@@ -202,8 +202,13 @@ async def test_a_degraded_candidate_is_rejected_and_the_alias_stays(platform: Pl
     )
     assert str(client.get_model_version_by_alias(name, "champion").version) == champion_before
     assert client.get_model_version(name, rejected.payload.model_version).tags["gate"] == "rejected"
+    # The outcome is published first and recorded after (so a crash in between re-runs, never loses
+    # it): wait for the record rather than race it.
+    await wait_until(
+        lambda: (state.latest_run() or {}).get("request_id") == request_id, what="the run record"
+    )
     latest = state.latest_run()
-    assert latest is not None and latest["status"] == "rejected" and latest["request_id"] == request_id
+    assert latest is not None and latest["status"] == "rejected"
 
 
 async def test_entity_rows_feast_drops_are_detected_and_counted(platform: Platform) -> None:
@@ -216,6 +221,9 @@ async def test_entity_rows_feast_drops_are_detected_and_counted(platform: Platfo
     await wait_until(lambda: state.label_count() == N + 3, what="their labels")
     request_id = await request_training(platform)
     await outcome_of(platform, request_id)
+    await wait_until(
+        lambda: (state.latest_run() or {}).get("request_id") == request_id, what="the run record"
+    )
     latest = state.latest_run()
     assert latest is not None and latest["counts"]["rows_dropped_by_store"] == 3
     assert latest["counts"]["labels_requested"] == N + 3 and latest["counts"]["rows_usable"] == N

@@ -1,0 +1,165 @@
+"""The core loop as a user runs it: every service its own process (started by `mlops up`) on a
+broker of its own, records streamed by the demo producer, a first model trained through the gate
+and served, and experimental-operational symmetry checked: the feature values serving used for an
+entity equal those in the training set the champion learned from."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from contracts.events import PredictionMade
+from contracts.registry import parse_event
+from contracts.topics import PREDICTIONS_MADE
+from feature_repo import ENTITY_KEY, FEATURES
+from tests.e2e.test_cli import mlops
+from tests.support import TEST_KAFKA_PORT
+
+PORT = TEST_KAFKA_PORT + 300
+FIRST_SERVICE_PORT = PORT - 2000
+SERVICES = "ingest,features,training,serving"
+ROWS = 600
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("loop")
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env.update({
+        "MLOPS_STATE_DIR": str(state), "MLOPS_JARS_DIR": str(jars_dir), "MLOPS_KAFKA_PORT": str(PORT),
+        "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 1), "MLOPS_FIRST_SERVICE_PORT": str(FIRST_SERVICE_PORT),
+        "MLOPS_SERVICE_START_TIMEOUT_S": "240",
+    })  # fmt: skip
+    up = mlops("up", "--services", SERVICES, env=env, timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr + "\n" + _logs(state)
+        yield env
+    finally:
+        mlops("down", env=env)
+
+
+def _state(env: dict[str, str]) -> Path:
+    return Path(env["MLOPS_STATE_DIR"])
+
+
+def _logs(state: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (state / "logs").glob("*.log"))
+
+
+def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
+    keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
+    port = FIRST_SERVICE_PORT + ["ingest", "features", "training", "serving"].index(service)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": keys[f"dev-{role}"]["key"]}, timeout=60
+    )
+
+
+def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := probe():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_streamed_records_train_a_champion_that_serves_the_training_features(stack: dict[str, str]) -> None:
+    # 1. A producer streams applications (and, later, their labels) through ingest.
+    produced = mlops(
+        "produce", "--rows", str(ROWS), "--rate", "0", "--label-delay-s", "0.5", "--bad-every", "100",
+        "--follow", env=stack, timeout=300,
+    )  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    summary = json.loads(produced.stdout)
+    assert summary["outcomes"]["clean"] == ROWS and summary["outcomes"]["missing"] == 0
+
+    # 2. Ops asks for training; the first model passes the gate's absolute thresholds. Labels trail
+    #    the records, so a refusal for too few labels is retried while they come in.
+    with api(stack, "training", "ops") as ops:
+        outcomes: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 180
+        while not outcomes or outcomes[-1]["status"] != "promoted":
+            assert time.monotonic() < deadline, f"no promotion: {outcomes[-3:]}\n{_logs(_state(stack))}"
+            request = ops.post("/train", json={"reason": "manual"}).json()["event_id"]
+
+            def finished(request: str = request) -> dict[str, Any] | None:
+                latest = ops.get("/runs/latest")
+                ok = latest.status_code == 200 and latest.json()["request_id"] == request
+                return latest.json() if ok else None
+
+            outcomes.append(wait_for(finished, 120, "the training outcome"))
+            time.sleep(0 if outcomes[-1]["status"] == "promoted" else 3)
+        promoted = outcomes[-1]
+    version, run_id = promoted["model_version"], promoted["run_id"]
+
+    # 3. Serving swaps to it without a restart and answers clients by entity key.
+    entities = summary["first_entities"][:40]
+    with api(stack, "serving", "client") as client:
+        try:
+            wait_for(
+                lambda: (client.get("/model").json().get("champion") or {}).get("model_version") == version,
+                120,
+                "serving to load it",
+            )
+        except AssertionError as err:
+            raise AssertionError(
+                f"{err}: /model says {client.get('/model').text}\n{_logs(_state(stack))}"
+            ) from None
+        answers = [client.post("/predict", json={"entity_id": e}) for e in entities]
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+        assert {a.json()["model_version"] for a in answers} == {version}
+        unknown = client.post("/predict", json={"entity_id": "no-such-application"})
+        assert unknown.status_code == 404
+    prediction_ids = {a.json()["prediction_id"]: e for a, e in zip(answers, entities, strict=True)}
+
+    # 4. Symmetry: what serving used (from prediction.made) equals the champion's training set rows.
+    bootstrap = f"127.0.0.1:{PORT}"
+    used = asyncio.run(_predictions(bootstrap, set(prediction_ids)))
+    training_set = _training_set(Path(stack["MLOPS_STATE_DIR"]), run_id).set_index(ENTITY_KEY)
+    compared = 0
+    for prediction_id, entity in prediction_ids.items():
+        if entity not in training_set.index:
+            continue  # an application whose label had not arrived when the model was trained
+        row = training_set.loc[entity]
+        served = used[prediction_id].payload.features
+        for feature in FEATURES:
+            if feature in served:
+                assert served[feature] == pytest.approx(row[feature]), (entity, feature)
+        compared += 1
+    assert compared >= 30, f"only {compared} served entities were in the training set"
+
+
+async def _predictions(bootstrap: str, wanted: set[str], timeout_s: float = 60) -> dict[str, PredictionMade]:
+    consumer = AIOKafkaConsumer(PREDICTIONS_MADE, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    found: dict[str, PredictionMade] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not wanted <= set(found) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = parse_event(record.value or b"")
+                    assert isinstance(event, PredictionMade)
+                    found[event.payload.prediction_id] = event
+    finally:
+        await consumer.stop()
+    assert wanted <= set(found), f"{len(wanted - set(found))} predictions never reached {PREDICTIONS_MADE}"
+    return found
+
+
+def _training_set(state: Path, run_id: str) -> pd.DataFrame:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="dataset/training_set.parquet")
+    return pd.read_parquet(path)
