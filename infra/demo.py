@@ -41,7 +41,7 @@ def run_demo(settings: InfraSettings, console: Console) -> int:
     if streamed and {"features", "training"} <= running:
         outcome = train_first_champion(settings, console)
         if outcome["status"] == "promoted" and "serving" in running:
-            prediction = serve_predictions(settings, console, streamed["first_entities"])
+            prediction = serve_predictions(settings, console, streamed["first_entities"], outcome)
     code = 0
     if "audit" in running:
         code = show_audit(settings, console, streamed["records"] if streamed else None, prediction)
