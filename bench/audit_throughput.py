@@ -31,10 +31,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from bench.common import bench_kafka
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
-from infra.kafka_local import LocalKafka
-from infra.settings import InfraSettings
 from infra.topics import TopicPlan, ensure_topics_async
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.app import create_app
@@ -191,24 +190,13 @@ def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="mlops-bench-audit-") as tmp:
         folder = Path(tmp)
-        kafka = None
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            kafka = LocalKafka(
-                home=folder / "kafka", jars_dir=InfraSettings().jars_dir, port=PORT, controller_port=PORT + 1
-            )
-            kafka.start(timeout_s=90)
-            bootstrap = kafka.bootstrap_servers
-        try:
+        with bench_kafka(args.bootstrap, folder / "kafka", PORT) as bootstrap:
             runs = []
             for i in range(args.runs):
                 runs.append(asyncio.run(capture_run(bootstrap, args.events, folder / f"run{i}")))
                 print(json.dumps(runs[-1]))
             scale = lineage_at_scale(args.lineage_rows, args.lookups, args.workers, folder)
             print(json.dumps(scale))
-        finally:
-            if kafka is not None:
-                kafka.stop()
     result = {
         "benchmark": "audit_throughput",
         "command": ".venv/bin/python -m bench.audit_throughput",

@@ -85,8 +85,12 @@ def payloads(size: int) -> list[bytes]:
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-        max_request_size=MAX_REQUEST_BYTES, client_id="bench-producer",
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=MAX_REQUEST_BYTES,
+        client_id="bench-producer",
     )
 
 
@@ -139,9 +143,12 @@ class AssignedAt(ConsumerRebalanceListener):
 async def consume_all(bootstrap: str, topic: str, n: int) -> tuple[float, float, int]:
     """(seconds to join the group, seconds from assignment to the `n`-th record, bytes read)."""
     cons = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:12]}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-        max_partition_fetch_bytes=MAX_REQUEST_BYTES, client_id="bench-consumer",
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:12]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+        client_id="bench-consumer",
     )
     assigned = AssignedAt()
     await cons.start()
@@ -179,20 +186,26 @@ async def one_run(args: argparse.Namespace, bootstrap: str, run: int, values: li
     mb = args.messages * args.size / 1e6
     produce_s = await produce_pipelined(bootstrap, topic, values, args.messages, args.window)
     result: dict[str, Any] = {
-        "run": run, "topics": [topic, serial_topic], "produce_s": produce_s,
-        "produce_msgs_per_s": args.messages / produce_s, "produce_mb_per_s": mb / produce_s,
+        "run": run,
+        "topics": [topic, serial_topic],
+        "produce_s": produce_s,
+        "produce_msgs_per_s": args.messages / produce_s,
+        "produce_mb_per_s": mb / produce_s,
     }
     if args.serial:
         lat = await produce_serial(bootstrap, serial_topic, values, args.serial)
         result |= {
-            "serial_msgs_per_s": len(lat) / sum(lat), "serial_p50_ms": pct(lat, 0.5) * 1e3,
+            "serial_msgs_per_s": len(lat) / sum(lat),
+            "serial_p50_ms": pct(lat, 0.5) * 1e3,
             "serial_p99_ms": pct(lat, 0.99) * 1e3,
         }
     on_topic = args.messages + args.partitions  # the warm-up records are read too
     join_s, consume_s, nbytes = await consume_all(bootstrap, topic, on_topic)
     return result | {
-        "consume_join_s": join_s, "consume_s": consume_s,
-        "consume_msgs_per_s": on_topic / consume_s, "consume_mb_per_s": nbytes / 1e6 / consume_s,
+        "consume_join_s": join_s,
+        "consume_s": consume_s,
+        "consume_msgs_per_s": on_topic / consume_s,
+        "consume_mb_per_s": nbytes / 1e6 / consume_s,
     }
 
 
@@ -203,8 +216,10 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[dict[str, An
     for run in range(1 - args.warmup, args.runs + 1):
         runs.append(await one_run(args, bootstrap, run, values))
         label = f"run {run}/{args.runs}" if run > 0 else "warm-up run (not counted)"
-        console.print(f"{label}: produce {runs[-1]['produce_msgs_per_s']:,.0f} msg/s, "
-                      f"consume {runs[-1]['consume_msgs_per_s']:,.0f} msg/s")
+        console.print(
+            f"{label}: produce {runs[-1]['produce_msgs_per_s']:,.0f} msg/s, "
+            f"consume {runs[-1]['consume_msgs_per_s']:,.0f} msg/s"
+        )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)  # leave no bench topics behind
     await admin.start()
     try:
@@ -220,14 +235,24 @@ def kafka_version(jars_dir: Path) -> str:
 
 
 def machine_info(jars_dir: Path, external: bool) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
     return {
-        "nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "python": platform.python_version(),
-        "os": platform.platform(), "java": java.splitlines()[0] if java else "unknown",
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "java": java.splitlines()[0] if java else "unknown",
         "kafka": "external broker" if external else kafka_version(jars_dir),
-        "aiokafka": aiokafka.__version__, "loadavg_at_start": os.getloadavg(),
+        "aiokafka": aiokafka.__version__,
+        "loadavg_at_start": os.getloadavg(),
         "mem_total_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
     }
 
@@ -251,10 +276,14 @@ def start_broker(args: argparse.Namespace, stack: ExitStack, jars_dir: Path) -> 
 
 
 FIGURES = [  # (json key, column title, format)
-    ("produce_msgs_per_s", "produce msg/s", "{:,.0f}"), ("produce_mb_per_s", "produce MB/s", "{:.1f}"),
-    ("consume_msgs_per_s", "consume msg/s", "{:,.0f}"), ("consume_mb_per_s", "consume MB/s", "{:.1f}"),
-    ("consume_join_s", "group join s", "{:.2f}"), ("serial_msgs_per_s", "1-by-1 produce msg/s", "{:,.0f}"),
-    ("serial_p50_ms", "1-by-1 p50 ms", "{:.2f}"), ("serial_p99_ms", "1-by-1 p99 ms", "{:.2f}"),
+    ("produce_msgs_per_s", "produce msg/s", "{:,.0f}"),
+    ("produce_mb_per_s", "produce MB/s", "{:.1f}"),
+    ("consume_msgs_per_s", "consume msg/s", "{:,.0f}"),
+    ("consume_mb_per_s", "consume MB/s", "{:.1f}"),
+    ("consume_join_s", "group join s", "{:.2f}"),
+    ("serial_msgs_per_s", "1-by-1 produce msg/s", "{:,.0f}"),
+    ("serial_p50_ms", "1-by-1 p50 ms", "{:.2f}"),
+    ("serial_p99_ms", "1-by-1 p99 ms", "{:.2f}"),
 ]
 
 
@@ -270,8 +299,9 @@ def report(runs: list[dict[str, Any]], medians: dict[str, float], starts: list[f
     console.print(table)
     if starts:
         each = ", ".join(f"{s:.1f}" for s in starts)
-        console.print(f"broker start to healthy (fresh folder, jars cached): "
-                      f"median {median(starts):.1f} s ({each})")
+        console.print(
+            f"broker start to healthy (fresh folder, jars cached): median {median(starts):.1f} s ({each})"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,12 +322,24 @@ def main(argv: list[str] | None = None) -> None:
     report(runs, medians, starts)
     params = vars(args) | {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "broker_throughput", "command": command, "date": date, "machine": info,
-        "parameters": params, "broker_start_s": starts,
-        "broker_start_median_s": median(starts) if starts else None, "warmup_runs": warmups,
-        "runs": runs, "median": medians,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "broker_throughput",
+                "command": command,
+                "date": date,
+                "machine": info,
+                "parameters": params,
+                "broker_start_s": starts,
+                "broker_start_median_s": median(starts) if starts else None,
+                "warmup_runs": warmups,
+                "runs": runs,
+                "median": medians,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     console.print(f"wrote {RESULTS.relative_to(REPO_ROOT)}")
 
 

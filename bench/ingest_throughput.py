@@ -36,8 +36,7 @@ import msgspec
 import psutil
 from aiokafka import AIOKafkaProducer
 
-from infra.kafka_local import LocalKafka
-from infra.settings import InfraSettings
+from bench.common import bench_kafka
 from infra.topics import TopicPlan, ensure_topics_async
 from services.ingest.app import create_app
 from services.ingest.demo_data import ApplicationStream
@@ -175,16 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_at_start": os.getloadavg(),
         "parameters": vars(args),
     }
-    if args.bootstrap:
-        result = asyncio.run(bench(args.bootstrap, args))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            kafka = LocalKafka(Path(tmp), InfraSettings().jars_dir, port=PORT, controller_port=PORT + 1)
-            kafka.start(timeout_s=180)
-            try:
-                result = asyncio.run(bench(kafka.bootstrap_servers, args))
-            finally:
-                kafka.stop()
+    with tempfile.TemporaryDirectory() as tmp, bench_kafka(args.bootstrap, Path(tmp), PORT) as bootstrap:
+        result = asyncio.run(bench(bootstrap, args))
     info["loadavg_at_end"] = os.getloadavg()
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({**info, **result}, indent=2) + "\n")

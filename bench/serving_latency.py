@@ -42,8 +42,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from infra.kafka_local import LocalKafka
-from infra.settings import REPO_ROOT, InfraSettings
+from bench.common import bench_kafka
+from infra.settings import REPO_ROOT
 from infra.topics import ensure_topics, platform_topics
 
 BENCH_PORT, BENCH_CONTROLLER_PORT = 19592, 19593
@@ -283,17 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-bench-serving-")))
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            kafka = LocalKafka(
-                tmp / "kafka",
-                InfraSettings().jars_dir,
-                port=BENCH_PORT,
-                controller_port=BENCH_CONTROLLER_PORT,
-            )
-            stack.callback(kafka.stop)
-            kafka.start(timeout_s=180)
-            bootstrap = kafka.bootstrap_servers
+        bootstrap = stack.enter_context(bench_kafka(args.bootstrap, tmp / "kafka", BENCH_PORT))
         ensure_topics(bootstrap, platform_topics(3, 1))
         console.print("registering models and pushing features ...")
         world = prepare(tmp)

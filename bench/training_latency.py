@@ -32,6 +32,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from bench.common import bench_kafka
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
 from contracts.events import (
@@ -43,8 +44,7 @@ from contracts.events import (
     TrainingRequestedPayload,
 )
 from contracts.registry import parse_event
-from infra.kafka_local import LocalKafka
-from infra.settings import REPO_ROOT, InfraSettings
+from infra.settings import REPO_ROOT
 from infra.topics import TopicPlan, ensure_topics_async
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
@@ -180,17 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     load_at_start = os.getloadavg()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-bench-training-")))
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            kafka = LocalKafka(
-                tmp / "kafka",
-                InfraSettings().jars_dir,
-                port=BENCH_PORT,
-                controller_port=BENCH_CONTROLLER_PORT,
-            )
-            stack.callback(kafka.stop)
-            kafka.start(timeout_s=180)
-            bootstrap = kafka.bootstrap_servers
+        bootstrap = stack.enter_context(bench_kafka(args.bootstrap, tmp / "kafka", BENCH_PORT))
         results = asyncio.run(bench(args, bootstrap, tmp / "state"))
     timed = [r for r in results if r["run"] >= 1]
     medians = {"requested_to_outcome_s": median(r["requested_to_outcome_s"] for r in timed)}
