@@ -1,0 +1,1 @@
+"""The explain service: global explanations of each champion, local explanations of predictions."""

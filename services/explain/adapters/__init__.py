@@ -1,0 +1,1 @@
+"""The outside world of the explain service: MLflow, OmniXAI/SHAP/LIME, SQLite, plots."""

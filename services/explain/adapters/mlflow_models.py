@@ -1,0 +1,156 @@
+"""Model versions from the MLflow registry, by version (never "whatever is newest"), cached LRU.
+
+A version is loaded with `models:/name/version`, its inputs come from the `features` tag typed by
+the signature, and its reference sample is the run's `dataset/training_set.parquet`. Every method
+blocks: call it in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from services.explain.domain.model import Column, ExplainableModel, Kind
+from services.explain.errors import ModelLoadError, ModelVersionGone, NoChampion
+from services.explain.settings import ExplainSettings
+
+log = logging.getLogger(__name__)
+
+_KINDS: dict[str, Kind] = {
+    "long": "int",
+    "integer": "int",
+    "double": "float",
+    "float": "float",
+    "string": "str",
+}
+MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class MlflowModels:
+    """Implements the handlers' `Models` port."""
+
+    def __init__(self, settings: ExplainSettings) -> None:
+        self.settings = settings
+        self.name = settings.model_name
+        self._cache: OrderedDict[str, ExplainableModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def _mlflow(self) -> Any:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        if self.settings.trust_registry_models:
+            os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+        import mlflow
+
+        if self._client is None:
+            # models:/ URIs resolve through the process-wide tracking URI, not the client's.
+            mlflow.set_tracking_uri(self.settings.mlflow_uri)
+            self._client = mlflow.MlflowClient(self.settings.mlflow_uri)
+        return mlflow
+
+    def champion_version(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        self._mlflow()
+        try:
+            return str(
+                self._client.get_model_version_by_alias(self.name, self.settings.champion_alias).version
+            )
+        except MlflowException as exc:
+            if exc.error_code in MISSING:
+                raise NoChampion(f"model {self.name} has no {self.settings.champion_alias} yet") from exc
+            raise
+
+    def get(self, version: str) -> ExplainableModel:
+        with self._lock:
+            if version in self._cache:
+                self._cache.move_to_end(version)
+                return self._cache[version]
+        model = self._load(version)
+        with self._lock:
+            self._cache[version] = model
+            while len(self._cache) > self.settings.model_cache_size:
+                self._cache.popitem(last=False)
+        return model
+
+    def _load(self, version: str) -> ExplainableModel:
+        from mlflow.exceptions import MlflowException
+
+        mlflow = self._mlflow()
+        uri = f"models:/{self.name}/{version}"
+        try:
+            mv = self._client.get_model_version(self.name, version)
+        except MlflowException as exc:
+            if exc.error_code in MISSING:
+                raise ModelVersionGone(
+                    f"model {self.name} version {version} is no longer in the registry"
+                ) from exc
+            raise
+        tags = dict(mv.tags)
+        try:
+            signature = mlflow.models.get_model_info(uri).signature
+            pipeline = mlflow.sklearn.load_model(uri)
+        except Exception as exc:
+            raise ModelLoadError(f"version {version}: {type(exc).__name__}: {exc}") from exc
+        columns = _columns(version, signature, tags)
+        run_id = str(tags.get("run_id") or mv.run_id or "")
+        reference = self._reference(run_id, columns)
+        log.info("loaded %s version %s (%d reference rows)", self.name, version, len(reference))
+        threshold = float(tags.get("decision_threshold", "0.5"))
+        return ExplainableModel(self.name, version, columns, threshold, pipeline, reference, run_id)
+
+    def _reference(self, run_id: str, columns: tuple[Column, ...]) -> pd.DataFrame:
+        mlflow = self._mlflow()
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path="dataset/training_set.parquet",
+                    dst_path=folder,
+                    tracking_uri=self.settings.mlflow_uri,
+                )
+            except Exception as exc:
+                raise ModelLoadError(f"run {run_id}: no dataset/training_set.parquet ({exc})") from exc
+            frame = pd.read_parquet(Path(path))
+        names = [c.name for c in columns]
+        keep = names + (["label"] if "label" in frame.columns else [])
+        frame = frame[keep].dropna(subset=names).reset_index(drop=True)
+        for column in columns:
+            frame[column.name] = frame[column.name].astype(
+                {"int": "int64", "float": "float64", "str": str}[column.kind]
+            )
+        return frame
+
+    def log_global(self, model: ExplainableModel, folder: Path) -> str:
+        """Store a folder of global explanations as artifacts of the version's run; tag the version."""
+        self._mlflow()
+        artifact_path = f"explanations/global-v{model.version}"
+        self._client.log_artifacts(model.run_id, str(folder), artifact_path)
+        uri = f"runs:/{model.run_id}/{artifact_path}"
+        self._client.set_model_version_tag(self.name, model.version, "global_explanation", uri)
+        return uri
+
+    def global_uri(self, version: str) -> str | None:
+        self._mlflow()
+        return dict(self._client.get_model_version(self.name, version).tags).get("global_explanation")
+
+
+def _columns(version: str, signature: Any, tags: dict[str, str]) -> tuple[Column, ...]:
+    if signature is None or signature.inputs is None:
+        raise ModelLoadError(f"version {version}: logged without an input signature")
+    kinds = {s.name: _KINDS.get(getattr(s.type, "name", str(s.type))) for s in signature.inputs.inputs}
+    names = tags.get("features", "").split(",") if tags.get("features") else list(kinds)
+    columns = []
+    for name in names:
+        kind = kinds.get(name)
+        if kind is None:
+            raise ModelLoadError(f"version {version}: input {name!r} is missing or of an unsupported type")
+        columns.append(Column(name, kind))
+    return tuple(columns)

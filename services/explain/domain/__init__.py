@@ -1,0 +1,1 @@
+"""Pure logic of the explain service: no Kafka, SQL, HTTP or MLflow imports."""
