@@ -33,6 +33,7 @@ bench: install
 	@$(PY) -m bench.audit_throughput
 	@$(PY) -m bench.training_latency
 	@$(PY) -m bench.serving_latency
+	@$(PY) -m bench.explain_latency
 
 up: install
 	@$(VENV)/bin/mlops up

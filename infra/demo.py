@@ -8,9 +8,11 @@
    (when features and training run);
 4. serving: predictions by entity key from the champion with online features (when serving runs);
 5. audit: every event recorded, counted by type, the hash chain verified, and the lineage of one
-   served prediction (when audit runs).
+   served prediction (when audit runs);
+6. explain: that prediction explained in plain language and by SHAP, LIME and a counterfactual, with
+   their fidelity, and where the champion's global explanation is (when explain runs).
 
-Later issues add their steps (drift and retraining, explanations) here.
+The drift issue adds its step (drift, retraining, recovery) here.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from infra.demo_loop import client, serve_predictions, train_first_champion
+from infra.demo_loop import client, explain_prediction, serve_predictions, train_first_champion
 from infra.roundtrip import bus_round_trip
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor
@@ -45,6 +47,8 @@ def run_demo(settings: InfraSettings, console: Console) -> int:
     code = 0
     if "audit" in running:
         code = show_audit(settings, console, streamed["records"] if streamed else None, prediction)
+    if prediction is not None and "explain" in running:
+        explain_prediction(settings, console, prediction)
     console.print("Stack left running: `mlops status` to inspect, `make down` to stop it.")
     return code
 

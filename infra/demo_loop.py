@@ -108,3 +108,29 @@ def _serving_version(api: httpx.Client) -> str | None:
     response = api.get("/model")
     champion = response.json().get("champion") if response.status_code == 200 else None
     return str(champion["model_version"]) if champion else None
+
+
+def explain_prediction(settings: InfraSettings, console: Console, prediction: dict[str, Any]) -> None:
+    """The served prediction explained to the applicant (plain language) and to the analyst (SHAP,
+    LIME, counterfactual, fidelity), and where the champion's global explanation is stored."""
+    prediction_id, version = prediction["prediction_id"], str(prediction["model_version"])
+    with client(settings, "explain", "client", timeout_s=120) as api, console.status("6. explaining it..."):
+        deadline = time.monotonic() + 60  # explain learns of the prediction from prediction.made
+        while (response := api.get(f"/explain/{prediction_id}")).status_code == 404:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        response.raise_for_status()
+        local = response.json()
+        found = api.get(f"/explanations/global/{version}").json()
+        while not found["available"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = api.get(f"/explanations/global/{version}").json()
+    table = Table(title=f"6. Explanation of prediction {prediction_id[:8]}", show_header=False)
+    table.add_row("for the applicant", local["summary"])
+    top = (local.get("shap") or {}).get("contributions") or []
+    table.add_row("top SHAP factors", ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in top[:3]))
+    table.add_row("fidelity", ", ".join(f"{k}={v}" for k, v in sorted(local["fidelity"].items())))
+    table.add_row("time", ", ".join(f"{k} {v:.0f} ms" for k, v in local.get("timings_ms", {}).items()))
+    table.add_row(f"global explanation of v{version}", str(found["artifact_uri"] or "still computing"))
+    console.print(table)

@@ -1,7 +1,8 @@
 """The core loop as a user runs it: every service its own process (started by `mlops up`) on a
 broker of its own, records streamed by the demo producer, a first model trained through the gate
-and served, and experimental-operational symmetry checked: the feature values serving used for an
-entity equal those in the training set the champion learned from."""
+and served, experimental-operational symmetry checked (the feature values serving used for an
+entity equal those in the training set the champion learned from), and a served prediction
+explained with the model version that made it."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from contracts.events import PredictionMade
 from contracts.registry import parse_event
 from contracts.topics import PREDICTIONS_MADE
 from feature_repo import ENTITY_KEY, FEATURES
+from infra.supervisor import SERVICE_ORDER
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT
 
 PORT = TEST_KAFKA_PORT + 300
 FIRST_SERVICE_PORT = PORT - 2000
-SERVICES = "ingest,features,training,serving"
+SERVICES = "ingest,features,training,serving,explain"
 ROWS = 600
 
 
@@ -58,7 +60,7 @@ def _logs(state: Path) -> str:
 
 def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
     keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
-    port = FIRST_SERVICE_PORT + ["ingest", "features", "training", "serving"].index(service)
+    port = FIRST_SERVICE_PORT + SERVICE_ORDER.index(service)
     return httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": keys[f"dev-{role}"]["key"]}, timeout=60
     )
@@ -137,6 +139,17 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
                 assert served[feature] == pytest.approx(row[feature]), (entity, feature)
         compared += 1
     assert compared >= 30, f"only {compared} served entities were in the training set"
+
+    # 5. The explain service explains a served prediction with the version that made it.
+    first = next(iter(prediction_ids))
+    with api(stack, "explain", "client") as explainer:
+        explained = wait_for(
+            lambda: (r := explainer.get(f"/explain/{first}")).status_code != 404 and r, 120, "the explanation"
+        )
+        assert explained.status_code == 200, explained.text
+        body = explained.json()
+        assert body["model_version"] == version and body["summary"]
+        assert {"shap", "lime"} <= set(body["methods"]) and body["fidelity"]
 
 
 async def _predictions(bootstrap: str, wanted: set[str], timeout_s: float = 60) -> dict[str, PredictionMade]:
