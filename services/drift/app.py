@@ -1,0 +1,123 @@
+"""Composition root of the drift service: state store, watch, the three batch subscriptions
+(records.clean, predictions.made, labels.observed, one consumer group each), the outbox flush at
+start, and the ops routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from contracts.common import ContractError
+from contracts.events import DriftDetected
+from servicekit.app import create_service_app
+from servicekit.broker import EventPublisher, make_broker
+from servicekit.consumer import RawMessage, Subscriptions
+from services.drift import routes
+from services.drift.adapters.store import DriftStore
+from services.drift.domain.watch import WatchConfig
+from services.drift.handlers import DriftService
+from services.drift.settings import DriftSettings
+
+log = logging.getLogger(__name__)
+
+
+def watch_config(settings: DriftSettings) -> WatchConfig:
+    return WatchConfig(
+        numeric=tuple(settings.numeric_features),
+        categorical=tuple(settings.categorical_features),
+        reference_size=settings.reference_size,
+        window_size=settings.window_size,
+        block=settings.block,
+        mean_shift_z=settings.mean_shift_z,
+        chi_square_window=settings.chi_square_window,
+        chi_square_alpha=settings.chi_square_alpha,
+        concept_detector=settings.concept_detector,
+        concept_confidence=settings.concept_confidence,
+        concept_shift=settings.concept_shift,
+        concept_threshold=settings.concept_threshold,
+        warm_up=settings.warm_up,
+        confirmations=settings.confirmations,
+        debounce=settings.debounce,
+        cooldown=settings.cooldown,
+        join_max_pending=settings.join_max_pending,
+        join_ttl_s=settings.join_ttl_s,
+        positive_label=settings.positive_label,
+        positive_decision=settings.positive_decision,
+    )
+
+
+def create_app(settings: DriftSettings | None = None) -> FastAPI:
+    settings = settings or DriftSettings()
+    store = DriftStore(settings.resolved_state_path)
+    broker = make_broker(settings)
+    publisher = EventPublisher(broker, settings.service_name)
+    subscriptions = Subscriptions(broker, publisher, settings.service_name, settings.max_handler_attempts)
+
+    async def publish(body: bytes) -> None:
+        event = DriftDetected.model_validate_json(body)
+        await publisher.publish(event, topic=settings.drift_topic)
+
+    async def reject(raw: RawMessage, err: ContractError) -> None:
+        await subscriptions.dead_letter(raw, err.code, str(err), err.errors)
+
+    drift = DriftService(
+        store,
+        watch_config(settings),
+        publish=publish,
+        reject=reject,
+        dataset=settings.dataset,
+        model_name=settings.model_name,
+        producer=settings.service_name,
+    )
+    group, batch = settings.consumer_group, settings.batch_records
+    for topic, handler in (
+        (settings.records_topic, drift.on_records),
+        (settings.predictions_topic, drift.on_predictions),
+        (settings.labels_topic, drift.on_labels),
+    ):
+        subscriptions.on_raw(topic, group_id=f"{group}.{topic}", batch=True, max_records=batch)(handler)
+
+    async def store_ready() -> bool:
+        return await asyncio.to_thread(store.ping)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def flush_soon() -> None:
+        """Whatever a previous run saved but did not send goes out once the broker is up."""
+        for attempt in range(60):
+            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+            try:
+                await drift.flush_outbox()
+                return
+            except Exception:
+                log.warning("outbox flush failed (attempt %d); retrying", attempt + 1, exc_info=True)
+
+    async def start_flush() -> None:
+        tasks.append(asyncio.create_task(flush_soon(), name="drift-outbox"))
+
+    async def stop_flush() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close() -> None:
+        store.close()
+
+    app = create_service_app(
+        settings,
+        broker,
+        title="Drift service",
+        subscriptions=subscriptions,
+        publishes=(DriftDetected,),
+        readiness_checks={"state": store_ready},
+        on_startup=[start_flush],
+        before_broker_stops=[stop_flush],
+        on_shutdown=[close],
+    )
+    app.state.drift = drift
+    routes.install(app)
+    return app

@@ -1,0 +1,220 @@
+"""The drift watch: every monitor of the service and the label join, fed by batches of plain values.
+
+- data drift: one monitor per feature of the clean records (MeanShift for numeric, ChiSquare for
+  categorical);
+- prediction drift: one MeanShift on the scores per model;
+- concept drift: one BernoulliCusum (or a River HDDM_A / ADWIN) on the error stream per model, fed when a
+  label meets its prediction. Errors of predictions made by an older version than the model's
+  current one are not fed; a new version restarts that model's prediction and concept monitors.
+Shadow predictions (challengers) are not watched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from river.drift import ADWIN
+from river.drift.binary import HDDMA
+
+from services.drift.domain.detectors import BernoulliCusum, ChiSquare, Detector, MeanShift, RiverDetector
+from services.drift.domain.join import LabelJoin
+from services.drift.domain.monitor import Alarm, Monitor
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    reference_size: int = 500
+    window_size: int = 200
+    block: int = 50
+    mean_shift_z: float = 6.0
+    chi_square_window: int = 500
+    chi_square_alpha: float = 1e-7
+    concept_detector: str = "CUSUM"
+    concept_confidence: float = 1e-4  # HDDMA / ADWIN only
+    concept_shift: float = 0.1  # CUSUM: the rise of the error rate it is tuned to detect
+    concept_threshold: float = 12.0  # CUSUM: about e^12 = 160k updates between false alarms
+    warm_up: int = 200
+    confirmations: int = 2
+    debounce: int = 400
+    cooldown: int = 2000
+    join_max_pending: int = 100_000
+    join_ttl_s: float = 30 * 24 * 3600
+    positive_label: str = "bad"
+    positive_decision: str = "decline"
+
+    def numeric_detector(self) -> Detector:
+        return MeanShift(self.reference_size, self.window_size, self.block, self.mean_shift_z)
+
+    def categorical_detector(self) -> Detector:
+        return ChiSquare(self.reference_size, self.chi_square_window, self.block, self.chi_square_alpha)
+
+    def concept_monitor(self) -> Monitor:
+        detector: Detector
+        if self.concept_detector == "CUSUM":
+            detector = BernoulliCusum(self.reference_size, self.concept_shift, self.concept_threshold)
+        elif self.concept_detector == "HDDMA":
+            detector = RiverDetector(HDDMA(drift_confidence=self.concept_confidence))
+        else:
+            detector = RiverDetector(ADWIN(delta=self.concept_confidence))
+        # Error detectors flag once per change: one flag is enough.
+        return Monitor(detector, warm_up=self.warm_up, confirmations=1, cooldown=self.cooldown)
+
+    def windowed_monitor(self, detector: Detector) -> Monitor:
+        return Monitor(
+            detector,
+            warm_up=self.warm_up,
+            confirmations=self.confirmations,
+            debounce=self.debounce,
+            cooldown=self.cooldown,
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One alarm, with what the event needs besides the monitor's evidence."""
+
+    kind: str  # data | prediction | concept
+    feature: str | None
+    model_name: str | None
+    model_version: str | None
+    alarm: Alarm
+    window_end: Any
+    last_source: Any
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    entity_id: str | None
+    model_name: str
+    model_version: str
+    score: float
+    decision: str
+    shadow: bool = False
+
+
+@dataclass
+class DriftWatch:
+    config: WatchConfig
+    monitors: dict[str, Monitor] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # model -> current version
+    join: LabelJoin = field(init=False)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.join = LabelJoin(self.config.join_max_pending, self.config.join_ttl_s)
+        for name in self.config.numeric:
+            self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.numeric_detector())
+        for name in self.config.categorical:
+            self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.categorical_detector())
+
+    def observe_records(
+        self, batch: list[tuple[dict[str, Any], Any, Any]], model: str | None
+    ) -> list[Finding]:
+        """`batch`: (record, event time, source) per clean record."""
+        if not batch:
+            return []
+        _, first_at, first_source = batch[0]
+        numeric = [(name, self.monitors[f"data:{name}"]) for name in self.config.numeric]
+        categorical = [(name, self.monitors[f"data:{name}"]) for name in self.config.categorical]
+        for _, monitor in numeric + categorical:
+            monitor.mark(first_at, first_source)
+        findings: list[Finding] = []
+        version = self.versions.get(model) if model else None
+        for record, at, source in batch:
+            for name, monitor in numeric:
+                value = record.get(name)
+                if isinstance(value, int | float) and monitor.update(value).drift_detected:
+                    findings.append(_finding("data", name, model, version, monitor, at, source))
+            for name, monitor in categorical:
+                value = record.get(name)
+                if value is not None and monitor.update(str(value)).drift_detected:
+                    findings.append(_finding("data", name, model, version, monitor, at, source))
+        return findings
+
+    def observe_predictions(self, batch: list[tuple[Prediction, Any, Any]]) -> list[Finding]:
+        findings: list[Finding] = []
+        marked: set[str] = set()
+        for prediction, at, source in batch:
+            if prediction.shadow:
+                self._skip("shadow")
+                continue
+            model = prediction.model_name
+            scores, _ = self._model_monitors(model, prediction.model_version)
+            if model not in marked:
+                scores.mark(at, source)
+                marked.add(model)
+            if scores.update(prediction.score).drift_detected:
+                findings.append(
+                    _finding("prediction", None, model, prediction.model_version, scores, at, source)
+                )
+            joined = self.join.add_prediction(
+                prediction.prediction_id, prediction.entity_id, prediction, at.timestamp()
+            )
+            if joined is not None:
+                findings += self._error(joined.prediction, joined.label, at, source)
+        return findings
+
+    def observe_labels(self, batch: list[tuple[str | None, str, Any, Any, Any]]) -> list[Finding]:
+        """`batch`: (prediction id, entity id, label, event time, source) per label."""
+        findings: list[Finding] = []
+        for prediction_id, entity_id, label, at, source in batch:
+            joined = self.join.add_label(prediction_id, entity_id, label, at.timestamp())
+            if joined is not None:
+                findings += self._error(joined.prediction, joined.label, at, source)
+        return findings
+
+    def _error(self, prediction: Prediction, label: Any, at: Any, source: Any) -> list[Finding]:
+        model = prediction.model_name
+        if self.versions.get(model) != prediction.model_version:
+            self._skip("older_version")
+            return []
+        truth = _positive(label, self.config.positive_label)
+        if truth is None:
+            self._skip("unknown_label")
+            return []
+        predicted = prediction.decision == self.config.positive_decision
+        _, errors = self._model_monitors(model, prediction.model_version)
+        errors.mark(at, source)
+        if errors.update(float(predicted != truth)).drift_detected:
+            return [_finding("concept", None, model, prediction.model_version, errors, at, source)]
+        return []
+
+    def _model_monitors(self, model: str, version: str) -> tuple[Monitor, Monitor]:
+        if self.versions.get(model) != version:  # a new model: new baselines for its outputs
+            self.versions[model] = version
+            self.monitors[f"prediction:{model}"] = self.config.windowed_monitor(
+                self.config.numeric_detector()
+            )
+            self.monitors[f"concept:{model}"] = self.config.concept_monitor()
+        return self.monitors[f"prediction:{model}"], self.monitors[f"concept:{model}"]
+
+    def _skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def _positive(label: Any, positive: str) -> bool | None:
+    if isinstance(label, bool | int | float):
+        return bool(label)
+    if isinstance(label, str):
+        text = label.strip().lower()
+        if text in (positive.lower(), "1", "true"):
+            return True
+        return False if text else None
+    return None
+
+
+def _finding(
+    kind: str,
+    feature: str | None,
+    model: str | None,
+    version: str | None,
+    monitor: Monitor,
+    at: Any,
+    source: Any,
+) -> Finding:
+    assert monitor.last_alarm is not None
+    return Finding(kind, feature, model, version, monitor.last_alarm, at, source)

@@ -1,0 +1,17 @@
+"""The drift service's one error root, mapped to HTTP statuses in routes.py."""
+
+from __future__ import annotations
+
+
+class DriftError(Exception):
+    """Root of every error the drift service raises on purpose. `status` is the HTTP mapping."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownMonitor(DriftError):
+    status = 404

@@ -1,0 +1,159 @@
+"""Use cases of the drift service: feed batches of consumed events to the watch, persist, publish.
+
+Each batch is handled under one lock (three subscriptions share the watch): parse once, skip what
+was already handled (per-partition offsets stored with the state), update the monitors, then ONE
+store transaction (state + offsets + outbox), then publish the outbox. A crash anywhere loses
+nothing: before the save, Kafka redelivers the batch; after it, the outbox is flushed at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from contracts.common import ContractError, KafkaCoordinates
+from contracts.envelope import Event
+from contracts.events import (
+    DriftDetected,
+    DriftDetectedPayload,
+    LabelObserved,
+    PredictionMade,
+    RecordCleaned,
+)
+from contracts.registry import encode_event, parse_event
+from servicekit.consumer import RawMessage
+from services.drift.adapters.store import DriftStore
+from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
+
+log = logging.getLogger(__name__)
+
+Reject = Callable[[RawMessage, ContractError], Awaitable[None]]
+
+
+class DriftService:
+    def __init__(
+        self,
+        store: DriftStore,
+        config: WatchConfig,
+        *,
+        publish: Callable[[bytes], Awaitable[None]],
+        reject: Reject,
+        dataset: str,
+        model_name: str,
+        producer: str = "drift",
+    ) -> None:
+        self.store, self.config = store, config
+        self.publish, self.reject = publish, reject
+        self.dataset, self.model_name, self.producer = dataset, model_name, producer
+        self.watch: DriftWatch = store.load(config)
+        self.offsets = store.offsets()
+        self.published = 0
+        self._lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+
+    async def on_records(self, raws: list[RawMessage]) -> None:
+        events = await self._parse(raws, RecordCleaned)
+        batch = [
+            (e.payload.record, e.payload.event_time, source)
+            for e, source in events
+            if e.payload.dataset == self.dataset
+        ]
+        await self._apply(raws, lambda: self.watch.observe_records(batch, self.model_name))
+
+    async def on_predictions(self, raws: list[RawMessage]) -> None:
+        events = await self._parse(raws, PredictionMade)
+        batch = [(_prediction(e), e.occurred_at, source) for e, source in events]
+        await self._apply(raws, lambda: self.watch.observe_predictions(batch))
+
+    async def on_labels(self, raws: list[RawMessage]) -> None:
+        events = await self._parse(raws, LabelObserved)
+        batch = [
+            (e.payload.prediction_id, e.payload.entity_id, e.payload.label, e.payload.event_time, source)
+            for e, source in events
+        ]
+        await self._apply(raws, lambda: self.watch.observe_labels(batch))
+
+    async def flush_outbox(self) -> None:
+        """Publish what a previous run saved but could not send (called at start, and per batch)."""
+        async with self._flush_lock:  # never two flushes at once: an event is sent once per run
+            for event_id, body in await asyncio.to_thread(self.store.outbox):
+                await self.publish(body)
+                await asyncio.to_thread(self.store.sent, event_id)
+                self.published += 1
+
+    async def _parse(self, raws: list[RawMessage], kind: type[Any]) -> list[tuple[Any, KafkaCoordinates]]:
+        parsed = []
+        for raw in raws:
+            if self._seen(raw.source):
+                continue
+            try:
+                event = parse_event(raw.value or b"")
+                if not isinstance(event, kind):
+                    raise ContractError("unexpected_event_type", f"{event.event_type} is not {kind.__name__}")
+            except ContractError as err:
+                await self.reject(raw, err)
+                continue
+            parsed.append((event, raw.source))
+        return parsed
+
+    def _seen(self, source: KafkaCoordinates) -> bool:
+        return source.offset < self.offsets.get((source.topic, source.partition), 0)
+
+    async def _apply(self, raws: list[RawMessage], observe: Callable[[], list[Finding]]) -> None:
+        async with self._lock:
+            findings = observe()
+            for raw in raws:
+                key = (raw.source.topic, raw.source.partition)
+                self.offsets[key] = max(self.offsets.get(key, 0), raw.source.offset + 1)
+            events = [self._event(f) for f in findings]
+            for event in events:
+                log.warning(
+                    "drift detected: %s %s by %s (statistic %.3g)",
+                    event.payload.kind,
+                    event.payload.feature or event.payload.model_name,
+                    event.payload.detector,
+                    event.payload.statistic,
+                    extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
+                )
+            outbox = [(str(e.event_id), encode_event(e)) for e in events]
+            await asyncio.to_thread(self.store.save, self.watch, dict(self.offsets), outbox)
+            await self.flush_outbox()
+
+    def _event(self, finding: Finding) -> DriftDetected:
+        alarm = finding.alarm
+        start: datetime = alarm.window_start or finding.window_end
+        payload = DriftDetectedPayload(
+            kind=finding.kind,
+            feature=finding.feature,
+            detector=alarm.detector,
+            statistic=float(alarm.statistic),
+            threshold=alarm.threshold,
+            window_start=min(start, finding.window_end),
+            window_end=finding.window_end,
+            window_size=alarm.window_size,
+            model_name=finding.model_name or self.model_name,
+            model_version=finding.model_version,
+            first_source=alarm.window_start_source or finding.last_source,
+            last_source=finding.last_source,
+        )
+        return DriftDetected.create(payload, producer=self.producer)
+
+    def detectors(self) -> dict[str, Any]:
+        """For ops (GET /detectors): every monitor's state, the join's and the skip counts."""
+        return {
+            "monitors": {name: m.state() for name, m in sorted(self.watch.monitors.items())},
+            "model_versions": dict(self.watch.versions),
+            "join": self.watch.join.stats(),
+            "skipped": dict(self.watch.skipped),
+            "published": self.published,
+        }
+
+
+def _prediction(event: Event[Any]) -> Prediction:
+    p = event.payload
+    return Prediction(
+        p.prediction_id, p.entity_id, p.model_name, p.model_version, p.score, p.decision, p.shadow
+    )

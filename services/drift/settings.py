@@ -1,0 +1,76 @@
+"""Settings of the drift service (env prefix `DRIFT_`; platform-wide values come from the base)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contracts.topics import DRIFT_DETECTED, LABELS_OBSERVED, PREDICTIONS_MADE, RECORDS_CLEAN
+from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from servicekit.settings import ServiceSettings
+
+
+class DriftSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="DRIFT_", extra="ignore", populate_by_name=True)
+    service_name: ClassVar[str] = "drift"
+
+    http_port: int = Field(8105, ge=1, le=65535, description="Port of the HTTP API.")
+    group_id: str = Field("drift", min_length=1, description="Kafka consumer group prefix of the service.")
+    records_topic: str = Field(RECORDS_CLEAN, description="Topic RecordCleaned events are read from.")
+    predictions_topic: str = Field(PREDICTIONS_MADE, description="Topic PredictionMade events are read from.")
+    labels_topic: str = Field(LABELS_OBSERVED, description="Topic LabelObserved events are read from.")
+    drift_topic: str = Field(DRIFT_DETECTED, description="Topic DriftDetected events go to.")
+    dataset: str = Field(
+        "loan_applications", min_length=1, description="Records of other datasets are ignored."
+    )
+    numeric_features: list[str] = Field(
+        list(NUMERIC_FEATURES), description="Features watched with the MeanShift detector."
+    )
+    categorical_features: list[str] = Field(
+        list(CATEGORICAL_FEATURES), description="Features watched with the ChiSquare detector."
+    )
+    batch_records: int = Field(500, ge=1, le=10_000, description="Records fetched per handler call.")
+    state_path: Path | None = Field(
+        None,
+        description="SQLite file of detector state, the label join and the outbox. "
+        "Default: <state_dir>/drift/drift.db.",
+    )
+    # Data and prediction drift (windowed detectors).
+    reference_size: int = Field(500, ge=10, description="Values in a detector's reference window.")
+    window_size: int = Field(200, ge=10, description="Values in the window tested against the reference.")
+    block: int = Field(50, ge=1, description="The window slides (and is tested) every `block` values.")
+    mean_shift_z: float = Field(6.0, gt=0, description="MeanShift alarm threshold (z of mean or variance).")
+    chi_square_window: int = Field(500, ge=10, description="Window of the categorical ChiSquare test.")
+    chi_square_alpha: float = Field(1e-7, gt=0, lt=1, description="ChiSquare test level per check.")
+    confirmations: int = Field(2, ge=1, description="Flags needed within `debounce` updates for an alarm.")
+    # Concept drift (error stream).
+    concept_detector: str = Field(
+        "CUSUM", pattern="^(CUSUM|HDDMA|ADWIN)$", description="Detector on the error stream."
+    )
+    concept_shift: float = Field(0.1, gt=0, lt=1, description="CUSUM: rise of the error rate to detect.")
+    concept_threshold: float = Field(
+        12.0, gt=0, description="CUSUM threshold: about e^threshold updates between false alarms."
+    )
+    concept_confidence: float = Field(1e-4, gt=0, lt=1, description="HDDM_A drift confidence / ADWIN delta.")
+    # Shared by every monitor.
+    warm_up: int = Field(200, ge=0, description="Updates after a (re)start during which no alarm is raised.")
+    debounce: int = Field(400, ge=1, description="Span (updates) within which `confirmations` are counted.")
+    cooldown: int = Field(2000, ge=0, description="Updates after an alarm before the next may be raised.")
+    # Label join.
+    join_max_pending: int = Field(100_000, ge=1, description="Predictions (and labels) waiting, at most.")
+    join_ttl_s: float = Field(30 * 24 * 3600, gt=0, description="Event-time wait for a label, at most.")
+    positive_label: str = Field("bad", description="Label value meaning the positive class.")
+    positive_decision: str = Field(
+        "decline", description="Decision meaning the positive class was predicted."
+    )
+
+    @property
+    def consumer_group(self) -> str:
+        return self.group_id
+
+    @property
+    def resolved_state_path(self) -> Path:
+        return (self.state_path or self.service_dir / "drift.db").resolve()
