@@ -34,6 +34,7 @@ bench: install
 	@$(PY) -m bench.training_latency
 	@$(PY) -m bench.serving_latency
 	@$(PY) -m bench.explain_latency
+	@$(PY) -m bench.drift_detection
 
 up: install
 	@$(VENV)/bin/mlops up
