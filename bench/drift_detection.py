@@ -39,7 +39,7 @@ from river.drift import ADWIN
 from river.drift.binary import HDDMA
 
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from services.drift.domain.detectors import RiverDetector
+from services.drift.domain.error_detectors import RiverDetector
 from services.drift.domain.monitor import Monitor
 from services.drift.domain.watch import DriftWatch, WatchConfig
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.drift.domain import detectors, join, monitor
+from services.drift.domain import detectors, error_detectors, join, monitor
 from services.drift.domain.detectors import ChiSquare, MeanShift
 from services.drift.domain.join import LabelJoin
 from services.drift.domain.monitor import Monitor
@@ -21,7 +21,7 @@ from services.drift.domain.watch import DriftWatch, Prediction, WatchConfig
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("module", [detectors, monitor, join])
+@pytest.mark.parametrize("module", [detectors, error_detectors, monitor, join])
 def test_doctests(module: object) -> None:
     assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
 

@@ -17,7 +17,8 @@ from typing import Any
 from river.drift import ADWIN
 from river.drift.binary import HDDMA
 
-from services.drift.domain.detectors import BernoulliCusum, ChiSquare, Detector, MeanShift, RiverDetector
+from services.drift.domain.detectors import ChiSquare, Detector, MeanShift
+from services.drift.domain.error_detectors import BernoulliCusum, RiverDetector
 from services.drift.domain.join import LabelJoin
 from services.drift.domain.monitor import Alarm, Monitor
 
