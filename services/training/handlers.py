@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from contracts.envelope import Event
@@ -32,6 +32,7 @@ from contracts.events import (
 from services.training.adapters.state import TrainingState
 from services.training.domain.dataset import label_value
 from services.training.domain.policy import GatePolicy
+from services.training.domain.retraining import Decision, RetrainState, decide_retrain, retrain_window
 from services.training.metrics import DRIFT_EVENTS, LABELS, PHASE_SECONDS, RUNS
 from services.training.trainer import Outcome, Trainer
 
@@ -59,6 +60,7 @@ class TrainingService:
     dataset: str
     policy: Callable[[], GatePolicy]
     producer: str = "training"
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def on_label(self, event: LabelObserved) -> None:
@@ -96,14 +98,59 @@ class TrainingService:
         await self.publish(event, self.topics.requests)
         return event
 
-    async def on_drift(self, event: DriftDetected) -> None:
-        concerned = event.payload.model_name in (None, self.model_name)
-        if not concerned or not (await asyncio.to_thread(self.policy)).retrain_on_drift:
-            DRIFT_EVENTS.labels("ignored").inc()
-            log.info("drift event not acted on (retrain_on_drift is off or another model)")
-            return
-        DRIFT_EVENTS.labels("training_requested").inc()
-        await self.request(self.producer, "drift", caused_by=event)
+    async def on_drift(self, event: DriftDetected) -> Decision:
+        """Apply the retraining policy; a refusal is logged and counted, never an error."""
+        event_id = str(event.event_id)
+        if await asyncio.to_thread(self.state.decided, event_id):
+            log.info("drift event %s was decided before; skipped", event_id)
+            return Decision(False, "duplicate", "redelivered drift event")
+        policy, now = await asyncio.to_thread(self.policy), self.clock()
+        retrain_state = await asyncio.to_thread(self._retrain_state, now)
+        decision = decide_retrain(event, retrain_state, policy, now)
+        request_id = None
+        if decision.go:
+            newest = await asyncio.to_thread(self.state.newest_label_time)
+            window = retrain_window(policy, newest)
+            request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
+        await asyncio.to_thread(
+            self.state.save_decision, event_id, now, event.payload.kind, decision, request_id
+        )
+        DRIFT_EVENTS.labels(decision.reason).inc()
+        log.info(
+            "drift event %s (%s): %s (%s)",
+            event_id,
+            event.payload.kind,
+            "retrain requested" if decision.go else f"not retrained, {decision.reason}",
+            decision.detail,
+        )
+        return decision
+
+    def _retrain_state(self, now: datetime) -> RetrainState:
+        recent, last = self.state.retrains_since(now - timedelta(hours=1))
+        return RetrainState(
+            model_name=self.model_name,
+            paused=bool(self.state.pause_status()["paused"]),
+            new_labels=self.state.new_labels(),
+            last_retrain_at=last,
+            retrains_last_hour=recent,
+        )
+
+    async def set_paused(self, paused: bool, by: str, note: str | None = None) -> dict[str, Any]:
+        """Pause or resume automatic (drift) retraining; manual requests are not affected."""
+        await asyncio.to_thread(self.state.set_paused, paused, by, self.clock(), note)
+        log.info("automatic retraining %s by %s", "paused" if paused else "resumed", by)
+        return await self.retraining_status()
+
+    async def retraining_status(self, decisions: int = 20) -> dict[str, Any]:
+        policy = await asyncio.to_thread(self.policy)
+        fields = (
+            "retrain_on_drift", "retrain_on_kinds", "min_new_labels", "retrain_cooldown_s",
+            "max_retrains_per_hour", "drift_window_s",
+        )  # fmt: skip
+        return (await asyncio.to_thread(self.state.pause_status)) | {
+            "policy": policy.model_dump(include=set(fields)),
+            "decisions": await asyncio.to_thread(self.state.recent_decisions, decisions),
+        }
 
     async def on_training_requested(self, event: TrainingRequested) -> Outcome | None:
         if event.payload.model_name != self.model_name:

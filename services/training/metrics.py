@@ -14,4 +14,8 @@ PHASE_SECONDS = Histogram(
     ["phase"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
 )
-DRIFT_EVENTS = Counter("training_drift_events_total", "DriftDetected events, by action", ["action"])
+DRIFT_EVENTS = Counter(
+    "training_drift_events_total",
+    "DriftDetected events, by retraining decision (go, or the rule that refused: off, kind, cooldown...)",
+    ["reason"],
+)

@@ -2,6 +2,9 @@
 
 `POST /train` publishes a TrainingRequested (the same use case as the CLI and drift) and answers 202
 with its event id; the outcome follows on model.promoted / model.rejected and at `GET /runs/latest`.
+`POST /retraining/pause` and `/retraining/resume` switch automatic (drift) retraining off and on (kept in
+the service's state, so it survives a restart); `POST /train` still works while paused. `GET /retraining`
+shows the switch, the retraining policy and the last decisions taken on drift events.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ router = APIRouter(tags=["training"])
 async def train(principal: Ops, training: Service, body: TrainBody | None = None) -> dict[str, Any]:
     body = body or TrainBody()
     window = (body.window.start, body.window.end) if body.window else (None, None)
-    event = await training.request(f"{principal.role}:{principal.name}", body.reason, window)
+    event = await training.request(_who(principal), body.reason, window)
     return {"event_id": str(event.event_id), "correlation_id": event.correlation_id, "status": "requested"}
 
 
@@ -64,6 +67,31 @@ async def latest_run(_: Ops, request: Request) -> dict[str, Any]:
     if outcome is None:
         raise NoRunYet("no training run has finished yet")
     return outcome
+
+
+class PauseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=500, description="Why (kept with the switch).")
+
+
+@router.post("/retraining/pause", summary="Pause automatic retraining on drift (ops role)")
+async def pause(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
+    return await training.set_paused(True, _who(principal), body.note if body else None)
+
+
+@router.post("/retraining/resume", summary="Resume automatic retraining on drift (ops role)")
+async def resume(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
+    return await training.set_paused(False, _who(principal), body.note if body else None)
+
+
+@router.get("/retraining", summary="Retraining switch, policy and last decisions (ops role)")
+async def retraining(_: Ops, training: Service) -> dict[str, Any]:
+    return await training.retraining_status()
+
+
+def _who(principal: Principal) -> str:
+    return f"{principal.role}:{principal.name}"
 
 
 def install(app: FastAPI) -> None:

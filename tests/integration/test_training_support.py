@@ -62,7 +62,7 @@ def observed(
 class Platform:
     """Features + training on their own topics and state folder, plus a probe that publishes and listens."""
 
-    def __init__(self, bootstrap: str, state_dir: Path) -> None:
+    def __init__(self, bootstrap: str, state_dir: Path, **training_overrides: Any) -> None:
         run = uuid.uuid4().hex[:8]
         names = ("clean", "updated", "labels", "requests", "drift", "trained", "promoted", "rejected")
         self.topics = {name: f"test.{name}.{run}" for name in names}
@@ -84,13 +84,14 @@ class Platform:
             promoted_topic=self.topics["promoted"],
             rejected_topic=self.topics["rejected"],
             api_keys_json=json.dumps([{"name": "ops-test", "role": "ops", "sha256": hash_key(OPS_KEY)}]),
+            **training_overrides,
         )
         self.features: FastAPI = create_features(self.features_settings)
         self.training: FastAPI = create_training(self.training_settings)
         broker = make_broker(probe_settings(bootstrap))
         self.probe = Subscriptions(broker, EventPublisher(broker, "probe"), "probe")
         self.received: list[Event[Any]] = []
-        for name in ("updated", "trained", "promoted", "rejected"):
+        for name in ("updated", "requests", "trained", "promoted", "rejected"):
             self.probe.on_raw(self.topics[name], group_id=f"probe-{run}-{name}")(self._collect)
         self.bootstrap = bootstrap
 

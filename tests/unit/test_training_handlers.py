@@ -151,26 +151,115 @@ async def test_requests_for_another_model_are_ignored(tmp_path: Path, features: 
     assert not bus.sent
 
 
-def drift(model: str | None = "credit") -> DriftDetected:
+def drift(model: str | None = "credit", kind: str = "concept") -> DriftDetected:
     payload = DriftDetectedPayload(
-        kind="data", feature="credit_amount", detector="ADWIN", statistic=0.4, window_start=T0,
-        window_end=T0 + timedelta(hours=1), window_size=100, model_name=model,
+        kind=kind, feature="credit_amount" if kind == "data" else None, detector="ADWIN",
+        statistic=0.4, window_start=T0, window_end=T0 + timedelta(hours=1), window_size=100, model_name=model,
     )  # fmt: skip
     return DriftDetected.create(payload, producer="drift")
+
+
+async def labels_for(service: TrainingService, n: int, prefix: str = "e") -> None:
+    for i in range(n):
+        await service.on_label(label(f"{prefix}{i}", "good", T0 + timedelta(minutes=i)))
 
 
 async def test_drift_asks_for_training_only_when_the_policy_allows(
     tmp_path: Path, features: pd.DataFrame
 ) -> None:
     service, bus = make(tmp_path, features)
-    await service.on_drift(drift())
-    assert not bus.sent  # retrain_on_drift is false by default
+    await labels_for(service, 60)
+    assert (await service.on_drift(drift())).reason == "off"  # retrain_on_drift is false by default
+    assert not bus.sent
     service, bus = make(tmp_path / "on", features, GatePolicy(retrain_on_drift=True))
-    await service.on_drift(drift("fraud"))
-    assert not bus.sent  # another model's drift
+    await labels_for(service, 60)
+    assert (await service.on_drift(drift("fraud"))).reason == "other_model"
+    assert (await service.on_drift(drift(kind="data"))).reason == "kind"  # one drifting feature
+    assert not bus.sent
     event = drift()
-    await service.on_drift(event)
+    assert (await service.on_drift(event)).go
     [(request, topic)] = bus.sent
     assert isinstance(request, TrainingRequested) and topic == "t.requests"
     assert request.payload.reason == "drift" and request.payload.trigger_event_id == str(event.event_id)
     assert request.causation_id == str(event.event_id) and request.payload.model_name == "credit"
+    assert request.payload.window_start is None  # no drift_window_s: all the data
+    decisions = service.state.recent_decisions(10)
+    assert [(d["kind"], d["reason"]) for d in decisions] == [
+        ("concept", "go"), ("data", "kind"), ("concept", "other_model")
+    ]  # fmt: skip
+    assert decisions[0]["request_id"] == str(request.event_id) and decisions[0]["go"] is True
+
+
+async def test_a_redelivered_drift_event_is_decided_once(tmp_path: Path, features: pd.DataFrame) -> None:
+    service, bus = make(tmp_path, features, GatePolicy(retrain_on_drift=True, retrain_cooldown_s=0))
+    await labels_for(service, 60)
+    event = drift()
+    assert (await service.on_drift(event)).go
+    assert (await service.on_drift(event)).reason == "duplicate"
+    assert len(bus.sent) == 1 and len(service.state.recent_decisions(10)) == 1
+
+
+async def test_cooldown_and_hourly_limit_count_the_persisted_decisions(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    policy = GatePolicy(retrain_on_drift=True, retrain_cooldown_s=600, max_retrains_per_hour=2)
+    service, bus = make(tmp_path, features, policy)
+    await labels_for(service, 60)
+    now = [T0]
+    service.clock = lambda: now[0]
+    assert (await service.on_drift(drift())).go
+    now[0] += timedelta(seconds=599)
+    assert (await service.on_drift(drift())).reason == "cooldown"
+    restarted, _ = make(tmp_path, features, policy)  # the same state file: decisions survive
+    restarted.clock = lambda: now[0]
+    now[0] += timedelta(seconds=1)
+    assert (await restarted.on_drift(drift())).go
+    now[0] += timedelta(seconds=600)
+    assert (await restarted.on_drift(drift())).reason == "hourly_limit"
+    now[0] += timedelta(hours=1)
+    assert (await restarted.on_drift(drift())).go
+    assert len(bus.sent) == 1
+
+
+async def test_new_labels_are_counted_since_the_last_run(tmp_path: Path, features: pd.DataFrame) -> None:
+    policy = GatePolicy(retrain_on_drift=True, min_new_labels=10, retrain_cooldown_s=0)
+    service, bus = make(tmp_path, features, policy)
+    await labels_for(service, 12)
+    service.state.save_run("earlier", "rejected", {"status": "rejected"})
+    await labels_for(service, 9, prefix="new")
+    decision = await service.on_drift(drift())
+    assert decision.reason == "too_few_new_labels" and decision.detail.startswith("9 new labels")
+    await labels_for(service, 1, prefix="newer")
+    assert (await service.on_drift(drift())).go and len(bus.sent) == 1
+
+
+async def test_the_drift_window_ends_open_before_the_newest_label(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, bus = make(tmp_path, features, GatePolicy(retrain_on_drift=True, drift_window_s=3600))
+    await labels_for(service, 60)  # newest label at T0 + 59 min
+    await service.on_drift(drift())
+    [(request, _)] = bus.sent
+    assert request.payload.window_start == T0 + timedelta(minutes=59) - timedelta(hours=1)
+    assert request.payload.window_end is None
+
+
+async def test_paused_stops_drift_retrains_only_and_survives_a_restart(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    policy = GatePolicy(retrain_on_drift=True)
+    service, bus = make(tmp_path, features, policy)
+    await labels_for(service, 60)
+    status = await service.set_paused(True, "ops:alice", "incident 42")
+    assert (
+        status["paused"] is True and status["changed_by"] == "ops:alice" and status["note"] == "incident 42"
+    )
+    restarted, bus = make(tmp_path, features, policy)
+    assert (await restarted.on_drift(drift())).reason == "paused"
+    manual = await restarted.request("ops:alice")  # a manual request is not paused
+    assert [e for e, _ in bus.sent] == [manual]
+    assert (await restarted.set_paused(False, "ops:bob"))["paused"] is False
+    assert (await restarted.on_drift(drift())).go and len(bus.sent) == 2
+    status = await restarted.retraining_status()
+    assert status["policy"]["retrain_on_kinds"] == ("concept", "prediction")
+    assert [d["reason"] for d in status["decisions"]] == ["go", "paused"]

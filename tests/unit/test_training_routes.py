@@ -45,7 +45,16 @@ def client(tmp_path: Path, keys: dict[str, str]) -> TestClient:
     return client
 
 
-@pytest.mark.parametrize(("method", "path"), [("post", "/train"), ("get", "/runs/latest")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/train"),
+        ("get", "/runs/latest"),
+        ("post", "/retraining/pause"),
+        ("post", "/retraining/resume"),
+        ("get", "/retraining"),
+    ],
+)
 def test_only_ops_and_admin_may_call(
     client: TestClient, keys: dict[str, str], method: str, path: str
 ) -> None:
@@ -54,7 +63,7 @@ def test_only_ops_and_admin_may_call(
     assert call(path, headers={"X-API-Key": "mlops_wrong"}).status_code == 401
     for role in ("producer", "client", "auditor"):
         assert call(path, headers={"X-API-Key": keys[role]}).status_code == 403
-    assert call(path, headers={"X-API-Key": keys["admin"]}).status_code in (202, 404)
+    assert call(path, headers={"X-API-Key": keys["admin"]}).status_code in (200, 202, 404)
 
 
 def test_post_train_publishes_a_training_request(client: TestClient) -> None:
@@ -108,6 +117,26 @@ def test_latest_run_is_404_before_any_run_then_the_outcome(client: TestClient) -
     assert response.status_code == 404 and "no training run" in response.json()["detail"]
     client.app.state.training.state.save_run("r1", "rejected", {"status": "rejected", "reasons": ["x"]})  # type: ignore[attr-defined]
     assert client.get("/runs/latest").json() == {"status": "rejected", "reasons": ["x"]}
+
+
+def test_pause_and_resume_show_in_the_retraining_status(client: TestClient) -> None:
+    status = client.get("/retraining").json()
+    assert status["paused"] is False and status["decisions"] == []
+    assert status["policy"]["retrain_on_drift"] is False and status["policy"]["min_new_labels"] == 50
+    paused = client.post("/retraining/pause", json={"note": "incident 42"})
+    assert paused.status_code == 200
+    assert paused.json()["paused"] is True and paused.json()["changed_by"] == "ops:k-ops"
+    assert client.get("/retraining").json()["note"] == "incident 42"
+    assert client.post("/train").status_code == 202  # manual training still works while paused
+    assert client.post("/retraining/resume").json()["paused"] is False
+    assert client.get("/retraining").json()["paused"] is False
+
+
+@pytest.mark.parametrize("body", [{"reason": "x"}, {"note": 3}, {"note": "x" * 501}, [1], "pause"])
+@pytest.mark.parametrize("path", ["/retraining/pause", "/retraining/resume"])
+def test_bad_pause_bodies_are_422(client: TestClient, path: str, body: Any) -> None:
+    assert client.post(path, json=body).status_code == 422
+    assert client.get("/retraining").json()["paused"] is False
 
 
 # --- CLI ----------------------------------------------------------------------------------------

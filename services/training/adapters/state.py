@@ -1,4 +1,5 @@
-"""The training service's own SQLite state: labels observed so far, and the outcome of each run.
+"""The training service's own SQLite state: labels observed so far, the outcome of each run, the
+retraining decisions taken on drift events and the ops pause switch.
 
 Both tables are keyed by event id, so a redelivered LabelObserved or TrainingRequested is recognised
 (INSERT OR IGNORE; `run_done`). One connection per call: the event loop and the training thread both
@@ -19,6 +20,7 @@ import pandas as pd
 
 from feature_repo.names import ENTITY_KEY
 from services.training.domain.dataset import LABEL, LABEL_TIME
+from services.training.domain.retraining import Decision
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS labels ("
@@ -27,7 +29,12 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS labels_entity ON labels (entity_id, observed_at)",
     "CREATE TABLE IF NOT EXISTS runs ("
     " request_id TEXT PRIMARY KEY, status TEXT NOT NULL, finished_at TEXT NOT NULL, outcome TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS decisions ("
+    " event_id TEXT PRIMARY KEY, decided_at TEXT NOT NULL, kind TEXT NOT NULL, go INTEGER NOT NULL,"
+    " reason TEXT NOT NULL, detail TEXT NOT NULL, request_id TEXT)",
+    "CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+KEPT_DECISIONS = 500  # older decisions are deleted
 
 
 class TrainingState:
@@ -96,6 +103,69 @@ class TrainingState:
                 "SELECT outcome FROM runs ORDER BY finished_at DESC, rowid DESC LIMIT 1"
             ).fetchone()
         return json.loads(row[0]) if row else None
+
+    def new_labels(self) -> int:
+        """Labelled entities received since the last run finished (all of them before any run)."""
+        query = (
+            "SELECT COUNT(DISTINCT entity_id) FROM labels"
+            " WHERE received_at > COALESCE((SELECT MAX(finished_at) FROM runs), '')"
+        )
+        with self._db() as db:
+            return int(db.execute(query).fetchone()[0])
+
+    def newest_label_time(self) -> datetime | None:
+        with self._db() as db:
+            row = db.execute("SELECT MAX(observed_at) FROM labels").fetchone()
+        return datetime.fromisoformat(row[0]) if row[0] else None
+
+    def decided(self, event_id: str) -> bool:
+        with self._db() as db:
+            return (
+                db.execute("SELECT 1 FROM decisions WHERE event_id = ?", (event_id,)).fetchone() is not None
+            )
+
+    def save_decision(
+        self, event_id: str, at: datetime, kind: str, decision: Decision, request_id: str | None
+    ) -> None:
+        with self._db() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event_id, _iso(at), kind, int(decision.go), decision.reason, decision.detail, request_id),
+            )
+            db.execute(
+                "DELETE FROM decisions WHERE rowid NOT IN"
+                " (SELECT rowid FROM decisions ORDER BY decided_at DESC, rowid DESC LIMIT ?)",
+                (KEPT_DECISIONS,),
+            )
+
+    def recent_decisions(self, limit: int) -> list[dict[str, Any]]:
+        columns = ("event_id", "decided_at", "kind", "go", "reason", "detail", "request_id")
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(columns)} FROM decisions ORDER BY decided_at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(zip(columns, row, strict=True)) | {"go": bool(row[3])} for row in rows]
+
+    def retrains_since(self, since: datetime) -> tuple[int, datetime | None]:
+        """Retrains decided since `since`, and when the last retrain (ever) was decided."""
+        with self._db() as db:
+            count = db.execute(
+                "SELECT COUNT(*) FROM decisions WHERE go = 1 AND decided_at > ?", (_iso(since),)
+            ).fetchone()[0]
+            last = db.execute("SELECT MAX(decided_at) FROM decisions WHERE go = 1").fetchone()[0]
+        return int(count), datetime.fromisoformat(last) if last else None
+
+    def set_paused(self, paused: bool, by: str, at: datetime, note: str | None = None) -> None:
+        value = json.dumps({"paused": paused, "changed_by": by, "changed_at": _iso(at), "note": note})
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO control VALUES ('retraining', ?)", (value,))
+
+    def pause_status(self) -> dict[str, Any]:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM control WHERE key = 'retraining'").fetchone()
+        status: dict[str, Any] = json.loads(row[0]) if row else {"paused": False}
+        return status
 
     def ping(self) -> bool:
         with self._db() as db:

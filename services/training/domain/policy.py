@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -46,7 +47,14 @@ class GatePolicy(_Strict):
     holdout_share: float = Field(0.2, gt=0, lt=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     exclude_features: tuple[str, ...] = ("personal_status_and_sex", "foreign_worker")
-    retrain_on_drift: bool = False
+    retrain_on_drift: bool = False  # master switch of the retraining rules below
+    retrain_on_kinds: tuple[Literal["data", "prediction", "concept"], ...] = ("concept", "prediction")
+    min_new_labels: int = Field(50, ge=0, description="Labelled entities received since the last run.")
+    retrain_cooldown_s: int = Field(3600, ge=0, description="Least time between two drift retrains.")
+    max_retrains_per_hour: int = Field(2, ge=0, description="Drift retrains decided per rolling hour.")
+    drift_window_s: int | None = Field(
+        None, ge=60, description="Train only on applications this recent (before the newest label)."
+    )
     model: ModelParams = ModelParams()
     absolute: Absolute = Absolute()
     versus_champion: VersusChampion = VersusChampion()
