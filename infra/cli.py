@@ -177,6 +177,41 @@ def cmd_demo(settings: InfraSettings, args: argparse.Namespace) -> int:
     return run_demo(settings, console)
 
 
+def cmd_watch(settings: InfraSettings, args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from infra.watch import watch
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops watching
+        asyncio.run(watch(settings.bootstrap_servers, _print_line, args.max_events, args.timeout))
+    return 0
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def passthrough(module: str) -> Callable[[InfraSettings, argparse.Namespace], int]:
     """A command that runs a service's own tool with the stack's environment (services are never
     imported here: they stay separate programs)."""
@@ -203,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="list components with URL, health and memory")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("topics", help="create the platform's topics on the cluster")
+    watch = sub.add_parser("watch", help="print drift and model events live, one line each")
+    watch.add_argument("--max-events", type=_positive_int, help="stop after this many events")
+    watch.add_argument("--timeout", type=_positive_float, help="stop after this many seconds")
     demo = sub.add_parser("demo", help="bring the stack up and send an event through it")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
@@ -229,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "topics": cmd_topics,
         "demo": cmd_demo,
+        "watch": cmd_watch,
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:

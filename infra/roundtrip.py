@@ -61,10 +61,8 @@ async def _round_trip(bootstrap: str) -> tuple[TrainingRequested, KafkaCoordinat
 
     async with broker:
         await broker.start()
-        # Starting at "latest" means nothing sent before the groups hold their partitions is seen.
-        deadline = time.monotonic() + 30
-        while not subs.all_assigned() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        # The groups start at the end of their topics: wait until they know where that is.
+        await subs.ready_for_new_messages()
         sent_at = time.perf_counter()
         await subs.publisher.publish(event, topic=DEMO_TOPIC)
         received, source, received_at = await asyncio.wait_for(arrived.get(), 30)

@@ -166,10 +166,23 @@ class Subscriptions:
         return assigned
 
     def all_assigned(self) -> bool:
-        """True once every subscription holds partitions (a group that starts at "latest" sees
-        nothing sent before this)."""
+        """True once every subscription holds partitions."""
         consumers = [getattr(s.subscriber, "consumer", None) for s in self.registered]
         return all(c is not None and c.assignment() for c in consumers)
+
+    async def ready_for_new_messages(self, timeout_s: float = 30.0) -> None:
+        """Wait until every subscription holds partitions AND knows its starting offsets. A group that
+        starts at "latest" resolves "latest" lazily; a message published before that resolution would
+        be skipped, so observers that must see what they publish next call this first."""
+        deadline = time.monotonic() + timeout_s
+        while not self.all_assigned():
+            if time.monotonic() > deadline:
+                raise TimeoutError("subscriptions got no partitions in time")
+            await asyncio.sleep(0.05)
+        for subscription in self.registered:
+            consumer = subscription.subscriber.consumer
+            for partition in consumer.assignment():
+                await consumer.position(partition)  # resolves the reset policy now
 
     async def _run(self, raws: list[RawMessage], call: Callable[[], Awaitable[None]]) -> None:
         """Run a handler over one record or a batch. Attempts are counted by the first record (a

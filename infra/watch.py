@@ -1,0 +1,90 @@
+"""`mlops watch`: drift and model events as they happen, one line each, for ops at a terminal.
+
+It joins the bus like any ops consumer would (a fresh group starting at the end of each topic), so
+it sees what happens from now on and never disturbs the services' own groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from contracts.envelope import Event
+from contracts.events import DriftDetected, ModelPromoted, ModelRejected, ModelTrained, TrainingRequested
+from contracts.registry import ContractError, parse_event
+from servicekit.broker import EventPublisher, make_broker
+from servicekit.consumer import RawMessage, Subscriptions
+from servicekit.settings import ServiceSettings
+
+WATCHED: tuple[type[Event], ...] = (
+    DriftDetected,
+    TrainingRequested,
+    ModelTrained,
+    ModelPromoted,
+    ModelRejected,
+)
+
+
+class WatchSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="WATCH_", extra="ignore")
+    service_name: ClassVar[str] = "watch"
+
+
+def describe(event: Event) -> str:
+    """One line a person can read at a glance."""
+    p = event.payload
+    when = event.occurred_at.strftime("%H:%M:%S")
+    if isinstance(event, DriftDetected):
+        what = f"{p.kind} drift" + (f" in {p.feature}" if p.feature else "")
+        evidence = f"{p.detector} statistic {p.statistic:.3g} over {p.window_size}"
+        return f"{when} DRIFT     {what}: {evidence} (model v{p.model_version})"
+    if isinstance(event, TrainingRequested):
+        return f"{when} TRAIN     requested for {p.model_name} ({p.reason}, by {p.requested_by})"
+    if isinstance(event, ModelTrained):
+        return f"{when} TRAINED   {p.model_name} v{p.model_version}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in sorted(p.metrics.items()) if k in ("auc", "log_loss")
+        )
+    if isinstance(event, ModelPromoted):
+        return f"{when} PROMOTED  {p.model_name} v{p.model_version} (was {p.previous_version or 'none'})"
+    if isinstance(event, ModelRejected):
+        return f"{when} REJECTED  {p.model_name} v{p.model_version}: " + "; ".join(p.reasons)
+    return f"{when} {event.event_type}"
+
+
+async def watch(
+    bootstrap: str, emit: Callable[[str], None], max_events: int | None, timeout_s: float | None
+) -> int:
+    """Print watched events until `max_events` were seen or `timeout_s` passed; returns the count."""
+    broker = make_broker(WatchSettings(kafka_bootstrap_servers=bootstrap))
+    subs = Subscriptions(broker, EventPublisher(broker, "watch"), "watch")
+    seen = 0
+    done = asyncio.Event()
+    group = f"mlops-watch-{uuid.uuid4().hex[:8]}"
+
+    async def show(raws: list[RawMessage]) -> None:
+        nonlocal seen
+        for raw in raws:
+            try:
+                event = parse_event(raw.value or b"")
+            except ContractError as err:
+                emit(f"(unreadable message on {raw.source.topic}: {err.code})")
+                continue
+            emit(describe(event))
+            seen += 1
+            if max_events is not None and seen >= max_events:
+                done.set()
+
+    for topic in dict.fromkeys(t.topic for t in WATCHED):
+        subs.on_raw(topic, group_id=group, start="latest")(show)
+    async with broker:
+        await broker.start()
+        await subs.ready_for_new_messages()
+        emit(f"watching {', '.join(dict.fromkeys(t.topic for t in WATCHED))} (Ctrl-C to stop)")
+        with contextlib.suppress(TimeoutError):  # the timeout is a normal end
+            await asyncio.wait_for(done.wait(), timeout_s)
+    return seen
