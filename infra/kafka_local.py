@@ -95,6 +95,12 @@ class LocalKafka:
     controller_port: int = 9093
     heap: str = "768m"
 
+    def __post_init__(self) -> None:
+        # The broker is recognised by its config path on its command line: keep paths absolute so a
+        # relative home names the same broker from any working directory.
+        object.__setattr__(self, "home", self.home.resolve())
+        object.__setattr__(self, "jars_dir", self.jars_dir.resolve())
+
     @classmethod
     def from_settings(cls, settings: InfraSettings) -> LocalKafka:
         return cls(
@@ -166,6 +172,13 @@ class LocalKafka:
         except OSError:
             return None
         return pid if MAIN_CLASS.encode() in cmdline and str(self.config_file).encode() in cmdline else None
+
+    def _recorded_pid_alive(self) -> bool:
+        try:
+            os.kill(int(self.pid_file.read_text().strip()), 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return False
+        return True
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -264,7 +277,8 @@ class LocalKafka:
         """Controlled shutdown. Returns True if a broker was running."""
         pid = self.pid()
         if pid is None:
-            self.pid_file.unlink(missing_ok=True)
+            if not self._recorded_pid_alive():  # a live process we do not recognise keeps its file
+                self.pid_file.unlink(missing_ok=True)
             return False
         os.kill(pid, signal.SIGTERM)
         if not wait_for_exit(pid, timeout_s):

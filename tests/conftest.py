@@ -60,12 +60,14 @@ def kafka_bootstrap(jars_dir: Path) -> Iterator[str]:
     users.mkdir(parents=True, exist_ok=True)
     me = users / str(os.getpid())
     me.touch()
-    kafka.start(timeout_s=90)
-    ensure_topics(kafka.bootstrap_servers, platform_topics(3, 1))
-    yield kafka.bootstrap_servers
-    me.unlink(missing_ok=True)
-    if not any(pid_alive(int(p.name)) for p in users.iterdir() if p.name.isdigit()):
-        kafka.stop()
+    try:
+        kafka.start(timeout_s=90)
+        ensure_topics(kafka.bootstrap_servers, platform_topics(3, 1))
+        yield kafka.bootstrap_servers
+    finally:  # also when start-up failed: a stale registration would keep the broker up forever
+        me.unlink(missing_ok=True)
+        if not any(pid_alive(int(p.name)) for p in users.iterdir() if p.name.isdigit()):
+            kafka.stop()
 
 
 @pytest.fixture

@@ -86,3 +86,21 @@ def test_cluster_ids_never_look_like_options(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(kafka_local.uuid, "uuid4", lambda: next(draws))
     cluster_id = kafka_local.new_cluster_id()
     assert not cluster_id.startswith("-") and len(cluster_id) == 22
+
+
+def test_stop_leaves_alone_a_live_process_it_does_not_recognise(tmp_path: Path) -> None:
+    import os
+
+    kafka = LocalKafka(home=tmp_path, jars_dir=tmp_path)
+    kafka.pid_file.write_text(str(os.getpid()))  # alive, but not a Kafka with this config
+    assert kafka.stop() is False and kafka.pid_file.exists()
+    kafka.pid_file.write_text(str(2**22 + 4321))  # no such process: a stale file is cleaned up
+    assert kafka.stop() is False and not kafka.pid_file.exists()
+
+
+def test_relative_and_absolute_homes_name_the_same_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = LocalKafka(home=Path("state/kafka"), jars_dir=Path("jars"))
+    assert relative.config_file == tmp_path / "state" / "kafka" / "server.properties"
