@@ -8,7 +8,6 @@ blocks: call it in a thread.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from servicekit.mlflow_store import open_mlflow
 from services.explain.domain.model import Column, ExplainableModel, Kind
 from services.explain.errors import ModelLoadError, ModelVersionGone, NoChampion
 from services.explain.settings import ExplainSettings
@@ -42,18 +42,14 @@ class MlflowModels:
         self._cache: OrderedDict[str, ExplainableModel] = OrderedDict()
         self._lock = threading.Lock()
         self._client: Any = None
+        self._mlflow_module: Any = None
 
     def _mlflow(self) -> Any:
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        if self.settings.trust_registry_models:
-            os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
-        import mlflow
-
         if self._client is None:
-            # models:/ URIs resolve through the process-wide tracking URI, not the client's.
-            mlflow.set_tracking_uri(self.settings.mlflow_uri)
-            self._client = mlflow.MlflowClient(self.settings.mlflow_uri)
-        return mlflow
+            self._mlflow_module, self._client = open_mlflow(
+                self.settings.mlflow_uri, allow_pickled_models=self.settings.trust_registry_models
+            )
+        return self._mlflow_module
 
     def champion_version(self) -> str:
         from mlflow.exceptions import MlflowException

@@ -8,11 +8,11 @@ signature whose inputs are the model's features, version tags `decision_threshol
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from servicekit.mlflow_store import open_mlflow
 from services.serving.domain.model import Column, Kind, LoadedModel
 from services.serving.domain.scoring import Scorer, SklearnScorer, compile_linear, verified
 from services.serving.errors import ModelLoadError
@@ -36,18 +36,14 @@ class MlflowRegistry:
         self.settings = settings
         self.name = settings.model_name
         self._client: Any = None
+        self._mlflow_module: Any = None
 
     def _mlflow(self) -> Any:
-        # MLflow reads these from the environment; they are set from settings, once, before import.
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        if self.settings.trust_registry_models:
-            os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
-        import mlflow
-
         if self._client is None:
-            mlflow.set_tracking_uri(self.settings.mlflow_uri)
-            self._client = mlflow.MlflowClient(self.settings.mlflow_uri)
-        return mlflow
+            self._mlflow_module, self._client = open_mlflow(
+                self.settings.mlflow_uri, allow_pickled_models=self.settings.trust_registry_models
+            )
+        return self._mlflow_module
 
     def version_of(self, alias: str) -> str | None:
         """The version `alias` points at, or None when the model or alias does not exist yet."""

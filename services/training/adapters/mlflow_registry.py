@@ -9,7 +9,6 @@ dataset_sha256. The champion is `models:/<model_name>@champion`.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from servicekit.mlflow_store import open_mlflow
 from services.training.domain.model import ScoreFn
 
 if TYPE_CHECKING:
@@ -78,13 +78,7 @@ class MlflowRegistry:
         self._loaded: dict[str, Champion] = {}
 
     def open(self) -> None:
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        import mlflow
-
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        self._client = mlflow.MlflowClient(self.tracking_uri)
+        _, self._client = open_mlflow(self.tracking_uri)
         found = self._client.get_experiment_by_name(self.experiment)
         if found is None:
             self.artifact_root.mkdir(parents=True, exist_ok=True)
