@@ -45,3 +45,12 @@ def training_request(model: str = "credit", by: str = "tests") -> TrainingReques
     return TrainingRequested.create(
         TrainingRequestedPayload(model_name=model, reason="manual", requested_by=by), producer="probe"
     )
+
+
+# Settings a test process may have picked up (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, for
+# one) that must not leak into the processes an e2e test starts: they get a stack of their own.
+_STACK_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "MLOPS_FEAST_REPO", "MLOPS_STATE_DIR")
+
+
+def isolated_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _STACK_SETTINGS}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import REPO_ROOT
-from tests.support import TEST_KAFKA_PORT
+from tests.support import TEST_KAFKA_PORT, isolated_env
 
 PORT = TEST_KAFKA_PORT + 200
 
@@ -31,7 +30,7 @@ def mlops(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.C
 
 @pytest.fixture
 def cli_env(tmp_path: Path, jars_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env = isolated_env()
     env.update(
         {
             "MLOPS_STATE_DIR": str(tmp_path / "state"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from contracts.topics import PREDICTIONS_MADE
 from feature_repo import ENTITY_KEY, FEATURES
 from infra.supervisor import SERVICE_ORDER
 from tests.e2e.test_cli import mlops
-from tests.support import TEST_KAFKA_PORT
+from tests.support import TEST_KAFKA_PORT, isolated_env
 
 PORT = TEST_KAFKA_PORT + 300
 FIRST_SERVICE_PORT = PORT - 2000
@@ -36,7 +35,7 @@ ROWS = 600
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[dict[str, str]]:
     state = tmp_path_factory.mktemp("loop")
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env = isolated_env()
     env.update({
         "MLOPS_STATE_DIR": str(state), "MLOPS_JARS_DIR": str(jars_dir), "MLOPS_KAFKA_PORT": str(PORT),
         "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 1), "MLOPS_FIRST_SERVICE_PORT": str(FIRST_SERVICE_PORT),
