@@ -6,6 +6,9 @@ Local default: SQLite online store and Parquet offline store under one folder. A
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +51,24 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
         _ensure_offline_file(settings.offline_path)
         store.apply(definitions(settings.offline_path))
     return store
+
+
+@contextmanager
+def offline_lock(offline_path: Path, *, exclusive: bool) -> Iterator[None]:
+    """A lock between the offline file's writer (features) and its readers (training), across processes.
+
+    Feast's file offline store reads the Parquet file more than once per retrieval (footer, then
+    pages; dask may reopen it), so even an atomic rename under a reader can tear its view. Readers
+    hold the lock shared for a whole retrieval, the writer exclusive for an append. The file store
+    is a single-machine store anyway; a warehouse offline store needs none of this.
+    """
+    offline_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(offline_path.with_name(f".{offline_path.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _ensure_offline_file(path: Path) -> None:

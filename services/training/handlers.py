@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from contracts.envelope import Event
@@ -32,8 +32,9 @@ from contracts.events import (
 from services.training.adapters.state import TrainingState
 from services.training.domain.dataset import label_value
 from services.training.domain.policy import GatePolicy
-from services.training.domain.retraining import Decision, RetrainState, decide_retrain, retrain_window
-from services.training.metrics import DRIFT_EVENTS, LABELS, PHASE_SECONDS, RUNS
+from services.training.domain.retraining import Decision
+from services.training.metrics import LABELS, PHASE_SECONDS, RUNS
+from services.training.retrains import DriftRetrains
 from services.training.trainer import Outcome, Trainer
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,12 @@ class TrainingService:
     producer: str = "training"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    retrains: DriftRetrains = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.retrains = DriftRetrains(
+            self.state, self.policy, self.request, self.model_name, self.producer, lambda: self.clock()
+        )
 
     async def on_label(self, event: LabelObserved) -> None:
         value = label_value(event.payload.label)
@@ -77,6 +84,8 @@ class TrainingService:
             event.payload.event_time,
         )
         LABELS.labels("stored" if stored else "duplicate").inc()
+        if stored:
+            await self.retrains.on_label(event.payload.event_time)
 
     async def request(
         self,
@@ -99,58 +108,13 @@ class TrainingService:
         return event
 
     async def on_drift(self, event: DriftDetected) -> Decision:
-        """Apply the retraining policy; a refusal is logged and counted, never an error."""
-        event_id = str(event.event_id)
-        if await asyncio.to_thread(self.state.decided, event_id):
-            log.info("drift event %s was decided before; skipped", event_id)
-            return Decision(False, "duplicate", "redelivered drift event")
-        policy, now = await asyncio.to_thread(self.policy), self.clock()
-        retrain_state = await asyncio.to_thread(self._retrain_state, now)
-        decision = decide_retrain(event, retrain_state, policy, now)
-        request_id = None
-        if decision.go:
-            newest = await asyncio.to_thread(self.state.newest_label_time)
-            window = retrain_window(policy, newest)
-            request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
-        await asyncio.to_thread(
-            self.state.save_decision, event_id, now, event.payload.kind, decision, request_id
-        )
-        DRIFT_EVENTS.labels(decision.reason).inc()
-        log.info(
-            "drift event %s (%s): %s (%s)",
-            event_id,
-            event.payload.kind,
-            "retrain requested" if decision.go else f"not retrained, {decision.reason}",
-            decision.detail,
-        )
-        return decision
-
-    def _retrain_state(self, now: datetime) -> RetrainState:
-        recent, last = self.state.retrains_since(now - timedelta(hours=1))
-        return RetrainState(
-            model_name=self.model_name,
-            paused=bool(self.state.pause_status()["paused"]),
-            new_labels=self.state.new_labels(),
-            last_retrain_at=last,
-            retrains_last_hour=recent,
-        )
+        return await self.retrains.on_drift(event)
 
     async def set_paused(self, paused: bool, by: str, note: str | None = None) -> dict[str, Any]:
-        """Pause or resume automatic (drift) retraining; manual requests are not affected."""
-        await asyncio.to_thread(self.state.set_paused, paused, by, self.clock(), note)
-        log.info("automatic retraining %s by %s", "paused" if paused else "resumed", by)
-        return await self.retraining_status()
+        return await self.retrains.set_paused(paused, by, note)
 
     async def retraining_status(self, decisions: int = 20) -> dict[str, Any]:
-        policy = await asyncio.to_thread(self.policy)
-        fields = (
-            "retrain_on_drift", "retrain_on_kinds", "min_new_labels", "retrain_cooldown_s",
-            "max_retrains_per_hour", "drift_window_s",
-        )  # fmt: skip
-        return (await asyncio.to_thread(self.state.pause_status)) | {
-            "policy": policy.model_dump(include=set(fields)),
-            "decisions": await asyncio.to_thread(self.state.recent_decisions, decisions),
-        }
+        return await self.retrains.retraining_status(decisions)
 
     async def on_training_requested(self, event: TrainingRequested) -> Outcome | None:
         if event.payload.model_name != self.model_name:

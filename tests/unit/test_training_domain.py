@@ -57,14 +57,18 @@ def test_assemble_reports_rows_the_store_dropped_and_rows_without_features() -> 
     )
 
 
-def test_assemble_applies_the_window_to_application_times() -> None:
+def test_assemble_applies_the_window_to_label_times() -> None:
     features = feature_frame(10)
     labels = label_frame(features)
+    labels.loc[labels.index[:2], LABEL_TIME] += pd.Timedelta(days=30)  # two labels came very late
     retrieved = features.merge(entity_frame(labels), on=ENTITY_KEY)
-    start, end = features[EVENT_TIME].iloc[2], features[EVENT_TIME].iloc[7]
+    start, end = labels[LABEL_TIME].iloc[4], labels[LABEL_TIME].iloc[9]
     data = assemble(labels, retrieved, Window(start.to_pydatetime(), end.to_pydatetime()))
-    assert data.frame[ENTITY_KEY].tolist() == [f"t-{i:07d}" for i in range(2, 7)]
-    assert data.outside_window == 5
+    assert data.frame[ENTITY_KEY].tolist() == [f"t-{i:07d}" for i in range(4, 9)]
+    assert data.outside_window == 5  # 2, 3 labelled before; 0, 1 (late) and 9 labelled at or after the end
+    since = assemble(labels, retrieved, Window(start.to_pydatetime(), None))
+    late_first = ["t-0000000", "t-0000001", *(f"t-{i:07d}" for i in range(4, 10))]
+    assert since.frame[ENTITY_KEY].tolist() == late_first
 
 
 def test_time_split_holds_out_the_newest_rows() -> None:
@@ -129,7 +133,8 @@ def test_entity_frame_has_feasts_columns() -> None:
 
 def test_the_shipped_policy_loads(tmp_path: Path) -> None:
     policy = load_policy(DEFAULT_POLICY)
-    assert policy.min_labels == 200 and not policy.retrain_on_drift
+    assert policy.min_labels == 200 and policy.retrain_on_drift and policy.train_since_change
+    assert policy.min_new_labels >= policy.min_labels  # a retrain since a change can pass the gate's floor
     assert set(policy.exclude_features) == {"personal_status_and_sex", "foreign_worker"}
     assert set(policy.exclude_features) <= set(FEATURES)
 

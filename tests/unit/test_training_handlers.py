@@ -263,3 +263,76 @@ async def test_paused_stops_drift_retrains_only_and_survives_a_restart(
     status = await restarted.retraining_status()
     assert status["policy"]["retrain_on_kinds"] == ("concept", "prediction")
     assert [d["reason"] for d in status["decisions"]] == ["go", "paused"]
+
+
+SINCE_CHANGE = GatePolicy(
+    retrain_on_drift=True, train_since_change=True, min_new_labels=10, retrain_cooldown_s=0, label_wait_s=600
+)
+
+
+def changed_at(at: datetime) -> DriftDetected:
+    payload = DriftDetectedPayload(
+        kind="concept", detector="CUSUM", statistic=13.0, window_start=at,
+        window_end=at + timedelta(minutes=5), window_size=40, model_name="credit",
+    )  # fmt: skip
+    return DriftDetected.create(payload, producer="drift")
+
+
+async def labels_from(service: TrainingService, start: datetime, n: int, prefix: str) -> None:
+    for i in range(n):
+        await service.on_label(label(f"{prefix}{i}", "bad", start + timedelta(seconds=i)))
+
+
+async def test_a_retrain_waits_for_labels_since_the_change_point_then_trains_from_there(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, bus = make(tmp_path, features, SINCE_CHANGE)
+    change = T0 + timedelta(hours=2)
+    await labels_from(service, T0, 50, "old")  # the old world's labels do not count
+    event = changed_at(change)
+    decision = await service.on_drift(event)
+    assert decision.reason == "waiting_for_labels" and decision.detail.startswith("0 new labels")
+    await labels_from(service, change, 9, "new")
+    assert not bus.sent
+    status = await service.retraining_status()
+    assert status["waiting"]["event_id"] == str(event.event_id) and status["waiting"]["labels"] == 9
+    await labels_from(service, change + timedelta(minutes=1), 1, "newer")  # the tenth since the change
+    [(request, _)] = bus.sent
+    assert isinstance(request, TrainingRequested) and request.payload.reason == "drift"
+    assert request.payload.window_start == change and request.payload.window_end is None
+    assert request.causation_id == str(event.event_id)
+    [decided] = service.state.recent_decisions(10)
+    assert decided["reason"] == "go" and decided["request_id"] == str(request.event_id)
+    assert (await service.retraining_status())["waiting"] is None
+    await labels_from(service, change + timedelta(minutes=2), 20, "later")
+    assert len(bus.sent) == 1  # decided once
+
+
+async def test_a_waiting_retrain_survives_a_restart(tmp_path: Path, features: pd.DataFrame) -> None:
+    service, bus = make(tmp_path, features, SINCE_CHANGE)
+    change = T0 + timedelta(hours=2)
+    await service.on_drift(changed_at(change))
+    await labels_from(service, change, 6, "a")
+    restarted, bus = make(tmp_path, features, SINCE_CHANGE)
+    await labels_from(restarted, change, 3, "b")
+    assert not bus.sent  # 9 so far: the count was rebuilt from the stored state
+    await labels_from(restarted, change, 1, "c")
+    assert bus.types() == ["TrainingRequested"]
+
+
+async def test_a_newer_change_point_supersedes_and_a_long_wait_expires(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, bus = make(tmp_path, features, SINCE_CHANGE)
+    now = [T0 + timedelta(days=1)]
+    service.clock = lambda: now[0]
+    first, second = changed_at(T0 + timedelta(hours=1)), changed_at(T0 + timedelta(hours=3))
+    assert (await service.on_drift(first)).reason == "waiting_for_labels"
+    assert (await service.on_drift(second)).reason == "waiting_for_labels"
+    reasons = {d["event_id"]: d["reason"] for d in service.state.recent_decisions(10)}
+    assert reasons == {str(first.event_id): "superseded", str(second.event_id): "waiting_for_labels"}
+    now[0] += timedelta(seconds=601)  # longer than label_wait_s
+    await labels_from(service, T0 + timedelta(hours=3), 1, "late")
+    assert not bus.sent
+    assert service.state.recent_decisions(1)[0]["reason"] == "expired"
+    assert (await service.retraining_status())["waiting"] is None

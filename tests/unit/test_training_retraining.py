@@ -10,7 +10,7 @@ import pytest
 
 from contracts.events import DriftDetected, DriftDetectedPayload
 from services.training.domain.policy import GatePolicy, load_policy
-from services.training.domain.retraining import RetrainState, decide_retrain, retrain_window
+from services.training.domain.retraining import RetrainState, change_point, decide_retrain, retrain_window
 from services.training.errors import PolicyError
 from services.training.settings import DEFAULT_POLICY
 
@@ -107,6 +107,16 @@ def test_bad_retraining_fields_are_refused(tmp_path: Path, line: str) -> None:
         load_policy(path)
 
 
-def test_the_shipped_policy_keeps_drift_retraining_off_with_the_default_kinds() -> None:
+def test_the_shipped_policy_retrains_on_concept_and_prediction_drift_since_the_change() -> None:
     policy = load_policy(DEFAULT_POLICY)
-    assert not policy.retrain_on_drift and policy.retrain_on_kinds == ("concept", "prediction")
+    assert policy.retrain_on_drift and policy.retrain_on_kinds == ("concept", "prediction")
+    assert policy.train_since_change and policy.retrain_cooldown_s > 0 and policy.max_retrains_per_hour >= 1
+
+
+def test_since_a_change_point_too_few_labels_means_waiting_and_the_window_starts_there() -> None:
+    policy = GatePolicy(retrain_on_drift=True, min_new_labels=100, train_since_change=True)
+    decision = decide_retrain(drift(), state(new_labels=99, since_change=True), policy, NOW)
+    assert not decision.go and decision.reason == "waiting_for_labels"
+    assert "since the change point" in decision.detail
+    assert change_point(drift(), policy) == NOW - timedelta(hours=1)
+    assert change_point(drift(), GatePolicy(retrain_on_drift=True)) is None  # off: all or recent data

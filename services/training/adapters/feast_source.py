@@ -16,6 +16,7 @@ import pandas as pd
 
 from feature_repo import FEATURE_VIEW, FeatureStoreSettings, feature_refs, open_store
 from feature_repo.names import ENTITY_KEY, EVENT_TIME
+from feature_repo.store import offline_lock
 from services.training.domain.dataset import LABEL_TIME
 
 if TYPE_CHECKING:
@@ -52,9 +53,11 @@ class FeastTrainingSource:
     def historical(self, entities: pd.DataFrame) -> pd.DataFrame:
         store = self.store
         store.refresh_registry()  # the features service may have applied the definitions after we opened
-        rows = store.get_historical_features(entity_df=entities, features=feature_refs()).to_df()
+        with offline_lock(self.settings.offline_path, exclusive=False):  # no append tears the file
+            rows = store.get_historical_features(entity_df=entities, features=feature_refs()).to_df()
+            times = self.feature_times()
         rows[LABEL_TIME] = pd.to_datetime(rows[LABEL_TIME], utc=True)
-        return with_feature_time(rows, self.feature_times())
+        return with_feature_time(rows, times)
 
     def feature_times(self) -> pd.DataFrame:
         """(entity, applied_at) of every row in the offline store."""

@@ -27,6 +27,7 @@ SCHEMA = (
     " event_id TEXT PRIMARY KEY, entity_id TEXT NOT NULL, label INTEGER NOT NULL,"
     " observed_at TEXT NOT NULL, received_at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS labels_entity ON labels (entity_id, observed_at)",
+    "CREATE INDEX IF NOT EXISTS labels_observed ON labels (observed_at)",
     "CREATE TABLE IF NOT EXISTS runs ("
     " request_id TEXT PRIMARY KEY, status TEXT NOT NULL, finished_at TEXT NOT NULL, outcome TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS decisions ("
@@ -113,6 +114,26 @@ class TrainingState:
         with self._db() as db:
             return int(db.execute(query).fetchone()[0])
 
+    def labels_since(self, since: datetime) -> int:
+        """Labelled entities whose label's event time is at or after `since`."""
+        query = "SELECT COUNT(DISTINCT entity_id) FROM labels WHERE observed_at >= ?"
+        with self._db() as db:
+            return int(db.execute(query, (_iso(since),)).fetchone()[0])
+
+    def save_pending_retrain(self, pending: dict[str, Any] | None) -> None:
+        """The drift retrain waiting for labels since its change point (at most one; None clears it)."""
+        with self._db() as db:
+            if pending is None:
+                db.execute("DELETE FROM control WHERE key = 'pending_retrain'")
+            else:
+                value = json.dumps(pending)
+                db.execute("INSERT OR REPLACE INTO control VALUES ('pending_retrain', ?)", (value,))
+
+    def pending_retrain(self) -> dict[str, Any] | None:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM control WHERE key = 'pending_retrain'").fetchone()
+        return dict(json.loads(row[0])) if row else None
+
     def newest_label_time(self) -> datetime | None:
         with self._db() as db:
             row = db.execute("SELECT MAX(observed_at) FROM labels").fetchone()
@@ -128,8 +149,8 @@ class TrainingState:
         self, event_id: str, at: datetime, kind: str, decision: Decision, request_id: str | None
     ) -> None:
         with self._db() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            db.execute(  # REPLACE: a decision that waited for labels is decided again later
+                "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event_id, _iso(at), kind, int(decision.go), decision.reason, decision.detail, request_id),
             )
             db.execute(

@@ -38,6 +38,14 @@ def label_value(label: object) -> int | None:
 
 @dataclass(frozen=True)
 class Window:
+    """Which labelled examples a run learns from, by when their LABEL was observed, [start, end).
+
+    The label's clock, not the application's: the drift service's change points are on it (its
+    error stream advances as labels arrive), so "since the change" means "labelled since the change".
+    With labels that come 30 days late, an application-time window starting at that change point
+    would exclude every drifted application whose label is in.
+    """
+
     start: datetime | None = None
     end: datetime | None = None
 
@@ -78,7 +86,7 @@ def assemble(labels: pd.DataFrame, retrieved: pd.DataFrame, window: Window | Non
         typed(present[~incomplete]), len(labels), dropped, present[ENTITY_KEY][incomplete].tolist()
     )
     if window is not None:
-        times = result.frame[EVENT_TIME]
+        times = pd.to_datetime(result.frame[LABEL_TIME], utc=True)
         inside = pd.Series(True, index=result.frame.index)
         if window.start is not None:
             inside &= times >= pd.Timestamp(window.start)

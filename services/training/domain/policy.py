@@ -53,7 +53,17 @@ class GatePolicy(_Strict):
     retrain_cooldown_s: int = Field(3600, ge=0, description="Least time between two drift retrains.")
     max_retrains_per_hour: int = Field(2, ge=0, description="Drift retrains decided per rolling hour.")
     drift_window_s: int | None = Field(
-        None, ge=60, description="Train only on applications this recent (before the newest label)."
+        None,
+        ge=60,
+        description="Without a change point: train on examples labelled this long before the newest label.",
+    )
+    train_since_change: bool = Field(
+        False,
+        description="A drift retrain trains on the applications since the drift's change point (the "
+        "event's window_start) and waits until min_new_labels labels have arrived since it.",
+    )
+    label_wait_s: int = Field(
+        3600, ge=1, description="How long a drift retrain waits for labels since the change, at most."
     )
     model: ModelParams = ModelParams()
     absolute: Absolute = Absolute()

@@ -33,6 +33,9 @@ REASONS = (
     "paused",
     "kind",
     "too_few_new_labels",
+    "waiting_for_labels",
+    "expired",
+    "superseded",
     "cooldown",
     "hourly_limit",
     "go",
@@ -46,6 +49,7 @@ class RetrainState:
     new_labels: int  # labelled entities received since the last training run finished
     last_retrain_at: datetime | None = None  # last retrain this policy decided
     retrains_last_hour: int = 0
+    since_change: bool = False  # new_labels counts the labels since the drift's change point
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,25 @@ def decide_retrain(event: DriftDetected, state: RetrainState, policy: GatePolicy
 
 def _limits(state: RetrainState, policy: GatePolicy, now: datetime) -> Decision:
     if state.new_labels < policy.min_new_labels:
-        detail = f"{state.new_labels} new labels since the last run, the policy needs {policy.min_new_labels}"
-        return Decision(False, "too_few_new_labels", detail)
+        since = "the change point" if state.since_change else "the last run"
+        detail = f"{state.new_labels} new labels since {since}, the policy needs {policy.min_new_labels}"
+        # Since a change point, labels keep coming: the retrain waits for them rather than giving up.
+        return Decision(False, "waiting_for_labels" if state.since_change else "too_few_new_labels", detail)
     cooldown = timedelta(seconds=policy.retrain_cooldown_s)
     if state.last_retrain_at is not None and now - state.last_retrain_at < cooldown:
         return Decision(False, "cooldown", f"last drift retrain at {state.last_retrain_at.isoformat()}")
     if state.retrains_last_hour >= policy.max_retrains_per_hour:
         return Decision(False, "hourly_limit", f"{state.retrains_last_hour} drift retrains in the last hour")
     return Decision(True, "go", "retrain requested")
+
+
+def change_point(event: DriftDetected, policy: GatePolicy) -> datetime | None:
+    """Where a since-change retrain starts: the drift's window start, when the policy asks for it.
+
+    For the CUSUM on the error stream that is its change-point estimate; for windowed detectors the
+    start of the window that differed.
+    """
+    return event.payload.window_start if policy.train_since_change else None
 
 
 def retrain_window(policy: GatePolicy, newest_label: datetime | None) -> tuple[datetime | None, None]:

@@ -1,0 +1,181 @@
+"""Retraining on drift events: the policy's decision, the retrain that waits for labels, ops control.
+
+A drift event is decided once (by event id, persisted). With `train_since_change`, the training window
+starts at the drift's change point (the event's `window_start`), and the retrain waits until
+`min_new_labels` labels have arrived since that point: right after a change there are too few rows of
+the new world to learn from, and training on the old rows would teach the old world again. At most one
+retrain waits (persisted, so a restart keeps it); a newer change point supersedes it, and it expires
+after `label_wait_s` without enough labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from contracts.events import DriftDetected, TrainingRequested
+from services.training.adapters.state import TrainingState
+from services.training.domain.policy import GatePolicy
+from services.training.domain.retraining import (
+    Decision,
+    RetrainState,
+    change_point,
+    decide_retrain,
+    retrain_window,
+)
+from services.training.metrics import DRIFT_EVENTS
+
+log = logging.getLogger(__name__)
+
+Request = Callable[..., Awaitable[TrainingRequested]]
+
+
+class DriftRetrains:
+    def __init__(
+        self,
+        state: TrainingState,
+        policy: Callable[[], GatePolicy],
+        request: Request,
+        model_name: str,
+        producer: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.state, self.policy, self.request = state, policy, request
+        self.model_name, self.producer, self.clock = model_name, producer, clock
+        self._lock = asyncio.Lock()
+        self._pending: dict[str, Any] | None = None
+        self._pending_loaded = False
+
+    async def on_drift(self, event: DriftDetected) -> Decision:
+        """Apply the retraining policy; a refusal is logged and counted, never an error."""
+        if await asyncio.to_thread(self.state.decided, str(event.event_id)):
+            log.info("drift event %s was decided before; skipped", event.event_id)
+            return Decision(False, "duplicate", "redelivered drift event")
+        async with self._lock:
+            return await self._decide(event)
+
+    async def on_label(self, label_time: datetime) -> None:
+        """A label since the change point brings the waiting retrain closer: decide it when enough came
+        (counted in memory, so a label costs no query while a retrain waits)."""
+        pending = await self._load_pending()
+        if pending is None or label_time < datetime.fromisoformat(pending["since"]):
+            return
+        pending["labels"] += 1
+        waited = (self.clock() - datetime.fromisoformat(pending["waiting_since"])).total_seconds()
+        if pending["labels"] < pending["needed"] and waited <= pending["wait_s"]:
+            return
+        async with self._lock:
+            if self._pending is not pending:
+                return  # decided or superseded meanwhile
+            if waited > pending["wait_s"]:
+                detail = f"{pending['labels']} labels since the change point after {waited:.0f} s of waiting"
+                await self._set_pending(None)
+                await self._record(pending["event_id"], pending["kind"], Decision(False, "expired", detail))
+                return
+            await self._decide(DriftDetected.model_validate_json(pending["event"]), pending)
+
+    async def _decide(self, event: DriftDetected, waiting: dict[str, Any] | None = None) -> Decision:
+        policy, now = await asyncio.to_thread(self.policy), self.clock()
+        since = change_point(event, policy)
+        retrain_state = await asyncio.to_thread(self._retrain_state, now, since)
+        decision = decide_retrain(event, retrain_state, policy, now)
+        if waiting is not None and decision.reason == "waiting_for_labels":
+            waiting["labels"] = retrain_state.new_labels  # recounted exactly; keep waiting
+            return decision
+        request_id = None
+        if decision.go:
+            window = (since, None) if since is not None else retrain_window(
+                policy, await asyncio.to_thread(self.state.newest_label_time)
+            )  # fmt: skip
+            request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
+        await self._update_pending(event, since, policy, retrain_state, decision, now)
+        await self._record(str(event.event_id), event.payload.kind, decision, request_id)
+        return decision
+
+    async def _update_pending(
+        self,
+        event: DriftDetected,
+        since: datetime | None,
+        policy: GatePolicy,
+        retrain_state: RetrainState,
+        decision: Decision,
+        now: datetime,
+    ) -> None:
+        """At most one retrain waits: a newer change point that goes or waits supersedes the older."""
+        old = await self._load_pending()
+        event_id = str(event.event_id)
+        new: dict[str, Any] | None = old
+        if old is not None and old["event_id"] == event_id:
+            new = None  # decided at last: it went, or a later rule refused it
+        elif old is not None and decision.reason in ("go", "waiting_for_labels"):
+            detail = f"superseded by drift event {event_id}"
+            await self._record(old["event_id"], old["kind"], Decision(False, "superseded", detail))
+            new = None
+        if decision.reason == "waiting_for_labels" and since is not None:
+            new = {
+                "event_id": event_id, "kind": event.payload.kind, "event": event.model_dump_json(),
+                "since": since.isoformat(), "needed": policy.min_new_labels,
+                "labels": retrain_state.new_labels, "waiting_since": now.isoformat(),
+                "wait_s": policy.label_wait_s,
+            }  # fmt: skip
+        if new is not old:
+            await self._set_pending(new)
+
+    async def _set_pending(self, pending: dict[str, Any] | None) -> None:
+        self._pending = pending
+        await asyncio.to_thread(self.state.save_pending_retrain, pending)
+
+    async def _load_pending(self) -> dict[str, Any] | None:
+        if not self._pending_loaded:
+            self._pending = await asyncio.to_thread(self.state.pending_retrain)
+            if self._pending is not None:  # the in-memory count is not persisted: recount it
+                since = datetime.fromisoformat(self._pending["since"])
+                self._pending["labels"] = await asyncio.to_thread(self.state.labels_since, since)
+            self._pending_loaded = True
+        return self._pending
+
+    async def _record(
+        self, event_id: str, kind: str, decision: Decision, request_id: str | None = None
+    ) -> None:
+        await asyncio.to_thread(self.state.save_decision, event_id, self.clock(), kind, decision, request_id)
+        DRIFT_EVENTS.labels(decision.reason).inc()
+        log.info(
+            "drift event %s (%s): %s (%s)",
+            event_id,
+            kind,
+            "retrain requested" if decision.go else f"not retrained, {decision.reason}",
+            decision.detail,
+        )
+
+    def _retrain_state(self, now: datetime, since: datetime | None) -> RetrainState:
+        recent, last = self.state.retrains_since(now - timedelta(hours=1))
+        return RetrainState(
+            model_name=self.model_name,
+            paused=bool(self.state.pause_status()["paused"]),
+            new_labels=self.state.new_labels() if since is None else self.state.labels_since(since),
+            last_retrain_at=last,
+            retrains_last_hour=recent,
+            since_change=since is not None,
+        )
+
+    async def set_paused(self, paused: bool, by: str, note: str | None = None) -> dict[str, Any]:
+        """Pause or resume automatic (drift) retraining; manual requests are not affected."""
+        await asyncio.to_thread(self.state.set_paused, paused, by, self.clock(), note)
+        log.info("automatic retraining %s by %s", "paused" if paused else "resumed", by)
+        return await self.retraining_status()
+
+    async def retraining_status(self, decisions: int = 20) -> dict[str, Any]:
+        policy = await asyncio.to_thread(self.policy)
+        fields = (
+            "retrain_on_drift", "retrain_on_kinds", "min_new_labels", "retrain_cooldown_s",
+            "max_retrains_per_hour", "drift_window_s", "train_since_change", "label_wait_s",
+        )  # fmt: skip
+        pending = await self._load_pending()
+        return (await asyncio.to_thread(self.state.pause_status)) | {
+            "waiting": {k: v for k, v in pending.items() if k != "event"} if pending else None,
+            "policy": policy.model_dump(include=set(fields)),
+            "decisions": await asyncio.to_thread(self.state.recent_decisions, decisions),
+        }
