@@ -8,6 +8,9 @@ Drift kinds (`DRIFT_KINDS`), applied to every row from `drift_at` on:
   `flip_probability` (concept drift for one group; features untouched).
 - `prior_shift`: rows are drawn so that the share of `bad` labels becomes `bad_share` (the class
   prior moves; each class's feature distribution is unchanged).
+- `label_swap`: every label is inverted (good <-> bad), features untouched: the relationship between
+  applicant and outcome reverses, the "label swap" abrupt concept drift of the drift literature. A
+  model of the old world becomes worse than chance; a model retrained on the new rows recovers.
 Deterministic for a given seed. No Kafka here: the producer (demo_producer.py) sends what this yields.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 from faker import Faker
 
-DRIFT_KINDS = ("none", "covariate", "label_flip", "prior_shift")
+DRIFT_KINDS = ("none", "covariate", "label_flip", "prior_shift", "label_swap")
 LABEL_FIELD = "creditability"
 
 NOTE_TEMPLATES = (
@@ -121,6 +124,8 @@ class ApplicationStream:
             )
         flip_group = drifted and self.drift.kind == "label_flip" and record["foreign_worker"] == "yes"
         if flip_group and self.rng.random() < self.drift.flip_probability:
+            label = "bad" if label == "good" else "good"
+        if drifted and self.drift.kind == "label_swap":
             label = "bad" if label == "good" else "good"
         record = {
             "application_id": f"{self.id_prefix}-{row:07d}",

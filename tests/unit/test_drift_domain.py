@@ -150,3 +150,28 @@ def test_the_watch_joins_errors_per_model_version_and_survives_a_pickle() -> Non
     watch.observe_predictions([(prediction(9, version="2"), T0, None)])
     watch.observe_labels([("p3", "e3", "bad", T0, None)])  # made by version 1: not fed
     assert watch.monitors["concept:credit"].n == 0 and watch.skipped == {"older_version": 1}
+
+
+def test_the_concept_alarm_dates_the_change_within_a_few_updates() -> None:
+    """A label swap (error rate 0.22 -> 0.78) after 1500 updates, 60 seeds: the CUSUM's last zero can
+    be hundreds of updates early; the alarm's window must start at the change, or a retrain "since
+    the change" learns the old world too (seen in the closed-loop demo)."""
+    errors = []
+    for seed in range(60):
+        rng = random.Random(seed)
+        detector = error_detectors.BernoulliCusum(reference_size=500, shift=0.1, threshold=12.0)
+        stream = [float(rng.random() < 0.22) for _ in range(1500)]
+        stream += [float(rng.random() < 0.78) for _ in range(300)]
+        first = next(i for i, x in enumerate(stream) if detector.update(x).drift_detected)
+        since_change = first - 1500 + 1
+        assert 0 < since_change <= 100
+        errors.append(detector.window_size - since_change)  # > 0: dated too early
+    errors.sort()
+    assert abs(errors[30]) <= 2 and sum(abs(e) <= 10 for e in errors) >= 54, errors
+
+
+def test_rise_point_finds_no_rise_in_a_fall_or_a_flat_stream() -> None:
+    assert error_detectors.rise_point(bytes([1] * 50 + [0] * 50)) == 0
+    assert error_detectors.rise_point(bytes([0, 1] * 50)) == 0
+    assert error_detectors.rise_point(b"") == 0
+    assert error_detectors.rise_point(bytes([0] * 90 + [1] * 10)) == 10

@@ -57,4 +57,11 @@ def test_labels_are_contract_events_keyed_by_entity() -> None:
 def test_cli_arguments() -> None:
     args = parse_args(["--rate", "50", "--rows", "10", "--drift-kind", "label_flip", "--drift-at", "5"])
     assert (args.rate, args.rows, args.drift_kind, args.drift_at) == (50.0, 10, "label_flip", 5)
-    assert set(DRIFT_KINDS) == {"none", "covariate", "label_flip", "prior_shift"}
+    assert set(DRIFT_KINDS) == {"none", "covariate", "label_flip", "prior_shift", "label_swap"}
+
+
+def test_label_swap_inverts_every_label_from_the_drift_row_and_keeps_the_features() -> None:
+    plain = ApplicationStream(seed=8).take(400)
+    swapped = ApplicationStream(DriftSpec("label_swap", at=150), seed=8).take(400)
+    for a, b in zip(plain, swapped, strict=True):
+        assert a.record == b.record and (a.label != b.label) == (a.row >= 150) == b.drifted

@@ -21,24 +21,33 @@ class BernoulliCusum:
     exponential average over about `memory` updates, much slower than the CUSUM's reaction to an
     abrupt rise): a model that keeps improving, or the regime after an alarm, becomes the new normal.
     A slow, gradual rise is absorbed too: this detects abrupt changes. `window_size` is the number
-    of updates since the CUSUM last left zero: the change-point estimate.
+    of updates since the CUSUM last left zero; at an alarm, it is refined to the maximum-likelihood
+    change point of the rate over the last `history` updates (the last zero can be hundreds of
+    updates early when the CUSUM was on an excursion as the change came, and a retrain "since the
+    change" then learns from the old world too).
 
     >>> import random
     >>> rng = random.Random(3)
     >>> detector = BernoulliCusum(reference_size=500, shift=0.1, threshold=12.0)
     >>> stream = [float(rng.random() < 0.1) for _ in range(5000)]
     >>> stream += [float(rng.random() < 0.4) for _ in range(500)]
-    >>> alarms = [i for i, x in enumerate(stream) if detector.update(x).drift_detected]
-    >>> 5000 <= alarms[0] <= 5100, detector.window_size > 0
-    (True, True)
+    >>> first = next(i for i, x in enumerate(stream) if detector.update(x).drift_detected)
+    >>> first, detector.window_size  # the alarm 58 updates after the rise, which it dates to 52 ago
+    (5057, 52)
     """
 
     name = "BernoulliCusum"
 
     def __init__(
-        self, reference_size: int = 500, shift: float = 0.1, threshold: float = 12.0, memory: int = 2000
+        self,
+        reference_size: int = 500,
+        shift: float = 0.1,
+        threshold: float = 12.0,
+        memory: int = 2000,
+        history: int = 2000,
     ) -> None:
-        self.reference_size, self.shift, self.memory = reference_size, shift, memory
+        self.reference_size, self.shift, self.memory, self.history = reference_size, shift, memory, history
+        self._recent = bytearray()  # the last updates, for the change point at an alarm
         self.threshold: float | None = threshold
         self._limit = threshold
         self.drift_detected = False
@@ -60,6 +69,9 @@ class BernoulliCusum:
                 self._calibrate()
             return self
         self.rate += (x - self.rate) / self.memory
+        self._recent.append(1 if x else 0)
+        if len(self._recent) > 2 * self.history:
+            del self._recent[: -self.history]
         self._since_calibration += 1
         if self._since_calibration >= 50:
             self._calibrate()
@@ -70,6 +82,8 @@ class BernoulliCusum:
         self.statistic = s
         self.window_size += 1
         self.drift_detected = s > self._limit
+        if self.drift_detected:
+            self.window_size = rise_point(self._recent[-self.history :]) or self.window_size
         return self
 
     def _calibrate(self) -> None:
@@ -80,7 +94,39 @@ class BernoulliCusum:
         self._since_calibration = 0
 
     def clone(self) -> Detector:
-        return BernoulliCusum(self.reference_size, self.shift, self._limit, self.memory)
+        return BernoulliCusum(self.reference_size, self.shift, self._limit, self.memory, self.history)
+
+
+def rise_point(bits: bytes | bytearray) -> int:
+    """Updates since the most likely single rise of a 0/1 rate in `bits` (0 when there is no rise):
+    the split maximising the two segments' Bernoulli log-likelihood, the later rate being higher.
+
+    >>> rise_point(bytes([0, 1, 0, 0] * 50 + [1, 1, 1, 0] * 5))
+    20
+    >>> rise_point(bytes([1, 1, 0, 0] * 20))
+    0
+    """
+    n, total = len(bits), sum(bits)
+    best, best_at, ones = _loglik(total, n) + MIN_GAIN, 0, 0
+    for k in range(1, n):
+        ones += bits[k - 1]
+        after = total - ones
+        if after * k <= ones * (n - k):
+            continue  # not a rise
+        value = _loglik(ones, k) + _loglik(after, n - k)
+        if value > best:
+            best, best_at = value, k
+    return n - best_at if best_at else 0
+
+
+MIN_GAIN = 3.0  # nats over "one rate throughout": a split must be clearly likelier (ratio e^3 = 20)
+
+
+def _loglik(ones: int, n: int) -> float:
+    if ones in (0, n):
+        return 0.0
+    p = ones / n
+    return ones * math.log(p) + (n - ones) * math.log(1 - p)
 
 
 class RiverDetector:
