@@ -50,6 +50,11 @@ class DriftDetectedPayload(ContractModel):
     first_source: KafkaCoordinates | None = Field(default=None, description="First message in the window.")
     last_source: KafkaCoordinates | None = Field(default=None, description="Last message in the window.")
     report_url: str | None = Field(default=None, description="Link to a monitoring report with evidence.")
+    report_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Id of the report with evidence (made shortly after the event); None if none is made.",
+    )
 
 
 class DriftDetected(Event[DriftDetectedPayload]):

@@ -1,6 +1,7 @@
 """Composition root of the drift service: state store, watch, the three batch subscriptions
 (records.clean, predictions.made, labels.observed, one consumer group each), the outbox flush at
-start, and the ops routes."""
+start, the Evidently reports (model.trained and model.promoted subscriptions, the report worker and
+its schedule), and the ops routes."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import logging
 from fastapi import FastAPI
 
 from contracts.common import ContractError
-from contracts.events import DriftDetected
+from contracts.events import DriftDetected, ModelPromoted, ModelTrained
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from services.drift import routes
+from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.watch import WatchConfig
-from services.drift.handlers import DriftService
+from services.drift.handlers import DriftService, ReportLinks
+from services.drift.reports import ReportService
 from services.drift.settings import DriftSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,18 @@ def watch_config(settings: DriftSettings) -> WatchConfig:
 
 def create_app(settings: DriftSettings | None = None) -> FastAPI:
     settings = settings or DriftSettings()
-    store = DriftStore(settings.resolved_state_path)
+    store = DriftStore(settings.resolved_state_path, settings.records_kept, settings.reference_max)
+    reports = ReportService(
+        ReportStore(settings.resolved_state_path, settings.reports_dir, settings.reference_max),
+        numeric=settings.numeric_features,
+        categorical=settings.categorical_features,
+        model_name=settings.model_name,
+        base_url=settings.base_url,
+        window=settings.report_window,
+        reference_max=settings.reference_max,
+        kept=settings.reports_kept,
+        interval_s=settings.report_interval_s,
+    )
     broker = make_broker(settings)
     publisher = EventPublisher(broker, settings.service_name)
     subscriptions = Subscriptions(broker, publisher, settings.service_name, settings.max_handler_attempts)
@@ -71,6 +85,7 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         dataset=settings.dataset,
         model_name=settings.model_name,
         producer=settings.service_name,
+        reports=ReportLinks(reports.url, reports.wake),
     )
     group, batch = settings.consumer_group, settings.batch_records
     for topic, handler in (
@@ -79,9 +94,12 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         (settings.labels_topic, drift.on_labels),
     ):
         subscriptions.on_raw(topic, group_id=f"{group}.{topic}", batch=True, max_records=batch)(handler)
+    trained, promoted = settings.trained_topic, settings.promoted_topic
+    subscriptions.on_event(trained, ModelTrained, group_id=f"{group}.{trained}")(reports.on_trained)
+    subscriptions.on_event(promoted, ModelPromoted, group_id=f"{group}.{promoted}")(reports.on_promoted)
 
     async def store_ready() -> bool:
-        return await asyncio.to_thread(store.ping)
+        return await asyncio.to_thread(store.ping) and await asyncio.to_thread(reports.store.ping)
 
     tasks: list[asyncio.Task[None]] = []
 
@@ -97,15 +115,18 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
 
     async def start_flush() -> None:
         tasks.append(asyncio.create_task(flush_soon(), name="drift-outbox"))
+        await reports.start()
 
     async def stop_flush() -> None:
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await reports.stop()
 
     async def close() -> None:
         store.close()
+        reports.store.close()
 
     app = create_service_app(
         settings,
@@ -118,6 +139,6 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         before_broker_stops=[stop_flush],
         on_shutdown=[close],
     )
-    app.state.drift = drift
+    app.state.drift, app.state.reports = drift, reports
     routes.install(app)
     return app

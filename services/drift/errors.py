@@ -15,3 +15,13 @@ class DriftError(Exception):
 
 class UnknownMonitor(DriftError):
     status = 404
+
+
+class UnknownReport(DriftError):
+    status = 404
+
+
+class ReportPending(DriftError):
+    """Asked for (e.g. by a drift event) and not made yet."""
+
+    status = 404

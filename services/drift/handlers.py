@@ -4,6 +4,11 @@ Each batch is handled under one lock (three subscriptions share the watch): pars
 was already handled (per-partition offsets stored with the state), update the monitors, then ONE
 store transaction (state + offsets + outbox), then publish the outbox. A crash anywhere loses
 nothing: before the save, Kafka redelivers the batch; after it, the outbox is flushed at start.
+
+With `reports` given, the same transaction also keeps the batch's clean records (watched features
+only) for the Evidently reports, and each DriftDetected names its report (`report_id` = the event
+id, `report_url`) and requests it; the event goes out at once, the report follows (services/drift/
+reports.py).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +39,14 @@ log = logging.getLogger(__name__)
 Reject = Callable[[RawMessage, ContractError], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class ReportLinks:
+    """How drift events name their reports (`url` of an id) and who is told once requests are saved."""
+
+    url: Callable[[str], str]
+    wake: Callable[[], None]
+
+
 class DriftService:
     def __init__(
         self,
@@ -44,8 +58,10 @@ class DriftService:
         dataset: str,
         model_name: str,
         producer: str = "drift",
+        reports: ReportLinks | None = None,
     ) -> None:
-        self.store, self.config = store, config
+        self.store, self.config, self.reports = store, config, reports
+        self.columns = (*config.numeric, *config.categorical)
         self.publish, self.reject = publish, reject
         self.dataset, self.model_name, self.producer = dataset, model_name, producer
         self.watch: DriftWatch = store.load(config)
@@ -61,7 +77,10 @@ class DriftService:
             for e, source in events
             if e.payload.dataset == self.dataset
         ]
-        await self._apply(raws, lambda: self.watch.observe_records(batch, self.model_name))
+        kept = None
+        if self.reports is not None:
+            kept = [(at.timestamp(), {c: record.get(c) for c in self.columns}) for record, at, _ in batch]
+        await self._apply(raws, lambda: self.watch.observe_records(batch, self.model_name), kept)
 
     async def on_predictions(self, raws: list[RawMessage]) -> None:
         events = await self._parse(raws, PredictionMade)
@@ -102,7 +121,12 @@ class DriftService:
     def _seen(self, source: KafkaCoordinates) -> bool:
         return source.offset < self.offsets.get((source.topic, source.partition), 0)
 
-    async def _apply(self, raws: list[RawMessage], observe: Callable[[], list[Finding]]) -> None:
+    async def _apply(
+        self,
+        raws: list[RawMessage],
+        observe: Callable[[], list[Finding]],
+        records: list[tuple[float, dict[str, Any]]] | None = None,
+    ) -> None:
         async with self._lock:
             findings = observe()
             for raw in raws:
@@ -119,7 +143,12 @@ class DriftService:
                     extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
                 )
             outbox = [(str(e.event_id), encode_event(e)) for e in events]
-            await asyncio.to_thread(self.store.save, self.watch, dict(self.offsets), outbox)
+            requests = [(e.payload.report_id, str(e.event_id)) for e in events if e.payload.report_id]
+            await asyncio.to_thread(
+                self.store.save, self.watch, dict(self.offsets), outbox, records, requests
+            )
+            if requests and self.reports is not None:
+                self.reports.wake()
             await self.flush_outbox()
 
     def _event(self, finding: Finding) -> DriftDetected:
@@ -139,7 +168,14 @@ class DriftService:
             first_source=alarm.window_start_source or finding.last_source,
             last_source=finding.last_source,
         )
-        return DriftDetected.create(payload, producer=self.producer)
+        event = DriftDetected.create(payload, producer=self.producer)
+        if self.reports is None:
+            return event
+        report_id = str(event.event_id)  # known now: the event goes out before its report is made
+        linked = payload.model_copy(
+            update={"report_id": report_id, "report_url": self.reports.url(report_id)}
+        )
+        return event.model_copy(update={"payload": linked})
 
     def detectors(self) -> dict[str, Any]:
         """For ops (GET /detectors): every monitor's state, the join's and the skip counts."""

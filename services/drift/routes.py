@@ -1,15 +1,18 @@
-"""HTTP face of the drift service (ops role; admin admitted): the state of every monitor."""
+"""HTTP face of the drift service (ops role; admin admitted): the state of every monitor, and the
+Evidently reports (list, summary, HTML, Evidently JSON, make one now)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
 from services.drift.errors import DriftError, UnknownMonitor
 from services.drift.handlers import DriftService
+from services.drift.reports import ReportService
 
 Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
 router = APIRouter(tags=["drift"])
@@ -23,6 +26,19 @@ def service(request: Request) -> DriftService:
 Service = Annotated[DriftService, Depends(service)]
 
 
+def report_service(request: Request) -> ReportService:
+    reports: ReportService = request.app.state.reports
+    return reports
+
+
+Reports = Annotated[ReportService, Depends(report_service)]
+# Report ids are UUIDs (a drift event's id, or one made for a schedule or a request): nothing else,
+# so no path outside the reports folder can be named.
+ReportId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+# The HTML runs Evidently's scripts; sandboxed, it runs in an origin of its own.
+HTML_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
+
+
 @router.get("/detectors", summary="State of every drift monitor and of the label join (ops role)")
 async def detectors(_: Ops, drift: Service) -> dict[str, Any]:
     return drift.detectors()
@@ -34,6 +50,40 @@ async def detector(name: str, _: Ops, drift: Service) -> dict[str, Any]:
     if name not in monitors:
         raise UnknownMonitor(f"no monitor named {name!r}")
     return {"name": name, **monitors[name]}
+
+
+@router.get("/reports", summary="Evidently reports, newest first, with their summaries (ops role)")
+async def reports(_: Ops, made: Reports, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    return await asyncio.to_thread(made.listing, limit)
+
+
+@router.post("/reports", status_code=202, summary="Make a report now, of the latest window (ops role)")
+async def make_report(_: Ops, made: Reports) -> JSONResponse:
+    report_id = await made.request("manual")
+    body = {"id": report_id, "status": "pending", "links": made.links(report_id)}
+    return JSONResponse(body, status_code=202, headers={"Location": made.url(report_id)})
+
+
+@router.get("/reports/{report_id}.html", summary="A report's Evidently HTML (ops role)")
+async def report_html(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
+    path = await asyncio.to_thread(made.file, report_id, ".html")
+    return FileResponse(path, media_type="text/html", headers=HTML_HEADERS)
+
+
+@router.get("/reports/{report_id}/html", summary="A report's Evidently HTML (ops role)")
+async def report_html_too(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
+    return await report_html(report_id, _, made)
+
+
+@router.get("/reports/{report_id}/json", summary="A report's Evidently JSON: metrics and tests (ops role)")
+async def report_json(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
+    path = await asyncio.to_thread(made.file, report_id, ".json")
+    return FileResponse(path, media_type="application/json")
+
+
+@router.get("/reports/{report_id}", summary="A report's summary and links (ops role)")
+async def report(report_id: ReportId, _: Ops, made: Reports) -> dict[str, Any]:
+    return await asyncio.to_thread(made.get, report_id)
 
 
 def install(app: FastAPI) -> None:

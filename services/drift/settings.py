@@ -8,7 +8,14 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import DRIFT_DETECTED, LABELS_OBSERVED, PREDICTIONS_MADE, RECORDS_CLEAN
+from contracts.topics import (
+    DRIFT_DETECTED,
+    LABELS_OBSERVED,
+    MODEL_PROMOTED,
+    MODEL_TRAINED,
+    PREDICTIONS_MADE,
+    RECORDS_CLEAN,
+)
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from servicekit.settings import ServiceSettings
 
@@ -23,6 +30,12 @@ class DriftSettings(ServiceSettings):
     predictions_topic: str = Field(PREDICTIONS_MADE, description="Topic PredictionMade events are read from.")
     labels_topic: str = Field(LABELS_OBSERVED, description="Topic LabelObserved events are read from.")
     drift_topic: str = Field(DRIFT_DETECTED, description="Topic DriftDetected events go to.")
+    trained_topic: str = Field(
+        MODEL_TRAINED, description="Topic ModelTrained events (training windows) come from."
+    )
+    promoted_topic: str = Field(
+        MODEL_PROMOTED, description="Topic ModelPromoted events (the champion) come from."
+    )
     dataset: str = Field(
         "loan_applications", min_length=1, description="Records of other datasets are ignored."
     )
@@ -67,9 +80,40 @@ class DriftSettings(ServiceSettings):
         "decline", description="Decision meaning the positive class was predicted."
     )
 
+    # Evidently reports (services/drift/reports.py).
+    report_interval_s: float = Field(
+        300.0, ge=0, description="A scheduled report every this many seconds when new records came; 0: none."
+    )
+    report_window: int = Field(500, ge=10, le=50_000, description="Latest clean records a report tests.")
+    records_kept: int = Field(
+        5000, ge=10, le=200_000, description="Latest clean records kept (watched features only) for reports."
+    )
+    reference_max: int = Field(
+        1000,
+        ge=10,
+        le=50_000,
+        description="Rows of a reference, at most; also the first records kept for good.",
+    )
+    reports_kept: int = Field(
+        50, ge=1, le=10_000, description="Reports kept on disk (about 4 MB of HTML each)."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL ops reach this service at, for `report_url` in DriftDetected. "
+        "Default: http://<http_host>:<http_port>.",
+    )
+
     @property
     def consumer_group(self) -> str:
         return self.group_id
+
+    @property
+    def reports_dir(self) -> Path:
+        return (self.service_dir / "reports").resolve()
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def resolved_state_path(self) -> Path:

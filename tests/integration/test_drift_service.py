@@ -1,32 +1,39 @@
 """The drift service on the real broker: a covariate shift at a known row raises one DriftDetected
-within the expected delay, the same stream without the shift raises none, and a restart in the
-middle of a label join loses neither the pending predictions nor the concept monitor's state."""
+within the expected delay, the same stream without the shift raises none, a restart in the
+middle of a label join loses neither the pending predictions nor the concept monitor's state, and a
+drift event's Evidently report, against the champion's training window, becomes fetchable."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from contracts.events import DriftDetected
 from contracts.registry import encode_event, parse_event
+from servicekit.auth import Role, write_dev_keys
 from servicekit.broker import make_broker
 from services.drift.app import create_app
 from services.drift.handlers import DriftService
+from services.drift.reports import ReportService
 from services.drift.settings import DriftSettings
 from tests.support import create_topic, probe_settings, wait_until
+from tests.unit.test_drift_reports import promoted, trained
 from tests.unit.test_drift_service import label, made, record
 
 SMALL = {"reference_size": 200, "window_size": 100, "block": 50, "warm_up": 0, "cooldown": 100_000}
 
 
 class Run:
-    def __init__(self, bootstrap: str, state_dir: Path) -> None:
+    def __init__(self, bootstrap: str, state_dir: Path, **overrides: Any) -> None:
         run = uuid.uuid4().hex[:8]
-        self.topics = {n: f"test.drift.{n}.{run}" for n in ("clean", "predictions", "labels", "drift")}
+        names = ("clean", "predictions", "labels", "drift", "trained", "promoted")
+        self.topics = {n: f"test.drift.{n}.{run}" for n in names}
         self.settings = DriftSettings(
             kafka_bootstrap_servers=bootstrap,
             state_dir=state_dir,
@@ -35,10 +42,13 @@ class Run:
             predictions_topic=self.topics["predictions"],
             labels_topic=self.topics["labels"],
             drift_topic=self.topics["drift"],
+            trained_topic=self.topics["trained"],
+            promoted_topic=self.topics["promoted"],
+            report_interval_s=0,
             numeric_features=["amount"],
             categorical_features=["kind"],
             model_name="credit",
-            **SMALL,  # type: ignore[arg-type]
+            **{**SMALL, **overrides},  # type: ignore[arg-type]
         )
         self.bootstrap = bootstrap
 
@@ -138,3 +148,60 @@ async def test_a_restart_in_the_middle_of_the_label_join_loses_nothing(
     evidence = events[0].payload
     assert (evidence.kind, evidence.detector, evidence.model_version) == ("concept", "BernoulliCusum", "3")
     assert evidence.last_source is not None and 800 <= evidence.last_source.offset <= 900
+
+
+async def test_a_drift_events_report_against_the_champions_training_window_becomes_fetchable(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    write_dev_keys(tmp_path / "secrets", [("k-ops", Role.OPS)])
+    ops = {"X-API-Key": json.loads((tmp_path / "secrets" / "api-keys.json").read_text())["k-ops"]["key"]}
+    run = Run(
+        kafka_bootstrap,
+        tmp_path,
+        api_keys_file=tmp_path / "secrets" / "api-keys.hashed.json",
+        reference_max=300,
+        public_url="http://drift.test",
+    )
+    await run.create_topics()
+    app = create_app(run.settings)
+    drift, reports_ = service(app), app.state.reports
+    assert isinstance(reports_, ReportService)
+    rng = random.Random(4)
+    async with app.router.lifespan_context(app):
+        # Version 3 was trained on records 0..599 (event times T0 + i s), then promoted.
+        await run.send([trained("3", 0, 599)], "trained")
+        await run.send([promoted("3")], "promoted")
+        await wait_until(
+            lambda: reports_.store.champion() is not None and reports_.store.window_of("3") is not None,
+            timeout_s=60,
+            what="the champion and its training window",
+        )
+        await run.send([record(i, i >= 800, rng) for i in range(1200)], "clean")
+        await wait_until(
+            lambda: drift.watch.monitors["data:kind"].n == 1200, timeout_s=90, what="every record"
+        )
+        await wait_until(lambda: not drift.store.outbox(), what="the outbox to drain")
+        events = await run.drift_events()
+        assert len(events) == 1
+        event = events[0]
+        report_id = event.payload.report_id
+        assert report_id == str(event.event_id)
+        assert event.payload.report_url == f"http://drift.test/reports/{report_id}"
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://drift.test") as client:
+            await wait_until(
+                lambda: reports_.store.summary(report_id) is not None, timeout_s=120, what="the report"
+            )
+            summary = (await client.get(f"/reports/{report_id}", headers=ops)).json()
+            html = await client.get(f"/reports/{report_id}.html", headers=ops)
+            listed = (await client.get("/reports", headers=ops)).json()
+    assert summary["status"] == "done" and summary["trigger"] == report_id
+    assert "amount" in summary["drifted_columns"] and summary["columns"]["amount"]["drifted"] is True
+    reference = summary["reference"]
+    assert (reference["source"], reference["model_version"]) == ("champion", "3")
+    assert reference["kept_records_in_window"] == 600 and reference["rows"] == 300
+    assert summary["window"]["last_seq"] >= 800  # the window holds the shifted records
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert [r["id"] for r in listed["reports"]] == [report_id]
+    assert (run.settings.reports_dir / f"{report_id}.html").is_file()

@@ -4,7 +4,9 @@ Per consumed batch, ONE transaction writes: the monitors (pickled: our detectors
 so the state is the exact object graph; a River upgrade may not read an old pickle, in which case
 the service starts fresh and logs it), the join's changed entries (rows, not a blob: the join may
 hold 100k entries), the last offset handled per partition (duplicates after a crash are skipped),
-and the DriftDetected events to publish (an outbox, emptied once the broker acknowledged them).
+and the DriftDetected events to publish (an outbox, emptied once the broker acknowledged them). When
+reports are on, the same transaction adds the batch's clean records to the bounded report window and
+the report requests of its drift events (tables of adapters/report_store.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from services.drift.adapters import report_store
 from services.drift.domain.join import BoundedStore, Pending
 from services.drift.domain.watch import DriftWatch, WatchConfig
 
@@ -32,11 +35,13 @@ CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, body BLOB NOT NULL);
 
 
 class DriftStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, records_kept: int = 5000, first_kept: int = 1000) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
+        self.path, self.records_kept, self.first_kept = path, records_kept, first_kept
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA + report_store.SCHEMA
+        )
         self._lock = threading.Lock()
 
     def load(self, config: WatchConfig) -> DriftWatch:
@@ -69,8 +74,14 @@ class DriftStore:
         return {(t, p): n for t, p, n in rows}
 
     def save(
-        self, watch: DriftWatch, offsets: dict[tuple[str, int], int], outbox: list[tuple[str, bytes]]
+        self,
+        watch: DriftWatch,
+        offsets: dict[tuple[str, int], int],
+        outbox: list[tuple[str, bytes]],
+        records: list[tuple[float, dict[str, Any]]] | None = None,
+        report_requests: list[tuple[str, str]] | None = None,
     ) -> None:
+        """`records`: (event time, watched features); `report_requests`: (report id, trigger)."""
         join = watch.join
         blob = pickle.dumps(
             {
@@ -102,6 +113,8 @@ class DriftStore:
                     [(t, p, n) for (t, p), n in offsets.items()],
                 )
                 db.executemany("INSERT INTO outbox VALUES (?, ?)", outbox)
+                report_store.append_records(db, records or [], self.records_kept, self.first_kept)
+                report_store.add_requests(db, report_requests or [])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

