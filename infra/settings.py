@@ -46,6 +46,15 @@ class InfraSettings(BaseSettings):
     first_service_port: int = Field(
         8101, ge=1024, le=65000, description="HTTP port of the first service; others follow in order."
     )
+    prometheus_binary: str = Field(
+        "prometheus", description="Prometheus server for `mlops up --with-prometheus` (Debian: prometheus)."
+    )
+    prometheus_port: int = Field(
+        9090, ge=1, le=65535, description="Port of that Prometheus server (it listens on 127.0.0.1 only)."
+    )
+    prometheus_scrape_interval_s: float = Field(
+        15.0, ge=0.5, le=3600, description="How often that Prometheus scrapes each service's /metrics."
+    )
 
     @property
     def local_kafka(self) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from infra.kafka_local import LocalKafka, port_open, wait_for_exit
+from infra.monitoring import LocalPrometheus
 from infra.settings import REPO_ROOT, InfraSettings
 
 # Canonical order: a service's default port is its place here, so ports never depend on which exist.
@@ -27,7 +28,7 @@ SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain"
 @dataclass
 class Component:
     name: str
-    kind: str  # "kafka" | "service"
+    kind: str  # "kafka" | "service" | "prometheus"
     url: str
     pid: int | None = None
     log: str | None = None
@@ -143,7 +144,12 @@ class Supervisor:
             return False
         if component.kind == "kafka":
             return self.kafka.stop()
-        if not process_matches(component.pid, f"services.{component.name}"):
+        marker = (
+            LocalPrometheus(self.settings).marker
+            if component.kind == "prometheus"
+            else f"services.{component.name}"
+        )
+        if not process_matches(component.pid, marker):
             return False
         os.killpg(component.pid, signal.SIGTERM)
         if not wait_for_exit(component.pid, timeout_s):

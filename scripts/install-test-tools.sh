@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Test-only system tools from Debian's packages: kcat (an outside Kafka client the tests use to prove
 # that any producer, not only ours, can talk to the broker) and postgresql (the server binaries the
-# audit store's contract tests start a throwaway cluster with; the tests never use a system cluster).
+# audit store's contract tests start a throwaway cluster with; the tests never use a system cluster)
+# and prometheus (the server `mlops up --with-prometheus` runs; the e2e test checks that it scrapes a
+# service; the package's own system service is never started).
 # Idempotent and quiet: installs only what is missing.
 set -euo pipefail
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [[ ${#missing[@]} == 0 ]]; then exit 0; fi
 if [[ "$(id -u)" != 0 ]]; then
   echo "install-test-tools.sh: missing ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
@@ -14,7 +17,7 @@ if [[ "$(id -u)" != 0 ]]; then
 fi
 echo "==> installing ${missing[*]} from Debian's packages"
 apt-get update -qq
-# policy-rc.d: the package must not start (or leave running) a system cluster of its own.
+# policy-rc.d: a package must not start (or leave running) a system service of its own.
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && trap 'rm -f "$policy"' EXIT; fi
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -2,7 +2,8 @@
 
 `/health` (is the process alive) and `/ready` (is it connected and able to work) are open so that
 supervisors and orchestrators can probe them; they reveal nothing but a status. Every other route,
-`/metrics` included, requires an API key bound to a role.
+`/metrics` included, requires an API key bound to a role (`X-API-Key: <key>`, or
+`Authorization: Bearer <key>` as Prometheus sends it from a credentials file).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def create_service_app(
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (ops or admin key)")
     async def metrics(_: Annotated[Principal, Depends(require_roles(Role.OPS))]) -> Response:
+        if subscriptions is not None:
+            await subscriptions.record_lag()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

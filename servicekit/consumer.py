@@ -26,7 +26,7 @@ from contracts.events import DeadLettered, DeadLetteredPayload
 from contracts.registry import ContractError, parse_event
 from servicekit.broker import MAX_REQUEST_BYTES, EventPublisher
 from servicekit.logs import log_context
-from servicekit.metrics import DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
+from servicekit.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Subscriptions:
     max_attempts: int = 3
     registered: list[Subscription] = field(default_factory=list)
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    _lag_labels: set[tuple[str, str, str, str]] = field(default_factory=set)
 
     def _subscriber(
         self,
@@ -183,6 +184,30 @@ class Subscriptions:
             consumer = subscription.subscriber.consumer
             for partition in consumer.assignment():
                 await consumer.position(partition)  # resolves the reset policy now
+
+    async def record_lag(self, timeout_s: float = 1.0) -> None:
+        """Set `mlops_consumer_lag` for every partition assigned here, from what the consumers already
+        know (the high watermark comes with each fetch response; the position is local once fetching
+        started): no request to the broker. Partitions no longer assigned lose their series."""
+        current: set[tuple[str, str, str, str]] = set()
+        for subscription in self.registered:
+            consumer = getattr(subscription.subscriber, "consumer", None)
+            if consumer is None or not hasattr(consumer, "highwater"):
+                continue  # not started, or an in-memory test broker
+            for tp in list(consumer.assignment()):
+                try:
+                    highwater = consumer.highwater(tp)
+                    if highwater is None:  # nothing fetched from it yet
+                        continue
+                    position = await asyncio.wait_for(consumer.position(tp), timeout_s)
+                except Exception:  # revoked meanwhile, or the position is being reset: skip it this time
+                    continue
+                labels = (self.service, subscription.group_id, tp.topic, str(tp.partition))
+                CONSUMER_LAG.labels(*labels).set(max(highwater - position, 0))
+                current.add(labels)
+        for labels in self._lag_labels - current:
+            CONSUMER_LAG.remove(*labels)
+        self._lag_labels = current
 
     async def _run(self, raws: list[RawMessage], call: Callable[[], Awaitable[None]]) -> None:
         """Run a handler over one record or a batch. Attempts are counted by the first record (a

@@ -22,3 +22,9 @@ HTTP_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SERVICE_UP = Gauge("mlops_service_ready", "1 when the service is ready", ["service"])
+CONSUMER_LAG = Gauge(
+    "mlops_consumer_lag",
+    "Messages behind the end of the log, per partition assigned to this process (high watermark minus "
+    "the consumer's position; refreshed when /metrics is scraped)",
+    ["service", "group", "topic", "partition"],
+)

@@ -16,7 +16,7 @@ from services.audit import routes
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.domain.entry import Captured
 from services.audit.handlers import AuditService
-from services.audit.metrics import CHECKPOINTS
+from services.audit.metrics import CHAIN_LENGTH, CHECKPOINTS
 from services.audit.settings import AuditSettings
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def create_app(settings: AuditSettings | None = None, *, store: SqlAuditStore | 
 
     async def migrate() -> None:
         store.migrate()
+        CHAIN_LENGTH.set(store.head()[0].length)  # the chain as found, before the first batch arrives
 
     async def database_ready() -> bool:
         return await asyncio.to_thread(store.ping)
