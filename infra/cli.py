@@ -1,10 +1,12 @@
 """`mlops`: run the platform locally.
 
 mlops up [--no-services] [--services a,b]   start Kafka (unless KAFKA_BOOTSTRAP_SERVERS) and services
+         [--with-prometheus]                and a Prometheus server scraping them (127.0.0.1:9090)
 mlops down                                  stop exactly what `up` started
 mlops status [--json]                       each component, its URL, health and memory
 mlops topics                                create/grow the platform's topics on the cluster
-mlops demo                                  up + an event round trip through the real broker
+mlops demo [--stop]                         up + the whole loop (ingest, train, serve, drift, retrain,
+                                            audit, explain) with its figures and plot
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.kafka_local import KafkaInfraError
+from infra.monitoring import LocalPrometheus, PrometheusError, ops_key, probe_prometheus
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import (
     Component,
@@ -31,7 +35,9 @@ from infra.supervisor import (
     pid_alive,
     prepare_mlflow,
     probe_service,
+    process_matches,
     selected_services,
+    service_port,
 )
 
 console = Console(stderr=True)
@@ -60,6 +66,8 @@ def create_topics(settings: InfraSettings) -> list[str]:
 def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     supervisor = Supervisor(settings)
     components = supervisor.load()
+    if getattr(args, "with_prometheus", False):
+        LocalPrometheus(settings).binary()  # a missing binary is reported before anything starts
     started = time.monotonic()
     with console.status("starting Kafka..."):
         kafka = supervisor.start_kafka()
@@ -90,7 +98,27 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
         f"[green]up[/] in {time.monotonic() - started:.1f}s: kafka + {len(names)} service(s); "
         f"API keys for local use in {settings.secrets_dir / 'api-keys.json'}"
     )
+    if getattr(args, "with_prometheus", False):
+        components["prometheus"] = start_prometheus(settings, components)
+        supervisor.save(components)
     return 0
+
+
+def start_prometheus(settings: InfraSettings, components: dict[str, Component]) -> Component:
+    """Render the config for every service the stack runs and start Prometheus, or, when ours is
+    already running, have it reload the config (SIGHUP)."""
+    prometheus = LocalPrometheus(settings)
+    ports = {c.name: service_port(settings, c.name) for c in components.values() if c.kind == "service"}
+    prometheus.write_config(ports, ops_key(settings.secrets_dir / "api-keys.json"))
+    running = components.get("prometheus")
+    if running and running.pid and process_matches(running.pid, prometheus.marker):
+        os.kill(running.pid, signal.SIGHUP)
+        console.print(f"[green]prometheus[/] {running.url} reloaded: {len(ports)} target(s)")
+        return running
+    with console.status("starting Prometheus..."):
+        pid = prometheus.start()
+    console.print(f"[green]prometheus[/] {prometheus.url} scraping {len(ports)} service(s)")
+    return Component("prometheus", "prometheus", prometheus.url, pid, str(prometheus.log_file), True)
 
 
 def _keep_ownership(previous: Component | None, current: Component) -> Component:
@@ -117,6 +145,8 @@ def component_status(supervisor: Supervisor, component: Component) -> dict[str, 
 
         bootstrap = component.url.removeprefix("kafka://")
         health = "ready" if broker_answers(bootstrap) else "down"
+    elif component.kind == "prometheus":
+        health = probe_prometheus(component.url) if component.pid and pid_alive(component.pid) else "down"
     else:
         health = probe_service(component.url) if component.pid and pid_alive(component.pid) else "down"
     return {
@@ -174,7 +204,11 @@ def cmd_demo(settings: InfraSettings, args: argparse.Namespace) -> int:
     code = cmd_up(settings, args)
     if code != 0:
         return code
-    return run_demo(settings, console)
+    try:
+        return run_demo(settings, console)
+    finally:
+        if args.stop:
+            cmd_down(settings, args)
 
 
 def cmd_watch(settings: InfraSettings, args: argparse.Namespace) -> int:
@@ -234,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start Kafka and every service, return when all are healthy")
     up.add_argument("--no-services", action="store_true", help="start only Kafka and its topics")
     up.add_argument("--services", help="comma-separated subset of services to start")
+    up.add_argument(
+        "--with-prometheus",
+        action="store_true",
+        help="also run Prometheus (Debian package `prometheus`) on loopback, scraping the services",
+    )
     sub.add_parser("down", help="stop what `mlops up` started")
     status = sub.add_parser("status", help="list components with URL, health and memory")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -241,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     watch = sub.add_parser("watch", help="print drift and model events live, one line each")
     watch.add_argument("--max-events", type=_positive_int, help="stop after this many events")
     watch.add_argument("--timeout", type=_positive_float, help="stop after this many seconds")
-    demo = sub.add_parser("demo", help="bring the stack up and send an event through it")
+    demo = sub.add_parser("demo", help="the main job: the whole loop on the local stack, with its figures")
+    demo.add_argument("--stop", action="store_true", help="stop the stack when the demo ends (else it stays)")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
@@ -253,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         args.args = rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if getattr(args, "with_prometheus", False) and args.no_services:
+        parser.error("--with-prometheus needs services to scrape; drop --no-services")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The CLI talks to people: client chatter (rebalances, coordinator retries right after a broker
     # start, which aiokafka retries itself) stays out; libraries may raise their own loggers' levels,
@@ -272,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
-    except KafkaInfraError as err:
+    except (KafkaInfraError, PrometheusError) as err:
         console.print(f"[red]error:[/] {err}")
         return 2
 

@@ -7,12 +7,18 @@
 3. training: a first model trained from the streamed data and labels, through the validation gate
    (when features and training run);
 4. serving: predictions by entity key from the champion with online features (when serving runs);
-5. audit: every event recorded, counted by type, the hash chain verified, and the lineage of one
+5. the closed loop: applications stream at a steady rate, a client asks for each decision and
+   reports the truth later, every label swaps from a known row on; the drift service alarms, training
+   retrains on the new world, the gate promotes, serving swaps, accuracy recovers (infra/loop.py;
+   when drift, training and serving run);
+6. audit: every event recorded, counted by type, the hash chain verified, and the lineage of one
    served prediction (when audit runs);
-6. explain: that prediction explained in plain language and by SHAP, LIME and a counterfactual, with
+7. explain: that prediction explained in plain language and by SHAP, LIME and a counterfactual, with
    their fidelity, and where the champion's global explanation is (when explain runs).
 
-The drift issue adds its step (drift, retraining, recovery) here.
+Then a summary: the figures, the plot, and where to look. The exit code is 0 only when every step
+that ran succeeded and, with the whole stack running, the loop closed (drift detected, a new
+champion promoted and serving) and the audit chain verified.
 """
 
 from __future__ import annotations
@@ -27,30 +33,54 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from infra.demo_loop import client, explain_prediction, serve_predictions, train_first_champion
+from infra.demo_loop import client, client_args, explain_prediction, serve_predictions, train_first_champion
+from infra.demo_summary import show_summary
+from infra.loop import LoopConfig, figures
+from infra.loop_view import run_loop, save, summary_table
 from infra.roundtrip import bus_round_trip
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import Supervisor
+from infra.supervisor import SERVICE_ORDER, Supervisor
 
 DEMO_ROWS = 2000
 
 
-def run_demo(settings: InfraSettings, console: Console) -> int:
+def run_demo(settings: InfraSettings, console: Console, loop: LoopConfig | None = None) -> int:
     running = {name for name, c in Supervisor(settings).load().items() if c.kind == "service"}
+    figures: dict[str, Any] = {}
     show_bus(settings, console)
     streamed = stream_applications(settings, console) if "ingest" in running else None
+    if streamed:
+        figures["ingest"] = streamed
     prediction: dict[str, Any] | None = None
     if streamed and {"features", "training"} <= running:
         outcome = train_first_champion(settings, console)
         if outcome["status"] == "promoted" and "serving" in running:
             prediction = serve_predictions(settings, console, streamed["first_entities"], outcome)
+    loop_ran = prediction is not None and "drift" in running
+    if loop_ran:
+        figures["loop"] = closed_loop(settings, console, loop or LoopConfig())
     code = 0
     if "audit" in running:
-        code = show_audit(settings, console, streamed["records"] if streamed else None, prediction)
+        expected = streamed["records"] if streamed else None
+        code, figures["audit"] = show_audit(settings, console, expected, prediction)
     if prediction is not None and "explain" in running:
         explain_prediction(settings, console, prediction)
-    console.print("Stack left running: `mlops status` to inspect, `make down` to stop it.")
+    closed = bool(figures.get("loop", {}).get("closed"))
+    show_summary(settings, console, running, figures)
+    if running >= set(SERVICE_ORDER) and not closed:
+        console.print("[red]the loop did not close[/]: see the table of step 5 and `mlops status`")
+        code = code or 1
     return code
+
+
+def closed_loop(settings: InfraSettings, console: Console, config: LoopConfig) -> dict[str, Any]:
+    serving = client_args(settings, "serving", "client")
+    state = run_loop(config, settings.bootstrap_servers, serving, console)
+    f = figures(state, config.rows_before)
+    data, png = save(state, config.rows_before, settings.state_dir / "demo")
+    console.print(summary_table(f))
+    closed = f["new_champion_serving_s_after_drift"] is not None and f["alarm"] is not None
+    return f | {"closed": closed, "plot": str(png), "data": str(data)}
 
 
 def show_bus(settings: InfraSettings, console: Console) -> None:
@@ -92,7 +122,8 @@ def stream_applications(settings: InfraSettings, console: Console) -> dict[str, 
         raise SystemExit(1)
     summary = json.loads(result.stdout)
     outcomes: dict[str, int] = summary["outcomes"]
-    table = Table(title=f"2. Ingest ({time.monotonic() - started:.1f} s)", show_header=False)
+    table = Table(title=f"2. Ingest ({time.monotonic() - started:.1f} s, producer start to last outcome)",
+                  show_header=False)  # fmt: skip
     table.add_row("raw records sent", str(sum(outcomes.values())))
     table.add_row("clean", str(outcomes.get("clean", 0)))
     for code, count in sorted(outcomes.items()):
@@ -100,28 +131,35 @@ def stream_applications(settings: InfraSettings, console: Console) -> dict[str, 
             table.add_row(f"rejected: {code}", str(count))
     table.add_row("missing", str(outcomes.get("missing", 0)))
     console.print(table)
-    return {"records": sum(outcomes.values()), "first_entities": summary["first_entities"]}
+    elapsed = time.monotonic() - started
+    records = sum(outcomes.values())
+    return {
+        "records": records, "first_entities": summary["first_entities"], "records_per_s": records / elapsed
+    }  # fmt: skip
 
 
 def show_audit(
     settings: InfraSettings, console: Console, expected: int | None, prediction: dict[str, Any] | None
-) -> int:
+) -> tuple[int, dict[str, Any]]:
     with client(settings, "audit", "auditor", timeout_s=120) as auditor:
         summary = _await_audit(auditor, expected, prediction)
+        started = time.perf_counter()
         verify = auditor.get("/verify").json()
+        verify_s = time.perf_counter() - started
         lineage = auditor.get(f"/lineage/{prediction['prediction_id']}").json() if prediction else None
-    table = Table(title="5. Audit record", show_header=False)
+    table = Table(title="6. Audit record", show_header=False)
     for name, count in sorted(summary["events_by_type"].items()):
         table.add_row(name, str(count))
     for topic, count in sorted(summary["raw_by_topic"].items()):
         table.add_row(f"{topic} (digests only: raw records carry PII)", str(count))
     table.add_row("hash chain", f"{summary['chain_length']} rows, head {summary['head_hash'][:16]}...")
     verdict = "[green]intact[/]" if verify["intact"] else f"[red]BROKEN at row {verify['broken_at']}[/]"
-    table.add_row("verify", f"{verdict} ({verify['checked']} rows checked)")
+    table.add_row("verify", f"{verdict} ({verify['checked']} rows checked in {verify_s:.2f} s over HTTP)")
     if lineage is not None:
         table.add_row("lineage of one prediction", _lineage_line(lineage))
     console.print(table)
-    return 0 if verify["intact"] else 1
+    found = {"events": summary["chain_length"], "intact": verify["intact"], "verify_s": verify_s}
+    return (0 if verify["intact"] else 1), found
 
 
 def _lineage_line(lineage: dict[str, Any]) -> str:

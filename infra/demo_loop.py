@@ -20,9 +20,13 @@ from infra.supervisor import service_port
 
 
 def client(settings: InfraSettings, service: str, role: str, timeout_s: float = 60) -> httpx.Client:
+    return httpx.Client(timeout=timeout_s, **client_args(settings, service, role))
+
+
+def client_args(settings: InfraSettings, service: str, role: str) -> dict[str, Any]:
+    """base_url and headers of a role's seat at a service (for an httpx client of either kind)."""
     key = json.loads((settings.secrets_dir / "api-keys.json").read_text())[f"dev-{role}"]["key"]
-    base = f"http://127.0.0.1:{service_port(settings, service)}"
-    return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=timeout_s)
+    return {"base_url": f"http://127.0.0.1:{service_port(settings, service)}", "headers": {"X-API-Key": key}}
 
 
 def train_first_champion(settings: InfraSettings, console: Console, timeout_s: float = 180) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def explain_prediction(settings: InfraSettings, console: Console, prediction: di
     """The served prediction explained to the applicant (plain language) and to the analyst (SHAP,
     LIME, counterfactual, fidelity), and where the champion's global explanation is stored."""
     prediction_id, version = prediction["prediction_id"], str(prediction["model_version"])
-    with client(settings, "explain", "client", timeout_s=120) as api, console.status("6. explaining it..."):
+    with client(settings, "explain", "client", timeout_s=120) as api, console.status("7. explaining it..."):
         deadline = time.monotonic() + 60  # explain learns of the prediction from prediction.made
         while (response := api.get(f"/explain/{prediction_id}")).status_code == 404:
             if time.monotonic() > deadline:
@@ -126,7 +130,7 @@ def explain_prediction(settings: InfraSettings, console: Console, prediction: di
         while not found["available"] and time.monotonic() < deadline:
             time.sleep(0.5)
             found = api.get(f"/explanations/global/{version}").json()
-    table = Table(title=f"6. Explanation of prediction {prediction_id[:8]}", show_header=False)
+    table = Table(title=f"7. Explanation of prediction {prediction_id[:8]}", show_header=False)
     table.add_row("for the applicant", local["summary"])
     top = (local.get("shap") or {}).get("contributions") or []
     table.add_row("top SHAP factors", ", ".join(f"{c['feature']} {c['contribution']:+.2f}" for c in top[:3]))

@@ -100,6 +100,7 @@ def test_an_external_cluster_is_used_and_left_alone(cli_env: dict[str, str], kaf
         (["up", "--services", "no-such-service"], "unknown service"),
         (["status", "--jsn"], "unrecognized arguments"),
         (["teleport"], "invalid choice"),
+        (["demo", "--stpo"], "unrecognized arguments"),
     ],
 )
 def test_bad_cli_input_gets_a_clear_error(cli_env: dict[str, str], args: list[str], message: str) -> None:

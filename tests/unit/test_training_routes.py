@@ -122,7 +122,7 @@ def test_latest_run_is_404_before_any_run_then_the_outcome(client: TestClient) -
 def test_pause_and_resume_show_in_the_retraining_status(client: TestClient) -> None:
     status = client.get("/retraining").json()
     assert status["paused"] is False and status["decisions"] == []
-    assert status["policy"]["retrain_on_drift"] is True and status["policy"]["min_new_labels"] == 400
+    assert status["policy"]["retrain_on_drift"] is True and status["policy"]["min_new_labels"] == 600
     assert status["waiting"] is None  # no drift retrain is waiting for labels
     paused = client.post("/retraining/pause", json={"note": "incident 42"})
     assert paused.status_code == 200

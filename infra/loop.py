@@ -1,0 +1,310 @@
+"""The closed loop, driven as the world would drive it: applications stream in, a client asks for a
+decision on each, the truth arrives later, and from a known row on the world changes (every label
+swaps). The platform is left alone: the drift service must notice, training must retrain on the new
+world and pass its gate, serving must swap, and the accuracy of what is served must recover.
+
+This module only drives and measures (`LoopRun`); `infra/loop_view.py` shows it. Everything goes
+through the platform's public faces: records to `records.raw` (a producer), `/predict` and `/labels`
+on serving (a client), and a read-only watch of the event topics (ops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from contracts.registry import ContractError, parse_event
+from contracts.topics import (
+    DRIFT_DETECTED,
+    MODEL_PROMOTED,
+    MODEL_REJECTED,
+    RECORDS_CLEAN,
+    RECORDS_RAW,
+    RECORDS_REJECTED,
+    TRAINING_REQUESTED,
+)
+from services.ingest.demo_data import ApplicationStream, DriftSpec, LoanApplication
+
+WATCHED = (
+    RECORDS_CLEAN, RECORDS_REJECTED, DRIFT_DETECTED, TRAINING_REQUESTED, MODEL_PROMOTED, MODEL_REJECTED
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    rows_before: int = 1000  # stationary rows first: the concept monitor learns the usual error rate
+    max_rows_after: int = 4000  # drifted rows streamed at most before giving up
+    recovery_rows: int = 600  # labelled predictions of the new champion measured after the swap
+    rate: float = 40.0  # applications per second
+    label_delay_s: float = 2.0  # the truth arrives this long after the decision
+    predict_lag_s: float = 0.3  # the client asks for a decision this long after applying
+    concurrency: int = 16  # requests in flight at most
+    max_ahead: int = 200  # rows sent but not yet labelled, at most: a slow machine slows the stream
+    seed: int = 11
+    timeout_s: float = 420.0
+
+
+@dataclass
+class Served:
+    row: int
+    drifted: bool
+    version: str
+    latency_ms: float
+    at: float  # monotonic time of the answer
+    prediction_id: str = ""
+    correct: bool | None = None  # known once the label came
+
+
+@dataclass
+class Mark:
+    """Something ops would see on the bus, placed on the stream (the rows sent by then)."""
+
+    at: float
+    row: int
+    kind: str  # drift | requested | promoted | rejected
+    text: str
+    version: str | None = None
+
+
+@dataclass
+class LoopState:
+    sent: int = 0
+    clean: int = 0
+    rejected: int = 0
+    labelled: int = 0
+    drifted_labelled: int = 0
+    not_served: int = 0
+    served: list[Served] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    first_version: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    drift_sent_at: float | None = None  # the first drifted record left the producer
+    new_version_served_at: float | None = None
+    done: bool = False
+
+    def versions(self) -> list[str]:
+        return list(dict.fromkeys(s.version for s in self.served))
+
+    def accuracy(self, keep: Callable[[Served], bool]) -> tuple[float | None, int]:
+        known = [s for s in self.served if s.correct is not None and keep(s)]
+        return (sum(bool(s.correct) for s in known) / len(known) if known else None), len(known)
+
+    def new_champion(self) -> str | None:
+        promoted = [m.version for m in self.marks if m.kind == "promoted" and m.version != self.first_version]
+        return promoted[0] if promoted else None
+
+    def recovered_rows(self) -> int:
+        new = self.new_champion()
+        return sum(1 for s in self.served if s.version == new and s.correct is not None) if new else 0
+
+
+class LoopRun:
+    def __init__(
+        self,
+        config: LoopConfig,
+        bootstrap: str,
+        serving: httpx.AsyncClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config, self.bootstrap, self.serving, self.clock = config, bootstrap, serving, clock
+        self.state = LoopState(started_at=clock())
+        self.drift_at = config.rows_before
+        swap = DriftSpec("label_swap", at=self.drift_at)
+        self._stream = iter(ApplicationStream(swap, seed=config.seed, id_prefix=_run_id()))
+        self._inflight = asyncio.Semaphore(config.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> LoopState:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        consumer = await self._watch_consumer(producer)
+        watcher = asyncio.create_task(self._watch(consumer))
+        try:
+            await asyncio.wait_for(self._stream_until_closed(producer), self.config.timeout_s)
+        except TimeoutError:
+            pass  # reported as a loop that did not close
+        finally:
+            await self._drain()
+            self.state.done = True
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await producer.stop()
+            await consumer.stop()
+        return self.state
+
+    def closed(self) -> bool:
+        return self.state.recovered_rows() >= self.config.recovery_rows
+
+    async def _stream_until_closed(self, producer: AIOKafkaProducer) -> None:
+        start, limit = self.clock(), self.drift_at + self.config.max_rows_after
+        for row in range(limit):
+            if self.closed():
+                return
+            await asyncio.sleep(max(0.0, start + row / self.config.rate - self.clock()))
+            while self.state.sent - self.state.labelled - self.state.not_served > self.config.max_ahead:
+                await asyncio.sleep(0.05)  # back-pressure: the loop's delays stay those of the platform
+                start = self.clock() - row / self.config.rate  # then resume the rate from here
+            app = next(self._stream)
+            record = app.record | {"applied_at": datetime.now(UTC).isoformat()}
+            await producer.send(RECORDS_RAW, msgspec.json.encode(record), record["application_id"].encode())
+            self.state.sent += 1
+            if app.drifted and self.state.drift_sent_at is None:
+                self.state.drift_sent_at = self.clock()
+            self._spawn(self._decide_and_learn(app, self.clock()))
+        await producer.flush()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.label_delay_s + 30)
+
+    async def _decide_and_learn(self, app: LoanApplication, sent_at: float) -> None:
+        """A client asks for a decision once the application is in, and reports the truth later."""
+        await asyncio.sleep(max(0.0, sent_at + self.config.predict_lag_s - self.clock()))
+        entity = app.record["application_id"]
+        async with self._inflight:
+            answer = await self._predict(entity)
+        if answer is None:
+            self.state.not_served += 1
+            return
+        served, body = answer
+        served.row, served.drifted = app.row, app.drifted
+        self.state.served.append(served)
+        if self.state.first_version is None:
+            self.state.first_version = served.version
+        elif served.version != self.state.first_version and self.state.new_version_served_at is None:
+            self.state.new_version_served_at = served.at
+        await asyncio.sleep(self.config.label_delay_s)
+        label = {"prediction_id": body["prediction_id"], "label": app.label, "entity_id": entity}
+        async with self._inflight:
+            response = await self.serving.post("/labels", json=label)
+        response.raise_for_status()
+        served.correct = (body["decision"] == "decline") == (app.label == "bad")
+        self.state.labelled += 1
+        self.state.drifted_labelled += app.drifted
+
+    async def _predict(self, entity: str, patience_s: float = 10.0) -> tuple[Served, dict[str, Any]] | None:
+        """404 while the application's features are not online yet: ask again shortly."""
+        deadline = self.clock() + patience_s
+        while True:
+            started = time.perf_counter()
+            response = await self.serving.post("/predict", json={"entity_id": entity})
+            latency_ms = (time.perf_counter() - started) * 1000
+            if response.status_code == 200:
+                body = response.json()
+                version, at = str(body["model_version"]), self.clock()
+                return Served(0, False, version, latency_ms, at, body["prediction_id"]), body
+            if response.status_code != 404 or self.clock() > deadline:
+                return None
+            await asyncio.sleep(0.1)
+
+    async def _watch_consumer(self, producer: AIOKafkaProducer) -> AIOKafkaConsumer:
+        """Ops' view: no group, every partition of the watched topics from its current end."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        partitions = [  # the producer's partitions_for fetches metadata (the consumer's does not)
+            TopicPartition(topic, p) for topic in WATCHED for p in await producer.partitions_for(topic)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)  # resolve "the end" now, before anything is sent
+        return consumer
+
+    async def _watch(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            for tp, messages in batches.items():
+                if tp.topic == RECORDS_CLEAN:
+                    self.state.clean += len(messages)
+                elif tp.topic == RECORDS_REJECTED:
+                    self.state.rejected += len(messages)
+                else:
+                    for message in messages:
+                        self._mark(message.value or b"")
+
+    def _mark(self, value: bytes) -> None:
+        try:
+            event = parse_event(value)
+        except ContractError:
+            return
+        p: Any = event.payload
+        now, row = self.clock(), self.state.sent
+        if event.event_type == "DriftDetected":
+            what = f"{p.kind} drift" + (f" in {p.feature}" if p.feature else "")
+            text = f"{what}: {p.detector} {p.statistic:.3g} > {p.threshold}, window {p.window_size}"
+            self.state.marks.append(Mark(now, row, "drift", text, p.model_version))
+        elif event.event_type == "TrainingRequested":
+            self.state.marks.append(Mark(now, row, "requested", f"training requested ({p.reason})"))
+        elif event.event_type == "ModelPromoted":
+            text = f"v{p.model_version} promoted (was v{p.previous_version})"
+            self.state.marks.append(Mark(now, row, "promoted", text, str(p.model_version)))
+        elif event.event_type == "ModelRejected":
+            text = f"v{p.model_version} rejected: " + "; ".join(p.reasons)[:120]
+            self.state.marks.append(Mark(now, row, "rejected", text, str(p.model_version)))
+
+
+def figures(state: LoopState, drift_at: int) -> dict[str, Any]:
+    """The loop's figures: accuracy before, right after and after recovery; delays in s and rows."""
+    new, first = state.new_champion(), state.first_version
+    before, n_before = state.accuracy(lambda s: not s.drifted and s.version == first)
+    after, n_after = state.accuracy(lambda s: s.drifted and s.version == first)
+    recovered, n_recovered = state.accuracy(lambda s: s.drifted and s.version == new)
+    alarms = [m for m in state.marks if m.kind == "drift" and m.row > drift_at]
+    concept = [m for m in alarms if m.text.startswith("concept")]
+    alarm: Mark | None = (concept or alarms or [None])[0]  # type: ignore[list-item]
+    start = state.drift_sent_at
+    promoted = next((m for m in state.marks if m.kind == "promoted" and m.version == new), None)
+    latencies = sorted(s.latency_ms for s in state.served)
+    return {
+        "drift_at_row": drift_at,
+        "first_version": first,
+        "new_version": new,
+        "accuracy_before": before, "predictions_before": n_before,
+        "accuracy_right_after": after, "predictions_right_after": n_after,
+        "accuracy_recovered": recovered, "predictions_recovered": n_recovered,
+        "alarm": alarm.text if alarm else None,
+        "alarm_rows_after_drift": alarm.row - drift_at if alarm else None,
+        "alarm_s_after_drift": _since(start, alarm.at if alarm else None),
+        "promoted_s_after_drift": _since(start, promoted.at if promoted else None),
+        "new_champion_serving_s_after_drift": _since(start, state.new_version_served_at),
+        "serving_p50_ms": latencies[len(latencies) // 2] if latencies else None,
+        "serving_p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else None,
+        "records_sent": state.sent, "clean": state.clean, "rejected": state.rejected,
+        "not_served": state.not_served,
+        "elapsed_s": time.monotonic() - state.started_at,
+    }  # fmt: skip
+
+
+def _since(start: float | None, end: float | None) -> float | None:
+    return round(end - start, 1) if start is not None and end is not None else None
+
+
+def _run_id() -> str:
+    return "loop-" + datetime.now(UTC).strftime("%H%M%S")
+
+
+def dump(state: LoopState, drift_at: int) -> str:
+    """The run as JSON (figures, marks, per-prediction outcomes) for the plot and for later study."""
+    return json.dumps(
+        {
+            "figures": figures(state, drift_at),
+            "marks": [m.__dict__ for m in state.marks],
+            "served": [[s.row, s.drifted, s.version, s.correct, s.prediction_id] for s in state.served],
+        }
+    )
