@@ -74,6 +74,7 @@ class Mark:
     kind: str  # drift | requested | promoted | rejected
     text: str
     version: str | None = None
+    link: str | None = None  # e.g. the Evidently report of a drift event
 
 
 @dataclass
@@ -248,7 +249,7 @@ class LoopRun:
         if event.event_type == "DriftDetected":
             what = f"{p.kind} drift" + (f" in {p.feature}" if p.feature else "")
             text = f"{what}: {p.detector} {p.statistic:.3g} > {p.threshold}, window {p.window_size}"
-            self.state.marks.append(Mark(now, row, "drift", text, p.model_version))
+            self.state.marks.append(Mark(now, row, "drift", text, p.model_version, p.report_url))
         elif event.event_type == "TrainingRequested":
             self.state.marks.append(Mark(now, row, "requested", f"training requested ({p.reason})"))
         elif event.event_type == "ModelPromoted":
@@ -279,6 +280,7 @@ def figures(state: LoopState, drift_at: int) -> dict[str, Any]:
         "accuracy_right_after": after, "predictions_right_after": n_after,
         "accuracy_recovered": recovered, "predictions_recovered": n_recovered,
         "alarm": alarm.text if alarm else None,
+        "alarm_report": alarm.link if alarm else None,
         "alarm_rows_after_drift": alarm.row - drift_at if alarm else None,
         "alarm_s_after_drift": _since(start, alarm.at if alarm else None),
         "promoted_s_after_drift": _since(start, promoted.at if promoted else None),

@@ -90,6 +90,7 @@ def summary_table(f: dict[str, Any]) -> Table:
         "accuracy right after it": v1 + pct(f["accuracy_right_after"], f["predictions_right_after"]),
         "accuracy after recovery": v2 + pct(f["accuracy_recovered"], f["predictions_recovered"]),
         "drift alarm": f["alarm"] or "none",
+        "its Evidently report (ops key)": f"{f['alarm_report']}.html" if f["alarm_report"] else "-",
         "detection delay": f"{_s(f['alarm_s_after_drift'])} after the first drifted record, "
         f"{f['alarm_rows_after_drift']} rows streamed by then",
         "first drifted record -> promoted": _s(f["promoted_s_after_drift"]),

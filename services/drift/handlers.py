@@ -33,6 +33,7 @@ from contracts.registry import encode_event, parse_event
 from servicekit.consumer import RawMessage
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
+from services.drift.metrics import ALARMS, JOIN_PENDING
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,11 @@ class DriftService:
                 key = (raw.source.topic, raw.source.partition)
                 self.offsets[key] = max(self.offsets.get(key, 0), raw.source.offset + 1)
             events = [self._event(f) for f in findings]
+            stats = self.watch.join.stats()
+            JOIN_PENDING.labels("predictions").set(stats["pending_predictions"])
+            JOIN_PENDING.labels("labels").set(stats["pending_labels"])
             for event in events:
+                ALARMS.labels(event.payload.kind, event.payload.detector).inc()
                 log.warning(
                     "drift detected: %s %s by %s (statistic %.3g)",
                     event.payload.kind,

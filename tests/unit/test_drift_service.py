@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from contracts.common import ContractError, KafkaCoordinates
 from contracts.events import (
@@ -117,8 +118,11 @@ async def feed_records(h: Harness, n: int, shift_at: int, start: int = 0, seed: 
 
 async def test_a_shift_raises_one_drift_event_with_its_evidence(tmp_path: Path) -> None:
     h = Harness(tmp_path / "drift.db")
+    alarms = {"kind": "data", "detector": "MeanShift"}
+    before = REGISTRY.get_sample_value("drift_alarms_total", alarms) or 0.0
     await feed_records(h, 3000, shift_at=2000)
     assert len(h.sent) == 1
+    assert REGISTRY.get_sample_value("drift_alarms_total", alarms) == before + 1  # ops see it too
     event = h.sent[0].payload
     assert (event.kind, event.feature, event.detector, event.model_name) == (
         "data",
