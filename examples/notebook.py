@@ -75,18 +75,21 @@ def run_cell(source: str, filename: str, namespace: dict[str, Any], *, echo: boo
 
 
 @contextmanager
-def environment(overrides: Mapping[str, str]) -> Iterator[None]:
-    """Set these environment variables for the duration of the block, then restore the previous ones."""
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Run the block with exactly `env` as the environment (nothing given: the current one), then
+    restore it. Exactly: a variable the caller's process has and `env` lacks (say the tracking URI
+    of another MLflow store) would otherwise point the notebook elsewhere."""
+    if not env:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _text(source: str | list[str]) -> str:

@@ -74,8 +74,8 @@ def run_demo(settings: InfraSettings, console: Console, loop: LoopConfig | None 
 
 
 def closed_loop(settings: InfraSettings, console: Console, config: LoopConfig) -> dict[str, Any]:
-    serving = client_args(settings, "serving", "client")
-    state = run_loop(config, settings.bootstrap_servers, serving, console)
+    serving, training = client_args(settings, "serving", "client"), client_args(settings, "training", "ops")
+    state = run_loop(config, settings.bootstrap_servers, serving, training, console)
     f = figures(state, config.rows_before)
     data, png = save(state, config.rows_before, settings.state_dir / "demo")
     console.print(summary_table(f))

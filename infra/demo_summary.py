@@ -25,10 +25,11 @@ def show_summary(
         table.add_row("drift detection delay", _delay(loop))
         table.add_row("drift -> new champion serving", _s(loop["new_champion_serving_s_after_drift"])
                       + " (first drifted record to the first answer of the new version)")  # fmt: skip
-        table.add_row("accuracy before / right after / recovered", " / ".join(
-            "-" if loop[k] is None else f"{loop[k]:.1%}"
-            for k in ("accuracy_before", "accuracy_right_after", "accuracy_recovered")
+        keys = ("accuracy_before", "accuracy_right_after", "accuracy_new_version", "accuracy_recovered")
+        table.add_row("accuracy before / right after / first retrain / recovered", " / ".join(
+            "-" if loop[k] is None else f"{loop[k]:.1%}" for k in keys
         ))  # fmt: skip
+        table.add_row("champions", " -> ".join(f"v{v}" for v in [loop["first_version"], *loop["promoted"]]))
         table.add_row("loop closed", "[green]yes[/]" if loop["closed"] else "[red]no[/]")
         table.add_row("plot of the run", loop["plot"])
     if audit:

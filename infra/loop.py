@@ -100,13 +100,26 @@ class LoopState:
         known = [s for s in self.served if s.correct is not None and keep(s)]
         return (sum(bool(s.correct) for s in known) / len(known) if known else None), len(known)
 
+    def promoted(self) -> list[str]:
+        """Versions promoted during the loop, in order (the drift's retrain, then any follow-up)."""
+        first = self.first_version
+        return [m.version for m in self.marks if m.kind == "promoted" and m.version and m.version != first]
+
     def new_champion(self) -> str | None:
-        promoted = [m.version for m in self.marks if m.kind == "promoted" and m.version != self.first_version]
+        promoted = self.promoted()
         return promoted[0] if promoted else None
 
+    def final_champion(self) -> str | None:
+        promoted = self.promoted()
+        return promoted[-1] if promoted else None
+
     def recovered_rows(self) -> int:
-        new = self.new_champion()
-        return sum(1 for s in self.served if s.version == new and s.correct is not None) if new else 0
+        final = self.final_champion()
+        return sum(1 for s in self.served if s.version == final and s.correct is not None) if final else 0
+
+    def training_outstanding(self) -> bool:
+        requests = sum(m.kind == "requested" for m in self.marks)
+        return requests > sum(m.kind in ("promoted", "rejected") for m in self.marks)
 
 
 class LoopRun:
@@ -115,9 +128,13 @@ class LoopRun:
         config: LoopConfig,
         bootstrap: str,
         serving: httpx.AsyncClient,
+        training: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`serving`: the client's seat; `training` (ops seat): whether a retrain still waits."""
         self.config, self.bootstrap, self.serving, self.clock = config, bootstrap, serving, clock
+        self.training = training
+        self._retrain_waiting = False
         self.state = LoopState(started_at=clock())
         self.drift_at = config.rows_before
         swap = DriftSpec("label_swap", at=self.drift_at)
@@ -130,6 +147,7 @@ class LoopRun:
         await producer.start()
         consumer = await self._watch_consumer(producer)
         watcher = asyncio.create_task(self._watch(consumer))
+        poller = asyncio.create_task(self._poll_retraining())
         try:
             await asyncio.wait_for(self._stream_until_closed(producer), self.config.timeout_s)
         except TimeoutError:
@@ -137,15 +155,27 @@ class LoopRun:
         finally:
             await self._drain()
             self.state.done = True
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, poller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await producer.stop()
             await consumer.stop()
         return self.state
 
     def closed(self) -> bool:
-        return self.state.recovered_rows() >= self.config.recovery_rows
+        """A new champion serves, nothing more is coming (no retrain waiting or running), and the
+        final champion has answered enough of the new world to measure the recovery."""
+        settled = not self._retrain_waiting and not self.state.training_outstanding()
+        return settled and self.state.recovered_rows() >= self.config.recovery_rows
+
+    async def _poll_retraining(self) -> None:
+        """Ops' view of the retraining policy: a retrain waiting for labels (or a follow-up) is due."""
+        while self.training is not None:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                response = await self.training.get("/retraining")
+                self._retrain_waiting = response.json()["waiting"] is not None
+            await asyncio.sleep(1.0)
 
     async def _stream_until_closed(self, producer: AIOKafkaProducer) -> None:
         start, limit = self.clock(), self.drift_at + self.config.max_rows_after
@@ -262,10 +292,11 @@ class LoopRun:
 
 def figures(state: LoopState, drift_at: int) -> dict[str, Any]:
     """The loop's figures: accuracy before, right after and after recovery; delays in s and rows."""
-    new, first = state.new_champion(), state.first_version
+    new, final, first = state.new_champion(), state.final_champion(), state.first_version
     before, n_before = state.accuracy(lambda s: not s.drifted and s.version == first)
     after, n_after = state.accuracy(lambda s: s.drifted and s.version == first)
-    recovered, n_recovered = state.accuracy(lambda s: s.drifted and s.version == new)
+    retrained, n_retrained = state.accuracy(lambda s: s.drifted and s.version == new)
+    recovered, n_recovered = state.accuracy(lambda s: s.drifted and s.version == final)
     alarms = [m for m in state.marks if m.kind == "drift" and m.row > drift_at]
     concept = [m for m in alarms if m.text.startswith("concept")]
     alarm: Mark | None = (concept or alarms or [None])[0]  # type: ignore[list-item]
@@ -276,8 +307,11 @@ def figures(state: LoopState, drift_at: int) -> dict[str, Any]:
         "drift_at_row": drift_at,
         "first_version": first,
         "new_version": new,
+        "final_version": final,
+        "promoted": state.promoted(),
         "accuracy_before": before, "predictions_before": n_before,
         "accuracy_right_after": after, "predictions_right_after": n_after,
+        "accuracy_new_version": retrained, "predictions_new_version": n_retrained,
         "accuracy_recovered": recovered, "predictions_recovered": n_recovered,
         "alarm": alarm.text if alarm else None,
         "alarm_report": alarm.link if alarm else None,

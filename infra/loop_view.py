@@ -34,10 +34,16 @@ def live_table(state: LoopState, drift_at: int) -> Table:
     return table
 
 
-async def drive(config: LoopConfig, bootstrap: str, serving: dict[str, Any], console: Console) -> LoopState:
-    """`serving`: httpx.AsyncClient arguments (base_url, headers) of the client's seat."""
-    async with httpx.AsyncClient(timeout=30, **serving) as client:
-        return await _drive(LoopRun(config, bootstrap, client), config, console)
+async def drive(
+    config: LoopConfig, bootstrap: str, serving: dict[str, Any], training: dict[str, Any], console: Console
+) -> LoopState:
+    """`serving`, `training`: httpx.AsyncClient arguments (base_url, headers) of the client's and
+    ops' seats."""
+    async with (
+        httpx.AsyncClient(timeout=30, **serving) as client,
+        httpx.AsyncClient(timeout=30, **training) as ops,
+    ):
+        return await _drive(LoopRun(config, bootstrap, client, ops), config, console)
 
 
 async def _drive(run: LoopRun, config: LoopConfig, console: Console) -> LoopState:
@@ -83,12 +89,14 @@ def summary_table(f: dict[str, Any]) -> Table:
     def pct(value: float | None, n: int) -> str:
         return "-" if value is None else f"{value:.1%} ({n} labelled predictions)"
 
-    v1, v2 = f"v{f['first_version']}: ", f"v{f['new_version']}: "
+    v1, v2, last = (f"v{f[k]}: " for k in ("first_version", "new_version", "final_version"))
     rows = {
         "drift injected": f"at row {f['drift_at_row']}: every label swapped (concept drift)",
         "accuracy before the drift": v1 + pct(f["accuracy_before"], f["predictions_before"]),
         "accuracy right after it": v1 + pct(f["accuracy_right_after"], f["predictions_right_after"]),
-        "accuracy after recovery": v2 + pct(f["accuracy_recovered"], f["predictions_recovered"]),
+        "accuracy of the first retrain": v2 + pct(f["accuracy_new_version"], f["predictions_new_version"]),
+        "accuracy after recovery": last + pct(f["accuracy_recovered"], f["predictions_recovered"]),
+        "champions": " -> ".join(f"v{v}" for v in [f["first_version"], *f["promoted"]]),
         "drift alarm": f["alarm"] or "none",
         "its Evidently report (ops key)": f"{f['alarm_report']}.html" if f["alarm_report"] else "-",
         "detection delay": f"{_s(f['alarm_s_after_drift'])} after the first drifted record, "
@@ -144,6 +152,9 @@ def plot(run: dict[str, Any], path: Path) -> Path:
     for i, mark in enumerate(m for m in run["marks"] if m["kind"] == "promoted"):
         label = "new champion promoted" if i == 0 else "_nolegend_"
         ax.axvline(mark["row"], color="#27ae60", linewidth=2, label=label)
+    for i, mark in enumerate(m for m in run["marks"] if m["kind"] == "rejected"):
+        label = "candidate rejected by the gate" if i == 0 else "_nolegend_"
+        ax.axvline(mark["row"], color="#e67e22", linewidth=1.5, linestyle=":", label=label)
     ax.set_ylim(0, 1)
     ax.set_xlabel("application (row of the stream)")
     ax.set_ylabel("accuracy")
@@ -155,5 +166,7 @@ def plot(run: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def run_loop(config: LoopConfig, bootstrap: str, serving: dict[str, Any], console: Console) -> LoopState:
-    return asyncio.run(drive(config, bootstrap, serving, console))
+def run_loop(
+    config: LoopConfig, bootstrap: str, serving: dict[str, Any], training: dict[str, Any], console: Console
+) -> LoopState:
+    return asyncio.run(drive(config, bootstrap, serving, training, console))

@@ -5,7 +5,9 @@ starts at the drift's change point (the event's `window_start`), and the retrain
 `min_new_labels` labels have arrived since that point: right after a change there are too few rows of
 the new world to learn from, and training on the old rows would teach the old world again. At most one
 retrain waits (persisted, so a restart keeps it); a newer change point supersedes it, and it expires
-after `label_wait_s` without enough labels.
+after `label_wait_s` without enough labels. With `follow_up_labels`, a retrain since a change is
+followed by one more on the same window once that many labels have come since the change: the first
+is rushed on purpose (a few hundred examples of the new world), the follow-up consolidates.
 """
 
 from __future__ import annotations
@@ -73,11 +75,13 @@ class DriftRetrains:
             if waited > pending["wait_s"]:
                 detail = f"{pending['labels']} labels since the change point after {waited:.0f} s of waiting"
                 await self._set_pending(None)
-                await self._record(pending["event_id"], pending["kind"], Decision(False, "expired", detail))
+                await self._record(_decision_id(pending), pending["kind"], Decision(False, "expired", detail))
                 return
             await self._decide(DriftDetected.model_validate_json(pending["event"]), pending)
 
     async def _decide(self, event: DriftDetected, waiting: dict[str, Any] | None = None) -> Decision:
+        if waiting is not None and waiting.get("follow_up"):
+            return await self._follow_up(event, waiting)
         policy, now = await asyncio.to_thread(self.policy), self.clock()
         since = change_point(event, policy)
         retrain_state = await asyncio.to_thread(self._retrain_state, now, since)
@@ -112,17 +116,36 @@ class DriftRetrains:
             new = None  # decided at last: it went, or a later rule refused it
         elif old is not None and decision.reason in ("go", "waiting_for_labels"):
             detail = f"superseded by drift event {event_id}"
-            await self._record(old["event_id"], old["kind"], Decision(False, "superseded", detail))
+            await self._record(_decision_id(old), old["kind"], Decision(False, "superseded", detail))
             new = None
-        if decision.reason == "waiting_for_labels" and since is not None:
+        waits = decision.reason == "waiting_for_labels"
+        follow_up = decision.go and policy.follow_up_labels is not None
+        if since is not None and (waits or follow_up):
             new = {
                 "event_id": event_id, "kind": event.payload.kind, "event": event.model_dump_json(),
-                "since": since.isoformat(), "needed": policy.min_new_labels,
-                "labels": retrain_state.new_labels, "waiting_since": now.isoformat(),
-                "wait_s": policy.label_wait_s,
+                "since": since.isoformat(), "labels": retrain_state.new_labels,
+                "needed": policy.min_new_labels if waits else policy.follow_up_labels,
+                "follow_up": not waits, "waiting_since": now.isoformat(), "wait_s": policy.label_wait_s,
             }  # fmt: skip
         if new is not old:
             await self._set_pending(new)
+
+    async def _follow_up(self, event: DriftDetected, waiting: dict[str, Any]) -> Decision:
+        """The second retrain of one change, on the same window with more of the new world's labels.
+        Part of the response to that drift: only a pause refuses it (not the cool-down)."""
+        paused = (await asyncio.to_thread(self.state.pause_status))["paused"]
+        decision = (
+            Decision(False, "paused", "automatic retraining is paused by ops")
+            if paused
+            else Decision(True, "go", f"follow-up: {waiting['labels']} labels since the change point")
+        )
+        request_id = None
+        if decision.go:
+            window = (datetime.fromisoformat(waiting["since"]), None)
+            request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
+        await self._set_pending(None)
+        await self._record(_decision_id(waiting), waiting["kind"], decision, request_id)
+        return decision
 
     async def _set_pending(self, pending: dict[str, Any] | None) -> None:
         self._pending = pending
@@ -171,7 +194,8 @@ class DriftRetrains:
         policy = await asyncio.to_thread(self.policy)
         fields = (
             "retrain_on_drift", "retrain_on_kinds", "min_new_labels", "retrain_cooldown_s",
-            "max_retrains_per_hour", "drift_window_s", "train_since_change", "label_wait_s",
+            "max_retrains_per_hour", "drift_window_s", "train_since_change", "follow_up_labels",
+            "label_wait_s",
         )  # fmt: skip
         pending = await self._load_pending()
         return (await asyncio.to_thread(self.state.pause_status)) | {
@@ -179,3 +203,8 @@ class DriftRetrains:
             "policy": policy.model_dump(include=set(fields)),
             "decisions": await asyncio.to_thread(self.state.recent_decisions, decisions),
         }
+
+
+def _decision_id(pending: dict[str, Any]) -> str:
+    """Decisions are kept by drift event id; a follow-up's under its own, next to the first's."""
+    return pending["event_id"] + ("/follow-up" if pending.get("follow_up") else "")

@@ -77,16 +77,19 @@ def test_env_is_set_while_the_cells_run_and_restored_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NOTEBOOK_TEST_KEPT", "before")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///somebody-elses.db")  # must not leak in
     monkeypatch.delenv("NOTEBOOK_TEST_NEW", raising=False)
     path = write(
         tmp_path,
         ("code", "import os\nseen = os.environ['NOTEBOOK_TEST_KEPT'], os.environ['NOTEBOOK_TEST_NEW']"),
+        ("code", "leaked = os.environ.get('MLFLOW_TRACKING_URI')"),
     )
 
     namespace = run_notebook(path, env={"NOTEBOOK_TEST_KEPT": "during", "NOTEBOOK_TEST_NEW": "during"})
 
-    assert namespace["seen"] == ("during", "during")
+    assert namespace["seen"] == ("during", "during") and namespace["leaked"] is None
     assert os.environ["NOTEBOOK_TEST_KEPT"] == "before" and "NOTEBOOK_TEST_NEW" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///somebody-elses.db"
 
 
 def test_a_failing_cell_is_named_and_stops_the_run(tmp_path: Path) -> None:

@@ -336,3 +336,41 @@ async def test_a_newer_change_point_supersedes_and_a_long_wait_expires(
     assert not bus.sent
     assert service.state.recent_decisions(1)[0]["reason"] == "expired"
     assert (await service.retraining_status())["waiting"] is None
+
+
+async def test_a_retrain_since_a_change_is_followed_up_once_more_labels_came(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    policy = SINCE_CHANGE.model_copy(update={"follow_up_labels": 25, "retrain_cooldown_s": 3600})
+    service, bus = make(tmp_path, features, policy)
+    change = T0 + timedelta(hours=2)
+    event = changed_at(change)
+    await service.on_drift(event)
+    await labels_from(service, change, 10, "first")
+    assert bus.types() == ["TrainingRequested"]  # the first retrain, on 10 labels
+    assert (await service.retraining_status())["waiting"]["follow_up"] is True
+    await labels_from(service, change + timedelta(minutes=1), 14, "more")
+    assert len(bus.sent) == 1  # 24 since the change
+    restarted, bus = make(tmp_path, features, policy)  # the follow-up survives a restart
+    await labels_from(restarted, change + timedelta(minutes=2), 1, "last")
+    [(follow_up, _)] = bus.sent  # not refused by the cool-down: part of the same drift's response
+    assert follow_up.payload.window_start == change and follow_up.causation_id == str(event.event_id)
+    decisions = {d["event_id"]: d for d in restarted.state.recent_decisions(10)}
+    assert decisions[f"{event.event_id}/follow-up"]["go"] is True
+    assert decisions[str(event.event_id)]["reason"] == "go"  # the first decision is kept
+    await labels_from(restarted, change + timedelta(minutes=3), 30, "after")
+    assert len(bus.sent) == 1 and (await restarted.retraining_status())["waiting"] is None
+
+
+async def test_a_paused_follow_up_is_refused_and_recorded(tmp_path: Path, features: pd.DataFrame) -> None:
+    policy = SINCE_CHANGE.model_copy(update={"follow_up_labels": 12})
+    service, bus = make(tmp_path, features, policy)
+    change = T0 + timedelta(hours=2)
+    event = changed_at(change)
+    await service.on_drift(event)
+    await labels_from(service, change, 10, "first")
+    await service.set_paused(True, "ops:alice", "investigating")
+    await labels_from(service, change, 2, "more")
+    assert bus.types() == ["TrainingRequested"]
+    decision = {d["event_id"]: d for d in service.state.recent_decisions(10)}[f"{event.event_id}/follow-up"]
+    assert decision["reason"] == "paused" and decision["go"] is False

@@ -62,6 +62,12 @@ class GatePolicy(_Strict):
         description="A drift retrain trains on the applications since the drift's change point (the "
         "event's window_start) and waits until min_new_labels labels have arrived since it.",
     )
+    follow_up_labels: int | None = Field(
+        None,
+        ge=1,
+        description="After a since-change retrain, retrain once more on the same window when this many "
+        "labels have been observed since the change (the first learnt from few); null: no follow-up.",
+    )
     label_wait_s: int = Field(
         3600, ge=1, description="How long a drift retrain waits for labels since the change, at most."
     )
