@@ -1,0 +1,81 @@
+"""The closed loop's bookkeeping without a platform: figures from served predictions and bus marks,
+when the loop counts as closed, the live and summary tables, and the plot."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from infra.loop import LoopConfig, LoopRun, LoopState, Mark, Served, dump, figures
+from infra.loop_view import live_table, plot, summary_table
+
+
+def served(row: int, version: str, correct: bool, drift_at: int = 100) -> Served:
+    return Served(row, row >= drift_at, version, 5.0 + row % 7, float(row), f"p-{row}", correct)
+
+
+def a_run(follow_up_promoted: bool = True) -> LoopState:
+    """v1 right 80 % of the time before row 100 and 20 % after; v2 (promoted at row 140) 75 %;
+    a follow-up v3 at row 200, promoted or rejected."""
+    state = LoopState(started_at=0.0, first_version="1", drift_sent_at=100.0, new_version_served_at=141.0)
+    state.served += [served(r, "1", r % 5 != 0) for r in range(100)]
+    state.served += [served(r, "1", r % 5 == 0) for r in range(100, 140)]
+    state.served += [served(r, "2", r % 4 != 0) for r in range(140, 200)]
+    if follow_up_promoted:
+        state.served += [served(r, "3", r % 10 != 0) for r in range(200, 260)]
+    state.marks = [
+        Mark(110.0, 110, "drift", "concept drift: BernoulliCusum 12.3 > 12.0, window 9", "1", "http://d/r/1"),
+        Mark(130.0, 130, "requested", "training requested (drift)"),
+        Mark(140.0, 140, "promoted", "v2 promoted (was v1)", "2"),
+        Mark(195.0, 195, "requested", "training requested (drift)"),
+        Mark(200.0, 200, "promoted" if follow_up_promoted else "rejected", "v3", "3"),
+    ]
+    state.sent = 260 if follow_up_promoted else 200
+    return state
+
+
+def test_figures_separate_before_right_after_first_retrain_and_recovered() -> None:
+    f = figures(a_run(), drift_at=100)
+    versions = (f["first_version"], f["new_version"], f["final_version"], f["promoted"])
+    assert versions == ("1", "2", "3", ["2", "3"])
+    assert f["accuracy_before"] == 0.8 and f["predictions_before"] == 100
+    assert f["accuracy_right_after"] == 0.2 and f["predictions_right_after"] == 40
+    assert f["accuracy_new_version"] == 0.75 and f["accuracy_recovered"] == 0.9
+    assert f["alarm"].startswith("concept drift") and f["alarm_report"] == "http://d/r/1"
+    assert (f["alarm_rows_after_drift"], f["alarm_s_after_drift"]) == (10, 10.0)
+    assert f["promoted_s_after_drift"] == 40.0 and f["new_champion_serving_s_after_drift"] == 41.0
+
+
+def test_a_rejected_follow_up_leaves_the_first_retrain_as_the_final_champion() -> None:
+    f = figures(a_run(follow_up_promoted=False), drift_at=100)
+    assert f["final_version"] == "2" and f["accuracy_recovered"] == f["accuracy_new_version"] == 0.75
+
+
+def test_the_loop_closes_only_when_nothing_more_is_coming_and_the_recovery_is_measured() -> None:
+    run = LoopRun(LoopConfig(recovery_rows=50), "127.0.0.1:1", serving=None)  # type: ignore[arg-type]
+    run.state = a_run()
+    assert run.closed()  # v3 answered 60 labelled predictions, every request has its outcome
+    run._retrain_waiting = True  # ops' /retraining says a retrain waits for labels
+    assert not run.closed()
+    run._retrain_waiting = False
+    run.state.marks.append(Mark(300.0, 300, "requested", "training requested (drift)"))
+    assert not run.closed()  # a candidate is being trained
+    run.state.marks.append(Mark(301.0, 301, "rejected", "v4 rejected", "4"))
+    assert run.closed()
+    assert not LoopRun(LoopConfig(recovery_rows=61), "x", None).closed()  # type: ignore[arg-type]
+
+
+def test_tables_and_plot_show_the_run(tmp_path: Path) -> None:
+    state = a_run()
+    out = io.StringIO()
+    console = Console(file=out, width=160)
+    console.print(live_table(state, drift_at=100))
+    console.print(summary_table(figures(state, drift_at=100)))
+    text = out.getvalue()
+    assert "260 applications sent, drifted" in text and "v1, v2, v3" in text
+    assert "v1 -> v2 -> v3" in text and "http://d/r/1.html" in text and "90.0%" in text
+    png = plot(json.loads(dump(state, 100)), tmp_path / "loop.png")
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
