@@ -12,7 +12,6 @@ mlops demo [--stop]                         up + the whole loop (ingest, train, 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -22,19 +21,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 from rich.console import Console
-from rich.table import Table
 
 from infra.kafka_local import KafkaInfraError
-from infra.monitoring import LocalPrometheus, PrometheusError, ops_key, probe_prometheus
+from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
 from infra.settings import REPO_ROOT, InfraSettings
+from infra.status import cmd_status
 from infra.supervisor import (
     Component,
     Supervisor,
-    pid_alive,
     prepare_mlflow,
-    probe_service,
     process_matches,
     selected_services,
     service_port,
@@ -137,59 +133,6 @@ def cmd_down(settings: InfraSettings, args: argparse.Namespace) -> int:
         console.print(f"{component.name}: {'stopped' if stopped else 'left alone (not started by mlops up)'}")
     supervisor.state_file.unlink(missing_ok=True)
     return 0
-
-
-def component_status(supervisor: Supervisor, component: Component) -> dict[str, object]:
-    if component.kind == "kafka":
-        from infra.topics import broker_answers
-
-        bootstrap = component.url.removeprefix("kafka://")
-        health = "ready" if broker_answers(bootstrap) else "down"
-    elif component.kind == "prometheus":
-        health = probe_prometheus(component.url) if component.pid and pid_alive(component.pid) else "down"
-    else:
-        health = probe_service(component.url) if component.pid and pid_alive(component.pid) else "down"
-    return {
-        "name": component.name,
-        "kind": component.kind,
-        "url": component.url,
-        "health": health,
-        "pid": component.pid,
-        "rss_mib": round(rss_bytes(component.pid) / 2**20, 1) if component.pid else None,
-        "log": component.log,
-    }
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        process = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
-    except psutil.Error:
-        return 0
-
-
-def cmd_status(settings: InfraSettings, args: argparse.Namespace) -> int:
-    supervisor = Supervisor(settings)
-    components = supervisor.load()
-    components.setdefault("kafka", supervisor.kafka_component())
-    rows = [component_status(supervisor, c) for c in components.values()]
-    total = sum(r["rss_mib"] or 0 for r in rows)  # type: ignore[misc]
-    if args.json:
-        print(json.dumps({"components": rows, "total_rss_mib": round(total, 1)}, indent=2))
-    else:
-        table = Table("component", "url", "health", "pid", "RSS MiB")
-        for r in rows:
-            colour = "green" if r["health"] == "ready" else "red"
-            table.add_row(
-                str(r["name"]),
-                str(r["url"]),
-                f"[{colour}]{r['health']}[/]",
-                str(r["pid"] or "-"),
-                str(r["rss_mib"] or "-"),
-            )
-        table.add_row("total", "", "", "", f"{total:.1f}")
-        Console().print(table)
-    return 0 if all(r["health"] == "ready" for r in rows) else 1
 
 
 def cmd_topics(settings: InfraSettings, args: argparse.Namespace) -> int:

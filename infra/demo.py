@@ -35,7 +35,8 @@ from rich.table import Table
 
 from infra.demo_loop import client, client_args, explain_prediction, serve_predictions, train_first_champion
 from infra.demo_summary import show_summary
-from infra.loop import LoopConfig, figures
+from infra.loop import LoopConfig
+from infra.loop_figures import figures
 from infra.loop_view import run_loop, save, summary_table
 from infra.roundtrip import bus_round_trip
 from infra.settings import REPO_ROOT, InfraSettings

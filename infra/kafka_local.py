@@ -84,6 +84,17 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def http_ready(url: str, path: str) -> str:
+    """ "ready", "not ready" (it answers, not 200) or "down", for a readiness route of a process."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{url}{path}", timeout=2.0)
+    except httpx.HTTPError:
+        return "down"
+    return "ready" if response.status_code == 200 else "not ready"
+
+
 @dataclass(frozen=True)
 class LocalKafka:
     """A single-node KRaft cluster whose config, data, logs and pid live under `home`."""

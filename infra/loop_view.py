@@ -14,7 +14,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infra.loop import LoopConfig, LoopRun, LoopState, dump
+from infra.loop import LoopConfig, LoopRun, LoopState
+from infra.loop_figures import dump
 
 ROLLING = 100  # labelled predictions per point of the accuracy curve
 

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
-from infra.kafka_local import port_open
+from infra.kafka_local import http_ready, port_open
 from infra.settings import REPO_ROOT, InfraSettings
 
 TEMPLATE = REPO_ROOT / "infra" / "prometheus" / "prometheus.yml"
@@ -126,8 +125,4 @@ class LocalPrometheus:
 
 
 def probe_prometheus(url: str) -> str:
-    try:
-        response = httpx.get(f"{url}/-/ready", timeout=2.0)
-    except httpx.HTTPError:
-        return "down"
-    return "ready" if response.status_code == 200 else "not ready"
+    return http_ready(url, "/-/ready")

@@ -15,9 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
-from infra.kafka_local import LocalKafka, port_open, wait_for_exit
+from infra.kafka_local import LocalKafka, http_ready, port_open, wait_for_exit
 from infra.monitoring import LocalPrometheus
 from infra.settings import REPO_ROOT, InfraSettings
 
@@ -201,8 +199,4 @@ def process_matches(pid: int, marker: str) -> bool:
 
 
 def probe_service(url: str) -> str:
-    try:
-        response = httpx.get(f"{url}/ready", timeout=2.0)
-    except httpx.HTTPError:
-        return "down"
-    return "ready" if response.status_code == 200 else "not ready"
+    return http_ready(url, "/ready")

@@ -18,11 +18,9 @@ from typing import Any
 
 import psutil
 
-from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
-from services.drift.app import watch_config
+from services.drift.app import report_service, watch_config
 from services.drift.domain.watch import DriftWatch
-from services.drift.reports import ReportService
 from services.drift.settings import DriftSettings
 from services.ingest.demo_data import german_credit
 
@@ -66,16 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             plain.append(time.perf_counter() - started)
         out["save_us_per_record_with_records"] = round(statistics.median(saves) * 1e6, 1)
         out["save_ms_per_batch_without_records"] = round(statistics.median(plain) * 1e3, 2)
-        reports = ReportService(
-            ReportStore(settings.resolved_state_path, settings.reports_dir, settings.reference_max),
-            numeric=settings.numeric_features,
-            categorical=settings.categorical_features,
-            model_name=settings.model_name,
-            base_url=settings.base_url,
-            window=settings.report_window,
-            reference_max=settings.reference_max,
-            kept=settings.reports_kept,
-        )
+        reports = report_service(settings)  # made one by one below: its schedule never starts
         times, summary = [], {}
         for n in range(args.reports + 1):
             reports.store.request(f"00000000-0000-4000-8000-{n:012d}", "manual")

@@ -52,10 +52,8 @@ def watch_config(settings: DriftSettings) -> WatchConfig:
     )
 
 
-def create_app(settings: DriftSettings | None = None) -> FastAPI:
-    settings = settings or DriftSettings()
-    store = DriftStore(settings.resolved_state_path, settings.records_kept, settings.reference_max)
-    reports = ReportService(
+def report_service(settings: DriftSettings) -> ReportService:
+    return ReportService(
         ReportStore(settings.resolved_state_path, settings.reports_dir, settings.reference_max),
         numeric=settings.numeric_features,
         categorical=settings.categorical_features,
@@ -66,6 +64,12 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         kept=settings.reports_kept,
         interval_s=settings.report_interval_s,
     )
+
+
+def create_app(settings: DriftSettings | None = None) -> FastAPI:
+    settings = settings or DriftSettings()
+    store = DriftStore(settings.resolved_state_path, settings.records_kept, settings.reference_max)
+    reports = report_service(settings)
     broker = make_broker(settings)
     publisher = EventPublisher(broker, settings.service_name)
     subscriptions = Subscriptions(broker, publisher, settings.service_name, settings.max_handler_attempts)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -22,9 +21,9 @@ from contracts.events import PredictionMade
 from contracts.registry import parse_event
 from contracts.topics import PREDICTIONS_MADE
 from feature_repo import ENTITY_KEY, FEATURES
-from infra.supervisor import SERVICE_ORDER
+from tests.e2e.stack import api, logs, stack_env
 from tests.e2e.test_cli import mlops
-from tests.support import TEST_KAFKA_PORT, isolated_env
+from tests.support import TEST_KAFKA_PORT
 
 PORT = TEST_KAFKA_PORT + 300
 FIRST_SERVICE_PORT = PORT - 2000
@@ -35,15 +34,10 @@ ROWS = 600
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[dict[str, str]]:
     state = tmp_path_factory.mktemp("loop")
-    env = isolated_env()
-    env.update({
-        "MLOPS_STATE_DIR": str(state), "MLOPS_JARS_DIR": str(jars_dir), "MLOPS_KAFKA_PORT": str(PORT),
-        "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 1), "MLOPS_FIRST_SERVICE_PORT": str(FIRST_SERVICE_PORT),
-        "MLOPS_SERVICE_START_TIMEOUT_S": "240",
-    })  # fmt: skip
+    env = stack_env(state, jars_dir, PORT, FIRST_SERVICE_PORT)
     up = mlops("up", "--services", SERVICES, env=env, timeout=300)
     try:
-        assert up.returncode == 0, up.stderr + "\n" + _logs(state)
+        assert up.returncode == 0, up.stderr + "\n" + logs(state)
         yield env
     finally:
         mlops("down", env=env)
@@ -51,18 +45,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[
 
 def _state(env: dict[str, str]) -> Path:
     return Path(env["MLOPS_STATE_DIR"])
-
-
-def _logs(state: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (state / "logs").glob("*.log"))
-
-
-def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
-    keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
-    port = FIRST_SERVICE_PORT + SERVICE_ORDER.index(service)
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": keys[f"dev-{role}"]["key"]}, timeout=60
-    )
 
 
 def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
@@ -90,7 +72,7 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
         outcomes: list[dict[str, Any]] = []
         deadline = time.monotonic() + 180
         while not outcomes or outcomes[-1]["status"] != "promoted":
-            assert time.monotonic() < deadline, f"no promotion: {outcomes[-3:]}\n{_logs(_state(stack))}"
+            assert time.monotonic() < deadline, f"no promotion: {outcomes[-3:]}\n{logs(_state(stack))}"
             request = ops.post("/train", json={"reason": "manual"}).json()["event_id"]
 
             def finished(request: str = request) -> dict[str, Any] | None:
@@ -114,7 +96,7 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
             )
         except AssertionError as err:
             raise AssertionError(
-                f"{err}: /model says {client.get('/model').text}\n{_logs(_state(stack))}"
+                f"{err}: /model says {client.get('/model').text}\n{logs(_state(stack))}"
             ) from None
         answers = [client.post("/predict", json={"entity_id": e}) for e in entities]
         assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.settings import REPO_ROOT
-from infra.supervisor import SERVICE_ORDER
+from tests.e2e.stack import api, logs, stack_env
 from tests.e2e.test_cli import mlops
-from tests.support import TEST_KAFKA_PORT, isolated_env
+from tests.support import TEST_KAFKA_PORT
 
 PORT = TEST_KAFKA_PORT + 400
 FIRST_SERVICE_PORT = PORT - 3000
@@ -28,12 +27,7 @@ FIRST_SERVICE_PORT = PORT - 3000
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("demo")
-    env = isolated_env()
-    env.update({
-        "MLOPS_STATE_DIR": str(state), "MLOPS_JARS_DIR": str(jars_dir), "MLOPS_KAFKA_PORT": str(PORT),
-        "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 1), "MLOPS_FIRST_SERVICE_PORT": str(FIRST_SERVICE_PORT),
-        "MLOPS_SERVICE_START_TIMEOUT_S": "240",
-    })  # fmt: skip
+    env = stack_env(state, jars_dir, PORT, FIRST_SERVICE_PORT)
     try:
         result = mlops("demo", env=env, timeout=1500)
         yield {"env": env, "state": state, "result": result}
@@ -41,22 +35,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[d
         mlops("down", env=env)
 
 
-def _logs(state: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in (state / "logs").glob("*.log"))
-
-
-def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
-    keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
-    port = FIRST_SERVICE_PORT + SERVICE_ORDER.index(service)
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": keys[f"dev-{role}"]["key"]}, timeout=60
-    )
-
-
 @pytest.mark.timeout(1800)
 def test_the_demo_closes_the_loop_and_exits_zero(demo: dict[str, Any]) -> None:
     result, state = demo["result"], demo["state"]
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:] + _logs(state)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:] + logs(state, 2000)
     run = json.loads((state / "demo" / "closed-loop.json").read_text())
     f = run["figures"]
     assert f["first_version"] and f["new_version"] not in (None, f["first_version"])

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.stack import stack_env
 from tests.e2e.test_cli import mlops
-from tests.support import TEST_KAFKA_PORT, isolated_env
+from tests.support import TEST_KAFKA_PORT
 
 PORT = TEST_KAFKA_PORT + 300
 FIRST_SERVICE_PORT = TEST_KAFKA_PORT - 1300
@@ -23,18 +24,8 @@ PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 
 @pytest.fixture
 def env(tmp_path: Path, jars_dir: Path) -> Iterator[dict[str, str]]:
-    env = isolated_env()
-    env.update(
-        {
-            "MLOPS_STATE_DIR": str(tmp_path / "state"),
-            "MLOPS_JARS_DIR": str(jars_dir),
-            "MLOPS_KAFKA_PORT": str(PORT),
-            "MLOPS_KAFKA_CONTROLLER_PORT": str(PORT + 1),
-            "MLOPS_FIRST_SERVICE_PORT": str(FIRST_SERVICE_PORT),
-            "MLOPS_PROMETHEUS_PORT": str(PROMETHEUS_PORT),
-            "MLOPS_PROMETHEUS_SCRAPE_INTERVAL_S": "1",
-        }
-    )
+    env = stack_env(tmp_path / "state", jars_dir, PORT, FIRST_SERVICE_PORT)
+    env.update({"MLOPS_PROMETHEUS_PORT": str(PROMETHEUS_PORT), "MLOPS_PROMETHEUS_SCRAPE_INTERVAL_S": "1"})
     yield env
     mlops("down", env=env)
 

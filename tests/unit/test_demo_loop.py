@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from infra.loop import LoopConfig, LoopRun, LoopState, Mark, Served, dump, figures
+from infra.loop import LoopConfig, LoopRun, LoopState, Mark, Served
+from infra.loop_figures import dump, figures
 from infra.loop_view import live_table, plot, summary_table
 
 

@@ -1,0 +1,35 @@
+"""What the end-to-end tests share about a whole stack started with the `mlops` CLI: its environment
+(a state folder and ports of its own), an HTTP client in a role's seat, and the services' logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from infra.supervisor import SERVICE_ORDER
+from tests.support import isolated_env
+
+
+def stack_env(state: Path, jars_dir: Path, kafka_port: int, first_service_port: int) -> dict[str, str]:
+    env = isolated_env()
+    env.update({
+        "MLOPS_STATE_DIR": str(state), "MLOPS_JARS_DIR": str(jars_dir), "MLOPS_KAFKA_PORT": str(kafka_port),
+        "MLOPS_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
+        "MLOPS_FIRST_SERVICE_PORT": str(first_service_port), "MLOPS_SERVICE_START_TIMEOUT_S": "240",
+    })  # fmt: skip
+    return env
+
+
+def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
+    """A client of `service` holding the development key of `role` (from the stack's state folder)."""
+    keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
+    port = int(env["MLOPS_FIRST_SERVICE_PORT"]) + SERVICE_ORDER.index(service)
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": keys[f"dev-{role}"]["key"]}, timeout=60
+    )
+
+
+def logs(state: Path, tail: int = 3000) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-tail:]}" for p in (state / "logs").glob("*.log"))
