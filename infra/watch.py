@@ -80,7 +80,10 @@ async def watch(
                 done.set()
 
     for topic in dict.fromkeys(t.topic for t in WATCHED):
-        subs.on_raw(topic, group_id=group, start="latest")(show)
+        # A group per topic: consumers of different topics in ONE group rebalance each other as they
+        # join, and a partition reassigned after the banner re-resolves "latest" past what came meanwhile
+        # (a ModelPromoted published right after the banner was missed, 1 run in many).
+        subs.on_raw(topic, group_id=f"{group}.{topic}", start="latest")(show)
     async with broker:
         await broker.start()
         await subs.ready_for_new_messages()
