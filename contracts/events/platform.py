@@ -40,6 +40,21 @@ class AuditCheckpointedPayload(ContractModel):
         default=None, description="Event id of the latest entry; null when empty."
     )
     covered_until: AwareDatetime = Field(description="Every event recorded before this instant is covered.")
+    # Optional since the checkpoints were signed (older checkpoints carry none of these): a verifier
+    # trusts a checkpoint only when `signature` verifies under a public key it was configured with.
+    chain_name: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Name of the chain (from settings)."
+    )
+    genesis_hash: Sha256Hex | None = Field(default=None, description="Hash of the chain's first entry.")
+    key_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{16}$", description="First 16 hex of SHA-256 of the public key."
+    )
+    signature: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Base64 Ed25519 signature over the checkpoint's canonical message (docs/audit.md).",
+    )
 
 
 class AuditCheckpointed(Event[AuditCheckpointedPayload]):
