@@ -1,8 +1,8 @@
 """Model versions from the MLflow registry, by version (never "whatever is newest"), cached LRU.
 
-A version is loaded with `models:/name/version`, its inputs come from the `features` tag typed by
-the signature, and its reference sample is the run's `dataset/training_set.parquet`. Every method
-blocks: call it in a thread.
+A version is loaded with `models:/name/version`, its inputs and threshold come from its model card
+(`contracts.model.read_registered_card`, the same reader serving uses), and its reference sample
+is the run's `dataset/training_set.parquet`. Every method blocks: call it in a thread.
 """
 
 from __future__ import annotations
@@ -16,20 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from contracts.model import Column, ModelCardError, read_registered_card
 from servicekit.mlflow_store import open_mlflow
-from services.explain.domain.model import Column, ExplainableModel, Kind
+from services.explain.domain.model import ExplainableModel
 from services.explain.errors import ModelLoadError, ModelVersionGone, NoChampion
 from services.explain.settings import ExplainSettings
 
 log = logging.getLogger(__name__)
 
-_KINDS: dict[str, Kind] = {
-    "long": "int",
-    "integer": "int",
-    "double": "float",
-    "float": "float",
-    "string": "str",
-}
 MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
@@ -91,16 +85,21 @@ class MlflowModels:
             raise
         tags = dict(mv.tags)
         try:
-            signature = mlflow.models.get_model_info(uri).signature
+            info = mlflow.models.get_model_info(uri)
             pipeline = mlflow.sklearn.load_model(uri)
         except Exception as exc:
             raise ModelLoadError(f"version {version}: {type(exc).__name__}: {exc}") from exc
-        columns = _columns(version, signature, tags)
+        try:
+            card = read_registered_card(version, info, tags)
+        except ModelCardError as exc:
+            raise ModelLoadError(str(exc)) from None
+        columns = tuple(card.features)
         run_id = str(tags.get("run_id") or mv.run_id or "")
         reference = self._reference(run_id, columns)
         log.info("loaded %s version %s (%d reference rows)", self.name, version, len(reference))
-        threshold = float(tags.get("decision_threshold", "0.5"))
-        return ExplainableModel(self.name, version, columns, threshold, pipeline, reference, run_id)
+        return ExplainableModel(
+            self.name, version, columns, card.decision_threshold, pipeline, reference, run_id
+        )
 
     def _reference(self, run_id: str, columns: tuple[Column, ...]) -> pd.DataFrame:
         mlflow = self._mlflow()
@@ -137,16 +136,3 @@ class MlflowModels:
         self._mlflow()
         return dict(self._client.get_model_version(self.name, version).tags).get("global_explanation")
 
-
-def _columns(version: str, signature: Any, tags: dict[str, str]) -> tuple[Column, ...]:
-    if signature is None or signature.inputs is None:
-        raise ModelLoadError(f"version {version}: logged without an input signature")
-    kinds = {s.name: _KINDS.get(getattr(s.type, "name", str(s.type))) for s in signature.inputs.inputs}
-    names = tags.get("features", "").split(",") if tags.get("features") else list(kinds)
-    columns = []
-    for name in names:
-        kind = kinds.get(name)
-        if kind is None:
-            raise ModelLoadError(f"version {version}: input {name!r} is missing or of an unsupported type")
-        columns.append(Column(name, kind))
-    return tuple(columns)

@@ -5,22 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-Kind = Literal["int", "float", "str"]
+from contracts.model import Column, Kind
+
 Scalar = int | float | str | bool | None
 METHODS = ("shap", "lime", "counterfactual")
-
-
-@dataclass(frozen=True)
-class Column:
-    """One model input: its name and the type the model declares."""
-
-    name: str
-    kind: Kind
+__all__ = ["Column", "ExplainableModel", "Kind", "LocalExplanation", "Scalar", "logit"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from contracts.model import Column, Kind, ModelCard
 from servicekit.mlflow_store import open_mlflow
 from services.training.domain.model import ScoreFn
 
@@ -148,6 +149,7 @@ class MlflowRegistry:
                 registered_model_name=self.model_name,
                 pyfunc_predict_fn="predict_proba",
                 pip_requirements=pip_requirements(),
+                metadata=model_card(candidate).metadata(),
             )
         version = str(info.registered_model_version)
         tags = {
@@ -171,6 +173,29 @@ class MlflowRegistry:
 
     def promote(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+
+def model_card(candidate: Candidate) -> ModelCard:
+    """The card logged with the model: types from the example, the profile from the training set."""
+    frame = candidate.training_set if candidate.training_set is not None else candidate.example
+    columns = [Column(name, _kind(candidate.example[name])) for name in candidate.inputs]
+    return ModelCard.profiled(
+        columns,
+        {name: frame[name].tolist() for name in candidate.inputs},
+        positive_class=POSITIVE_CLASS,
+        decision_threshold=candidate.decision_threshold,
+        window_start=candidate.tags.get("window_start") or None,
+        window_end=candidate.tags.get("window_end") or None,
+        dataset_sha256=candidate.dataset_sha256,
+    )
+
+
+def _kind(series: pd.Series) -> Kind:
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return "float"
+    return "str"
 
 
 def _log_training_set(frame: pd.DataFrame) -> None:
