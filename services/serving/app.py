@@ -28,7 +28,8 @@ from services.serving.adapters.mlflow_registry import MlflowRegistry
 from services.serving.adapters.outbox import EventOutbox
 from services.serving.domain.model import ModelSlot
 from services.serving.errors import ServingError
-from services.serving.handlers import LabelHandler, OnlineFeatures, PredictionHandler, RecentPredictions
+from services.serving.handlers import OnlineFeatures, PredictionHandler
+from services.serving.labels import LabelHandler, RecentPredictions
 from services.serving.reloader import ModelRegistry, ModelReloader
 from services.serving.routes import router
 from services.serving.settings import ServingSettings
@@ -130,7 +131,9 @@ def create_app(
     app.state.slot = slot
     app.state.reloader = reloader
     app.state.outbox = outbox
-    app.state.predictions = PredictionHandler(slot, reader, outbox, recent, service)
+    app.state.predictions = PredictionHandler(
+        slot, reader, outbox, recent, service, out_of_profile=settings.out_of_profile
+    )
     app.state.labels = LabelHandler(publish_label, recent, settings.label_dataset, service)
     app.add_exception_handler(ServingError, _serving_error)  # type: ignore[arg-type]
     app.include_router(router)

@@ -3,7 +3,8 @@
 `register_reference_model` trains and registers a model exactly as the training service does (the
 MODEL CONTRACT in docs/serving.md): a scikit-learn Pipeline logged with `mlflow.sklearn.log_model`,
 signature inputs = a subset of `feature_repo.FEATURES`, `pyfunc_predict_fn="predict_proba"`,
-version tags `positive_class`, `decision_threshold`, `features`, `run_id`, alias `champion`.
+the model card (`contracts.model`) in the MLmodel metadata, version tags `positive_class`,
+`decision_threshold`, `features`, `run_id`, alias `champion`.
 `push_feature_rows` puts the German credit rows into a Feast repo as the features service would.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from contracts.model import Column, Kind, ModelCard
 from feature_repo import FEATURES, FLOAT_FEATURES
 
 LABEL = "creditability"
@@ -106,6 +108,7 @@ def register_reference_model(
     from mlflow.models import infer_signature
 
     pipeline, x = fit_reference_pipeline(features, c)
+    card = reference_card(x, threshold)
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(model_name)
@@ -122,6 +125,7 @@ def register_reference_model(
             registered_model_name=model_name,
             pyfunc_predict_fn="predict_proba",
             pip_requirements=["scikit-learn", "pandas"],
+            metadata=card.metadata(),
         )
     version = str(info.registered_model_version)
     tags: dict[str, Any] = {
@@ -135,6 +139,14 @@ def register_reference_model(
     if promote:
         client.set_registered_model_alias(model_name, "champion", version)
     return version
+
+
+def reference_card(x: pd.DataFrame, threshold: float) -> ModelCard:
+    """The card training would log for a model fitted on `x` (its dtypes and its values)."""
+    kinds: dict[str, Kind] = {"int64": "int", "float64": "float"}
+    columns = [Column(str(name), kinds.get(str(x[name].dtype), "str")) for name in x.columns]
+    values = {c.name: x[c.name].tolist() for c in columns}
+    return ModelCard.profiled(columns, values, decision_threshold=threshold)
 
 
 def model_artifact_files(tracking_uri: str, model_name: str, version: str) -> list[Path]:

@@ -26,8 +26,21 @@ class UnknownEntity(ServingError):
     status = 404
 
 
+class UnknownPrediction(ServingError):
+    """A label names a prediction this service did not make (or no longer remembers)."""
+
+    status = 404
+
+
+class LabelConflict(ServingError):
+    """A label contradicts its prediction (another entity) or an earlier, different label."""
+
+    status = 409
+
+
 class InvalidFeatures(ServingError):
-    """Feature values missing, unknown, of the wrong type, or not scorable by the model."""
+    """Feature values missing, unknown, of the wrong type, outside the training profile, or not
+    scorable by the model."""
 
     status = 422
 

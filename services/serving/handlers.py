@@ -1,4 +1,5 @@
-"""Use cases: predict (by entity key or by raw features) and record a label.
+"""Use case: predict, by entity key or by raw features, guarded by the champion's training profile
+(labels are in labels.py).
 
 The route parses and calls these; Kafka and Feast are behind small ports so tests pass fakes. The
 prediction event is built off the request path (see adapters/outbox.py): the handler hands the
@@ -9,19 +10,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from contracts.common import Scalar
 from contracts.envelope import Event
-from contracts.events import LabelObserved, LabelObservedPayload, PredictionMade, PredictionMadePayload
+from contracts.events import PredictionMade, PredictionMadePayload
 from services.serving.domain.features import check_features, missing_features
 from services.serving.domain.model import LoadedModel, ModelSlot
-from services.serving.errors import DependencyUnavailable, InvalidFeatures, NoChampion, UnknownEntity
-from services.serving.metrics import LABELS, PREDICTION_SECONDS, PREDICTIONS
+from services.serving.errors import (
+    DependencyUnavailable,
+    InvalidFeatures,
+    NoChampion,
+    UnknownEntity,
+)
+from services.serving.labels import RecentPredictions
+from services.serving.metrics import PREDICTION_SECONDS, PREDICTIONS
 
 
 class OnlineFeatures(Protocol):
@@ -51,6 +56,7 @@ class Prediction:
     decision: str
     model: LoadedModel
     row: dict[str, Scalar]
+    out_of_profile: tuple[str, ...] = ()
 
     def response(self) -> dict[str, Any]:
         return {
@@ -59,6 +65,7 @@ class Prediction:
             "decision": self.decision,
             "model_name": self.model.name,
             "model_version": self.model.version,
+            "out_of_profile": list(self.out_of_profile),
         }
 
 
@@ -120,12 +127,14 @@ class PredictionHandler:
         outbox: Outbox,
         recent: RecentPredictions,
         producer: str,
+        out_of_profile: Literal["refuse", "flag"] = "refuse",
     ) -> None:
         self.slot = slot
         self.features = features
         self.outbox = outbox
         self.recent = recent
         self.producer = producer
+        self.out_of_profile = out_of_profile
 
     def predict(self, queries: Sequence[Query], started: float) -> list[Prediction]:
         model = self.slot.champion
@@ -137,23 +146,54 @@ class PredictionHandler:
             check_features(model.columns, v, strict=q.entity_id is None)
             for q, v in zip(queries, inputs, strict=True)
         ]
+        flags = self._guard(queries, rows, model)
         try:
             scores = model.scorer.score(rows)
-        except ValueError as exc:  # e.g. a category the model refuses
+        except (ValueError, OverflowError) as exc:  # e.g. a category the model refuses
             raise InvalidFeatures(f"the model cannot score these values: {exc}") from None
         predictions = [
-            Prediction(uuid.uuid4().hex, q.entity_id, s, model.decide(s), model, row)
-            for q, s, row in zip(queries, scores, rows, strict=True)
+            Prediction(uuid.uuid4().hex, q.entity_id, s, model.decide(s), model, row, flagged)
+            for q, s, row, flagged in zip(queries, scores, rows, flags, strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000
         for prediction, values in zip(predictions, inputs, strict=True):
             self.outbox.offer(PendingPrediction(prediction, latency_ms, self.producer, challenger, values))
-            if prediction.entity_id is not None:
-                self.recent.remember(prediction.prediction_id, prediction.entity_id)
+            self.recent.remember(prediction.prediction_id, prediction.entity_id)
         source = "entity" if queries[0].entity_id is not None else "features"
         PREDICTION_SECONDS.labels(source).observe(latency_ms / 1000)
         PREDICTIONS.labels(model.version, "champion").inc(len(predictions))
         return predictions
+
+    def _guard(
+        self, queries: Sequence[Query], rows: Sequence[Mapping[str, Scalar]], model: LoadedModel
+    ) -> list[tuple[str, ...]]:
+        """Features outside the champion's training profile, per row. Values a client sent are
+        refused (policy 'refuse') or flagged; values read online are flagged: they passed ingest's
+        schema, and refusing them would deny real applicants whenever the population shifts."""
+        refuse = self.out_of_profile == "refuse"
+        if refuse and not model.profile and any(q.entity_id is None for q in queries):
+            raise InvalidFeatures(
+                f"model version {model.version} carries no training profile, so feature values sent "
+                "cannot be checked against it: predict by entity_id, or promote a model with a card"
+            )
+        flags: list[tuple[str, ...]] = []
+        errors: list[dict[str, str]] = []
+        for i, (query, row) in enumerate(zip(queries, rows, strict=True)):
+            found = model.out_of_profile(row)
+            if refuse and query.entity_id is None:
+                where = f"instance {i}: " if len(queries) > 1 else ""
+                errors += [
+                    {"field": f"features.{name}", "code": "out_of_profile", "message": where + reason}
+                    for name, reason in found.items()
+                ]
+            flags.append(tuple(found))
+        if errors:
+            raise InvalidFeatures(
+                f"{len(errors)} feature value(s) outside the training profile of model version "
+                f"{model.version}",
+                errors,
+            )
+        return flags
 
     def _inputs(
         self, queries: Sequence[Query], model: LoadedModel, challenger: LoadedModel | None
@@ -162,21 +202,21 @@ class PredictionHandler:
         shadow challenger needs; `check_features` keeps the champion's)."""
         entity_ids = [q.entity_id for q in queries if q.entity_id is not None]
         read = dict(zip(entity_ids, self._read(entity_ids, model, challenger), strict=True))
-        unknown = [e for e, row in read.items() if row is None]
+        # Entity ids may be personal data: errors name the instance's position, never the id.
+        unknown = [i for i, q in enumerate(queries) if q.entity_id is not None and read[q.entity_id] is None]
         if unknown:
-            shown = ", ".join(repr(e) for e in unknown[:5])
-            raise UnknownEntity(f"no features in the online store for entity {shown}")
+            where = f" (instance {', '.join(map(str, unknown[:10]))})" if len(queries) > 1 else ""
+            raise UnknownEntity(f"no features in the online store for the requested entity{where}")
         inputs: list[Mapping[str, Scalar]] = []
-        for q in queries:
+        for i, q in enumerate(queries):
             if q.entity_id is None:
                 inputs.append(q.features or {})
                 continue
             row = read[q.entity_id] or {}
             gaps = missing_features(model.columns, row)
             if gaps:
-                raise InvalidFeatures(
-                    f"entity {q.entity_id!r} has no value for model input(s): {', '.join(gaps)}"
-                )
+                missing = ", ".join(gaps)
+                raise InvalidFeatures(f"instance {i}: the entity has no value for model input(s): {missing}")
             inputs.append(row)
         return inputs
 
@@ -194,58 +234,3 @@ class PredictionHandler:
             return self.features.read(entity_ids, names)
         except Exception as exc:
             raise DependencyUnavailable(f"online feature read failed: {type(exc).__name__}") from exc
-
-
-class RecentPredictions:
-    """Bounded memory of prediction id -> entity id, so /labels can key a label by its entity."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, str] = OrderedDict()
-
-    def remember(self, prediction_id: str, entity_id: str) -> None:
-        if self.size <= 0:
-            return
-        self._entries[prediction_id] = entity_id
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def entity_of(self, prediction_id: str) -> str | None:
-        return self._entries.get(prediction_id)
-
-
-class LabelHandler:
-    def __init__(
-        self,
-        publish: Callable[[Event[Any]], Awaitable[None]],
-        recent: RecentPredictions,
-        dataset: str,
-        producer: str,
-    ) -> None:
-        self.publish = publish
-        self.recent = recent
-        self.dataset = dataset
-        self.producer = producer
-
-    async def observe(
-        self, prediction_id: str, label: Literal["good", "bad"], entity_id: str | None
-    ) -> LabelObserved:
-        """Publish (acknowledged by Kafka) the label. Keyed by the entity: the one given, the one the
-        prediction was made for, else the prediction id (how PredictionMade without entity is keyed)."""
-        entity = entity_id or self.recent.entity_of(prediction_id) or prediction_id
-        event = LabelObserved.create(
-            LabelObservedPayload(
-                dataset=self.dataset,
-                entity_id=entity,
-                label=label,
-                event_time=datetime.now(UTC),
-                prediction_id=prediction_id,
-            ),
-            self.producer,
-        )
-        try:
-            await self.publish(event)
-        except Exception as exc:
-            raise DependencyUnavailable(f"could not publish the label: {type(exc).__name__}") from exc
-        LABELS.labels(label).inc()
-        return event

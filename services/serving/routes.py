@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from servicekit.auth import Principal, Role, require_roles
 from services.serving.domain.model import LoadedModel
 from services.serving.errors import BatchTooLarge
-from services.serving.handlers import LabelHandler, PredictionHandler, Query
+from services.serving.handlers import PredictionHandler, Query
+from services.serving.labels import LabelHandler
 from services.serving.schemas import (
     LabelAccepted,
     LabelRequest,
@@ -49,9 +50,9 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     response_model=PredictionOut | list[PredictionOut],
     openapi_extra=_body_schema(PredictRequest),
     responses={
-        404: {"description": "unknown entity"},
+        404: {"description": "unknown entity (the id is not echoed back)"},
         413: {"description": "batch or body too large"},
-        422: {"description": "invalid body or features"},
+        422: {"description": "invalid body or features, or values outside the training profile"},
         503: {"description": "no champion loaded yet, or feature store unavailable"},
     },
 )
@@ -83,6 +84,12 @@ async def predict(request: Request, _: Annotated[Principal, Depends(require_role
     summary="Ground truth for a prediction (producer or client role); published as LabelObserved",
     openapi_extra=_body_schema(LabelRequest),
     response_model=LabelAccepted,
+    responses={
+        404: {"description": "no such prediction made by this service (or no longer remembered)"},
+        409: {"description": "entity_id is not the prediction's, or the prediction has another label"},
+        422: {"description": "invalid body"},
+        503: {"description": "Kafka unavailable; retry"},
+    },
 )
 async def labels(
     request: Request, _: Annotated[Principal, Depends(require_roles(Role.PRODUCER, Role.CLIENT))]
@@ -119,6 +126,7 @@ def _info(model: LoadedModel | None) -> ModelInfo | None:
         threshold=model.threshold,
         features=list(model.feature_names),
         scorer=model.scorer.kind,
+        profiled=sorted(model.profile),
     )
 
 

@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 EntityId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-FeatureValue = StrictInt | StrictFloat | StrictStr
+MAX_TEXT_VALUE = 256  # longer than any category a model is trained on: refused before it is scored
+FeatureValue = StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=MAX_TEXT_VALUE)]
 Features = Annotated[dict[Annotated[str, Field(max_length=256)], FeatureValue], Field(max_length=1000)]
 
 
@@ -56,6 +57,11 @@ class PredictionOut(BaseModel):
     decision: Literal["approve", "decline"] = Field(description="decline when score >= threshold.")
     model_name: str
     model_version: str
+    out_of_profile: list[str] = Field(
+        default_factory=list,
+        description="Features whose value lies outside the champion's training profile (flagged, "
+        "scored anyway): values read online, or values sent under SERVING_OUT_OF_PROFILE=flag.",
+    )
 
 
 class LabelRequest(BaseModel):
@@ -63,7 +69,9 @@ class LabelRequest(BaseModel):
 
     prediction_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
     label: Literal["good", "bad"]
-    entity_id: EntityId | None = Field(None, description="Entity the label is about, if known.")
+    entity_id: EntityId | None = Field(
+        None, description="Entity the label is about; if given it must be the prediction's (else 409)."
+    )
 
 
 class LabelAccepted(BaseModel):
@@ -81,6 +89,9 @@ class ModelInfo(BaseModel):
     threshold: float
     features: list[str]
     scorer: str
+    profiled: list[str] = Field(
+        default_factory=list, description="Features with a training profile (empty: a legacy model)."
+    )
 
 
 class ModelStatus(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -59,7 +59,17 @@ class ServingSettings(ServiceSettings):
     )
     outbox_retry_max_s: float = Field(5.0, gt=0, description="Longest pause between publish attempts.")
     recent_predictions: int = Field(
-        100_000, ge=0, description="Prediction ids remembered (with their entity) to key /labels."
+        100_000,
+        ge=1,
+        description="Predictions remembered (id, entity, label) so /labels only accepts a label for a "
+        "prediction this process made: older ones, and any made before a restart, answer 404.",
+    )
+    out_of_profile: Literal["refuse", "flag"] = Field(
+        "refuse",
+        description="Feature values sent to /predict outside the champion's training profile (a number "
+        "outside the range seen in training, a category never seen): 'refuse' answers 422 naming the "
+        "feature; 'flag' scores them and names the features in the answer's out_of_profile. Values read "
+        "from the online store are always scored and flagged, never refused.",
     )
     label_dataset: str = Field(
         "loan_applications", min_length=1, description="Dataset named in LabelObserved events."

@@ -65,7 +65,9 @@ def test_predict_by_entity_reads_features_once_and_answers(client: TestClient) -
     response = client.post("/predict", json={"entity_id": E1})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"prediction_id", "score", "decision", "model_name", "model_version"}
+    assert set(body) == {
+        "prediction_id", "score", "decision", "model_name", "model_version", "out_of_profile"
+    }
     assert body["model_name"] == "credit-risk" and body["model_version"] == "7"
     assert 0 < body["score"] < 1 and body["decision"] == ("decline" if body["score"] >= 0.5 else "approve")
     assert client.features.calls == 1  # type: ignore[attr-defined]
@@ -113,7 +115,7 @@ def test_the_shadow_challenger_is_published_but_not_returned(keys: dict[str, str
     ("body", "status", "needle"),
     [
         ({"entity_id": "app-unknown"}, 404, "no features in the online store"),
-        ({"instances": [{"entity_id": E1}, {"entity_id": "nobody"}]}, 404, "'nobody'"),
+        ({"instances": [{"entity_id": E1}, {"entity_id": "nobody"}]}, 404, "(instance 1)"),
         ({"features": {"duration_in_month": 12}}, 422, "invalid feature"),
         ({"features": {**rows()[E1], "duration_in_month": "twelve"}}, 422, "invalid feature"),
         ({"features": {**rows()[E1], "salary": 1000}}, 422, "invalid feature"),
@@ -200,18 +202,15 @@ def test_labels_publish_label_observed_keyed_by_the_predicted_entity(client: Tes
     }
 
 
-def test_labels_for_unknown_predictions_use_the_given_entity_or_the_prediction_id(
+def test_labels_for_predictions_by_features_are_keyed_by_the_prediction_id(
     client: TestClient, keys: dict[str, str]
 ) -> None:
+    made = client.post("/predict", json={"features": rows()[E1]}).json()["prediction_id"]
     producer = {"X-API-Key": keys["producer"]}
-    assert (
-        client.post("/labels", json={"prediction_id": "p1", "label": "good"}, headers=producer).status_code
-        == 202
-    )
-    body = {"prediction_id": "p2", "label": "good", "entity_id": "app-9"}
-    assert client.post("/labels", json=body).status_code == 202
-    keys_used = [e.payload.entity_id for e, _ in client.published.events]  # type: ignore[attr-defined]
-    assert keys_used == ["p1", "app-9"]
+    response = client.post("/labels", json={"prediction_id": made, "label": "good"}, headers=producer)
+    assert response.status_code == 202
+    [(event, _)] = client.published.events  # type: ignore[attr-defined]
+    assert event.payload.entity_id == made == response.json()["entity_id"]
 
 
 @pytest.mark.parametrize(
@@ -229,10 +228,12 @@ def test_bad_labels_get_422(client: TestClient, body: dict[str, Any]) -> None:
     assert client.published.events == []  # type: ignore[attr-defined]
 
 
-def test_kafka_down_makes_labels_a_503(client: TestClient) -> None:
+def test_kafka_down_makes_labels_a_503_and_the_label_may_be_sent_again(client: TestClient) -> None:
+    made = client.post("/predict", json={"entity_id": E1}).json()["prediction_id"]
     client.published.fail = 1  # type: ignore[attr-defined]
-    response = client.post("/labels", json={"prediction_id": "p", "label": "good"})
+    response = client.post("/labels", json={"prediction_id": made, "label": "good"})
     assert response.status_code == 503 and "could not publish the label" in response.json()["detail"]
+    assert client.post("/labels", json={"prediction_id": made, "label": "bad"}).status_code == 202
 
 
 def test_model_tells_any_role_what_is_served(client: TestClient, keys: dict[str, str]) -> None:
@@ -256,6 +257,9 @@ def test_every_route_needs_a_valid_key_and_role(
     client: TestClient, keys: dict[str, str], method: str, path: str, body: Any, admitted: set[str]
 ) -> None:
     call = getattr(client, method)
+    if path == "/labels":  # a label must name a prediction the service made
+        made = client.post("/predict", json={"entity_id": E1}, headers={"X-API-Key": keys["client"]})
+        body = {**body, "prediction_id": made.json()["prediction_id"]}
     kwargs = {"json": body} if body is not None else {}
     assert call(path, headers={"X-API-Key": ""}, **kwargs).status_code == 401
     assert call(path, headers={"X-API-Key": "mlops_wrong"}, **kwargs).status_code == 401

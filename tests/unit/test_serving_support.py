@@ -11,8 +11,9 @@ from typing import Any
 
 from contracts.common import Scalar
 from contracts.envelope import Event
+from contracts.model import ModelCard
 from servicekit.auth import Role, write_dev_keys
-from services.serving.devdata import entity_id, feature_rows, fit_reference_pipeline
+from services.serving.devdata import entity_id, feature_rows, fit_reference_pipeline, reference_card
 from services.serving.domain.model import Column, LoadedModel
 from services.serving.domain.scoring import SklearnScorer, compile_linear
 from services.serving.errors import ModelLoadError
@@ -24,7 +25,14 @@ SMALL_FEATURES = ("duration_in_month", "credit_amount", "age_in_years", "purpose
 def fitted(features: tuple[str, ...] | None = None, c: float = 1.0) -> tuple[Any, tuple[Column, ...]]:
     pipeline, x = fit_reference_pipeline(features, c)
     kinds = {"int64": "int", "float64": "float", "object": "str"}
-    return pipeline, tuple(Column(name, kinds[str(x[name].dtype)]) for name in x.columns)  # type: ignore[misc]
+    return pipeline, tuple(Column(name, kinds[str(x[name].dtype)]) for name in x.columns)  # type: ignore[arg-type]
+
+
+@functools.cache
+def card(features: tuple[str, ...] | None = None, threshold: float = 0.5) -> ModelCard:
+    """The card training would log: its profile is the whole German credit data set."""
+    _, x = fit_reference_pipeline(features)
+    return reference_card(x, threshold)
 
 
 def loaded(
@@ -35,7 +43,9 @@ def loaded(
     threshold: float = 0.5,
     compiled: bool = True,
     alias: str = "champion",
+    profiled: bool = True,
 ) -> LoadedModel:
+    """`profiled=False`: a legacy model, registered before model cards (no training profile)."""
     pipeline, columns = fitted(features, c)
     scorer = compile_linear(pipeline, columns) if compiled else None
     return LoadedModel(
@@ -47,6 +57,7 @@ def loaded(
         scorer=scorer or SklearnScorer(pipeline, columns),
         loaded_at=datetime.now(UTC),
         load_seconds=0.0,
+        card=card(features, threshold) if profiled else None,
     )
 
 

@@ -1,8 +1,9 @@
 """The MLflow model registry: which version an alias points at, and loading a version.
 
 Loading follows the MODEL CONTRACT (docs/serving.md): a scikit-learn pipeline logged with a
-signature whose inputs are the model's features, version tags `decision_threshold`, `features` and
-`positive_class=bad`. Anything else is a ModelLoadError, and the caller keeps the model it has.
+signature whose inputs are the model's features, and its card (`contracts.model`, read by the same
+code as explain's) with `positive_class=bad`. Anything else is a ModelLoadError, and the caller keeps
+the model it has.
 """
 
 from __future__ import annotations
@@ -12,22 +13,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.model import Column, ModelCardError, read_registered_card
 from servicekit.mlflow_store import open_mlflow
-from services.serving.domain.model import Column, Kind, LoadedModel
+from services.serving.domain.model import LoadedModel
 from services.serving.domain.scoring import Scorer, SklearnScorer, compile_linear, verified
 from services.serving.errors import ModelLoadError
 from services.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
-
-_KINDS: dict[str, Kind] = {
-    "long": "int",
-    "integer": "int",
-    "double": "float",
-    "float": "float",
-    "string": "str",
-}
-
 
 class MlflowRegistry:
     """Implements the handlers' `ModelRegistry` port. Every method blocks: call it in a thread."""
@@ -63,15 +56,17 @@ class MlflowRegistry:
         uri = f"models:/{self.name}/{version}"
         try:
             tags = dict(self._client.get_model_version(self.name, version).tags)
-            signature = mlflow.models.get_model_info(uri).signature
+            info = mlflow.models.get_model_info(uri)
             pipeline = mlflow.sklearn.load_model(uri)
         except Exception as exc:  # a corrupted or missing artifact, or a registry error
             raise ModelLoadError(f"version {version}: {type(exc).__name__}: {exc}") from exc
-        columns = _columns(version, signature, tags)
-        if tags.get("positive_class", "bad") != "bad":
-            raise ModelLoadError(
-                f"version {version}: positive_class is {tags['positive_class']!r}, not 'bad'"
-            )
+        try:
+            card = read_registered_card(version, info, tags)
+        except ModelCardError as exc:
+            raise ModelLoadError(str(exc)) from None
+        if card.positive_class != "bad":
+            raise ModelLoadError(f"version {version}: positive_class is {card.positive_class!r}, not 'bad'")
+        columns = tuple(card.features)
         if not hasattr(pipeline, "predict_proba"):
             raise ModelLoadError(f"version {version}: the model has no predict_proba")
         return LoadedModel(
@@ -79,8 +74,9 @@ class MlflowRegistry:
             version=version,
             alias=alias,
             columns=columns,
-            threshold=_threshold(version, tags),
+            threshold=card.decision_threshold,
             scorer=self._scorer(pipeline, columns, version),
+            card=card,
             loaded_at=datetime.now(UTC),
             load_seconds=time.perf_counter() - started,
         )
@@ -96,27 +92,3 @@ class MlflowRegistry:
             )
         return reference
 
-
-def _columns(version: str, signature: Any, tags: dict[str, str]) -> tuple[Column, ...]:
-    if signature is None or signature.inputs is None:
-        raise ModelLoadError(f"version {version}: logged without an input signature")
-    columns: list[Column] = []
-    for spec in signature.inputs.inputs:
-        kind = _KINDS.get(getattr(spec.type, "name", str(spec.type)))
-        if spec.name is None or kind is None:
-            raise ModelLoadError(f"version {version}: input {spec.name!r} has unsupported type {spec.type}")
-        columns.append(Column(spec.name, kind))
-    declared = tags.get("features")
-    if declared is not None and declared.split(",") != [c.name for c in columns]:
-        raise ModelLoadError(f"version {version}: the features tag does not match the signature inputs")
-    return tuple(columns)
-
-
-def _threshold(version: str, tags: dict[str, str]) -> float:
-    try:
-        threshold = float(tags.get("decision_threshold", "0.5"))
-    except ValueError:
-        raise ModelLoadError(f"version {version}: decision_threshold is not a number") from None
-    if not 0.0 <= threshold <= 1.0:
-        raise ModelLoadError(f"version {version}: decision_threshold {threshold} is outside [0, 1]")
-    return threshold

@@ -7,22 +7,17 @@ reference assignment on the event loop: no lock, no request waits for a load.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from contracts.common import Scalar
+from contracts.model import Column, FeatureProfile, Kind, ModelCard
 from services.serving.domain.scoring import Scorer
 
-Kind = Literal["int", "float", "str"]
 Decision = Literal["approve", "decline"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One model input: its name and the type the model signature declares."""
-
-    name: str
-    kind: Kind
+__all__ = ["Column", "Decision", "Kind", "LoadedModel", "ModelSlot", "decide"]
 
 
 @dataclass(frozen=True)
@@ -35,13 +30,28 @@ class LoadedModel:
     scorer: Scorer
     loaded_at: datetime
     load_seconds: float
+    card: ModelCard | None = None  # None only for models built in tests without one
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.columns)
 
+    @property
+    def profile(self) -> dict[str, FeatureProfile]:
+        """What training saw per feature; empty for a legacy model registered without a card."""
+        return self.card.profile if self.card is not None else {}
+
     def decide(self, score: float) -> Decision:
         return decide(score, self.threshold)
+
+    def out_of_profile(self, row: Mapping[str, Scalar]) -> dict[str, str]:
+        """Feature -> why its value lies outside what training saw (empty: inside, or no profile)."""
+        found: dict[str, str] = {}
+        for name, profile in self.profile.items():
+            reason = profile.violation(row[name]) if name in row else None
+            if reason is not None:
+                found[name] = reason
+        return found
 
 
 def decide(score: float, threshold: float) -> Decision:

@@ -13,12 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from contracts.common import Scalar
-
-if TYPE_CHECKING:
-    from services.serving.domain.model import Column
+from contracts.model import Column
 
 Row = Mapping[str, Scalar]
 
