@@ -1,46 +1,60 @@
 """Kafka subscriptions with the platform's delivery rules, so no service re-implements them:
 
-- at-least-once: offsets are committed only after the handler returned (handlers are idempotent);
-- a message that cannot be parsed or fails its contract is dead-lettered with the reason and
+- at-least-once: offsets are committed once per batch, only after the handler returned (handlers
+  are idempotent, and publish what they must before returning: the outbox rule);
+- a message that cannot be parsed or fails its contract is dead-lettered alone with the reason and
   acknowledged, so it never blocks its partition;
-- a handler that keeps failing is retried `max_handler_attempts` times, then dead-lettered.
+- one bad record never takes its neighbours with it: a failing batch is retried, then its failures
+  are isolated record by record (servicekit/isolation.py); only the records that fail alone are
+  dead-lettered, each with its reason;
+- a batch in which nothing succeeds (a store is down) is redelivered `max_handler_attempts` times
+  before its records are dead-lettered, so an outage does not empty a topic into dead letters.
+
+`on_batch` is the typed batch path: each record is decoded once into its contract event, and the
+handler gets the decoded batch. `on_event` (one event per call) and `on_raw` (undecoded records)
+remain for observers and for topics that carry no envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from contracts.common import FieldError, KafkaCoordinates, Rejection
+from contracts.common import FieldError, KafkaCoordinates
 from contracts.envelope import Event
-from contracts.events import DeadLettered, DeadLetteredPayload
 from contracts.registry import ContractError, parse_event
 from servicekit.broker import MAX_REQUEST_BYTES, EventPublisher
+from servicekit.deadletters import DeadLetters, RawMessage
+from servicekit.isolation import handle_isolating
 from servicekit.logs import log_context
-from servicekit.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, HANDLER_SECONDS
+from servicekit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
+
+__all__ = ["Delivery", "RawMessage", "Subscription", "Subscriptions"]
 
 
 @dataclass(frozen=True)
-class RawMessage:
-    """One Kafka record as it arrived: nothing parsed yet."""
+class Delivery(Generic[E]):
+    """One record of a typed batch: the contract event, decoded once, and the record it came from."""
 
-    source: KafkaCoordinates
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
+    event: E
+    raw: RawMessage
+
+    @property
+    def source(self) -> KafkaCoordinates:
+        return self.raw.source
 
 
 @dataclass
@@ -63,6 +77,13 @@ class Subscriptions:
     registered: list[Subscription] = field(default_factory=list)
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
     _lag_labels: set[tuple[str, str, str, str]] = field(default_factory=set)
+    _letters: DeadLetters | None = None
+
+    @property
+    def letters(self) -> DeadLetters:
+        if self._letters is None:
+            self._letters = DeadLetters(self.publisher, self.service)
+        return self._letters
 
     def _subscriber(
         self,
@@ -110,18 +131,16 @@ class Subscriptions:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
                 raw = _raw_message(msg.raw_message)
-                try:
-                    event = parse_event(raw.value if raw.value is not None else b"")
-                    if not isinstance(event, event_types):
-                        raise ContractError(
-                            "unexpected_event_type",
-                            f"{event.event_type} is not accepted on {topic} (expects {names})",
-                        )
-                except ContractError as err:
-                    await self.dead_letter(raw, err.code, str(err), err.errors)
+                delivery = await self._decode(raw, event_types, topic)
+                if delivery is None:
                     return
+                event = delivery.event
+
+                async def handle(_: list[RawMessage]) -> None:
+                    await handler(event, raw.source)
+
                 with log_context(event_id=str(event.event_id), event_type=event.event_type):
-                    await self._run([raw], lambda: handler(event, raw.source))
+                    await self._run([raw], handle, lambda r: r)
 
         return register
 
@@ -151,11 +170,56 @@ class Subscriptions:
         def register(handler: Callable[[list[RawMessage]], Awaitable[None]]) -> None:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
-                records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+                records = _records(msg.raw_message)
                 raws = [_raw_message(r) for r in records]
-                await self._run(raws, lambda: handler(raws))
+                await self._run(raws, handler, lambda r: r)
 
         return register
+
+    def on_batch(
+        self,
+        topic: str,
+        *event_types: type[E],
+        group_id: str | None = None,
+        max_records: int = 500,
+        start: Literal["earliest", "latest"] = "earliest",
+    ) -> Callable[[Callable[[list[Delivery[E]]], Awaitable[None]]], None]:
+        """Subscribe a batch handler `(deliveries) -> None` to contract events on `topic`: up to
+        `max_records` records per call, each decoded once; what does not decode is dead-lettered
+        alone before the handler runs, and the handler's failures are isolated per record."""
+        group = group_id or self.service
+        names = ", ".join(t.__name__ for t in event_types)
+        subscriber = self._subscriber(
+            topic, group, batch=True, description=f"Consumes {names}.", max_records=max_records, start=start
+        )
+        self.registered.append(Subscription(topic, group, event_types, batch=True, subscriber=subscriber))
+
+        def register(handler: Callable[[list[Delivery[E]]], Awaitable[None]]) -> None:
+            @subscriber
+            async def consume(msg: KafkaMessage) -> None:
+                records = _records(msg.raw_message)
+                decoded = [await self._decode(_raw_message(r), event_types, topic) for r in records]
+                deliveries = [d for d in decoded if d is not None]
+                await self._run(deliveries, handler, lambda d: d.raw)
+
+        return register
+
+    async def _decode(
+        self, raw: RawMessage, event_types: tuple[type[E], ...], topic: str
+    ) -> Delivery[E] | None:
+        """The record's contract event, or None once it is dead-lettered with the contract's reason."""
+        try:
+            event = parse_event(raw.value if raw.value is not None else b"")
+            if not isinstance(event, event_types):
+                expected = ", ".join(t.__name__ for t in event_types)
+                raise ContractError(
+                    "unexpected_event_type",
+                    f"{event.event_type} is not accepted on {topic} (expects {expected})",
+                )
+        except ContractError as err:
+            await self.dead_letter(raw, err.code, str(err), err.errors)
+            return None
+        return Delivery(event, raw)
 
     def assignments(self) -> set[tuple[str, int]]:
         """Partitions currently assigned to this service's consumers (empty until a group settles)."""
@@ -209,59 +273,57 @@ class Subscriptions:
             CONSUMER_LAG.remove(*labels)
         self._lag_labels = current
 
-    async def _run(self, raws: list[RawMessage], call: Callable[[], Awaitable[None]]) -> None:
-        """Run a handler over one record or a batch. Attempts are counted by the first record (a
-        retried batch starts at the same offset); when they run out, EVERY record of the batch is
-        dead-lettered, so committing the batch loses none silently."""
-        first, count = raws[0], len(raws)
-        topic, coordinates = (
-            first.source.topic,
-            (first.source.topic, first.source.partition, first.source.offset),
-        )
-        started = time.perf_counter()
-        try:
-            await call()
-        except Exception as exc:
-            attempt = self._attempts.get(coordinates, 0) + 1
-            if attempt < self.max_attempts:
-                self._attempts[coordinates] = attempt
-                log.warning("handler failed (attempt %d/%d), will retry: %r", attempt, self.max_attempts, exc)
-                EVENTS_CONSUMED.labels(self.service, topic, "retried").inc(count)
-                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
-                raise  # NACK: the consumer seeks back and the message is delivered again
-            self._attempts.pop(coordinates, None)
-            log.exception("handler failed %d times; dead-lettering %d record(s)", attempt, count)
-            for raw in raws:
-                await self.dead_letter(
-                    raw, "handler_failed", f"{type(exc).__name__} after {attempt} attempts", []
-                )
+    async def _run(
+        self,
+        items: list[T],
+        handler: Callable[[list[T]], Awaitable[None]],
+        raw_of: Callable[[T], RawMessage],
+    ) -> None:
+        """Handle a batch with per-record isolation (see the module docstring). Raising NACKs the batch:
+        the consumer seeks back to its first offset and delivers it again."""
+        if not items:
             return
+        first = raw_of(items[0]).source
+        topic, coordinates = first.topic, (first.topic, first.partition, first.offset)
+        started = time.perf_counter()
+        result = await handle_isolating(items, handler, attempts=self.max_attempts)
+        if result.poison and not result.handled and len(items) > 1:
+            delivery = self._attempts.get(coordinates, 0) + 1
+            if delivery < self.max_attempts:
+                self._attempts[coordinates] = delivery
+                log.warning("no record of a batch of %d could be handled; redelivering it", len(items))
+                EVENTS_CONSUMED.labels(self.service, topic, "retried").inc(len(items))
+                await asyncio.sleep(min(0.2 * 2**delivery, 5.0))
+                raise result.poison[0][1]
         self._attempts.pop(coordinates, None)
+        for item, exc in result.poison:
+            log.error("handler failed on %s alone: %r", raw_of(item).source.model_dump(), exc)
+            await self.dead_letter(
+                raw_of(item), "handler_failed", _failure_reason(exc, self.max_attempts, len(items)), []
+            )
         HANDLER_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
-        EVENTS_CONSUMED.labels(self.service, topic, "handled").inc(count)
+        EVENTS_CONSUMED.labels(self.service, topic, "handled").inc(len(result.handled))
 
     async def dead_letter(self, raw: RawMessage, code: str, message: str, errors: list[FieldError]) -> None:
         """Publish (acks=all) before the offset is committed, so a dead letter is never lost."""
-        value = raw.value or b""
-        event = DeadLettered.create(
-            DeadLetteredPayload(
-                source=raw.source,
-                consumer=self.service,
-                reason=Rejection(code=code, message=message, errors=errors),
-                raw_sha256=hashlib.sha256(value).hexdigest(),
-                raw_size=len(value),
-                key_sha256=hashlib.sha256(raw.key).hexdigest() if raw.key is not None else None,
-            ),
-            producer=self.service,
-        )
-        await self.publisher.publish(event)
-        DEAD_LETTERS.labels(self.service, raw.source.topic, code).inc()
-        EVENTS_CONSUMED.labels(self.service, raw.source.topic, "dead_lettered").inc()
-        log.warning("dead-lettered %s: %s", raw.source.model_dump(), code)
+        await self.letters.send(raw, code, message, errors)
+
+
+def _failure_reason(exc: Exception, attempts: int, batch_size: int) -> str:
+    """The exception's type only: its message may quote the record's values (PII)."""
+    if batch_size == 1:
+        return f"{type(exc).__name__} after {attempts} attempts"
+    alone = "on this record alone"
+    return f"{type(exc).__name__} {alone}, after {attempts} attempts on its batch of {batch_size}"
 
 
 async def _no_decode(message: Any, original: Any) -> None:
     return None
+
+
+def _records(raw_message: Any) -> tuple[Any, ...]:
+    """A batch subscriber's records (a tuple from aiokafka, a list from the in-memory test broker)."""
+    return tuple(raw_message) if isinstance(raw_message, tuple | list) else (raw_message,)
 
 
 def _raw_message(record: Any) -> RawMessage:

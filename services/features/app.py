@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from contracts.envelope import Event
-from contracts.events import FeaturesUpdated
+from contracts.events import FeaturesUpdated, RecordCleaned
 from feature_repo import FeatureStoreSettings
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import RawMessage, Subscriptions
+from servicekit.consumer import Delivery, Subscriptions
 from services.features.adapters.feast_push import FeastPusher, FeaturePusher
 from services.features.adapters.ledger import PushLedger
 from services.features.handlers import FeaturesHandler
@@ -34,7 +34,9 @@ def store_settings(settings: FeaturesSettings) -> FeatureStoreSettings:
 
 def create_app(settings: FeaturesSettings | None = None, *, pusher: FeaturePusher | None = None) -> FastAPI:
     settings = settings or FeaturesSettings()
-    feast = FeastPusher(store_settings(settings)) if pusher is None else None
+    feast: FeastPusher | None = None
+    if pusher is None:  # tests pass a fake; the real one is opened in the startup hook
+        pusher = feast = FeastPusher(store_settings(settings))
     ledger = PushLedger(settings.resolved_ledger_path)
     broker = make_broker(settings)
     publisher = EventPublisher(broker, settings.service_name)
@@ -44,7 +46,7 @@ def create_app(settings: FeaturesSettings | None = None, *, pusher: FeaturePushe
         await publisher.publish(event, topic=topic)
 
     handler = FeaturesHandler(
-        pusher=pusher or feast,  # type: ignore[arg-type]
+        pusher=pusher,
         ledger=ledger,
         publish=publish,
         dead_letter=subscriptions.dead_letter,
@@ -53,9 +55,9 @@ def create_app(settings: FeaturesSettings | None = None, *, pusher: FeaturePushe
         producer=settings.service_name,
     )
 
-    @subscriptions.on_raw(settings.clean_topic, group_id=settings.consumer_group, batch=True)
-    async def consume(raws: list[RawMessage]) -> None:
-        await handler.handle(raws)
+    @subscriptions.on_batch(settings.clean_topic, RecordCleaned, group_id=settings.consumer_group)
+    async def on_records_clean(batch: list[Delivery[RecordCleaned]]) -> None:
+        await handler.handle(batch)
 
     async def open_feast() -> None:
         if feast is not None:

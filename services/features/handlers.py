@@ -1,9 +1,12 @@
 """The one use case: a fetched batch of records.clean -> one Feast push -> one FeaturesUpdated.
 
-Order per batch: parse (dead-letter what is not a usable RecordCleaned), drop ids the ledger has seen,
-push, publish FeaturesUpdated, record the ids. A crash before the ledger write repeats the push and
-the event on redelivery (at-least-once; see adapters/ledger.py); the event id of FeaturesUpdated is
-derived from the batch's record ids, so an identical re-publish carries the same id.
+Order per batch (decoded once by the kit, which dead-letters what is not a RecordCleaned): turn each
+record into a feature row (dead-letter, alone, what the stores cannot hold), drop ids the ledger has
+seen, push, publish FeaturesUpdated, record the ids. A failure the handler did not foresee is
+isolated to the record that causes it by the kit (servicekit/isolation.py). A crash before the
+ledger write repeats the push and the event on redelivery (at-least-once; see adapters/ledger.py);
+the event id of FeaturesUpdated is derived from the batch's record ids, so an identical re-publish
+carries the same id.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from typing import Any
 from contracts.common import FieldError, KafkaCoordinates
 from contracts.envelope import Event
 from contracts.events import FeaturesUpdated, FeaturesUpdatedPayload, RecordCleaned
-from contracts.registry import ContractError, parse_event
 from feature_repo.names import FEATURE_VIEW
-from servicekit.consumer import RawMessage
+from servicekit.consumer import Delivery, RawMessage
 from services.features.adapters.feast_push import FeaturePusher
 from services.features.adapters.ledger import PushLedger
 from services.features.domain.rows import FeatureRow, feature_row, summarise
@@ -53,8 +55,8 @@ class FeaturesHandler:
     producer: str = "features"
     last_update: FeaturesUpdated | None = field(default=None, init=False)
 
-    async def handle(self, raws: list[RawMessage]) -> FeaturesUpdated | None:
-        accepted = await self._accept(raws)
+    async def handle(self, batch: list[Delivery[RecordCleaned]]) -> FeaturesUpdated | None:
+        accepted = await self._accept(batch)
         unseen = await asyncio.to_thread(self.ledger.unseen, [str(a.event.event_id) for a in accepted])
         fresh = [a for a in accepted if str(a.event.event_id) in unseen]
         RECORDS.labels("duplicate").inc(len(accepted) - len(fresh))
@@ -72,24 +74,19 @@ class FeaturesHandler:
         log.info("pushed %d feature rows", len(fresh), extra={"features_event_id": str(event.event_id)})
         return event
 
-    async def _accept(self, raws: list[RawMessage]) -> list[Accepted]:
+    async def _accept(self, batch: list[Delivery[RecordCleaned]]) -> list[Accepted]:
         accepted: dict[str, Accepted] = {}  # by event id: a batch may hold the same event twice
-        for raw in raws:
+        for delivery in batch:
+            event = delivery.event
+            if event.payload.dataset != self.dataset:
+                RECORDS.labels("other_dataset").inc()
+                continue
             try:
-                event = parse_event(raw.value if raw.value is not None else b"")
-                if not isinstance(event, RecordCleaned):
-                    raise ContractError("unexpected_event_type", f"{event.event_type} is not a RecordCleaned")
-                if event.payload.dataset != self.dataset:
-                    RECORDS.labels("other_dataset").inc()
-                    continue
                 row = feature_row(event.payload.entity_id, event.payload.event_time, event.payload.record)
-            except ContractError as err:
-                await self._reject(raw, err.code, err.message, err.errors)
-                continue
             except FeaturesError as err:
-                await self._reject(raw, err.code, err.message, err.errors)
+                await self._reject(delivery.raw, err.code, err.message, err.errors)
                 continue
-            accepted.setdefault(str(event.event_id), Accepted(event, raw.source, row))
+            accepted.setdefault(str(event.event_id), Accepted(event, delivery.source, row))
         return list(accepted.values())
 
     async def _reject(self, raw: RawMessage, code: str, message: str, errors: list[FieldError]) -> None:

@@ -215,3 +215,35 @@ async def test_a_failing_batch_handler_dead_letters_every_record_of_the_batch(
     assert sorted(letter.payload.source.offset for letter in letters) == list(range(sent))
     assert all(letter.payload.reason.code == "handler_failed" for letter in letters)
     assert max(calls) > 1  # it really was consumed in batches
+
+
+async def test_one_poison_record_in_a_batch_is_dead_lettered_alone(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    """Today's defect: a handler failing on one record dead-lettered the whole fetched batch."""
+    await create_topic(kafka_bootstrap, unique_topic)
+    subs = kit(kafka_bootstrap)
+    sent, poison_at = 40, 17
+    handled: set[int] = set()
+    sizes: list[int] = []
+
+    async def fails_on_one(raws: list[RawMessage]) -> None:
+        sizes.append(len(raws))
+        values = [json.loads(r.value or b"{}")["i"] for r in raws]
+        if poison_at in values:
+            raise OverflowError("this one record breaks the store")
+        handled.update(values)
+
+    async with subs.broker:
+        await subs.broker.connect()
+        for i in range(sent):  # all in the topic before the consumer starts, so they come as batches
+            await subs.broker.publish(json.dumps({"i": i}).encode(), unique_topic)
+    subs.on_raw(unique_topic, group_id=f"g-{uuid.uuid4()}", batch=True)(fails_on_one)
+    async with subs.broker:
+        await subs.broker.start()
+        await wait_until(lambda: len(handled) == sent - 1, what="every record but the poison one")
+        [letter] = await _dead_letters_for(kafka_bootstrap, unique_topic, 1)
+    assert handled == set(range(sent)) - {poison_at} and max(sizes) > 1
+    assert letter.payload.source.offset == poison_at and letter.payload.reason.code == "handler_failed"
+    assert "OverflowError" in letter.payload.reason.message and "alone" in letter.payload.reason.message
+    assert "breaks the store" not in letter.model_dump_json()  # the exception's text may quote values

@@ -5,6 +5,7 @@ pushed once (online and offline) and announced by one FeaturesUpdated."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -59,3 +60,36 @@ async def test_garbage_is_dead_lettered_and_valid_records_are_pushed(
         features=feature_refs(), entity_rows=[{ENTITY_KEY: i} for i in ids]
     )
     assert online.to_dict()["housing"] == [e.payload.record["housing"] for e in good]
+
+
+async def test_an_event_time_the_store_cannot_hold_is_dead_lettered_alone(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Today's defect: a clean record dated year 9999 made Feast's frame fail (OutOfBoundsDatetime), and
+    the whole fetched batch went to the dead letters with it, valid neighbours included."""
+    platform = Platform(kafka_bootstrap, tmp_path)
+    await platform.create_topics()
+    good = [cleaned(app, i) for i, app in enumerate(applications(12, "odd", seed=4))]
+    far = [
+        event.model_copy(update={"payload": event.payload.model_copy(update={"event_time": when})})
+        for event, when in zip(
+            good[:2], (datetime(9999, 12, 31, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)), strict=True
+        )
+    ]
+    batch = [*good[2:6], far[0], *good[6:9], far[1], *good[9:]]  # odd records amid valid ones
+    topic = platform.topics["clean"]
+    async with platform.probe.broker:  # all in the topic before the service starts: one fetched batch
+        await platform.probe.broker.start()
+        await platform.send(batch, "clean")
+    async with platform.features.router.lifespan_context(platform.features), platform.probe.broker:
+        await platform.probe.broker.start()
+        ledger = platform.features.state.ledger
+        await wait_until(lambda: ledger.count() == 10, timeout_s=60, what="the ten valid records")
+    letters = await _dead_letters_for(kafka_bootstrap, topic, 2)
+    assert sorted((e.payload.source.offset, e.payload.reason.code) for e in letters) == [
+        (4, "not_a_feature_row"),
+        (8, "not_a_feature_row"),
+    ]
+    assert {e.payload.reason.errors[0].field for e in letters} == {"payload.event_time"}
+    offline = pd.read_parquet(FeatureStoreSettings(platform.features_settings.feature_store_dir).offline_path)
+    assert sorted(offline[ENTITY_KEY]) == sorted(e.payload.entity_id for e in good[2:])

@@ -1,9 +1,9 @@
 """The features use case with a fake Feast and a real ledger: one push and one FeaturesUpdated per batch,
-duplicates skipped (redelivery, twice in a batch), bad messages dead-lettered, other datasets skipped."""
+duplicates skipped (redelivery, twice in a batch), records the stores cannot hold dead-lettered alone,
+other datasets skipped. Decoding is the kit's (tests/unit/test_servicekit_consumer.py)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,8 @@ from contracts.common import FieldError, KafkaCoordinates
 from contracts.envelope import Event
 from contracts.events import FeaturesUpdated, RecordCleaned, RecordCleanedPayload
 from contracts.registry import encode_event
-from contracts.samples import sample_events
 from feature_repo.names import ENTITY_KEY, FEATURE_VIEW
-from servicekit.consumer import RawMessage
+from servicekit.consumer import Delivery, RawMessage
 from services.features.adapters.ledger import PushLedger
 from services.features.domain.rows import FeatureRow
 from services.features.handlers import FeaturesHandler
@@ -67,8 +66,13 @@ def raw(value: bytes | None, offset: int) -> RawMessage:
     return RawMessage(KafkaCoordinates(topic="records.clean", partition=0, offset=offset), None, value, 0)
 
 
-def raws(events: list[RecordCleaned], first_offset: int = 0) -> list[RawMessage]:
-    return [raw(encode_event(e), first_offset + i) for i, e in enumerate(events)]
+def raws(events: list[RecordCleaned], first_offset: int = 0) -> list[Delivery[RecordCleaned]]:
+    """The batch as the kit hands it over: each record decoded once, with the record it came from."""
+    return [Delivery(e, raw(encode_event(e), first_offset + i)) for i, e in enumerate(events)]
+
+
+def with_payload(event: RecordCleaned, **changes: Any) -> RecordCleaned:
+    return event.model_copy(update={"payload": event.payload.model_copy(update=changes)})
 
 
 @pytest.fixture
@@ -142,37 +146,30 @@ async def test_the_features_updated_id_is_derived_from_the_batch(tmp_path: Path)
     assert ids[0] == ids[1]
 
 
-async def test_bad_messages_are_dead_lettered_and_the_rest_is_pushed(parts: Any) -> None:
+async def test_records_the_stores_cannot_hold_are_dead_lettered_alone(parts: Any) -> None:
     handler, pusher, recorder = parts
     good = cleaned(2)
-    broken_record = cleaned(1, seed=8)[0]
-    record = dict(broken_record.payload.record)
+    odd = cleaned(4, seed=8)
+    record = dict(odd[0].payload.record)
     del record["credit_amount"]
-    broken = broken_record.model_copy(
-        update={"payload": broken_record.payload.model_copy(update={"record": record})}
-    )
-    not_cleaned = next(e for e in sample_events() if e.event_type == "TrainingRequested")
-    envelope_missing = json.loads(encode_event(good[0]))
-    del envelope_missing["event_id"]
+    huge = dict(odd[3].payload.record) | {"age_in_years": 2**70}
     batch = [
-        raw(b"{not json", 0),
-        raw(None, 1),
-        raw(encode_event(not_cleaned), 2),
-        raw(json.dumps(envelope_missing).encode(), 3),
-        raw(encode_event(broken), 4),
-        *raws(good, first_offset=5),
+        with_payload(odd[0], record=record),  # a feature missing
+        with_payload(odd[1], event_time=datetime(9999, 12, 31, tzinfo=UTC)),  # past nanosecond time
+        with_payload(odd[2], event_time=datetime(1, 1, 1, tzinfo=UTC)),
+        with_payload(odd[3], record=huge),  # past int64
+        *good,
     ]
-    update = await handler.handle(batch)
-    codes = [(letter[0].source.offset, letter[1]) for letter in recorder.letters]
-    assert codes == [
-        (0, "not_json"),
-        (1, "not_json"),
-        (2, "unexpected_event_type"),
-        (3, "schema_violation"),
-        (4, "not_a_feature_row"),
+    update = await handler.handle(raws(batch))
+    letters = [(letter[0].source.offset, letter[1], letter[2][0].field) for letter in recorder.letters]
+    assert letters == [
+        (0, "not_a_feature_row", "payload.record.credit_amount"),
+        (1, "not_a_feature_row", "payload.event_time"),
+        (2, "not_a_feature_row", "payload.event_time"),
+        (3, "not_a_feature_row", "payload.record.age_in_years"),
     ]
-    assert recorder.letters[4][2][0].field == "payload.record.credit_amount"
     assert update is not None and update.payload.rows == 2 and len(pusher.batches) == 1
+    assert [row[ENTITY_KEY] for row in pusher.batches[0]] == [e.payload.entity_id for e in good]
 
 
 async def test_records_of_other_datasets_are_skipped_without_a_dead_letter(parts: Any) -> None:

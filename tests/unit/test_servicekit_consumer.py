@@ -13,7 +13,8 @@ from contracts.registry import encode_event, parse_event
 from contracts.samples import sample_events
 from contracts.topics import DEADLETTERS, TRAINING_REQUESTED
 from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import RawMessage, Subscriptions
+from servicekit.consumer import Delivery, RawMessage, Subscriptions
+from servicekit.deadletters import DeadLetters, dead_letter_id
 from tests.support import probe_settings, training_request
 
 
@@ -78,3 +79,46 @@ async def test_publisher_keys_and_labels_events_per_contract() -> None:
         await subs.publisher.publish(event)
     assert seen[0].key == b"credit-risk"
     assert parse_event(seen[0].value or b"") == event
+
+
+async def test_a_typed_batch_is_decoded_once_and_garbage_is_dead_lettered_alone() -> None:
+    broker = make_broker(probe_settings("127.0.0.1:1"))
+    subs = Subscriptions(broker, EventPublisher(broker, "probe"), "probe")
+    batches: list[list[Delivery[TrainingRequested]]] = []
+    letters: list[DeadLettered] = []
+
+    @subs.on_batch(TRAINING_REQUESTED, TrainingRequested)
+    async def handle(batch: list[Delivery[TrainingRequested]]) -> None:
+        batches.append(batch)
+
+    @subs.on_raw(DEADLETTERS, group_id="letters")
+    async def keep(raws: list[RawMessage]) -> None:
+        letters.extend(parse_event(r.value or b"") for r in raws)  # type: ignore[misc]
+
+    event = training_request()
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(b"{half", TRAINING_REQUESTED)
+        await test_broker.publish(encode_event(event), TRAINING_REQUESTED)
+    assert [d.event for batch in batches for d in batch] == [event]
+    assert isinstance(batches[0][0].event, TrainingRequested)
+    assert batches[0][0].source.topic == TRAINING_REQUESTED
+    assert [letter.payload.reason.code for letter in letters] == ["not_json"]
+
+
+async def test_the_same_dead_letter_is_sent_once_and_carries_a_stable_id() -> None:
+    sent: list[DeadLettered] = []
+
+    class Publisher:
+        async def publish(self, event: DeadLettered) -> None:
+            sent.append(event)
+
+    letters = DeadLetters(Publisher(), "probe")  # type: ignore[arg-type]
+    raw = RawMessage(KafkaCoordinates(topic="t", partition=1, offset=7), None, b"x", 0)
+    await letters.send(raw, "handler_failed", "ValueError", [])
+    await letters.send(raw, "handler_failed", "ValueError", [])  # the batch handled again
+    await letters.send(raw, "not_json", "other reason", [])
+    assert [e.payload.reason.code for e in sent] == ["handler_failed", "not_json"]
+    restarted = DeadLetters(Publisher(), "probe")  # a new process sends it again: same event id
+    await restarted.send(raw, "handler_failed", "ValueError", [])
+    assert sent[-1].event_id == sent[0].event_id == dead_letter_id("probe", raw.source, "handler_failed")
+    assert sent[0].event_id != sent[1].event_id

@@ -1,7 +1,9 @@
 """Clean record -> feature row: the feature columns of `feature_repo`, typed as the feature view declares.
 
 Pure: no Kafka, no Feast. A row is the entity key, the event time (UTC) and one value per feature;
-a missing column or a value of the wrong type raises `NotAFeatureRow` (the record is dead-lettered).
+a missing column, a value of the wrong type, or a value the stores cannot hold (an event time outside
+what a nanosecond timestamp can represent, an integer past int64) raises `NotAFeatureRow`: that record
+alone is dead-lettered, with the field that failed.
 
 >>> from datetime import datetime, UTC
 >>> record = {name: 1 for name in NUMERIC_FEATURES} | {name: "x" for name in CATEGORICAL_FEATURES}
@@ -28,11 +30,26 @@ from services.features.errors import NotAFeatureRow
 
 FeatureRow = dict[str, Any]
 
+# What Feast's frames (pandas, nanosecond timestamps: 1677-09-21 to 2262-04-11) and the offline
+# Parquet file (int64) can hold, with a margin. Plausibility (no applications from year 1) is
+# ingest's to judge; this is about what the stores can represent at all.
+EARLIEST_EVENT_TIME = datetime(1700, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+INT64 = (-(2**63), 2**63 - 1)
+
 
 def feature_row(entity_id: str, event_time: datetime, record: Record) -> FeatureRow:
     """One typed row; the entity key and the event time come from the envelope, not the record."""
     row: FeatureRow = {ENTITY_KEY: entity_id, EVENT_TIME: event_time.astimezone(UTC)}
     errors: list[FieldError] = []
+    if not EARLIEST_EVENT_TIME <= row[EVENT_TIME] < LATEST_EVENT_TIME:
+        errors.append(
+            FieldError(
+                field="payload.event_time",
+                code="out_of_range",
+                message=f"expected an event time from {EARLIEST_EVENT_TIME.year} to {LATEST_EVENT_TIME.year}",
+            )
+        )
     for name in NUMERIC_FEATURES:
         row[name] = _number(name, record.get(name), float if name in FLOAT_FEATURES else int, errors)
     for name in CATEGORICAL_FEATURES:
@@ -51,6 +68,9 @@ def _number(name: str, value: Any, kind: type, errors: list[FieldError]) -> int 
         return None
     if kind is int and value != int(value):
         errors.append(_error(name, value, "an integer"))
+        return None
+    if kind is int and not INT64[0] <= int(value) <= INT64[1]:
+        errors.append(FieldError(field=f"payload.record.{name}", code="out_of_range", message="past int64"))
         return None
     return kind(value)
 
