@@ -179,6 +179,7 @@ async def test_predict_by_features_matches_predict_by_entity(api: httpx.AsyncCli
 async def test_unknown_entity_is_404(api: httpx.AsyncClient) -> None:
     response = await api.post("/predict", json={"entity_id": "app-does-not-exist"})
     assert response.status_code == 404 and "no features" in response.json()["detail"]
+    assert "app-does-not-exist" not in response.text  # an entity id may be personal data
 
 
 async def test_labels_publish_label_observed(api: httpx.AsyncClient, w: World, observer: Observer) -> None:
@@ -192,6 +193,61 @@ async def test_labels_publish_label_observed(api: httpx.AsyncClient, w: World, o
     [label] = observer.of(LabelObserved, prediction_id=prediction["prediction_id"])
     assert label.payload.entity_id == entity and label.payload.label == "bad"
     assert str(label.event_id) == response.json()["event_id"]
+
+
+async def test_labels_must_name_a_prediction_made_for_its_entity_once(
+    api: httpx.AsyncClient, w: World, observer: Observer
+) -> None:
+    first, other = list(w.rows)[8], list(w.rows)[9]
+    made = (await api.post("/predict", json={"entity_id": first})).json()["prediction_id"]
+    forged = {"prediction_id": "f" * 32, "label": "bad", "entity_id": first}
+    assert (await api.post("/labels", json=forged)).status_code == 404
+    wrong = {"prediction_id": made, "label": "bad", "entity_id": other}
+    assert (await api.post("/labels", json=wrong)).status_code == 409
+    right = {"prediction_id": made, "label": "bad", "entity_id": first}
+    accepted = [await api.post("/labels", json=right) for _ in range(2)]
+    assert [r.status_code for r in accepted] == [202, 202] and accepted[0].json() == accepted[1].json()
+    assert (await api.post("/labels", json={**right, "label": "good"})).status_code == 409
+
+    marker = (await api.post("/predict", json={"entity_id": other})).json()["prediction_id"]
+    assert (await api.post("/labels", json={"prediction_id": marker, "label": "good"})).status_code == 202
+    await wait_until(lambda: observer.of(LabelObserved, prediction_id=marker), what="the marker label")
+    [label] = observer.of(LabelObserved, prediction_id=made)  # once, for the right entity
+    assert label.payload.entity_id == first and str(label.event_id) == accepted[0].json()["event_id"]
+    assert observer.of(LabelObserved, prediction_id="f" * 32) == []
+    assert observer.of(LabelObserved, entity_id=other, prediction_id=made) == []
+
+
+async def test_feature_values_outside_the_training_profile_are_refused_and_never_published(
+    api: httpx.AsyncClient, w: World, observer: Observer
+) -> None:
+    model = (await api.get("/model")).json()["champion"]
+    assert model["profiled"] == sorted(model["features"])  # the card came from the real registry
+    entity = list(w.rows)[10]
+    good = {k: w.rows[entity][k] for k in model["features"]}
+    hostile = [
+        {"duration_in_month": -(10**18)},
+        {"duration_in_month": 10**30},
+        {"credit_amount": 1e30},
+        {"purpose": "yacht"},
+    ]
+    for change in hostile:
+        response = await api.post("/predict", json={"features": {**good, **change}})
+        assert response.status_code == 422, response.text
+        [error] = response.json()["errors"]
+        assert error["field"] == f"features.{next(iter(change))}" and error["code"] == "out_of_profile"
+    huge = await api.post("/predict", json={"features": {**good, "purpose": "x" * 100_000}})
+    assert huge.status_code in (413, 422)
+
+    marker = (await api.post("/predict", json={"features": good})).json()
+    assert marker["out_of_profile"] == []
+    await wait_until(
+        lambda: observer.of(PredictionMade, prediction_id=marker["prediction_id"]), what="marker"
+    )
+    published = [e.payload.features for e in observer.of(PredictionMade)]
+    for change in hostile:
+        [(name, value)] = change.items()
+        assert not any(features.get(name) == value for features in published)
 
 
 async def test_promotion_swaps_the_model_while_requests_never_fail(

@@ -1,0 +1,129 @@
+"""The model card through a real MLflow registry (SQLite): what training's adapter writes is what
+serving's and explain's adapters read, through the same contract code; a model registered before
+cards (tags and signature only) still loads, without a profile."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from services.explain.adapters.mlflow_models import MlflowModels
+from services.explain.errors import ModelLoadError as ExplainLoadError
+from services.explain.settings import ExplainSettings
+from services.serving.adapters.mlflow_registry import MlflowRegistry as ServingRegistry
+from services.serving.devdata import LABEL, fit_reference_pipeline, germancredit, mlflow_env
+from services.serving.errors import ModelLoadError as ServingLoadError
+from services.serving.settings import ServingSettings
+from services.training.adapters.mlflow_registry import Candidate, MlflowRegistry, model_card
+
+MODEL = "card-test"
+INPUTS = ["duration_in_month", "credit_amount", "age_in_years", "purpose", "housing"]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("cards")
+    return f"sqlite:///{root / 'mlflow.db'}", root
+
+
+def candidate() -> Candidate:
+    pipeline, x = fit_reference_pipeline(INPUTS)
+    data = germancredit()
+    training_set = x.assign(label=(data[LABEL] == "bad").astype(int))
+    return Candidate(
+        pipeline=pipeline,
+        inputs=INPUTS,
+        example=x.head(5).reset_index(drop=True),
+        decision_threshold=0.37,
+        dataset_sha256=hashlib.sha256(b"rows").hexdigest(),
+        tags={"window_start": "2026-01-01T00:00:00+00:00", "window_end": "2026-02-01T00:00:00+00:00"},
+        training_set=training_set,
+    )
+
+
+def readers(uri: str, root: Path) -> tuple[ServingRegistry, MlflowModels]:
+    common = {"state_dir": root / "state", "mlflow_tracking_uri": uri, "model_name": MODEL}
+    return ServingRegistry(ServingSettings(**common)), MlflowModels(ExplainSettings(**common))  # type: ignore[arg-type]
+
+
+def test_training_writes_the_card_that_serving_and_explain_read(registry: tuple[str, Path]) -> None:
+    uri, root = registry
+    writer = MlflowRegistry(uri, root / "artifacts", MODEL, MODEL)
+    written = candidate()
+    run_id, version = writer.log_candidate(written)
+    writer.record_gate(run_id, version, True, {})
+    serving, explain = readers(uri, root)
+
+    served = serving.load(version, "champion")
+    explained = explain.get(version)
+
+    expected = model_card(written).model_copy(update={"gate": "passed"})
+    assert served.card == expected
+    assert served.card.window_start is not None and served.card.dataset_sha256 == written.dataset_sha256
+    assert served.threshold == explained.threshold == 0.37
+    assert served.columns == explained.columns == tuple(expected.features)
+    assert [c.kind for c in served.columns] == ["int", "float", "int", "str", "str"]
+    data = germancredit()
+    profile = expected.profile
+    assert profile["credit_amount"].maximum == float(data["credit_amount"].max())
+    assert profile["purpose"].categories == sorted(data["purpose"].unique())
+
+
+def test_a_model_registered_before_cards_still_loads_without_a_profile(registry: tuple[str, Path]) -> None:
+    uri, root = registry
+    version, _ = _register_legacy(uri, root)
+    serving, explain = readers(uri, root)
+    served = serving.load(version, "champion")
+    assert served.card is not None and served.card.profile == {} and served.threshold == 0.42
+    assert served.feature_names == tuple(INPUTS)
+    assert explain.get(version).threshold == 0.42
+
+
+def test_a_model_whose_tags_contradict_its_signature_is_refused_by_both(registry: tuple[str, Path]) -> None:
+    uri, root = registry
+    version, _ = _register_legacy(uri, root, features="duration_in_month,salary")
+    serving, explain = readers(uri, root)
+    with pytest.raises(ServingLoadError, match="not in the signature"):
+        serving.load(version, "champion")
+    with pytest.raises(ExplainLoadError, match="not in the signature"):
+        explain.get(version)
+
+
+def _register_legacy(uri: str, root: Path, features: str = ",".join(INPUTS)) -> tuple[str, str]:
+    """As training registered models before the card: signature and version tags only."""
+    mlflow_env()
+    import mlflow
+    from mlflow.models import infer_signature
+
+    pipeline, x = fit_reference_pipeline(INPUTS)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name("legacy")
+    experiment = found.experiment_id if found else client.create_experiment("legacy", (root / "a").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        frame = pd.concat([x, pd.Series(0, index=x.index, name="label")], axis=1)
+        path = root / "training_set.parquet"
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="dataset")
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(x.head(20), pipeline.predict_proba(x.head(20))),
+            registered_model_name=MODEL,
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=["scikit-learn", "pandas"],
+        )
+    version = str(info.registered_model_version)
+    tags = {
+        "features": features,
+        "decision_threshold": "0.42",
+        "positive_class": "bad",
+        "run_id": run.info.run_id,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL, version, key, value)
+    assert "model_card" not in (mlflow.models.get_model_info(f"models:/{MODEL}/{version}").metadata or {})
+    return version, run.info.run_id
