@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -14,10 +13,12 @@ from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from services.audit import routes
 from services.audit.adapters.store import SqlAuditStore
+from services.audit.checkpointer import Checkpointer
 from services.audit.domain.entry import Captured
 from services.audit.handlers import AuditService
-from services.audit.metrics import CHAIN_LENGTH, CHECKPOINTS
+from services.audit.metrics import CHAIN_LENGTH
 from services.audit.settings import AuditSettings
+from services.audit.verification import TrailVerifier
 
 log = logging.getLogger(__name__)
 
@@ -74,46 +75,6 @@ def create_app(settings: AuditSettings | None = None, *, store: SqlAuditStore | 
     )
     app.state.audit = audit
     app.state.checkpoints = checkpoints
+    app.state.trail = TrailVerifier.from_settings(settings, store)  # GET /verify; the CLI builds the same
     routes.install(app, settings)
     return app
-
-
-class Checkpointer:
-    """Publishes the chain head every `checkpoint_interval_s` (when it moved) and on demand."""
-
-    def __init__(self, audit: AuditService, publisher: EventPublisher, settings: AuditSettings) -> None:
-        self.audit, self.publisher, self.settings = audit, publisher, settings
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._due = asyncio.Event()
-
-    def nudge(self) -> None:
-        self._due.set()
-
-    async def publish(self, *, force: bool = False) -> AuditCheckpointed | None:
-        async with self._lock:
-            event = await asyncio.to_thread(self.audit.make_checkpoint, force=force)
-            if event is not None:
-                await self.publisher.publish(event, topic=self.settings.checkpoint_topic)
-                CHECKPOINTS.inc()
-                log.info("checkpoint at %d rows", event.payload.chain_length)
-            return event
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="audit-checkpoints")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self.settings.checkpoint_interval_s)
-            self._due.clear()
-            try:
-                await self.publish()
-            except Exception:  # a broker hiccup must not end the loop; the next tick retries
-                log.warning("publishing a checkpoint failed", exc_info=True)

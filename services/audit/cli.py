@@ -1,16 +1,18 @@
-"""Offline commands on the audit database (no service, no broker needed unless asked):
+"""Commands on the audit database, without the service (also `mlops audit ...`):
 
-    python -m services.audit.cli verify  [--database-url URL] [--workers N] [--checkpoints-from HOST:PORT]
+    python -m services.audit.cli verify  [--database-url URL] [--workers N] [--kafka HOST:PORT]
+                                         [--checkpoint-topic T] [--trusted-key BASE64]...
     python -m services.audit.cli summary [--database-url URL]
     python -m services.audit.cli lineage PREDICTION_ID [--database-url URL]
 
-`verify` exits 0 when the chain is intact, 1 when it is broken, 2 when it cannot run.
+`verify` is the same verification as `GET /verify`: the chain, the append-only guards, the signed
+checkpoints and the Kafka log (default KAFKA_BOOTSTRAP_SERVERS). It exits 0 when the trail is intact,
+1 when it is not, 2 when it cannot run (no database, or Kafka does not answer).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -21,12 +23,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from services.audit.adapters.checkpoints import read_checkpoints
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.errors import AuditError
 from services.audit.handlers import AuditService
 from services.audit.lineage import lineage
 from services.audit.settings import AuditSettings
+from services.audit.verification import TrailVerifier
 
 INTACT, BROKEN, CANNOT_RUN = 0, 1, 2
 
@@ -44,9 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if name == "verify":
             command.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="processes")
             command.add_argument(
-                "--checkpoints-from", metavar="BOOTSTRAP", help="compare with Kafka's checkpoints"
+                "--kafka", "--checkpoints-from", metavar="BOOTSTRAP", help="Kafka holding the anchors"
             )
             command.add_argument("--checkpoint-topic", help="topic of the checkpoints (default: settings)")
+            command.add_argument(
+                "--trusted-key", action="append", default=[], metavar="BASE64", help="checkpoint public key"
+            )
         if name == "lineage":
             command.add_argument("prediction_id")
     return parser.parse_args(argv)
@@ -67,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             return _print(audit.summary(), INTACT)
         if args.command == "lineage":
             return _print(lineage(store, args.prediction_id), INTACT)
-        anchors: dict[int, str] = {}
-        if args.checkpoints_from:
-            topic = args.checkpoint_topic or settings.checkpoint_topic
-            anchors = asyncio.run(read_checkpoints(args.checkpoints_from, topic, audit.chain_id()))
-        report = audit.verify(anchors, workers=args.workers)
-        return _print({"intact": report.ok, **asdict(report)}, INTACT if report.ok else BROKEN)
+        settings = settings.model_copy(
+            update={
+                "checkpoint_topic": args.checkpoint_topic or settings.checkpoint_topic,
+                "trusted_public_keys": [*settings.trusted_public_keys, *args.trusted_key],
+            }
+        )
+        report = TrailVerifier.from_settings(settings, store, args.kafka, args.workers).verify()
+        return _print(asdict(report), INTACT if report.intact else BROKEN)
     except AuditError as err:
         print(f"error: {err}", file=sys.stderr)
         return CANNOT_RUN

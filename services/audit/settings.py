@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.topics import AUDIT_CHECKPOINTS, RECORDS_RAW, topic_names
@@ -47,6 +48,28 @@ class AuditSettings(ServiceSettings):
     checkpoint_every_events: int = Field(
         10_000, ge=1, description="...and as soon as this many events were appended since the last one."
     )
+    chain_name: str = Field(
+        "audit",
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Name of this store's chain in its signed checkpoints. Verify trusts only checkpoints "
+        "of this name, so it never reads the chain's identity from the database it checks.",
+    )
+    signing_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PKCS#8 PEM) that signs checkpoints; keep it where the database's "
+        "administrators cannot read it. Default <state_dir>/secrets/audit-signing.key, created on first "
+        "start in development (with <file>.pub beside it); production refuses to start without it.",
+    )
+    trusted_public_keys: list[str] = Field(
+        default_factory=list,
+        description="Public keys (base64 of the raw 32 bytes, JSON list) whose checkpoints verify trusts, "
+        "besides <signing_key_file>.pub when present. A verifier without the private key sets this.",
+    )
+    verify_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for Kafka while verifying (checkpoints, offsets, records)."
+    )
     max_page_size: int = Field(1000, ge=1, le=100_000, description="Largest `limit` a query may ask for.")
     default_page_size: int = Field(100, ge=1, description="`limit` of a query that names none.")
     verify_workers: int = Field(
@@ -62,6 +85,23 @@ class AuditSettings(ServiceSettings):
     batch_records: int = Field(
         2000, ge=1, le=50_000, description="Most records appended per transaction (one commit per batch)."
     )
+
+    @model_validator(mode="after")
+    def _production_needs_the_signing_key(self) -> AuditSettings:
+        if self.environment == "production" and not self.resolved_signing_key_file.is_file():
+            raise ValueError(
+                f"production needs the audit signing key at {self.resolved_signing_key_file} "
+                "(AUDIT_SIGNING_KEY_FILE); it is never generated outside development"
+            )
+        return self
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return (self.signing_key_file or self.state_dir / "secrets" / "audit-signing.key").resolve()
+
+    def capture_groups(self) -> dict[str, str]:
+        """Consumer group of each captured topic (one group per topic, see app.py)."""
+        return {topic: f"{self.consumer_group}.{topic}" for topic in dict.fromkeys(self.topics)}
 
     @property
     def consumer_group(self) -> str:

@@ -11,12 +11,19 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from contracts.registry import encode_event
 from contracts.samples import sample_events
 from servicekit.auth import Role, write_dev_keys
+from services.audit import verification
+from services.audit.adapters.kafka_log import KafkaLog
 from services.audit.app import create_app
-from services.audit.handlers import AuditService
+from services.audit.cli import main
+from services.audit.domain.anchors import PublishedCheckpoint
+from services.audit.domain.entry import Captured, to_entry
+from services.audit.handlers import AuditService, now_us
 from services.audit.settings import AuditSettings
-from tests.unit.test_audit_support import captured, lineage_flow, new_store
+from services.audit.signing import CheckpointSigner, load_private_key
+from tests.unit.test_audit_support import MemoryLog, captured, lineage_flow, new_store
 
 INJECTIONS = ["' OR 1=1 --", "x'; DROP TABLE audit_events; --", '" OR ""="', "%", "*", "1) OR (1=1"]
 FILTERS = [
@@ -38,16 +45,26 @@ def keys(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(tmp_path: Path, keys: dict[str, str]) -> TestClient:
+def client(tmp_path: Path, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """18 rows, their records in an in-memory Kafka log (standing in for KafkaLog), one signed checkpoint
+    under the key the service would create in <state_dir>/secrets."""
     store = new_store(tmp_path)
-    flow = lineage_flow()
-    AuditService(store).capture(captured(sample_events(), topic="mixed") + captured(flow, topic="flow"))
+    flow, log = lineage_flow(), MemoryLog()
+    audit = AuditService(store)
+    audit.capture(log.add(captured(sample_events(), topic="mixed") + captured(flow, topic="flow")))
     settings = AuditSettings(
         api_keys_file=tmp_path / "secrets" / "api-keys.hashed.json", state_dir=tmp_path, max_page_size=50
     )
+    signer = CheckpointSigner(load_private_key(settings.resolved_signing_key_file, create=True))
+    checkpoint = audit.make_checkpoint(force=True)
+    assert checkpoint is not None
+    payload = signer.sign(checkpoint.payload, settings.chain_name, store.stored_hash(1) or "")
+    log.published.append(PublishedCheckpoint(payload, "audit.checkpoints:0:0"))
+    monkeypatch.setattr(verification, "KafkaLog", lambda *_: log)
     client = TestClient(create_app(settings, store=store))  # no lifespan: no broker needed
     client.headers["X-API-Key"] = keys["auditor"]
     client.flow = flow  # type: ignore[attr-defined]
+    client.log = log  # type: ignore[attr-defined]
     return client
 
 
@@ -147,6 +164,29 @@ def test_lineage_of_an_unknown_prediction_is_404(client: TestClient, path: str) 
 def test_verify_and_summary(client: TestClient) -> None:
     report = client.get("/verify").json()
     assert report["intact"] and report["checked"] == 18 and report["broken_at"] is None
+    assert report["anchors_checked"] == 1 and report["kafka_rows_checked"] == 18
     summary = client.get("/summary").json()
     assert summary["chain_length"] == 18 and summary["head_hash"] == report["head_hash"]
     assert summary["events_by_type"]["PredictionMade"] == 2
+
+
+def test_verify_catches_a_forged_row_with_a_correct_hash_as_the_cli_does(
+    client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = client.app.state.audit.store  # type: ignore[attr-defined]
+    forged = lineage_flow(version="666")[3]
+    store.append([to_entry(Captured("flow", 0, 5, 0, forged.key(), encode_event(forged)))], now_us())
+    assert client.get("/events", params={"model_version": "666"}).json()["items"]  # the forgery is served
+    report = client.get("/verify").json()
+    assert report["intact"] is False and "flow:0@5, which Kafka never held" in report["reason"]
+    monkeypatch.setenv("AUDIT_SIGNING_KEY_FILE", str(tmp_path / "secrets" / "audit-signing.key"))
+    assert main(["verify", "--database-url", store.url]) == 1
+    assert json.loads(capsys.readouterr().out) == report  # one verification, two front ends
+
+
+def test_verify_is_503_when_kafka_does_not_answer(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verification, "KafkaLog", lambda *_: KafkaLog("127.0.0.1:1", timeout_s=2))
+    response = client.get("/verify")
+    assert response.status_code == 503 and "did not answer" in response.json()["detail"]

@@ -3,6 +3,7 @@ stores on temporary SQLite files, and the raw-SQL tampering an attacker with dat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from contracts.events import (
 )
 from contracts.registry import encode_event
 from services.audit.adapters.store import SqlAuditStore
+from services.audit.domain.anchors import LogRecord, PublishedCheckpoint
+from services.audit.domain.chain import CHAIN_FIELDS, GENESIS, link
 from services.audit.domain.entry import Captured
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -126,3 +129,61 @@ def as_attacker(store: SqlAuditStore, *statements: str) -> None:
                 conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+class MemoryLog:
+    """The Kafka log verify reads (adapters.kafka_log.KafkaLog's port), in memory: the records a test
+    captured, the checkpoints it published, and what the audit consumer groups committed (by default,
+    everything: the service consumed all it was given). `start` sets where retention begins."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[tuple[str, int], dict[int, LogRecord]] = {}
+        self.published: list[PublishedCheckpoint] = []
+        self.start: dict[tuple[str, int], int] = {}
+        self.committed_offsets: dict[tuple[str, int], int] = {}
+
+    def __enter__(self) -> MemoryLog:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def add(self, messages: list[Captured]) -> list[Captured]:
+        for m in messages:
+            self.partitions.setdefault((m.topic, m.partition), {})[m.offset] = LogRecord(
+                m.offset, m.key, m.value
+            )
+            self.committed_offsets[(m.topic, m.partition)] = max(
+                self.committed_offsets.get((m.topic, m.partition), 0), m.offset + 1
+            )
+        return messages
+
+    def checkpoints(self, topic: str) -> list[PublishedCheckpoint]:
+        return list(self.published)
+
+    def bounds(self, topic: str) -> dict[int, tuple[int, int]]:
+        return {
+            p: (self.start.get((t, p), min(records)), max(records) + 1)
+            for (t, p), records in self.partitions.items()
+            if t == topic
+        }
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        return {p: offset for (t, p), offset in self.committed_offsets.items() if t == topic}
+
+    def records(self, topic: str, partition: int, start: int, stop: int) -> Iterator[LogRecord]:
+        held = self.partitions.get((topic, partition), {})
+        first = self.start.get((topic, partition), 0)
+        return iter([held[o] for o in sorted(held) if max(start, first) <= o < stop])
+
+
+def rechain(store: SqlAuditStore, first: int = 1) -> None:
+    """What an attacker with the database and the (public) chain algorithm does after an edit: recompute
+    every hash from row `first` on, so the chain is consistent with itself again."""
+    rows = list(store.chain_rows(1))
+    prev = bytes.fromhex(rows[first - 2][-1]) if first > 1 else GENESIS
+    statements = []
+    for row in rows[first - 1 :]:
+        prev = link(prev, row[: len(CHAIN_FIELDS)], row[len(CHAIN_FIELDS)])
+        statements.append(f"UPDATE audit_events SET row_hash = '{prev.hex()}' WHERE seq = {row[0]}")
+    as_attacker(store, *statements)

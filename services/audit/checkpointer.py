@@ -1,0 +1,79 @@
+"""Publishes the chain head, signed, every `checkpoint_interval_s` (when it moved) and as soon as
+`checkpoint_every_events` events were appended since the last checkpoint.
+
+The key is loaded when the service starts, not when the app is built (the AsyncAPI export builds the
+app and must not create key files). In development a missing key is generated; in production the
+settings already refused to load without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from contracts.events import AuditCheckpointed
+from servicekit.broker import EventPublisher
+from services.audit.handlers import AuditService
+from services.audit.metrics import CHECKPOINTS
+from services.audit.settings import AuditSettings
+from services.audit.signing import CheckpointSigner, load_private_key
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    def __init__(self, audit: AuditService, publisher: EventPublisher, settings: AuditSettings) -> None:
+        self.audit, self.publisher, self.settings = audit, publisher, settings
+        self.signer: CheckpointSigner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._due = asyncio.Event()
+
+    def load_key(self) -> CheckpointSigner:
+        if self.signer is None:
+            path = self.settings.resolved_signing_key_file
+            self.signer = CheckpointSigner(
+                load_private_key(path, create=self.settings.environment == "development")
+            )
+            log.info("checkpoints signed with key %s (%s)", self.signer.key_id, path)
+        return self.signer
+
+    def nudge(self) -> None:
+        self._due.set()
+
+    def sign(self, event: AuditCheckpointed) -> AuditCheckpointed:
+        genesis = self.audit.store.stored_hash(1)
+        assert genesis is not None  # a checkpoint is only made of a chain with rows
+        payload = self.load_key().sign(event.payload, self.settings.chain_name, genesis)
+        return event.model_copy(update={"payload": payload})
+
+    async def publish(self, *, force: bool = False) -> AuditCheckpointed | None:
+        async with self._lock:
+            event = await asyncio.to_thread(self.audit.make_checkpoint, force=force)
+            if event is not None:
+                event = await asyncio.to_thread(self.sign, event)
+                await self.publisher.publish(event, topic=self.settings.checkpoint_topic)
+                CHECKPOINTS.inc()
+                log.info("checkpoint at %d rows", event.payload.chain_length)
+            return event
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.load_key)  # a bad key stops the start, before any capture
+        self._task = asyncio.create_task(self._loop(), name="audit-checkpoints")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self.settings.checkpoint_interval_s)
+            self._due.clear()
+            try:
+                await self.publish()
+            except Exception:  # a broker hiccup must not end the loop; the next tick retries
+                log.warning("publishing a checkpoint failed", exc_info=True)
