@@ -17,11 +17,12 @@ from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from services.ingest.adapters.kafka_out import KafkaOutcomePublisher
+from services.ingest.adapters.ledger import SqliteRecordLedger
 from services.ingest.domain.events import Source
 from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber
 from services.ingest.domain.schema import load_schema
 from services.ingest.domain.validation import RecordValidator
-from services.ingest.handlers import IngestHandler, OutcomePublisher, RawInput, Topics
+from services.ingest.handlers import IngestHandler, OutcomePublisher, RawInput, RecordLedger, Topics
 from services.ingest.routes import router
 from services.ingest.settings import IngestSettings
 
@@ -33,18 +34,25 @@ def create_app(
     *,
     scrubber: TextScrubber | None = None,
     publisher: OutcomePublisher | None = None,
+    ledger: RecordLedger | None = None,
 ) -> FastAPI:
+    """Tests pass fakes for the scrubber and the publisher, and `SqliteRecordLedger(None)` (in memory)
+    for the ledger; by default it lives at `settings.resolved_ledger_path` and survives restarts."""
     settings = settings or IngestSettings()
     schema = load_schema(settings.schema_file)
     kafka_out = KafkaOutcomePublisher(settings) if publisher is None else None
+    sqlite_ledger = SqliteRecordLedger(settings.resolved_ledger_path) if ledger is None else None
+    salt = settings.pii_salt.get_secret_value().encode()
     handler = IngestHandler(
         schema=schema,
         validator=RecordValidator(schema, settings.max_record_bytes),
-        policy=PiiPolicyApplier(schema, settings.pii_salt.get_secret_value().encode()),
+        policy=PiiPolicyApplier(schema, salt),
         publisher=publisher or kafka_out,  # type: ignore[arg-type]
         topics=Topics(settings.raw_topic, settings.clean_topic, settings.rejected_topic),
         producer=settings.service_name,
         scrubber=scrubber,
+        ledger=ledger or sqlite_ledger,
+        digest_key=salt,
         retry_max_s=settings.publish_retry_max_s,
     )
     broker = make_broker(settings)
@@ -81,6 +89,13 @@ def create_app(
         if kafka_out is not None:
             await kafka_out.stop()
 
+    async def close_ledger() -> None:
+        if sqlite_ledger is not None:
+            sqlite_ledger.close()
+
+    async def ledger_ready() -> bool:
+        return sqlite_ledger is None or await asyncio.to_thread(sqlite_ledger.ping)
+
     async def freeze_heap() -> None:
         """The model, the recognizers and the app are loaded for good: moved out of the collector's
         generations, they are no longer traversed by every full collection (a third of the CPU time
@@ -98,9 +113,9 @@ def create_app(
         title="ingest",
         subscriptions=subscriptions,
         publishes=(RecordCleaned, RecordRejected),
-        readiness_checks={"pii_scrubber": scrubber_ready},
+        readiness_checks={"pii_scrubber": scrubber_ready, "ledger": ledger_ready},
         on_startup=[load_scrubber, start_publisher, freeze_heap],
-        on_shutdown=[stop_publisher],
+        on_shutdown=[stop_publisher, close_ledger],
     )
     app.state.handler = handler
     app.include_router(router)

@@ -1,8 +1,13 @@
 """POST /records: a batch of records over HTTP, for producers who prefer it to Kafka (producer role).
 
-Records are appended to the raw topic (acknowledged by Kafka before the 202) and then cleaned or
-rejected like any other producer's; the response says where each landed, the event id of its outcome
-and the outcome validation predicts. Refusals of the whole batch are 4xx with a clear reason.
+All or nothing per request. The body is split into its records without re-encoding them; every
+record is validated (size against `max_record_bytes`, which the settings keep under the broker's
+message limit, UTF-8, JSON, depth, schema) before any is appended. One invalid record refuses the
+whole request with 422 and a reason per refused record; nothing is appended. A valid request is
+appended to the raw topic (acknowledged by Kafka before the 202) and then cleaned like any other
+producer's records; the response says where each landed, the event id of its outcome and the outcome
+validation predicts (`duplicate_record` for an identical resend). Bad input never answers 5xx; only
+Kafka itself failing does (503, saying per record which landed).
 """
 
 from __future__ import annotations
@@ -14,18 +19,24 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
-from services.ingest.errors import BadBatch, BatchTooLarge, IngestError
+from services.ingest.errors import AppendFailed, BadBatch, BatchTooLarge, IngestError, RecordsRefused
 from services.ingest.handlers import IngestHandler
 from services.ingest.settings import IngestSettings
 
 router = APIRouter(tags=["ingest"])
+_split = msgspec.json.Decoder(list[msgspec.Raw]).decode  # each record's own bytes, as sent
 
 
 @router.post(
     "/records",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Submit a JSON array of records (producer role)",
-    responses={400: {"description": "not a JSON array"}, 413: {"description": "batch too large"}},
+    summary="Submit a JSON array of records (producer role); all or nothing",
+    responses={
+        400: {"description": "the body is not a JSON array of records"},
+        413: {"description": "too many records or bytes"},
+        422: {"description": "at least one invalid record (each listed with its reason); none appended"},
+        503: {"description": "Kafka failed part-way; each record says whether it landed"},
+    },
 )
 async def post_records(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PRODUCER))]
@@ -33,38 +44,33 @@ async def post_records(
     settings: IngestSettings = request.app.state.settings
     handler: IngestHandler = request.app.state.handler
     try:
-        items = await _read_batch(request, settings)
-        entity_key = handler.schema.entity_key
-        values = [msgspec.json.encode(item) for item in items]
-        keys = [_key(item, entity_key) for item in items]
-        receipts = await handler.submit(values, keys)
+        values = await _read_batch(request, settings)
+        receipts = await handler.submit(values)
+    except (RecordsRefused, AppendFailed) as err:
+        return JSONResponse({"detail": err.message, "records": err.records}, status_code=err.status)
     except IngestError as err:
         return JSONResponse({"detail": err.message}, status_code=err.status)
     return JSONResponse({"accepted": len(receipts), "records": receipts}, status_code=202)
 
 
-async def _read_batch(request: Request, settings: IngestSettings) -> list[Any]:
+async def _read_batch(request: Request, settings: IngestSettings) -> list[bytes]:
+    limit = settings.http_max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > settings.http_max_body_bytes:
-        raise BatchTooLarge(f"body larger than {settings.http_max_body_bytes} bytes")
-    body = b""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BatchTooLarge(f"body larger than {limit} bytes")
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > settings.http_max_body_bytes:
-            raise BatchTooLarge(f"body larger than {settings.http_max_body_bytes} bytes")
+        if len(body) > limit:
+            raise BatchTooLarge(f"body larger than {limit} bytes")
     try:
-        items = msgspec.json.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        raise BadBatch("body is not valid JSON (NaN and Infinity are not JSON)") from None
-    if not isinstance(items, list):
-        raise BadBatch("body must be a JSON array of records")
+        items: list[Any] = _split(body)
+    except RecursionError:
+        raise BadBatch("body is nested too deeply") from None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError):
+        raise BadBatch("body must be a JSON array of records (NaN and Infinity are not JSON)") from None
     if not items:
         raise BadBatch("the batch is empty")
     if len(items) > settings.http_max_records:
         raise BatchTooLarge(f"{len(items)} records; at most {settings.http_max_records} per request")
-    return items
-
-
-def _key(item: Any, entity_key: str) -> bytes | None:
-    value = item.get(entity_key) if isinstance(item, dict) else None
-    return value.encode() if isinstance(value, str) and 0 < len(value) <= 256 else None
+    return [bytes(item) for item in items]

@@ -9,10 +9,14 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.topics import RECORDS_CLEAN, RECORDS_RAW, RECORDS_REJECTED
+from servicekit.broker import MAX_REQUEST_BYTES
 from servicekit.settings import PLACEHOLDER_SECRETS, ServiceSettings
 
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 DEV_SALT = "dev-only-ingest-salt"
+# Room for Kafka's record and batch headers, the key and our headers, and for the outcome event's
+# envelope around a record: a raw record of `max_record_bytes` always fits the broker's limit.
+RECORD_HEADROOM_BYTES = 64 * 1024
 
 
 class IngestSettings(ServiceSettings):
@@ -29,11 +33,22 @@ class IngestSettings(ServiceSettings):
         "across restarts. The development default is refused in production.",
     )
     max_record_bytes: int = Field(
-        1024 * 1024, ge=1024, le=8 * 1024 * 1024, description="Larger raw records are rejected (too_large)."
+        1024 * 1024,
+        ge=1024,
+        le=MAX_REQUEST_BYTES - RECORD_HEADROOM_BYTES,
+        description="Larger raw records are rejected (too_large), over Kafka and HTTP alike. At most the "
+        "broker's message limit (servicekit.broker.MAX_REQUEST_BYTES, 8 MiB) less 64 KiB of headroom.",
     )
     http_max_records: int = Field(1000, ge=1, le=100_000, description="Most records in one POST /records.")
     http_max_body_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="Largest POST /records body in bytes."
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Largest POST /records body in bytes (a batch: each record is its own Kafka message).",
+    )
+    ledger_path: Path | None = Field(
+        None,
+        description="SQLite ledger of entity ids and content digests (repeated ids: duplicate or "
+        "update). Default: <state_dir>/ingest/ledger.db.",
     )
     text_batch_size: int = Field(128, ge=1, le=4096, description="Texts per spaCy nlp.pipe batch.")
     text_cache_size: int = Field(
@@ -54,6 +69,10 @@ class IngestSettings(ServiceSettings):
     @property
     def consumer_group(self) -> str:
         return self.group_id
+
+    @property
+    def resolved_ledger_path(self) -> Path:
+        return (self.ledger_path or self.service_dir / "ledger.db").resolve()
 
     @model_validator(mode="after")
     def _refuse_dev_salt_in_production(self) -> IngestSettings:

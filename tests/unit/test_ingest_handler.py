@@ -1,5 +1,6 @@
 """The use case with fakes: one outcome per raw record, contract-exact events, deterministic ids,
-PII policy, and the HTTP route (auth, limits, receipts)."""
+PII policy, and the HTTP route (auth, limits, receipts). The ledger is the real SQLite one, in memory.
+Repeated ids: tests/unit/test_ingest_duplicates.py; HTTP all-or-nothing: test_ingest_http.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from contracts.events import RecordCleaned, RecordRejected
 from contracts.registry import encode_event, parse_event
 from servicekit.auth import Role, generate_key, hash_key
+from services.ingest.adapters.ledger import SqliteRecordLedger
 from services.ingest.app import create_app
 from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.events import OutMessage, Source
@@ -34,7 +36,9 @@ class FakePublisher:
             raise ConnectionError("broker down")
         self.published.extend(messages)
 
-    async def append_raw(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> list[Appended]:
+    async def append_raw(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    ) -> list[Appended | Exception]:
         start = len(self.raw)
         self.raw.extend(records)
         return [Appended(0, start + i, 1_700_000_000_000) for i in range(len(records))]
@@ -47,8 +51,15 @@ class MarkingScrubber:
         return [ScrubbedText("<SCRUBBED>", ("PERSON",)) for _ in texts]
 
 
-def handler(publisher: FakePublisher | None = None) -> IngestHandler:
-    app = create_app(IngestSettings(), scrubber=MarkingScrubber(), publisher=publisher or FakePublisher())
+def handler(
+    publisher: FakePublisher | None = None, ledger: SqliteRecordLedger | None = None
+) -> IngestHandler:
+    app = create_app(
+        IngestSettings(),
+        scrubber=MarkingScrubber(),
+        publisher=publisher or FakePublisher(),
+        ledger=ledger or SqliteRecordLedger(None),
+    )
     h: IngestHandler = app.state.handler
     h.offload = False
     h.retry_max_s = 0.01
@@ -154,7 +165,9 @@ def client_and_keys() -> tuple[TestClient, dict[str, str], FakePublisher]:
     entries = [{"name": r, "role": r, "sha256": hash_key(k)} for r, k in keys.items()]
     settings = IngestSettings(api_keys_json=json.dumps(entries), http_max_records=5)  # type: ignore[arg-type]
     publisher = FakePublisher()
-    app = create_app(settings, scrubber=MarkingScrubber(), publisher=publisher)
+    app = create_app(
+        settings, scrubber=MarkingScrubber(), publisher=publisher, ledger=SqliteRecordLedger(None)
+    )
     app.router.lifespan_context = _no_lifespan  # no broker in unit tests
     return TestClient(app), keys, publisher
 
@@ -168,15 +181,25 @@ _no_lifespan = __import__("contextlib").asynccontextmanager(_no_lifespan)
 
 def test_post_records_appends_to_raw_and_returns_receipts(client_and_keys: Any) -> None:
     client, keys, publisher = client_and_keys
-    good = records(2)
-    body = [*good, {"application_id": "x"}]
-    response = client.post("/records", json=body, headers={"X-API-Key": keys["producer"]})
+    good = records(3)
+    response = client.post("/records", json=good, headers={"X-API-Key": keys["producer"]})
     assert response.status_code == 202, response.text
     receipts = response.json()["records"]
-    assert [r["expected_outcome"] for r in receipts] == ["clean", "clean", "rejected"]
-    assert receipts[2]["code"] == "schema_violation" and receipts[0]["code"] is None
+    assert [r["expected_outcome"] for r in receipts] == ["clean", "clean", "clean"]
+    assert all(r["landed"] and r["code"] is None for r in receipts)
     assert len(publisher.raw) == 3 and publisher.raw[0][0] == good[0]["application_id"].encode()
     assert len({r["event_id"] for r in receipts}) == 3
+
+
+def test_one_invalid_record_refuses_the_request_and_appends_nothing(client_and_keys: Any) -> None:
+    client, keys, publisher = client_and_keys
+    body = [*records(2), {"application_id": "x"}]
+    response = client.post("/records", json=body, headers={"X-API-Key": keys["producer"]})
+    assert response.status_code == 422, response.text
+    refused = response.json()["records"]
+    assert [(r["index"], r["code"]) for r in refused] == [(2, "schema_violation")]
+    assert {e["field"] for e in refused[0]["errors"]} >= {"applied_at", "credit_amount"}
+    assert publisher.raw == []
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pandas as pd
 import pytest
 
 from services.ingest.demo_data import ApplicationStream
-from services.ingest.domain.schema import DatasetSchema, load_schema
+from services.ingest.domain.schema import DatasetSchema, FieldType, load_schema
 from services.ingest.domain.validation import Code, RecordValidator
 from services.ingest.errors import IngestConfigError
 from services.ingest.settings import SCHEMAS_DIR
@@ -182,6 +184,15 @@ EDGE_VALUES: list[Any] = [
     "20260101T000000Z",
     "2026-13-01T00:00:00Z",
     "2026-01-01T00:00:00.1234567+00:00",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+01:00",
+    "1969-12-31T23:59:59Z",
+    "1970-01-01T00:00:00Z",
+    "2026-01-01T00:05:00Z",
+    "2026-01-01T00:05:00.000001Z",
+    "2100-01-01T00:00:00Z",
+    "2100-01-01T00:00:00-00:01",
     [],
     {},
     [1],
@@ -208,15 +219,19 @@ def mutations() -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.parametrize("received", [None, datetime(2026, 1, 1, tzinfo=UTC)])
 @pytest.mark.parametrize("unknown_fields", ["reject", "drop"])
-def test_the_compiled_fast_path_agrees_with_the_field_by_field_checks(unknown_fields: str) -> None:
+def test_the_compiled_fast_path_agrees_with_the_field_by_field_checks(
+    unknown_fields: str, received: datetime | None
+) -> None:
     schema = SCHEMA.model_copy(update={"unknown_fields": unknown_fields})
     validator = RecordValidator(schema, max_bytes=1024 * 1024)
     assert validator.compiled is not None
     accepted = 0
     for record in mutations():
         value = msgspec.json.encode(record)
-        fast, reference = validator.check(value), validator.explain(msgspec.json.decode(value))
+        fast = validator.check(value, received)
+        reference = validator.explain(msgspec.json.decode(value), received)
         assert fast == reference, record
         assert fast.record is None or list(fast.record) == list(reference.record or {})  # same order
         accepted += fast.ok
@@ -232,3 +247,126 @@ def test_schemas_the_struct_cannot_express_take_the_field_by_field_path(tmp_path
     validator = RecordValidator(load_schema(path), 4096)
     assert validator.compiled is None
     assert validator.check(b'{"id": "a", "at": "2026-01-01T00:00:00Z", "x": -1e308}').ok
+
+
+# Issue 18, defect 1: dates and numbers outside plausible ranges, declared in the dataset schema.
+ARRIVAL = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # when Kafka received the record
+
+
+def date_verdict(applied_at: Any, received: datetime | None = ARRIVAL) -> tuple[str | None, str]:
+    verdict = VALIDATOR.check(encode(good_record() | {"applied_at": applied_at}), received)
+    errors = {e.field: e for e in verdict.errors}
+    if "applied_at" not in errors:
+        assert verdict.ok, verdict.errors
+        return None, ""
+    return errors["applied_at"].code, errors["applied_at"].message
+
+
+ODD_DATES: dict[str, tuple[Any, str | None]] = {
+    "year 9999": ("9999-12-31T23:59:59Z", "date_too_late"),
+    "year 9999 west of UTC (past year 9999 in UTC)": ("9999-12-31T23:59:59-01:00", "date_too_late"),
+    "year 0001": ("0001-01-01T00:00:00Z", "date_too_early"),
+    "year 0001 east of UTC (before year 1 in UTC)": ("0001-01-01T00:00:00+01:00", "date_too_early"),
+    "a second before 1970": ("1969-12-31T23:59:59Z", "date_too_early"),
+    "1970 exactly": ("1970-01-01T00:00:00Z", None),
+    "past pandas' range (2262)": ("2263-01-01T00:00:00Z", "date_too_late"),
+    "more than 5 minutes ahead of arrival": ("2026-06-01T12:05:00.000001Z", "date_ahead_of_arrival"),
+    "5 minutes ahead of arrival (clock skew)": ("2026-06-01T12:05:00Z", None),
+    "ahead of arrival by its offset only": ("2026-06-01T14:04:00+02:00", None),
+    "no timezone": ("2026-06-01T12:00:00", "invalid_datetime"),
+    "a date without a time": ("2026-06-01", "invalid_datetime"),
+    "February 30": ("2026-02-30T00:00:00Z", "invalid_datetime"),
+    "February 29 in a common year": ("2025-02-29T00:00:00Z", "invalid_datetime"),
+    "February 29 in a leap year": ("2024-02-29T00:00:00Z", None),
+    "a leap second": ("2016-12-31T23:59:60Z", "invalid_datetime"),
+    "an offset of 25 hours": ("2026-06-01T00:00:00+25:00", "invalid_datetime"),
+    "epoch seconds as a number": (1_780_000_000, "wrong_type"),
+    "epoch milliseconds as a number": (1_780_000_000_000, "wrong_type"),
+    "epoch seconds as a string": ("1780000000", "invalid_datetime"),
+    "ISO 8601 basic format with a timezone": ("20260601T120000Z", None),
+    "nanoseconds (truncated to microseconds)": ("2026-06-01T11:00:00.123456789Z", None),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_DATES))
+def test_every_odd_date_gets_a_clear_decision(case: str) -> None:
+    applied_at, expected = ODD_DATES[case]
+    code, message = date_verdict(applied_at)
+    assert code == expected
+    if code is not None:
+        assert message and str(applied_at) not in message  # a reason, never the value
+
+
+def test_date_reasons_name_the_declared_bound() -> None:
+    assert "1970-01-01" in date_verdict("1969-01-01T00:00:00Z")[1]
+    assert "2100-01-01" in date_verdict("2200-01-01T00:00:00Z")[1]
+    assert "300 s" in date_verdict("2027-01-01T00:00:00Z")[1]
+
+
+def test_without_an_arrival_time_only_the_fixed_bounds_apply() -> None:
+    assert date_verdict("2099-01-01T00:00:00Z", received=None) == (None, "")
+    assert date_verdict("2101-01-01T00:00:00Z", received=None)[0] == "date_too_late"
+
+
+def test_every_accepted_date_fits_pandas() -> None:
+    """Downstream (features, Feast, training) turns event times into pandas timestamps."""
+    for spec in SCHEMA.fields.values():
+        if spec.type is FieldType.DATETIME:
+            for bound in (spec.lowest, spec.highest):
+                assert pd.Timestamp(bound).to_pydatetime() == bound
+
+
+def test_the_dataset_schema_bounds_every_number_and_date() -> None:
+    for name, spec in SCHEMA.fields.items():
+        if spec.type in (FieldType.INTEGER, FieldType.NUMBER):
+            assert spec.min is not None and spec.max is not None, name
+        if spec.type is FieldType.DATETIME:
+            assert spec.earliest is not None and spec.latest is not None, name
+            assert spec.max_ahead_s is not None, name
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("credit_amount", 0),
+        ("credit_amount", -1e18),
+        ("credit_amount", 1e30),
+        ("credit_amount", 2**70),
+        ("duration_in_month", -1),
+        ("duration_in_month", 10**18),
+        ("age_in_years", 200),
+        ("number_of_existing_credits_at_this_bank", -(2**63)),
+    ],
+)
+def test_implausible_numbers_are_out_of_range(field: str, value: Any) -> None:
+    assert field_codes(good_record() | {field: value}) == {field: "out_of_range"}
+
+
+@pytest.mark.parametrize(
+    ("declaration", "complaint"),
+    [
+        ('{type: datetime, earliest: "1970-01-01T00:00:00"}', "timezone"),
+        ('{type: datetime, earliest: "2030-01-01T00:00:00Z", latest: "2020-01-01T00:00:00Z"}', "ordered"),
+        ('{type: datetime, latest: "9999-01-01T00:00:00Z"}', "within"),
+        ("{type: datetime, min: 0}", "earliest"),
+        ("{type: datetime, max_ahead_s: -1}", "max_ahead_s"),
+    ],
+)
+def test_implausible_date_declarations_are_refused(tmp_path: Any, declaration: str, complaint: str) -> None:
+    path = tmp_path / "dates.yaml"
+    path.write_text(
+        "dataset: d\nversion: 1\nentity_key: id\nevent_time: at\n"
+        f"fields:\n  id: {{type: string}}\n  at: {declaration}\n"
+    )
+    with pytest.raises(IngestConfigError, match=complaint):
+        load_schema(path)
+
+
+def test_date_bounds_are_for_dates_only(tmp_path: Any) -> None:
+    path = tmp_path / "n.yaml"
+    path.write_text(
+        "dataset: d\nversion: 1\nentity_key: id\nevent_time: at\nfields:\n  id: {type: string}\n"
+        '  at: {type: datetime}\n  n: {type: number, earliest: "2020-01-01T00:00:00Z"}\n'
+    )
+    with pytest.raises(IngestConfigError, match="datetime fields only"):
+        load_schema(path)

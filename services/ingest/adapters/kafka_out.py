@@ -105,15 +105,30 @@ class KafkaOutcomePublisher:
         batch.close()
         return await self.producer.send_batch(batch, topic, partition=partition)
 
-    async def append_raw(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> list[Appended]:
-        """Append records to the raw topic (HTTP producers); returns where each landed."""
+    async def append_raw(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    ) -> list[Appended | Exception]:
+        """Append records to the raw topic (HTTP producers); returns where each landed, or the error
+        that kept it out. Never raises part-way, so the caller can always tell which records landed."""
         producer = self.producer
         if producer is None:
-            raise RuntimeError("publisher not started")
-        futures = [await producer.send(topic, value, key) for key, value in records]
-        return [
-            Appended(meta.partition, meta.offset, meta.timestamp) for meta in await asyncio.gather(*futures)
-        ]
+            return [RuntimeError("publisher not started") for _ in records]
+        pending: list[asyncio.Future[Any] | Exception] = []
+        for key, value in records:
+            try:
+                pending.append(await producer.send(topic, value, key))
+            except Exception as exc:  # refused before sending (size, metadata timeout): not landed
+                pending.append(exc)
+        futures = [p for p in pending if not isinstance(p, Exception)]
+        done = iter(await asyncio.gather(*futures, return_exceptions=True))
+        out: list[Appended | Exception] = []
+        for item in pending:
+            meta = item if isinstance(item, Exception) else next(done)
+            if isinstance(meta, BaseException):
+                out.append(meta if isinstance(meta, Exception) else RuntimeError(repr(meta)))
+            else:
+                out.append(Appended(meta.partition, meta.offset, meta.timestamp))
+        return out
 
     async def ready(self) -> bool:
         return self.producer is not None

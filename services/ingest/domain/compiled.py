@@ -8,7 +8,8 @@ a valid record cheaper; it cannot change what is rejected or why
 
 What runs where: types, nulls, ranges, categorical domains, lengths and unknown fields in msgspec;
 patterns (`fullmatch`, which msgspec's `search` is not) and date-times (`datetime.fromisoformat`,
-parsed once, and the event time is kept) in Python.
+parsed once, checked against the declared bounds and the arrival time, and the event time is kept)
+in Python.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -39,13 +40,17 @@ class CompiledSchema:
             for name, spec in schema.fields.items()
             if spec.regex is not None and spec.type in (FieldType.STRING, FieldType.TEXT)
         ]
-        self.datetimes = [name for name, spec in schema.fields.items() if spec.type is FieldType.DATETIME]
+        self.datetimes = [
+            (name, spec.lowest, spec.highest, _horizon(spec.max_ahead_s))
+            for name, spec in schema.fields.items()
+            if spec.type is FieldType.DATETIME
+        ]
         self.event_time = schema.event_time
         self.declared = frozenset(schema.fields) if schema.unknown_fields == "drop" else None
 
-    def accept(self, obj: dict[str, Any]) -> Accepted | None:
+    def accept(self, obj: dict[str, Any], received: datetime | None = None) -> Accepted | None:
         """The record to publish (declared fields, input order) and its event time, or None when any
-        check would fail."""
+        check would fail. `received` is the record's arrival time, as in `RecordValidator.check`."""
         try:
             msgspec.convert(obj, self.struct)
         except msgspec.ValidationError:
@@ -55,7 +60,7 @@ class CompiledSchema:
             if value is not None and not regex.fullmatch(value):
                 return None
         event_time = None
-        for name in self.datetimes:
+        for name, lowest, highest, horizon in self.datetimes:
             value = obj.get(name)
             if value is None:
                 continue
@@ -63,7 +68,9 @@ class CompiledSchema:
                 parsed = datetime.fromisoformat(value)
             except ValueError:
                 return None
-            if parsed.tzinfo is None:
+            if parsed.tzinfo is None or not lowest <= parsed <= highest:
+                return None
+            if horizon is not None and received is not None and parsed > received + horizon:
                 return None
             if name == self.event_time:
                 event_time = parsed
@@ -120,6 +127,10 @@ def _type(spec: FieldSpec) -> Any:
         case FieldType.DATETIME:
             return str  # checked with datetime.fromisoformat in `accept`, as validation.py does
     raise ValueError(f"unsupported field type {spec.type}")
+
+
+def _horizon(max_ahead_s: float | None) -> timedelta | None:
+    return None if max_ahead_s is None else timedelta(seconds=max_ahead_s)
 
 
 def _int(spec: FieldSpec) -> Any:

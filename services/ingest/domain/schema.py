@@ -7,6 +7,7 @@ The schema is data: declaring another dataset needs a new YAML file, not new cod
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +26,13 @@ class FieldType(StrEnum):
     NUMBER = "number"  # JSON integer or finite float
     BOOLEAN = "boolean"
     CATEGORY = "category"  # string out of `values`
-    DATETIME = "datetime"  # ISO 8601 string with a timezone
+    DATETIME = "datetime"  # ISO 8601 string with a timezone; optional `earliest`, `latest`, `max_ahead_s`
+
+
+# What pandas (nanosecond timestamps) and so Feast can hold: the widest a date-time may ever be, so an
+# undeclared bound still never lets year 0001 or 9999 through to the feature store.
+PANDAS_EARLIEST = datetime(1677, 9, 22, tzinfo=UTC)
+PANDAS_LATEST = datetime(2262, 4, 11, tzinfo=UTC)
 
 
 class PiiPolicy(StrEnum):
@@ -46,6 +53,13 @@ class FieldSpec(BaseModel):
     values: tuple[str, ...] | None = None
     max_length: int = Field(256, ge=1)
     pattern: str | None = None
+    earliest: datetime | None = Field(None, description="Earliest date-time accepted (with a timezone).")
+    latest: datetime | None = Field(None, description="Latest date-time accepted (with a timezone).")
+    max_ahead_s: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds a date-time may lie ahead of the raw record's Kafka timestamp (clock skew).",
+    )
     pii: str | None = Field(None, description="Presidio entity type this field holds, e.g. PERSON.")
     policy: PiiPolicy | None = None
     keep_last: int = Field(0, ge=0, le=4)
@@ -58,7 +72,31 @@ class FieldSpec(BaseModel):
             raise ValueError("a structured PII field needs a `policy` (drop, mask or hash)")
         if self.pattern is not None:
             re.compile(self.pattern)
+        self._consistent_dates()
         return self
+
+    def _consistent_dates(self) -> None:
+        dated = (self.earliest, self.latest, self.max_ahead_s)
+        if self.type is not FieldType.DATETIME:
+            if any(bound is not None for bound in dated):
+                raise ValueError("`earliest`, `latest` and `max_ahead_s` are for datetime fields only")
+            return
+        if self.min is not None or self.max is not None:
+            raise ValueError("a datetime field is bounded by `earliest` and `latest`, not `min`/`max`")
+        for bound in (self.earliest, self.latest):
+            if bound is not None and bound.tzinfo is None:
+                raise ValueError("`earliest` and `latest` need a timezone")
+        if not PANDAS_EARLIEST <= self.lowest <= self.highest <= PANDAS_LATEST:
+            raise ValueError(f"date bounds must be ordered and within {PANDAS_EARLIEST}..{PANDAS_LATEST}")
+
+    @property
+    def lowest(self) -> datetime:
+        """The earliest date-time accepted: declared, else the earliest pandas can hold."""
+        return self.earliest or PANDAS_EARLIEST
+
+    @property
+    def highest(self) -> datetime:
+        return self.latest or PANDAS_LATEST
 
     @cached_property
     def regex(self) -> re.Pattern[str] | None:

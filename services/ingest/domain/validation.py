@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +36,7 @@ class Code(StrEnum):
     NOT_OBJECT = "not_object"  # JSON, but not an object
     SCHEMA_VIOLATION = "schema_violation"  # see the per-field errors
     SCRUB_FAILED = "scrub_failed"  # PII scrubbing failed: refused rather than published unscrubbed
+    DUPLICATE = "duplicate_record"  # identical to the entity's last clean record (domain/duplicates.py)
 
 
 @dataclass(slots=True)
@@ -63,9 +64,17 @@ class RecordValidator:
         self.schema = schema
         self.max_bytes = max_bytes
         self.checks: dict[str, Check] = {name: _checker(spec) for name, spec in schema.fields.items()}
+        self.horizons = {  # how far ahead of the record's arrival each date-time may lie
+            name: timedelta(seconds=spec.max_ahead_s)
+            for name, spec in schema.fields.items()
+            if spec.type is FieldType.DATETIME and spec.max_ahead_s is not None
+        }
+        self.messages = _field_messages(schema)
         self.compiled = compile_schema(schema)  # valid records are vouched for in C (compiled.py)
 
-    def check(self, value: bytes | None) -> Verdict:
+    def check(self, value: bytes | None, received: datetime | None = None) -> Verdict:
+        """`received`: when the record reached Kafka (its timestamp); date-times may not lie further
+        ahead of it than their field's `max_ahead_s`. None skips that one check (an unknown time)."""
         if value is None:
             return Verdict(Code.NO_VALUE, "the record has no value (a tombstone)")
         if len(value) > self.max_bytes:
@@ -80,10 +89,10 @@ class RecordValidator:
             if _depth(obj, self.schema.max_depth + 1) > self.schema.max_depth:
                 return Verdict(Code.TOO_DEEP, f"JSON nested deeper than {self.schema.max_depth} levels")
             return Verdict(Code.NOT_OBJECT, f"JSON {type(obj).__name__}, not an object")
-        return self.check_object(obj)
+        return self.check_object(obj, received)
 
-    def check_object(self, obj: dict[str, Any]) -> Verdict:
-        accepted = self.compiled.accept(obj) if self.compiled is not None else None
+    def check_object(self, obj: dict[str, Any], received: datetime | None = None) -> Verdict:
+        accepted = self.compiled.accept(obj, received) if self.compiled is not None else None
         if accepted is not None:
             record = accepted.record
             return Verdict(
@@ -92,9 +101,9 @@ class RecordValidator:
                 entity_id=record.get(self.schema.entity_key),
                 event_time=accepted.event_time,
             )
-        return self.explain(obj)
+        return self.explain(obj, received)
 
-    def explain(self, obj: dict[str, Any]) -> Verdict:
+    def explain(self, obj: dict[str, Any], received: datetime | None = None) -> Verdict:
         """Field by field: every error with its code. The reference the compiled fast path matches."""
         errors: list[FieldError] = []
         passed: dict[str, Any] = {}
@@ -110,10 +119,13 @@ class RecordValidator:
             ):
                 return Verdict(Code.TOO_DEEP, f"JSON nested deeper than {self.schema.max_depth} levels")
             problem = check(value)
+            if problem is None and received is not None and name in self.horizons:
+                problem = _ahead_of(value, received + self.horizons[name])
             if problem is None:
                 passed[name] = value
             else:
-                errors.append(FieldError(field=name, code=problem, message=_MESSAGES[problem]))
+                message = self.messages.get((name, problem)) or _MESSAGES[problem]
+                errors.append(FieldError(field=name, code=problem, message=message))
         for name in self.schema.required - obj.keys():
             errors.append(FieldError(field=name, code="missing", message=_MESSAGES["missing"]))
         entity_id = passed.get(self.schema.entity_key)
@@ -144,6 +156,26 @@ def _undecodable(value: bytes, exc: Exception) -> Verdict:
     return Verdict(Code.NOT_JSON, "not valid JSON")
 
 
+def _ahead_of(value: Any, horizon: datetime) -> str | None:
+    """`value` passed its field's own check, so it parses."""
+    return "date_ahead_of_arrival" if datetime.fromisoformat(value) > horizon else None
+
+
+def _field_messages(schema: DatasetSchema) -> dict[tuple[str, str], str]:
+    """Messages that name a field's declared bounds (never the value: values may be PII)."""
+    out: dict[tuple[str, str], str] = {}
+    for name, spec in schema.fields.items():
+        if spec.type is FieldType.DATETIME:
+            out[name, "wrong_type"] = "a date-time is an ISO 8601 string, not a number or epoch"
+            out[name, "date_too_early"] = f"date-time is before {spec.lowest.isoformat()}"
+            out[name, "date_too_late"] = f"date-time is after {spec.highest.isoformat()}"
+            if spec.max_ahead_s is not None:
+                out[name, "date_ahead_of_arrival"] = (
+                    f"date-time is more than {spec.max_ahead_s:g} s ahead of when the record arrived"
+                )
+    return out
+
+
 def _depth(value: Any, limit: int) -> int:
     """Nesting depth of a decoded JSON value (scalars are 0), counted no further than `limit`."""
     if limit <= 0 or not isinstance(value, dict | list):
@@ -161,7 +193,10 @@ _MESSAGES = {
     "not_in_domain": "value is not one of the declared categories",
     "too_long": "string is longer than allowed",
     "pattern_mismatch": "string does not match the declared pattern",
-    "invalid_datetime": "not an ISO 8601 date-time with a timezone",
+    "invalid_datetime": "not an ISO 8601 date-time with a timezone (a real calendar date, seconds 0-59)",
+    "date_too_early": "date-time is before the declared earliest",
+    "date_too_late": "date-time is after the declared latest",
+    "date_ahead_of_arrival": "date-time lies further ahead of the record's arrival than allowed",
 }
 
 
@@ -209,6 +244,8 @@ def _category(spec: FieldSpec) -> Check:
 
 
 def _datetime(spec: FieldSpec) -> Check:
+    lowest, highest = spec.lowest, spec.highest
+
     def check(value: Any) -> str | None:
         if type(value) is not str:
             return "wrong_type"
@@ -216,7 +253,11 @@ def _datetime(spec: FieldSpec) -> Check:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return "invalid_datetime"
-        return None if parsed.tzinfo is not None else "invalid_datetime"
+        if parsed.tzinfo is None:
+            return "invalid_datetime"
+        if parsed < lowest:
+            return "date_too_early"
+        return "date_too_late" if parsed > highest else None
 
     return check
 
