@@ -272,3 +272,22 @@ def test_an_unknown_entity_is_404_without_echoing_its_id(client: TestClient, ent
     for response in (single, batch):
         assert entity not in response.text and entity.split()[0] not in response.text
     assert "(instance 1)" in batch.json()["detail"]
+
+
+def test_the_fast_profile_check_agrees_with_the_contract_on_random_rows() -> None:
+    import random
+
+    model, rng = loaded("7"), random.Random(7)
+    base = rows()[E1]
+    for _ in range(300):
+        row = dict(base)
+        for name in rng.sample(sorted(PROFILE), 3):
+            profile = PROFILE[name]
+            if profile.categories is not None:
+                row[name] = rng.choice([*profile.categories, "unseen", ""])
+            else:
+                low, high = profile.minimum or 0.0, profile.maximum or 0.0
+                value = rng.choice([low, high, low - 1, high + 1, float("nan"), float("-inf"), 1e30])
+                row[name] = int(value) if isinstance(base[name], int) and abs(value) < 1e18 else value
+        expected = {n: r for n in PROFILE if (r := PROFILE[n].violation(row[n])) is not None}
+        assert model.out_of_profile(row) == expected

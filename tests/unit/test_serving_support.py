@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping, Sequence
@@ -98,7 +99,7 @@ class FakeRegistry:
         if version in self.broken:
             raise ModelLoadError(f"version {version}: corrupted artifact")
         model = self.models[version]
-        return LoadedModel(**{**model.__dict__, "alias": alias})
+        return dataclasses.replace(model, alias=alias)
 
 
 class Published:

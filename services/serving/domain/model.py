@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Literal
 
 from contracts.common import Scalar
@@ -45,13 +46,35 @@ class LoadedModel:
         return decide(score, self.threshold)
 
     def out_of_profile(self, row: Mapping[str, Scalar]) -> dict[str, str]:
-        """Feature -> why its value lies outside what training saw (empty: inside, or no profile)."""
+        """Feature -> why its value lies outside what training saw (empty: inside, or no profile).
+
+        The common case (every value inside) runs on plain tuples; the profile explains a miss."""
         found: dict[str, str] = {}
-        for name, profile in self.profile.items():
-            reason = profile.violation(row[name]) if name in row else None
-            if reason is not None:
-                found[name] = reason
+        for name, low, high, categories in self._bounds:
+            value = row.get(name)
+            if isinstance(value, str) and categories is not None:
+                inside = value in categories
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                inside = low <= value <= high  # False for NaN
+            else:
+                continue
+            if not inside:
+                found[name] = self.profile[name].violation(value) or "outside the training profile"
         return found
+
+    @cached_property
+    def _bounds(self) -> tuple[tuple[str, float, float, frozenset[str] | None], ...]:
+        """(name, lowest, highest, categories) per profiled feature, read from the card once."""
+        inf = float("inf")
+        return tuple(
+            (
+                name,
+                -inf if p.minimum is None else p.minimum,
+                inf if p.maximum is None else p.maximum,
+                None if p.categories is None else frozenset(p.categories),
+            )
+            for name, p in self.profile.items()
+        )
 
 
 def decide(score: float, threshold: float) -> Decision:
