@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,6 +36,8 @@ class RunningIngest:
             raw_topic=f"test.raw.{run}",
             clean_topic=f"test.clean.{run}",
             rejected_topic=f"test.rejected.{run}",
+            # A ledger of its own: ids repeat from run to run, and would be judged duplicates.
+            ledger_path=Path(tempfile.mkdtemp(prefix="ingest-ledger-")) / "ledger.db",
         )
         self.app = create_app(self.settings)
 
