@@ -11,7 +11,7 @@ from contracts.events import AuditCheckpointed
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
-from services.audit import routes
+from services.audit import erasure, routes
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.checkpointer import Checkpointer
 from services.audit.domain.entry import Captured
@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: AuditSettings | None = None, *, store: SqlAuditStore | None = None) -> FastAPI:
     """Builds everything without connecting: the broker starts, and the schema is migrated, on startup."""
     settings = settings or AuditSettings()
-    store = store or SqlAuditStore(settings.resolved_database_url, settings.database_app_role)
+    store = store or SqlAuditStore(
+        settings.resolved_database_url, settings.database_app_role, erasure.subject_keys(settings)
+    )
     audit = AuditService(
         store,
         content_free_topics=settings.content_free_topics,
@@ -77,4 +79,5 @@ def create_app(settings: AuditSettings | None = None, *, store: SqlAuditStore | 
     app.state.checkpoints = checkpoints
     app.state.trail = TrailVerifier.from_settings(settings, store)  # GET /verify; the CLI builds the same
     routes.install(app, settings)
+    app.include_router(erasure.build_router())
     return app

@@ -4,6 +4,7 @@
                                          [--checkpoint-topic T] [--trusted-key BASE64]...
     python -m services.audit.cli summary [--database-url URL]
     python -m services.audit.cli lineage PREDICTION_ID [--database-url URL]
+    python -m services.audit.cli erase SUBJECT_ID|- [--database-url URL] [--by NAME]
 
 `verify` is the same verification as `GET /verify`: the chain, the append-only guards, the signed
 checkpoints and the Kafka log (default KAFKA_BOOTSTRAP_SERVERS). It exits 0 when the trail is intact,
@@ -23,6 +24,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from services.audit import erasure
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.errors import AuditError
 from services.audit.handlers import AuditService
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("verify", "recompute the chain"),
         ("summary", "rows by type"),
         ("lineage", "one prediction"),
+        ("erase", "crypto-shred one data subject (docs/audit.md#erasure)"),
     ):
         command = sub.add_parser(name, help=text)
         command.add_argument("--database-url", help="SQLAlchemy URL (default: the service's own database)")
@@ -54,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             )
         if name == "lineage":
             command.add_argument("prediction_id")
+        if name == "erase":
+            erasure.add_cli_arguments(command)
     return parser.parse_args(argv)
 
 
@@ -72,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             return _print(audit.summary(), INTACT)
         if args.command == "lineage":
             return _print(lineage(store, args.prediction_id), INTACT)
+        if args.command == "erase":
+            return _print(erasure.run_cli(args, audit, settings), INTACT)
         settings = settings.model_copy(
             update={
                 "checkpoint_topic": args.checkpoint_topic or settings.checkpoint_topic,

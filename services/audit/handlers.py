@@ -12,7 +12,7 @@ from uuid import UUID
 
 from contracts.events import AuditCheckpointed, AuditCheckpointedPayload
 from services.audit import metrics
-from services.audit.adapters.store import AppendResult, SqlAuditStore
+from services.audit.adapters.store import AppendResult, Erasure, SqlAuditStore
 from services.audit.domain.chain import VerifyReport
 from services.audit.domain.entry import Captured, to_entry
 from services.audit.verification import verify_store
@@ -64,6 +64,19 @@ class AuditService:
             log.info("skipped %d redelivered messages", result.duplicates)
         return result
 
+    # -- erase -------------------------------------------------------------------------------------
+    def erase(self, subject_id: str, requested_by: str) -> Erasure:
+        """Crypto-shred one data subject: its key goes, an audited erasure row (reference only) comes."""
+        erasure = self.store.erase(subject_id, requested_by, now_us())
+        log.info(
+            "erased subject %s (keys deleted: %d) at row %d",
+            erasure.subject_ref, erasure.keys_deleted, erasure.seq,
+            extra={"subject_ref": erasure.subject_ref, "requested_by": requested_by},
+        )  # fmt: skip
+        if erasure.wal_truncated is False:
+            log.warning("the WAL could not be truncated after an erasure; it is at the next checkpoint")
+        return erasure
+
     # -- verify ------------------------------------------------------------------------------------
     def verify(self, anchors: Mapping[int, str] | None = None, workers: int | None = None) -> VerifyReport:
         return verify_store(self.store, anchors=anchors, workers=workers or self.verify_workers)
@@ -81,6 +94,7 @@ class AuditService:
             "events_by_type": by_kind.get("event", {}),
             "raw_by_topic": by_kind.get("raw", {}),
             "undecodable_by_topic": by_kind.get("undecodable", {}),
+            "erasures": sum(by_kind.get("erasure", {}).values()),
         }
 
     # -- checkpoints -------------------------------------------------------------------------------

@@ -70,6 +70,13 @@ class AuditSettings(ServiceSettings):
     verify_timeout_s: float = Field(
         60.0, gt=0, description="Longest wait for Kafka while verifying (checkpoints, offsets, records)."
     )
+    subject_secret_file: Path | None = Field(
+        None,
+        description="Hex secret from which subject references and the wrapping of per-subject data keys "
+        "are derived (crypto-shredding, see docs/audit.md#erasure). Keep it outside the database and its "
+        "backups: losing it makes every sealed value unreadable. Default <state_dir>/secrets/"
+        "audit-subject.secret, created on first use in development; production needs an existing file.",
+    )
     max_page_size: int = Field(1000, ge=1, le=100_000, description="Largest `limit` a query may ask for.")
     default_page_size: int = Field(100, ge=1, description="`limit` of a query that names none.")
     verify_workers: int = Field(
@@ -98,6 +105,10 @@ class AuditSettings(ServiceSettings):
     @property
     def resolved_signing_key_file(self) -> Path:
         return (self.signing_key_file or self.state_dir / "secrets" / "audit-signing.key").resolve()
+
+    @property
+    def resolved_subject_secret_file(self) -> Path:
+        return (self.subject_secret_file or self.state_dir / "secrets" / "audit-subject.secret").resolve()
 
     def capture_groups(self) -> dict[str, str]:
         """Consumer group of each captured topic (one group per topic, see app.py)."""

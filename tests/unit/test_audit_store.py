@@ -134,7 +134,8 @@ def test_the_service_appends_migrates_and_verifies_as_the_application_role(
 
 
 def test_concurrent_appenders_never_fork_the_chain(store: SqlAuditStore) -> None:
-    others = [SqlAuditStore(store.url) for _ in range(3)]  # separate engines: as separate processes would
+    # Separate engines, as separate processes would have; the same subject secret.
+    others = [SqlAuditStore(store.url, subject_keys=store.subject_keys) for _ in range(3)]
     batches = [captured(lineage_flow(f"p-{i}"), topic=f"t{i}") for i in range(12)]
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda i: AuditService(others[i % 3]).capture(batches[i]), range(12)))

@@ -28,11 +28,13 @@ from contracts.events import (
 )
 from contracts.registry import encode_event
 from services.audit.adapters.store import SqlAuditStore
+from services.audit.adapters.subject_keys import SubjectKeys
 from services.audit.domain.anchors import LogRecord, PublishedCheckpoint
 from services.audit.domain.chain import CHAIN_FIELDS, GENESIS, link
 from services.audit.domain.entry import Captured
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+KEYS = SubjectKeys(bytes(range(32)))  # the subject secret of the tests' stores (crypto-shredding)
 SHA = "cd" * 32
 
 
@@ -100,7 +102,7 @@ def new_store(tmp_path: Path, name: str = "audit.db") -> SqlAuditStore:
 
 
 def open_store(url: str, app_role: str | None = None) -> SqlAuditStore:
-    store = SqlAuditStore(url, app_role)
+    store = SqlAuditStore(url, app_role, KEYS)
     store.migrate()
     return store
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 TABLE = "audit_events"
+SUBJECT_KEYS = "audit_subject_keys"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -44,6 +45,9 @@ def grant_app_role(connection: Connection, role: str) -> None:
         f"REVOKE ALL ON {TABLE} FROM {who}",
         f"GRANT SELECT, INSERT ON {TABLE} TO {who}",
         f"GRANT SELECT ON alembic_version TO {who}",  # so its own startup migration sees `head`
+        # The subject keys are not the trail: erasing a subject deletes its key (crypto-shredding).
+        f"REVOKE ALL ON {SUBJECT_KEYS} FROM PUBLIC",
+        f"GRANT SELECT, INSERT, DELETE ON {SUBJECT_KEYS} TO {who}",
         f"GRANT USAGE ON SCHEMA {schema} TO {who}",
     ):
         connection.exec_driver_sql(statement)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -56,3 +67,14 @@ for _name, _columns, _unique in (
         postgresql_where=_where,
     )
 Index("ix_audit_events_occurred_at", audit_events.c.occurred_at_us)
+
+# One data key per data subject, wrapped (AES-GCM) under a key derived from the subject secret, which
+# lives outside the database. NOT chained and NOT append-only: deleting a row is how a subject is erased
+# (crypto-shredding); the chained rows keep only ciphertext and the subject's keyed reference.
+subject_keys = Table(
+    "audit_subject_keys",
+    metadata,
+    Column("subject_ref", String(64), primary_key=True),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ from sqlalchemy.pool import NullPool
 from services.audit.adapters.engine import lock_for_append, make_engines
 from services.audit.adapters.migrate import upgrade
 from services.audit.adapters.schema import audit_events as t
+from services.audit.adapters.subject_keys import SubjectKeys, SubjectSecretMissing, truncate_sqlite_wal
 from services.audit.domain.chain import ROW_FIELDS, Head, extend
-from services.audit.domain.entry import Entry
+from services.audit.domain.entry import Entry, erasure_entry
 
 _ROW_COLUMNS = [t.c[name] for name in ROW_FIELDS]
 _LOOKUP_CHUNK = 500
@@ -32,6 +35,20 @@ class AppendResult:
     by_topic: Counter[str] = field(default_factory=Counter)
     undecodable: Counter[str] = field(default_factory=Counter)
     last_event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    subject_ref: str
+    keys_deleted: int
+    """1 when the subject had a data key (now gone), 0 when it had none (nothing readable was held)."""
+    seq: int
+    """Sequence number of the chained erasure row."""
+    request_id: str
+    erased_at_us: int
+    wal_truncated: bool | None
+    """SQLite: whether the WAL (which may still hold the deleted key's page) was truncated; None on
+    servers (see "Erasure" in docs/audit.md)."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +101,18 @@ class EventQuery:
 
 class SqlAuditStore:
     """`app_role` (PostgreSQL): the role the store's sessions run as after `migrate`, which grants it
-    SELECT and INSERT only (see AuditSettings.database_app_role)."""
+    SELECT and INSERT only on the chain (see AuditSettings.database_app_role).
 
-    def __init__(self, url: str, app_role: str | None = None) -> None:
+    `subject_keys`: seals what identifies a data subject before it is chained and opens it for
+    readers (crypto-shredding). Without it the store refuses to append identifying data, and reads
+    leave sealed values sealed."""
+
+    def __init__(
+        self, url: str, app_role: str | None = None, subject_keys: SubjectKeys | None = None
+    ) -> None:
         self.url = url
         self.app_role = app_role
+        self.subject_keys = subject_keys
         self.writer, self.reader = make_engines(url, app_role)
         self._lock = threading.Lock()  # one appender per process; the database serializes processes
         self._positional_insert: str | None = None
@@ -127,7 +151,7 @@ class SqlAuditStore:
         the current head and insert them, all in one transaction."""
         with self._lock, self.writer.begin() as conn:
             lock_for_append(conn)
-            fresh = self._fresh(conn, entries)
+            fresh = self._seal(conn, self._fresh(conn, entries), recorded_at_us)
             head = self._head(conn)
             rows, new_head = extend(head, fresh, recorded_at_us)
             if rows:
@@ -168,6 +192,32 @@ class SqlAuditStore:
                 known_ids.add(entry.event_id)
             fresh.append(entry)
         return fresh
+
+    def _seal(self, conn: Connection, entries: list[Entry], now_us: int) -> list[Entry]:
+        if not any(e.decoded is not None or e.raw_subject is not None for e in entries):
+            return entries
+        return self._keys().seal_entries(conn, entries, now_us)
+
+    def _keys(self) -> SubjectKeys:
+        if self.subject_keys is None:
+            raise SubjectSecretMissing("identifying data arrived but the store has no subject secret")
+        return self.subject_keys
+
+    # -- erase -------------------------------------------------------------------------------------
+    def erase(self, subject_id: str, requested_by: str, now_us: int | None = None) -> Erasure:
+        """Delete the subject's data key and chain an erasure row (its reference only), in one
+        transaction under the append lock, so no batch is sealed with the key meanwhile."""
+        keys = self._keys()
+        ref, request_id = keys.ref(subject_id), str(uuid.uuid4())
+        now_us = now_us if now_us is not None else time.time_ns() // 1000
+        with self._lock, self.writer.begin() as conn:
+            lock_for_append(conn)
+            deleted = keys.delete(conn, ref)
+            head = self._head(conn)
+            entry = erasure_entry(ref, requested_by, request_id, now_us, head.length + 1)
+            rows, new_head = extend(head, [entry], now_us)
+            self._insert(conn, rows)
+        return Erasure(ref, deleted, new_head.length, request_id, now_us, truncate_sqlite_wal(self.writer))
 
     def _insert(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         if self._positional_insert is not None:  # SQLite: straight to executemany, no per-row dicts
@@ -216,10 +266,17 @@ class SqlAuditStore:
             return conn.execute(select(t.c.row_hash).where(t.c.seq == seq)).scalar()
 
     def events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Matching rows, with the sealed values of every subject that still has a key opened. By
+        entity: the subject's reference is matched (and the clear id, for rows chained before sealing)."""
         order = t.c.seq.desc() if query.newest_first else t.c.seq
-        statement = select(t).where(and_(True, *query.conditions())).order_by(order).limit(query.limit)
+        conditions = query.conditions()
+        if query.entity_id is not None and self.subject_keys is not None:
+            by_ref = t.c.entity_id.in_([query.entity_id, self.subject_keys.ref(query.entity_id)])
+            conditions = [*replace(query, entity_id=None).conditions(), by_ref]
+        statement = select(t).where(and_(True, *conditions)).order_by(order).limit(query.limit)
         with self.reader.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(statement)]
+            rows = [dict(row._mapping) for row in conn.execute(statement)]
+            return self.subject_keys.open_rows(conn, rows) if self.subject_keys is not None else rows
 
     def first(self, **filters: Any) -> dict[str, Any] | None:
         found = self.events(EventQuery(limit=1, **filters))

@@ -6,6 +6,12 @@ the busiest topic, so it does not pay a full pydantic validation per event. The 
 by `json.loads`, so edge cases (NaN, huge integers, deep nesting) are classified exactly as before. A
 message that is not a well-formed envelope is still recorded, as kind `undecodable`, with its digest,
 size and coordinates.
+
+An entry that names a data subject keeps its decoded envelope (`decoded`), so the store can seal the
+identifying parts under the subject's key before chaining it (see domain/sealing.py). Its Kafka key
+digest is left out when the key is the subject id itself: a plain SHA-256 of a short id is reversed
+by guessing, and the value digest still ties the row to Kafka. On content-free topics the Kafka key is
+taken as the subject id (`raw_subject`): the row keeps only the subject's keyed reference.
 """
 
 from __future__ import annotations
@@ -13,16 +19,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
+from services.audit.domain.sealing import subject_text, subjects
+
 KIND_EVENT = "event"
 KIND_RAW = "raw"
 KIND_UNDECODABLE = "undecodable"
+KIND_ERASURE = "erasure"
+ERASURE_TOPIC = "audit:erasure"
+"""Erasure rows are made by the audit service, not read from Kafka: a name Kafka cannot give a topic
+(':' is not allowed), so no captured message ever shares their coordinates."""
+ERASURE_EVENT_TYPE = "SubjectErased"
 
 INDEX_MAX_CHARS = 256
 """Index values longer than this are left out of the index columns (the body still holds them)."""
@@ -74,6 +87,10 @@ class Entry:
     run_id: str | None = None
     note: str | None = None
     body: str | None = None
+    decoded: Any = field(default=None, compare=False, repr=False)
+    """The envelope, kept only when it names a data subject (the store seals it, then drops it)."""
+    raw_subject: str | None = field(default=None, repr=False)  # never in a log line
+    """Content-free rows: the Kafka key, taken as the subject id (the store keeps only its reference)."""
 
 
 def to_entry(message: Captured, *, store_body: bool = True) -> Entry:
@@ -84,16 +101,36 @@ def to_entry(message: Captured, *, store_body: bool = True) -> Entry:
     value_sha, size = _sha256(value).hexdigest(), len(value)
     topic, partition, offset, ts_ms = message.topic, message.partition, message.offset, message.timestamp_ms
     if not store_body:
+        raw_subject = _key_text(key)
         return Entry(
-            KIND_RAW, topic, partition, offset, ts_ms, key_sha, value_sha, size, occurred_at_us=ts_ms * 1000
-        )
+            KIND_RAW, topic, partition, offset, ts_ms, None if raw_subject else key_sha, value_sha, size,
+            occurred_at_us=ts_ms * 1000, raw_subject=raw_subject,
+        )  # fmt: skip
     try:
         text = value.decode("utf-8")
-        fields = _envelope_values(_loads(value, text))
+        obj = _loads(value, text)
+        fields = _envelope_values(obj)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         return Entry(KIND_UNDECODABLE, topic, partition, offset, ts_ms, key_sha, value_sha, size,
                      occurred_at_us=ts_ms * 1000, note=_reason(err))  # fmt: skip
-    return Entry(KIND_EVENT, topic, partition, offset, ts_ms, key_sha, value_sha, size, *fields, None, text)
+    named = subjects(obj)
+    if not named:
+        return Entry(
+            KIND_EVENT, topic, partition, offset, ts_ms, key_sha, value_sha, size, *fields, None, text
+        )
+    if key is not None and _key_text(key) in named:
+        key_sha = None
+    return Entry(KIND_EVENT, topic, partition, offset, ts_ms, key_sha, value_sha, size, *fields, None, text,
+                 decoded=obj)  # fmt: skip
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        return subject_text(key.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
 
 
 def _loads(value: bytes, text: str) -> Any:
@@ -195,3 +232,17 @@ def _index(value: Any) -> str | None:
         return None
     text = str(value)
     return text if 0 < len(text) <= INDEX_MAX_CHARS else None
+
+
+def erasure_entry(subject_ref: str, requested_by: str, request_id: str, now_us: int, position: int) -> Entry:
+    """The chained record of one erasure: the subject's reference, never its id. `position` (the
+    sequence number the row will take) makes its coordinates unique. Its digest is over the facts it
+    states, `SubjectErased|<ref>|<requested by>|<time in us>`, so the row can be re-derived."""
+    requested_by = requested_by[:64]
+    facts = f"{ERASURE_EVENT_TYPE}|{subject_ref}|{requested_by}|{now_us}".encode()
+    digest = _sha256(facts).hexdigest()
+    return Entry(
+        KIND_ERASURE, ERASURE_TOPIC, 0, position, now_us // 1000, None, digest, len(facts),
+        event_id=request_id, event_type=ERASURE_EVENT_TYPE, schema_version=1, occurred_at_us=now_us,
+        producer="audit", correlation_id=request_id, entity_id=subject_ref, note=requested_by,
+    )  # fmt: skip
