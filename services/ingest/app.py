@@ -17,11 +17,12 @@ from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from services.ingest.adapters.kafka_out import KafkaOutcomePublisher
+from services.ingest.adapters.names import identifier_names
 from services.ingest.adapters.ledger import SqliteRecordLedger
 from services.ingest.domain.events import Source
+from services.ingest.domain.identifiers import GuardedValidator
 from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber
 from services.ingest.domain.schema import load_schema
-from services.ingest.domain.validation import RecordValidator
 from services.ingest.handlers import IngestHandler, OutcomePublisher, RawInput, RecordLedger, Topics
 from services.ingest.routes import router
 from services.ingest.settings import IngestSettings
@@ -45,7 +46,9 @@ def create_app(
     salt = settings.pii_salt.get_secret_value().encode()
     handler = IngestHandler(
         schema=schema,
-        validator=RecordValidator(schema, settings.max_record_bytes),
+        validator=GuardedValidator(
+            schema, settings.max_record_bytes, settings.identifier_key, identifier_names()
+        ),
         policy=PiiPolicyApplier(schema, salt),
         publisher=publisher or kafka_out,  # type: ignore[arg-type]
         topics=Topics(settings.raw_topic, settings.clean_topic, settings.rejected_topic),

@@ -14,6 +14,7 @@ from servicekit.settings import PLACEHOLDER_SECRETS, ServiceSettings
 
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 DEV_SALT = "dev-only-ingest-salt"
+DEV_ID_KEY = "dev-only-ingest-identifier-key"
 # Room for Kafka's record and batch headers, the key and our headers, and for the outcome event's
 # envelope around a record: a raw record of `max_record_bytes` always fits the broker's limit.
 RECORD_HEADROOM_BYTES = 64 * 1024
@@ -31,6 +32,14 @@ class IngestSettings(ServiceSettings):
         SecretStr(DEV_SALT),
         description="Key of the salted (HMAC-SHA256) hash PII policy. Keep it stable: hashes must join "
         "across restarts. The development default is refused in production.",
+    )
+    id_key: SecretStr = Field(
+        SecretStr(DEV_ID_KEY),
+        description="Key of the HMAC-SHA256 pseudonyms of identifier columns declared `identifier: "
+        "pseudonymise`. Keep it stable and out of the repo; refused in production when it is the default.",
+    )
+    id_key_file: Path | None = Field(
+        None, description="File holding the identifier key (a mounted secret); wins over INGEST_ID_KEY."
     )
     max_record_bytes: int = Field(
         1024 * 1024,
@@ -73,6 +82,16 @@ class IngestSettings(ServiceSettings):
     @property
     def resolved_ledger_path(self) -> Path:
         return (self.ledger_path or self.service_dir / "ledger.db").resolve()
+
+    def identifier_key(self) -> bytes:
+        """The pseudonymisation key, read when a schema asks for it (not every deployment needs one)."""
+        if self.id_key_file is not None:
+            key = self.id_key_file.read_bytes().strip()
+        else:
+            key = self.id_key.get_secret_value().encode()
+        if self.environment == "production" and (key == DEV_ID_KEY.encode() or len(key) < 16):
+            raise ValueError("INGEST_ID_KEY(_FILE) is the development default or shorter than 16 bytes")
+        return key
 
     @model_validator(mode="after")
     def _refuse_dev_salt_in_production(self) -> IngestSettings:

@@ -1,5 +1,7 @@
 """The audit service as its own process (`python -m services.audit`): SIGKILLed mid-stream and restarted,
-it ends with every event exactly once and an intact chain; its API and CLI answer on the result."""
+it ends with every event exactly once and an intact chain; its API and CLI answer on the result. Then
+its database file is tampered with by raw SQL (sqlite3), as an administrator of the database could, and
+both GET /verify and the CLI report each tampering from the anchors in the real Kafka."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +25,10 @@ import pytest
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
 from servicekit.auth import Role, write_dev_keys
+from services.audit.domain.chain import CHAIN_FIELDS, GENESIS, ROW_FIELDS, Head, extend, link
+from services.audit.domain.entry import Captured, to_entry
 from tests.support import create_topic
+from tests.unit.test_audit_support import lineage_flow
 
 EVENTS = 20_000
 
@@ -33,7 +39,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def produce(bootstrap: str, topic: str, run: str) -> list[str]:
+async def produce(bootstrap: str, topic: str, run: str, events: int = EVENTS) -> list[str]:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
@@ -41,7 +47,7 @@ async def produce(bootstrap: str, topic: str, run: str) -> list[str]:
     ids = []
     try:
         futures = []
-        for i in range(EVENTS):
+        for i in range(events):
             event = PredictionMade.create(
                 PredictionMadePayload(
                     prediction_id=f"{run}-{i}",
@@ -93,6 +99,8 @@ def setup(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, object]]:
         "AUDIT_TOPICS": json.dumps([topic]),
         "AUDIT_GROUP_ID": f"audit-{run}",
         "AUDIT_CHECKPOINT_TOPIC": f"test.audit.{run}.cp",
+        "AUDIT_CHECKPOINT_INTERVAL_S": "0.5",
+        "AUDIT_VERIFY_WORKERS": "1",
     }
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -168,3 +176,124 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+TAMPER_EVENTS = 300
+
+
+def test_raw_sql_tampering_of_the_running_service_is_caught_by_verify(
+    kafka_bootstrap: str, setup: dict[str, object], tmp_path: Path
+) -> None:
+    db, topic, env = Path(str(setup["db"])), str(setup["topic"]), dict(setup["env"])  # type: ignore[call-overload]
+    asyncio.run(produce(kafka_bootstrap, topic, str(setup["run"]), TAMPER_EVENTS))
+    setup["start"]()  # type: ignore[operator]
+    url, headers = f"http://127.0.0.1:{setup['port']}", {"X-API-Key": str(setup["key"])}
+    wait_for(lambda: count(db, topic) == TAMPER_EVENTS and _ready(url), "every event stored")
+    wait_for(
+        lambda: _committed(kafka_bootstrap, f"{env['AUDIT_GROUP_ID']}.{topic}") == TAMPER_EVENTS, "commits"
+    )
+    wait_for(
+        lambda: _verify(url, headers).get("last_checkpoint_length") == TAMPER_EVENTS, "a signed checkpoint"
+    )
+
+    report = _verify(url, headers)
+    assert report["intact"] is True, report["problems"]
+    assert report["anchors_checked"] >= 1 and report["kafka_rows_checked"] == TAMPER_EVENTS
+    assert _cli(env, db)[0] == 0
+    intact_copy = _copy(db, tmp_path / "intact.db")
+
+    # Live, on the service's own file: drop the guards, then append a forged ModelPromoted whose hash
+    # is computed correctly. Before, GET /verify passed both and /events served the forgery.
+    with sqlite3.connect(db, timeout=30) as conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        conn.execute("DROP TRIGGER audit_events_no_delete")
+    assert any("append-only guard" in p for p in _verify(url, headers)["problems"])
+    forged = lineage_flow(version="666")[3]
+    _append(db, Captured(topic, 0, 10**6, 0, forged.key(), encode_event(forged)))
+    served = httpx.get(f"{url}/events", params={"model_version": "666"}, headers=headers, timeout=30)
+    assert [e["event_type"] for e in served.json()["items"]] == ["ModelPromoted"]
+    problems = _verify(url, headers)["problems"]
+    assert any(f"claims {topic}:0@{10**6}, which Kafka never held" in p for p in problems), problems
+
+    # Offline, on copies of the intact file, through the CLI (the same verification function).
+    edit = "UPDATE audit_events SET producer = 'x' WHERE seq = "
+    attacks = {
+        "tail cut": ("DELETE FROM audit_events WHERE seq > 290", None, "not in the store"),
+        "edit, chain recomputed": (edit + "5", 5, "published checkpoint"),
+        "rewritten from row 1": (edit + "1", 1, "not the genesis"),
+        "digest edited": (
+            f"UPDATE audit_events SET value_sha256 = '{'ab' * 32}' WHERE seq = 7",
+            7,
+            "Kafka record",
+        ),
+    }
+    for name, (statement, rechain_from, expected) in attacks.items():
+        copy = _copy(intact_copy, tmp_path / f"{name}.db")
+        with sqlite3.connect(copy) as conn:
+            conn.execute("DROP TRIGGER audit_events_no_update")
+            conn.execute("DROP TRIGGER audit_events_no_delete")
+            conn.execute(statement)
+        if rechain_from:
+            _rechain(copy, rechain_from)
+        code, out = _cli(env, copy)
+        assert code == 1 and any(expected in p for p in out["problems"]), (name, out)
+
+
+def _verify(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    response = httpx.get(f"{url}/verify", headers=headers, timeout=120)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _cli(env: dict[str, str], db: Path) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.audit.cli", "verify", "--database-url", f"sqlite:///{db}"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def _committed(bootstrap: str, group: str) -> int:
+    async def read() -> int:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            return sum(meta.offset for meta in (await admin.list_consumer_group_offsets(group)).values())
+        finally:
+            await admin.close()
+
+    return asyncio.run(read())
+
+
+def _copy(db: Path, to: Path) -> Path:
+    with sqlite3.connect(db, timeout=30) as source, sqlite3.connect(to) as target:
+        source.backup(target)
+    return to
+
+
+_COLUMNS = ", ".join(f'"{name}"' for name in ROW_FIELDS)
+
+
+def _append(db: Path, message: Captured) -> None:
+    """The attacker's INSERT: the row chained after the head exactly as the service would chain it."""
+    with sqlite3.connect(db, timeout=30) as conn:
+        seq, row_hash = conn.execute(
+            "SELECT seq, row_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        rows, _ = extend(Head.of(seq, row_hash), [to_entry(message)], time.time_ns() // 1000)
+        conn.executemany(
+            f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * len(ROW_FIELDS))})", rows
+        )
+
+
+def _rechain(db: Path, first: int) -> None:
+    """Recompute every hash from row `first` on, so the edited chain is consistent with itself."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_events ORDER BY seq").fetchall()
+        prev = bytes.fromhex(rows[first - 2][-1]) if first > 1 else GENESIS
+        for row in rows[first - 1 :]:
+            prev = link(prev, row[: len(CHAIN_FIELDS)], row[len(CHAIN_FIELDS)])
+            conn.execute("UPDATE audit_events SET row_hash = ? WHERE seq = ?", (prev.hex(), row[0]))

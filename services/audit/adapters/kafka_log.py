@@ -112,8 +112,7 @@ class KafkaLog:
         tp = TopicPartition(topic, partition)
         consumer = self._consumer
         assert consumer is not None
-        consumer.assign([tp])
-        consumer.seek(tp, start)
+        self._run(self._assign(tp, start))
         idle_since = time.monotonic()
         while self._run(consumer.position(tp)) < stop:
             batch = self._run(consumer.getmany(tp, timeout_ms=500, max_records=5000)).get(tp, [])
@@ -126,6 +125,11 @@ class KafkaLog:
                 if record.offset >= stop:
                     return
                 yield LogRecord(record.offset, record.key, record.value)
+
+    async def _assign(self, tp: TopicPartition, start: int) -> None:
+        assert self._consumer is not None  # aiokafka makes futures here: it needs the running loop
+        self._consumer.assign([tp])
+        self._consumer.seek(tp, start)
 
     def checkpoints(self, topic: str) -> list[PublishedCheckpoint]:
         """Every AuditCheckpointed on `topic`, from the start of each partition to its end."""

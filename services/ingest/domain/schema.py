@@ -41,6 +41,13 @@ class PiiPolicy(StrEnum):
     HASH = "hash"  # HMAC-SHA256 with the configured salt: stable, so equal values still join
 
 
+class IdentifierRule(StrEnum):
+    """What an identifier column does with a value that could be PII (domain/identifiers.py)."""
+
+    REJECT = "reject"  # values shaped like an SSN, phone, card, e-mail or name are dead-lettered
+    PSEUDONYMISE = "pseudonymise"  # every value becomes a keyed hash (HMAC-SHA256), stable per value
+
+
 class FieldSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +70,9 @@ class FieldSpec(BaseModel):
     pii: str | None = Field(None, description="Presidio entity type this field holds, e.g. PERSON.")
     policy: PiiPolicy | None = None
     keep_last: int = Field(0, ge=0, le=4)
+    identifier: IdentifierRule | None = Field(
+        None, description="An identifier column (the entity key): reject PII-shaped values, or pseudonymise."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
@@ -72,6 +82,8 @@ class FieldSpec(BaseModel):
             raise ValueError("a structured PII field needs a `policy` (drop, mask or hash)")
         if self.pattern is not None:
             re.compile(self.pattern)
+        if self.identifier is not None and (self.type is not FieldType.STRING or self.pii):
+            raise ValueError("`identifier` is for string fields that are not declared PII")
         self._consistent_dates()
         return self
 
