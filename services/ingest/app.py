@@ -17,8 +17,8 @@ from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from services.ingest.adapters.kafka_out import KafkaOutcomePublisher
-from services.ingest.adapters.names import identifier_names
 from services.ingest.adapters.ledger import SqliteRecordLedger
+from services.ingest.adapters.names import identifier_names
 from services.ingest.domain.events import Source
 from services.ingest.domain.identifiers import GuardedValidator
 from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber

@@ -1,5 +1,5 @@
 """Ingest on the real broker: every bad input ends in records.rejected with its code and does not block
-the partition; kcat-produced records are accepted like any other; planted PII never gets through."""
+the partition; kcat-produced records are accepted like any other. Planted PII: test_ingest_privacy.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from contracts.registry import parse_event
 from servicekit.broker import MAX_REQUEST_BYTES
 from services.ingest.app import create_app
 from services.ingest.demo_data import ApplicationStream
-from services.ingest.privacy_eval import measure, planted_corpus
 from services.ingest.settings import IngestSettings
 from tests.support import create_topic, wait_until
 
@@ -150,18 +149,3 @@ async def test_kcat_produced_records_are_accepted(ingest: RunningIngest) -> None
         r["application_id"] for r in records
     )
     assert all(isinstance(e, RecordCleaned) for e in outcomes.values())
-
-
-async def test_planted_pii_never_reaches_clean_or_rejected(ingest: RunningIngest) -> None:
-    corpus = planted_corpus(120, seed=31)
-    values = [msgspec.json.encode(p.record) for p in corpus]
-    for i in range(0, len(values), 10):  # some planted records are made invalid: rejected copies count too
-        values[i] = msgspec.json.encode(corpus[i].record | {"housing": "boat"})
-    offsets = await ingest.produce([(None, v) for v in values])
-    outcomes = await ingest.outcomes(len(offsets))
-    texts = [outcomes[o].model_dump_json() for o in offsets]
-    assert sum(isinstance(outcomes[o], RecordRejected) for o in offsets) == 12
-    recall = measure(corpus, texts)
-    print("\nrecall per entity type:", json.dumps(recall.table(), indent=1))
-    assert not recall.leaks, recall.leaks
-    assert all(value >= 0.95 for key, value in recall.table().items() if key.startswith("structured"))

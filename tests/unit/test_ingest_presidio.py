@@ -1,10 +1,13 @@
-"""The Presidio adapter on a small planted corpus (the model loads once per process)."""
+"""The Presidio adapter on hostile planted values (the model loads once per process): every case issue 18
+found leaking (lower/upper-case names, e-mails on unusual domains, numbers without separators), and
+IBANs, cards, dates of birth and addresses."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.ingest.adapters.presidio import NAME_GATE, PresidioScrubber, load_presidio_scrubber
+from services.ingest.adapters.presidio_recognizers import Truecaser
 from services.ingest.domain.schema import load_schema
 from services.ingest.settings import SCHEMAS_DIR
 
@@ -26,6 +29,47 @@ PLANTED = [
     ("A 19-digit card 4412917366625729736 was used.", "4412917366625729736", "CREDIT_CARD"),
     ("SSN on file: 316-72-2962.", "316-72-2962", "US_SSN"),
 ]
+# (text, value that must vanish): the shapes that leaked before issue 18.
+HOSTILE = [
+    ("spoke with john smith about the loan", "john smith"),
+    ("SPOKE WITH MARIA GONZALEZ ABOUT THE LOAN", "MARIA GONZALEZ"),
+    ("guarantor is kowalczyk, zbigniew", "kowalczyk"),
+    ("letter signed by mrs o'brien", "o'brien"),
+    ("met ms. van der berg at the branch", "berg"),
+    ("per KELLY M. WATERS the income is stable", "WATERS"),
+    ("reply to jane.doe+loans@mail.example", "jane.doe+loans@mail.example"),
+    ("documents came from X@TEST.INVALID", "X@TEST.INVALID"),
+    ("mail curator@art.museum or bob@web.xyz", "curator@art.museum"),
+    ("mail bob@web.xyz today", "bob@web.xyz"),
+    ("ip-literal user@[192.0.2.17] bounced", "user@[192.0.2.17]"),
+    ("sub-domains: a_b@mail.eu.corp.example.co.uk", "a_b@mail.eu.corp.example.co.uk"),
+    ("her ssn is 316722962", "316722962"),
+    ("ssn 000-12-3456 on the form", "000-12-3456"),
+    ("ss# 666 12 3456", "666 12 3456"),
+    ("tax id 912.34.5678 checked", "912.34.5678"),
+    ("call back at 2125550188", "2125550188"),
+    ("mobile +4915112345678 in the evening", "+4915112345678"),
+    ("work number (0306) 999 0141", "999 0141"),
+    ("reachable on 22 794 98 77", "22 794 98 77"),
+    ("transfer to DE89370400440532013000", "DE89370400440532013000"),
+    ("iban gb82 west 1234 5698 7654 32 for the refund", "gb82 west 1234 5698 7654 32"),
+    ("card 4111111111111112 declined (a typo: no Luhn)", "4111111111111112"),
+    ("paid with 5500-0000-0000-0004", "5500-0000-0000-0004"),
+    ("born 14 March 1985", "14 March 1985"),
+    ("dob 03/14/1985", "03/14/1985"),
+    ("DATE OF BIRTH: 1985-03-14", "1985-03-14"),
+    ("lives at 391 johnson burg apt. 636", "391 johnson burg"),
+    ("moved to 12 Baker Street last year", "12 Baker Street"),
+    ("address: Schlosserallee 7", "Schlosserallee 7"),
+]
+CONTROL = [
+    "Income verified with the last three payslips.",
+    "Requested 12,500 EUR over 36 months; rate of 4% agreed.",
+    "The applicant will send the documents in May.",
+    "Mark the file as urgent and grant a grace period.",
+    "existing customer since 2011, no remarks.",
+    "CALLED BACK TWICE, NO ANSWER.",
+]
 
 
 def test_planted_values_are_found_and_replaced(scrubber: PresidioScrubber) -> None:
@@ -35,9 +79,23 @@ def test_planted_values_are_found_and_replaced(scrubber: PresidioScrubber) -> No
         assert entity in result.entities and f"<{entity}>" in result.text
 
 
+@pytest.mark.parametrize(("text", "value"), HOSTILE, ids=[value for _, value in HOSTILE])
+def test_hostile_values_are_scrubbed(scrubber: PresidioScrubber, text: str, value: str) -> None:
+    (result,) = scrubber.scrub([text])
+    assert value.lower() not in result.text.lower(), result.text
+    assert result.entities
+
+
 def test_text_without_pii_is_left_alone(scrubber: PresidioScrubber) -> None:
-    texts = ["Income verified with the last three payslips.", "Requested a longer term."]
-    assert [r.text for r in scrubber.scrub(texts)] == texts
+    assert [r.text for r in scrubber.scrub(CONTROL)] == CONTROL
+
+
+def test_the_truecaser_keeps_offsets_and_only_recases_names() -> None:
+    truecase = Truecaser(frozenset({"spoke", "with", "about", "the", "loan", "call"}))
+    text = "spoke with nowak about the loan; CALL ZORVAT, SSN 316722962"
+    cased = truecase(text)
+    assert len(cased) == len(text)
+    assert cased == "spoke with Nowak about the loan; Call Zorvat, SSN 316722962"
 
 
 def test_batched_and_one_by_one_agree(scrubber: PresidioScrubber) -> None:
@@ -53,9 +111,10 @@ def test_the_name_gate() -> None:
 
 def corpus() -> list[str]:
     from services.ingest.demo_data import ApplicationStream
-    from services.ingest.privacy_eval import planted_corpus
+    from workbench.pii_corpus import planted_corpus
 
-    texts = [text for text, _, _ in PLANTED] + [p.record["notes"] for p in planted_corpus(60, seed=4)]
+    texts = [text for text, _, _ in PLANTED] + [text for text, _ in HOSTILE]
+    texts += [p.record["notes"] for p in planted_corpus(60, seed=4)]
     texts += [a.record["notes"] for a in ApplicationStream(seed=8).take(60)]
     return [
         *texts,

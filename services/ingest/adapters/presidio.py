@@ -33,6 +33,19 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 
+from services.ingest.adapters.presidio_recognizers import (
+    ADDRESS_PATTERNS,
+    CARD_ANY_CHECKSUM,
+    CARD_LUHN,
+    DATE_PATTERNS,
+    EMAIL_ANY_DOMAIN,
+    IBAN_ANY_CHECKSUM,
+    PHONE_PATTERNS,
+    SSN_ANY_SEPARATOR,
+    LuhnCardRecognizer,
+    NameGazetteerRecognizer,
+    Truecaser,
+)
 from services.ingest.domain.privacy import ScrubbedText
 from services.ingest.errors import IngestConfigError
 
@@ -47,16 +60,6 @@ UNUSED_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", 
 # libphonenumber's matcher took 4 ms per text, more than the NLP; PHONE_PATTERNS replace it.
 REMOVED_RECOGNIZERS = ("PhoneRecognizer",)
 
-# Presidio's phone recognizer (libphonenumber) misses common North-American layouts with extensions
-# ("(555)123-4567x890", "555.123.4567"); this pattern catches them. Scores stay below e-mail/card.
-PHONE_PATTERNS = [
-    Pattern(
-        "nanp",
-        r"(?<![\w+])(?:\+?1[-. ]?)?\(?\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?!\w)",
-        0.6,
-    ),
-    Pattern("intl", r"(?<![\w+])\+\d{1,3}[-. ]?\(?\d{1,4}\)?(?:[-. ]?\d{2,4}){2,4}(?!\w)", 0.5),
-]
 # spaCy's small model misses about one name in ten. Two capitalised words inside a sentence ("call
 # Isaiah Diaz back") are taken as a name too, at a low score: free text is over-redacted, not leaked.
 NAME_BIGRAM = [
@@ -66,9 +69,6 @@ NAME_BIGRAM = [
         0.4,
     )
 ]
-# Presidio's card pattern accepts 13-17 digits; issuers use 12-19 (Maestro, 19-digit Visa).
-CARD_PATTERN = [Pattern("card_12_19", r"(?<![\d-])\d(?:[- ]?\d){11,18}(?![\d-])", 0.3)]
-SSN_PATTERN = [Pattern("ssn_dashed", r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)", 0.6)]
 
 
 # The name gate: a capitalised word inside a sentence (not after . ! ? or at the start), or a title.
@@ -88,18 +88,9 @@ ENTITY_GATES = {
     "US_SSN": re.compile(r"[0-9\x80-\U0010ffff]"),
     "IBAN_CODE": re.compile(r"[0-9\x80-\U0010ffff]"),
     "IP_ADDRESS": re.compile(r"[0-9:\x80-\U0010ffff]"),
+    "STREET_ADDRESS": re.compile(r"[0-9\x80-\U0010ffff]"),
+    "DATE_OF_BIRTH": re.compile(r"[0-9\x80-\U0010ffff]"),
 }
-
-
-class LuhnCardRecognizer(PatternRecognizer):
-    """12-19 digit card numbers, kept only when the Luhn checksum holds."""
-
-    def validate_result(self, pattern_text: str) -> bool | None:
-        digits = [int(c) for c in pattern_text if c.isdigit()]
-        total = sum(
-            d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits))
-        )
-        return total % 10 == 0
 
 
 class PresidioScrubber:
@@ -122,6 +113,7 @@ class PresidioScrubber:
         self.anonymizer = AnonymizerEngine()
         self.operators = {"DEFAULT": OperatorConfig("replace")}  # "<PERSON>", "<EMAIL_ADDRESS>", ...
         self.cache = ScrubCache(cache_size)
+        self.truecase = Truecaser.from_model(analyzer.nlp_engine.nlp["en"])  # type: ignore[attr-defined]
 
     def entities_for(self, text: str) -> list[str]:
         """The requested entity types `text` can hold (see ENTITY_GATES)."""
@@ -132,10 +124,11 @@ class PresidioScrubber:
         the name gate; the others get a tokenizer-only doc (patterns still run on every text)."""
         engine: Any = self.analyzer.nlp_engine
         nlp = engine.nlp["en"]
-        named = [i for i, text in enumerate(texts) if not self.ner_gate or NAME_GATE.search(text)]
+        cased = [self.truecase(text) for text in texts]  # same length: NER offsets hold for the original
+        named = [i for i, text in enumerate(cased) if not self.ner_gate or NAME_GATE.search(text)]
         docs = [nlp.make_doc(text) for text in texts]
         for i, doc in zip(
-            named, nlp.pipe([texts[i] for i in named], batch_size=self.batch_size), strict=True
+            named, nlp.pipe([cased[i] for i in named], batch_size=self.batch_size), strict=True
         ):
             docs[i] = doc
         return [
@@ -231,15 +224,24 @@ def build_analyzer() -> AnalyzerEngine:
     analyzer = AnalyzerEngine(nlp_engine=nlp_engine, supported_languages=["en"])
     for name in REMOVED_RECOGNIZERS:
         analyzer.registry.remove_recognizer(name)
+    patterns = [
+        ("CREDIT_CARD", CARD_ANY_CHECKSUM, "CardAnyChecksum"),
+        ("PHONE_NUMBER", PHONE_PATTERNS, "PhonePatterns"),
+        ("US_SSN", SSN_ANY_SEPARATOR, "SsnAnySeparator"),
+        ("EMAIL_ADDRESS", EMAIL_ANY_DOMAIN, "EmailAnyDomain"),
+        ("IBAN_CODE", IBAN_ANY_CHECKSUM, "IbanAnyChecksum"),
+        ("STREET_ADDRESS", ADDRESS_PATTERNS, "StreetAddress"),
+        ("DATE_OF_BIRTH", DATE_PATTERNS, "FullDate"),
+    ]
+    for entity, found_by, name in patterns:
+        analyzer.registry.add_recognizer(
+            PatternRecognizer(supported_entity=entity, patterns=found_by, name=name)
+        )
     analyzer.registry.add_recognizer(
-        LuhnCardRecognizer(supported_entity="CREDIT_CARD", patterns=CARD_PATTERN, name="CardLuhn")
+        LuhnCardRecognizer(supported_entity="CREDIT_CARD", patterns=CARD_LUHN, name="CardLuhn")
     )
-    analyzer.registry.add_recognizer(
-        PatternRecognizer(supported_entity="PHONE_NUMBER", patterns=PHONE_PATTERNS, name="PhonePatterns")
-    )
-    analyzer.registry.add_recognizer(
-        PatternRecognizer(supported_entity="US_SSN", patterns=SSN_PATTERN, name="SsnDashed")
-    )
+    english = Truecaser.from_model(nlp_engine.nlp["en"]).english  # type: ignore[attr-defined]
+    analyzer.registry.add_recognizer(NameGazetteerRecognizer(english))
     analyzer.registry.add_recognizer(
         PatternRecognizer(
             supported_entity="PERSON",

@@ -1,0 +1,66 @@
+"""Name lists for finding names in any casing: first names and surnames from Faker's person providers
+(many locales, about 16,000 names), and the common English words that must never count as a name on
+their own. Loaded once per process, folded (lower case, no accents).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import cache
+
+
+def fold(word: str) -> str:
+    """Lower case without accents: 'Müller' and 'MULLER' both become 'muller'."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+NAME_LOCALES = (
+    "en_US", "en_GB", "en_IE", "en_IN", "de_DE", "fr_FR", "es_ES", "es_MX", "it_IT", "nl_NL", "pt_BR",
+    "pt_PT", "pl_PL", "sv_SE", "da_DK", "no_NO", "fi_FI", "cs_CZ", "ro_RO", "hu_HU", "tr_TR", "en_NG",
+)  # fmt: skip
+TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "mister", "madam", "herr", "frau"})
+# Ordinary words that are also first names or surnames: never matched on their own.
+NAME_WORDS_TOO = (
+    "will may mark bill grant rose june april august art bank banks hope faith joy dale long young white "
+    "brown green black king price rich cash hill wood street lane field page case chase gay guy sage "
+    "summer winter love nice early bell hall ward park rice fox day north west south east major "
+    "mason carter cook baker miller taylor rose sky sunny victory son english french german "
+    "iban ssn tel dob fax"
+)
+
+
+@cache
+def name_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """(first names, surnames) from Faker's person providers of `NAME_LOCALES`, folded, 3+ letters."""
+    import importlib
+
+    first: set[str] = set()
+    last: set[str] = set()
+    for locale in NAME_LOCALES:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        first |= {fold(n) for attr in ("first_names", "first_names_male", "first_names_female")
+                  for n in getattr(provider, attr, ())}  # fmt: skip
+        last |= {fold(n) for n in getattr(provider, "last_names", ())}
+    keep = lambda names: frozenset(n for n in names if len(n) >= 3 and n.isalpha())  # noqa: E731
+    return keep(first), keep(last)
+
+
+@cache
+def common_words(with_stop_words: bool = True) -> frozenset[str]:
+    """About 1,000 frequent English words (Faker's lorem list), `NAME_WORDS_TOO`, and spaCy's stop
+    words (spaCy is imported for those: the identifier check does without)."""
+    from faker.providers.lorem.en_US import Provider as Lorem
+
+    words = {fold(w) for w in (*Lorem.word_list, *NAME_WORDS_TOO.split())}
+    if with_stop_words:
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        words |= {fold(w) for w in STOP_WORDS}
+    return frozenset(words)
+
+
+def identifier_names() -> frozenset[str]:
+    """Names that mark an identifier as name-shaped (domain/identifiers.py): not common words."""
+    first, last = name_lists()
+    return (first | last) - common_words(with_stop_words=False)
