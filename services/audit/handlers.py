@@ -68,6 +68,7 @@ class AuditService:
     def erase(self, subject_id: str, requested_by: str) -> Erasure:
         """Crypto-shred one data subject: its key goes, an audited erasure row (reference only) comes."""
         erasure = self.store.erase(subject_id, requested_by, now_us())
+        self.appended_since_checkpoint += 1  # the erasure row is anchored by the next checkpoint
         log.info(
             "erased subject %s (keys deleted: %d) at row %d",
             erasure.subject_ref, erasure.keys_deleted, erasure.seq,

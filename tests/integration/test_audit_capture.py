@@ -77,7 +77,9 @@ async def test_capture_from_several_topics_once_each_with_checkpoints(
     )  # the republished event is in once
     [raw] = [r for r in rows if r["kind"] == "raw"]
     assert raw["body"] is None and raw["value_sha256"] == hashlib.sha256(PII).hexdigest()
-    assert raw["key_sha256"] == hashlib.sha256(b"alice@example.com").hexdigest() and raw["size"] == len(PII)
+    # The raw key is taken as the subject's id: only its keyed reference is kept, no guessable digest.
+    assert raw["key_sha256"] is None and raw["size"] == len(PII)
+    assert store.subject_keys is not None and raw["entity_id"] == store.subject_keys.ref("alice@example.com")
     [garbage] = [r for r in rows if r["kind"] == "undecodable"]
     assert garbage["topic"] == flow_topic and garbage["note"] == "not_utf8"
     for path in tmp_path.rglob("audit.db*"):  # the database, its WAL and shared memory
