@@ -26,7 +26,7 @@ from contracts.events import (
 from feature_repo import FeatureStoreSettings
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import Subscriptions
+from servicekit.consumer import Delivery, Subscriptions
 from services.training import routes
 from services.training.adapters.code_version import code_version
 from services.training.adapters.feast_source import FeastTrainingSource, TrainingSource
@@ -79,9 +79,9 @@ def create_app(
     )
     group = settings.consumer_group
 
-    @subscriptions.on_event(settings.labels_topic, LabelObserved, group_id=f"{group}.labels")
-    async def labels(event: LabelObserved, _: KafkaCoordinates) -> None:
-        await training.on_label(event)
+    @subscriptions.on_batch(settings.labels_topic, LabelObserved, group_id=f"{group}.labels")
+    async def on_labels_observed(batch: list[Delivery[LabelObserved]]) -> None:
+        await training.on_labels([delivery.event for delivery in batch])
 
     @subscriptions.on_event(settings.requests_topic, TrainingRequested, group_id=group)
     async def requests(event: TrainingRequested, _: KafkaCoordinates) -> None:

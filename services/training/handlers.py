@@ -71,21 +71,27 @@ class TrainingService:
         )
 
     async def on_label(self, event: LabelObserved) -> None:
-        value = label_value(event.payload.label)
-        if event.payload.dataset != self.dataset or value is None:
-            LABELS.labels("ignored").inc()
-            log.warning("ignored a label (dataset %r or value not good/bad)", event.payload.dataset)
+        await self.on_labels([event])
+
+    async def on_labels(self, events: list[LabelObserved]) -> None:
+        """A batch of labels: stored in one transaction; each new one brings a waiting retrain closer."""
+        usable: list[tuple[LabelObserved, int]] = []
+        for event in events:
+            value = label_value(event.payload.label)
+            if event.payload.dataset != self.dataset or value is None:
+                LABELS.labels("ignored").inc()
+                log.warning("ignored a label (dataset %r or value not good/bad)", event.payload.dataset)
+                continue
+            usable.append((event, value))
+        if not usable:
             return
-        stored = await asyncio.to_thread(
-            self.state.add_label,
-            str(event.event_id),
-            event.payload.entity_id,
-            value,
-            event.payload.event_time,
-        )
-        LABELS.labels("stored" if stored else "duplicate").inc()
-        if stored:
-            await self.retrains.on_label(event.payload.event_time)
+        rows = [(str(e.event_id), e.payload.entity_id, v, e.payload.event_time) for e, v in usable]
+        stored = await asyncio.to_thread(self.state.add_labels, rows)
+        LABELS.labels("stored").inc(sum(stored))
+        LABELS.labels("duplicate").inc(len(stored) - sum(stored))
+        for (event, _), new in zip(usable, stored, strict=True):
+            if new:
+                await self.retrains.on_label(event.payload.event_time)
 
     async def request(
         self,

@@ -86,6 +86,18 @@ async def test_labels_are_stored_once_and_bad_ones_ignored(tmp_path: Path, featu
     ]
 
 
+async def test_a_batch_of_labels_is_stored_once_each_in_one_call(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, _ = make(tmp_path, features)
+    first, second = label("b1", "bad", T0), label("b2", "good", T0)
+    await service.on_labels([first, label("b9", "maybe", T0), second, first])  # a duplicate inside
+    await service.on_labels([second, label("b3", "good", T0 + timedelta(minutes=1))])  # redelivery overlaps
+    assert service.state.label_count() == 3
+    assert service.state.latest_labels()["application_id"].tolist() == ["b1", "b2", "b3"]
+    assert service.state.add_labels([]) == []
+
+
 async def test_a_promotion_publishes_trained_then_promoted_caused_by_the_request(
     tmp_path: Path, features: pd.DataFrame
 ) -> None:

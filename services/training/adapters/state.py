@@ -57,12 +57,21 @@ class TrainingState:
 
     def add_label(self, event_id: str, entity_id: str, label: int, observed_at: datetime) -> bool:
         """Store one label; False when this event id was stored before (redelivery)."""
+        return self.add_labels([(event_id, entity_id, label, observed_at)]) == [True]
+
+    def add_labels(self, labels: list[tuple[str, str, int, datetime]]) -> list[bool]:
+        """Store a batch of (event id, entity id, label, observed at) in one transaction; for each, False
+        when its event id was stored before (a redelivery, or twice in the batch)."""
+        received = _iso(datetime.now(UTC))
         with self._db() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?)",
-                (event_id, entity_id, label, _iso(observed_at), _iso(datetime.now(UTC))),
-            )
-            return cursor.rowcount == 1
+            return [
+                db.execute(
+                    "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?)",
+                    (event_id, entity_id, label, _iso(observed_at), received),
+                ).rowcount
+                == 1
+                for event_id, entity_id, label, observed_at in labels
+            ]
 
     def latest_labels(self) -> pd.DataFrame:
         """One row per entity: its most recent label (by observed time, then arrival)."""
