@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from faststream.kafka.security import parse_security
 
-from servicekit.broker import MAX_REQUEST_BYTES, kafka_security
+from servicekit.broker import COMPRESSION, LINGER_MS, MAX_REQUEST_BYTES, kafka_security
 from servicekit.metrics import EVENTS_PUBLISHED
 from services.ingest.domain.events import OutMessage
 from services.ingest.handlers import Appended
@@ -44,7 +44,8 @@ class KafkaOutcomePublisher:
             client_id=f"{self.settings.service_name}-outcomes",
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            linger_ms=LINGER_MS,
+            compression_type=COMPRESSION,
             max_batch_size=1024 * 1024,
             max_request_size=MAX_REQUEST_BYTES,
             **(parse_security(security) if security is not None else {}),
