@@ -87,6 +87,8 @@ async def service_rate(bootstrap: str, records: Sequence[tuple[bytes, bytes]], p
         raw_topic=f"bench.raw.{run}",
         clean_topic=f"bench.clean.{run}",
         rejected_topic=f"bench.rejected.{run}",
+        # A fresh ledger of repeated ids: the bench's ids repeat from run to run (they would be resends).
+        ledger_path=Path(tempfile.mkdtemp(prefix="ingest-ledger-")) / "ledger.db",
     )
     await fill(bootstrap, settings.raw_topic, records)
     for topic in (settings.clean_topic, settings.rejected_topic):
