@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,8 @@ class SubjectKeys:
         """Entries with their subjects' values sealed and references in place of ids. A subject
         without a key gets one, unless it was erased after the event reached Kafka: such an event is
         sealed under a key that is never stored (shredded on arrival)."""
-        named = {i: [self.ref(s) for s in sealing.subjects(e.decoded)] for i, e in enumerate(entries)
+        ref = self._memo()
+        named = {i: [ref(s) for s in sealing.subjects(e.decoded)] for i, e in enumerate(entries)
                  if e.decoded is not None}  # fmt: skip
         refs = {ref for found in named.values() for ref in found}
         erased = self.erased_at(conn, refs)
@@ -137,7 +138,19 @@ class SubjectKeys:
         }  # fmt: skip
         keys.update(self.create(conn, late, now_us))
         discarded = {ref: sealing.new_key() for ref in erased}
-        return [self._sealed(e, named.get(i), keys, erased, discarded) for i, e in enumerate(entries)]
+        return [self._sealed(e, named.get(i), keys, erased, discarded, ref) for i, e in enumerate(entries)]
+
+    def _memo(self) -> Callable[[str], str]:
+        """`ref` remembered for one batch (a subject recurs in a batch; the HMAC is the costly part)."""
+        known: dict[str, str] = {}
+
+        def ref(subject_id: str) -> str:
+            found = known.get(subject_id)
+            if found is None:
+                found = known[subject_id] = self.ref(subject_id)
+            return found
+
+        return ref
 
     def _sealed(
         self,
@@ -146,9 +159,10 @@ class SubjectKeys:
         keys: Mapping[str, bytes],
         erased: Mapping[str, int],
         discarded: Mapping[str, bytes],
+        ref: Callable[[str], str],
     ) -> Entry:
         if entry.raw_subject is not None:
-            return replace(entry, entity_id=self.ref(entry.raw_subject), raw_subject=None)
+            return replace(entry, entity_id=ref(entry.raw_subject), raw_subject=None)
         if refs is None:
             return entry
         arrived_us = entry.kafka_ts_ms * 1000
@@ -158,11 +172,11 @@ class SubjectKeys:
                 return discarded[ref]
             return keys[ref]
 
-        envelope = sealing.seal(entry.decoded, self.ref, key_for)
+        envelope = sealing.seal(entry.decoded, ref, key_for)
         subject = sealing.subject_text((sealing.payload_of(entry.decoded) or {}).get("entity_id"))
         return replace(
             entry,
-            entity_id=self.ref(subject) if subject is not None else entry.entity_id,
+            entity_id=ref(subject) if subject is not None else entry.entity_id,
             body=_dump(envelope),
             decoded=None,
         )
