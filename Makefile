@@ -24,7 +24,7 @@ lint: install
 
 schemas: install
 	@$(PY) -m contracts.export docs/events
-	@$(PY) -m servicekit.asyncapi docs/asyncapi.json
+	@$(PY) -m infra.asyncapi docs/asyncapi.json
 
 bench: install
 	@scripts/install-bench-tools.sh

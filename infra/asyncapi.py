@@ -5,7 +5,7 @@ raw messages (so bad input can be dead-lettered instead of crashing the parser),
 cannot introspect; the payload schemas therefore come from `contracts/`, which is what the
 subscriber validates against. Topics no service touches yet are documented from the contracts too.
 
-    python -m servicekit.asyncapi [--check] [PATH]     (default docs/asyncapi.json)
+    python -m infra.asyncapi [--check] [PATH]     (default docs/asyncapi.json)
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import logging
 from contracts.common import KafkaCoordinates
 from contracts.events import ModelPromoted, TrainingRequested
 from contracts.topics import TOPICS, TRAINING_REQUESTED
-from servicekit.asyncapi import build_document
+from infra.asyncapi import build_document
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
 from servicekit.logs import JsonFormatter, log_context
