@@ -9,7 +9,10 @@ the audit chain, and the drift and training services have read it).
 Phases, in one run against one stack:
 1. baseline: the raw broker, the same record bytes produced to a fresh topic and consumed back;
 2. max rate: `--records` applications as fast as the producer goes, then until all lag is 0;
-3. each fixed rate of `--rates` for `--rate-seconds`, then until all lag is 0.
+3. a champion is trained from what phase 2 streamed; serving alone at `--serving-rate` predictions/s
+   by entity key for `--rate-seconds` (the serving baseline);
+4. each fixed rate of `--rates` for `--rate-seconds`, with the same serving load alongside, then
+   until all lag is 0.
 
 Each phase reports end-to-end records/s, CPU ms per record of each component (from /proc, the
 broker included), the total lag sampled over time, and record -> features online p50/p99 (the
@@ -26,12 +29,14 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench import platform_serving
 from bench.platform_stack import LagReader, Stack, cpu_seconds
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
@@ -52,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--records", type=int, default=20_000, help="records of the max-rate phase")
     p.add_argument("--rates", default="500,1000", help="fixed rates (records/s), comma-separated")
     p.add_argument("--rate-seconds", type=float, default=20.0, help="length of each fixed-rate phase")
+    p.add_argument("--serving-rate", type=float, default=200.0, help="predictions/s (0: no serving load)")
+    p.add_argument("--serving-entities", type=int, default=2000, help="entities the predictions ask for")
     p.add_argument("--drain-timeout-s", type=float, default=900.0)
     p.add_argument("--kafka-port", type=int, default=19_692)
     p.add_argument("--first-service-port", type=int, default=19_701)
@@ -130,8 +137,10 @@ async def baseline(bootstrap: str, items: list[tuple[bytes, bytes, bytes]]) -> d
 
 
 async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, bytes]], rate: float,
-                    drain_timeout_s: float) -> dict[str, Any]:  # fmt: skip
-    """Stream `items` at `rate` and wait until every service's consumer groups have caught up."""
+                    drain_timeout_s: float, during: Coroutine[Any, Any, Any] | None = None,
+                    ) -> dict[str, Any]:  # fmt: skip
+    """Stream `items` at `rate` and wait until every service's consumer groups have caught up;
+    `during` (e.g. a serving load) runs alongside the stream and its result is kept."""
     lags = LagReader(stack.bootstrap)
     await lags.start()
     try:
@@ -140,6 +149,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         pids = stack.pids()
         cpu_before, started = cpu_seconds(pids), time.monotonic()
         producing = asyncio.create_task(produce(stack.bootstrap, items, rate))
+        alongside = asyncio.create_task(during) if during is not None else None
         series: list[tuple[float, int]] = []
         quiet = 0
         while quiet < 2:
@@ -151,6 +161,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
             series.append((round(elapsed, 2), lag))
             quiet = quiet + 1 if producing.done() and lag == 0 else 0
         produce_s = await producing
+        serving = await alongside if alongside is not None else None
         # The last poll that still saw lag, plus half a poll: when the platform caught up.
         caught_up = next((t for t, lag in reversed(series) if lag > 0), series[0][0]) + 0.25
         cpu_after = cpu_seconds(pids)
@@ -164,7 +175,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         "phase": name, "records": n, "rate": rate or "max", "produce_s": round(produce_s, 2),
         "end_to_end_s": round(caught_up, 2), "records_per_s": round(n / caught_up, 1),
         "cpu_ms_per_record": cpu_ms, "cpu_ms_per_record_total": round(sum(cpu_ms.values()), 3),
-        "lag_series": series, **latency,
+        "lag_series": series, **latency, "serving_during": serving,
     }  # fmt: skip
 
 
@@ -224,16 +235,37 @@ async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     items = demo_records(args.records, seed=11, prefix=f"{run}-max")
     result: dict[str, Any] = {"baseline": await baseline(stack.bootstrap, items), "phases": []}
     print(json.dumps({"baseline": result["baseline"]}), flush=True)
-    phases = [("max", items, 0.0)] + [
-        (f"rate-{rate}", demo_records(int(rate * args.rate_seconds), 12 + i, f"{run}-r{rate}"), float(rate))
-        for i, rate in enumerate(int(r) for r in args.rates.split(",") if r)
-    ]
-    for name, phase_items, rate in phases:
-        phase = await run_phase(stack, name, phase_items, rate, args.drain_timeout_s)
-        summary = {k: v for k, v in phase.items() if k != "lag_series"}
-        print(json.dumps(summary), flush=True)
-        result["phases"].append(phase)
+    result["phases"].append(await _phase(args, stack, "max", items, 0.0))
+    entity_ids = [json.loads(value)["application_id"] for _, value, _ in items[: args.serving_entities]]
+    champion = await asyncio.to_thread(platform_serving.train_champion, stack) if args.serving_rate else None
+    result["champion"] = champion
+    if champion is not None:
+        result["serving_idle"] = await platform_serving.load(
+            stack, entity_ids, args.serving_rate, args.rate_seconds
+        )
+        print(json.dumps({"serving_idle": result["serving_idle"]}), flush=True)
+    for i, rate in enumerate(int(r) for r in args.rates.split(",") if r):
+        phase_items = demo_records(int(rate * args.rate_seconds), 12 + i, f"{run}-r{rate}")
+        during = (
+            platform_serving.load(stack, entity_ids, args.serving_rate, args.rate_seconds)
+            if champion is not None
+            else None
+        )
+        result["phases"].append(await _phase(args, stack, f"rate-{rate}", phase_items, float(rate), during))
     return result
+
+
+async def _phase(
+    args: argparse.Namespace,
+    stack: Stack,
+    name: str,
+    items: list[tuple[bytes, bytes, bytes]],
+    rate: float,
+    during: Coroutine[Any, Any, Any] | None = None,
+) -> dict[str, Any]:
+    phase = await run_phase(stack, name, items, rate, args.drain_timeout_s, during)
+    print(json.dumps({k: v for k, v in phase.items() if k != "lag_series"}), flush=True)
+    return phase
 
 
 def main(argv: list[str] | None = None) -> int:
