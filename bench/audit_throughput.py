@@ -36,6 +36,7 @@ from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
 from infra.topics import TopicPlan, ensure_topics_async
 from services.audit.adapters.store import SqlAuditStore
+from services.audit.adapters.subject_keys import SubjectKeys
 from services.audit.app import create_app
 from services.audit.domain.chain import ROW_FIELDS
 from services.audit.domain.entry import Captured
@@ -151,7 +152,8 @@ def timed_verify(store: SqlAuditStore, workers: int) -> float:
 def lineage_at_scale(rows: int, lookups: int, workers: int, folder: Path) -> dict[str, float]:
     from tests.unit.test_audit_support import captured, lineage_flow
 
-    store = SqlAuditStore(f"sqlite:///{folder / 'lineage.db'}")
+    # The bulk events name subjects, so the store needs a subject secret (crypto-shredding).
+    store = SqlAuditStore(f"sqlite:///{folder / 'lineage.db'}", subject_keys=SubjectKeys(os.urandom(32)))
     store.migrate()
     audit = AuditService(store)
     values = event_values(rows, "bulk")
