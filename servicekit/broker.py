@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from typing import Literal
 
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -18,7 +19,7 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024
 # What the platform's producers send: lz4 batches (JSON envelopes shrink about 3-5x; lz4 costs the
 # least CPU of Kafka's codecs), held up to LINGER_MS so that a handler's outgoing events of one batch
 # travel in one request per partition.
-COMPRESSION = "lz4"
+COMPRESSION: Literal["lz4"] = "lz4"
 LINGER_MS = 5
 
 

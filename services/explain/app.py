@@ -20,7 +20,7 @@ from contracts.envelope import Event
 from contracts.events import ExplanationProduced, ModelPromoted, PredictionMade
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import Subscriptions
+from servicekit.consumer import Delivery, Subscriptions
 from services.explain.adapters.mlflow_models import MlflowModels
 from services.explain.adapters.omnixai_engine import OmniXaiEngine
 from services.explain.adapters.prediction_store import SqlitePredictions
@@ -66,9 +66,9 @@ def create_app(
     local = ExplainHandler(settings, models, engine, store, publish_explanation)
     global_ = GlobalHandler(settings, models, publish_explanation)
 
-    @subscriptions.on_event(settings.predictions_topic, PredictionMade)
-    async def on_prediction(event: PredictionMade, _: KafkaCoordinates) -> None:
-        await recorder.on_prediction(event)
+    @subscriptions.on_batch(settings.predictions_topic, PredictionMade)
+    async def on_predictions_made(batch: list[Delivery[PredictionMade]]) -> None:
+        await recorder.on_predictions([delivery.event for delivery in batch])
 
     @subscriptions.on_event(settings.promotions_topic, ModelPromoted)
     async def on_promoted(event: ModelPromoted, _: KafkaCoordinates) -> None:

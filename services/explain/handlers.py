@@ -52,6 +52,7 @@ class LocalExplainer(Protocol):
 
 class Predictions(Protocol):
     def add(self, p: StoredPrediction) -> bool: ...
+    def add_many(self, batch: list[StoredPrediction]) -> list[bool]: ...
     def get(self, prediction_id: str) -> StoredPrediction | None: ...
 
 
@@ -60,9 +61,15 @@ class PredictionRecorder:
         self.store = store
 
     async def on_prediction(self, event: PredictionMade) -> None:
-        p = event.payload
-        stored = StoredPrediction(p.prediction_id, p.model_version, p.entity_id, dict(p.features), p.score)
-        await asyncio.to_thread(self.store.add, stored)
+        await self.on_predictions([event])
+
+    async def on_predictions(self, events: list[PredictionMade]) -> None:
+        """A batch of predictions kept for later explanation, in one transaction."""
+        batch = [
+            StoredPrediction(p.prediction_id, p.model_version, p.entity_id, dict(p.features), p.score)
+            for p in (event.payload for event in events)
+        ]
+        await asyncio.to_thread(self.store.add_many, batch)
 
 
 class ExplainHandler:

@@ -39,19 +39,31 @@ class SqlitePredictions:
 
     def add(self, p: StoredPrediction) -> bool:
         """False when the id was already stored (a duplicate delivery)."""
+        return self.add_many([p]) == [True]
+
+    def add_many(self, batch: list[StoredPrediction]) -> list[bool]:
+        """Store a batch in one transaction; for each, False when its id was already stored."""
+        added: list[bool] = []
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO predictions "
-                "(prediction_id, model_version, entity_id, features, score) VALUES (?, ?, ?, ?, ?)",
-                (p.prediction_id, p.model_version, p.entity_id, json.dumps(p.features), p.score),
-            )
-            added = cursor.rowcount == 1
-            if added and cursor.lastrowid is not None and cursor.lastrowid % 1000 == 0:
-                self._db.execute(
-                    "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
-                    (self.max_rows,),
-                )
-            return added
+            self._db.execute("BEGIN")
+            try:
+                for p in batch:
+                    cursor = self._db.execute(
+                        "INSERT OR IGNORE INTO predictions "
+                        "(prediction_id, model_version, entity_id, features, score) VALUES (?, ?, ?, ?, ?)",
+                        (p.prediction_id, p.model_version, p.entity_id, json.dumps(p.features), p.score),
+                    )
+                    added.append(cursor.rowcount == 1)
+                    if added[-1] and cursor.lastrowid is not None and cursor.lastrowid % 1000 == 0:
+                        self._db.execute(
+                            "DELETE FROM predictions WHERE seq <= (SELECT MAX(seq) FROM predictions) - ?",
+                            (self.max_rows,),
+                        )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
 
     def get(self, prediction_id: str) -> StoredPrediction | None:
         with self._lock:
