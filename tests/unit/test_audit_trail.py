@@ -253,3 +253,31 @@ def test_rows_appended_after_the_head_was_read_are_not_called_forged(trail: Trai
         lambda _: False,
     )
     assert found.problems == [] and found.checked == 10
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        'body = replace(body, \'"model_version":"9"\', \'"model_version":"666"\')',  # not a sealed part
+        "model_version = '666'",  # what /events filters on
+        "producer = 'serving'",
+    ],
+)
+def test_an_edit_of_a_recent_row_that_keeps_its_digests_is_caught_by_the_kafka_record(
+    trail: Trail, edit: str
+) -> None:
+    """After the last checkpoint, with the digests left alone, only the record's content can tell."""
+    trail.capture(lineage_flow("pred-3", version="9"))
+    seq = trail.store.head()[0].length - 1  # the ModelPromoted just captured
+    as_attacker(trail.store, f"UPDATE audit_events SET {edit} WHERE seq = {seq}")
+    rechain(trail.store, first=seq)
+    anchors = {r.payload.chain_length: r.payload.head_hash for r in trail.log.published}
+    assert verify_store(trail.store, anchors=anchors).ok
+    assert problems(trail.verify(), f"row {seq}'s body or index columns differ from the Kafka record")
+
+
+def test_sealed_rows_of_data_subjects_still_match_their_kafka_records(trail: Trail) -> None:
+    rows = list(trail.store.chain_rows())  # as stored: sealed (events() opens them for auditors)
+    assert any('"sealed":' in (row[-2] or "") for row in rows)  # such a body is not the Kafka value
+    report = trail.verify()
+    assert report.intact and report.kafka_rows_checked == len(rows)

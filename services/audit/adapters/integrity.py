@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from sqlalchemy import Engine, func, select, text
 
 from services.audit.adapters.schema import audit_events as t
-from services.audit.domain.anchors import StoredCoordinate
+from services.audit.domain.anchors import SHOWN, StoredCoordinate
 
 _migration = importlib.import_module("services.audit.migrations.versions.0001_audit_events")
 _SPACE = re.compile(r"\s+")
@@ -79,12 +79,12 @@ def stored_coordinates(
 ) -> Iterator[StoredCoordinate]:
     """Rows of one partition in offset order (the coordinates' unique index serves it)."""
     statement = (
-        select(t.c.seq, t.c.offset, t.c.key_sha256, t.c.value_sha256)
+        select(t.c.seq, t.c.offset, t.c.key_sha256, t.c.value_sha256, t.c.body, *(t.c[c] for c in SHOWN))
         .where(t.c.topic == topic, t.c.partition == partition)
         .order_by(t.c.offset)
     )
     with engine.connect() as conn:
         result = conn.execution_options(yield_per=chunk).execute(statement)
         for rows in result.partitions():
-            for seq, offset, key_sha, value_sha in rows:
-                yield StoredCoordinate(seq, offset, key_sha, value_sha)
+            for seq, offset, key_sha, value_sha, body, *shown in rows:
+                yield StoredCoordinate(seq, offset, key_sha, value_sha, body, tuple(shown) if body else ())

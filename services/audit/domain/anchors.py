@@ -13,10 +13,14 @@ the Kafka log each stored row claims to come from.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from contracts.events import AuditCheckpointedPayload
+from services.audit.domain.entry import envelope_fields
+from services.audit.domain.sealing import ALWAYS_SEALED, MANY_SUBJECTS, SEALED, SEALED_BY_TYPE, subject_text
 
 MAX_PROBLEMS_PER_PARTITION = 20  # a wholesale rewrite is reported, not listed row by row
 
@@ -67,12 +71,19 @@ def judge_checkpoints(
     return found
 
 
+SHOWN = ("event_id", "event_type", "producer", "model_name", "model_version", "prediction_id", "run_id")
+"""Index columns an auditor filters by; for an event row each must agree with the Kafka record's envelope."""
+
+
 @dataclass(frozen=True)
 class StoredCoordinate:
     seq: int
     offset: int
     key_sha256: str | None
     value_sha256: str
+    body: str | None = None
+    shown: tuple[str | None, ...] = ()
+    """The row's SHOWN columns, in that order (event rows)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,10 @@ def compare_partition(
         key_differs = row.key_sha256 is not None and row.key_sha256 != _digest(record.key or b"")
         if key_differs or _digest(record.value or b"") != row.value_sha256:
             found.add(f"row {row.seq} differs from the Kafka record at {name}@{row.offset}")
+        elif row.body is not None and not _content_matches(row, record.value or b""):
+            found.add(
+                f"row {row.seq}'s body or index columns differ from the Kafka record at {name}@{row.offset}"
+            )
         found.checked += 1
         record = next(pending, None)
     while record is not None:
@@ -153,3 +168,38 @@ def compare_partition(
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _content_matches(row: StoredCoordinate, value: bytes) -> bool:
+    """An event row's body is the Kafka value itself, or (when it names a data subject) the value with
+    the identifying parts sealed (domain.sealing); everything outside those parts must be the record's."""
+    try:
+        envelope = json.loads(value)
+        shown = envelope_fields(envelope)
+    except (ValueError, RecursionError):  # not an envelope in Kafka, yet stored as an event
+        return False
+    if tuple(shown[name] for name in SHOWN) != row.shown:
+        return False
+    if _digest((row.body or "").encode("utf-8")) == row.value_sha256:
+        return True
+    try:
+        body = json.loads(row.body or "")
+    except (ValueError, RecursionError):
+        return False
+    return _public(body) == _public(envelope)
+
+
+def _public(envelope: Any) -> str:
+    """The envelope without what sealing may replace, as canonical text (so NaN equals NaN)."""
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), dict):
+        return json.dumps(envelope, sort_keys=True)
+    payload = dict(envelope["payload"])
+    for name in (*ALWAYS_SEALED, *SEALED_BY_TYPE.get(str(envelope.get("event_type")), ()), SEALED):
+        payload.pop(name, None)
+    many = payload.get(MANY_SUBJECTS)
+    if many is not None:
+        values = many if isinstance(many, list) else [many]
+        payload[MANY_SUBJECTS] = [
+            None if isinstance(v, dict) or subject_text(v) is not None else v for v in values
+        ]
+    return json.dumps({**envelope, "payload": payload}, sort_keys=True)
