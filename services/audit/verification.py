@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.audit.adapters.integrity import missing_guards, stored_coordinates, stored_partitions
-from services.audit.adapters.kafka_log import KafkaLog
+from services.audit.adapters.kafka_log import KafkaLog, client_options
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.domain.anchors import (
     LogRecord,
@@ -254,8 +254,8 @@ class TrailVerifier:
             groups = settings.capture_groups()
             return TrailPolicy(settings.chain_name, settings.checkpoint_topic, groups, keys)
 
-        servers = bootstrap or settings.kafka_bootstrap_servers
-        return cls(store, lambda: KafkaLog(servers, settings.verify_timeout_s), policy,
+        servers, options = bootstrap or settings.kafka_bootstrap_servers, client_options(settings)
+        return cls(store, lambda: KafkaLog(servers, settings.verify_timeout_s, **options), policy,
                    workers or settings.verify_workers)  # fmt: skip
 
     def verify(self) -> TrailReport:

@@ -18,10 +18,12 @@ from contracts.events import AuditCheckpointedPayload
 from contracts.registry import encode_event
 from contracts.samples import sample_events
 from services.audit.adapters.integrity import stored_coordinates
+from services.audit.adapters.kafka_log import client_options
 from services.audit.adapters.store import EventQuery, SqlAuditStore
 from services.audit.domain.anchors import PartitionLog, PublishedCheckpoint, compare_partition
 from services.audit.domain.entry import Captured, to_entry
 from services.audit.handlers import AuditService, now_us
+from services.audit.settings import AuditSettings
 from services.audit.signing import CheckpointSigner, TrustedKeys
 from services.audit.verification import TrailPolicy, TrailReport, verify_store, verify_trail
 from tests.unit.test_audit_support import MemoryLog, as_attacker, lineage_flow, new_store, rechain
@@ -281,3 +283,16 @@ def test_sealed_rows_of_data_subjects_still_match_their_kafka_records(trail: Tra
     assert any('"sealed":' in (row[-2] or "") for row in rows)  # such a body is not the Kafka value
     report = trail.verify()
     assert report.intact and report.kafka_rows_checked == len(rows)
+
+
+def test_verify_reads_kafka_with_the_platforms_security_settings() -> None:
+    assert client_options(AuditSettings()) == {}
+    secured = AuditSettings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="auditor",
+        kafka_sasl_password="s3cret-value",
+    )
+    options = client_options(secured)
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_password"] == "s3cret-value" and options["ssl_context"] is not None

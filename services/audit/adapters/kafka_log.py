@@ -5,6 +5,7 @@ CLI and in a route's worker thread) over aiokafka, on an event loop of its own."
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -17,8 +18,28 @@ from aiokafka.errors import KafkaError
 from contracts.events import AuditCheckpointed
 from contracts.registry import ContractError, parse_event
 from servicekit.broker import MAX_REQUEST_BYTES
+from servicekit.settings import ServiceSettings
 from services.audit.domain.anchors import LogRecord, PublishedCheckpoint
 from services.audit.errors import AuditError
+
+
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The platform's Kafka security settings as aiokafka client arguments (the service's own broker
+    gets the same through FastStream, servicekit.broker.kafka_security)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context()
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username or "",
+            "sasl_plain_password": password.get_secret_value() if password else "",
+        }
+    return options
 
 
 class KafkaUnavailable(AuditError):
@@ -30,8 +51,9 @@ class KafkaUnavailable(AuditError):
 class KafkaLog:
     """Use as a context manager: `with KafkaLog(bootstrap) as log: ...`."""
 
-    def __init__(self, bootstrap: str, timeout_s: float = 60.0) -> None:
-        self.bootstrap, self.timeout_s = bootstrap, timeout_s
+    def __init__(self, bootstrap: str, timeout_s: float = 60.0, **client_options: Any) -> None:
+        """`client_options`: aiokafka's security arguments (see `client_options`)."""
+        self.bootstrap, self.timeout_s, self.options = bootstrap, timeout_s, client_options
         self._runner = asyncio.Runner()
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -54,7 +76,7 @@ class KafkaLog:
 
     async def _open(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         ms = int(self.timeout_s * 1000)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=ms)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=ms, **self.options)
         await admin.start()
         self._admin = admin
         consumer = AIOKafkaConsumer(
@@ -63,6 +85,7 @@ class KafkaLog:
             group_id=None,
             request_timeout_ms=ms,
             max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+            **self.options,
         )
         await consumer.start()
         return admin, consumer
