@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--services", help=argparse.SUPPRESS)
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
     sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
-    sub.add_parser("audit", help="verify, summary or lineage on the audit database", add_help=False)
+    sub.add_parser("audit", help="verify, summary, lineage or erase on the audit database", add_help=False)
     sub.add_parser("train", help="request a training run (mlops train request --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command in PASSTHROUGH:
