@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from contracts.envelope import Event
 from contracts.events import AuditCheckpointedPayload
 from contracts.registry import encode_event
 from contracts.samples import sample_events
-from services.audit.adapters.integrity import stored_coordinates
+from services.audit.adapters.integrity import missing_guards, stored_coordinates
 from services.audit.adapters.kafka_log import client_options
 from services.audit.adapters.store import EventQuery, SqlAuditStore
 from services.audit.domain.anchors import PartitionLog, PublishedCheckpoint, compare_partition
@@ -26,7 +28,7 @@ from services.audit.handlers import AuditService, now_us
 from services.audit.settings import AuditSettings
 from services.audit.signing import CheckpointSigner, TrustedKeys
 from services.audit.verification import TrailPolicy, TrailReport, verify_store, verify_trail
-from tests.unit.test_audit_support import MemoryLog, as_attacker, lineage_flow, new_store, rechain
+from tests.unit.test_audit_support import MemoryLog, as_attacker, lineage_flow, new_store, open_store, rechain
 
 TS = 1_735_787_045_000
 MIGRATION = importlib.import_module("services.audit.migrations.versions.0001_audit_events")
@@ -296,3 +298,26 @@ def test_verify_reads_kafka_with_the_platforms_security_settings() -> None:
     options = client_options(secured)
     assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert options["sasl_plain_password"] == "s3cret-value" and options["ssl_context"] is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_guard_check_sees_dropped_and_disabled_triggers_on_both_backends(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'guards.db'}"
+    else:
+        url = request.getfixturevalue("postgres_cluster").create_database()
+    store = open_store(url)
+    try:
+        assert missing_guards(store.reader) == []
+        if backend == "postgresql":  # disabled, not dropped: still no guard
+            owner = create_engine(url, poolclass=NullPool)
+            with owner.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_truncate")
+            owner.dispose()
+            assert missing_guards(store.reader) == ["trigger audit_events_no_truncate is missing or disabled"]
+        as_attacker(store)
+        assert len(missing_guards(store.reader)) == 2
+    finally:
+        store.dispose()

@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from contracts.events import AuditCheckpointedPayload
 from services.audit.domain.entry import envelope_fields
 from services.audit.domain.sealing import ALWAYS_SEALED, MANY_SUBJECTS, SEALED, SEALED_BY_TYPE, subject_text
 
 MAX_PROBLEMS_PER_PARTITION = 20  # a wholesale rewrite is reported, not listed row by row
+_decode = msgspec.json.Decoder().decode
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def _content_matches(row: StoredCoordinate, value: bytes) -> bool:
     """An event row's body is the Kafka value itself, or (when it names a data subject) the value with
     the identifying parts sealed (domain.sealing); everything outside those parts must be the record's."""
     try:
-        envelope = json.loads(value)
+        envelope = _loads(value)
         shown = envelope_fields(envelope)
     except (ValueError, RecursionError):  # not an envelope in Kafka, yet stored as an event
         return False
@@ -183,16 +186,24 @@ def _content_matches(row: StoredCoordinate, value: bytes) -> bool:
     if _digest((row.body or "").encode("utf-8")) == row.value_sha256:
         return True
     try:
-        body = json.loads(row.body or "")
+        body, kafka = _public(_loads((row.body or "").encode("utf-8"))), _public(envelope)
     except (ValueError, RecursionError):
         return False
-    return _public(body) == _public(envelope)
+    # Equal objects, or equal canonical text (NaN, which only the fallback decoder yields, is != itself).
+    return body == kafka or json.dumps(body, sort_keys=True) == json.dumps(kafka, sort_keys=True)
 
 
-def _public(envelope: Any) -> str:
-    """The envelope without what sealing may replace, as canonical text (so NaN equals NaN)."""
+def _loads(data: bytes) -> Any:
+    try:
+        return _decode(data)  # msgspec: several times faster; same objects for valid JSON
+    except msgspec.DecodeError:
+        return json.loads(data)  # what it refuses (NaN, huge integers), as the capture path decodes it
+
+
+def _public(envelope: Any) -> Any:
+    """The envelope without what sealing may replace."""
     if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), dict):
-        return json.dumps(envelope, sort_keys=True)
+        return envelope
     payload = dict(envelope["payload"])
     for name in (*ALWAYS_SEALED, *SEALED_BY_TYPE.get(str(envelope.get("event_type")), ()), SEALED):
         payload.pop(name, None)
@@ -202,4 +213,4 @@ def _public(envelope: Any) -> str:
         payload[MANY_SUBJECTS] = [
             None if isinstance(v, dict) or subject_text(v) is not None else v for v in values
         ]
-    return json.dumps({**envelope, "payload": payload}, sort_keys=True)
+    return {**envelope, "payload": payload}
