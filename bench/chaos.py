@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import shutil
 import sys
@@ -182,8 +183,9 @@ async def inject(stack: Stack, plan: list[Kill], started: float, report: Report)
 async def heal(stack: Stack, report: Report) -> None:
     """Restart what died on its own (a crash is a finding: it is reported, not hidden)."""
     for name in await asyncio.to_thread(stack.dead):
-        report.crashes.append({"target": name, "noticed_at": time.strftime("%H:%M:%S")})
-        print(f"  {name} exited on its own; restarting it", flush=True)
+        why = stack.last_error(name) if name != KAFKA else ""
+        report.crashes.append({"target": name, "noticed_at": time.strftime("%H:%M:%S"), "last_error": why})
+        print(f"  {name} exited on its own ({why or 'no error logged'}); restarting it", flush=True)
         await asyncio.to_thread(stack.restart, name)
 
 
@@ -198,15 +200,21 @@ async def settle(stack: Stack, report: Report, timeout_s: float) -> None:
 
 
 async def catch_up(stack: Stack, timeout_s: float, report: Report) -> read.Ends:
-    """Wait until ingest, features and audit have committed past everything there is; the ends the
-    audit had to reach are returned (later messages, e.g. new checkpoints, need not be stored yet)."""
+    """Wait until ingest, features and audit (one group per topic) have committed past everything
+    there is, in pipeline order; the ends the audit had to reach are returned (later messages, e.g.
+    new checkpoints, need not be stored yet)."""
     started = time.monotonic()
-    for group, topics in (("ingest", [RECORDS_RAW]), ("features", [RECORDS_CLEAN]), ("audit", topic_names())):
-        ends = await read.end_offsets(stack.bootstrap, topics)
-        if not await read.wait_caught_up(stack.bootstrap, group, ends, timeout_s):
-            print(f"  {group} did not catch up within {timeout_s:.0f}s", flush=True)
-        report.timings_s[f"catch_up_{group}"] = round(time.monotonic() - started, 1)
-    return ends
+    stages = [("ingest", [("ingest", RECORDS_RAW)]), ("features", [("features", RECORDS_CLEAN)]),
+              ("audit", [(f"audit.{topic}", topic) for topic in topic_names()])]  # fmt: skip
+    audit_ends: read.Ends = {}
+    for stage, groups in stages:
+        for group, topic in groups:
+            ends = await read.end_offsets(stack.bootstrap, [topic])
+            if not await read.wait_caught_up(stack.bootstrap, group, ends, timeout_s):
+                print(f"  {group} did not catch up on {topic} within {timeout_s:.0f}s", flush=True)
+            audit_ends |= ends if stage == "audit" else {}
+        report.timings_s[f"catch_up_{stage}"] = round(time.monotonic() - started, 1)
+    return audit_ends
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -297,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="keep the stack's state here (default: temporary)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state folder")
     args = parser.parse_args(argv)
+    # The producer retries while the broker is dead: aiokafka logs every refused connection.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     if args.kills < 1 or args.records < 1 or args.rate <= 0:
         parser.error("--kills, --records and --rate must be positive")
     config = ChaosConfig(seed=args.seed, kills=args.kills, records=args.records, rate=args.rate,

@@ -50,7 +50,8 @@ async def read_topics(bootstrap: str, topics: Iterable[str], timeout_s: float = 
         partitions = await _partitions(consumer, topics)
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:  # seek_to_beginning resets lazily: position() then sometimes says "at the end"
+            consumer.seek(tp, 0)
         deadline = time.monotonic() + timeout_s
         pending = {tp for tp in partitions if ends[tp] > 0}
         while pending:
@@ -66,10 +67,10 @@ async def read_topics(bootstrap: str, topics: Iterable[str], timeout_s: float = 
 
 async def _partitions(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of `topics`; a topic the broker does not know is an error, not an empty read."""
-    await consumer.topics()  # a metadata refresh: the consumer fetched none for topics it is not assigned
+    cluster = await consumer._client.fetch_all_metadata()  # topics() returns names only, no partitions
     found = []
     for topic in topics:
-        partitions = consumer.partitions_for_topic(topic)
+        partitions = cluster.partitions_for_topic(topic)
         if not partitions:
             raise LookupError(f"topic {topic} is unknown to the broker")
         found += [TopicPartition(topic, partition) for partition in sorted(partitions)]

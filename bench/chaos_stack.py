@@ -132,6 +132,19 @@ class Stack:
                 os.waitpid(components[name].pid or 0, os.WNOHANG)
         return gone + ([] if self.supervisor.kafka.is_running() else [KAFKA])
 
+    def last_error(self, name: str) -> str:
+        """The last ERROR message a service logged (why it exited, usually)."""
+        log = self.settings.logs_dir / f"{name}.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("level") in ("ERROR", "CRITICAL") and entry.get("logger") != "asyncio":
+                return str(entry.get("msg", ""))[:200]
+        return ""
+
     def not_ready(self) -> list[str]:
         components = self.supervisor.load()
         return [n for n in self.services if probe_service(components[n].url) != "ready"]

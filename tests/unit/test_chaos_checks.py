@@ -91,7 +91,8 @@ def test_the_last_raw_record_of_an_entity_wins_whatever_the_reading_order() -> N
 
 
 def test_online_values_equal_to_the_last_record_pass_and_stale_or_missing_ones_fail() -> None:
-    last = {"a": CleanRecord("a", (0, 1), {"n": 3, "c": "x"}), "b": CleanRecord("b", (0, 2), {"n": 1.5, "c": "y"}),
+    last = {"a": CleanRecord("a", (0, 1), {"n": 3, "c": "x"}),
+            "b": CleanRecord("b", (0, 2), {"n": 1.5, "c": "y"}),
             "c": CleanRecord("c", (0, 3), {"n": 1, "c": "z"})}  # fmt: skip
     online = {"a": {"n": 3.0, "c": "x"}, "b": {"n": 1.5, "c": "old"}, "c": None}
     check = online_matches_last_clean(last, online, ("n", "c"))
