@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.envelope import Event
 from servicekit.auth import ApiKeyRegistry, Principal, Role, require_roles
 from servicekit.consumer import Subscriptions
+from servicekit.errors import install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
 from servicekit.settings import ServiceSettings
 
@@ -90,6 +91,7 @@ def create_service_app(
                 description=f"{service} publishes {event_type.__name__}.",
             )
     app.add_middleware(RequestMetrics, service=service)
+    install_error_mapping(app)
 
     @app.get("/health", tags=["ops"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
-from services.drift.errors import DriftError, UnknownMonitor
+from services.drift.errors import UnknownMonitor
 from services.drift.handlers import DriftService
 from services.drift.reports import ReportService
 
@@ -89,6 +89,3 @@ async def report(report_id: ReportId, _: Ops, made: Reports) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     app.include_router(router)
 
-    @app.exception_handler(DriftError)
-    async def drift_error(_: Request, exc: DriftError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)

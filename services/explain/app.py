@@ -12,8 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
@@ -24,7 +23,6 @@ from servicekit.consumer import Delivery, Subscriptions
 from services.explain.adapters.mlflow_models import MlflowModels
 from services.explain.adapters.omnixai_engine import OmniXaiEngine
 from services.explain.adapters.prediction_store import SqlitePredictions
-from services.explain.errors import ExplainError
 from services.explain.handlers import (
     ExplainHandler,
     GlobalHandler,
@@ -93,15 +91,6 @@ def create_app(
     app.state.global_handler = global_
     app.state.recorder = recorder
     app.state.global_uri = global_uri
-    app.add_exception_handler(ExplainError, _explain_error)  # type: ignore[arg-type]
     app.include_router(router)
     return app
 
-
-async def _explain_error(_: Request, exc: ExplainError) -> JSONResponse:
-    if exc.status >= 500:
-        log.warning("%s: %s", type(exc).__name__, exc.message)
-    body: dict[str, Any] = {"detail": exc.message}
-    if exc.errors:
-        body["errors"] = exc.errors
-    return JSONResponse(body, status_code=exc.status)

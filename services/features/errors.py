@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from contracts.common import FieldError
+from servicekit.errors import ServiceError
 
 
-class FeaturesError(Exception):
+class FeaturesError(ServiceError):
     """Root of every error the features service raises on purpose."""
 
     code = "features_error"
 
     def __init__(self, message: str, errors: list[FieldError] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, errors)
         self.errors: list[FieldError] = errors or []
 
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from servicekit.errors import ServiceError
 
-class IngestError(Exception):
+
+class IngestError(ServiceError):
     """Root of every ingest error. `status` is the HTTP status the route maps it to."""
 
-    status = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "ingest_error"
 
 
 class IngestConfigError(IngestError):

@@ -14,8 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
@@ -27,7 +26,6 @@ from services.serving.adapters.feast_online import FeastOnlineFeatures
 from services.serving.adapters.mlflow_registry import MlflowRegistry
 from services.serving.adapters.outbox import EventOutbox
 from services.serving.domain.model import ModelSlot
-from services.serving.errors import ServingError
 from services.serving.handlers import OnlineFeatures, PredictionHandler
 from services.serving.labels import LabelHandler, RecentPredictions
 from services.serving.reloader import ModelRegistry, ModelReloader
@@ -135,15 +133,6 @@ def create_app(
         slot, reader, outbox, recent, service, out_of_profile=settings.out_of_profile
     )
     app.state.labels = LabelHandler(publish_label, recent, settings.label_dataset, service)
-    app.add_exception_handler(ServingError, _serving_error)  # type: ignore[arg-type]
     app.include_router(router)
     return app
 
-
-async def _serving_error(_: Request, exc: ServingError) -> JSONResponse:
-    if exc.status >= 500:
-        log.warning("%s: %s", type(exc).__name__, exc.message)
-    body: dict[str, Any] = {"detail": exc.message}
-    if exc.errors:
-        body["errors"] = exc.errors
-    return JSONResponse(body, status_code=exc.status)

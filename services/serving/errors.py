@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+from servicekit.errors import ServiceError
 
-class ServingError(Exception):
+
+class ServingError(ServiceError):
     """Root of every serving error. `status` is the HTTP status the edge maps it to."""
 
-    status = 500
-
-    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errors = errors or []
+    code = "serving_error"
 
 
 class NoChampion(ServingError):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from servicekit.errors import ServiceError
 
-class TrainingError(Exception):
+
+class TrainingError(ServiceError):
     """Root of every error the training service raises on purpose. `status` is the HTTP mapping."""
 
-    status = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "training_error"
 
 
 class PolicyError(TrainingError):

@@ -13,11 +13,10 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from servicekit.auth import Principal, Role, require_roles
-from services.training.errors import NoRunYet, TrainingError
+from services.training.errors import NoRunYet
 from services.training.handlers import TrainingService
 
 Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
@@ -97,6 +96,3 @@ def _who(principal: Principal) -> str:
 def install(app: FastAPI) -> None:
     app.include_router(router)
 
-    @app.exception_handler(TrainingError)
-    async def training_error(_: Request, exc: TrainingError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
