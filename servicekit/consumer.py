@@ -33,9 +33,11 @@ from contracts.envelope import Event
 from contracts.registry import ContractError, parse_event
 from servicekit.broker import MAX_REQUEST_BYTES, EventPublisher
 from servicekit.deadletters import DeadLetters, RawMessage
+from servicekit.errors import ServiceError
 from servicekit.isolation import handle_isolating
 from servicekit.logs import log_context
-from servicekit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_SECONDS
+from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
+from servicekit.partitions import PartitionsView
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class Subscription:
 
 
 @dataclass
-class Subscriptions:
+class Subscriptions(PartitionsView):
     broker: KafkaBroker
     publisher: EventPublisher
     service: str
@@ -229,58 +231,6 @@ class Subscriptions:
             return None
         return Delivery(event, raw)
 
-    def assignments(self) -> set[tuple[str, int]]:
-        """Partitions currently assigned to this service's consumers (empty until a group settles)."""
-        assigned: set[tuple[str, int]] = set()
-        for subscription in self.registered:
-            consumer = getattr(subscription.subscriber, "consumer", None)
-            if consumer is not None:
-                assigned |= {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        return assigned
-
-    def all_assigned(self) -> bool:
-        """True once every subscription holds partitions."""
-        consumers = [getattr(s.subscriber, "consumer", None) for s in self.registered]
-        return all(c is not None and c.assignment() for c in consumers)
-
-    async def ready_for_new_messages(self, timeout_s: float = 30.0) -> None:
-        """Wait until every subscription holds partitions AND knows its starting offsets. A group that
-        starts at "latest" resolves "latest" lazily; a message published before that resolution would
-        be skipped, so observers that must see what they publish next call this first."""
-        deadline = time.monotonic() + timeout_s
-        while not self.all_assigned():
-            if time.monotonic() > deadline:
-                raise TimeoutError("subscriptions got no partitions in time")
-            await asyncio.sleep(0.05)
-        for subscription in self.registered:
-            consumer = subscription.subscriber.consumer
-            for partition in consumer.assignment():
-                await consumer.position(partition)  # resolves the reset policy now
-
-    async def record_lag(self, timeout_s: float = 1.0) -> None:
-        """Set `mlops_consumer_lag` for every partition assigned here, from what the consumers already
-        know (the high watermark comes with each fetch response; the position is local once fetching
-        started): no request to the broker. Partitions no longer assigned lose their series."""
-        current: set[tuple[str, str, str, str]] = set()
-        for subscription in self.registered:
-            consumer = getattr(subscription.subscriber, "consumer", None)
-            if consumer is None or not hasattr(consumer, "highwater"):
-                continue  # not started, or an in-memory test broker
-            for tp in list(consumer.assignment()):
-                try:
-                    highwater = consumer.highwater(tp)
-                    if highwater is None:  # nothing fetched from it yet
-                        continue
-                    position = await asyncio.wait_for(consumer.position(tp), timeout_s)
-                except Exception:  # revoked meanwhile, or the position is being reset: skip it this time
-                    continue
-                labels = (self.service, subscription.group_id, tp.topic, str(tp.partition))
-                CONSUMER_LAG.labels(*labels).set(max(highwater - position, 0))
-                current.add(labels)
-        for labels in self._lag_labels - current:
-            CONSUMER_LAG.remove(*labels)
-        self._lag_labels = current
-
     async def _run(
         self,
         items: list[T],
@@ -305,12 +255,19 @@ class Subscriptions:
                 raise result.poison[0][1]
         self._attempts.pop(coordinates, None)
         for item, exc in result.poison:
-            log.error("handler failed on %s alone: %r", raw_of(item).source.model_dump(), exc)
-            await self.dead_letter(
-                raw_of(item), "handler_failed", _failure_reason(exc, self.max_attempts, len(items)), []
-            )
+            await self._dead_letter_failure(raw_of(item), exc, len(items))
         HANDLER_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
         EVENTS_CONSUMED.labels(self.service, topic, "handled").inc(len(result.handled))
+
+    async def _dead_letter_failure(self, raw: RawMessage, exc: Exception, batch_size: int) -> None:
+        """A service's own error is the record's reason (its code, message and field errors); any
+        other exception is `handler_failed`, named by its type only."""
+        if isinstance(exc, ServiceError):
+            errors = [e for e in exc.errors if isinstance(e, FieldError)]
+            await self.dead_letter(raw, exc.code, exc.message, errors)
+            return
+        log.error("handler failed on %s alone: %r", raw.source.model_dump(), exc)
+        await self.dead_letter(raw, "handler_failed", _failure_reason(exc, self.max_attempts, batch_size), [])
 
     async def dead_letter(self, raw: RawMessage, code: str, message: str, errors: list[FieldError]) -> None:
         """Publish (acks=all) before the offset is committed, so a dead letter is never lost."""

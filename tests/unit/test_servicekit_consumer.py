@@ -7,7 +7,7 @@ import json
 
 from faststream.kafka import TestKafkaBroker
 
-from contracts.common import KafkaCoordinates
+from contracts.common import FieldError, KafkaCoordinates
 from contracts.events import DeadLettered, ModelPromoted, TrainingRequested
 from contracts.registry import encode_event, parse_event
 from contracts.samples import sample_events
@@ -15,6 +15,7 @@ from contracts.topics import DEADLETTERS, TRAINING_REQUESTED
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Delivery, RawMessage, Subscriptions
 from servicekit.deadletters import DeadLetters, dead_letter_id
+from servicekit.errors import ServiceError
 from tests.support import probe_settings, training_request
 
 
@@ -122,3 +123,33 @@ async def test_the_same_dead_letter_is_sent_once_and_carries_a_stable_id() -> No
     await restarted.send(raw, "handler_failed", "ValueError", [])
     assert sent[-1].event_id == sent[0].event_id == dead_letter_id("probe", raw.source, "handler_failed")
     assert sent[0].event_id != sent[1].event_id
+
+
+async def test_a_service_error_of_one_record_is_its_dead_letter_reason() -> None:
+    broker = make_broker(probe_settings("127.0.0.1:1"))
+    subs = Subscriptions(broker, EventPublisher(broker, "probe"), "probe", max_attempts=1)
+    letters: list[DeadLettered] = []
+    handled: list[str] = []
+
+    class Implausible(ServiceError):
+        status, code = 422, "implausible"
+
+    @subs.on_batch(TRAINING_REQUESTED, TrainingRequested)
+    async def handle(batch: list[Delivery[TrainingRequested]]) -> None:
+        if any(d.event.payload.requested_by == "odd" for d in batch):
+            field = FieldError(field="payload.requested_by", code="odd", message="not plausible")
+            raise Implausible("an implausible request", [field])
+        handled.extend(d.event.payload.requested_by for d in batch)
+
+    @subs.on_raw(DEADLETTERS, group_id="letters")
+    async def keep(raws: list[RawMessage]) -> None:
+        letters.extend(parse_event(r.value or b"") for r in raws)  # type: ignore[misc]
+
+    async with TestKafkaBroker(broker) as test_broker:
+        for by in ("fine", "odd", "also-fine"):
+            await test_broker.publish(encode_event(training_request(by=by)), TRAINING_REQUESTED)
+    assert handled == ["fine", "also-fine"]
+    [letter] = letters
+    assert letter.payload.reason.code == "implausible"
+    assert letter.payload.reason.message == "an implausible request"
+    assert letter.payload.reason.errors[0].field == "payload.requested_by"
