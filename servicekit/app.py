@@ -26,6 +26,7 @@ from servicekit.consumer import Subscriptions
 from servicekit.errors import install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
 from servicekit.settings import ServiceSettings
+from servicekit.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ def create_service_app(
     on_startup: list[Hook] | None = None,
     before_broker_stops: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
+    tasks: BackgroundTasks | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan connects the broker (subscribers start consuming) and runs hooks.
 
     `subscriptions` and `publishes` describe the service's side of the bus; the AsyncAPI export
-    reads them from `app.state`."""
+    reads them from `app.state`. `tasks` start once the broker is connected and are cancelled
+    before it stops."""
     checks: dict[str, ReadinessCheck] = dict(readiness_checks or {})
     if broker is not None:
         checks.setdefault("kafka", lambda: broker.ping(timeout=2.0))
@@ -65,11 +68,15 @@ def create_service_app(
             await hook()
         if broker is not None:
             await broker.start()
+        if tasks is not None:
+            await tasks.start()
         log.info("%s started (%d API keys loaded)", service, len(api_keys))
         try:
             yield
         finally:
             SERVICE_UP.labels(service).set(0)
+            if tasks is not None:
+                await tasks.stop()
             for hook in before_broker_stops or []:  # e.g. flush queued events while still connected
                 await hook()
             if broker is not None:
@@ -82,6 +89,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.broker = broker
     app.state.subscriptions = subscriptions
+    app.state.tasks = tasks
     if broker is not None:
         for event_type in publishes:  # declared so FastStream's AsyncAPI lists what the service sends
             broker.publisher(

@@ -6,7 +6,6 @@ its schedule), and the ops routes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from fastapi import FastAPI
@@ -16,6 +15,7 @@ from contracts.events import DriftDetected, ModelPromoted, ModelTrained
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
+from servicekit.tasks import BackgroundTasks, retrying
 from services.drift import routes
 from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
@@ -105,28 +105,12 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
     async def store_ready() -> bool:
         return await asyncio.to_thread(store.ping) and await asyncio.to_thread(reports.store.ping)
 
-    tasks: list[asyncio.Task[None]] = []
-
-    async def flush_soon() -> None:
-        """Whatever a previous run saved but did not send goes out once the broker is up."""
-        for attempt in range(60):
-            await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
-            try:
-                await drift.flush_outbox()
-                return
-            except Exception:
-                log.warning("outbox flush failed (attempt %d); retrying", attempt + 1, exc_info=True)
-
-    async def start_flush() -> None:
-        tasks.append(asyncio.create_task(flush_soon(), name="drift-outbox"))
-        await reports.start()
-
-    async def stop_flush() -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await reports.stop()
+    tasks = BackgroundTasks()
+    # Whatever a previous run saved but did not send goes out once the broker is up.
+    tasks.add(
+        "drift-outbox",
+        lambda: retrying(drift.flush_outbox, what="drift outbox flush", attempts=60, first_wait_s=0.2),
+    )
 
     async def close() -> None:
         store.close()
@@ -139,8 +123,9 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         subscriptions=subscriptions,
         publishes=(DriftDetected,),
         readiness_checks={"state": store_ready},
-        on_startup=[start_flush],
-        before_broker_stops=[stop_flush],
+        on_startup=[reports.start],
+        before_broker_stops=[reports.stop],
+        tasks=tasks,
         on_shutdown=[close],
     )
     app.state.drift, app.state.reports = drift, reports

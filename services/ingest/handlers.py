@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from servicekit.tasks import retrying
 from services.ingest.domain import events
 from services.ingest.domain.duplicates import Candidate, Decision, content_digest
 from services.ingest.domain.events import OutMessage, Source
@@ -220,19 +221,14 @@ class IngestHandler:
 
     async def _publish(self, messages: list[OutMessage]) -> None:
         """Keep trying while Kafka is unavailable: offsets are committed only after this returns, and
-        giving up would hand the batch to the kit's dead-letter path, which keeps only its first record."""
-        delay = 0.1
-        while True:
-            try:
-                await self.publisher.publish(messages)
-                return
-            except Exception as exc:
-                PUBLISH_RETRIES.inc()
-                log.warning(
-                    "publishing %d outcomes failed (%r); retrying in %.1fs", len(messages), exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+        giving up would hand the batch to the kit's failure path, which is for bad records, not for a
+        broker that is away."""
+        await retrying(
+            lambda: self.publisher.publish(messages),
+            what=f"publishing {len(messages)} outcomes",
+            max_wait_s=self.retry_max_s,
+            on_retry=PUBLISH_RETRIES.inc,
+        )
 
     async def submit(self, values: Sequence[bytes]) -> list[dict[str, Any]]:
         """HTTP producers, all or nothing: every record is validated (sizes included) before any is

@@ -22,6 +22,7 @@ from contracts.events import LabelObserved, ModelPromoted, PredictionMade
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
+from servicekit.tasks import BackgroundTasks, retrying
 from services.serving.adapters.feast_online import FeastOnlineFeatures
 from services.serving.adapters.mlflow_registry import MlflowRegistry
 from services.serving.adapters.outbox import EventOutbox
@@ -78,7 +79,7 @@ def create_app(
         settings.champion_alias,
         settings.shadow_alias,
     )
-    tasks: list[asyncio.Task[None]] = []
+    tasks = BackgroundTasks()
     warmed = asyncio.Event()
 
     # Every replica must reload, so each has its own group (see ServingSettings.instance_id).
@@ -87,14 +88,9 @@ def create_app(
         await reloader.on_promoted(event)
 
     async def warm_up() -> None:
-        delay = 1.0
-        while feast is not None and not feast.ready:
-            try:
-                await asyncio.to_thread(feast.open)
-            except Exception:
-                log.exception("could not open the feature store; retrying in %.0f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        if feast is not None and not feast.ready:
+            opener = feast.open
+            await retrying(lambda: asyncio.to_thread(opener), what="opening the feature store", max_wait_s=30)
         await reloader.refresh()
         # Feast and MLflow leave millions of long-lived objects; move them out of the collector's
         # sight so a full collection does not stall requests for tens of milliseconds.
@@ -103,14 +99,10 @@ def create_app(
         if settings.champion_poll_s > 0:
             await reloader.poll_forever(settings.champion_poll_s)
 
+    tasks.add("serving-warm-up", warm_up)
+
     async def start() -> None:
         outbox.start()
-        tasks.append(asyncio.create_task(warm_up(), name="serving-warm-up"))
-
-    async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def loaded() -> bool:
         return warmed.is_set() and reader.ready
@@ -124,7 +116,7 @@ def create_app(
         readiness_checks={"models_and_features": loaded},
         on_startup=[start],
         before_broker_stops=[outbox.close],  # queued prediction events go out while still connected
-        on_shutdown=[stop],
+        tasks=tasks,
     )
     app.state.slot = slot
     app.state.reloader = reloader

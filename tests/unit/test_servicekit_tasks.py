@@ -1,0 +1,54 @@
+"""The kit's background tasks and retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from servicekit.tasks import BackgroundTasks, retrying
+
+
+async def test_tasks_run_until_stopped_and_a_failing_one_does_not_stop_the_others() -> None:
+    ticks: list[str] = []
+
+    async def forever() -> None:
+        while True:
+            ticks.append("tick")
+            await asyncio.sleep(0.01)
+
+    async def fails() -> None:
+        raise RuntimeError("broken task")
+
+    tasks = BackgroundTasks()
+    tasks.add("ticker", forever)
+    tasks.add("broken", fails)
+    await tasks.start()
+    await asyncio.sleep(0.05)
+    assert tasks.running == ["ticker"] and len(ticks) >= 2
+    await tasks.stop()
+    stopped_at = len(ticks)
+    await asyncio.sleep(0.03)
+    assert len(ticks) == stopped_at and tasks.running == []
+
+
+async def test_retrying_returns_once_the_call_succeeds_and_counts_retries() -> None:
+    calls: list[int] = []
+    retries: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("broker away")
+        return "sent"
+
+    result = await retrying(flaky, what="publish", first_wait_s=0.001, on_retry=lambda: retries.append(1))
+    assert result == "sent" and len(calls) == 3 and len(retries) == 2
+
+
+async def test_bounded_retrying_raises_the_last_error() -> None:
+    async def never() -> None:
+        raise TimeoutError("still away")
+
+    with pytest.raises(TimeoutError, match="still away"):
+        await retrying(never, what="flush", attempts=3, first_wait_s=0.001)
