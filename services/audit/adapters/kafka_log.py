@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 
 from contracts.events import AuditCheckpointed
 from contracts.registry import ContractError, parse_event
@@ -40,6 +40,9 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
             "sasl_plain_password": password.get_secret_value() if password else "",
         }
     return options
+
+
+COORDINATOR_ATTEMPTS = 10
 
 
 class KafkaUnavailable(AuditError):
@@ -125,7 +128,14 @@ class KafkaLog:
 
     async def _committed(self, group: str, topic: str) -> dict[int, int]:
         assert self._admin is not None
-        offsets = await self._admin.list_consumer_group_offsets(group)
+        for attempt in range(COORDINATOR_ATTEMPTS):
+            try:
+                offsets = await self._admin.list_consumer_group_offsets(group)
+                break
+            except GroupCoordinatorNotAvailableError:  # a young cluster is still electing it
+                if attempt == COORDINATOR_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
         return {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset >= 0}
 
     def records(self, topic: str, partition: int, start: int, stop: int) -> Iterator[LogRecord]:
