@@ -14,11 +14,20 @@ file holds no value a guess could confirm without the key.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from servicekit.sqlite import SqliteDatabase
 from services.ingest.domain.duplicates import Candidate, Decision
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS latest (dataset TEXT NOT NULL, entity_id TEXT NOT NULL,"
+    " digest BLOB NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,"
+    " kafka_offset INTEGER NOT NULL, PRIMARY KEY (dataset, entity_id))",
+    "CREATE TABLE IF NOT EXISTS decisions (topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,"
+    " kafka_offset INTEGER NOT NULL, digest BLOB NOT NULL, kind TEXT NOT NULL,"
+    " original TEXT, PRIMARY KEY (topic, kafka_partition, kafka_offset))",
+)
 
 
 class SqliteRecordLedger:
@@ -26,46 +35,14 @@ class SqliteRecordLedger:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        """Opened on first use, so building the app touches no disk."""
-        if self._conn is None:
-            target = ":memory:"
-            if self.path is not None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                target = str(self.path)
-            conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS latest (dataset TEXT NOT NULL, entity_id TEXT NOT NULL,"
-                " digest BLOB NOT NULL, topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,"
-                " kafka_offset INTEGER NOT NULL, PRIMARY KEY (dataset, entity_id))"
-            )
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS decisions (topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL,"
-                " kafka_offset INTEGER NOT NULL, digest BLOB NOT NULL, kind TEXT NOT NULL,"
-                " original TEXT, PRIMARY KEY (topic, kafka_partition, kafka_offset))"
-            )
-            self._conn = conn
-        return self._conn
+        self.db = SqliteDatabase(path, SCHEMA)
 
     def decide(self, dataset: str, candidates: Sequence[Candidate]) -> list[Decision]:
         """One decision per candidate, in order, recorded in one transaction."""
         if not candidates:
             return []
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                decisions = [self._decide(db, dataset, c) for c in candidates]
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        return decisions
+        with self.db.transaction() as db:
+            return [self._decide(db, dataset, c) for c in candidates]
 
     def _decide(self, db: sqlite3.Connection, dataset: str, c: Candidate) -> Decision:
         where = (c.topic, c.partition, c.offset)
@@ -98,19 +75,15 @@ class SqliteRecordLedger:
         """The digest of the last clean record of each known entity id (read only)."""
         ids = list(dict.fromkeys(entity_ids))
         found: dict[str, bytes] = {}
-        with self._lock:
+        with self.db.connection() as db:
             for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT entity_id, digest FROM latest WHERE dataset=? AND entity_id IN ({marks})"
-                found.update(self._db.execute(query, [dataset, *chunk]).fetchall())
+                found.update(db.execute(query, [dataset, *chunk]).fetchall())
         return found
 
     def ping(self) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1").fetchone() == (1,)
+        return self.db.ping()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self.db.close()

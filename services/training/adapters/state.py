@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from feature_repo.names import ENTITY_KEY
+from servicekit.sqlite import SqliteDatabase
 from services.training.domain.dataset import LABEL, LABEL_TIME
 from services.training.domain.retraining import Decision
 
@@ -41,18 +42,12 @@ KEPT_DECISIONS = 500  # older decisions are deleted
 class TrainingState:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._ready = False
+        self.database = SqliteDatabase(path, SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                for statement in SCHEMA:
-                    conn.execute(statement)
-                self._ready = True
+        """One unit of work (the event loop and the training thread share the connection)."""
+        with self.database.transaction() as conn:
             yield conn
 
     def add_label(self, event_id: str, entity_id: str, label: int, observed_at: datetime) -> bool:
