@@ -41,7 +41,9 @@ def create_app(
     for the ledger; by default it lives at `settings.resolved_ledger_path` and survives restarts."""
     settings = settings or IngestSettings()
     schema = load_schema(settings.schema_file)
-    kafka_out = KafkaOutcomePublisher(settings) if publisher is None else None
+    kafka_out: KafkaOutcomePublisher | None = None
+    if publisher is None:  # tests pass a fake; the real one is started and stopped with the app
+        publisher = kafka_out = KafkaOutcomePublisher(settings)
     sqlite_ledger = SqliteRecordLedger(settings.resolved_ledger_path) if ledger is None else None
     salt = settings.pii_salt.get_secret_value().encode()
     handler = IngestHandler(
@@ -50,7 +52,7 @@ def create_app(
             schema, settings.max_record_bytes, settings.identifier_key, identifier_names()
         ),
         policy=PiiPolicyApplier(schema, salt),
-        publisher=publisher or kafka_out,  # type: ignore[arg-type]
+        publisher=publisher,
         topics=Topics(settings.raw_topic, settings.clean_topic, settings.rejected_topic),
         producer=settings.service_name,
         scrubber=scrubber,

@@ -51,12 +51,12 @@ def create_app(
     broker = make_broker(settings)
     publisher = EventPublisher(broker, service)
     subscriptions = Subscriptions(broker, publisher, service, max_attempts=settings.max_handler_attempts)
-    feast = (
-        FeastOnlineFeatures(settings.feature_store_dir, settings.feast_project, settings.feast_online_store)
-        if features is None
-        else None
-    )
-    reader: OnlineFeatures = features or feast  # type: ignore[assignment]
+    feast: FeastOnlineFeatures | None = None
+    if features is None:  # tests pass a fake; the real one is opened by the warm-up task
+        features = feast = FeastOnlineFeatures(
+            settings.feature_store_dir, settings.feast_project, settings.feast_online_store
+        )
+    reader: OnlineFeatures = features
 
     async def publish_prediction(event: Event[Any]) -> None:
         await (publish or publisher.publish)(event, settings.predictions_topic)
