@@ -8,10 +8,12 @@ from __future__ import annotations
 import unicodedata
 from functools import cache
 
+_UNDECOMPOSED = str.maketrans({"ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "đ": "d", "Đ": "d", "\u0131": "i"})
+
 
 def fold(word: str) -> str:
-    """Lower case without accents: 'Müller' and 'MULLER' both become 'muller'."""
-    decomposed = unicodedata.normalize("NFKD", word)
+    """Lower case without accents: 'Müller' and 'MULLER' both become 'muller', 'Płoskonka' 'ploskonka'."""
+    decomposed = unicodedata.normalize("NFKD", word.translate(_UNDECOMPOSED))
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
@@ -26,7 +28,7 @@ NAME_WORDS_TOO = (
     "brown green black king price rich cash hill wood street lane field page case chase gay guy sage "
     "summer winter love nice early bell hall ward park rice fox day north west south east major "
     "mason carter cook baker miller taylor rose sky sunny victory son english french german "
-    "iban ssn tel dob fax"
+    "iban ssn tel dob fax eur usd gbp chf"
 )
 
 
@@ -39,11 +41,20 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
     last: set[str] = set()
     for locale in NAME_LOCALES:
         provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
-        first |= {fold(n) for attr in ("first_names", "first_names_male", "first_names_female")
-                  for n in getattr(provider, attr, ())}  # fmt: skip
-        last |= {fold(n) for n in getattr(provider, "last_names", ())}
+        first |= _listed_names(provider, "first_name")  # first_names, first_names_female, ...
+        last |= _listed_names(provider, "last_name")  # last_names, unisex_last_names, male_last_names
     keep = lambda names: frozenset(n for n in names if len(n) >= 3 and n.isalpha())  # noqa: E731
     return keep(first), keep(last)
+
+
+def _listed_names(provider: type, kind: str) -> set[str]:
+    """Every name in the provider's list attributes for `kind`; they are named differently per locale."""
+    names: set[str] = set()
+    for attr in dir(provider):
+        value = getattr(provider, attr)
+        if kind in attr and isinstance(value, tuple | list | dict):
+            names |= {fold(n) for n in value if isinstance(n, str)}
+    return names
 
 
 @cache

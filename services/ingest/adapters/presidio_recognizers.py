@@ -49,6 +49,7 @@ PHONE_PATTERNS = [
         0.5,
     ),
     Pattern("spaced_groups", r"(?<![\w+.,])\d{2,4}(?:[ .-]\d{2,4}){2,4}(?![\w.,]\d)", 0.4),
+    Pattern("digit_run", r"(?<![\w+])\+?\d{10,15}(?![\w])", 0.4),
     Pattern("national", r"(?<![\w+])\(?0\d{1,5}\)?[-. /]?\d{2,5}(?:[-. /]?\d{2,5}){0,3}(?![\w])", 0.4),
 ]
 CARD_DIGITS = r"(?<![\d-])\d(?:[- ]?\d){11,18}(?![\d-])"
@@ -137,7 +138,8 @@ class NameGazetteerRecognizer(LocalRecognizer):
     - a title and the next word ("MRS O'BRIEN", "dr. young");
     - a first name and a surname, or a first name and a word that is not English ("john nowakowski");
     - "surname, first name" ("smith, john");
-    - a first name or surname alone when it is neither a common nor an English word ("nowak").
+    - a first name or surname alone when it is neither a common nor an English word ("nowak");
+    - a word that is not common next to one that is not English, names in no list ("sakti santoso").
     English words come from the model's lemmatizer tables (`Truecaser.english`): "branch" and "fee"
     are surnames too, but never taken alone. spaCy's NER (on the truecased copy) catches the rest."""
 
@@ -155,36 +157,77 @@ class NameGazetteerRecognizer(LocalRecognizer):
 
     def spans(self, text: str) -> Iterable[tuple[int, int, float]]:
         first, last = name_lists()
-        words = [(m.start(), m.end(), fold(m.group())) for m in WORD.finditer(text)]
+        words = [(m.start(), m.end(), _POSSESSIVE.sub("", fold(m.group()))) for m in WORD.finditer(text)]
         for i, (start, end, word) in enumerate(words):
             after = _next_name_word(text, words, i)
             if after is not None and self.is_pair(word, after[2], text[end : after[0]]):
                 yield start, after[1], 0.6
-            elif self.is_rare(word) and (word in first or word in last):
+            elif self.is_rare(word) and (_listed(word, first) or _listed(word, last)):
                 yield start, end, 0.45
 
     def is_pair(self, word: str, following: str, between: str) -> bool:
-        """`word following` is a name: a title and a word, first name and surname (or an unknown word),
-        or "surname, first name"."""
+        """`word following` is a name: a title and a word; "surname, first name"; a first name and a
+        surname; or a word that is no common word next to one that is no English word either (names
+        the lists do not know: "sakti santoso", "nowak john")."""
         first, last = name_lists()
-        plain, next_plain = self.is_plain(word), self.is_plain(following)
-        if word in TITLES:
-            return following not in _STOP
-        if word in first and (plain or next_plain):
-            return following in last or (plain and self.is_rare(following))
-        return word in last and following in first and "," in between and (plain or next_plain)
+        if word in TITLES:  # "mr. da luz"
+            return following not in _STOP and not _BREAK.search(between.lstrip("."))
+        if _BREAK.search(between):  # another sentence, clause or number: not one name
+            return False
+        if not (self.is_plain(word) or self.is_plain(following)):
+            return False
+        if "," in between:
+            surname = _listed(word, last) or self.is_rare(word)
+            return surname and (_listed(following, first) or self.is_rare(following))
+        if _listed(word, first) and _listed(following, last):
+            return True
+        if (
+            self.is_rare(word)
+            and self.is_plain(following)
+            and (_listed(following, first) or _listed(following, last))
+        ):
+            return True
+        return self.is_plain(word) and self.is_rare(following) and between.isspace()
 
     @staticmethod
     def is_plain(word: str) -> bool:
         return word not in common_words()
 
     def is_rare(self, word: str) -> bool:
-        return word not in common_words() and word not in self.english
+        return word not in common_words() and not is_english(word, self.english)
 
 
+_POSSESSIVE = re.compile(r"['\u2019]s$")  # "carpenter's" is looked up as "carpenter"
+_BREAK = re.compile(r"[;:!?()\[\]<>\n\d]|(?<![\s.]\w)\.|\s-\s|,.*,")  # "G." (an initial) is no break
 _STOP = frozenset({"and", "or", "the", "a", "an", "is", "was", "to", "of", "in", "on", "at"})
 # Skipped between the parts of a name: initials ("Kelly M. Waters") and particles ("de Backer").
-_INFIXES = frozenset({"de", "van", "von", "der", "den", "da", "di", "du", "le", "la", "del", "dos", "t"})
+_INFIXES = frozenset(
+    {
+        "de",
+        "van",
+        "von",
+        "der",
+        "den",
+        "da",
+        "di",
+        "du",
+        "le",
+        "la",
+        "del",
+        "dos",
+        "t",
+        "mac",
+        "mc",
+        "o",
+        "ni",
+        "nic",
+    }
+)
+
+
+def _listed(word: str, names: frozenset[str]) -> bool:
+    """In the list, or hyphenated from names in it ("friedrich-wilhelm")."""
+    return word in names or ("-" in word and all(part in names for part in word.split("-")))
 
 
 def _next_name_word(text: str, words: list[tuple[int, int, str]], i: int) -> tuple[int, int, str] | None:
@@ -194,6 +237,17 @@ def _next_name_word(text: str, words: list[tuple[int, int, str]], i: int) -> tup
         if not initial and word not in _INFIXES:
             return words[j]
     return None
+
+
+def is_english(word: str, english: frozenset[str]) -> bool:
+    """In the lexicon, or an inflection of a word in it ("payslips", "declined", "evenings")."""
+    if word in english:
+        return True
+    stems = [word[: -len(end)] + add for end, add in _INFLECTIONS if word.endswith(end)]
+    return any(stem in english for stem in stems if len(stem) > 2)
+
+
+_INFLECTIONS = (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ies", "y"))
 
 
 ACRONYMS = frozenset({"ssn", "iban", "dob", "usa", "uk", "eu", "id", "atm", "ceo", "llc", "inc", "ltd"})
@@ -216,8 +270,7 @@ class Truecaser:
         return cls(frozenset(w for w in words if w.isalpha()) | common_words())
 
     def is_english(self, word: str) -> bool:
-        stems = (word, word[:-1], word[:-2], word[:-3], word[:-3] + "e", word[:-2] + "e")
-        return any(stem in self.english for stem in stems if len(stem) > 1)
+        return is_english(word, self.english)
 
     def __call__(self, text: str) -> str:
         return WORD.sub(self._recase, text)
