@@ -4,6 +4,7 @@ as the dataset schema declares."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ import pytest
 from services.ingest.adapters.names import identifier_names
 from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.events import Source
-from services.ingest.domain.identifiers import LOOKS_LIKE_PII, GuardedValidator, Pseudonymiser, pii_shape
+from services.ingest.domain.identifiers import (
+    LOOKS_LIKE_PII,
+    GuardedValidator,
+    Pseudonymiser,
+    _full_check,
+    pii_shape,
+)
 from services.ingest.domain.privacy import PassThroughScrubber, PiiPolicyApplier
 from services.ingest.domain.schema import DatasetSchema, FieldSpec, IdentifierRule, load_schema
 from services.ingest.handlers import IngestHandler, RawInput, Topics
@@ -48,6 +55,15 @@ def test_pii_shaped_values_are_recognised(value: str, kind: str) -> None:
 @pytest.mark.parametrize("value", ID_SHAPED)
 def test_ordinary_ids_pass(value: str) -> None:
     assert pii_shape(value, NAMES) is None
+
+
+def test_the_fast_path_for_plain_ids_changes_no_answer() -> None:
+    rng = random.Random(5)
+    words = ["app", "id", "smith", "john", "x", "loan", "Maria", "ssn", "tel"]
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 12)))
+        value = rng.choice(words) + rng.choice(["", "-", "_", ".", ":"]) + digits
+        assert pii_shape(value, NAMES) == _full_check(value, NAMES), value
 
 
 def schema_with(rule: IdentifierRule) -> DatasetSchema:

@@ -36,9 +36,21 @@ _SHAPES = (  # inside a longer identifier: "app-123-45-6789", "id_(555)123-4567"
 _WORDS = re.compile(r"[^\W\d_]+")
 
 
+# One word, then up to 8 digits ("app-0000123"): no rule below can fire on it (at most one name word,
+# fewer digits than any number shape). Checked first: the full checks cost 8 us, a third of the CPU of
+# a structured record. tests/unit/test_ingest_identifiers.py compares both on generated ids.
+_PLAIN_ID = re.compile(r"[A-Za-z]+[-_.:]?\d{1,8}")
+
+
 def pii_shape(value: str, names: Collection[str] = ()) -> str | None:
     """The kind of PII `value` looks like, or None. Deliberately wary: an identifier has no reason to
     hold 9 digits in a row, an '@', or only letters. Ids such as `app-0000123` or `it-21-0000003` pass."""
+    if _PLAIN_ID.fullmatch(value):
+        return None
+    return _full_check(value, names)
+
+
+def _full_check(value: str, names: Collection[str]) -> str | None:
     if "@" in value:
         return "EMAIL_ADDRESS"
     digits = sum(c.isdigit() for c in value)
