@@ -172,3 +172,15 @@ def test_an_identifier_rule_is_for_plain_string_fields_only() -> None:
         FieldSpec(type="integer", identifier="reject")
     with pytest.raises(ValueError, match="identifier"):
         FieldSpec(type="string", pii="PERSON", policy="hash", identifier="reject")
+
+
+def test_http_ingest_refuses_a_pii_shaped_id_without_echoing_it() -> None:
+    from tests.unit.test_ingest_http import Producer
+
+    producer = Producer()
+    ok, ssn_id = demo_record(), demo_record(application_id="316722962")
+    response = producer.post(b"[" + msgspec.json.encode(ok) + b"," + msgspec.json.encode(ssn_id) + b"]")
+    assert 400 <= response.status_code < 500
+    assert b"316722962" not in response.content
+    assert LOOKS_LIKE_PII.encode() in response.content
+    assert producer.publisher.raw == []  # all or nothing: the valid neighbour is not appended either
