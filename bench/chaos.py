@@ -176,7 +176,8 @@ async def inject(stack: Stack, plan: list[Kill], started: float, report: Report)
         await asyncio.sleep(kill.down_s)
         await asyncio.to_thread(stack.restart, kill.target)
         report.kills.append({**asdict(kill), "at_s": round(at, 1), "was_alive": alive})
-        print(f"  {at:6.1f}s  SIGKILL {kill.target:<9} ({'alive' if alive else 'already down'}); "
+        state = "alive" if alive else "already down"
+        print(f"  {time.strftime('%H:%M:%S')} {at:6.1f}s  SIGKILL {kill.target:<9} ({state}); "
               f"restarted after {kill.down_s:.1f}s", flush=True)  # fmt: skip
 
 
@@ -184,8 +185,9 @@ async def heal(stack: Stack, report: Report) -> None:
     """Restart what died on its own (a crash is a finding: it is reported, not hidden)."""
     for name in await asyncio.to_thread(stack.dead):
         why = stack.last_error(name) if name != KAFKA else ""
-        report.crashes.append({"target": name, "noticed_at": time.strftime("%H:%M:%S"), "last_error": why})
-        print(f"  {name} exited on its own ({why or 'no error logged'}); restarting it", flush=True)
+        noticed = time.strftime("%H:%M:%S")
+        report.crashes.append({"target": name, "noticed_at": noticed, "last_error": why})
+        print(f"  {noticed} {name} exited on its own ({why or 'no error logged'}); restarting it", flush=True)
         await asyncio.to_thread(stack.restart, name)
 
 
@@ -225,7 +227,8 @@ async def chaos(stack: Stack, config: ChaosConfig, report: Report) -> None:
     planned = planned_records(config)  # before the clock starts: it takes seconds
     started = time.monotonic()
     produced: Counter[str] = Counter()
-    print(f"streaming {config.records} records at {config.rate}/s with {len(plan)} kills", flush=True)
+    now = time.strftime("%H:%M:%S")
+    print(f"{now} streaming {config.records} records at {config.rate}/s, {len(plan)} kills", flush=True)
     await asyncio.gather(
         stream(stack.bootstrap, config, planned, produced), inject(stack, plan, started, report)
     )

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import ChaosConfig, Report, run
+from bench.chaos import ChaosConfig, Report, run, summary
 from bench.chaos_checks import Check
 from bench.chaos_stack import KAFKA
 from tests.support import TEST_KAFKA_PORT
 
 PORT = TEST_KAFKA_PORT + 500
 FIRST_SERVICE_PORT = TEST_KAFKA_PORT - 4000
+pytestmark = pytest.mark.timeout(2400)  # the module's stack, 20 kills with broker restarts, the checks
 CONFIG = ChaosConfig(
     seed=11, kills=20, records=900, rate=8.0, kafka_port=PORT, first_service_port=FIRST_SERVICE_PORT
 )
@@ -25,7 +26,9 @@ CONFIG = ChaosConfig(
 def report(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Report:
     state = tmp_path_factory.mktemp("chaos")
     config = ChaosConfig(**{**CONFIG.__dict__, "state_dir": state})
-    return run(config)
+    result = run(config)
+    print(summary(result))  # shown with -rA: the figures of this run
+    return result
 
 
 def check(report: Report, name: str) -> Check:
