@@ -1,6 +1,6 @@
 """The whole stack as `mlops up` starts it, for the platform benchmark: start and stop it in a state
-folder and on ports of its own, read each component's CPU time from /proc, and read every consumer
-group's lag from the broker (committed offsets against end offsets)."""
+folder and on ports of its own, and read each component's CPU time from /proc. Lag comes from
+`infra/lag.py`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
 
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor
@@ -73,52 +70,3 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         except psutil.Error:
             out[name] = float("nan")
     return out
-
-
-class LagReader:
-    """Lag of every consumer group of the stack: end offsets minus committed offsets, summed."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        self._partitions: dict[str, list[int]] = {}
-
-    async def start(self) -> None:
-        await self.admin.start()
-        await self.offsets.start()
-
-    async def stop(self) -> None:
-        await self.offsets.stop()
-        await self.admin.close()
-
-    async def end_offsets(self, topics: list[str]) -> dict[TopicPartition, int]:
-        missing = [t for t in topics if t not in self._partitions]
-        if missing:
-            for described in await self.admin.describe_topics(missing):
-                self._partitions[described["topic"]] = [p["partition"] for p in described["partitions"]]
-        partitions = [TopicPartition(t, p) for t in topics for p in self._partitions.get(t, [])]
-        return dict(await self.offsets.end_offsets(partitions)) if partitions else {}
-
-    async def lag_by_group(
-        self,
-        prefixes: tuple[str, ...],
-        start_ends: dict[TopicPartition, int],
-        required: tuple[tuple[str, str], ...] = (),
-    ) -> dict[str, int]:
-        """Groups whose name starts with one of `prefixes` -> total lag. A partition a group has not
-        committed on yet counts from `start_ends` (where the phase began); `required` (group, topic)
-        pairs count even before their group has committed anything."""
-        groups = {g[0] for g in await self.admin.list_consumer_groups() if str(g[0]).startswith(prefixes)}
-        groups |= {group for group, _ in required}
-        lags: dict[str, int] = {}
-        for group in sorted(groups):
-            committed = await self.admin.list_consumer_group_offsets(group)
-            topics = {tp.topic for tp in committed} | {t for g, t in required if g == group}
-            ends = await self.end_offsets(sorted(topics))
-            lag = 0
-            for tp, end in ends.items():
-                meta = committed.get(tp)
-                position = meta.offset if meta is not None and meta.offset >= 0 else start_ends.get(tp, end)
-                lag += max(end - position, 0)
-            lags[group] = lag
-        return lags

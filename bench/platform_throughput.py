@@ -37,10 +37,11 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import platform_serving
-from bench.platform_stack import LagReader, Stack, cpu_seconds
+from bench.platform_stack import Stack, cpu_seconds
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW
+from infra.lag import LagReader
 from infra.settings import REPO_ROOT
 from infra.topics import TopicPlan, ensure_topics_async
 

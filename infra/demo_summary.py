@@ -18,7 +18,10 @@ def show_summary(
     ingest, loop, audit = figures.get("ingest"), figures.get("loop"), figures.get("audit")
     if ingest:
         rate = f"{ingest['records_per_s']:.0f} records/s"
-        table.add_row("ingest", f"{rate} end to end (producer start to the last outcome; PII scrubbed)")
+        table.add_row(
+            "platform",
+            f"{rate} end to end (from producer start: clean or rejected, features online, audited)",
+        )
     if loop:
         p99, p50 = loop["serving_p99_ms"], loop["serving_p50_ms"]
         table.add_row("serving p99", "-" if p99 is None else f"{p99:.1f} ms over HTTP (p50 {p50:.1f} ms)")
