@@ -99,7 +99,7 @@ def application_stream(seed: int) -> Any:
     try:
         from workbench.demo_data import ApplicationStream  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        from services.ingest.demo_data import ApplicationStream  # type: ignore[no-redef,unused-ignore]
+        from workbench.demo_data import ApplicationStream  # type: ignore[no-redef,unused-ignore]
     return iter(ApplicationStream(seed=seed, id_prefix=f"chaos-{seed}", notes_share=0.2))
 
 

@@ -155,7 +155,7 @@ def summary(r: dict[str, list[int]], stationary_rows: int) -> dict[str, Any]:
 
 
 def replay(n: int, seed: int, kind: str = "none", at: int = 0) -> list[Row]:
-    from services.ingest.demo_data import german_credit
+    from workbench.demo_data import german_credit
 
     rows = german_credit()
     rng = random.Random(seed)

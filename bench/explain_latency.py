@@ -22,7 +22,7 @@ from services.explain.adapters.omnixai_engine import OmniXaiEngine
 from services.explain.domain import counterfactual
 from services.explain.domain.model import Column, ExplainableModel, Kind
 from services.explain.settings import ExplainSettings
-from services.serving.devdata import LABEL, fit_reference_pipeline, germancredit
+from workbench.serving_devdata import LABEL, fit_reference_pipeline, germancredit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explain_latency.json"
 

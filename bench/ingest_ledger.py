@@ -19,11 +19,11 @@ import msgspec
 
 from services.ingest.adapters.ledger import SqliteRecordLedger
 from services.ingest.app import create_app
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.duplicates import Candidate
 from services.ingest.domain.events import Source
 from services.ingest.handlers import IngestHandler, RawInput
 from services.ingest.settings import IngestSettings
+from workbench.demo_data import ApplicationStream
 
 TIMESTAMP_MS = 1_767_225_600_000
 

@@ -39,10 +39,10 @@ from aiokafka import AIOKafkaProducer
 from bench.common import bench_kafka
 from infra.topics import TopicPlan, ensure_topics_async
 from services.ingest.app import create_app
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.events import OutMessage
 from services.ingest.handlers import IngestHandler, RawInput
 from services.ingest.settings import IngestSettings
+from workbench.demo_data import ApplicationStream
 
 PORT = 19692
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_throughput.json"

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from services.ingest.demo_data import LABEL_FIELD, german_credit
 from services.training.domain.policy import load_policy
 from services.training.settings import DEFAULT_POLICY
+from workbench.demo_data import LABEL_FIELD, german_credit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loop_accuracy_ceiling.json"
 

@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def demo_records(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes, bytes]]:
     """(key, record, label event) per application, encoded before the clock starts."""
-    from services.ingest.demo_data import ApplicationStream
+    from workbench.demo_data import ApplicationStream
 
     out = []
     for app in ApplicationStream(seed=seed, id_prefix=prefix).take(n):

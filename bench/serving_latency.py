@@ -81,7 +81,7 @@ def env_base(tmp: Path, uri: str) -> dict[str, str]:
 
 def prepare(tmp: Path) -> dict[str, Any]:
     from servicekit.auth import Role, write_dev_keys
-    from services.serving.devdata import push_feature_rows, register_reference_model
+    from workbench.serving_devdata import push_feature_rows, register_reference_model
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     first = register_reference_model(uri, tmp / "artifacts", MODEL)

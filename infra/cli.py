@@ -39,7 +39,7 @@ from infra.supervisor import (
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
 PASSTHROUGH = {
-    "produce": "services.ingest.demo_producer",
+    "produce": "workbench.demo_producer",
     "audit": "services.audit.cli",
     "train": "services.training.cli",
 }

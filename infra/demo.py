@@ -103,7 +103,7 @@ def stream_applications(settings: InfraSettings, console: Console) -> dict[str, 
     command = [
         sys.executable,
         "-m",
-        "services.ingest.demo_producer",
+        "workbench.demo_producer",
         "--rows",
         str(DEMO_ROWS),
         "--rate",

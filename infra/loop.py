@@ -32,7 +32,7 @@ from contracts.topics import (
     RECORDS_REJECTED,
     TRAINING_REQUESTED,
 )
-from services.ingest.demo_data import ApplicationStream, DriftSpec, LoanApplication
+from workbench.demo_data import ApplicationStream, DriftSpec, LoanApplication
 
 WATCHED = (
     RECORDS_CLEAN, RECORDS_REJECTED, DRIFT_DETECTED, TRAINING_REQUESTED, MODEL_PROMOTED, MODEL_REJECTED

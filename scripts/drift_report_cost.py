@@ -22,7 +22,7 @@ from services.drift.adapters.store import DriftStore
 from services.drift.app import report_service, watch_config
 from services.drift.domain.watch import DriftWatch
 from services.drift.settings import DriftSettings
-from services.ingest.demo_data import german_credit
+from workbench.demo_data import german_credit
 
 
 def mib() -> float:

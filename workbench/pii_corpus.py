@@ -24,7 +24,7 @@ from typing import Any
 
 from faker import Faker
 
-from services.ingest.demo_data import ApplicationStream
+from workbench.demo_data import ApplicationStream
 
 TYPES = (
     "PERSON", "PERSON_UNSEEN", "EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE",

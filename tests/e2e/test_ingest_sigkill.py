@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.settings import REPO_ROOT
 from servicekit.auth import generate_key, hash_key
-from services.ingest.demo_data import ApplicationStream
 from tests.support import create_topic, wait_until
+from workbench.demo_data import ApplicationStream
 
 RECORDS = 12_000
 

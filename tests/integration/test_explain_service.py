@@ -28,9 +28,9 @@ from contracts.registry import encode_event
 from servicekit.auth import Role, write_dev_keys
 from services.explain.app import create_app
 from services.explain.settings import ExplainSettings
-from services.serving.devdata import germancredit, mlflow_env, register_reference_model
 from tests.integration.test_serving_service import free_port
 from tests.support import create_topic, wait_until
+from workbench.serving_devdata import germancredit, mlflow_env, register_reference_model
 
 SMALL = ("duration_in_month", "credit_amount", "age_in_years", "purpose", "housing")
 MODEL = "credit-risk"

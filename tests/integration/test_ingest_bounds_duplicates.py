@@ -25,9 +25,9 @@ from contracts.events import RecordCleaned, RecordRejected
 from contracts.registry import parse_event
 from servicekit.auth import generate_key, hash_key
 from services.ingest.app import create_app
-from services.ingest.demo_data import ApplicationStream
 from tests.integration.test_ingest_pipeline import RunningIngest
 from tests.support import create_topic, wait_until
+from workbench.demo_data import ApplicationStream
 
 encode = msgspec.json.encode
 PRODUCER_KEY = generate_key()

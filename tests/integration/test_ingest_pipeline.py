@@ -20,9 +20,9 @@ from contracts.events import RecordCleaned, RecordRejected
 from contracts.registry import parse_event
 from servicekit.broker import MAX_REQUEST_BYTES
 from services.ingest.app import create_app
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.settings import IngestSettings
 from tests.support import create_topic, wait_until
+from workbench.demo_data import ApplicationStream
 
 
 class RunningIngest:

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 
 from contracts.events import RecordCleaned, RecordRejected
-from services.ingest.demo_data import ApplicationStream
 from tests.integration.test_ingest_pipeline import RunningIngest, ingest  # noqa: F401 (fixture)
+from workbench.demo_data import ApplicationStream
 from workbench.pii_corpus import Planted, planted_corpus
 from workbench.privacy_eval import STRUCTURED_TARGET, TEXT_TARGET, Report, leaked
 

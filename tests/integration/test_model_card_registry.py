@@ -14,10 +14,10 @@ from services.explain.adapters.mlflow_models import MlflowModels
 from services.explain.errors import ModelLoadError as ExplainLoadError
 from services.explain.settings import ExplainSettings
 from services.serving.adapters.mlflow_registry import MlflowRegistry as ServingRegistry
-from services.serving.devdata import LABEL, fit_reference_pipeline, germancredit, mlflow_env
 from services.serving.errors import ModelLoadError as ServingLoadError
 from services.serving.settings import ServingSettings
 from services.training.adapters.mlflow_registry import Candidate, MlflowRegistry, model_card
+from workbench.serving_devdata import LABEL, fit_reference_pipeline, germancredit, mlflow_env
 
 MODEL = "card-test"
 INPUTS = ["duration_in_month", "credit_amount", "age_in_years", "purpose", "housing"]

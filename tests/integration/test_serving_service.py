@@ -21,10 +21,10 @@ from contracts.events import GateEvidence, LabelObserved, ModelPromoted, ModelPr
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
 from services.serving.app import create_app
-from services.serving.devdata import mlflow_env, model_artifact_files
 from services.serving.settings import ServingSettings
 from tests.integration.test_serving_support import MODEL, SMALL, World, world
 from tests.support import create_topic, probe_settings, wait_until
+from workbench.serving_devdata import mlflow_env, model_artifact_files
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servicekit.auth import Role, write_dev_keys
-from services.serving.devdata import push_feature_rows, register_reference_model
+from workbench.serving_devdata import push_feature_rows, register_reference_model
 
 MODEL = "credit-risk"
 SMALL = ("duration_in_month", "credit_amount", "age_in_years", "purpose", "housing")

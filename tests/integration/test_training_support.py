@@ -20,10 +20,10 @@ from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from services.features.app import create_app as create_features
 from services.features.settings import FeaturesSettings
-from services.ingest.demo_data import ApplicationStream, LoanApplication
 from services.training.app import create_app as create_training
 from services.training.settings import TrainingSettings
 from tests.support import create_topic, probe_settings
+from workbench.demo_data import ApplicationStream, LoanApplication
 
 OPS_KEY = "mlops_integration-test-ops-key"
 PII = ("applicant_name", "email", "phone", "card_number", "ssn", "notes")

@@ -9,7 +9,7 @@ from typing import Any
 from contracts.envelope import Event
 from services.explain.domain.model import Column, ExplainableModel, Kind
 from services.explain.errors import ModelVersionGone, NoChampion
-from services.serving.devdata import fit_reference_pipeline, germancredit
+from workbench.serving_devdata import fit_reference_pipeline, germancredit
 
 SMALL = ("duration_in_month", "credit_amount", "age_in_years", "purpose", "housing")
 

@@ -19,7 +19,7 @@ from servicekit.consumer import Delivery, RawMessage
 from services.features.adapters.ledger import PushLedger
 from services.features.domain.rows import FeatureRow
 from services.features.handlers import FeaturesHandler
-from services.ingest.demo_data import ApplicationStream
+from workbench.demo_data import ApplicationStream
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

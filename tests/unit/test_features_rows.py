@@ -10,7 +10,7 @@ import pytest
 from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, EVENT_TIME, FEATURES, NUMERIC_FEATURES
 from services.features.domain.rows import feature_row, summarise
 from services.features.errors import NotAFeatureRow
-from services.ingest.demo_data import ApplicationStream
+from workbench.demo_data import ApplicationStream
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

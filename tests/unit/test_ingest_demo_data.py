@@ -7,8 +7,8 @@ from statistics import mean
 import pytest
 
 from contracts.events import LabelObserved
-from services.ingest.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, german_credit
-from services.ingest.demo_producer import label_event, parse_args
+from workbench.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, german_credit
+from workbench.demo_producer import label_event, parse_args
 
 
 def test_the_real_german_credit_data() -> None:

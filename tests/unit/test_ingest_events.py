@@ -16,11 +16,11 @@ import pytest
 
 from services.ingest.adapters.ledger import SqliteRecordLedger
 from services.ingest.app import create_app
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.events import NAMESPACE, Source, event_id_for
 from services.ingest.domain.privacy import SaltedHmac, ScrubbedText, _replace_words
 from services.ingest.handlers import RawInput
 from services.ingest.settings import IngestSettings
+from workbench.demo_data import ApplicationStream
 
 # sha256 of the outcomes of the sample below, as the encoder before the speed-up wrote them (recomputed
 # with that encoder when record 11 moved before its Kafka timestamp: a date ahead of it is now refused).

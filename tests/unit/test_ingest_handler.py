@@ -17,11 +17,11 @@ from contracts.registry import encode_event, parse_event
 from servicekit.auth import Role, generate_key, hash_key
 from services.ingest.adapters.ledger import SqliteRecordLedger
 from services.ingest.app import create_app
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.events import OutMessage, Source
 from services.ingest.domain.privacy import PassThroughScrubber, PiiPolicyApplier, ScrubbedText
 from services.ingest.handlers import Appended, IngestHandler, RawInput
 from services.ingest.settings import DEV_SALT, IngestSettings
+from workbench.demo_data import ApplicationStream
 
 
 class FakePublisher:

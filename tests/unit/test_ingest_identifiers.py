@@ -12,7 +12,6 @@ import msgspec
 import pytest
 
 from services.ingest.adapters.names import identifier_names
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.events import Source
 from services.ingest.domain.identifiers import (
     LOOKS_LIKE_PII,
@@ -25,6 +24,7 @@ from services.ingest.domain.privacy import PassThroughScrubber, PiiPolicyApplier
 from services.ingest.domain.schema import DatasetSchema, FieldSpec, IdentifierRule, load_schema
 from services.ingest.handlers import IngestHandler, RawInput, Topics
 from services.ingest.settings import DEV_ID_KEY, SCHEMAS_DIR, IngestSettings
+from workbench.demo_data import ApplicationStream
 
 SCHEMA = load_schema(SCHEMAS_DIR / "loan_applications.yaml")
 NAMES = identifier_names()

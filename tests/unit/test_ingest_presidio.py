@@ -110,7 +110,7 @@ def test_the_name_gate() -> None:
 
 
 def corpus() -> list[str]:
-    from services.ingest.demo_data import ApplicationStream
+    from workbench.demo_data import ApplicationStream
     from workbench.pii_corpus import planted_corpus
 
     texts = [text for text, _, _ in PLANTED] + [text for text, _ in HOSTILE]

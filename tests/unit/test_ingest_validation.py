@@ -10,11 +10,11 @@ import msgspec
 import pandas as pd
 import pytest
 
-from services.ingest.demo_data import ApplicationStream
 from services.ingest.domain.schema import DatasetSchema, FieldType, load_schema
 from services.ingest.domain.validation import Code, RecordValidator
 from services.ingest.errors import IngestConfigError
 from services.ingest.settings import SCHEMAS_DIR
+from workbench.demo_data import ApplicationStream
 
 SCHEMA = load_schema(SCHEMAS_DIR / "loan_applications.yaml")
 VALIDATOR = RecordValidator(SCHEMA, max_bytes=1024 * 1024)

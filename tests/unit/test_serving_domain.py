@@ -8,12 +8,12 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from services.serving.devdata import germancredit
 from services.serving.domain.features import check_features, missing_features
 from services.serving.domain.model import Column, ModelSlot, decide
 from services.serving.domain.scoring import LinearScorer, SklearnScorer, compile_linear, verified
 from services.serving.errors import InvalidFeatures
 from tests.unit.test_serving_support import SMALL_FEATURES, fitted, loaded
+from workbench.serving_devdata import germancredit
 
 COLUMNS = (Column("age", "int"), Column("amount", "float"), Column("job", "str"))
 

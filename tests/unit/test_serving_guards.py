@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from contracts.events import LabelObserved
 from services.serving.app import create_app
-from services.serving.devdata import entity_id
 from services.serving.errors import DependencyUnavailable, LabelConflict, UnknownPrediction
 from services.serving.labels import LabelHandler, RecentPredictions
 from services.serving.settings import ServingSettings
@@ -26,6 +25,7 @@ from tests.unit.test_serving_support import (
     loaded,
     rows,
 )
+from workbench.serving_devdata import entity_id
 
 E1, E2 = entity_id(1), entity_id(2)
 PROFILE = card().profile

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from contracts.events import LabelObserved, PredictionMade
 from services.serving.app import create_app
-from services.serving.devdata import entity_id
 from services.serving.handlers import PendingPrediction
 from services.serving.settings import ServingSettings
 from tests.unit.test_serving_support import (
@@ -24,6 +23,7 @@ from tests.unit.test_serving_support import (
     loaded,
     rows,
 )
+from workbench.serving_devdata import entity_id
 
 E1 = entity_id(1)
 

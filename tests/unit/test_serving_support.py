@@ -14,10 +14,10 @@ from contracts.common import Scalar
 from contracts.envelope import Event
 from contracts.model import ModelCard
 from servicekit.auth import Role, write_dev_keys
-from services.serving.devdata import entity_id, feature_rows, fit_reference_pipeline, reference_card
 from services.serving.domain.model import Column, LoadedModel
 from services.serving.domain.scoring import SklearnScorer, compile_linear
 from services.serving.errors import ModelLoadError
+from workbench.serving_devdata import entity_id, feature_rows, fit_reference_pipeline, reference_card
 
 SMALL_FEATURES = ("duration_in_month", "credit_amount", "age_in_years", "purpose", "housing")
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURES
-from services.ingest.demo_data import ApplicationStream
 from services.training.adapters.mlflow_registry import Candidate, Champion
 from services.training.domain.dataset import LABEL, LABEL_TIME, label_value
 from services.training.domain.model import ScoreFn
+from workbench.demo_data import ApplicationStream
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -3,7 +3,7 @@ to labels.observed `--label-delay-s` seconds later (as ground truth arrives in r
 injects drift and some malformed records, and with `--follow` waits for ingest's outcomes and prints
 the counts of clean and rejected records.
 
-    python -m services.ingest.demo_producer --rate 200 --rows 1000 \
+    python -m workbench.demo_producer --rate 200 --rows 1000 \
         --drift-kind covariate --drift-at 500 --label-delay-s 5 [--bootstrap HOST:PORT] [--follow]
 """
 
@@ -26,15 +26,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW, RECORDS_REJECTED
-from services.ingest.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, LoanApplication
 from services.ingest.settings import IngestSettings
+from workbench.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, LoanApplication
 
-log = logging.getLogger("services.ingest.demo_producer")
+log = logging.getLogger("workbench.demo_producer")
 BAD_RECORDS = (b"not json at all", b"[1, 2, 3]", b'{"application_id": "x"}', b"")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m services.ingest.demo_producer", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m workbench.demo_producer", description=__doc__)
     p.add_argument("--rate", type=float, default=200.0, help="records per second (0: as fast as possible)")
     p.add_argument("--rows", type=int, default=1000, help="records to send (the dataset is cycled)")
     p.add_argument("--drift-kind", choices=DRIFT_KINDS, default="none")
