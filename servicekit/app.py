@@ -26,7 +26,7 @@ from servicekit.consumer import Subscriptions
 from servicekit.errors import install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
 from servicekit.settings import ServiceSettings
-from servicekit.tasks import BackgroundTasks
+from servicekit.tasks import BackgroundTasks, retrying
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,15 @@ def create_service_app(
         for hook in on_startup or []:
             await hook()
         if broker is not None:
-            await broker.start()
+            # A service started while the broker is away (a restart, a failover) waits for it
+            # instead of exiting: nothing restarts an exited service on a developer's machine.
+            await retrying(
+                broker.connect,
+                what="connecting to Kafka",
+                max_wait_s=5,
+                give_up_after_s=settings.kafka_connect_wait_s,
+            )
+            await broker.start()  # subscribers start only once the broker answers
         if tasks is not None:
             await tasks.start()
         log.info("%s started (%d API keys loaded)", service, len(api_keys))

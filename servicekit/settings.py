@@ -96,6 +96,9 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(8100, ge=1, le=65535, description="Port of the HTTP API.")
+    kafka_connect_wait_s: float = Field(
+        600.0, gt=0, description="How long a starting service waits for the broker before it gives up."
+    )
     max_handler_attempts: int = Field(
         3, ge=1, le=100, description="Attempts per message before a failing handler dead-letters it."
     )

@@ -11,7 +11,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, stop_never, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_any,
+    stop_never,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +73,13 @@ async def retrying(
     first_wait_s: float = 0.1,
     max_wait_s: float = 5.0,
     on_retry: Callable[[], None] | None = None,
+    give_up_after_s: float | None = None,
 ) -> T:
     """`call()` until it returns, waiting exponentially longer between tries (at most `max_wait_s`);
-    forever unless `attempts` bounds it, then the last error is raised."""
+    forever unless `attempts` or `give_up_after_s` bounds it, then the last error is raised."""
+    stops: list[stop_base] = [stop_after_attempt(attempts)] if attempts else []
+    if give_up_after_s is not None:
+        stops.append(stop_after_delay(give_up_after_s))
 
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -76,7 +89,7 @@ async def retrying(
             on_retry()
 
     async for attempt in AsyncRetrying(
-        stop=stop_after_attempt(attempts) if attempts else stop_never,
+        stop=stop_any(*stops) if stops else stop_never,
         wait=wait_exponential(multiplier=first_wait_s, max=max_wait_s),
         reraise=True,
         before_sleep=log_retry,

@@ -52,3 +52,26 @@ async def test_bounded_retrying_raises_the_last_error() -> None:
 
     with pytest.raises(TimeoutError, match="still away"):
         await retrying(never, what="flush", attempts=3, first_wait_s=0.001)
+
+
+async def test_a_service_starting_while_the_broker_is_away_waits_for_it_then_gives_up() -> None:
+    """The chaos suite's finding: a service started during a broker restart exited and stayed down."""
+    from servicekit.app import create_service_app
+    from servicekit.broker import make_broker
+    from tests.support import probe_settings
+
+    settings = probe_settings("127.0.0.1:1", kafka_connect_wait_s=1.5)  # nothing listens on port 1
+    broker = make_broker(settings)
+    attempts: list[int] = []
+    connect = broker.connect
+
+    async def counted_connect() -> object:
+        attempts.append(1)
+        return await connect()
+
+    broker.connect = counted_connect  # type: ignore[method-assign]
+    app = create_service_app(settings, broker, title="probe")
+    with pytest.raises(Exception, match="(?i)bootstrap|connect"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert len(attempts) >= 3  # it kept trying for the wait it was given, instead of exiting at once
