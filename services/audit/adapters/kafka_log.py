@@ -88,6 +88,10 @@ class KafkaLog:
             group_id=None,
             request_timeout_ms=ms,
             max_partition_fetch_bytes=MAX_REQUEST_BYTES,
+            # A fetch waits at most this long for data on the shared connection: with the default
+            # 500 ms every offsets query queued behind an idle fetch waited that long (measured: 1.4 s
+            # per topic's bounds, 0.5 s per partition read, on 20 topics).
+            fetch_max_wait_ms=20,
             **self.options,
         )
         await consumer.start()
@@ -145,24 +149,28 @@ class KafkaLog:
         tp = TopicPartition(topic, partition)
         consumer = self._consumer
         assert consumer is not None
-        self._run(self._assign(tp, start))
-        idle_since = time.monotonic()
-        while self._run(consumer.position(tp)) < stop:
-            batch = self._run(consumer.getmany(tp, timeout_ms=500, max_records=5000)).get(tp, [])
-            if not batch:
-                if time.monotonic() - idle_since > self.timeout_s:
-                    raise KafkaUnavailable(f"no records from {topic}:{partition} below offset {stop}")
-                continue
+        self._run(self._assign([tp], start))
+        try:
             idle_since = time.monotonic()
-            for record in batch:
-                if record.offset >= stop:
-                    return
-                yield LogRecord(record.offset, record.key, record.value)
+            while self._run(consumer.position(tp)) < stop:
+                batch = self._run(consumer.getmany(tp, timeout_ms=500, max_records=5000)).get(tp, [])
+                if not batch:
+                    if time.monotonic() - idle_since > self.timeout_s:
+                        raise KafkaUnavailable(f"no records from {topic}:{partition} below offset {stop}")
+                    continue
+                idle_since = time.monotonic()
+                for record in batch:
+                    if record.offset >= stop:
+                        return
+                    yield LogRecord(record.offset, record.key, record.value)
+        finally:
+            self._run(self._assign([], 0))  # no fetch left running in the background
 
-    async def _assign(self, tp: TopicPartition, start: int) -> None:
+    async def _assign(self, partitions: list[TopicPartition], start: int) -> None:
         assert self._consumer is not None  # aiokafka makes futures here: it needs the running loop
-        self._consumer.assign([tp])
-        self._consumer.seek(tp, start)
+        self._consumer.assign(partitions)
+        for tp in partitions:
+            self._consumer.seek(tp, start)
 
     def checkpoints(self, topic: str) -> list[PublishedCheckpoint]:
         """Every AuditCheckpointed on `topic`, from the start of each partition to its end."""
