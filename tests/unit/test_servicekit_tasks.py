@@ -71,7 +71,7 @@ async def test_a_service_starting_while_the_broker_is_away_waits_for_it_then_giv
 
     broker.connect = counted_connect  # type: ignore[method-assign]
     app = create_service_app(settings, broker, title="probe")
-    with pytest.raises(Exception, match="(?i)bootstrap|connect"):
+    with pytest.raises(Exception, match=r"(?i)bootstrap|connect"):
         async with app.router.lifespan_context(app):
             pass
     assert len(attempts) >= 3  # it kept trying for the wait it was given, instead of exiting at once
