@@ -18,5 +18,10 @@ def run_service(app: FastAPI, settings: ServiceSettings) -> None:
         log_config=None,  # keep our JSON handler
         access_log=False,  # request metrics are on /metrics; access logs would repeat them per request
         lifespan="on",
+        # The standard event loop, not uvloop: aiokafka expects writing to a broken connection to
+        # raise OSError (or nothing), and uvloop raises RuntimeError instead, which kills a
+        # consumer's group coordinator for good after a broker restart (the consumer then never
+        # fetches again; found by the fault-injection suite).
+        loop="asyncio",
         timeout_graceful_shutdown=10,
     )

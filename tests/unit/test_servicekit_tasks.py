@@ -75,3 +75,19 @@ async def test_a_service_starting_while_the_broker_is_away_waits_for_it_then_giv
         async with app.router.lifespan_context(app):
             pass
     assert len(attempts) >= 3  # it kept trying for the wait it was given, instead of exiting at once
+
+
+def test_services_run_on_the_standard_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop raises RuntimeError where aiokafka expects OSError, killing a consumer's coordinator."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from servicekit import runner
+    from servicekit.runner import run_service
+    from tests.support import probe_settings
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr(runner, "configure_logging", lambda *args: None)  # no global logging change
+    run_service(FastAPI(), probe_settings("127.0.0.1:1"))
+    assert seen["loop"] == "asyncio"
