@@ -4,7 +4,6 @@ folder and on ports of its own, and read each component's CPU time from /proc. L
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,11 +11,9 @@ from pathlib import Path
 
 import psutil
 
+from bench.chaos_stack import stack_env
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor
-
-# Settings of the caller's shell that would point the stack at another broker or store.
-_FOREIGN = ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "MLOPS_FEAST_REPO")
 
 
 @dataclass
@@ -30,15 +27,7 @@ class Stack:
         return f"127.0.0.1:{self.kafka_port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
-        env.update({
-            "MLOPS_STATE_DIR": str(self.state), "MLOPS_KAFKA_PORT": str(self.kafka_port),
-            "MLOPS_KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
-            "MLOPS_FIRST_SERVICE_PORT": str(self.first_service_port), "MLOPS_SERVICE_START_TIMEOUT_S": "300",
-            "MLOPS_JARS_DIR": str(InfraSettings().jars_dir), "MLFLOW_DISABLE_TELEMETRY": "true",
-            "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
-        })  # fmt: skip
-        return env
+        return stack_env(self.state, InfraSettings().jars_dir, self.kafka_port, self.first_service_port)
 
     def mlops(self, *args: str, check: bool = True) -> None:
         command = [sys.executable, "-m", "infra.cli", *args]

@@ -1,19 +1,21 @@
-"""The audit service's one error root, mapped to HTTP statuses at the edge (routes.py)."""
+"""The audit service's one error root; the kit maps its `status` to HTTP (servicekit/errors.py)."""
 
 from __future__ import annotations
 
+from servicekit.errors import ServiceError
 
-class AuditError(Exception):
+
+class AuditError(ServiceError):
     """Base of every error the audit service raises on purpose."""
 
-    status_code = 500
+    code = "audit_error"
 
 
 class BadQuery(AuditError):
     """The query is well-formed HTTP but asks for something impossible (e.g. since after until)."""
 
-    status_code = 422
+    status = 422
 
 
 class NotFound(AuditError):
-    status_code = 404
+    status = 404

@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from servicekit.auth import Principal, Role, require_roles
 from services.audit.adapters.store import EventQuery
 from services.audit.domain.entry import to_micros
-from services.audit.errors import AuditError, BadQuery
+from services.audit.errors import BadQuery
 from services.audit.handlers import AuditService
 from services.audit.lineage import lineage
 from services.audit.settings import AuditSettings
@@ -106,10 +106,6 @@ def build_router(settings: AuditSettings) -> APIRouter:
 
 def install(app: FastAPI, settings: AuditSettings) -> None:
     app.include_router(build_router(settings))
-
-    @app.exception_handler(AuditError)
-    async def audit_error(_: Request, exc: AuditError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
 
 def _micros(name: str, moment: datetime | None) -> int | None:

@@ -34,7 +34,7 @@ DOMAIN = b"mlops-audit-checkpoint-v1\n"
 class SigningKeyError(AuditError):
     """The signing key or a trusted public key is missing or unreadable."""
 
-    status_code = 503
+    status = 503
 
 
 def key_id(public: Ed25519PublicKey) -> str:

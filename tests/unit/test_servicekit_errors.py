@@ -41,6 +41,7 @@ def test_a_bug_answers_a_well_formed_500_without_the_exception_text() -> None:
 
 
 def test_every_service_root_is_the_kit_root() -> None:
+    from services.audit.errors import AuditError
     from services.drift.errors import DriftError
     from services.explain.errors import ExplainError
     from services.features.errors import FeaturesError
@@ -48,5 +49,13 @@ def test_every_service_root_is_the_kit_root() -> None:
     from services.serving.errors import ServingError
     from services.training.errors import TrainingError
 
-    for root in (DriftError, ExplainError, FeaturesError, IngestError, ServingError, TrainingError):
+    for root in (
+        AuditError,
+        DriftError,
+        ExplainError,
+        FeaturesError,
+        IngestError,
+        ServingError,
+        TrainingError,
+    ):
         assert issubclass(root, ServiceError), root

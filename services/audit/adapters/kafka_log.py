@@ -48,7 +48,7 @@ COORDINATOR_ATTEMPTS = 10
 class KafkaUnavailable(AuditError):
     """Kafka did not answer, so the anchors outside the database cannot be read."""
 
-    status_code = 503
+    status = 503
 
 
 class KafkaLog:
