@@ -21,6 +21,12 @@ class TrainingRequestedPayload(ContractModel):
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Hyper-parameter overrides."
     )
+    labels_watermark: dict[str, int] | None = Field(
+        default=None,
+        description="End offset of each partition of the labels topic when training was asked for "
+        "(partition number as a string -> offset): the run waits until training has consumed the "
+        "labels up to it, so it learns from every label published before the request.",
+    )
 
 
 class TrainingRequested(Event[TrainingRequestedPayload]):
@@ -30,6 +36,51 @@ class TrainingRequested(Event[TrainingRequestedPayload]):
     key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
     event_type: Literal["TrainingRequested"] = "TrainingRequested"
     schema_version: Literal[1] = 1
+
+
+class GateCheck(ContractModel):
+    """One check run by the validation gate."""
+
+    name: str = Field(min_length=1, description="Check name, e.g. 'auc_not_worse', 'demographic_parity'.")
+    passed: bool = Field(description="Whether the check passed.")
+    value: float | None = Field(default=None, description="Measured value, if numeric.")
+    threshold: float | None = Field(default=None, description="Threshold applied, if numeric.")
+    detail: str = Field(default="", description="Human-readable detail.")
+    low: float | None = Field(default=None, description="Lower bound of the value's confidence interval.")
+    high: float | None = Field(default=None, description="Upper bound of the value's confidence interval.")
+    outcome: Literal["pass", "fail", "inconclusive"] | None = Field(
+        default=None,
+        description="pass: the interval is on the right side of the threshold; fail: on the wrong side; "
+        "inconclusive: it straddles it (see GateEvidence.verdict).",
+    )
+
+
+class GateEvidence(ContractModel):
+    """What the validation gate measured, for the candidate and the champion."""
+
+    checks: list[GateCheck] = Field(description="Every check the validation gate ran.")
+    candidate_metrics: dict[str, float] = Field(description="Metrics of the candidate.")
+    champion_metrics: dict[str, float] | None = Field(
+        default=None, description="Metrics of the champion on the same data, if there is one."
+    )
+    champion_version: str | None = Field(default=None, description="Champion version compared against.")
+    verdict: Literal["promote", "reject", "not_enough_evidence"] | None = Field(
+        default=None,
+        description="promote: every check passes at the policy's confidence; reject: one fails (the "
+        "evidence says worse or unfair); not_enough_evidence: none fails but one is inconclusive.",
+    )
+    method: str | None = Field(
+        default=None, description="How the intervals were computed, e.g. 'paired bootstrap, 1000 resamples'."
+    )
+    confidence: float | None = Field(
+        default=None, gt=0, lt=1, description="Confidence level of the intervals (two-sided)."
+    )
+    holdout_rows: int | None = Field(default=None, ge=0, description="Rows the gate decided on.")
+    mitigation: dict[str, str | float | None] | None = Field(
+        default=None,
+        description="When the unmitigated candidate failed only on fairness: the mitigation tried and "
+        "both candidates' accuracy and fairness side by side.",
+    )
 
 
 class ModelTrainedPayload(ContractModel):
@@ -45,6 +96,9 @@ class ModelTrainedPayload(ContractModel):
     dataset_sha256: Sha256Hex = Field(description="SHA-256 of the training set, for lineage.")
     feature_views: list[str] = Field(description="Feature views the training set was built from.")
     code_version: str = Field(min_length=1, description="Version of the training code, e.g. a git commit.")
+    evidence: GateEvidence | None = Field(
+        default=None, description="The validation gate's verdict, intervals and method for this candidate."
+    )
 
 
 class ModelTrained(Event[ModelTrainedPayload]):
@@ -54,27 +108,6 @@ class ModelTrained(Event[ModelTrainedPayload]):
     key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
     event_type: Literal["ModelTrained"] = "ModelTrained"
     schema_version: Literal[1] = 1
-
-
-class GateCheck(ContractModel):
-    """One check run by the validation gate."""
-
-    name: str = Field(min_length=1, description="Check name, e.g. 'auc_not_worse', 'demographic_parity'.")
-    passed: bool = Field(description="Whether the check passed.")
-    value: float | None = Field(default=None, description="Measured value, if numeric.")
-    threshold: float | None = Field(default=None, description="Threshold applied, if numeric.")
-    detail: str = Field(default="", description="Human-readable detail.")
-
-
-class GateEvidence(ContractModel):
-    """What the validation gate measured, for the candidate and the champion."""
-
-    checks: list[GateCheck] = Field(description="Every check the validation gate ran.")
-    candidate_metrics: dict[str, float] = Field(description="Metrics of the candidate.")
-    champion_metrics: dict[str, float] | None = Field(
-        default=None, description="Metrics of the champion on the same data, if there is one."
-    )
-    champion_version: str | None = Field(default=None, description="Champion version compared against.")
 
 
 class ModelPromotedPayload(ContractModel):
