@@ -10,6 +10,8 @@ import random
 import re
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,7 +22,7 @@ from services.ingest.domain.events import NAMESPACE, Source, event_id_for
 from services.ingest.domain.privacy import SaltedHmac, ScrubbedText, _replace_words
 from services.ingest.handlers import RawInput
 from services.ingest.settings import IngestSettings
-from workbench.demo_data import ApplicationStream
+from workbench.demo_data import LABEL_FIELD, ApplicationStream, german_credit
 
 # sha256 of the outcomes of the sample below, as the encoder before the speed-up wrote them (recomputed
 # with that encoder when record 11 moved before its Kafka timestamp: a date ahead of it is now refused).
@@ -32,9 +34,25 @@ class Upper:
         return [ScrubbedText(t.upper(), ("PERSON",)) for t in texts]
 
 
+def replayed_records(n: int) -> list[dict[str, Any]]:
+    """The digest's input: the records the demo stream (seed 5) yielded when it still replayed the
+    German credit rows, shuffled first with the stream's PII random stream (it now generates them)."""
+    stream = ApplicationStream(seed=5, id_prefix="golden")
+    order = list(range(len(german_credit())))
+    stream.rng.shuffle(order)
+    records = []
+    for row in range(n):
+        features = {k: v for k, v in german_credit()[order[row]].items() if k != LABEL_FIELD}
+        applied_at = (stream.start + timedelta(seconds=row)).isoformat()
+        record = {"application_id": f"golden-{row:07d}", "applied_at": applied_at, **features}
+        records.append(record | stream.pii())
+        stream.rng.random()  # the notes-share draw (notes_share 1.0 keeps every note)
+    return records
+
+
 def test_outcome_events_are_byte_identical_to_the_encoder_before_the_speed_up() -> None:
     h = create_app(IngestSettings(), scrubber=Upper(), ledger=SqliteRecordLedger(None)).state.handler
-    records = [a.record for a in ApplicationStream(seed=5, id_prefix="golden").take(60)]
+    records = replayed_records(60)
     values = [msgspec.json.encode(r) for r in records]
     values[3] = msgspec.json.encode(records[3] | {"housing": "castle", "age_in_years": 7})
     values[7] = msgspec.json.encode(dict(reversed(list(records[7].items()))))  # another key order
