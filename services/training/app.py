@@ -27,6 +27,7 @@ from feature_repo import FeatureStoreSettings
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Delivery, Subscriptions
+from servicekit.watermark import ConsumedOffsets, committed_offsets, end_offsets
 from services.training import routes
 from services.training.adapters.code_version import code_version
 from services.training.adapters.feast_source import FeastTrainingSource, TrainingSource
@@ -61,6 +62,8 @@ def create_app(
     broker = make_broker(settings)
     publisher = EventPublisher(broker, settings.service_name)
     subscriptions = Subscriptions(broker, publisher, settings.service_name, settings.max_handler_attempts)
+    group = settings.consumer_group
+    labels_group = f"{group}.labels"
 
     async def publish(event: Event[Any], topic: str) -> None:
         await publisher.publish(event, topic=topic)
@@ -76,12 +79,19 @@ def create_app(
         dataset=settings.dataset,
         policy=policy,
         producer=settings.service_name,
+        label_watermark=partial(end_offsets, settings, settings.labels_topic),
+        labels_consumed=ConsumedOffsets(
+            partial(committed_offsets, settings, labels_group, settings.labels_topic)
+        ),
+        watermark_wait_s=settings.label_watermark_wait_s,
     )
-    group = settings.consumer_group
 
-    @subscriptions.on_batch(settings.labels_topic, LabelObserved, group_id=f"{group}.labels")
+    # The labels and the training requests are consumed by separate consumers (their own groups and
+    # fetch loops): a run waiting for its label watermark does not hold the labels consumer back.
+    @subscriptions.on_batch(settings.labels_topic, LabelObserved, group_id=labels_group)
     async def on_labels_observed(batch: list[Delivery[LabelObserved]]) -> None:
         await training.on_labels([delivery.event for delivery in batch])
+        training.labels_consumed.record(delivery.source for delivery in batch)  # stored: consumed
 
     @subscriptions.on_event(settings.requests_topic, TrainingRequested, group_id=group)
     async def requests(event: TrainingRequested, _: KafkaCoordinates) -> None:

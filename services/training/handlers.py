@@ -5,6 +5,12 @@ at a time. A run's outcome is published as ModelTrained (when a candidate was re
 ModelPromoted or ModelRejected, all caused by the TrainingRequested; it is then saved under the
 request's event id, so a redelivered request is skipped. A crash after the alias moved and before the
 save repeats the run on redelivery (a second candidate, gated again): at-least-once, never lost.
+
+Every request carries the labels topic's end offsets (its label watermark); a run first waits, at most
+`watermark_wait_s`, until the labels consumer has stored every label up to them, so what a run learns
+from does not depend on how far the consumer happened to be (the run's lineage says whether the
+watermark was reached). A manual request without a window starts at the last concept change a drift
+retrain acted on (domain/manual_window.py).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from contracts.events import (
     TrainingRequested,
     TrainingRequestedPayload,
 )
+from servicekit.watermark import CatchUp, ConsumedOffsets, Offsets
 from services.training.adapters.state import TrainingState
 from services.training.domain.dataset import label_value
+from services.training.domain.manual_window import ChangePoint, ManualWindow, manual_window
 from services.training.domain.policy import GatePolicy
 from services.training.domain.retraining import Decision
 from services.training.metrics import LABELS, PHASE_SECONDS, RUNS
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 
 Reason = Literal["manual", "drift", "schedule"]
 Publish = Callable[[Event[Any], str], Awaitable[None]]
+Watermark = Callable[[], Awaitable[Offsets]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,9 @@ class TrainingService:
     policy: Callable[[], GatePolicy]
     producer: str = "training"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    label_watermark: Watermark | None = None  # the labels topic's end offsets; None: runs do not wait
+    labels_consumed: ConsumedOffsets = field(default_factory=ConsumedOffsets)
+    watermark_wait_s: float = 120.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     retrains: DriftRetrains = field(init=False)
 
@@ -100,7 +112,9 @@ class TrainingService:
         window: tuple[datetime | None, datetime | None] = (None, None),
         caused_by: Event[Any] | None = None,
     ) -> TrainingRequested:
-        """Publish a TrainingRequested (the HTTP route, the CLI and drift use this)."""
+        """Publish a TrainingRequested with the label watermark of now (the HTTP route and drift use
+        this). A drift retrain from a change point makes that change the last one acted on."""
+        watermark = await self._watermark()
         payload = TrainingRequestedPayload(
             model_name=self.model_name,
             reason=reason,
@@ -108,10 +122,51 @@ class TrainingService:
             trigger_event_id=str(caused_by.event_id) if caused_by else None,
             window_start=window[0],
             window_end=window[1],
+            labels_watermark=_by_partition_name(watermark),
         )
         event = TrainingRequested.create(payload, self.producer, caused_by=caused_by)
         await self.publish(event, self.topics.requests)
+        since_change = isinstance(caused_by, DriftDetected) and caused_by.payload.window_start == window[0]
+        if since_change and window[0] is not None:  # (not a retrain on the last N seconds of labels)
+            change = ChangePoint(window[0], str(caused_by.event_id) if caused_by else "")
+            await asyncio.to_thread(self.state.save_change_point, change)
         return event
+
+    async def request_manual(
+        self,
+        requested_by: str,
+        reason: Reason,
+        window: tuple[datetime | None, datetime | None],
+        ignore_change_points: bool = False,
+    ) -> tuple[TrainingRequested, ManualWindow]:
+        """A person's request: without a window it starts at the last concept change acted on."""
+        change = await asyncio.to_thread(self.state.last_change_point)
+        chosen = manual_window(window[0], window[1], change, ignore_change_points)
+        event = await self.request(requested_by, reason, (chosen.start, chosen.end))
+        return event, chosen
+
+    async def _watermark(self) -> Offsets | None:
+        if self.label_watermark is None:
+            return None
+        try:
+            return await self.label_watermark()
+        except Exception as exc:  # asked anyway: the run will say it had no watermark to wait for
+            log.warning("no label watermark for this request: %s: %s", type(exc).__name__, exc)
+            return None
+
+    async def catch_up(self, request: TrainingRequested) -> CatchUp | None:
+        """Wait until the labels up to the request's watermark are stored (bounded); None: no watermark."""
+        if request.payload.labels_watermark is None:
+            return None
+        watermark = {int(p): o for p, o in request.payload.labels_watermark.items()}
+        caught = await self.labels_consumed.wait_for(watermark, self.watermark_wait_s)
+        if not caught.reached:
+            log.warning(
+                "label watermark not reached after %.0f s (%d partitions short): training goes ahead",
+                caught.waited_s,
+                len(caught.short),
+            )
+        return caught
 
     async def on_drift(self, event: DriftDetected) -> Decision:
         return await self.retrains.on_drift(event)
@@ -130,6 +185,7 @@ class TrainingService:
             if await asyncio.to_thread(self.state.run_done, str(event.event_id)):
                 log.info("training request %s was handled before; skipped", event.event_id)
                 return None
+            caught = await self.catch_up(event)
             try:
                 outcome = await asyncio.to_thread(self.trainer.run, event)
             except Exception as exc:  # a failed run is reported, not retried: ops may ask again
@@ -138,6 +194,7 @@ class TrainingService:
                 outcome = Outcome(
                     str(event.event_id), "rejected", [f"training failed: {type(exc).__name__}: {exc}"]
                 )
+            outcome.lineage["labels_watermark"] = caught.summary() if caught else {"watermark": None}
             await self._publish(event, outcome)
             await asyncio.to_thread(
                 self.state.save_run, str(event.event_id), outcome.status, outcome.summary()
@@ -190,3 +247,8 @@ class TrainingService:
             code_version=lineage["code_version"],
         )
         return ModelTrained.create(payload, self.producer, caused_by=request)
+
+
+def _by_partition_name(offsets: Offsets | None) -> dict[str, int] | None:
+    """The contract's form: partition numbers as strings (JSON object keys)."""
+    return None if offsets is None else {str(p): o for p, o in sorted(offsets.items())}

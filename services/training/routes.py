@@ -1,7 +1,9 @@
 """HTTP face of the training service (ops role; admin admitted): ask for training, read the last outcome.
 
-`POST /train` publishes a TrainingRequested (the same use case as the CLI and drift) and answers 202
-with its event id; the outcome follows on model.promoted / model.rejected and at `GET /runs/latest`.
+`POST /train` publishes a TrainingRequested (the same use case as drift) and answers 202 with its event
+id, the window it asked for and a note on it (without a window: from the last concept change acted on;
+a window that straddles it is honoured with a warning); the outcome follows on model.promoted /
+model.rejected and at `GET /runs/latest`.
 `POST /retraining/pause` and `/retraining/resume` switch automatic (drift) retraining off and on (kept in
 the service's state, so it survives a restart); `POST /train` still works while paused. `GET /retraining`
 shows the switch, the retraining policy and the last decisions taken on drift events.
@@ -13,7 +15,7 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from servicekit.auth import Principal, Role, require_roles
 from services.training.errors import NoRunYet
@@ -39,7 +41,14 @@ class TrainBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: Literal["manual", "schedule"] = Field("manual", description="Why training is asked for.")
-    window: WindowBody | None = Field(None, description="Limit the training data by application time.")
+    window: WindowBody | None = Field(
+        None,
+        description="Limit the training data by label time. Default: from the last concept change a drift "
+        "retrain acted on (all history before any).",
+    )
+    ignore_change_points: StrictBool = Field(
+        False, description="Without a window, train on all history even after a concept change."
+    )
 
 
 def service(request: Request) -> TrainingService:
@@ -55,8 +64,11 @@ router = APIRouter(tags=["training"])
 async def train(principal: Ops, training: Service, body: TrainBody | None = None) -> dict[str, Any]:
     body = body or TrainBody()
     window = (body.window.start, body.window.end) if body.window else (None, None)
-    event = await training.request(_who(principal), body.reason, window)
-    return {"event_id": str(event.event_id), "correlation_id": event.correlation_id, "status": "requested"}
+    event, chosen = await training.request_manual(
+        _who(principal), body.reason, window, body.ignore_change_points
+    )
+    ids = {"event_id": str(event.event_id), "correlation_id": event.correlation_id, "status": "requested"}
+    return ids | chosen.response()
 
 
 @router.get("/runs/latest", summary="Outcome of the last training run (ops role)")
@@ -95,4 +107,3 @@ def _who(principal: Principal) -> str:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-

@@ -43,6 +43,13 @@ class TrainingSettings(ServiceSettings):
     trained_topic: str = Field(MODEL_TRAINED, description="Topic ModelTrained events go to.")
     promoted_topic: str = Field(MODEL_PROMOTED, description="Topic ModelPromoted events go to.")
     rejected_topic: str = Field(MODEL_REJECTED, description="Topic ModelRejected events go to.")
+    label_watermark_wait_s: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="How long a run waits for the labels published before its request to be stored "
+        "(its label watermark); past it, the run goes ahead and its lineage says how many were short.",
+    )
     max_handler_attempts: int = Field(
         1, ge=1, le=100, description="A failed run is reported as ModelRejected, not retried by the consumer."
     )

@@ -38,7 +38,11 @@ def client(tmp_path: Path, keys: dict[str, str]) -> TestClient:
     async def publish(event: Event[Any], topic: str) -> None:
         sent.append((event, topic))
 
+    async def watermark() -> dict[int, int]:  # the labels topic's end offsets, as the broker would say
+        return {0: 41, 2: 7}
+
     app.state.training.publish = publish
+    app.state.training.label_watermark = watermark
     client = TestClient(app)  # no lifespan: no broker
     client.headers["X-API-Key"] = keys["ops"]
     client.sent = sent  # type: ignore[attr-defined]
@@ -79,7 +83,10 @@ def test_post_train_publishes_a_training_request(client: TestClient) -> None:
         "event_id": str(event.event_id),
         "correlation_id": event.correlation_id,
         "status": "requested",
+        "window": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-02-01T00:00:00+01:00"},
+        "window_note": "no concept change acted on yet: trains on the window given",
     }
+    assert event.payload.labels_watermark == {"0": 41, "2": 7}  # where the labels topic ended
     assert event.payload.model_name == "credit" and event.payload.reason == "schedule"
     assert event.payload.requested_by == "ops:k-ops" and event.payload.window_start is not None
     assert client.post("/train").status_code == 202  # no body: a manual request over all the data

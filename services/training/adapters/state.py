@@ -1,5 +1,6 @@
 """The training service's own SQLite state: labels observed so far, the outcome of each run, the
-retraining decisions taken on drift events and the ops pause switch.
+retraining decisions taken on drift events, the last concept change a drift retrain started from, and
+the ops pause switch.
 
 Both tables are keyed by event id, so a redelivered LabelObserved or TrainingRequested is recognised
 (INSERT OR IGNORE; `run_done`). One connection per call: the event loop and the training thread both
@@ -21,6 +22,7 @@ import pandas as pd
 from feature_repo.names import ENTITY_KEY
 from servicekit.sqlite import SqliteDatabase
 from services.training.domain.dataset import LABEL, LABEL_TIME
+from services.training.domain.manual_window import ChangePoint
 from services.training.domain.retraining import Decision
 
 SCHEMA = (
@@ -137,6 +139,23 @@ class TrainingState:
         with self._db() as db:
             row = db.execute("SELECT value FROM control WHERE key = 'pending_retrain'").fetchone()
         return dict(json.loads(row[0])) if row else None
+
+    def save_change_point(self, change: ChangePoint) -> None:
+        """A drift retrain was requested from this concept change; the latest change (by time) is kept."""
+        value = json.dumps({"at": _iso(change.at), "drift_event_id": change.drift_event_id})
+        with self._db() as db:
+            row = db.execute("SELECT value FROM control WHERE key = 'last_change_point'").fetchone()
+            if row is None or json.loads(row[0])["at"] <= _iso(change.at):
+                db.execute("INSERT OR REPLACE INTO control VALUES ('last_change_point', ?)", (value,))
+
+    def last_change_point(self) -> ChangePoint | None:
+        """The latest concept change training acted on (requested a drift retrain from), if any."""
+        with self._db() as db:
+            row = db.execute("SELECT value FROM control WHERE key = 'last_change_point'").fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[0])
+        return ChangePoint(datetime.fromisoformat(value["at"]), str(value["drift_event_id"]))
 
     def newest_label_time(self) -> datetime | None:
         with self._db() as db:
