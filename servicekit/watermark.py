@@ -50,22 +50,23 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
 
 
 async def end_offsets(settings: ServiceSettings, topic: str, timeout_s: float = 10.0) -> Offsets:
-    """The topic's end offset per partition, now (one short-lived client: asked for rarely)."""
-    consumer = AIOKafkaConsumer(
-        group_id=None, request_timeout_ms=int(timeout_s * 1000), **client_options(settings)
-    )
+    """The topic's end offset per partition, now (short-lived clients: asked for rarely)."""
+    options = client_options(settings) | {"request_timeout_ms": int(timeout_s * 1000)}
+    admin, consumer = AIOKafkaAdminClient(**options), AIOKafkaConsumer(group_id=None, **options)
     try:
-        await asyncio.wait_for(consumer.start(), timeout_s)
-        await asyncio.wait_for(consumer.topics(), timeout_s)  # fetches the cluster's metadata
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        if not partitions:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        [described] = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
+        partitions = sorted(p["partition"] for p in described.get("partitions") or ())
+        if described.get("error_code") or not partitions:
             raise LookupError(f"topic {topic!r} has no partitions (does it exist?)")
+        await asyncio.wait_for(consumer.start(), timeout_s)
         ends = await asyncio.wait_for(
             consumer.end_offsets([TopicPartition(topic, p) for p in partitions]), timeout_s
         )
         return {tp.partition: int(offset) for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+        await admin.close()
 
 
 async def committed_offsets(
