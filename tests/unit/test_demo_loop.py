@@ -80,3 +80,22 @@ def test_tables_and_plot_show_the_run(tmp_path: Path) -> None:
     assert "v1 -> v2 -> v3" in text and "http://d/r/1.html" in text and "90.0%" in text
     png = plot(json.loads(dump(state, 100)), tmp_path / "loop.png")
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+
+
+def test_the_first_training_table_says_how_many_labels_the_run_used_and_whether_it_had_them_all() -> None:
+    from infra.demo_loop import _labels_used
+
+    caught = {"watermark": {"0": 700, "1": 650, "2": 650}, "reached": True, "records_short": 0}
+    outcome = {
+        "counts": {"labels_requested": 2000, "rows_usable": 1990},
+        "lineage": {"labels_watermark": caught},
+    }
+    assert _labels_used(outcome) == (
+        "2000 labelled, 1990 usable rows; every label up to the watermark (2000 on the topic)"
+    )
+    short = caught | {"reached": False, "records_short": 12, "waited_s": 120.0}
+    assert "NOT reached: 12 labels short after 120.0 s" in _labels_used(
+        {"lineage": {"labels_watermark": short}}
+    )
+    refused = {"status": "rejected", "reasons": ["training failed"], "lineage": {}}  # no counts, no lineage
+    assert _labels_used(refused) == "? labelled, ? usable rows; no label watermark"
