@@ -128,15 +128,27 @@ pd.DataFrame(retraining["decisions"], columns=["decided_at", "kind", "go", "reas
 TRAIN_MD = """\
 ## 3. Ask for a retrain and wait for the gate's verdict
 
-`POST /train` publishes a `training.requested` event and answers 202 with its event id. The training
-service builds a point-in-time training set from Feast, fits a candidate, logs it to MLflow, and scores
-candidate and champion on the same holdout (the newest 20% of applications). The outcome is saved
-under the request's event id, so we poll `GET /runs/latest` until it names our request. **Promoted** or
-**rejected** are both normal outcomes; the reasons say why."""
+`POST /train` publishes a `training.requested` event and answers 202 with its event id and the window
+it asked for. Without a window, training starts at the last **concept change** it acted on (a drift
+retrain's change point), so that the candidate learns and is judged on one world: a candidate learnt
+on both sides of a change learns a blend of two worlds and loses on a holdout from the newest one.
+`window_note` says which window was chosen; pass `window.start` to choose yourself (a window across
+the change comes back with a `warning`) or `ignore_change_points: true` for all history.
+
+The request also carries the labels topic's end offsets (its label watermark): the run waits until
+training has stored every label published before the request. The training service builds a
+point-in-time training set from Feast, fits a candidate, logs it to MLflow, and scores candidate and
+champion on the same holdout (the newest applications). The outcome is saved under the request's event
+id, so we poll `GET /runs/latest` until it names our request. **Promoted** or not are both normal
+outcomes: the gate's verdict and its reasons say why."""
 
 TRAIN = """\
 request = training.post("/train", json={"reason": "manual"}).raise_for_status().json()
 print("training requested, event id", request["event_id"])
+print("window:", request["window"])
+print("  note:", request["window_note"])
+if "warning" in request:
+    print("  WARNING:", request["warning"])
 
 
 def our_outcome():
@@ -148,20 +160,36 @@ def our_outcome():
 
 outcome = wait_for(our_outcome, f"outcome of training request {request['event_id']}")
 assert outcome["status"] in {"promoted", "rejected"}, outcome
+evidence = outcome["evidence"] or {}
+verdict = evidence.get("verdict")  # promote / reject / not_enough_evidence (absent on older gates)
+counts, watermark = outcome["counts"], outcome["lineage"].get("labels_watermark") or {}
 print(
-    f"{outcome['status']}: version {outcome['model_version']} (run {outcome['run_id']}, "
-    f"previous champion {outcome['previous_version']})"
+    f"learnt from {counts.get('rows_usable', 'no')} rows of {counts.get('labels_requested', 'no')} labelled "
+    f"entities; label watermark {'reached' if watermark.get('reached') else 'not reached or absent'}"
 )
+if outcome["status"] == "promoted":
+    print(f"PROMOTED: version {outcome['model_version']} replaces {outcome['previous_version']}")
+else:
+    because = f"the gate's verdict is {verdict!r}" if verdict else "it was refused before the gate"
+    print(f"NOT PROMOTED: {because}; the champion stays (version {outcome['previous_version']})")
+for check in evidence.get("checks", []):
+    interval = ""
+    if check.get("low") is not None and check.get("high") is not None:
+        interval = f" [{check['low']:.4f}, {check['high']:.4f}]"
+    value = "" if check.get("value") is None else f"{check['value']:.4f}"
+    result = check.get("outcome") or ("pass" if check.get("passed") else "fail")
+    print(f"  {check['name']}: {result} {value}{interval} (threshold {check.get('threshold')})")
 for reason in outcome["reasons"]:
-    print("  reason:", reason)"""
+    print("  reason:", reason)
+# What must hold whatever the verdict: an outcome that is not a promotion says why.
+assert outcome["status"] == "promoted" or outcome["reasons"] or verdict, "a rejection without a reason\""""
 
 GATE_MD = """\
-The gate's evidence: every check with the measured value and its threshold, and the candidate's and
-the champion's metrics on the same holdout. A run refused before training (too few labels, one class)
-has no evidence."""
+The gate's evidence: every check with the measured value, its interval where the gate gives one, the
+threshold and the check's outcome, and the candidate's and the champion's metrics on the same holdout.
+A run refused before training (too few labels, one class) has no evidence."""
 
 GATE = """\
-evidence = outcome["evidence"] or {}
 metrics = pd.DataFrame(
     {
         "candidate": evidence.get("candidate_metrics") or outcome["metrics"],
@@ -169,7 +197,9 @@ metrics = pd.DataFrame(
     }
 )
 print(metrics.reindex(["auc", "log_loss", "brier", "approval_rate"]).round(4))
-pd.DataFrame(evidence.get("checks", []), columns=["name", "passed", "value", "threshold", "detail"])"""
+checks = pd.DataFrame(evidence.get("checks", []))
+preferred = ["name", "outcome", "passed", "value", "low", "high", "threshold", "detail"]
+checks.reindex(columns=[c for c in preferred if c in checks.columns] or preferred)"""
 
 MLFLOW_MD = """\
 ## 4. Compare runs in MLflow
@@ -210,7 +240,7 @@ runs_table = runs.reindex(columns=list(columns)).rename(columns=columns)
 if outcome["run_id"] is not None:  # a trained candidate is in MLflow with the gate's verdict
     ours = runs_table[runs_table["run"] == outcome["run_id"]]
     assert len(ours) == 1, f"run {outcome['run_id']} is not in experiment {experiment!r}"
-    assert ours["gate"].item() == ("passed" if outcome["status"] == "promoted" else "rejected")
+    assert (ours["gate"].item() == "passed") == (outcome["status"] == "promoted")
     assert abs(ours["auc"].item() - outcome["metrics"]["auc"]) < 1e-9
 runs_table.head(10).round(4)"""
 
