@@ -154,3 +154,11 @@ def test_the_cli_says_when_it_could_not_see_the_change_points(tmp_path: Path) ->
     window = cli.choose_window(cli.parse_args(["request"]), settings)
     assert window.start is None and "not on this machine" in window.note
     assert not settings.resolved_state_path.exists()  # looking did not create a state file
+
+
+def test_the_module_examples_hold() -> None:
+    import doctest
+
+    from services.training.domain import manual_window as module
+
+    assert doctest.testmod(module).attempted > 0 and doctest.testmod(module).failed == 0
