@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from contracts.events import TrainingRequested
 from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURE_SERVICE, FEATURE_VIEW
 from services.training.adapters.feast_source import TrainingSource
-from services.training.adapters.mlflow_registry import Candidate, ModelRegistry
+from services.training.adapters.mlflow_registry import Candidate, Champion, ModelRegistry
 from services.training.adapters.state import TrainingState
 from services.training.domain.dataset import (
     LABEL,
@@ -34,8 +34,9 @@ from services.training.domain.dataset import (
     entity_frame,
     time_split,
 )
-from services.training.domain.gate import Verdict, decide
-from services.training.domain.model import build_pipeline, evaluate, input_features
+from services.training.domain.gate import Verdict, decide, with_mitigation
+from services.training.domain.mitigation import check_at_fault, mitigate
+from services.training.domain.model import Evaluation, build_pipeline, evaluate, input_features
 from services.training.domain.policy import GatePolicy, ModelParams
 from services.training.errors import Refused
 
@@ -88,6 +89,26 @@ class Timer:
             self.seconds[phase] = round(time.perf_counter() - started, 4)
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What one run learns from and is judged on."""
+
+    data: Assembled
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    inputs: list[str]
+    policy: GatePolicy
+    params: ModelParams
+
+    def judge(self, pipeline: Any) -> Evaluation:
+        """A fitted pipeline scored on the holdout."""
+        return evaluate(self.holdout, pipeline.predict_proba(self.holdout[self.inputs])[:, 1], self.policy)
+
+    def judge_champion(self, champion: Champion) -> Evaluation:
+        """The champion scored on the same holdout (it picks its own input columns)."""
+        return evaluate(self.holdout, champion.score(self.holdout), self.policy)
+
+
 @dataclass
 class Trainer:
     state: TrainingState
@@ -126,30 +147,87 @@ class Trainer:
         out.counts = data.counts()
         log.info("training set assembled: %s", out.counts)
         train, holdout = self._split(data, policy)
-        inputs = input_features(policy)
+        run = RunContext(data, train, holdout, input_features(policy), policy, params)
         with timer("fit"):
-            pipeline = build_pipeline(inputs, params).fit(train[inputs], train[LABEL])
-            candidate = evaluate(holdout, pipeline.predict_proba(holdout[inputs])[:, 1], policy)
+            pipeline = build_pipeline(run.inputs, params).fit(train[run.inputs], train[LABEL])
+            candidate = run.judge(pipeline)
         out.metrics = candidate.metrics
-        sha = dataset_sha256(data.frame)
-        out.lineage = self._lineage(request, data, train, holdout, sha)
+        out.lineage = self._lineage(request, data, train, holdout, dataset_sha256(data.frame))
         with timer("log_model"):
-            out.run_id, out.model_version = self.registry.log_candidate(
-                Candidate(
-                    pipeline=pipeline,
-                    inputs=inputs,
-                    example=train[inputs].head(5).reset_index(drop=True),
-                    decision_threshold=policy.decision_threshold,
-                    dataset_sha256=sha,
-                    params=params.model_dump() | self._run_params(policy, inputs),
-                    metrics=candidate.metrics | {k: float(v) for k, v in out.counts.items()},
-                    tags={k: str(v) for k, v in out.lineage.items()},
-                    artifacts={"dataset/excluded_rows.json": self._excluded(data)},
-                    training_set=data.frame,
-                )
-            )
+            out.run_id, out.model_version = self._log(run, pipeline, candidate, out)
         with timer("gate"):
-            self._gate(candidate, holdout, policy, out)
+            champion = self.registry.champion()
+            champion_eval = run.judge_champion(champion) if champion else None
+            out.previous_version = champion.version if champion else None
+            verdict = decide(candidate, policy, champion_eval, out.previous_version)
+            at_fault = check_at_fault(verdict) if verdict.short_only_on_fairness() else None
+        if at_fault is not None and policy.fairness.mitigation != "none":
+            with timer("mitigation"):
+                verdict = self._mitigate(run, pipeline, candidate, verdict, at_fault, champion_eval, out)
+        with timer("gate"):
+            self._conclude(verdict, champion_eval, out)
+
+    def _mitigate(
+        self,
+        run: RunContext,
+        pipeline: Any,
+        candidate: Evaluation,
+        verdict: Verdict,
+        at_fault: str,
+        champion_eval: Evaluation | None,
+        out: Outcome,
+    ) -> Verdict:
+        """Short on fairness only: the unmitigated candidate's verdict is recorded, a mitigated one is
+        logged as a run and version of its own (tagged with the first's run) and the gate decides on it."""
+        assert out.run_id is not None and out.model_version is not None
+        self.registry.record_gate(out.run_id, out.model_version, verdict.evidence, {})
+        mitigated = mitigate(pipeline, run.train, run.inputs, at_fault, run.policy)
+        fair = run.judge(mitigated.pipeline)
+        before = (out.run_id, out.model_version, candidate, verdict)
+        tags = {"mitigation_of_run": out.run_id, "mitigation": mitigated.method}
+        out.run_id, out.model_version = self._log(run, mitigated.pipeline, fair, out, tags)
+        out.metrics = fair.metrics
+        out.lineage |= {"mitigation_of_run": before[0], "mitigation_of_version": before[1]}
+        log.info("fairness mitigation (%s): %s", at_fault, mitigated.method)
+        return with_mitigation(
+            decide(fair, run.policy, champion_eval, out.previous_version), mitigated.method, before
+        )
+
+    def _conclude(self, verdict: Verdict, champion_eval: Evaluation | None, out: Outcome) -> None:
+        assert out.run_id is not None and out.model_version is not None
+        out.verdict = verdict
+        champion_metrics = {
+            f"champion_{k}": v for k, v in (champion_eval.metrics if champion_eval else {}).items()
+        }
+        self.registry.record_gate(out.run_id, out.model_version, verdict.evidence, champion_metrics)
+        if verdict.passed:
+            self.registry.promote(out.model_version)
+            out.status = "promoted"
+        else:
+            out.reasons = [f"verdict {verdict.outcome}", *verdict.reasons]
+
+    def _log(
+        self,
+        run: RunContext,
+        pipeline: Any,
+        evaluation: Evaluation,
+        out: Outcome,
+        tags: dict[str, str] | None = None,
+    ) -> tuple[str, str]:
+        return self.registry.log_candidate(
+            Candidate(
+                pipeline=pipeline,
+                inputs=run.inputs,
+                example=run.train[run.inputs].head(5).reset_index(drop=True),
+                decision_threshold=run.policy.decision_threshold,
+                dataset_sha256=out.lineage["dataset_sha256"],
+                params=run.params.model_dump() | self._run_params(run.policy, run.inputs),
+                metrics=evaluation.metrics | {k: float(v) for k, v in out.counts.items()},
+                tags={k: str(v) for k, v in out.lineage.items()} | (tags or {}),
+                artifacts={"dataset/excluded_rows.json": self._excluded(run.data)},
+                training_set=run.data.frame,
+            )
+        )
 
     def _split(self, data: Assembled, policy: GatePolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
         if len(data.frame) < policy.min_labels:
@@ -162,22 +240,6 @@ class Trainer:
             if part[LABEL].nunique() < 2:
                 raise Refused(f"the {name} split holds a single class: both good and bad labels are needed")
         return train, holdout
-
-    def _gate(self, candidate: Any, holdout: pd.DataFrame, policy: GatePolicy, out: Outcome) -> None:
-        assert out.run_id is not None and out.model_version is not None
-        champion = self.registry.champion()
-        champion_eval = evaluate(holdout, champion.score(holdout), policy) if champion else None
-        verdict = decide(candidate, policy, champion_eval, champion.version if champion else None)
-        out.verdict, out.previous_version = verdict, champion.version if champion else None
-        champion_metrics = {
-            f"champion_{k}": v for k, v in (champion_eval.metrics if champion_eval else {}).items()
-        }
-        self.registry.record_gate(out.run_id, out.model_version, verdict.passed, champion_metrics)
-        if verdict.passed:
-            self.registry.promote(out.model_version)
-            out.status = "promoted"
-        else:
-            out.reasons = verdict.reasons
 
     def _lineage(
         self,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from contracts.events import GateEvidence
 from services.explain.adapters.mlflow_models import MlflowModels
 from services.explain.errors import ModelLoadError as ExplainLoadError
 from services.explain.settings import ExplainSettings
@@ -54,7 +55,7 @@ def test_training_writes_the_card_that_serving_and_explain_read(registry: tuple[
     writer = MlflowRegistry(uri, root / "artifacts", MODEL, MODEL)
     written = candidate()
     run_id, version = writer.log_candidate(written)
-    writer.record_gate(run_id, version, True, {})
+    writer.record_gate(run_id, version, GateEvidence(checks=[], candidate_metrics={}, verdict="promote"), {})
     serving, explain = readers(uri, root)
 
     served = serving.load(version, "champion")

@@ -112,7 +112,7 @@ def trainer_with(
 
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
-    return feature_frame(400)
+    return feature_frame(1500)
 
 
 def test_too_few_labels_is_a_rejection_without_training(tmp_path: Path, features: pd.DataFrame) -> None:
@@ -124,7 +124,7 @@ def test_too_few_labels_is_a_rejection_without_training(tmp_path: Path, features
 
 
 def test_too_few_usable_rows_after_the_join_is_a_rejection(tmp_path: Path, features: pd.DataFrame) -> None:
-    labels = label_frame(features)
+    labels = label_frame(features).head(400)
     labels.loc[labels.index[:250], "event_timestamp"] -= timedelta(days=1)  # labels before the features
     trainer, registry, _ = trainer_with(tmp_path, features, labels)
     outcome = trainer.run(request())
@@ -160,7 +160,7 @@ def test_first_model_is_promoted_then_a_champion_it_cannot_beat_keeps_the_alias(
         candidate.example["age_in_years"].dtype == np.int64 and candidate.tags["code_version"] == "test-code"
     )
     assert (
-        candidate.metrics["rows_usable"] == 400
+        candidate.metrics["rows_usable"] == 1500
         and candidate.dataset_sha256 == first.lineage["dataset_sha256"]
     )
     assert first.lineage["window_end"] < first.lineage["holdout_start"]

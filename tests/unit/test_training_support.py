@@ -60,6 +60,7 @@ class FakeSource:
 class FakeRegistry:
     candidates: list[Candidate] = field(default_factory=list)
     gates: list[tuple[str, bool]] = field(default_factory=list)
+    evidence: list[Any] = field(default_factory=list)
     alias: str | None = None
     champion_score: ScoreFn | None = None
 
@@ -73,8 +74,9 @@ class FakeRegistry:
         version = str(len(self.candidates))
         return f"run-{version}", version
 
-    def record_gate(self, run_id: str, version: str, passed: bool, metrics: dict[str, float]) -> None:
-        self.gates.append((version, passed))
+    def record_gate(self, run_id: str, version: str, evidence: Any, metrics: dict[str, float]) -> None:
+        self.gates.append((version, evidence.verdict == "promote"))
+        self.evidence.append(evidence)
 
     def promote(self, version: str) -> None:
         self.alias = version

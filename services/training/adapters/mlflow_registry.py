@@ -9,6 +9,7 @@ dataset_sha256. The champion is `models:/<model_name>@champion`.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from contracts.events import GateEvidence
 from contracts.model import Column, Kind, ModelCard
 from servicekit.mlflow_store import open_mlflow
 from services.training.domain.model import ScoreFn
@@ -58,7 +60,9 @@ class ModelRegistry(Protocol):
 
     def champion(self) -> Champion | None: ...
     def log_candidate(self, candidate: Candidate) -> tuple[str, str]: ...
-    def record_gate(self, run_id: str, version: str, passed: bool, metrics: dict[str, float]) -> None: ...
+    def record_gate(
+        self, run_id: str, version: str, evidence: GateEvidence, metrics: dict[str, float]
+    ) -> None: ...
     def promote(self, version: str) -> None: ...
 
 
@@ -163,13 +167,26 @@ class MlflowRegistry:
             self.client.set_model_version_tag(self.model_name, version, key, value)
         return run.info.run_id, version
 
-    def record_gate(self, run_id: str, version: str, passed: bool, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
+    def record_gate(
+        self, run_id: str, version: str, evidence: GateEvidence, metrics: dict[str, float]
+    ) -> None:
+        """The verdict on the run and the version, each check's interval as run metrics, and the whole
+        evidence (method, confidence, mitigation) as the run's `gate/evidence.json`."""
+        intervals = {
+            f"gate_{check.name}_{end}": bound
+            for check in evidence.checks
+            for end, bound in (("value", check.value), ("low", check.low), ("high", check.high))
+            if bound is not None and math.isfinite(bound)
+        }
+        for key, value in (metrics | intervals).items():
             self.client.log_metric(run_id, key, value)
-        self.client.set_tag(run_id, "gate", "passed" if passed else "rejected")
-        self.client.set_model_version_tag(
-            self.model_name, version, "gate", "passed" if passed else "rejected"
-        )
+        verdict = evidence.verdict or "unknown"
+        passed = "passed" if verdict == "promote" else "rejected"  # the model card reads "gate"
+        for key, text in (("gate", passed), ("gate_verdict", verdict)):
+            self.client.set_tag(run_id, key, text)
+            self.client.set_model_version_tag(self.model_name, version, key, text)
+        self.client.set_tag(run_id, "gate_method", evidence.method or "")
+        self.client.log_dict(run_id, evidence.model_dump(mode="json"), "gate/evidence.json")
 
     def promote(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)

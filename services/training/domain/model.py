@@ -44,11 +44,22 @@ def build_pipeline(inputs: list[str], params: ModelParams) -> Pipeline:
 
 
 @dataclass(frozen=True)
+class Scored:
+    """The holdout rows behind an evaluation, kept for the gate's paired bootstrap."""
+
+    y: np.ndarray  # 1 = bad
+    p_bad: np.ndarray
+    approved: np.ndarray
+    groups: dict[str, np.ndarray]  # sensitive attribute -> group of each row
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    """One model scored on the holdout: metrics plus the fairness gaps behind them."""
+    """One model scored on the holdout: metrics plus the fairness gaps behind them (and the rows)."""
 
     metrics: dict[str, float]
     fairness: dict[str, GroupGap]
+    scored: Scored | None = None
 
 
 def evaluate(holdout: pd.DataFrame, p_bad: np.ndarray, policy: GatePolicy) -> Evaluation:
@@ -72,4 +83,4 @@ def evaluate(holdout: pd.DataFrame, p_bad: np.ndarray, policy: GatePolicy) -> Ev
         fairness[f"dpd_{attribute}"] = demographic_parity_difference(approved, members, size)
         fairness[f"eod_{attribute}"] = equal_opportunity_difference(approved, y == 1, members, size)
     metrics |= {name: gap.value for name, gap in fairness.items() if gap.value is not None}
-    return Evaluation(metrics, fairness)
+    return Evaluation(metrics, fairness, Scored(y, p, approved, groups))

@@ -37,12 +37,39 @@ class GroupLimits(_Strict):
 
 
 class Fairness(_Strict):
-    min_group_size: int = Field(10, ge=1)
+    min_group_size: int = Field(30, ge=1)
     sex: GroupLimits = GroupLimits(max_dpd=0.15, max_eod=0.15)
     age_band: GroupLimits = GroupLimits(max_dpd=0.40, max_eod=0.40)
+    require_evidence_of_fairness: bool = Field(
+        False,
+        description="True: a gap passes only when its whole interval is within the limit. False: a gap "
+        "whose estimate is within the limit passes (its interval is reported); one whose estimate is over "
+        "it is inconclusive until its interval is wholly over it (then it fails).",
+    )
+    mitigation: Literal["exponentiated_gradient", "none"] = Field(
+        "exponentiated_gradient",
+        description="Tried when a candidate falls short on fairness only: fairlearn's reduction under a "
+        "demographic-parity (dpd) or true-positive-rate-parity (eod) constraint on the attribute at fault.",
+    )
+    mitigation_bound: float = Field(0.03, gt=0, le=1, description="The constraint's allowed difference.")
 
 
 class GatePolicy(_Strict):
+    method: Literal["paired_bootstrap", "fixed_threshold"] = Field(
+        "paired_bootstrap",
+        description="paired_bootstrap: intervals at `confidence`, three verdicts; fixed_threshold: point "
+        "estimates against the thresholds, promote or reject (the gate before intervals).",
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided confidence of the intervals.")
+    bootstrap_samples: int = Field(1000, ge=100, le=20_000)
+    bootstrap_seed: int = Field(11, ge=0)
+    evidence_retries: int = Field(
+        2,
+        ge=0,
+        description="A drift retrain judged not_enough_evidence is run again on the same window once "
+        "`evidence_labels_factor` times its labels have come, at most this many times (within label_wait_s).",
+    )
+    evidence_labels_factor: float = Field(1.5, gt=1)
     min_labels: int = Field(200, ge=10)
     holdout_share: float = Field(0.2, gt=0, lt=1)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
