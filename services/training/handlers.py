@@ -158,7 +158,8 @@ class TrainingService:
         """Wait until the labels up to the request's watermark are stored (bounded); None: no watermark."""
         if request.payload.labels_watermark is None:
             return None
-        watermark = {int(p): o for p, o in request.payload.labels_watermark.items()}
+        given = request.payload.labels_watermark.items()
+        watermark = {int(p): o for p, o in given if p.isascii() and p.isdigit()}  # others name no partition
         caught = await self.labels_consumed.wait_for(watermark, self.watermark_wait_s)
         if not caught.reached:
             log.warning(
@@ -245,6 +246,7 @@ class TrainingService:
             dataset_sha256=lineage["dataset_sha256"],
             feature_views=[lineage["feature_views"]],
             code_version=lineage["code_version"],
+            evidence=outcome.verdict.evidence if outcome.verdict else None,
         )
         return ModelTrained.create(payload, self.producer, caused_by=request)
 

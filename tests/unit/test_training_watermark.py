@@ -14,7 +14,13 @@ import pytest
 
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
-from contracts.events import DriftDetected, DriftDetectedPayload, LabelObserved, LabelObservedPayload
+from contracts.events import (
+    DriftDetected,
+    DriftDetectedPayload,
+    LabelObserved,
+    LabelObservedPayload,
+    TrainingRequested,
+)
 from services.training.adapters.state import TrainingState
 from services.training.domain.policy import GatePolicy
 from services.training.handlers import Topics, TrainingService
@@ -182,3 +188,19 @@ async def test_the_retrain_policy_records_the_change_it_acted_on(
     assert request.payload.reason == "drift" and request.payload.labels_watermark == {"0": 12}
     acted = service.state.last_change_point()
     assert acted is not None and acted.at == change and acted.drift_event_id == str(event.event_id)
+
+
+async def test_a_careless_watermark_neither_breaks_the_run_nor_blocks_it_past_the_bound(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, _ = make(tmp_path, features, {0: 0})
+    service.watermark_wait_s = 0.0
+    await consume(service, labels(features), partitions=1, batch=N)
+    hostile = {"x": 5, "-1": 3, "٣": 2, "0": 10**15, "7": -4}  # not partitions, unreachable, negative
+    payload = (await service.request("ops:tests")).payload.model_copy(update={"labels_watermark": hostile})
+    request = TrainingRequested.create(payload, producer="someone careless")
+    outcome = await service.on_training_requested(request)
+    assert outcome is not None and outcome.counts["labels_requested"] == N
+    watermark = outcome.lineage["labels_watermark"]
+    assert watermark["reached"] is False and watermark["partitions_short"] == 1
+    assert set(watermark["watermark"]) == {"0", "7"}
