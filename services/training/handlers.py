@@ -200,6 +200,8 @@ class TrainingService:
             await asyncio.to_thread(
                 self.state.save_run, str(event.event_id), outcome.status, outcome.summary()
             )
+        if outcome.verdict is not None and outcome.verdict.outcome == "not_enough_evidence":
+            await self.retrains.on_inconclusive(event)  # a drift retrain waits for more labels, bounded
         RUNS.labels(outcome.status).inc()
         for phase, seconds in outcome.timings.items():
             PHASE_SECONDS.labels(phase).observe(seconds)

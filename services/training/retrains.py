@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from contracts.envelope import Event
 from contracts.events import DriftDetected, TrainingRequested
 from services.training.adapters.state import TrainingState
 from services.training.domain.policy import GatePolicy
@@ -74,14 +76,51 @@ class DriftRetrains:
                 return  # decided or superseded meanwhile
             if waited > pending["wait_s"]:
                 detail = f"{pending['labels']} labels since the change point after {waited:.0f} s of waiting"
-                await self._set_pending(None)
+                await self._set_pending(pending.get("then"))
                 await self._record(_decision_id(pending), pending["kind"], Decision(False, "expired", detail))
                 return
-            await self._decide(DriftDetected.model_validate_json(pending["event"]), pending)
+            cause = TrainingRequested if pending.get("evidence") else DriftDetected
+            await self._decide(cause.model_validate_json(pending["event"]), pending)
 
-    async def _decide(self, event: DriftDetected, waiting: dict[str, Any] | None = None) -> Decision:
+    async def on_inconclusive(self, request: TrainingRequested) -> Decision | None:
+        """A drift retrain judged not_enough_evidence runs again on the same window once
+        `evidence_labels_factor` times its labels since the change have come, at most `evidence_retries`
+        times per change, within `label_wait_s` (a follow-up waiting meanwhile waits behind it)."""
+        since = request.payload.window_start
+        if request.payload.reason != "drift" or since is None:
+            return None
+        policy = await asyncio.to_thread(self.policy)
+        decisions = await asyncio.to_thread(self.state.recent_decisions, 200)
+        origin = next((d for d in decisions if d["request_id"] == str(request.event_id)), None)
+        if origin is None:
+            return None
+        root = str(origin["event_id"]).split("/")[0]
+        attempt = 1 + sum(str(d["event_id"]).startswith(f"{root}/evidence-") for d in decisions)
+        if attempt > policy.evidence_retries:
+            log.info(
+                "drift event %s: not enough evidence after %d retries; the champion stays", root, attempt - 1
+            )
+            return Decision(False, "evidence_retries_spent", f"{attempt - 1} retries for more evidence")
+        async with self._lock:
+            labels = await asyncio.to_thread(self.state.labels_since, since)
+            displaced = await self._load_pending()
+            pending = {
+                "event_id": root, "decision_id": f"{root}/evidence-{attempt}", "kind": origin["kind"],
+                "event": request.model_dump_json(), "since": since.isoformat(), "labels": labels,
+                "needed": math.ceil(labels * policy.evidence_labels_factor), "follow_up": True,
+                "evidence": True, "waiting_since": self.clock().isoformat(), "wait_s": policy.label_wait_s,
+                "then": displaced if displaced is not None and displaced.get("event_id") == root else None,
+            }  # fmt: skip
+            await self._set_pending(pending)
+        detail = f"not enough evidence with {labels} labels since the change: again at {pending['needed']}"
+        decision = Decision(False, "waiting_for_evidence", detail)
+        await self._record(pending["decision_id"], origin["kind"], decision)
+        return decision
+
+    async def _decide(self, event: Event[Any], waiting: dict[str, Any] | None = None) -> Decision:
         if waiting is not None and waiting.get("follow_up"):
             return await self._follow_up(event, waiting)
+        assert isinstance(event, DriftDetected)
         policy, now = await asyncio.to_thread(self.policy), self.clock()
         since = change_point(event, policy)
         retrain_state = await asyncio.to_thread(self._retrain_state, now, since)
@@ -130,9 +169,10 @@ class DriftRetrains:
         if new is not old:
             await self._set_pending(new)
 
-    async def _follow_up(self, event: DriftDetected, waiting: dict[str, Any]) -> Decision:
-        """The second retrain of one change, on the same window with more of the new world's labels.
-        Part of the response to that drift: only a pause refuses it (not the cool-down)."""
+    async def _follow_up(self, event: Event[Any], waiting: dict[str, Any]) -> Decision:
+        """The second retrain of one change (or a retry for more evidence), on the same window with more
+        of the new world's labels. Part of the response to that drift: only a pause refuses it (not the
+        cool-down)."""
         paused = (await asyncio.to_thread(self.state.pause_status))["paused"]
         decision = (
             Decision(False, "paused", "automatic retraining is paused by ops")
@@ -143,7 +183,7 @@ class DriftRetrains:
         if decision.go:
             window = (datetime.fromisoformat(waiting["since"]), None)
             request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
-        await self._set_pending(None)
+        await self._set_pending(waiting.get("then"))
         await self._record(_decision_id(waiting), waiting["kind"], decision, request_id)
         return decision
 
@@ -206,5 +246,8 @@ class DriftRetrains:
 
 
 def _decision_id(pending: dict[str, Any]) -> str:
-    """Decisions are kept by drift event id; a follow-up's under its own, next to the first's."""
+    """Decisions are kept by drift event id; a follow-up's (or an evidence retry's) under its own, next
+    to the first's."""
+    if "decision_id" in pending:
+        return str(pending["decision_id"])
     return pending["event_id"] + ("/follow-up" if pending.get("follow_up") else "")

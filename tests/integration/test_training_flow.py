@@ -26,7 +26,7 @@ from services.training.handlers import TrainingService
 from tests.integration.test_training_support import OPS_KEY, Platform, applications, cleaned, observed
 from tests.support import wait_until
 
-N = 500
+N = 2000  # a holdout of 400: enough evidence for the gate to decide (100 rows are not)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ class Bus:
 
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
-    return feature_frame(400)
+    return feature_frame(1500)
 
 
 def make(
@@ -386,3 +386,36 @@ async def test_a_paused_follow_up_is_refused_and_recorded(tmp_path: Path, featur
     assert bus.types() == ["TrainingRequested"]
     decision = {d["event_id"]: d for d in service.state.recent_decisions(10)}[f"{event.event_id}/follow-up"]
     assert decision["reason"] == "paused" and decision["go"] is False
+
+
+async def test_a_drift_retrain_without_enough_evidence_runs_again_with_more_labels_then_gives_up(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    policy = SINCE_CHANGE.model_copy(
+        update={"follow_up_labels": 100, "evidence_retries": 1, "evidence_labels_factor": 1.5}
+    )
+    service, bus = make(tmp_path, features, policy)
+    change = T0 + timedelta(hours=2)
+    event = changed_at(change)
+    await service.on_drift(event)
+    await labels_from(service, change, 10, "first")
+    [(first, _)] = bus.sent
+    assert isinstance(first, TrainingRequested)
+    decision = await service.retrains.on_inconclusive(first)  # as the run's verdict would ask
+    assert decision is not None and decision.reason == "waiting_for_evidence"
+    waiting = (await service.retraining_status())["waiting"]
+    assert waiting["decision_id"] == f"{event.event_id}/evidence-1" and waiting["needed"] == 15
+    assert waiting["then"]["event_id"] == str(event.event_id)  # the follow-up waits behind it
+    await labels_from(service, change + timedelta(minutes=1), 4, "more")
+    assert len(bus.sent) == 1  # 14 of 15
+    await labels_from(service, change + timedelta(minutes=2), 1, "enough")
+    retry = bus.sent[-1][0]
+    assert isinstance(retry, TrainingRequested) and retry.payload.window_start == change
+    assert retry.causation_id == str(first.event_id) and retry.correlation_id == first.correlation_id
+    decisions = {d["event_id"]: d for d in service.state.recent_decisions(10)}
+    assert decisions[f"{event.event_id}/evidence-1"]["go"] is True
+    assert (await service.retraining_status())["waiting"]["event_id"] == str(event.event_id)  # follow-up back
+    spent = await service.retrains.on_inconclusive(retry)
+    assert spent is not None and spent.reason == "evidence_retries_spent"  # bounded by the policy
+    manual = training_request(model="credit")
+    assert await service.retrains.on_inconclusive(manual) is None  # a manual request just gets its verdict
