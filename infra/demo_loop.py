@@ -50,17 +50,24 @@ def train_first_champion(settings: InfraSettings, console: Console, timeout_s: f
             table.add_row(name, f"{outcome['metrics'][name]:.3f}")
     evidence = outcome.get("evidence") or {}
     if evidence.get("verdict"):
-        table.add_row("gate verdict", str(evidence["verdict"]))
+        table.add_row("gate verdict", f"{evidence['verdict']} ({evidence.get('method')})")
     for check in evidence.get("checks", []):
-        mark = "[green]pass[/]" if check.get("passed") else "[red]fail[/]"
-        value = "" if check.get("value") is None else f"{check['value']:.3f}"
-        table.add_row(f"gate: {check['name']}", f"{mark} {value} (threshold {check.get('threshold')})")
+        table.add_row(f"gate: {check['name']}", _check_row(check))
     for reason in outcome.get("reasons", []):
         table.add_row("reason", reason)
     table.add_row("MLflow run", f"{outcome.get('run_id')}: mlflow ui --backend-store-uri "
                                 f"sqlite:///{settings.state_dir.resolve()}/mlflow/mlflow.db")  # fmt: skip
     console.print(table)
     return {**outcome, "requested_at": started}
+
+
+def _check_row(check: dict[str, Any]) -> str:
+    """'pass 0.858 [0.821, 0.889] (threshold 0.65)': the outcome, the estimate and its interval."""
+    outcome = check.get("outcome") or ("pass" if check.get("passed") else "fail")
+    colour = {"pass": "green", "fail": "red"}.get(outcome, "yellow")
+    value = "" if check.get("value") is None else f" {check['value']:.3f}"
+    spread = f" [{check['low']:.3f}, {check['high']:.3f}]" if check.get("low") is not None else ""
+    return f"[{colour}]{outcome}[/]{value}{spread} (threshold {check.get('threshold')})"
 
 
 def _labels_used(outcome: dict[str, Any]) -> str:
