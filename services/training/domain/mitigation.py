@@ -71,6 +71,8 @@ def mitigate(
     )
     prepare, classifier = fitted.named_steps["prepare"], fitted.named_steps["classify"]
     features = prepare.transform(train[inputs])
+    if hasattr(features, "toarray"):  # fairlearn 0.12 takes dense input only (one-hot may be sparse)
+        features = features.toarray()
     reduction = ExponentiatedGradient(clone(classifier), constraint)
     with warnings.catch_warnings():  # convergence chatter of the inner fits on reweighted data
         warnings.simplefilter("ignore")
