@@ -37,7 +37,7 @@ def one_run(state: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
     loop_file = state / "demo" / "closed-loop.json"
     loop = json.loads(loop_file.read_text()) if loop_file.exists() else {}
     figures = loop.get("figures", {})
-    marks = [m for m in loop.get("marks", []) if m[1] in ("promoted", "rejected", "requested")]
+    marks = [m for m in loop.get("marks", []) if m.get("kind") in ("promoted", "rejected", "requested")]
     subprocess.run(["make", "down"], cwd=REPO_ROOT, env=env, capture_output=True, check=False)
     return {"exit": code.returncode, "seconds": round(elapsed, 1), "figures": figures, "marks": marks,
             "log": str(log)}  # fmt: skip
