@@ -63,15 +63,40 @@ def test_a_clearly_good_first_model_is_promoted_with_its_intervals() -> None:
             assert check.low <= check.value <= check.high, check
 
 
-def test_the_same_model_on_a_small_holdout_is_not_enough_evidence_where_the_old_gate_promoted() -> None:
+def test_a_comparison_on_a_small_holdout_is_not_enough_evidence_where_the_old_gate_promoted() -> None:
+    frame = holdout(80, seed=4)
+    champion_scores = informative(frame, 1.5, seed=104)
+    candidate_scores = 0.5 * champion_scores + 0.5 * informative(frame, 1.5, seed=204)
+    candidate, champion = evaluate(frame, candidate_scores, POLICY), evaluate(frame, champion_scores, POLICY)
+    old, new = decide(candidate, FIXED, champion, "1"), decide(candidate, POLICY, champion, "1")
+    assert old.outcome == "promote"  # a point estimate within the margin, on 80 rows
+    assert new.outcome == "not_enough_evidence" and not new.passed
+    check = next(c for c in new.evidence.checks if c.name == "auc_not_worse")
+    assert check.outcome == "inconclusive" and check.low is not None and check.high is not None
+    assert check.low < -POLICY.versus_champion.auc_epsilon < check.high  # the interval straddles the margin
+
+
+def test_floors_give_the_benefit_of_the_doubt_unless_the_policy_asks_for_evidence() -> None:
     frame = holdout(60, seed=8)
     scores = informative(frame, 1.0, seed=9)
-    old, new = decide(evaluate(frame, scores, FIXED), FIXED), decide(evaluate(frame, scores, POLICY), POLICY)
-    assert old.outcome == "promote"  # a point estimate over the floor, on 60 rows
-    assert new.outcome == "not_enough_evidence" and not new.passed
-    inconclusive = [c for c in new.evidence.checks if c.outcome == "inconclusive"]
-    assert inconclusive and all(c.low is not None and c.high is not None for c in inconclusive)
-    assert any(c.low < c.threshold < c.high for c in inconclusive if c.threshold is not None)  # type: ignore[operator]
+    strict = POLICY.model_copy(
+        update={"absolute": POLICY.absolute.model_copy(update={"require_evidence": True})}
+    )
+    lenient, sure = (
+        decide(evaluate(frame, scores, POLICY), POLICY),
+        decide(evaluate(frame, scores, strict), strict),
+    )
+    straddling = [
+        c for c in lenient.evidence.checks
+        if c.name in ("auc_min", "log_loss_max") and c.low < c.threshold < c.high  # type: ignore[operator]
+    ]  # fmt: skip
+    assert straddling and all(c.outcome == "pass" for c in straddling)  # the estimate clears the floor
+    assert sure.outcome == "not_enough_evidence"
+    assert {c.name: c.outcome for c in sure.evidence.checks}[straddling[0].name] == "inconclusive"
+    useless = decide(
+        evaluate(frame, np.full(len(frame), 0.3) + 0.01 * np.arange(len(frame)) % 0.02, POLICY), POLICY
+    )
+    assert useless.outcome in ("reject", "not_enough_evidence")  # a floor missed is never a promotion
 
 
 def test_a_candidate_surely_worse_than_the_champion_is_rejected() -> None:

@@ -100,12 +100,15 @@ def _bootstrap_checks(
     level = policy.confidence
     cand_auc = weighted_auc(rows.y, rows.p_bad, weights)
     cand_ll = log_losses(rows.y, rows.p_bad)
-    checks = [
-        _at_least("auc_min", interval(candidate.metrics["auc"], cand_auc, level), policy.absolute.auc_min,
-                  "ROC AUC"),
-        _at_most("log_loss_max", interval(float(cand_ll.mean()), weighted_mean(cand_ll, weights), level),
-                 policy.absolute.log_loss_max, "log loss"),
-    ]  # fmt: skip
+    floor = policy.absolute
+    auc = interval(candidate.metrics["auc"], cand_auc, level)
+    loss = interval(float(cand_ll.mean()), weighted_mean(cand_ll, weights), level)
+    if floor.require_evidence:
+        checks = [_at_least("auc_min", auc, floor.auc_min, "ROC AUC"),
+                  _at_most("log_loss_max", loss, floor.log_loss_max, "log loss")]  # fmt: skip
+    else:
+        checks = [_benefit_of_doubt("auc_min", auc, floor.auc_min, "ROC AUC", higher_is_better=True),
+                  _benefit_of_doubt("log_loss_max", loss, floor.log_loss_max, "log loss")]  # fmt: skip
     if champion is not None:
         champ = champion.scored
         assert champ is not None
@@ -150,7 +153,7 @@ def _fairness_intervals(
         if policy.fairness.require_evidence_of_fairness:
             check = _at_most(name, spread, limit, what)
         else:
-            check = _fairness_benefit_of_doubt(name, spread, limit, what)
+            check = _benefit_of_doubt(name, spread, limit, what)
         checks.append(check.model_copy(update={"detail": f"{check.detail} ({gap.detail()})"}))
     return checks
 
@@ -184,13 +187,26 @@ def _at_most(name: str, spread: Interval, limit: float, what: str) -> GateCheck:
     return _check(name, spread, limit, outcome, f"{what} {spread.rounded()} {words} {limit:.4f}")
 
 
-def _fairness_benefit_of_doubt(name: str, spread: Interval, limit: float, what: str) -> GateCheck:
-    if spread.value <= limit:
-        note = "" if spread.high <= limit else " (its interval reaches past the limit)"
-        detail = f"{what} {spread.rounded()}: estimate <= {limit:.4f}{note}"
-        return _check(name, spread, limit, "pass", detail)
-    outcome: CheckOutcome = "fail" if spread.low > limit else "inconclusive"
-    words = "surely >" if outcome == "fail" else "estimate > (not sure)"
+def _benefit_of_doubt(
+    name: str, spread: Interval, limit: float, what: str, higher_is_better: bool = False
+) -> GateCheck:
+    """A bar the model must not be shown to miss: the estimate decides pass, the interval decides
+    between inconclusive (it may be on the right side) and fail (surely on the wrong side)."""
+    sign = -1.0 if higher_is_better else 1.0  # compare as "at most": negate values of an "at least" bar
+    value, low, high = (
+        sign * spread.value,
+        min(sign * spread.low, sign * spread.high),
+        max(sign * spread.low, sign * spread.high),
+    )
+    ok, miss = (">=", "<") if higher_is_better else ("<=", ">")
+    if value <= sign * limit:
+        inside = high <= sign * limit
+        note = "" if inside else " (its interval reaches past it)"
+        return _check(
+            name, spread, limit, "pass", f"{what} {spread.rounded()}: estimate {ok} {limit:.4f}{note}"
+        )
+    outcome: CheckOutcome = "fail" if low > sign * limit else "inconclusive"
+    words = f"surely {miss}" if outcome == "fail" else f"estimate {miss} (not sure)"
     return _check(name, spread, limit, outcome, f"{what} {spread.rounded()} {words} {limit:.4f}")
 
 

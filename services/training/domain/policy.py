@@ -24,6 +24,12 @@ class ModelParams(_Strict):
 class Absolute(_Strict):
     auc_min: float = Field(0.65, ge=0, le=1)
     log_loss_max: float = Field(0.60, gt=0)
+    require_evidence: bool = Field(
+        False,
+        description="True: the floor passes only when the whole interval clears it. False: an estimate "
+        "that clears it passes (the interval is reported); one that misses it is inconclusive until the "
+        "whole interval misses it (then it fails). The comparison with the champion always needs evidence.",
+    )
 
 
 class VersusChampion(_Strict):
