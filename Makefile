@@ -25,6 +25,7 @@ lint: install
 schemas: install
 	@$(PY) -m contracts.export docs/events
 	@$(PY) -m infra.asyncapi docs/asyncapi.json
+	@$(PY) -m infra.openapi docs/openapi
 
 bench: install
 	@scripts/install-bench-tools.sh

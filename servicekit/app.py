@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.envelope import Event
 from servicekit.auth import ApiKeyRegistry, Principal, Role, require_roles
 from servicekit.consumer import Subscriptions
-from servicekit.errors import install_error_mapping
+from servicekit.errors import error_responses, install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
 from servicekit.settings import ServiceSettings
 from servicekit.tasks import BackgroundTasks, retrying
@@ -31,6 +31,10 @@ from servicekit.tasks import BackgroundTasks, retrying
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+    **error_responses(),
+}
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -113,14 +117,25 @@ def create_service_app(
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": service}
 
-    @app.get("/ready", tags=["ops"], summary="Readiness: dependencies reachable")
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="Readiness: dependencies reachable",
+        responses={503: {"description": "not ready: the same body, a check failed"}},
+    )
     async def ready() -> JSONResponse:
         results = {name: await _safe(check) for name, check in checks.items()}
         ok = all(results.values())
         SERVICE_UP.labels(service).set(1 if ok else 0)
         return JSONResponse({"ready": ok, "checks": results}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (ops or admin key)")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics (ops or admin key)",
+        # As content, not `response_class`: FastAPI would file the JSON errors under text/plain too.
+        responses=METRICS_RESPONSES,
+    )
     async def metrics(_: Annotated[Principal, Depends(require_roles(Role.OPS))]) -> Response:
         if subscriptions is not None:
             await subscriptions.record_lag()

@@ -6,6 +6,12 @@ the edge answers with) and `code` (a stable name). The kit's app maps every `Ser
 raises to a 500 with an error id to find it in the log, never the exception's text (it may quote
 the request). The consumer maps the same roots to dead letters: a `ServiceError` a handler raises
 for one record is that record's reason.
+
+A library's own "no such thing" (an MLflow `RESOURCE_DOES_NOT_EXIST`, a Feast `...NotFoundException`)
+is a missing resource, not a bug: `as_service_error` turns it into `NotFound` (404) here, once, so
+no route has to catch it. The libraries are recognised by their exception types' names, so the kit
+imports neither. `error_responses(...)` is what routes declare in their OpenAPI document: the same
+`ErrorBody` shape for every status.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,67 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
         self.errors: list[Any] = list(errors or [])
+
+
+class NotFound(ServiceError):
+    """A resource the request names does not exist (a library's own "not found", mapped here)."""
+
+    status = 404
+    code = "not_found"
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error answer. `detail` is a list only in FastAPI's own request
+    validation answers (one entry per invalid field); `code` is absent only from FastAPI's own
+    answers (authentication, request validation)."""
+
+    detail: str | list[Any] = Field(description="What went wrong, for a person.")
+    code: str | None = Field(None, description="A stable name of the error, for a program.")
+    errors: list[Any] | None = Field(None, description="Per field or per record reasons, if any.")
+    error_id: str | None = Field(None, description="Of a 500: find the trace in the log by it.")
+
+
+_ERROR_MEANINGS = {
+    400: "the body could not be read as JSON",
+    401: "no API key, or an unknown one",
+    403: "the key's role may not call this",
+    404: "a resource the request names does not exist",
+    409: "the request conflicts with the resource's state",
+    410: "the resource existed and is gone",
+    413: "too many items or bytes",
+    422: "the request breaks the documented constraints",
+    502: "a dependency answered with something unusable",
+    503: "a dependency is unavailable or the service is busy; retry",
+    504: "the work did not finish in time",
+}
+
+
+def error_responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status with `ErrorBody` (and a description); 401 and 403 are
+    always included (every route but /health and /ready takes a key). `meanings` overrides a
+    description by status, e.g. `error_responses(404, s404="no such prediction")`."""
+    chosen = sorted({401, 403, *statuses})
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": meanings.get(f"s{status}", _ERROR_MEANINGS.get(status, "error")),
+        }
+        for status in chosen
+    }
+
+
+def as_service_error(exc: BaseException) -> ServiceError | None:
+    """A library's "not found" as the kit's `NotFound`; None for anything else. By type name, so
+    neither MLflow nor Feast is imported here; the library's message (it may quote the request) is
+    not passed on."""
+    if isinstance(exc, ServiceError):
+        return exc
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "MlflowException" in names and getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+        return NotFound("the requested resource does not exist in the model registry")
+    if "FeastObjectNotFoundException" in names:
+        return NotFound("the requested resource does not exist in the feature store")
+    return None
 
 
 async def service_error_response(_: Request, exc: Exception) -> JSONResponse:
@@ -52,6 +121,37 @@ async def unexpected_error_response(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class LibraryErrors:
+    """ASGI middleware: a library's "not found" that a route let through answers as `NotFound`.
+    (A handler registered for `Exception` would answer too, but Starlette re-raises from there and
+    the server logs a traceback for what is a client's mistake.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            mapped = None if isinstance(exc, ServiceError) else as_service_error(exc)
+            if mapped is None or started:
+                raise
+            log.info("%s answered as %d: %s", type(exc).__name__, mapped.status, exc)
+            response = await service_error_response(Request(scope), mapped)
+            await response(scope, receive, send)
+
+
 def install_error_mapping(app: FastAPI) -> None:
+    app.add_middleware(LibraryErrors)
     app.add_exception_handler(ServiceError, service_error_response)
     app.add_exception_handler(Exception, unexpected_error_response)

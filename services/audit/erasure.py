@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.errors import error_responses
 from services.audit.adapters.subject_keys import SubjectKeys, load_secret
 from services.audit.handlers import AuditService
 from services.audit.settings import AuditSettings
@@ -48,7 +49,11 @@ def _service(request: Request) -> AuditService:
 def build_router() -> APIRouter:
     router = APIRouter(tags=["audit"])
 
-    @router.post("/erasures", summary="Erase a data subject: delete its key, chain an erasure row")
+    @router.post(
+        "/erasures",
+        summary="Erase a data subject: delete its key, chain an erasure row",
+        responses=error_responses(400, 422),
+    )
     def erase(
         body: ErasureRequest, who: Operator, audit: Annotated[AuditService, Depends(_service)]
     ) -> dict[str, Any]:

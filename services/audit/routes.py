@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.errors import error_responses
 from services.audit.adapters.store import EventQuery
 from services.audit.domain.entry import to_micros
 from services.audit.errors import BadQuery
@@ -39,7 +40,14 @@ def build_router(settings: AuditSettings) -> APIRouter:
     router = APIRouter(tags=["audit"])
     Limit = Annotated[int, Query(ge=1, le=settings.max_page_size, description="Rows per page.")]
 
-    @router.get("/events", summary="Recorded events by type, entity, model version, correlation, time")
+    @router.get(
+        "/events",
+        summary="Recorded events by type, entity, model version, correlation, time",
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with `format=csv`"},
+            **error_responses(422),
+        },
+    )
     def events(
         _: Auditor,
         audit: Service,
@@ -79,7 +87,11 @@ def build_router(settings: AuditSettings) -> APIRouter:
             return StreamingResponse(csv_lines(rows), media_type="text/csv", headers=headers)
         return {"items": [row_view(row) for row in rows], "next_after": next_after}
 
-    @router.get("/lineage/{prediction_id}", summary="Prediction -> model -> run -> data -> trigger")
+    @router.get(
+        "/lineage/{prediction_id}",
+        summary="Prediction -> model -> run -> data -> trigger",
+        responses=error_responses(404, 422, s404="no such prediction recorded"),
+    )
     def prediction_lineage(
         _: Auditor,
         audit: Service,
@@ -92,12 +104,13 @@ def build_router(settings: AuditSettings) -> APIRouter:
         summary="Recompute the hash chain and hold it against the signed checkpoints and Kafka",
         description="The same verification as `mlops audit verify`. `intact` is false when any problem "
         "is found (listed in `problems`); 503 when Kafka, which holds the anchors, does not answer.",
+        responses=error_responses(503, s503="Kafka, which holds the anchors, does not answer"),
     )
     def verify(_: Auditor, request: Request) -> dict[str, Any]:
         trail: TrailVerifier = request.app.state.trail
         return asdict(trail.verify())
 
-    @router.get("/summary", summary="Rows by event type, chain length and head")
+    @router.get("/summary", summary="Rows by event type, chain length and head", responses=error_responses())
     def summary(_: Auditor, audit: Service) -> dict[str, Any]:
         return audit.summary()
 

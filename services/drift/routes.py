@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.errors import error_responses
 from services.drift.errors import UnknownMonitor
 from services.drift.handlers import DriftService
 from services.drift.reports import ReportService
@@ -36,15 +37,29 @@ Reports = Annotated[ReportService, Depends(report_service)]
 # so no path outside the reports folder can be named.
 ReportId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 # The HTML runs Evidently's scripts; sandboxed, it runs in an origin of its own.
+NO_REPORT = error_responses(404, 422, s404="no such report, or not made yet")
+# Declared as content, not as `response_class`: FastAPI would file the JSON errors under text/html too.
+HTML_REPORT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Evidently's HTML page", "content": {"text/html": {}}},
+    **NO_REPORT,
+}
 HTML_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
 
 
-@router.get("/detectors", summary="State of every drift monitor and of the label join (ops role)")
+@router.get(
+    "/detectors",
+    summary="State of every drift monitor and of the label join (ops role)",
+    responses=error_responses(),
+)
 async def detectors(_: Ops, drift: Service) -> dict[str, Any]:
     return drift.detectors()
 
 
-@router.get("/detectors/{name}", summary="State of one monitor, e.g. data:credit_amount (ops role)")
+@router.get(
+    "/detectors/{name}",
+    summary="State of one monitor, e.g. data:credit_amount (ops role)",
+    responses=error_responses(404, 422, s404="no monitor of that name"),
+)
 async def detector(name: str, _: Ops, drift: Service) -> dict[str, Any]:
     monitors: dict[str, Any] = drift.detectors()["monitors"]
     if name not in monitors:
@@ -52,40 +67,60 @@ async def detector(name: str, _: Ops, drift: Service) -> dict[str, Any]:
     return {"name": name, **monitors[name]}
 
 
-@router.get("/reports", summary="Evidently reports, newest first, with their summaries (ops role)")
+@router.get(
+    "/reports",
+    summary="Evidently reports, newest first, with their summaries (ops role)",
+    responses=error_responses(422),
+)
 async def reports(_: Ops, made: Reports, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     return await asyncio.to_thread(made.listing, limit)
 
 
-@router.post("/reports", status_code=202, summary="Make a report now, of the latest window (ops role)")
+@router.post(
+    "/reports",
+    status_code=202,
+    summary="Make a report now, of the latest window (ops role)",
+    responses=error_responses(),
+)
 async def make_report(_: Ops, made: Reports) -> JSONResponse:
     report_id = await made.request("manual")
     body = {"id": report_id, "status": "pending", "links": made.links(report_id)}
     return JSONResponse(body, status_code=202, headers={"Location": made.url(report_id)})
 
 
-@router.get("/reports/{report_id}.html", summary="A report's Evidently HTML (ops role)")
+@router.get(
+    "/reports/{report_id}.html",
+    summary="A report's Evidently HTML (ops role)",
+    responses=HTML_REPORT,
+)
 async def report_html(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
     path = await asyncio.to_thread(made.file, report_id, ".html")
     return FileResponse(path, media_type="text/html", headers=HTML_HEADERS)
 
 
-@router.get("/reports/{report_id}/html", summary="A report's Evidently HTML (ops role)")
+@router.get(
+    "/reports/{report_id}/html",
+    summary="A report's Evidently HTML (ops role)",
+    responses=HTML_REPORT,
+)
 async def report_html_too(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
     return await report_html(report_id, _, made)
 
 
-@router.get("/reports/{report_id}/json", summary="A report's Evidently JSON: metrics and tests (ops role)")
+@router.get(
+    "/reports/{report_id}/json",
+    summary="A report's Evidently JSON: metrics and tests (ops role)",
+    responses=NO_REPORT,
+)
 async def report_json(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
     path = await asyncio.to_thread(made.file, report_id, ".json")
     return FileResponse(path, media_type="application/json")
 
 
-@router.get("/reports/{report_id}", summary="A report's summary and links (ops role)")
+@router.get("/reports/{report_id}", summary="A report's summary and links (ops role)", responses=NO_REPORT)
 async def report(report_id: ReportId, _: Ops, made: Reports) -> dict[str, Any]:
     return await asyncio.to_thread(made.get, report_id)
 
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
-

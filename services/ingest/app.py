@@ -24,7 +24,7 @@ from services.ingest.domain.identifiers import GuardedValidator
 from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber
 from services.ingest.domain.schema import load_schema
 from services.ingest.handlers import IngestHandler, OutcomePublisher, RawInput, RecordLedger, Topics
-from services.ingest.routes import router
+from services.ingest.routes import document_body, router
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ def create_app(
     )
     app.state.handler = handler
     app.include_router(router)
+    document_body(app, schema, settings)
     return app
 
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.errors import error_responses
+from services.ingest.domain.json_schema import batch_json_schema
+from services.ingest.domain.schema import DatasetSchema
 from services.ingest.errors import AppendFailed, BadBatch, BatchTooLarge, IngestError, RecordsRefused
 from services.ingest.handlers import IngestHandler
 from services.ingest.settings import IngestSettings
@@ -31,12 +34,16 @@ _split = msgspec.json.Decoder(list[msgspec.Raw]).decode  # each record's own byt
     "/records",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Submit a JSON array of records (producer role); all or nothing",
-    responses={
-        400: {"description": "the body is not a JSON array of records"},
-        413: {"description": "too many records or bytes"},
-        422: {"description": "at least one invalid record (each listed with its reason); none appended"},
-        503: {"description": "Kafka failed part-way; each record says whether it landed"},
-    },
+    responses=error_responses(
+        400,
+        413,
+        422,
+        503,
+        s400="the body is not a JSON array of records",
+        s413="too many records or bytes",
+        s422="at least one invalid record (each listed with its reason); none appended",
+        s503="Kafka failed part-way; each record says whether it landed",
+    ),
 )
 async def post_records(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PRODUCER))]
@@ -51,6 +58,26 @@ async def post_records(
     except IngestError as err:
         return JSONResponse({"detail": err.message}, status_code=err.status)
     return JSONResponse({"accepted": len(receipts), "records": receipts}, status_code=202)
+
+
+def document_body(app: FastAPI, schema: DatasetSchema, settings: IngestSettings) -> None:
+    """The body is read raw (no model), so its OpenAPI schema is derived from the dataset schema and
+    the settings' limits (per app: tests build apps with other limits): the document declares what
+    the validator enforces."""
+    body = batch_json_schema(schema, settings.max_record_bytes, settings.http_max_records)
+    body["description"] = f"At most {settings.http_max_body_bytes} bytes in all."
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document["paths"]["/records"]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            }
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _read_batch(request: Request, settings: IngestSettings) -> list[bytes]:

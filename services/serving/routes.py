@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.errors import error_responses
 from services.serving.domain.model import LoadedModel
 from services.serving.errors import BatchTooLarge
 from services.serving.handlers import PredictionHandler, Query
@@ -49,12 +50,16 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     summary="Score one application (by entity key or feature values) or a batch (client role)",
     response_model=PredictionOut | list[PredictionOut],
     openapi_extra=_body_schema(PredictRequest),
-    responses={
-        404: {"description": "unknown entity (the id is not echoed back)"},
-        413: {"description": "batch or body too large"},
-        422: {"description": "invalid body or features, or values outside the training profile"},
-        503: {"description": "no champion loaded yet, or feature store unavailable"},
-    },
+    responses=error_responses(
+        404,
+        413,
+        422,
+        503,
+        s404="unknown entity (the id is not echoed back)",
+        s413="batch or body too large",
+        s422="invalid body or features, or values outside the training profile",
+        s503="no champion loaded yet, or feature store unavailable",
+    ),
 )
 async def predict(request: Request, _: Annotated[Principal, Depends(require_roles(Role.CLIENT))]) -> Response:
     started = time.perf_counter()
@@ -84,12 +89,18 @@ async def predict(request: Request, _: Annotated[Principal, Depends(require_role
     summary="Ground truth for a prediction (producer or client role); published as LabelObserved",
     openapi_extra=_body_schema(LabelRequest),
     response_model=LabelAccepted,
-    responses={
-        404: {"description": "no such prediction made by this service (or no longer remembered)"},
-        409: {"description": "entity_id is not the prediction's, or the prediction has another label"},
-        422: {"description": "invalid body"},
-        503: {"description": "Kafka unavailable; retry"},
-    },
+    responses=error_responses(
+        404,
+        409,
+        413,
+        422,
+        503,
+        s404="no such prediction made by this service (or no longer remembered)",
+        s409="entity_id is not the prediction's, or the prediction has another label",
+        s413="body too large",
+        s422="invalid body",
+        s503="Kafka unavailable; retry",
+    ),
 )
 async def labels(
     request: Request, _: Annotated[Principal, Depends(require_roles(Role.PRODUCER, Role.CLIENT))]
@@ -108,7 +119,12 @@ async def labels(
     return JSONResponse(accepted.model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.get("/model", summary="The models being served (any role)", response_model=ModelStatus)
+@router.get(
+    "/model",
+    summary="The models being served (any role)",
+    response_model=ModelStatus,
+    responses=error_responses(),
+)
 async def model(request: Request, _: Annotated[Principal, Depends(require_roles(*Role))]) -> ModelStatus:
     slot = request.app.state.slot
     return ModelStatus(champion=_info(slot.champion), shadow=_info(slot.challenger))

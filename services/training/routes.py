@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.errors import error_responses
 from services.training.errors import NoRunYet
 from services.training.handlers import TrainingService
 
@@ -60,7 +61,12 @@ Service = Annotated[TrainingService, Depends(service)]
 router = APIRouter(tags=["training"])
 
 
-@router.post("/train", status_code=status.HTTP_202_ACCEPTED, summary="Ask for a training run (ops role)")
+@router.post(
+    "/train",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Ask for a training run (ops role)",
+    responses=error_responses(400, 422, 503, s503="Kafka unavailable; retry"),
+)
 async def train(principal: Ops, training: Service, body: TrainBody | None = None) -> dict[str, Any]:
     body = body or TrainBody()
     window = (body.window.start, body.window.end) if body.window else (None, None)
@@ -71,7 +77,11 @@ async def train(principal: Ops, training: Service, body: TrainBody | None = None
     return ids | chosen.response()
 
 
-@router.get("/runs/latest", summary="Outcome of the last training run (ops role)")
+@router.get(
+    "/runs/latest",
+    summary="Outcome of the last training run (ops role)",
+    responses=error_responses(404, s404="no training run has finished yet"),
+)
 async def latest_run(_: Ops, request: Request) -> dict[str, Any]:
     training: TrainingService = request.app.state.training
     outcome = await asyncio.to_thread(training.state.latest_run)
@@ -86,17 +96,29 @@ class PauseBody(BaseModel):
     note: str | None = Field(None, max_length=500, description="Why (kept with the switch).")
 
 
-@router.post("/retraining/pause", summary="Pause automatic retraining on drift (ops role)")
+@router.post(
+    "/retraining/pause",
+    summary="Pause automatic retraining on drift (ops role)",
+    responses=error_responses(400, 422),
+)
 async def pause(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
     return await training.set_paused(True, _who(principal), body.note if body else None)
 
 
-@router.post("/retraining/resume", summary="Resume automatic retraining on drift (ops role)")
+@router.post(
+    "/retraining/resume",
+    summary="Resume automatic retraining on drift (ops role)",
+    responses=error_responses(400, 422),
+)
 async def resume(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
     return await training.set_paused(False, _who(principal), body.note if body else None)
 
 
-@router.get("/retraining", summary="Retraining switch, policy and last decisions (ops role)")
+@router.get(
+    "/retraining",
+    summary="Retraining switch, policy and last decisions (ops role)",
+    responses=error_responses(),
+)
 async def retraining(_: Ops, training: Service) -> dict[str, Any]:
     return await training.retraining_status()
 

@@ -178,3 +178,17 @@ def test_promotion_then_prediction_explained_by_its_own_version(
     run_id, path = str(uri).removeprefix("runs:/").split("/", 1)
     files = {Path(f.path).name for f in mlflow.MlflowClient(world["mlflow"]).list_artifacts(run_id, path)}
     assert {"global.json", "importance.png"} <= files
+
+
+def test_unknown_versions_are_404s_of_the_registry_not_500s(world: dict[str, str]) -> None:
+    """Issue 20: MLflow's "Model Version ... not found" reaches the edge as the kit's 404."""
+    headers = {"X-API-Key": world["key"]}
+    for version in ("0", "999", "123456789"):
+        response = httpx.get(f"{world['base']}/explanations/global/{version}", headers=headers, timeout=30)
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "not_found" and version not in response.json()["detail"]
+    known = httpx.get(f"{world['base']}/explanations/global/{world['v1']}", headers=headers, timeout=30)
+    assert known.status_code == 200 and known.json()["model_version"] == world["v1"]
+    for bad in ("latest", "-1", "1.0", "9" * 10):
+        response = httpx.get(f"{world['base']}/explanations/global/{bad}", headers=headers, timeout=30)
+        assert response.status_code == 422, (bad, response.text)

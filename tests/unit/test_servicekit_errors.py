@@ -6,7 +6,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from contracts.common import FieldError
-from servicekit.errors import ServiceError, install_error_mapping
+from servicekit.errors import (
+    ErrorBody,
+    ServiceError,
+    as_service_error,
+    error_responses,
+    install_error_mapping,
+)
 
 
 class Gone(ServiceError):
@@ -59,3 +65,50 @@ def test_every_service_root_is_the_kit_root() -> None:
         TrainingError,
     ):
         assert issubclass(root, ServiceError), root
+
+
+def test_mlflow_not_found_answers_404_in_the_one_shape_without_quoting_the_request() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    missing = MlflowException("Model Version (name=credit, version=999) not found", RESOURCE_DOES_NOT_EXIST)
+    response = app_raising(missing).get("/boom")
+    assert response.status_code == 404
+    assert ErrorBody.model_validate(response.json()).code == "not_found" and "999" not in response.text
+
+
+def test_other_mlflow_errors_stay_500s() -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+    response = app_raising(MlflowException("the store broke", INTERNAL_ERROR)).get("/boom")
+    assert response.status_code == 500 and response.json()["code"] == "internal_error"
+
+
+def test_feast_not_found_answers_404() -> None:
+    from feast.errors import FeatureViewNotFoundException
+
+    response = app_raising(FeatureViewNotFoundException("applications")).get("/boom")
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_as_service_error_passes_service_errors_through_and_leaves_bugs_alone() -> None:
+    gone = Gone("gone")
+    assert as_service_error(gone) is gone
+    assert as_service_error(KeyError("x")) is None
+    assert as_service_error(LookupError("not found")) is None  # a message alone proves nothing
+
+
+def test_error_responses_declare_the_one_error_shape_with_401_and_403_always() -> None:
+    app = FastAPI()
+
+    @app.get("/thing/{name}", responses=error_responses(404, 422, s404="no such thing"))
+    async def thing(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    responses = app.openapi()["paths"]["/thing/{name}"]["get"]["responses"]
+    assert set(responses) == {"200", "401", "403", "404", "422"}
+    assert responses["404"]["description"] == "no such thing"
+    for status in ("401", "403", "404", "422"):
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}, status
