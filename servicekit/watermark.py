@@ -29,14 +29,13 @@ Offsets = dict[int, int]  # partition -> offset of the next record
 ReadOffsets = Callable[[], Awaitable[Offsets]]
 
 
-def client_options(settings: ServiceSettings) -> dict[str, Any]:
-    """The platform's Kafka connection settings as aiokafka client arguments (the services' own broker
+def security_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The platform's Kafka security settings as aiokafka client arguments (the services' own broker
     gets the same through FastStream: servicekit.broker.kafka_security)."""
-    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
-        return options
-    options["security_protocol"] = protocol
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
     if protocol.endswith("SSL"):
         options["ssl_context"] = ssl.create_default_context()
     if protocol.startswith("SASL"):
@@ -47,6 +46,11 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
             "sasl_plain_password": password.get_secret_value() if password else "",
         }
     return options
+
+
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The platform's broker and security settings as aiokafka client arguments."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers} | security_options(settings)
 
 
 async def end_offsets(settings: ServiceSettings, topic: str, timeout_s: float = 10.0) -> Offsets:

@@ -15,8 +15,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from servicekit.watermark import security_options
 from services.audit.adapters.integrity import missing_guards, stored_coordinates, stored_partitions
-from services.audit.adapters.kafka_log import KafkaLog, client_options
+from services.audit.adapters.kafka_log import KafkaLog
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.domain.anchors import (
     LogRecord,
@@ -254,7 +255,7 @@ class TrailVerifier:
             groups = settings.capture_groups()
             return TrailPolicy(settings.chain_name, settings.checkpoint_topic, groups, keys)
 
-        servers, options = bootstrap or settings.kafka_bootstrap_servers, client_options(settings)
+        servers, options = bootstrap or settings.kafka_bootstrap_servers, security_options(settings)
         return cls(store, lambda: KafkaLog(servers, settings.verify_timeout_s, **options), policy,
                    workers or settings.verify_workers)  # fmt: skip
 

@@ -5,7 +5,6 @@ CLI and in a route's worker thread) over aiokafka, on an event loop of its own."
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -18,29 +17,8 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 from contracts.events import AuditCheckpointed
 from contracts.registry import ContractError, parse_event
 from servicekit.broker import MAX_REQUEST_BYTES
-from servicekit.settings import ServiceSettings
 from services.audit.domain.anchors import LogRecord, PublishedCheckpoint
 from services.audit.errors import AuditError
-
-
-def client_options(settings: ServiceSettings) -> dict[str, Any]:
-    """The platform's Kafka security settings as aiokafka client arguments (the service's own broker
-    gets the same through FastStream, servicekit.broker.kafka_security)."""
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return {}
-    options: dict[str, Any] = {"security_protocol": protocol}
-    if protocol.endswith("SSL"):
-        options["ssl_context"] = ssl.create_default_context()
-    if protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
-        options |= {
-            "sasl_mechanism": settings.kafka_sasl_mechanism,
-            "sasl_plain_username": settings.kafka_sasl_username or "",
-            "sasl_plain_password": password.get_secret_value() if password else "",
-        }
-    return options
-
 
 COORDINATOR_ATTEMPTS = 10
 
@@ -55,7 +33,7 @@ class KafkaLog:
     """Use as a context manager: `with KafkaLog(bootstrap) as log: ...`."""
 
     def __init__(self, bootstrap: str, timeout_s: float = 60.0, **client_options: Any) -> None:
-        """`client_options`: aiokafka's security arguments (see `client_options`)."""
+        """`client_options`: aiokafka's security arguments (servicekit.watermark.security_options)."""
         self.bootstrap, self.timeout_s, self.options = bootstrap, timeout_s, client_options
         self._runner = asyncio.Runner()
         self._consumer: AIOKafkaConsumer | None = None
