@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from fastapi import FastAPI
 
-from contracts.events import LabelObserved, LabelObservedPayload
+from contracts.events import LabelObserved
 from servicekit.auth import hash_key
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.watermark import committed_offsets, end_offsets
@@ -27,7 +27,7 @@ from services.training.app import create_app
 from services.training.handlers import TrainingService
 from services.training.settings import TrainingSettings
 from tests.support import create_topic, probe_settings, wait_until
-from tests.unit.test_training_support import FakeRegistry, FakeSource, feature_frame
+from tests.unit.test_training_support import FakeRegistry, FakeSource, feature_frame, label_events
 
 N = 600
 PARTITIONS = 3
@@ -63,18 +63,7 @@ def features() -> pd.DataFrame:
 
 
 def labels(features: pd.DataFrame) -> list[LabelObserved]:
-    return [
-        LabelObserved.create(
-            LabelObservedPayload(
-                dataset="loan_applications",
-                entity_id=row["application_id"],
-                label="bad" if row["_label"] else "good",
-                event_time=row["applied_at"] + timedelta(seconds=30),
-            ),
-            producer="tests",
-        )
-        for row in features.to_dict("records")
-    ]
+    return label_events(features, timedelta(seconds=30))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.events import LabelObserved, LabelObservedPayload
 from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURES
 from services.training.adapters.mlflow_registry import Candidate, Champion
 from services.training.domain.dataset import LABEL, LABEL_TIME, label_value
@@ -93,3 +94,19 @@ def oracle(frame_with_labels: pd.DataFrame) -> Any:
     """A champion that knows the answers (nearly perfect scores): no candidate can beat it."""
     truth = frame_with_labels.set_index(ENTITY_KEY)["_label"]
     return lambda frame: truth.loc[frame[ENTITY_KEY]].to_numpy() * 0.9 + 0.05
+
+
+def label_events(features: pd.DataFrame, delay: timedelta) -> list[LabelObserved]:
+    """The labels of `feature_frame` rows as LabelObserved events, each `delay` after its application."""
+    return [
+        LabelObserved.create(
+            LabelObservedPayload(
+                dataset="loan_applications",
+                entity_id=row["application_id"],
+                label="bad" if row["_label"] else "good",
+                event_time=row["applied_at"] + delay,
+            ),
+            producer="tests",
+        )
+        for row in features.to_dict("records")
+    ]

@@ -25,7 +25,7 @@ from services.training.adapters.state import TrainingState
 from services.training.domain.policy import GatePolicy
 from services.training.handlers import Topics, TrainingService
 from services.training.trainer import Trainer
-from tests.unit.test_training_support import FakeRegistry, FakeSource, feature_frame
+from tests.unit.test_training_support import FakeRegistry, FakeSource, feature_frame, label_events
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 N = 300
@@ -69,18 +69,7 @@ def make(
 
 
 def labels(features: pd.DataFrame) -> list[LabelObserved]:
-    return [
-        LabelObserved.create(
-            LabelObservedPayload(
-                dataset="loan_applications",
-                entity_id=row["application_id"],
-                label="bad" if row["_label"] else "good",
-                event_time=row["applied_at"] + timedelta(seconds=5),
-            ),
-            producer="tests",
-        )
-        for row in features.to_dict("records")
-    ]
+    return label_events(features, timedelta(seconds=5))
 
 
 async def consume(service: TrainingService, events: list[LabelObserved], partitions: int, batch: int) -> None:
