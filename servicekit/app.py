@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.envelope import Event
-from servicekit.auth import ApiKeyRegistry, Principal, Role, require_roles
+from servicekit.auth import ApiKeyRegistry, Principal, Role, declare_roles, require_roles
 from servicekit.consumer import Subscriptions
 from servicekit.errors import error_responses, install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
@@ -141,6 +141,7 @@ def create_service_app(
             await subscriptions.record_lag()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    declare_roles(app)  # wraps app.openapi; the document is built on first request, routes and all
     return app
 
 

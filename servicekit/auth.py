@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -130,4 +132,43 @@ def require_roles(*roles: Role) -> Callable[..., Principal]:
         request.state.principal = principal
         return principal
 
+    dependency.admitted_roles = admitted  # type: ignore[attr-defined]  # read by declare_roles
     return dependency
+
+
+def admitted_roles(dependant: Dependant) -> frozenset[Role] | None:
+    """The roles a route admits, from its `require_roles` dependency (None: the route is open)."""
+    for sub in dependant.dependencies:
+        roles = getattr(sub.call, "admitted_roles", None)
+        if roles is None:
+            roles = admitted_roles(sub)
+        if roles is not None:
+            return frozenset(roles)
+    return None
+
+
+def declare_roles(app: FastAPI) -> None:
+    """Every operation of the app's OpenAPI document says which roles it admits: `x-roles` for a
+    program (the fuzzer tries each role's key against it), a sentence in the description for a
+    person. Read from the routes' own dependencies, so the document cannot drift from them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        # Through FastAPI's own walk: included routers are expanded lazily (FastAPI >= 0.165).
+        for route in iter_route_contexts(app.routes):
+            if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+                continue
+            roles = admitted_roles(route.dependant)
+            names = sorted(role.value for role in roles) if roles is not None else []
+            note = f"Roles: {', '.join(names)}." if names else "Open: no key needed."
+            for method in route.methods or ():
+                operation = document["paths"].get(route.path_format, {}).get(method.lower())
+                if operation is not None:
+                    operation["x-roles"] = names
+                    operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -12,6 +12,11 @@ is a missing resource, not a bug: `as_service_error` turns it into `NotFound` (4
 no route has to catch it. The libraries are recognised by their exception types' names, so the kit
 imports neither. `error_responses(...)` is what routes declare in their OpenAPI document: the same
 `ErrorBody` shape for every status.
+
+FastAPI's and Starlette's own answers (a missing key, a wrong role, an unknown path, a body that is
+not JSON, a request that breaks the route's declared constraints) are given the same shape here too,
+so a client reads one shape whatever refused it. A validation answer lists each failing field's
+location, message and type, never its value (it may be personal).
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -49,13 +57,14 @@ class NotFound(ServiceError):
 
 
 class ErrorBody(BaseModel):
-    """The one shape of every error answer. `detail` is a list only in FastAPI's own request
-    validation answers (one entry per invalid field); `code` is absent only from FastAPI's own
-    answers (authentication, request validation)."""
+    """The one shape of every error answer, whatever refused the request: the service, the kit's
+    authentication, or FastAPI's own validation."""
 
-    detail: str | list[Any] = Field(description="What went wrong, for a person.")
-    code: str | None = Field(None, description="A stable name of the error, for a program.")
-    errors: list[Any] | None = Field(None, description="Per field or per record reasons, if any.")
+    detail: str = Field(description="What went wrong, for a person.")
+    code: str = Field(description="A stable name of the error, for a program.")
+    errors: list[Any] | None = Field(
+        None, description="Per field (`loc`, `msg`, `type`) or per record reasons, if any."
+    )
     error_id: str | None = Field(None, description="Of a 500: find the trace in the log by it.")
 
 
@@ -112,6 +121,48 @@ async def service_error_response(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status)
 
 
+# Stable names for the statuses FastAPI and Starlette answer by themselves.
+_HTTP_CODES = {
+    400: "unreadable_body",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+_MAX_FIELDS_IN_DETAIL = 5
+
+
+async def http_error_response(_: Request, exc: Exception) -> Response:
+    """Starlette's `HTTPException` (authentication, unknown paths, unreadable bodies) in the one shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    body = {"detail": str(exc.detail), "code": _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def invalid_request(errors: Sequence[Any], *, prefix: tuple[str, ...] = ()) -> JSONResponse:
+    """422 naming each failing field (pydantic's error dicts), without the offending values."""
+    fields = [
+        {"loc": [*prefix, *error["loc"]], "msg": str(error["msg"]), "type": str(error["type"])}
+        for error in errors
+    ]
+    named = "; ".join(
+        f"{'.'.join(str(part) for part in field['loc'])}: {field['msg']}"
+        for field in fields[:_MAX_FIELDS_IN_DETAIL]
+    )
+    more = len(fields) - _MAX_FIELDS_IN_DETAIL
+    detail = f"invalid request: {named}" + (f" (and {more} more)" if more > 0 else "")
+    return JSONResponse({"detail": detail, "code": "invalid_request", "errors": fields}, status_code=422)
+
+
+async def validation_error_response(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return invalid_request(list(exc.errors()))
+
+
 async def unexpected_error_response(_: Request, exc: Exception) -> JSONResponse:
     """A bug, not bad input: a well-formed 500 the client can quote, and the trace in the log."""
     error_id = uuid.uuid4().hex[:12]
@@ -154,4 +205,6 @@ class LibraryErrors:
 def install_error_mapping(app: FastAPI) -> None:
     app.add_middleware(LibraryErrors)
     app.add_exception_handler(ServiceError, service_error_response)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
+    app.add_exception_handler(RequestValidationError, validation_error_response)
     app.add_exception_handler(Exception, unexpected_error_response)

@@ -54,9 +54,10 @@ async def post_records(
         values = await _read_batch(request, settings)
         receipts = await handler.submit(values)
     except (RecordsRefused, AppendFailed) as err:
-        return JSONResponse({"detail": err.message, "records": err.records}, status_code=err.status)
+        body = {"detail": err.message, "code": err.code, "records": err.records}
+        return JSONResponse(body, status_code=err.status)
     except IngestError as err:
-        return JSONResponse({"detail": err.message}, status_code=err.status)
+        return JSONResponse({"detail": err.message, "code": err.code}, status_code=err.status)
     return JSONResponse({"accepted": len(receipts), "records": receipts}, status_code=202)
 
 

@@ -15,24 +15,28 @@ class NoChampion(ServingError):
     """No model is loaded yet (none promoted, or the first load failed)."""
 
     status = 503
+    code = "no_champion"
 
 
 class UnknownEntity(ServingError):
     """The online store has no features for the requested entity."""
 
     status = 404
+    code = "unknown_entity"
 
 
 class UnknownPrediction(ServingError):
     """A label names a prediction this service did not make (or no longer remembers)."""
 
     status = 404
+    code = "unknown_prediction"
 
 
 class LabelConflict(ServingError):
     """A label contradicts its prediction (another entity) or an earlier, different label."""
 
     status = 409
+    code = "label_conflict"
 
 
 class InvalidFeatures(ServingError):
@@ -40,18 +44,21 @@ class InvalidFeatures(ServingError):
     scorable by the model."""
 
     status = 422
+    code = "invalid_features"
 
 
 class BatchTooLarge(ServingError):
     """Too many instances, or too many bytes, in one request."""
 
     status = 413
+    code = "too_large"
 
 
 class DependencyUnavailable(ServingError):
     """The feature store or Kafka failed; the request may be retried."""
 
     status = 503
+    code = "dependency_unavailable"
 
 
 class ModelLoadError(ServingError):

@@ -61,14 +61,23 @@ def test_missing_or_wrong_keys_get_401(
 ) -> None:
     response = client.get("/predict", headers=headers)
     assert response.status_code == status
-    assert detail in response.json()["detail"]
+    assert detail in response.json()["detail"] and response.json()["code"] == "unauthenticated"
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize("role", ["producer", "ops", "auditor"])
 def test_other_roles_get_403(client: TestClient, keys: dict[str, str], role: str) -> None:
     response = client.get("/predict", headers={"X-API-Key": keys[role]})
     assert response.status_code == 403
-    assert f"role '{role}'" in response.json()["detail"]
+    assert f"role '{role}'" in response.json()["detail"] and response.json()["code"] == "forbidden"
+
+
+def test_the_document_says_which_roles_each_route_admits(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert paths["/predict"]["get"]["x-roles"] == ["admin", "client"]
+    assert paths["/metrics"]["get"]["x-roles"] == ["admin", "ops"]
+    assert paths["/health"]["get"]["x-roles"] == []
+    assert "Roles: admin, client." in paths["/predict"]["get"]["description"]
 
 
 def test_metrics_need_ops_health_does_not(client: TestClient, keys: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ from servicekit.errors import (
     as_service_error,
     error_responses,
     install_error_mapping,
+    invalid_request,
 )
 
 
@@ -112,3 +113,44 @@ def test_error_responses_declare_the_one_error_shape_with_401_and_403_always() -
     for status in ("401", "403", "404", "422"):
         schema = responses[status]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/ErrorBody"}, status
+
+
+def validating_app() -> TestClient:
+    app = FastAPI()
+    install_error_mapping(app)
+
+    @app.post("/items/{item_id}")
+    async def create(item_id: int, body: dict[str, int]) -> dict[str, int]:
+        return body
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_fastapi_validation_answers_the_one_shape_naming_fields_without_their_values() -> None:
+    response = validating_app().post("/items/abc", json={"ssn": "123-45-6789"})
+    assert response.status_code == 422
+    body = ErrorBody.model_validate(response.json())
+    assert body.code == "invalid_request"
+    assert body.errors is not None
+    assert {tuple(error["loc"]) for error in body.errors} == {("path", "item_id"), ("body", "ssn")}
+    assert "path.item_id" in body.detail and "body.ssn" in body.detail
+    assert "123-45-6789" not in response.text  # the offending value is not echoed
+
+
+def test_starlette_answers_unknown_paths_methods_and_unreadable_bodies_in_the_one_shape() -> None:
+    client = validating_app()
+    unknown = client.get("/nowhere")
+    wrong_method = client.get("/items/1")
+    unreadable = client.post("/items/1", content=b"{not json", headers={"content-type": "application/json"})
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "method_not_allowed")
+    assert wrong_method.headers["allow"] == "POST"  # the exception's headers are kept
+    assert unreadable.status_code in (400, 422) and ErrorBody.model_validate(unreadable.json())
+
+
+def test_many_invalid_fields_are_all_listed_but_the_detail_stays_short() -> None:
+    errors = [{"loc": (f"f{i}",), "msg": "bad", "type": "value_error"} for i in range(9)]
+    response = invalid_request(errors, prefix=("body",))
+    body = ErrorBody.model_validate_json(response.body)
+    assert body.errors is not None and len(body.errors) == 9
+    assert "body.f4" in body.detail and "body.f5" not in body.detail and "(and 4 more)" in body.detail
