@@ -26,7 +26,14 @@ from services.explain.domain.model import (
     logit,
 )
 from services.explain.domain.summary import global_summary, local_summary
-from services.explain.errors import Busy, ExplanationTimeout, InvalidRequest, UnknownPrediction
+from services.explain.errors import (
+    Busy,
+    ExplanationTimeout,
+    InvalidRequest,
+    ModelVersionGone,
+    UnknownModelVersion,
+    UnknownPrediction,
+)
 from services.explain.settings import ExplainSettings
 
 log = logging.getLogger(__name__)
@@ -116,7 +123,12 @@ class ExplainHandler:
         else:
             version = model_version or str(await asyncio.to_thread(self.models.champion_version))
             raw = dict(features or {})
-        model = await asyncio.to_thread(self.models.get, version)
+        try:
+            model = await asyncio.to_thread(self.models.get, version)
+        except ModelVersionGone:
+            if model_version is None or prediction_id is not None:
+                raise
+            raise UnknownModelVersion(f"model version {model_version} is not in the registry") from None
         if features is None:  # a prediction event may carry more features than this model reads
             raw = {k: v for k, v in raw.items() if k in model.feature_names}
         instance = coerce(model.columns, raw)

@@ -37,7 +37,7 @@ EXPLAIN_ERRORS = error_responses(
     502,
     503,
     504,
-    s404="no such prediction, or (raw values) no champion yet",
+    s404="no such prediction, or (raw values) no champion yet or no such model_version",
     s410="the version that made the prediction is no longer in the registry",
     s422="invalid request, or feature values that do not fit the model's inputs",
     s502="the model version could not be loaded",
