@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infra.settings import REPO_ROOT
-from infra.supervisor import existing_services
+from infra.supervisor import SERVICE_ORDER, existing_services
 
 OPEN = {"/health", "/ready"}  # probes: no key, so no 401 or 403
 ERROR_SHAPE = {"$ref": "#/components/schemas/ErrorBody"}
@@ -98,3 +98,12 @@ def test_every_reference_resolves_within_the_document(service: str) -> None:
         for part in reference.removeprefix("#/").split("/"):
             assert isinstance(node, dict) and part in node, f"{service}: {reference} does not resolve"
             node = node[part]
+
+
+def test_every_service_folder_is_started_documented_and_fuzzed() -> None:
+    """A new service is fuzzed without touching the fuzzer: `mlops up` starts, the export documents
+    and tests/e2e/test_api_fuzz.py fuzzes what SERVICE_ORDER lists, so every runnable service folder
+    must be listed there."""
+    runnable = {path.parent.name for path in (REPO_ROOT / "services").glob("*/__main__.py")}
+    assert runnable == set(SERVICE_ORDER) == set(SERVICES)
+    assert {path.stem for path in (REPO_ROOT / "docs" / "openapi").glob("*.json")} == runnable
