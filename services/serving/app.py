@@ -30,7 +30,7 @@ from services.serving.domain.model import ModelSlot
 from services.serving.handlers import OnlineFeatures, PredictionHandler
 from services.serving.labels import LabelHandler, RecentPredictions
 from services.serving.reloader import ModelRegistry, ModelReloader
-from services.serving.routes import router
+from services.serving.routes import document_limits, router
 from services.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -126,5 +126,6 @@ def create_app(
     )
     app.state.labels = LabelHandler(publish_label, recent, settings.label_dataset, service)
     app.include_router(router)
+    document_limits(app, settings)
     return app
 

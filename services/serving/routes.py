@@ -10,7 +10,7 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
@@ -45,6 +45,24 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": _inlined(schema, schema.get("$defs", {}))}},
         }
     }
+
+
+def document_limits(app: FastAPI, settings: ServingSettings) -> None:
+    """The limits are settings, so they are written into this app's document when it is built: the
+    batch's `maxItems` and the bytes of a body, which the routes enforce with a 413."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for path in ("/predict", "/labels"):
+                body = document["paths"][path]["post"]["requestBody"]
+                body["description"] = f"At most {settings.max_body_bytes} bytes."
+            predict = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+            predict["schema"]["properties"]["instances"]["maxItems"] = settings.max_batch_size
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:

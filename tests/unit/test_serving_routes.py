@@ -66,7 +66,12 @@ def test_predict_by_entity_reads_features_once_and_answers(client: TestClient) -
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {
-        "prediction_id", "score", "decision", "model_name", "model_version", "out_of_profile"
+        "prediction_id",
+        "score",
+        "decision",
+        "model_name",
+        "model_version",
+        "out_of_profile",
     }
     assert body["model_name"] == "credit-risk" and body["model_version"] == "7"
     assert 0 < body["score"] < 1 and body["decision"] == ("decline" if body["score"] >= 0.5 else "approve")
@@ -162,6 +167,30 @@ def test_bodies_that_are_not_json_get_422(client: TestClient, raw: bytes) -> Non
 def test_a_body_too_large_gets_413(client: TestClient) -> None:
     response = client.post("/predict", json={"entity_id": "x" * 5000})
     assert response.status_code == 413 and "4096 bytes" in response.json()["detail"]
+
+
+def test_the_document_states_this_apps_limits_and_the_route_enforces_them(client: TestClient) -> None:
+    body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+    instances = body["content"]["application/json"]["schema"]["properties"]["instances"]
+    assert instances["maxItems"] == 5 and body["description"] == "At most 4096 bytes."
+    at_limit = client.post("/predict", json={"instances": [{"entity_id": E1}] * 5})
+    over = client.post("/predict", json={"instances": [{"entity_id": E1}] * 6})
+    assert at_limit.status_code == 200 and over.status_code == 413, (at_limit.text, over.text)
+    assert over.json()["code"] == "too_large"
+
+
+def test_the_document_says_exactly_one_way_to_name_an_application(client: TestClient) -> None:
+    """What the validator enforces, the schema says (oneOf): the fuzzer found it did not."""
+    schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+    schema = schema["content"]["application/json"]["schema"]
+    assert schema["oneOf"] == [
+        {"required": ["entity_id"]},
+        {"required": ["features"]},
+        {"required": ["instances"]},
+    ]
+    for refused in ({}, {"entity_id": E1, "features": rows()[E1]}, {"instances": [{}]}):
+        response = client.post("/predict", json=refused)
+        assert response.status_code == 422 and "exactly one" in response.json()["detail"], response.text
 
 
 def test_422_does_not_echo_the_values_sent(client: TestClient) -> None:
