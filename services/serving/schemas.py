@@ -65,7 +65,9 @@ class PredictRequest(BaseModel):
 
     entity_id: EntityId | None = None
     features: Features | None = None
-    instances: list[Instance] | None = Field(None, min_length=1, description="A batch (at most SERVING_MAX_BATCH_SIZE instances).")
+    instances: list[Instance] | None = Field(
+        None, min_length=1, description="A batch (at most SERVING_MAX_BATCH_SIZE instances)."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
