@@ -1,8 +1,9 @@
 """The HTTP face every service shares: lifespan that runs the broker, health, readiness, metrics.
 
 `/health` (is the process alive) and `/ready` (is it connected and able to work) are open so that
-supervisors and orchestrators can probe them; they reveal nothing but a status. Every other route,
-`/metrics` included, requires an API key bound to a role (`X-API-Key: <key>`, or
+supervisors and orchestrators can probe them; they reveal nothing but a status. The API's
+description is open too (`/openapi.json`, `/docs`, `/redoc`: servicekit/docs_ui.py). Every other
+route, `/metrics` included, requires an API key bound to a role (`X-API-Key: <key>`, or
 `Authorization: Bearer <key>` as Prometheus sends it from a credentials file).
 """
 
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.envelope import Event
 from servicekit.auth import ApiKeyRegistry, Principal, Role, declare_roles, require_roles
 from servicekit.consumer import Subscriptions
+from servicekit.docs_ui import install_docs
 from servicekit.errors import error_responses, install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
 from servicekit.settings import ServiceSettings
@@ -96,7 +98,8 @@ def create_service_app(
             for hook in on_shutdown or []:
                 await hook()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app, title)  # offline: the assets are served by the service itself
     app.state.api_keys = api_keys
     app.state.settings = settings
     app.state.broker = broker
