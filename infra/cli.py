@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
@@ -35,6 +36,7 @@ from infra.supervisor import (
     selected_services,
     service_port,
 )
+from servicekit.cli_args import PROG_ENV, positive_float, positive_int
 
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
@@ -169,26 +171,6 @@ def _print_line(line: str) -> None:
     print(line, flush=True)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def passthrough(module: str) -> Callable[[InfraSettings, argparse.Namespace], int]:
     """A command that runs a service's own tool with the stack's environment (services are never
     imported here: they stay separate programs)."""
@@ -198,6 +180,7 @@ def passthrough(module: str) -> Callable[[InfraSettings, argparse.Namespace], in
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "MLOPS_STATE_DIR": str(settings.state_dir),
+            PROG_ENV: f"mlops {args.command}",  # their usage and errors name what was typed
         }
         command = [sys.executable, "-m", module, *args.args]
         return subprocess.run(command, cwd=REPO_ROOT, env=env, check=False).returncode
@@ -207,6 +190,7 @@ def passthrough(module: str) -> Callable[[InfraSettings, argparse.Namespace], in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlops", description="Run the event-driven MLOps platform locally.")
+    parser.add_argument("--version", action="version", version=f"mlops {version('mlops-platform')}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Kafka and every service, return when all are healthy")
     up.add_argument("--no-services", action="store_true", help="start only Kafka and its topics")
@@ -221,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("topics", help="create the platform's topics on the cluster")
     watch = sub.add_parser("watch", help="print drift and model events live, one line each")
-    watch.add_argument("--max-events", type=_positive_int, help="stop after this many events")
-    watch.add_argument("--timeout", type=_positive_float, help="stop after this many seconds")
+    watch.add_argument("--max-events", type=positive_int, help="stop after this many events")
+    watch.add_argument("--timeout", type=positive_float, help="stop after this many seconds")
     demo = sub.add_parser("demo", help="the main job: the whole loop on the local stack, with its figures")
     demo.add_argument("--stop", action="store_true", help="stop the stack when the demo ends (else it stays)")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)

@@ -81,6 +81,12 @@ def german_credit() -> list[dict[str, Any]]:
     return rows
 
 
+def drift_features() -> list[str]:
+    """The features a covariate shift can multiply: the numeric ones of the dataset."""
+    first = german_credit()[0]
+    return sorted(k for k, v in first.items() if isinstance(v, int | float) and k != LABEL_FIELD)
+
+
 @cache
 def applicant_generator() -> ApplicantGenerator:
     """The generator fitted to `german_credit()`, once per process."""

@@ -22,32 +22,80 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW, RECORDS_REJECTED
+from servicekit.cli_args import non_negative_float, non_negative_int, positive_float, positive_int, prog
 from services.ingest.settings import IngestSettings
-from workbench.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, LoanApplication
+from workbench.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, LoanApplication, drift_features
 
 log = logging.getLogger("workbench.demo_producer")
 BAD_RECORDS = (b"not json at all", b"[1, 2, 3]", b'{"application_id": "x"}', b"")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m workbench.demo_producer", description=__doc__)
-    p.add_argument("--rate", type=float, default=200.0, help="records per second (0: as fast as possible)")
-    p.add_argument("--rows", type=int, default=1000, help="records to send (the dataset is cycled)")
+    """Every flag is checked before anything is sent: a bad one is a one-line error and exit 2."""
+    p = argparse.ArgumentParser(prog=prog("python -m workbench.demo_producer"), description=__doc__)
+    p.add_argument(
+        "--rate", type=non_negative_float, default=200.0, help="records per second (0: as fast as possible)"
+    )
+    p.add_argument("--rows", type=positive_int, default=1000, help="records to send (the dataset is cycled)")
     p.add_argument("--drift-kind", choices=DRIFT_KINDS, default="none")
-    p.add_argument("--drift-at", type=int, default=0, help="first drifted row")
-    p.add_argument("--drift-feature", default="credit_amount", help="feature of a covariate shift")
-    p.add_argument("--drift-factor", type=float, default=1.8, help="multiplier of a covariate shift")
-    p.add_argument("--label-delay-s", type=float, default=5.0, help="seconds before a label is published")
-    p.add_argument("--bad-every", type=int, default=0, help="also send one malformed record every N rows")
+    p.add_argument("--drift-at", type=non_negative_int, default=0, help="first drifted row")
+    p.add_argument("--drift-feature", default="credit_amount", help="numeric feature of a covariate shift")
+    p.add_argument("--drift-factor", type=positive_float, default=1.8, help="multiplier of a covariate shift")
+    p.add_argument(
+        "--label-delay-s", type=non_negative_float, default=5.0, help="seconds before a label is published"
+    )
+    p.add_argument(
+        "--bad-every",
+        type=non_negative_int,
+        default=0,
+        help="also send a malformed record every N rows (0: never)",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--follow", action="store_true", help="wait for ingest's outcomes and print counts")
-    p.add_argument("--follow-timeout-s", type=float, default=120.0)
-    return p.parse_args(argv)
+    p.add_argument("--follow-timeout-s", type=positive_float, default=120.0)
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = p.parse_args(argv)
+    numeric = drift_features()
+    if args.drift_feature not in numeric:
+        p.error(
+            f"--drift-feature {args.drift_feature!r} is not a numeric feature; one of: {', '.join(numeric)}"
+        )
+    if args.drift_kind != "none" and args.drift_at >= args.rows:
+        p.error(f"--drift-at {args.drift_at} is not below --rows {args.rows}: no row would drift")
+    return args
+
+
+class SendProgress:
+    """How far `produce` is, on stderr: a bar on a terminal, else a line per tenth of the run (a log
+    or a CI job has no terminal to redraw). stdout stays the JSON summary."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet, self._next_line = total, quiet, 0
+        self._bar: Progress | None = None
+        if not quiet and sys.stderr.isatty():
+            columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+            self._bar = Progress(*columns, console=Console(stderr=True), transient=True)
+            self._task = self._bar.add_task("records.raw", total=total)
+            self._bar.start()
+
+    def sent(self, count: int, labels: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=count, description=f"records.raw ({labels} labels)")
+        elif not self.quiet and (count >= self._next_line or count == self.total):
+            print(f"sent {count}/{self.total} records, {labels} labels", file=sys.stderr, flush=True)
+            self._next_line = count + max(1, self.total // 10)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def label_event(app: LoanApplication, dataset: str, delay_s: float) -> LabelObserved:
@@ -64,11 +112,16 @@ async def produce(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     drift = DriftSpec(args.drift_kind, args.drift_at, args.drift_feature, args.drift_factor)
     stream = iter(ApplicationStream(drift, seed=args.seed, id_prefix=f"app-{run}"))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # a producer that never connected still holds a session to close
+        raise
     pending: deque[tuple[float, LabelObserved]] = deque()
     sent: dict[tuple[int, int], str] = {}  # (partition, offset) -> entity id or "bad"
     labels = drifted = 0
     started = time.monotonic()
+    progress = SendProgress(args.rows, args.quiet)
     try:
         for i in range(args.rows):
             if args.rate > 0:
@@ -85,11 +138,13 @@ async def produce(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
                 meta = await producer.send_and_wait(RECORDS_RAW, bad, key)
                 sent[(meta.partition, meta.offset)] = "bad"
             labels += await _publish_due(producer, pending, time.monotonic())
+            progress.sent(i + 1, labels)
         while pending:
             await asyncio.sleep(max(0.0, pending[0][0] - time.monotonic()))
             labels += await _publish_due(producer, pending, time.monotonic())
         await producer.flush()
     finally:
+        progress.close()
         await producer.stop()
     entities = [entity for entity in sent.values() if entity != "bad"]
     return {
@@ -142,12 +197,20 @@ async def follow(bootstrap: str, sent: dict[tuple[int, int], str], timeout_s: fl
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its reconnect chatter; we say it once
     args = parse_args(argv)
     bootstrap = args.bootstrap or IngestSettings().kafka_bootstrap_servers
-    summary = asyncio.run(produce(args, bootstrap))
-    sent = summary.pop("sent")
-    if args.follow:
-        summary["outcomes"] = dict(asyncio.run(follow(bootstrap, sent, args.follow_timeout_s)))
+    try:
+        summary = asyncio.run(produce(args, bootstrap))
+        sent = summary.pop("sent")
+        if args.follow:
+            summary["outcomes"] = dict(asyncio.run(follow(bootstrap, sent, args.follow_timeout_s)))
+    except (KafkaError, OSError) as err:  # an unreachable or refusing broker: one line, exit 2
+        print(
+            f"error: Kafka at {bootstrap}: {err} (is `mlops up` running?)",
+            file=sys.stderr,
+        )
+        return 2
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     return 0 if summary.get("outcomes", {}).get("missing", 0) == 0 else 1
 

@@ -24,6 +24,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from servicekit.cli_args import prog
 from services.audit import erasure
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.errors import AuditError
@@ -36,7 +37,9 @@ INTACT, BROKEN, CANNOT_RUN = 0, 1, 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.audit.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=prog("python -m services.audit.cli"), description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("verify", "recompute the chain"),

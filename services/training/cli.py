@@ -22,6 +22,7 @@ from datetime import datetime
 
 from contracts.events import TrainingRequested, TrainingRequestedPayload
 from servicekit.broker import EventPublisher, make_broker
+from servicekit.cli_args import prog
 from servicekit.watermark import end_offsets
 from services.training.adapters.state import TrainingState
 from services.training.domain.manual_window import ChangePoint, ManualWindow, manual_window
@@ -41,7 +42,9 @@ def _moment(text: str) -> datetime:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.training.cli", description="Ask for training.")
+    parser = argparse.ArgumentParser(
+        prog=prog("python -m services.training.cli"), description="Ask for training."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     request = sub.add_parser("request", help="publish a TrainingRequested")
     request.add_argument("--bootstrap", help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS)")

@@ -101,6 +101,11 @@ def test_an_external_cluster_is_used_and_left_alone(cli_env: dict[str, str], kaf
         (["status", "--jsn"], "unrecognized arguments"),
         (["teleport"], "invalid choice"),
         (["demo", "--stpo"], "unrecognized arguments"),
+        # The tools `mlops` runs as programs of their own name the command typed (issue 17).
+        (["produce", "--rows", "-1"], "mlops produce: error: argument --rows: must be positive"),
+        (["produce", "--drift-feature", "nonexistent"], "mlops produce: error: --drift-feature"),
+        (["train", "request", "--reason", "whim"], "mlops train request: error: argument --reason"),
+        (["audit", "lineage"], "mlops audit lineage: error"),
     ],
 )
 def test_bad_cli_input_gets_a_clear_error(cli_env: dict[str, str], args: list[str], message: str) -> None:
