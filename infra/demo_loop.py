@@ -15,6 +15,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from infra.demo_summary import mlflow_ui_command
 from infra.settings import InfraSettings
 from infra.supervisor import service_port
 
@@ -55,8 +56,7 @@ def train_first_champion(settings: InfraSettings, console: Console, timeout_s: f
         table.add_row(f"gate: {check['name']}", _check_row(check))
     for reason in outcome.get("reasons", []):
         table.add_row("reason", reason)
-    table.add_row("MLflow run", f"{outcome.get('run_id')}: mlflow ui --backend-store-uri "
-                                f"sqlite:///{settings.state_dir.resolve()}/mlflow/mlflow.db")  # fmt: skip
+    table.add_row("MLflow run", f"{outcome.get('run_id')}: {mlflow_ui_command(settings)}")
     console.print(table)
     return {**outcome, "requested_at": started}
 

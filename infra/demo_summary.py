@@ -62,8 +62,7 @@ def where_to_look(settings: InfraSettings, running: set[str]) -> Table:
     if "drift" in running:
         reports = f"http://127.0.0.1:{service_port(settings, 'drift')}/reports"
         table.add_row("Evidently drift reports (ops key)", reports)
-    mlflow_db = (settings.state_dir / "mlflow" / "mlflow.db").resolve()
-    table.add_row("MLflow UI", f".venv/bin/mlflow ui --backend-store-uri sqlite:///{mlflow_db}")
+    table.add_row("MLflow UI", mlflow_ui_command(settings))
     table.add_row("AsyncAPI document", str(REPO_ROOT / "docs" / "asyncapi.json"))
     keys = (settings.secrets_dir / "api-keys.json").resolve()
     table.add_row("API keys of the development roles", str(keys))
@@ -71,3 +70,13 @@ def where_to_look(settings: InfraSettings, running: set[str]) -> Table:
     table.add_row("memory of every component", ".venv/bin/mlops status")
     table.add_row("stop the stack", "make down (or .venv/bin/mlops down)")
     return table  # fmt: skip
+
+
+def mlflow_ui_command(settings: InfraSettings) -> str:
+    """The MLflow UI on the stack's store, light enough for a 2-core machine: one worker, and none
+    of MLflow 3's background job runners (MLFLOW_SERVER_ENABLE_JOB_EXECUTION defaults to on)."""
+    store = (settings.state_dir / "mlflow" / "mlflow.db").resolve()
+    return (
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --workers 1 "
+        f"--backend-store-uri sqlite:///{store}"
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from contracts.events import GateEvidence
+from contracts.events import GateCheck, GateEvidence
 from services.explain.adapters.mlflow_models import MlflowModels
 from services.explain.errors import ModelLoadError as ExplainLoadError
 from services.explain.settings import ExplainSettings
@@ -128,3 +128,31 @@ def _register_legacy(uri: str, root: Path, features: str = ",".join(INPUTS)) -> 
         client.set_model_version_tag(MODEL, version, key, value)
     assert "model_card" not in (mlflow.models.get_model_info(f"models:/{MODEL}/{version}").metadata or {})
     return version, run.info.run_id
+
+
+def test_the_run_and_version_read_well_in_mlflow(registry: tuple[str, Path]) -> None:
+    """Issue 17, item 5, against a real MLflow store: the run is named by what started it, its
+    training set is an MLflow dataset input, the version's description states the gate's verdict."""
+    from mlflow import MlflowClient
+
+    uri, root = registry
+    writer = MlflowRegistry(uri, root / "artifacts", MODEL, MODEL)
+    written = candidate()
+    written.tags.update({"reason": "manual", "requested_by": "ops:dev-ops"})
+    run_id, version = writer.log_candidate(written)
+    check = GateCheck(name="auc_not_worse", passed=True, value=0.02, low=0.004, high=0.04, outcome="pass")
+    evidence = GateEvidence(
+        checks=[check], candidate_metrics={}, verdict="promote", method="paired_bootstrap"
+    )
+    writer.record_gate(run_id, version, evidence, {})
+
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.run_name == "manual run by ops:dev-ops, data to 2026-02-01T00:00"
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name == f"{MODEL}-training"
+    assert inputs[0].dataset.digest == written.dataset_sha256[:16]
+    assert [tag.value for tag in inputs[0].tags if tag.key == "mlflow.data.context"] == ["training"]
+    description = client.get_model_version(MODEL, version).description
+    assert description.startswith("Gate: promote (paired_bootstrap")
+    assert "- auc_not_worse: 0.020 [0.004, 0.040] -> pass" in description

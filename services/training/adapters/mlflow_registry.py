@@ -21,6 +21,8 @@ import pandas as pd
 from contracts.events import GateEvidence
 from contracts.model import Column, Kind, ModelCard
 from servicekit.mlflow_store import open_mlflow
+from services.training.domain.dataset import LABEL
+from services.training.domain.describe import run_name, version_description
 from services.training.domain.model import ScoreFn
 
 if TYPE_CHECKING:
@@ -137,7 +139,7 @@ class MlflowRegistry:
         with warnings.catch_warnings():  # int64 inputs are the contract: MLflow's hint about NaNs is moot
             warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
             signature = infer_signature(candidate.example, proba)
-        with mlflow.start_run(experiment_id=self._experiment_id) as run:
+        with mlflow.start_run(experiment_id=self._experiment_id, run_name=run_name(candidate.tags)) as run:
             mlflow.log_params(candidate.params)
             mlflow.log_metrics(candidate.metrics)
             mlflow.set_tags(candidate.tags)
@@ -145,6 +147,7 @@ class MlflowRegistry:
                 mlflow.log_dict(document, name)
             if candidate.training_set is not None:
                 _log_training_set(candidate.training_set)
+                _log_dataset_input(candidate.training_set, self.model_name, candidate.dataset_sha256)
             info = mlflow.sklearn.log_model(
                 candidate.pipeline,
                 name="model",
@@ -187,6 +190,8 @@ class MlflowRegistry:
             self.client.set_model_version_tag(self.model_name, version, key, text)
         self.client.set_tag(run_id, "gate_method", evidence.method or "")
         self.client.log_dict(run_id, evidence.model_dump(mode="json"), "gate/evidence.json")
+        description = version_description(evidence, self.client.get_run(run_id).data.tags)
+        self.client.update_model_version(self.model_name, version, description=description)
 
     def promote(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
@@ -213,6 +218,18 @@ def _kind(series: pd.Series) -> Kind:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return "float"
     return "str"
+
+
+def _log_dataset_input(frame: pd.DataFrame, model_name: str, sha256: str) -> None:
+    """The training set as the run's MLflow input ("Datasets" in the UI): its schema, row count and
+    digest, linked to the parquet file logged under dataset/."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    with warnings.catch_warnings():  # the same moot hint about integer columns as the signature's
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        dataset = from_pandas(frame, name=f"{model_name}-training", targets=LABEL, digest=sha256[:16])
+    mlflow.log_input(dataset, context="training")
 
 
 def _log_training_set(frame: pd.DataFrame) -> None:
