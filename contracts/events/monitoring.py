@@ -77,6 +77,11 @@ class ExplanationProducedPayload(ContractModel):
     artifact_uri: str | None = Field(default=None, description="Where the full explanation is stored.")
     summary: str = Field(description="Plain-language summary for the people affected.")
     fidelity: dict[str, float | bool] = Field(description="How faithful the explanation is, by measure.")
+    shap_algorithm: str | None = Field(
+        default=None,
+        description="How the SHAP values were computed, when SHAP is among the methods: 'exact_linear' "
+        "(closed form for a logistic model) or 'kernel' (Kernel SHAP estimate). Absent in older events.",
+    )
 
 
 class ExplanationProduced(Event[ExplanationProducedPayload]):

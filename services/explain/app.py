@@ -52,7 +52,11 @@ def create_app(
     subscriptions = Subscriptions(broker, publisher, service, max_attempts=settings.max_handler_attempts)
     models = models or MlflowModels(settings)
     engine = engine or OmniXaiEngine(
-        settings.background_rows, settings.shap_nsamples, settings.lime_samples, settings.seed
+        settings.background_rows,
+        settings.shap_nsamples,
+        settings.lime_samples,
+        settings.seed,
+        exact_linear=settings.exact_linear_shap,
     )
     store = SqlitePredictions(settings.service_dir / "predictions.sqlite", settings.max_predictions)
 
@@ -93,4 +97,3 @@ def create_app(
     app.state.global_uri = global_uri
     app.include_router(router)
     return app
-

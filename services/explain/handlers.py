@@ -51,7 +51,7 @@ class Models(Protocol):
 class LocalExplainer(Protocol):
     def shap(
         self, model: ExplainableModel, instance: dict[str, Scalar]
-    ) -> tuple[list[Contribution], float]: ...
+    ) -> tuple[list[Contribution], float, str]: ...  # contributions, base value, algorithm
     def lime(
         self, model: ExplainableModel, instance: dict[str, Scalar]
     ) -> tuple[list[Contribution], float, float]: ...
@@ -163,7 +163,7 @@ class ExplainHandler:
         )
         if "shap" in methods:
             started = time.perf_counter()
-            e.shap, e.shap_base_value = self.engine.shap(model, instance)
+            e.shap, e.shap_base_value, e.shap_algorithm = self.engine.shap(model, instance)
             e.timings_ms["shap"] = (time.perf_counter() - started) * 1000
             e.fidelity |= fidelity.shap_additivity(
                 [c.contribution for c in e.shap], e.shap_base_value, logit(p_bad), s.shap_tolerance
@@ -193,6 +193,7 @@ class ExplainHandler:
             methods=e.methods,
             summary=e.summary,
             fidelity=e.fidelity,
+            shap_algorithm=e.shap_algorithm,
         )
         return ExplanationProduced.create(payload, producer=self.settings.service_name)
 
@@ -256,6 +257,7 @@ def as_json(e: LocalExplanation) -> dict[str, Any]:
         else {
             "space": "log-odds of P(bad)",
             "base_value": e.shap_base_value,
+            "algorithm": e.shap_algorithm,
             "contributions": contributions(e.shap),
         },
         "lime": None if e.lime is None else {"space": "P(bad)", "contributions": contributions(e.lime)},

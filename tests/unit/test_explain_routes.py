@@ -87,11 +87,23 @@ def test_explain_by_prediction_id_uses_its_version_reports_fidelity_and_publishe
     shap = body["shap"]
     total = shap["base_value"] + sum(c["contribution"] for c in shap["contributions"])
     assert total == pytest.approx(__import__("math").log(body["p_bad"] / (1 - body["p_bad"])), abs=1e-3)
+    assert shap["algorithm"] == "exact_linear"  # the reference pipeline is logistic
     assert body["summary"].startswith("The application was")
     [(event, topic)] = client.published  # type: ignore[attr-defined]
     assert isinstance(event, ExplanationProduced) and topic == "explanation.produced"
     assert event.payload.scope == "local" and event.payload.prediction_id == "p-1"
     assert event.payload.model_version == "7" and event.payload.fidelity == body["fidelity"]
+    assert event.payload.shap_algorithm == "exact_linear"
+
+
+def test_kernel_shap_when_exact_linear_shap_is_switched_off(keys: dict[str, str], tmp_path: Path) -> None:
+    client = make_client(keys, tmp_path, exact_linear_shap=False)
+    response = client.post("/explain", json={"features": row(3), "methods": ["shap"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["shap"]["algorithm"] == "kernel" and body["fidelity"]["shap_additive"] is True
+    [(event, _)] = client.published  # type: ignore[attr-defined]
+    assert event.payload.shap_algorithm == "kernel"
 
 
 def test_explain_raw_values_with_the_champion_and_chosen_methods(client: TestClient) -> None:
@@ -143,9 +155,11 @@ class SlowEngine:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def shap(self, model: ExplainableModel, instance: dict[str, Scalar]) -> tuple[list[Contribution], float]:
+    def shap(
+        self, model: ExplainableModel, instance: dict[str, Scalar]
+    ) -> tuple[list[Contribution], float, str]:
         self.release.wait(30)
-        return [], 0.0
+        return [], 0.0, "kernel"
 
     def lime(
         self, model: ExplainableModel, instance: dict[str, Scalar]

@@ -62,7 +62,8 @@ def test_shap_matches_the_analytic_contributions_of_a_linear_model() -> None:
         n: clf.coef_[0][j] * (float(x[n]) - background[n]) / scaler.scale_[j]  # type: ignore[arg-type]
         for j, n in enumerate(NAMES)
     }
-    contributions, base = OmniXaiEngine(5, 100, 200, 0).shap(model, x)
+    contributions, base, algorithm = OmniXaiEngine(5, 100, 200, 0, exact_linear=False).shap(model, x)
+    assert algorithm == "kernel"
     assert by_name(contributions) == pytest.approx(expected, abs=1e-6)
     assert base == pytest.approx(logit(float(model.p_bad(model.reference)[0])), abs=1e-9)
     assert sum(expected.values()) + base == pytest.approx(logit(float(model.p_bad(model.frame([x]))[0])))
@@ -92,7 +93,7 @@ def test_shap_matches_brute_force_shapley_values_over_a_small_background() -> No
     model = linear_model(reference_rows=8)
     x = instance()
     expected = exact_shapley(model, x, model.reference[NAMES])  # type: ignore[arg-type]
-    contributions, _ = OmniXaiEngine(8, 100, 200, 0).shap(model, x)
+    contributions, _, _ = OmniXaiEngine(8, 100, 200, 0, exact_linear=False).shap(model, x)
     assert by_name(contributions) == pytest.approx(expected, abs=1e-6)
     # and the attribution is not trivially zero: the test can tell right from wrong
     assert max(abs(v) for v in expected.values()) > 0.1

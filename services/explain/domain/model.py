@@ -87,6 +87,7 @@ class LocalExplanation:
     threshold: float
     shap: list[Contribution] | None = None
     shap_base_value: float | None = None
+    shap_algorithm: str | None = None  # "exact_linear" or "kernel"
     lime: list[Contribution] | None = None
     counterfactual: Counterfactual | None = None
     counterfactual_searched: bool = False
