@@ -18,9 +18,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -162,9 +163,30 @@ def cmd_watch(settings: InfraSettings, args: argparse.Namespace) -> int:
 
     from infra.watch import watch
 
+    quality = drift_quality_source(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops watching
-        asyncio.run(watch(settings.bootstrap_servers, _print_line, args.max_events, args.timeout))
+        asyncio.run(watch(settings.bootstrap_servers, _print_line, args.max_events, args.timeout, quality))
     return 0
+
+
+def drift_quality_source(settings: InfraSettings) -> Callable[[], Awaitable[list[dict[str, Any]] | None]]:
+    """The drift service's online quality per version, read with the development ops key; None
+    while the service or the key is not there (watch then shows events only)."""
+    import httpx
+
+    url = f"http://127.0.0.1:{service_port(settings, 'drift')}/detectors"
+
+    async def read() -> list[dict[str, Any]] | None:
+        try:
+            key = ops_key(settings.secrets_dir / "api-keys.json")
+            async with httpx.AsyncClient(timeout=5) as client:
+                response = await client.get(url, headers={"X-API-Key": key})
+            quality: list[dict[str, Any]] = response.json().get("online_quality", [])
+            return quality if response.status_code == 200 else None
+        except (OSError, ValueError, httpx.HTTPError, PrometheusError):
+            return None
+
+    return read
 
 
 def _print_line(line: str) -> None:

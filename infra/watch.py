@@ -1,4 +1,5 @@
-"""`mlops watch`: drift and model events as they happen, one line each, for ops at a terminal.
+"""`mlops watch`: drift and model events as they happen, one line each, for ops at a terminal, and
+each model version's online quality (accuracy, AUC, calibration from the label join) when it changes.
 
 It joins the bus like any ops consumer would (a fresh group starting at the end of each topic), so
 it sees what happens from now on and never disturbs the services' own groups.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
@@ -56,10 +58,58 @@ def describe(event: Event) -> str:
     return f"{when} {event.event_type}"
 
 
+# Each version's online quality (the drift service's GET /detectors), or None when it is not reachable.
+QualitySource = Callable[[], Awaitable[list[dict[str, Any]] | None]]
+
+
+def describe_quality(quality: dict[str, Any], at: datetime) -> str:
+    """A version's online quality in one line; a measure still undefined is a dash."""
+
+    def number(key: str) -> str:
+        value = quality.get(key)
+        return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+    measures = ", ".join(
+        f"{name} {number(key)}"
+        for name, key in (
+            ("accuracy", "accuracy"),
+            ("AUC", "auc"),
+            ("calibration error", "calibration_error"),
+        )
+    )
+    labelled = int(quality.get("labelled") or 0)
+    return (
+        f"{at.strftime('%H:%M:%S')} QUALITY   {quality['model']} v{quality['version']}: {measures}"
+        f" on its last {labelled} labelled predictions"
+    )
+
+
+async def poll_quality(
+    source: QualitySource, emit: Callable[[str], None], every_s: float, stop: asyncio.Event
+) -> None:
+    """A QUALITY line per version whenever its measures changed since the last look."""
+    shown: dict[tuple[str, str], tuple[Any, ...]] = {}
+    while not stop.is_set():
+        for quality in await source() or []:
+            key = (quality["model"], quality["version"])
+            seen = tuple(quality.get(k) for k in ("labelled", "accuracy", "auc", "calibration_error"))
+            if quality.get("labelled") and shown.get(key) != seen:
+                emit(describe_quality(quality, datetime.now(UTC).astimezone()))
+                shown[key] = seen
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
 async def watch(
-    bootstrap: str, emit: Callable[[str], None], max_events: int | None, timeout_s: float | None
+    bootstrap: str,
+    emit: Callable[[str], None],
+    max_events: int | None,
+    timeout_s: float | None,
+    quality: QualitySource | None = None,
+    quality_every_s: float = 30.0,
 ) -> int:
-    """Print watched events until `max_events` were seen or `timeout_s` passed; returns the count."""
+    """Print watched events until `max_events` were seen or `timeout_s` passed; returns the count.
+    With `quality`, each version's online quality is shown too (not counted as an event)."""
     broker = make_broker(WatchSettings(kafka_bootstrap_servers=bootstrap))
     subs = Subscriptions(broker, EventPublisher(broker, "watch"), "watch")
     seen = 0
@@ -88,6 +138,10 @@ async def watch(
         await broker.start()
         await subs.ready_for_new_messages()
         emit(f"watching {', '.join(dict.fromkeys(t.topic for t in WATCHED))} (Ctrl-C to stop)")
+        poller = asyncio.create_task(poll_quality(quality, emit, quality_every_s, done)) if quality else None
         with contextlib.suppress(TimeoutError):  # the timeout is a normal end
             await asyncio.wait_for(done.wait(), timeout_s)
+        done.set()
+        if poller is not None:
+            await poller
     return seen

@@ -33,7 +33,7 @@ from contracts.registry import encode_event, parse_event
 from servicekit.consumer import RawMessage
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
-from services.drift.metrics import ALARMS, JOIN_PENDING
+from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,10 @@ class DriftService:
             stats = self.watch.join.stats()
             JOIN_PENDING.labels("predictions").set(stats["pending_predictions"])
             JOIN_PENDING.labels("labels").set(stats["pending_labels"])
+            for (model, version), measures in self.watch.take_quality().items():
+                for measure, value in measures.items():
+                    if value is not None:
+                        ONLINE_QUALITY.labels(model, version, measure).set(value)
             for event in events:
                 ALARMS.labels(event.payload.kind, event.payload.detector).inc()
                 log.warning(
@@ -188,6 +192,10 @@ class DriftService:
             "monitors": {name: m.state() for name, m in sorted(self.watch.monitors.items())},
             "model_versions": dict(self.watch.versions),
             "join": self.watch.join.stats(),
+            "online_quality": [
+                {"model": model, "version": version, **quality.measures()}
+                for (model, version), quality in self.watch.quality.items()
+            ],
             "skipped": dict(self.watch.skipped),
             "published": self.published,
         }

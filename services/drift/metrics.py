@@ -14,3 +14,9 @@ JOIN_PENDING = Gauge(
     "Predictions waiting for their label, and labels waiting for their prediction, in the label join",
     ["side"],
 )
+ONLINE_QUALITY = Gauge(
+    "drift_model_online_quality",
+    "Quality of the served model on its last labelled predictions (the label join), per version: "
+    "accuracy, auc, brier, calibration_error, and labelled (how many predictions it stands on)",
+    ["model", "version", "measure"],
+)

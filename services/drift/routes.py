@@ -48,7 +48,7 @@ HTML_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-T
 
 @router.get(
     "/detectors",
-    summary="State of every drift monitor and of the label join (ops role)",
+    summary="State of every drift monitor, of the label join and of each version's online quality (ops role)",
     responses=error_responses(),
 )
 async def detectors(_: Ops, drift: Service) -> dict[str, Any]:

@@ -218,3 +218,42 @@ def test_detectors_route_is_for_ops(tmp_path: Path) -> None:
     one = client.get("/detectors/data:purpose", headers={"X-API-Key": keys["ops"]})
     assert one.status_code == 200 and one.json()["detector"] == "ChiSquare"
     assert client.get("/detectors/nope", headers={"X-API-Key": keys["ops"]}).status_code == 404
+
+
+async def test_online_quality_per_version_reaches_metrics_and_detectors_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Issue 17, item 4: the label join feeds each version's rolling accuracy, AUC and calibration;
+    an older version's labels still count for that version (not for the concept monitor)."""
+    from prometheus_client import REGISTRY
+
+    h = Harness(tmp_path / "drift.db")
+    # version 3: 40 predictions, a score that ranks perfectly, decisions right 20 times out of 40
+    preds = [
+        made(i, "decline" if i < 10 or 20 <= i < 30 else "approve", "3", 0.9 if i < 20 else 0.1)
+        for i in range(40)
+    ]
+    await h.service.on_predictions(raws("predictions.made", preds))
+    await h.service.on_labels(
+        raws("labels.observed", [label(i, "bad" if i < 20 else "good") for i in range(40)])
+    )
+    quality = h.service.detectors()["online_quality"]
+    assert quality == [
+        {"model": "credit", "version": "3", "labelled": 40.0, "accuracy": 0.5, "auc": 1.0,
+         "brier": pytest.approx(0.01), "calibration_error": pytest.approx(0.1)}
+    ]  # fmt: skip
+
+    def gauge(measure: str, version: str = "3") -> float | None:
+        labels = {"model": "credit", "version": version, "measure": measure}
+        return REGISTRY.get_sample_value("drift_model_online_quality", labels)
+
+    assert gauge("accuracy") == 0.5 and gauge("auc") == 1.0 and gauge("labelled") == 40.0
+    h.store.close()
+
+    again = Harness(tmp_path / "drift.db")  # restarted: the window is kept
+    await again.service.on_predictions(raws("predictions.made", [made(100, "decline", "4", 0.8)], 1000))
+    await again.service.on_labels(raws("labels.observed", [label(100, "bad"), label(41, "bad")], 1000))
+    by_version = {q["version"]: q for q in again.service.detectors()["online_quality"]}
+    assert by_version["3"]["labelled"] == 40.0  # label 41 has no prediction: nothing joined
+    assert by_version["4"]["labelled"] == 1.0 and by_version["4"]["auc"] is None  # one class only
+    assert gauge("accuracy", "4") == 1.0

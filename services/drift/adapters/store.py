@@ -58,6 +58,7 @@ class DriftStore:
             return watch
         watch.monitors.update(saved["monitors"])
         watch.versions, watch.skipped = saved["versions"], saved["skipped"]
+        watch.quality = saved.get("quality", {})  # absent from states saved before it existed
         join = watch.join
         join.joined = saved["joined"]
         for side, store in (("p", join.predictions), ("l", join.labels)):
@@ -88,6 +89,7 @@ class DriftStore:
                 "monitors": watch.monitors,
                 "versions": watch.versions,
                 "skipped": watch.skipped,
+                "quality": watch.quality,
                 "joined": join.joined,
                 "p": _meta(join.predictions),
                 "l": _meta(join.labels),

@@ -5,7 +5,9 @@
 - prediction drift: one MeanShift on the scores per model;
 - concept drift: one BernoulliCusum (or a River HDDM_A / ADWIN) on the error stream per model, fed when a
   label meets its prediction. Errors of predictions made by an older version than the model's
-  current one are not fed; a new version restarts that model's prediction and concept monitors.
+  current one are not fed; a new version restarts that model's prediction and concept monitors;
+- online quality: every labelled prediction, of every version, feeds that version's rolling
+  accuracy, AUC and calibration (domain/quality.py).
 Shadow predictions (challengers) are not watched.
 """
 
@@ -21,6 +23,7 @@ from services.drift.domain.detectors import ChiSquare, Detector, MeanShift
 from services.drift.domain.error_detectors import BernoulliCusum, RiverDetector
 from services.drift.domain.join import LabelJoin
 from services.drift.domain.monitor import Alarm, Monitor
+from services.drift.domain.quality import RollingQuality
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class WatchConfig:
     cooldown: int = 2000
     join_max_pending: int = 100_000
     join_ttl_s: float = 30 * 24 * 3600
+    quality_window: int = 500  # labelled predictions per model version in the online quality
+    quality_versions: int = 5  # versions per model whose online quality is kept
     positive_label: str = "bad"
     positive_decision: str = "decline"
 
@@ -104,6 +109,9 @@ class DriftWatch:
     versions: dict[str, str] = field(default_factory=dict)  # model -> current version
     join: LabelJoin = field(init=False)
     skipped: dict[str, int] = field(default_factory=dict)
+    # (model, version) -> its rolling online quality; every version, the older ones too
+    quality: dict[tuple[str, str], RollingQuality] = field(default_factory=dict)
+    quality_touched: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.join = LabelJoin(self.config.join_max_pending, self.config.join_ttl_s)
@@ -170,19 +178,36 @@ class DriftWatch:
 
     def _error(self, prediction: Prediction, label: Any, at: Any, source: Any) -> list[Finding]:
         model = prediction.model_name
-        if self.versions.get(model) != prediction.model_version:
-            self._skip("older_version")
-            return []
         truth = _positive(label, self.config.positive_label)
         if truth is None:
             self._skip("unknown_label")
             return []
         predicted = prediction.decision == self.config.positive_decision
+        self._quality_of(model, prediction.model_version).add(prediction.score, truth, predicted)
+        if self.versions.get(model) != prediction.model_version:
+            self._skip("older_version")
+            return []
         _, errors = self._model_monitors(model, prediction.model_version)
         errors.mark(at, source)
         if errors.update(float(predicted != truth)).drift_detected:
             return [_finding("concept", None, model, prediction.model_version, errors, at, source)]
         return []
+
+    def _quality_of(self, model: str, version: str) -> RollingQuality:
+        key = (model, version)
+        self.quality_touched.add(key)
+        if key not in self.quality:
+            self.quality[key] = RollingQuality(self.config.quality_window)
+            mine = [k for k in self.quality if k[0] == model]
+            for old in mine[: -self.config.quality_versions]:  # the oldest versions go first
+                del self.quality[old]
+        return self.quality[key]
+
+    def take_quality(self) -> dict[tuple[str, str], dict[str, float | None]]:
+        """The measures of the versions labelled since the last call (for the gauges)."""
+        touched = {k: self.quality[k].measures() for k in self.quality_touched if k in self.quality}
+        self.quality_touched = set()
+        return touched
 
     def _model_monitors(self, model: str, version: str) -> tuple[Monitor, Monitor]:
         if self.versions.get(model) != version:  # a new model: new baselines for its outputs

@@ -1,0 +1,49 @@
+"""Issue 17, item 4: `mlops watch` shows each version's online quality when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from infra.watch import describe_quality, poll_quality
+
+V3 = {"model": "credit", "version": "3", "labelled": 500.0, "accuracy": 0.7612, "auc": 0.8, "brier": 0.2,
+      "calibration_error": 0.041}  # fmt: skip
+
+
+def test_a_quality_line_names_the_version_its_measures_and_what_they_stand_on() -> None:
+    line = describe_quality(V3, datetime(2026, 12, 4, 18, 30, 5))
+    assert line == (
+        "18:30:05 QUALITY   credit v3: accuracy 0.761, AUC 0.800, calibration error 0.041"
+        " on its last 500 labelled predictions"
+    )
+    undefined = describe_quality(V3 | {"labelled": 1.0, "auc": None}, datetime(2026, 12, 4))
+    assert "AUC -," in undefined and "last 1 labelled" in undefined
+
+
+def test_the_poller_shows_a_version_when_it_changes_and_stays_quiet_otherwise() -> None:
+    answers: list[list[dict[str, Any]] | None] = [
+        [V3],
+        [V3],  # unchanged: no line
+        None,  # drift away: no line, no crash
+        [V3 | {"accuracy": 0.5}, {"model": "credit", "version": "4", "labelled": 0.0}],  # v4 unlabelled
+    ]
+    lines: list[str] = []
+
+    async def run() -> None:
+        stop = asyncio.Event()
+
+        async def source() -> list[dict[str, Any]] | None:
+            if not answers:
+                stop.set()
+                return None
+            return answers.pop(0)
+
+        await asyncio.wait_for(poll_quality(source, lines.append, 0.01, stop), 5)
+
+    asyncio.run(run())
+    assert [line.split("QUALITY   ")[1][:30] for line in lines] == [
+        "credit v3: accuracy 0.761, AUC",
+        "credit v3: accuracy 0.500, AUC",
+    ]
