@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,7 +23,7 @@ from services.explain.adapters.omnixai_engine import OmniXaiEngine
 from services.explain.domain import linear_shap
 from services.explain.domain.fidelity import shap_additivity
 from services.explain.domain.model import Column, Contribution, ExplainableModel, Kind, Scalar, logit
-from tests.unit.test_explain_support import reference_model
+from tests.unit.test_explain_support import reference_model, shapley_values
 from workbench.serving_devdata import fit_reference_pipeline
 
 
@@ -50,16 +47,7 @@ def brute_force(model: ExplainableModel, x: dict[str, Scalar], background: pd.Da
             frame[name] = x[name]
         return float(np.mean(model.pipeline.decision_function(frame)))
 
-    n, phi = len(names), {}
-    for name in names:
-        others = [o for o in names if o != name]
-        total = 0.0
-        for size in range(n):
-            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for subset in itertools.combinations(others, size):
-                total += weight * (value((*subset, name)) - value(subset))
-        phi[name] = total
-    return phi
+    return shapley_values(names, value)
 
 
 def test_exact_values_equal_brute_force_shapley_values_over_every_coalition() -> None:

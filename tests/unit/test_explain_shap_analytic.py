@@ -12,9 +12,6 @@ class and these tests fail (verified by removing the wrapper).
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from services.explain.adapters.omnixai_engine import OmniXaiEngine
 from services.explain.domain.model import Column, Contribution, ExplainableModel, logit
+from tests.unit.test_explain_support import shapley_values
 
 NAMES = ["duration_in_month", "credit_amount", "age_in_years"]
 
@@ -76,17 +74,7 @@ def exact_shapley(model: ExplainableModel, x: dict[str, float], background: pd.D
             frame[name] = x[name]
         return logit(float(model.p_bad(frame).mean()))
 
-    n = len(NAMES)
-    phi = {}
-    for name in NAMES:
-        others = [o for o in NAMES if o != name]
-        total = 0.0
-        for size in range(n):
-            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-            for subset in itertools.combinations(others, size):
-                total += weight * (value((*subset, name)) - value(subset))
-        phi[name] = total
-    return phi
+    return shapley_values(NAMES, value)
 
 
 def test_shap_matches_brute_force_shapley_values_over_a_small_background() -> None:

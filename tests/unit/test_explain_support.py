@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +58,18 @@ class FakeModels:
 class Published(list[tuple[Event[Any], str]]):
     async def __call__(self, event: Event[Any], topic: str) -> None:
         self.append((event, topic))
+
+
+def shapley_values(names: Sequence[str], value: Callable[[tuple[str, ...]], float]) -> dict[str, float]:
+    """Exact Shapley values by brute force over every coalition (a handful of features only):
+    phi_i = sum over S without i of |S|! (n - |S| - 1)! / n! (v(S + i) - v(S))."""
+    n, phi = len(names), {}
+    for name in names:
+        others = [o for o in names if o != name]
+        total = 0.0
+        for size in range(n):
+            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for subset in itertools.combinations(others, size):
+                total += weight * (value((*subset, name)) - value(subset))
+        phi[name] = total
+    return phi
