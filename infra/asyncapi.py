@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from faststream.specification import AsyncAPI
 
 from contracts.events import ALL_EVENTS
 from contracts.topics import TOPICS
+from infra.generated import render, sync
 from servicekit.consumer import Subscriptions
 
 REF = "#/components/schemas/{model}"
@@ -104,10 +104,6 @@ def build_document(services: list[tuple[str, KafkaBroker, Subscriptions]]) -> di
     return doc
 
 
-def render(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,14 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", default="docs/asyncapi.json", type=Path)
     parser.add_argument("--check", action="store_true", help="fail if the committed document is out of date")
     args = parser.parse_args(argv)
-    text = render(build_document(discover_services()))
-    if args.check:
-        if not args.path.exists() or args.path.read_text() != text:
-            print(f"{args.path} is out of date: run `make schemas`", file=sys.stderr)
-            return 1
-        return 0
-    args.path.write_text(text)
-    return 0
+    return sync({args.path: render(build_document(discover_services()))}, check=args.check)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from infra.generated import render, sync
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER, existing_services
 
@@ -33,10 +33,6 @@ def documents() -> dict[str, dict[str, Any]]:
         name: importlib.import_module(f"services.{name}.app").create_app().openapi()
         for name in existing_services()
     }
-
-
-def render(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
 def routes_table(docs: dict[str, dict[str, Any]]) -> str:
@@ -70,20 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = documents()
     wanted = {args.folder / f"{name}.json": render(doc) for name, doc in docs.items()}
     wanted[README] = with_table(README.read_text(), routes_table(docs))
-    if args.check:
-        stale = [str(p) for p, text in wanted.items() if not p.exists() or p.read_text() != text]
-        stale += [str(p) for p in args.folder.glob("*.json") if p not in wanted]
-        if stale:
-            print(f"out of date: {', '.join(sorted(stale))}: run `make schemas`", file=sys.stderr)
-            return 1
-        return 0
-    args.folder.mkdir(parents=True, exist_ok=True)
-    for path in args.folder.glob("*.json"):
-        if path not in wanted:
-            path.unlink()
-    for path, text in wanted.items():
-        path.write_text(text)
-    return 0
+    return sync(wanted, check=args.check, obsolete=args.folder.glob("*.json"))
 
 
 if __name__ == "__main__":

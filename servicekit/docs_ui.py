@@ -30,26 +30,31 @@ def install_docs(app: FastAPI, title: str) -> None:
     `docs_url=None, redoc_url=None`)."""
     app.mount(ASSETS_PATH, StaticFiles(directory=str(_ASSETS)), name="docs-assets")
 
+    def urls(request: Request) -> tuple[str, str]:
+        """The document's URL and the assets' folder, behind a proxy's root path if any."""
+        root = str(request.scope.get("root_path", ""))
+        return f"{root}{app.openapi_url}", f"{root}{ASSETS_PATH}"
+
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = f"{request.scope.get('root_path', '')}"
+        document, assets = urls(request)
         return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=document,
             title=f"{title} - API",
-            swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
             # No call to the public validator; the key typed in "Authorize" survives a reload.
             swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
         )
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = f"{request.scope.get('root_path', '')}"
+        document, assets = urls(request)
         return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}",
+            openapi_url=document,
             title=f"{title} - API",
-            redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
             with_google_fonts=False,
         )
