@@ -54,7 +54,11 @@ def create_app(
         )
     )
     mlflow = registry or MlflowRegistry(
-        settings.mlflow_uri, settings.mlflow_artifact_root, settings.model_name, settings.experiment
+        settings.mlflow_uri,
+        settings.mlflow_artifact_root,
+        settings.model_name,
+        settings.experiment,
+        keep_rejected_versions=settings.keep_rejected_versions,
     )
     state = TrainingState(settings.resolved_state_path)
     policy = partial(load_policy, settings.policy_file)

@@ -50,6 +50,11 @@ class TrainingSettings(ServiceSettings):
         description="How long a run waits for the labels published before its request to be stored "
         "(its label watermark); past it, the run goes ahead and its lineage says how many were short.",
     )
+    keep_rejected_versions: bool = Field(
+        False,
+        description="Keep candidates the gate rejected as registered versions. By default they stay as "
+        "runs only, so the registered model lists the versions that passed.",
+    )
     max_handler_attempts: int = Field(
         1, ge=1, le=100, description="A failed run is reported as ModelRejected, not retried by the consumer."
     )

@@ -156,3 +156,41 @@ def test_the_run_and_version_read_well_in_mlflow(registry: tuple[str, Path]) -> 
     description = client.get_model_version(MODEL, version).description
     assert description.startswith("Gate: promote (paired_bootstrap")
     assert "- auc_not_worse: 0.020 [0.004, 0.040] -> pass" in description
+
+
+def test_a_rejected_candidate_stays_a_run_but_leaves_the_registry(registry: tuple[str, Path]) -> None:
+    """Issue 17, item 5: the registered model lists only versions the gate passed. A rejected
+    candidate keeps its run, its model and its evidence, and the run says which number it had."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri, root = registry
+    client = MlflowClient(uri)
+    writer = MlflowRegistry(uri, root / "artifacts", MODEL, MODEL)
+    passed_run, passed = writer.log_candidate(candidate())
+    writer.record_gate(
+        passed_run, passed, GateEvidence(checks=[], candidate_metrics={}, verdict="promote"), {}
+    )
+    writer.promote(passed)
+    check = GateCheck(name="auc_not_worse", passed=False, value=-0.05, low=-0.08, high=-0.02, outcome="fail")
+    rejected_run, rejected = writer.log_candidate(candidate())
+    evidence = GateEvidence(checks=[check], candidate_metrics={}, verdict="reject", method="paired_bootstrap")
+    writer.record_gate(rejected_run, rejected, evidence, {})
+
+    with pytest.raises(MlflowException):
+        client.get_model_version(MODEL, rejected)
+    listed = {str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")}
+    assert passed in listed and rejected not in listed
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == passed
+    tags = client.get_run(rejected_run).data.tags
+    assert tags["gate"] == "rejected" and tags["registered_version"] == rejected
+    # The model itself is still in the run, loadable for a post-mortem.
+    model = mlflow.pyfunc.load_model(f"runs:/{rejected_run}/model")
+    rows = candidate().example
+    assert model.predict(rows).shape == (len(rows), 2)
+
+    keeper = MlflowRegistry(uri, root / "artifacts", MODEL, MODEL, keep_rejected_versions=True)
+    kept_run, kept = keeper.log_candidate(candidate())
+    keeper.record_gate(kept_run, kept, evidence, {})
+    assert client.get_model_version(MODEL, kept).tags["gate"] == "rejected"

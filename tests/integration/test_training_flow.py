@@ -201,7 +201,12 @@ async def test_a_degraded_candidate_is_rejected_and_the_alias_stays(platform: Pl
         and rejected.payload.evidence.champion_version == champion_before
     )
     assert str(client.get_model_version_by_alias(name, "champion").version) == champion_before
-    assert client.get_model_version(name, rejected.payload.model_version).tags["gate"] == "rejected"
+    # Kept as a run, out of the registry (issue 17, item 5).
+    assert rejected.payload.run_id is not None
+    tags = client.get_run(rejected.payload.run_id).data.tags
+    assert tags["gate"] == "rejected" and tags["registered_version"] == rejected.payload.model_version
+    listed = {str(v.version) for v in client.search_model_versions(f"name='{name}'")}
+    assert rejected.payload.model_version not in listed and champion_before in listed
     # The outcome is published first and recorded after (so a crash in between re-runs, never loses
     # it): wait for the record rather than race it.
     await wait_until(

@@ -4,6 +4,11 @@ The model contract the serving service relies on (see docs/features-and-training
 pipeline logged with `pyfunc_predict_fn="predict_proba"` (column 1 = P(bad)), a signature inferred
 from the input columns, and version tags positive_class, decision_threshold, features, run_id,
 dataset_sha256. The champion is `models:/<model_name>@champion`.
+
+Rejected candidates stay as runs (model, metrics, gate evidence, tag `gate=rejected`) but leave the
+registry once the gate has spoken: their version is deleted, so the registered model lists only
+versions that passed, and the run keeps the number it had (tag `registered_version`). Set
+`TRAINING_KEEP_REJECTED_VERSIONS=true` to keep them registered (tagged `gate=rejected`).
 """
 
 from __future__ import annotations
@@ -75,8 +80,17 @@ def pip_requirements() -> list[str]:
 
 
 class MlflowRegistry:
-    def __init__(self, tracking_uri: str, artifact_root: Path, model_name: str, experiment: str) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        artifact_root: Path,
+        model_name: str,
+        experiment: str,
+        *,
+        keep_rejected_versions: bool = False,
+    ) -> None:
         self.tracking_uri = tracking_uri
+        self.keep_rejected_versions = keep_rejected_versions
         self.artifact_root = artifact_root
         self.model_name = model_name
         self.experiment = experiment
@@ -192,6 +206,16 @@ class MlflowRegistry:
         self.client.log_dict(run_id, evidence.model_dump(mode="json"), "gate/evidence.json")
         description = version_description(evidence, self.client.get_run(run_id).data.tags)
         self.client.update_model_version(self.model_name, version, description=description)
+        if verdict != "promote" and not self.keep_rejected_versions:
+            self._unregister(run_id, version)
+
+    def _unregister(self, run_id: str, version: str) -> None:
+        """A rejected candidate out of the champion's way: the run (and the model logged in it) stays,
+        the registry version goes. The tag comes first, so a crash in between leaves it findable."""
+        self.client.set_tag(run_id, "registered_version", version)
+        self.client.set_tag(run_id, "registry", "version deleted: rejected by the gate")
+        self.client.delete_model_version(self.model_name, version)
+        log.info("rejected candidate %s unregistered; its run %s keeps the model", version, run_id)
 
     def promote(self, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
