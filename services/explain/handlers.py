@@ -44,7 +44,7 @@ Publish = Callable[[Event[Any]], Awaitable[None]]
 class Models(Protocol):
     def get(self, version: str) -> ExplainableModel: ...
     def champion_version(self) -> str: ...
-    def log_global(self, model: ExplainableModel, folder: Path) -> str: ...
+    def log_global(self, model: ExplainableModel, folder: Path, summary: str) -> str: ...
     def global_uri(self, version: str) -> str | None: ...
 
 
@@ -211,27 +211,28 @@ class GlobalHandler:
         if (uri := await asyncio.to_thread(self.models.global_uri, p.model_version)) is not None:
             log.info("version %s already has global explanations at %s", p.model_version, uri)
             return uri
-        uri, report = await asyncio.to_thread(self._compute, p.model_version)
-        importances = [(i["feature"], i["importance"]) for i in report["permutation_importance"]]
+        uri, report, summary = await asyncio.to_thread(self._compute, p.model_version)
         payload = ExplanationProducedPayload(
             scope="global",
             model_name=p.model_name,
             model_version=p.model_version,
             methods=["permutation_importance", "partial_dependence"],
             artifact_uri=uri,
-            summary=global_summary(importances, p.model_version),
+            summary=summary,
             fidelity={"reference_rows": float(report["reference_rows"]), "seconds": float(report["seconds"])},
         )
         await self.publish(ExplanationProduced.create(payload, producer=self.settings.service_name))
         log.info("global explanations of version %s stored at %s", p.model_version, uri)
         return uri
 
-    def _compute(self, version: str) -> tuple[str, dict[str, Any]]:
+    def _compute(self, version: str) -> tuple[str, dict[str, Any], str]:
         s = self.settings
         model = self.models.get(version)
         with tempfile.TemporaryDirectory() as folder:
             report = explain_globally(model, Path(folder), s.global_rows, s.pdp_features, s.seed)
-            return self.models.log_global(model, Path(folder)), report
+            importances = [(i["feature"], i["importance"]) for i in report["permutation_importance"]]
+            summary = global_summary(importances, version)
+            return self.models.log_global(model, Path(folder), summary), report, summary
 
 
 def as_json(e: LocalExplanation) -> dict[str, Any]:

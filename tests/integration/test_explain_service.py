@@ -178,6 +178,11 @@ def test_promotion_then_prediction_explained_by_its_own_version(
     run_id, path = str(uri).removeprefix("runs:/").split("/", 1)
     files = {Path(f.path).name for f in mlflow.MlflowClient(world["mlflow"]).list_artifacts(run_id, path)}
     assert {"global.json", "importance.png"} <= files
+    # The version's description (its card in MLflow's UI) names the top factors, as the event does.
+    description = mlflow.MlflowClient(world["mlflow"]).get_model_version(MODEL, world["v2"]).description
+    summary = gl["payload"]["summary"]  # type: ignore[index]
+    assert f"Top factors (permutation importance): {summary}" in description
+    assert summary.startswith(f"Model version {world['v2']} relies most on")
 
 
 def test_unknown_versions_are_404s_of_the_registry_not_500s(world: dict[str, str]) -> None:

@@ -45,7 +45,7 @@ class FakeModels:
             raise NoChampion("no champion yet")
         return self.champion
 
-    def log_global(self, model: ExplainableModel, folder: Path) -> str:
+    def log_global(self, model: ExplainableModel, folder: Path, summary: str) -> str:
         self.logged[model.version] = sorted(p.name for p in folder.iterdir())
         uri = f"runs:/{model.run_id}/explanations/global-v{model.version}"
         self.globals[model.version] = uri

@@ -123,13 +123,20 @@ class MlflowModels:
             )
         return frame
 
-    def log_global(self, model: ExplainableModel, folder: Path) -> str:
-        """Store a folder of global explanations as artifacts of the version's run; tag the version."""
+    def log_global(self, model: ExplainableModel, folder: Path, summary: str) -> str:
+        """Store a folder of global explanations as artifacts of the version's run; tag the version,
+        and add the top factors in words to its description (the model card a data scientist reads
+        in MLflow's UI: training wrote the gate's verdict and the data there)."""
         self._mlflow()
         artifact_path = f"explanations/global-v{model.version}"
         self._client.log_artifacts(model.run_id, str(folder), artifact_path)
         uri = f"runs:/{model.run_id}/{artifact_path}"
         self._client.set_model_version_tag(self.name, model.version, "global_explanation", uri)
+        description = self._client.get_model_version(self.name, model.version).description or ""
+        line = f"Top factors (permutation importance): {summary}"
+        if line not in description:
+            text = f"{description.rstrip()}\n{line}".lstrip()
+            self._client.update_model_version(self.name, model.version, description=text)
         return uri
 
     def global_uri(self, version: str) -> str | None:
