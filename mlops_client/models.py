@@ -111,6 +111,9 @@ class RunOutcome(Answer):
 
 class RetrainingStatus(Answer):
     paused: bool
+    changed_by: str | None = Field(None, description="Who last switched it (role:key name).")
+    changed_at: str | None = None
+    note: str | None = None
     policy: dict[str, Any]
     waiting: dict[str, Any] | None = None
     decisions: list[dict[str, Any]] = Field(default_factory=list)

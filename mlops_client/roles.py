@@ -174,13 +174,15 @@ class Ops(Role):
         """Whether automatic retraining on drift is paused, its policy and its last decisions."""
         return models.RetrainingStatus.model_validate(self.services["training"].get("/retraining"))
 
-    def pause_retraining(self, note: str | None = None) -> dict[str, Any]:
-        answer: dict[str, Any] = self.services["training"].post("/retraining/pause", {"note": note})
-        return answer
+    def pause_retraining(self, note: str | None = None) -> models.RetrainingStatus:
+        """Switch automatic retraining on drift off (kept across restarts); `train()` still works."""
+        answer = self.services["training"].post("/retraining/pause", {"note": note})
+        return models.RetrainingStatus.model_validate(answer)
 
-    def resume_retraining(self, note: str | None = None) -> dict[str, Any]:
-        answer: dict[str, Any] = self.services["training"].post("/retraining/resume", {"note": note})
-        return answer
+    def resume_retraining(self, note: str | None = None) -> models.RetrainingStatus:
+        """Switch automatic retraining on drift back on."""
+        answer = self.services["training"].post("/retraining/resume", {"note": note})
+        return models.RetrainingStatus.model_validate(answer)
 
     def model(self) -> models.ModelStatus:
         """The champion (and shadow) serving has loaded."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,26 @@ def test_servings_answers_are_the_shapes_its_openapi_document_publishes(
     schema = document["components"]["schemas"][published]
     assert set(model.model_fields) == set(schema["properties"])
     assert {n for n, f in model.model_fields.items() if f.is_required()} == set(schema.get("required", []))
+
+
+def test_queries_and_bodies_are_what_the_routes_take() -> None:
+    page: dict[str, Any] = {"items": [], "next_after": None}
+    two = [PREDICTION, PREDICTION]
+    recorder = Recorder(lambda r: httpx.Response(200, json=page if r.url.host == "audit.test" else two))
+    options: dict[str, Any] = {"transport": recorder.transport(), "backoff_s": 0}
+    since = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    Auditor("k", URLS, **options).events(event_type="ModelPromoted", since=since, limit=10)
+    batch = Client("k", URLS, **options).predict_many(["A-1", {"credit_amount": 2500}])
+
+    assert dict(recorder.requests[0].url.params) == {
+        "event_type": "ModelPromoted", "since": "2026-01-02T03:04:05+00:00", "after": "0", "limit": "10",
+    }  # fmt: skip
+    assert json.loads(recorder.requests[1].content) == {
+        "instances": [{"entity_id": "A-1"}, {"features": {"credit_amount": 2500}}]
+    }
+    assert [p.model_version for p in batch] == ["3", "3"]
+    with pytest.raises(ValueError, match="timezone"):
+        Auditor("k", URLS, **options).events(since=datetime(2026, 1, 2))
+    with pytest.raises(ValueError, match="exactly one"):
+        Client("k", URLS, **options).predict()
