@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def test_the_python_client_sits_in_each_roles_seat_at_the_demo_stack(
     """mlops_client against the real services: one real call per role, and a wrong role's key refused."""
     assert demo["result"].returncode == 0
     monkeypatch.setenv("MLOPS_FIRST_SERVICE_PORT", demo["env"]["MLOPS_FIRST_SERVICE_PORT"])
-    record = next(iter(ApplicationStream(seed=17, id_prefix="client-e2e"))).record
+    record = next(iter(ApplicationStream(seed=17, id_prefix=f"app-{uuid.uuid4().hex[:8]}"))).record
     with connect(demo["state"]) as stack:
         assert stack.auditor.verify().intact
         made = stack.auditor.events(event_type="PredictionMade", limit=1).items
