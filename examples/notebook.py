@@ -3,7 +3,7 @@
 This is how tests run `examples/data_scientist.ipynb` against a live stack:
 
     namespace = run_notebook(Path("examples/data_scientist.ipynb"), env=stack_env)
-    assert namespace["outcome"]["status"] in {"promoted", "rejected"}
+    assert namespace["outcome"].status in {"promoted", "rejected"}
 
 `env` (e.g. the MLOPS_STATE_DIR, MLOPS_FIRST_SERVICE_PORT ... a test started its stack with) is set in
 `os.environ` while the cells run and restored afterwards, since the notebook reads the `mlops` settings.

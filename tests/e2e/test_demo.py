@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 
 from infra.settings import REPO_ROOT
+from mlops_client import MlopsError, Ops, connect
 from tests.e2e.stack import api, logs, stack_env
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT
+from workbench.demo_data import ApplicationStream
 
 PORT = TEST_KAFKA_PORT + 400
 FIRST_SERVICE_PORT = PORT - 3000
@@ -91,3 +94,35 @@ def test_the_data_scientist_notebook_drives_the_demo_stack(demo: dict[str, Any])
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "For the applicant:" in run.stdout and "is what serving serves" in run.stdout
+
+
+@pytest.mark.timeout(300)
+def test_the_python_client_sits_in_each_roles_seat_at_the_demo_stack(
+    demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlops_client against the real services: one real call per role, and a wrong role's key refused."""
+    assert demo["result"].returncode == 0
+    monkeypatch.setenv("MLOPS_FIRST_SERVICE_PORT", demo["env"]["MLOPS_FIRST_SERVICE_PORT"])
+    record = next(iter(ApplicationStream(seed=17, id_prefix=f"app-{uuid.uuid4().hex[:8]}"))).record
+    with connect(demo["state"]) as stack:
+        assert stack.auditor.verify().intact
+        made = stack.auditor.events(event_type="PredictionMade", limit=1).items
+        assert made and made[0]["entity_id"], made
+
+        champion = stack.client.model().champion
+        assert champion is not None
+        prediction = stack.client.predict(made[0]["entity_id"])
+        assert 0.0 <= prediction.score <= 1.0 and prediction.decision in {"approve", "decline"}
+        assert prediction.model_version == champion.model_version
+
+        detectors = stack.ops.detectors()
+        assert detectors.monitors and stack.ops.latest_run() is not None
+        assert any(q.labelled > 0 for q in detectors.online_quality), detectors.online_quality
+
+        receipt = stack.producer.send([record])
+        assert receipt.accepted == 1 and receipt.records[0].landed, receipt
+        assert receipt.records[0].expected_outcome == "clean", receipt
+
+    with Ops.from_stack(demo["state"], key_name="dev-client") as wrong, pytest.raises(MlopsError) as refused:
+        wrong.detectors()
+    assert (refused.value.status, refused.value.code) == (403, "forbidden")

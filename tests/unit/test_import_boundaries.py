@@ -1,6 +1,6 @@
 """The house rules on imports, read from the code itself: services never import each other (nor the
-ops, demo or benchmark code), the kit imports no service and no ops tooling, contracts depend only
-on pydantic and the standard library."""
+ops, demo, benchmark or client code), the kit imports no service and no ops tooling, the client imports
+neither, contracts depend only on pydantic and the standard library."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
-OUTSIDE_SERVICES = ("infra", "bench", "workbench", "tests", "examples", "scripts")
+OUTSIDE_SERVICES = ("infra", "bench", "workbench", "tests", "examples", "scripts", "mlops_client")
 
 
 def imported_modules(package: Path) -> dict[str, set[str]]:
@@ -46,6 +46,13 @@ def test_a_service_imports_no_other_service_and_no_ops_demo_or_bench_code(servic
 
 def test_the_kit_imports_no_service_and_no_ops_tooling() -> None:
     assert offending(ROOT / "servicekit", ("services", *OUTSIDE_SERVICES)) == []
+
+
+def test_the_client_imports_no_service_kit_or_demo_code() -> None:
+    """The client installs and runs without the services: it speaks to them over HTTP only (its local
+    stack helper reads the `mlops` CLI's settings from infra, nothing else)."""
+    banned = ("services", "servicekit", "bench", "workbench", "tests", "examples", "scripts")
+    assert offending(ROOT / "mlops_client", banned) == []
 
 
 def test_contracts_depend_on_pydantic_and_the_standard_library_only() -> None:
