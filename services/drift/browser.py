@@ -22,13 +22,12 @@ from servicekit.auth import Principal, Role
 from servicekit.errors import error_responses
 from servicekit.signed_links import MAX_TTL_S, LinkSigner, SignedLink, expiry_iso, key_or_link
 from services.drift.domain.report_index import INDEX_CSP, render_index
-from services.drift.routes import PRIVATE_HEADERS, Ops, Reports, report_resource
+from services.drift.routes import PRIVATE_HEADERS, REPORT_ID, Ops, Reports, report_resource
 
 INDEX_RESOURCE = "drift:reports-index"
 INDEX_PATH = "/reports/index.html"
 INDEX_LIMIT = 200
 INDEX_HEADERS = {**PRIVATE_HEADERS, "Content-Security-Policy": INDEX_CSP, "X-Content-Type-Options": "nosniff"}
-REPORT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 OpsOrIndexLink = Annotated[Principal | SignedLink, Depends(key_or_link(lambda _: INDEX_RESOURCE, Role.OPS))]
 router = APIRouter(tags=["drift"])

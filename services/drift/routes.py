@@ -37,7 +37,8 @@ def report_service(request: Request) -> ReportService:
 Reports = Annotated[ReportService, Depends(report_service)]
 # Report ids are UUIDs (a drift event's id, or one made for a schedule or a request): nothing else,
 # so no path outside the reports folder can be named.
-ReportId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+REPORT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ReportId = Annotated[str, Path(pattern=REPORT_ID)]
 # The HTML runs Evidently's scripts; sandboxed, it runs in an origin of its own.
 NO_REPORT = error_responses(404, 422, s404="no such report, or not made yet")
 # Declared as content, not as `response_class`: FastAPI would file the JSON errors under text/html too.

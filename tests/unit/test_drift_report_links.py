@@ -4,6 +4,7 @@ injected clock, and hostile query strings get a 4xx; without a key or a link it 
 
 from __future__ import annotations
 
+import doctest
 import json
 import re
 import uuid
@@ -19,6 +20,7 @@ from servicekit.auth import Role, write_dev_keys
 from servicekit.signed_links import LinkSigner, write_dev_link_secret
 from services.drift.adapters.evidently_report import EvidentlyResult
 from services.drift.app import create_app
+from services.drift.domain import report_index
 from services.drift.domain.report_summary import summarize
 from services.drift.reports import ReportService
 from services.drift.settings import DriftSettings
@@ -210,3 +212,7 @@ def test_the_link_secret_is_refused_short_and_required_in_production(tmp_path: P
     production = DriftSettings(state_dir=tmp_path, environment="production", api_keys_json="[]")
     assert production.link_signing_secret() == path.read_text().strip()
     assert path.read_text().strip() not in repr(DriftSettings(state_dir=tmp_path, link_secret="q" * 40))
+
+
+def test_index_page_doctests() -> None:
+    assert doctest.testmod(report_index).failed == 0
