@@ -3,6 +3,7 @@
   secrets/api-keys.json         plain keys, one per role: hand them to their holders (mode 0600)
   secrets/api-keys.hashed.json  what the services load (MLOPS_API_KEYS_FILE): SHA-256 only
   secrets/ops-api-key           the ops key Prometheus sends as a bearer token
+  secrets/link-signing.secret   signs the drift service's browser links to reports (DRIFT_LINK_SECRET_FILE)
 
 Same format as servicekit/auth.py; the keys are not marked `dev`, so MLOPS_ENV=production takes
 them. Standard library only: runs with any python3 (`python3 deploy/make_secrets.py`).
@@ -45,6 +46,9 @@ def main(out: Path = OUT) -> None:
     write(out / "api-keys.hashed.json", json.dumps(hashed, indent=2) + "\n", 0o644)
     ops = next(v["key"] for v in plain.values() if v["role"] == "ops")
     write(out / "ops-api-key", ops, 0o644)
+    link_secret = out / "link-signing.secret"
+    if not link_secret.exists():  # once: a new one ends every link made with the old
+        write(link_secret, secrets.token_hex(32) + "\n", 0o644)
     print(f"API keys in {plain_file}")
 
 

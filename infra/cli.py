@@ -7,6 +7,8 @@ mlops status [--json]                       each component, its URL, health and 
 mlops topics                                create/grow the platform's topics on the cluster
 mlops demo [--stop]                         up + the whole loop (ingest, train, serve, drift, retrain,
                                             audit, explain) with its figures and plot
+mlops reports [--report ID] [--ttl S]       a signed link to paste into a browser: the drift reports'
+                                            index page, or one report's page
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rich.console import Console
 
 from infra.kafka_local import KafkaInfraError
 from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
+from infra.report_links import cmd_reports, report_id
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.status import cmd_status
 from infra.supervisor import (
@@ -49,9 +52,13 @@ PASSTHROUGH = {
 
 
 def dev_api_keys(settings: InfraSettings) -> Path:
+    """The development API keys, and the secret that signs browser links (read by the services
+    from <state_dir>/secrets, created once)."""
     from servicekit.auth import Role, write_dev_keys
+    from servicekit.signed_links import write_dev_link_secret
 
     _, hashed = write_dev_keys(settings.secrets_dir, [(f"dev-{r}", Role(r)) for r in DEV_KEY_HOLDERS])
+    write_dev_link_secret(settings.secrets_dir)
     return hashed
 
 
@@ -229,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     watch = sub.add_parser("watch", help="print drift and model events live, one line each")
     watch.add_argument("--max-events", type=positive_int, help="stop after this many events")
     watch.add_argument("--timeout", type=positive_float, help="stop after this many seconds")
+    reports = sub.add_parser("reports", help="print a signed link to the drift reports for a browser")
+    reports.add_argument("--report", type=report_id, help="that report's page instead of the index")
+    reports.add_argument("--ttl", type=positive_int, help="seconds the link opens (30 to 86400; default 900)")
     demo = sub.add_parser("demo", help="the main job: the whole loop on the local stack, with its figures")
     demo.add_argument("--stop", action="store_true", help="stop the stack when the demo ends (else it stays)")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
@@ -259,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "topics": cmd_topics,
         "demo": cmd_demo,
         "watch": cmd_watch,
+        "reports": cmd_reports,
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:

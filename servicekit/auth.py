@@ -97,8 +97,8 @@ def write_dev_keys(secrets_dir: Path, names_and_roles: Iterable[tuple[str, Role]
     return plain_file, hashed_file
 
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key bound to a role.")
-_bearer = HTTPBearer(auto_error=False, description="The same API key as a bearer token (for scrapers).")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key bound to a role.")
+bearer_header = HTTPBearer(auto_error=False, description="The same API key as a bearer token (for scrapers).")
 
 
 def require_roles(*roles: Role) -> Callable[..., Principal]:
@@ -107,8 +107,8 @@ def require_roles(*roles: Role) -> Callable[..., Principal]:
 
     def dependency(
         request: Request,
-        api_key: Annotated[str | None, Depends(_api_key_header)],
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(api_key_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_header)],
     ) -> Principal:
         key = api_key or (bearer.credentials if bearer else None)
         if not key:

@@ -8,7 +8,9 @@ pages pointing there.
 Which routes are open, decided here once: the probes (`/health`, `/ready`) and the API's description
 (`/openapi.json`, `/docs`, `/redoc`, `/docs-assets/...`). The description says what the routes
 take and answer, and which roles they admit; it holds no data. Every other route needs a key
-(`tests/unit/test_open_routes.py` asks each service, and holds the README to this list).
+(`tests/unit/test_open_routes.py` asks each service, and holds the README to this list). A route a
+browser may open with a signed link (servicekit/signed_links.py) is not open: without a key or a
+valid link it answers 401 too.
 """
 
 from __future__ import annotations

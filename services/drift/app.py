@@ -15,8 +15,9 @@ from contracts.events import DriftDetected, ModelPromoted, ModelTrained
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
+from servicekit.signed_links import LinkSigner, random_secret
 from servicekit.tasks import BackgroundTasks, retrying
-from services.drift import routes
+from services.drift import browser, routes
 from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.watch import WatchConfig
@@ -64,6 +65,14 @@ def report_service(settings: DriftSettings) -> ReportService:
         kept=settings.reports_kept,
         interval_s=settings.report_interval_s,
     )
+
+
+def link_signer(settings: DriftSettings) -> LinkSigner:
+    secret = settings.link_signing_secret()
+    if secret is None:  # development only (the settings refuse this in production)
+        log.info("no link secret configured: signed report links last as long as this process")
+        secret = random_secret()
+    return LinkSigner(secret, ttl_s=settings.link_ttl_s)
 
 
 def create_app(settings: DriftSettings | None = None) -> FastAPI:
@@ -129,5 +138,7 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         on_shutdown=[close],
     )
     app.state.drift, app.state.reports = drift, reports
+    app.state.link_signer = link_signer(settings)
+    browser.install(app)  # first: its fixed paths would match routes.py's `/reports/{report_id}`
     routes.install(app)
     return app

@@ -1,5 +1,6 @@
 """HTTP face of the drift service (ops role; admin admitted): the state of every monitor, and the
-Evidently reports (list, summary, HTML, Evidently JSON, make one now)."""
+Evidently reports (list, summary, HTML, Evidently JSON, make one now). A report's HTML also opens
+with a signed link (browser.py makes them: a browser cannot send the key)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
+from servicekit.signed_links import SignedLink, key_or_link
 from services.drift.errors import UnknownMonitor
 from services.drift.handlers import DriftService
 from services.drift.reports import ReportService
@@ -35,7 +37,8 @@ def report_service(request: Request) -> ReportService:
 Reports = Annotated[ReportService, Depends(report_service)]
 # Report ids are UUIDs (a drift event's id, or one made for a schedule or a request): nothing else,
 # so no path outside the reports folder can be named.
-ReportId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+REPORT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ReportId = Annotated[str, Path(pattern=REPORT_ID)]
 # The HTML runs Evidently's scripts; sandboxed, it runs in an origin of its own.
 NO_REPORT = error_responses(404, 422, s404="no such report, or not made yet")
 # Declared as content, not as `response_class`: FastAPI would file the JSON errors under text/html too.
@@ -43,7 +46,26 @@ HTML_REPORT: dict[int | str, dict[str, Any]] = {
     200: {"description": "Evidently's HTML page", "content": {"text/html": {}}},
     **NO_REPORT,
 }
-HTML_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
+# A signed link's signature is in the URL: no cache keeps it, no referrer carries it away.
+PRIVATE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+HTML_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-scripts",
+    "X-Content-Type-Options": "nosniff",
+    **PRIVATE_HEADERS,
+}
+
+
+def report_resource(report_id: str) -> str:
+    """What a signed link to one report's HTML names (services/drift/browser.py makes them)."""
+    return f"drift:report:{report_id}"
+
+
+def _linked_report(request: Request) -> str:
+    # Read raw: the path is validated after this dependency, and a malformed id matches no link.
+    return report_resource(str(request.path_params.get("report_id", "")))
+
+
+OpsOrLink = Annotated[Principal | SignedLink, Depends(key_or_link(_linked_report, Role.OPS))]
 
 
 @router.get(
@@ -90,20 +112,20 @@ async def make_report(_: Ops, made: Reports) -> JSONResponse:
 
 @router.get(
     "/reports/{report_id}.html",
-    summary="A report's Evidently HTML (ops role)",
+    summary="A report's Evidently HTML (ops role, or a signed link from GET /reports/links)",
     responses=HTML_REPORT,
 )
-async def report_html(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
+async def report_html(report_id: ReportId, _: OpsOrLink, made: Reports) -> FileResponse:
     path = await asyncio.to_thread(made.file, report_id, ".html")
     return FileResponse(path, media_type="text/html", headers=HTML_HEADERS)
 
 
 @router.get(
     "/reports/{report_id}/html",
-    summary="A report's Evidently HTML (ops role)",
+    summary="A report's Evidently HTML (ops role, or a signed link from GET /reports/links)",
     responses=HTML_REPORT,
 )
-async def report_html_too(report_id: ReportId, _: Ops, made: Reports) -> FileResponse:
+async def report_html_too(report_id: ReportId, _: OpsOrLink, made: Reports) -> FileResponse:
     return await report_html(report_id, _, made)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.topics import (
@@ -17,7 +17,8 @@ from contracts.topics import (
     RECORDS_CLEAN,
 )
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from servicekit.settings import ServiceSettings
+from servicekit.settings import PLACEHOLDER_SECRETS, ServiceSettings
+from servicekit.signed_links import LINK_SECRET_FILE, MAX_TTL_S, SECRET_MIN_CHARS, read_secret
 
 
 class DriftSettings(ServiceSettings):
@@ -102,6 +103,51 @@ class DriftSettings(ServiceSettings):
         description="Base URL ops reach this service at, for `report_url` in DriftDetected. "
         "Default: http://<http_host>:<http_port>.",
     )
+
+    # Reports in a browser (services/drift/browser.py, servicekit/signed_links.py).
+    link_secret: SecretStr | None = Field(
+        None,
+        description=f"Secret that signs the browser links to reports (at least {SECRET_MIN_CHARS} "
+        "characters; never logged). Default: the contents of `link_secret_file`.",
+    )
+    link_secret_file: Path | None = Field(
+        None,
+        description=f"File holding that secret. Default <state_dir>/secrets/{LINK_SECRET_FILE}, written "
+        "once (0600) by `mlops up`. In development with neither, the service signs with a random secret "
+        "of its own (links then end with the process); production refuses to start without one.",
+    )
+    link_ttl_s: int = Field(
+        900,
+        ge=30,
+        le=MAX_TTL_S,
+        description="How long a signed link opens when its request names no `ttl_s`.",
+    )
+
+    @model_validator(mode="after")
+    def _link_secret_is_strong_and_present_in_production(self) -> DriftSettings:
+        if self.link_secret is not None:
+            value = self.link_secret.get_secret_value()
+            if len(value) < SECRET_MIN_CHARS or value.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"DRIFT_LINK_SECRET needs at least {SECRET_MIN_CHARS} characters")
+            return self
+        named = self.environment == "production" or self.link_secret_file is not None
+        if named and not self.resolved_link_secret_file.is_file():
+            raise ValueError(
+                f"no link secret at {self.resolved_link_secret_file} (DRIFT_LINK_SECRET_FILE) nor "
+                "DRIFT_LINK_SECRET: production never generates one, and a named file must exist"
+            )
+        return self
+
+    @property
+    def resolved_link_secret_file(self) -> Path:
+        return (self.link_secret_file or self.state_dir / "secrets" / LINK_SECRET_FILE).resolve()
+
+    def link_signing_secret(self) -> str | None:
+        """The configured secret, or the file's; None when there is neither (development only)."""
+        if self.link_secret is not None:
+            return self.link_secret.get_secret_value()
+        path = self.resolved_link_secret_file
+        return read_secret(path) if path.is_file() else None
 
     @property
     def consumer_group(self) -> str:

@@ -22,6 +22,7 @@ from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER, service_port
 from servicekit.auth import ApiKeyRegistry, Role
 from servicekit.settings import ServiceSettings
+from services.drift.settings import DriftSettings
 
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -151,3 +152,11 @@ def test_make_secrets_writes_keys_the_services_accept_in_production(tmp_path: Pa
     principal = registry.authenticate((tmp_path / "secrets" / "ops-api-key").read_text())
     assert principal is not None and principal.role == Role.OPS
     assert (tmp_path / "secrets" / "api-keys.json").stat().st_mode & 0o077 == 0
+    link_secret = tmp_path / "secrets" / "link-signing.secret"
+    drift = DriftSettings(environment="production", api_keys_json="[]", link_secret_file=link_secret)
+    assert len(drift.link_signing_secret() or "") >= 32
+    assert (
+        COMPOSE["services"]["drift"]["environment"]["DRIFT_LINK_SECRET_FILE"]
+        == "/run/secrets/mlops_link_secret"
+    )
+    assert set(COMPOSE["services"]["drift"]["secrets"]) == {"mlops_api_keys", "mlops_link_secret"}
