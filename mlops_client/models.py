@@ -145,6 +145,14 @@ class ReportListing(Answer):
     champion: dict[str, Any] | None = None
 
 
+class ReportLinks(Answer):
+    """Signed browser links: the index, and one report's page when asked for; both end at expires_at."""
+
+    index: str
+    expires_at: str
+    report: str | None = None
+
+
 # -- audit (auditor) -----------------------------------------------------------------------------
 class Verification(Answer):
     intact: bool

@@ -146,6 +146,12 @@ class Ops(Role):
         answer: dict[str, Any] = self.services["drift"].get(f"/reports/{report_id}")
         return answer
 
+    def report_links(self, report_id: str | None = None, ttl_s: int | None = None) -> models.ReportLinks:
+        """Short-lived signed links to open in a browser (no key needed there): the reports' index,
+        and `report_id`'s page when given. Anyone holding a link can open that page until it ends."""
+        answer = self.services["drift"].get("/reports/links", {"report": report_id, "ttl_s": ttl_s})
+        return models.ReportLinks.model_validate(answer)
+
     def train(
         self,
         reason: Literal["manual", "schedule"] = "manual",

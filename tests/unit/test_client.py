@@ -244,3 +244,28 @@ def test_queries_and_bodies_are_what_the_routes_take() -> None:
         Auditor("k", URLS, **options).events(since=datetime(2026, 1, 2))
     with pytest.raises(ValueError, match="exactly one"):
         Client("k", URLS, **options).predict()
+
+
+def test_ops_asks_for_signed_report_links_with_only_the_parameters_given() -> None:
+    links = {
+        "index": "http://drift.test/reports/index.html?expires=9&signature=ab",
+        "expires_at": "2026-12-04T21:00:00Z",
+    }
+    recorder = Recorder(
+        lambda request: httpx.Response(
+            200,
+            json=links
+            | (
+                {"report": "http://drift.test/reports/r.html?expires=9&signature=cd"}
+                if "report" in request.url.params
+                else {}
+            ),
+        )
+    )
+    ops = Ops("ops-key", URLS, transport=recorder.transport(), backoff_s=0)
+
+    assert ops.report_links().report is None
+    answer = ops.report_links("r", ttl_s=60)
+    assert answer.report is not None and answer.index == links["index"]
+    assert [dict(r.url.params) for r in recorder.requests] == [{}, {"report": "r", "ttl_s": "60"}]
+    assert {r.url.path for r in recorder.requests} == {"/reports/links"}
