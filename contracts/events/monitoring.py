@@ -55,6 +55,19 @@ class DriftDetectedPayload(ContractModel):
         max_length=128,
         description="Id of the report with evidence (made shortly after the event); None if none is made.",
     )
+    arl0: float | None = Field(
+        default=None,
+        gt=0,
+        description="Average number of updates between false alarms (under no change) that the "
+        "threshold was calibrated for; None when the detector has no such calibration. "
+        "Absent in older events.",
+    )
+    meaning: str | None = Field(
+        default=None,
+        max_length=500,
+        description="What the alarm means, in words: the test, its parameters and its calibration. "
+        "Absent in older events.",
+    )
 
 
 class DriftDetected(Event[DriftDetectedPayload]):

@@ -176,6 +176,8 @@ class DriftService:
             model_version=finding.model_version,
             first_source=alarm.window_start_source or finding.last_source,
             last_source=finding.last_source,
+            arl0=alarm.arl0,
+            meaning=alarm.meaning,
         )
         event = DriftDetected.create(payload, producer=self.producer)
         if self.reports is None:

@@ -41,7 +41,7 @@ class DriftSettings(ServiceSettings):
         "loan_applications", min_length=1, description="Records of other datasets are ignored."
     )
     numeric_features: list[str] = Field(
-        list(NUMERIC_FEATURES), description="Features watched with the MeanShift detector."
+        list(NUMERIC_FEATURES), description="Features watched with the numeric detector (RankCusum)."
     )
     categorical_features: list[str] = Field(
         list(CATEGORICAL_FEATURES), description="Features watched with the ChiSquare detector."
@@ -57,6 +57,27 @@ class DriftSettings(ServiceSettings):
     window_size: int = Field(200, ge=10, description="Values in the window tested against the reference.")
     block: int = Field(50, ge=1, description="The window slides (and is tested) every `block` values.")
     mean_shift_z: float = Field(6.0, gt=0, description="MeanShift alarm threshold (z of mean or variance).")
+    numeric_detector: str = Field(
+        "RankCusum",
+        pattern="^(RankCusum|MeanShift)$",
+        description="Detector of numeric features: RankCusum (a CUSUM of rank normal scores) or MeanShift.",
+    )
+    cusum_reference_size: int = Field(
+        1000, ge=100, description="RankCusum: values in its reference (re-learnt after each alarm)."
+    )
+    cusum_shift: float = Field(
+        0.35,
+        gt=0,
+        le=2,
+        description="RankCusum allowance k (sd): half the smallest mean shift to catch fast.",
+    )
+    false_alarms_per_100k: float = Field(
+        1.0,
+        gt=0,
+        le=1000,
+        description="RankCusum: false alarms per 100k records over all watched features together; "
+        "each feature's threshold is calibrated for ARL0 = 100k / this x the number of features.",
+    )
     chi_square_window: int = Field(500, ge=10, description="Window of the categorical ChiSquare test.")
     chi_square_alpha: float = Field(1e-7, gt=0, lt=1, description="ChiSquare test level per check.")
     confirmations: int = Field(2, ge=1, description="Flags needed within `debounce` updates for an alarm.")

@@ -26,7 +26,14 @@ from tests.support import create_topic, probe_settings, wait_until
 from tests.unit.test_drift_reports import promoted, trained
 from tests.unit.test_drift_service import label, made, record
 
-SMALL = {"reference_size": 200, "window_size": 100, "block": 50, "warm_up": 0, "cooldown": 100_000}
+SMALL = {
+    "reference_size": 200,
+    "cusum_reference_size": 200,
+    "window_size": 100,
+    "block": 50,
+    "warm_up": 0,
+    "cooldown": 100_000,
+}
 
 
 class Run:
@@ -103,7 +110,7 @@ async def test_a_shift_at_a_known_row_raises_one_event_within_the_expected_delay
     events = await run.drift_events()
     assert drift.published == 1 and len(events) == 1
     evidence = events[0].payload
-    assert (evidence.kind, evidence.feature, evidence.detector) == ("data", "amount", "MeanShift")
+    assert (evidence.kind, evidence.feature, evidence.detector) == ("data", "amount", "RankCusum")
     assert evidence.last_source is not None and evidence.first_source is not None
     assert evidence.last_source.topic == run.topics["clean"]
     assert 800 <= evidence.last_source.offset <= 800 + 2 * SMALL["window_size"]  # two checks to confirm

@@ -118,7 +118,7 @@ async def feed_records(h: Harness, n: int, shift_at: int, start: int = 0, seed: 
 
 async def test_a_shift_raises_one_drift_event_with_its_evidence(tmp_path: Path) -> None:
     h = Harness(tmp_path / "drift.db")
-    alarms = {"kind": "data", "detector": "MeanShift"}
+    alarms = {"kind": "data", "detector": "RankCusum"}
     before = REGISTRY.get_sample_value("drift_alarms_total", alarms) or 0.0
     await feed_records(h, 3000, shift_at=2000)
     assert len(h.sent) == 1
@@ -127,14 +127,17 @@ async def test_a_shift_raises_one_drift_event_with_its_evidence(tmp_path: Path) 
     assert (event.kind, event.feature, event.detector, event.model_name) == (
         "data",
         "amount",
-        "MeanShift",
+        "RankCusum",
         "credit",
     )
     assert event.statistic > event.threshold  # type: ignore[operator]
-    assert event.window_size == CONFIG.window_size
+    # the CUSUM's run since it left zero: its change-point estimate (the shift is 10 sd: a few rows)
+    assert 1 <= event.window_size <= 20
+    assert event.arl0 == CONFIG.feature_arl0 == 200_000  # 2 features, 1 false alarm per 100k rows
+    assert event.meaning is not None and "ARL0" in event.meaning
     assert event.last_source is not None and event.first_source is not None
     assert 2000 <= event.last_source.offset <= 2000 + 300
-    assert event.first_source.offset <= event.last_source.offset - CONFIG.window_size + 1
+    assert event.first_source.offset <= event.last_source.offset - event.window_size + 1
     assert event.window_start <= event.window_end
 
 

@@ -31,6 +31,8 @@ class Alarm:
     at_update: int
     window_start: Any  # whatever `mark` was given (e.g. an event time) at the window's first batch
     window_start_source: Any
+    arl0: float | None = None  # updates between false alarms the threshold stands for, if calibrated
+    meaning: str | None = None  # the test and its calibration, in words
 
 
 class Monitor:
@@ -95,8 +97,17 @@ class Monitor:
         detector = self.detector
         window = max(detector.window_size, 1)
         start, source = self._start_of(self.n - window + 1)
+        meaning = getattr(detector, "meaning", None)
         self.last_alarm = Alarm(
-            detector.name, detector.statistic, detector.threshold, window, self.n, start, source
+            detector.name,
+            detector.statistic,
+            detector.threshold,
+            window,
+            self.n,
+            start,
+            source,
+            getattr(detector, "arl0", None),
+            meaning() if meaning else None,
         )
         self.alarms += 1
         self.reset()
@@ -139,6 +150,8 @@ class Monitor:
             "statistic": detector.statistic,
             "threshold": detector.threshold,
             "window_size": detector.window_size,
+            "arl0": getattr(detector, "arl0", None),
+            "skipped": getattr(detector, "skipped", None),
             "alarms": self.alarms,
             "last_alarm_at_update": self.last_alarm.at_update if self.last_alarm else None,
         }

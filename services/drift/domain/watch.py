@@ -1,7 +1,9 @@
 """The drift watch: every monitor of the service and the label join, fed by batches of plain values.
 
-- data drift: one monitor per feature of the clean records (MeanShift for numeric, ChiSquare for
-  categorical);
+- data drift: one monitor per feature of the clean records (RankCusum for numeric, or the older
+  MeanShift with `numeric_detector="MeanShift"`; ChiSquare for categorical). The false-alarm budget
+  (`false_alarms_per_100k` over all watched features together) is split evenly over the features
+  (Bonferroni): each RankCusum is calibrated for ARL0 = 100k / budget x number of features;
 - prediction drift: one MeanShift on the scores per model;
 - concept drift: one BernoulliCusum (or a River HDDM_A / ADWIN) on the error stream per model, fed when a
   label meets its prediction. Errors of predictions made by an older version than the model's
@@ -19,6 +21,7 @@ from typing import Any
 from river.drift import ADWIN
 from river.drift.binary import HDDMA
 
+from services.drift.domain.cusum import RankCusum
 from services.drift.domain.detectors import ChiSquare, Detector, MeanShift
 from services.drift.domain.error_detectors import BernoulliCusum, RiverDetector
 from services.drift.domain.join import LabelJoin
@@ -34,6 +37,10 @@ class WatchConfig:
     window_size: int = 200
     block: int = 50
     mean_shift_z: float = 6.0
+    numeric_detector: str = "RankCusum"  # or "MeanShift" (the windowed z-test, for numeric features)
+    cusum_reference_size: int = 1000  # RankCusum: values in its reference
+    cusum_shift: float = 0.35  # RankCusum: allowance k, in sd (half the 0.7 sd shift it is tuned for)
+    false_alarms_per_100k: float = 1.0  # RankCusum: budget over all watched features together
     chi_square_window: int = 500
     chi_square_alpha: float = 1e-7
     concept_detector: str = "CUSUM"
@@ -51,8 +58,21 @@ class WatchConfig:
     positive_label: str = "bad"
     positive_decision: str = "decline"
 
-    def numeric_detector(self) -> Detector:
+    def score_detector(self) -> Detector:
         return MeanShift(self.reference_size, self.window_size, self.block, self.mean_shift_z)
+
+    @property
+    def feature_arl0(self) -> float:
+        """Updates between false alarms each feature's RankCusum is calibrated for (Bonferroni)."""
+        features = max(1, len(self.numeric) + len(self.categorical))
+        return float(round(100_000 / self.false_alarms_per_100k * features))
+
+    def numeric_monitor(self, seed: int = 0) -> Monitor:
+        if self.numeric_detector == "MeanShift":
+            return self.windowed_monitor(self.score_detector())
+        detector = RankCusum(self.cusum_reference_size, self.cusum_shift, self.feature_arl0, seed)
+        # A CUSUM flags once per change: one flag is enough; its reference is its warm-up.
+        return Monitor(detector, warm_up=self.warm_up, confirmations=1, cooldown=self.cooldown)
 
     def categorical_detector(self) -> Detector:
         return ChiSquare(self.reference_size, self.chi_square_window, self.block, self.chi_square_alpha)
@@ -115,8 +135,8 @@ class DriftWatch:
 
     def __post_init__(self) -> None:
         self.join = LabelJoin(self.config.join_max_pending, self.config.join_ttl_s)
-        for name in self.config.numeric:
-            self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.numeric_detector())
+        for seed, name in enumerate(self.config.numeric):
+            self.monitors[f"data:{name}"] = self.config.numeric_monitor(seed)
         for name in self.config.categorical:
             self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.categorical_detector())
 
@@ -212,9 +232,7 @@ class DriftWatch:
     def _model_monitors(self, model: str, version: str) -> tuple[Monitor, Monitor]:
         if self.versions.get(model) != version:  # a new model: new baselines for its outputs
             self.versions[model] = version
-            self.monitors[f"prediction:{model}"] = self.config.windowed_monitor(
-                self.config.numeric_detector()
-            )
+            self.monitors[f"prediction:{model}"] = self.config.windowed_monitor(self.config.score_detector())
             self.monitors[f"concept:{model}"] = self.config.concept_monitor()
         return self.monitors[f"prediction:{model}"], self.monitors[f"concept:{model}"]
 
