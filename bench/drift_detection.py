@@ -10,8 +10,12 @@
    row; the model for the error stream is a Hoeffding tree trained on pre-drift rows, then frozen (as
    served). Delay of our per-feature and concept monitors, false alarms on a stationary replay, and
    cost per event of the 20 per-feature monitors (vs 20 River ADWINs).
+   The per-feature monitors are the service's defaults (RankCusum on numeric features since
+   issue 19 item 4; MeanShift before).
 3. Evidently 0.7.23 DataDriftPreset over tumbling windows on the covariate replay: delay (window
    granularity), false alarms per window, seconds per report.
+4. Covariate shifts on the German-credit generator, old numeric detector (MeanShift) vs RankCusum in
+   the same run: bench/drift_covariate.py (skip with --no-covariate; run alone there).
 
 Agrawal data is cached under .local/bench/drift (generation is slow). Medians over seeds/switches.
     .venv/bin/python -m bench.drift_detection [--seeds 3] [--segment 15000] [--quick]
@@ -38,6 +42,7 @@ from river.datasets import synth
 from river.drift import ADWIN
 from river.drift.binary import HDDMA
 
+from bench import drift_covariate
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from services.drift.domain.error_detectors import RiverDetector
 from services.drift.domain.monitor import Monitor
@@ -324,6 +329,9 @@ def main() -> None:
     parser.add_argument("--german-seeds", type=int, default=5)
     parser.add_argument("--stationary", type=int, default=100_000, help="German replay rows without drift")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
+    parser.add_argument("--no-covariate", action="store_true", help="skip section 4 (drift_covariate)")
+    parser.add_argument("--covariate-seeds", type=int, default=60)
+    parser.add_argument("--covariate-stationary", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.segment, args.german_seeds, args.stationary = 1, 3000, 1, 5000
@@ -341,6 +349,9 @@ def main() -> None:
     )
     results["evidently"] = bench_evidently(5000, 500, 4 if args.quick else 12, 1000)
     print(json.dumps({k: v for k, v in results["evidently"].items() if k != "windows"}, indent=1))
+    if not args.no_covariate:
+        seeds, stationary = (3, 20_000) if args.quick else (args.covariate_seeds, args.covariate_stationary)
+        results["covariate_generator"] = drift_covariate.run(seeds, 3000, 2000, stationary, 100_000)
     results["seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -4,7 +4,7 @@
 reset), then turns each value into a normal score of its rank against that reference and runs a
 two-sided CUSUM on the scores:
 
-    pos = #(reference < x), ties with the reference broken at random (a seeded generator)
+    pos = #(reference < x), ties with the reference broken at random (a seeded `random.Random`)
     z   = Phi^-1((pos + 0.5) / (m + 1))                 m = reference_size
     up  = max(0, up + z - k);  down = max(0, down - z - k);  alarm when max(up, down) > h
 
@@ -28,7 +28,7 @@ float) are skipped and counted in `skipped`; they neither raise nor move the sta
 from __future__ import annotations
 
 import math
-from array import array
+import random
 from bisect import bisect_left, bisect_right
 from functools import cache
 from typing import Any, Self
@@ -36,8 +36,6 @@ from typing import Any, Self
 from scipy.special import ndtri
 
 from services.drift.domain.detectors import Detector
-
-_MASK = (1 << 64) - 1
 
 
 def siegmund_arl(h: float, k: float) -> float:
@@ -99,11 +97,13 @@ class RankCusum:
         self.statistic = 0.0
         self.window_size = 0  # updates since the side that leads last left zero (change-point estimate)
         self.skipped = 0
-        self._reference = array("d")
+        self._reference: list[float] = []
+        self._scores = normal_scores(reference_size)  # not pickled: rebuilt from reference_size
         self._ready = False
         self._up = self._down = 0.0
         self._up_n = self._down_n = 0
-        self._state = (seed * 0x9E3779B97F4A7C15) & _MASK
+        self._rng = random.Random(seed)
+        self._random = self._rng.random
 
     def update(self, x: Any) -> Self:
         self.drift_detected = False
@@ -115,15 +115,22 @@ class RankCusum:
             self._learn(value)
             return self
         ref = self._reference
-        low = bisect_left(ref, value)
-        high = bisect_right(ref, value)
-        pos = low if low == high else low + int(self._uniform() * (high - low + 1))
-        z = normal_scores(self.reference_size)[pos]
-        k = self.shift
-        self._up = up = max(0.0, self._up + z - k)
-        self._down = down = max(0.0, self._down - z - k)
-        self._up_n = self._up_n + 1 if up > 0.0 else 0
-        self._down_n = self._down_n + 1 if down > 0.0 else 0
+        pos = bisect_left(ref, value)
+        if pos < len(ref) and ref[pos] == value:  # ties with the reference: a random place among them
+            ties = bisect_right(ref, value, pos) - pos
+            pos += int(self._random() * (ties + 1))
+        z = self._scores[pos]
+        up = self._up + z - self.shift
+        down = self._down - z - self.shift
+        if up > 0.0:
+            self._up_n += 1
+        else:
+            up, self._up_n = 0.0, 0
+        if down > 0.0:
+            self._down_n += 1
+        else:
+            down, self._down_n = 0.0, 0
+        self._up, self._down = up, down
         if up >= down:
             self.statistic, self.window_size = up, self._up_n
         else:
@@ -134,15 +141,18 @@ class RankCusum:
     def _learn(self, value: float) -> None:
         self._reference.append(value)
         if len(self._reference) == self.reference_size:
-            self._reference = array("d", sorted(self._reference))
+            self._reference.sort()
             self._ready = True
 
-    def _uniform(self) -> float:
-        """splitmix64: a seeded uniform in [0, 1) with an 8-byte state (pickles small)."""
-        self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        return ((z ^ (z >> 31)) >> 11) / 9007199254740992.0
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_scores"], state["_random"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._scores = normal_scores(self.reference_size)
+        self._random = self._rng.random
 
     def meaning(self) -> str:
         """What an alarm of this detector stands for, for the event's evidence."""
@@ -157,10 +167,11 @@ class RankCusum:
 
 
 def _finite(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, int | float):
+    kind = type(x)  # the usual JSON values (float, int) pass the first test cheaply
+    if kind is not float and kind is not int and (isinstance(x, bool) or not isinstance(x, int | float)):
         return None
     try:
         value = float(x)
     except OverflowError:
         return None
-    return value if math.isfinite(value) else None
+    return None if value - value else value  # inf - inf and nan - nan are nan (true); else 0.0
