@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from bisect import bisect_left, bisect_right
 from functools import cache
 from typing import Any, Self
@@ -36,6 +37,8 @@ from typing import Any, Self
 from scipy.special import ndtri
 
 from services.drift.domain.detectors import Detector
+
+_MAX = sys.float_info.max
 
 
 def siegmund_arl(h: float, k: float) -> float:
@@ -107,16 +110,20 @@ class RankCusum:
 
     def update(self, x: Any) -> Self:
         self.drift_detected = False
-        value = _finite(x)
-        if value is None:
-            self.skipped += 1
-            return self
+        kind = x.__class__
+        if (kind is float or kind is int) and -_MAX <= x <= _MAX:  # false for nan, +-inf, huge ints
+            value = x
+        else:
+            value = _finite(x)  # subclasses of int and float (numpy's float64): the slow path
+            if value is None:
+                self.skipped += 1
+                return self
         if not self._ready:
             self._learn(value)
             return self
         ref = self._reference
         pos = bisect_left(ref, value)
-        if pos < len(ref) and ref[pos] == value:  # ties with the reference: a random place among them
+        if pos < self.reference_size and ref[pos] == value:  # tied with the reference: a random place
             ties = bisect_right(ref, value, pos) - pos
             pos += int(self._random() * (ties + 1))
         z = self._scores[pos]
@@ -135,7 +142,7 @@ class RankCusum:
             self.statistic, self.window_size = up, self._up_n
         else:
             self.statistic, self.window_size = down, self._down_n
-        self.drift_detected = self.statistic > self._limit
+        self.drift_detected = up > self._limit or down > self._limit
         return self
 
     def _learn(self, value: float) -> None:
@@ -167,8 +174,7 @@ class RankCusum:
 
 
 def _finite(x: Any) -> float | None:
-    kind = type(x)  # the usual JSON values (float, int) pass the first test cheaply
-    if kind is not float and kind is not int and (isinstance(x, bool) or not isinstance(x, int | float)):
+    if isinstance(x, bool) or not isinstance(x, int | float):
         return None
     try:
         value = float(x)
