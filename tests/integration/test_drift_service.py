@@ -168,6 +168,10 @@ async def test_a_drift_events_report_against_the_champions_training_window_becom
         api_keys_file=tmp_path / "secrets" / "api-keys.hashed.json",
         reference_max=300,
         public_url="http://drift.test",
+        # The report plumbing is under test, not the detector: RankCusum alarms a few rows after the
+        # shift, so a report made at once can hold too few shifted rows in its 500-row window for
+        # Evidently to flag the column (docs/drift.md, "Not done yet"). MeanShift alarms ~100 rows in.
+        numeric_detector="MeanShift",
     )
     await run.create_topics()
     app = create_app(run.settings)
