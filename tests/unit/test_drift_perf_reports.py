@@ -16,6 +16,7 @@ from services.drift.adapters.evidently_report import drift_report
 from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
 from services.drift.domain import report_quality
+from services.drift.domain.report_summary import summarize
 from services.drift.domain.watch import DriftWatch
 from services.drift.handlers import DriftService, ReportLinks
 from services.drift.reports import ReportService
@@ -52,6 +53,29 @@ def window(
 
 def test_doctests() -> None:
     assert doctest.testmod(report_quality).failed == 0
+
+
+def evidently_dict(drifted: dict[str, bool]) -> Row:
+    """The shape of Snapshot.dict(): a ValueDrift metric and its test per column."""
+    metrics = [
+        {"id": f"m-{c}", "config": {"type": "evidently:metric_v2:ValueDrift", "column": c}, "value": 0.5}
+        for c in drifted
+    ]
+    tests = [
+        {"id": "drift", "metric_config": {"metric_id": f"m-{c}"}, "status": "FAIL" if d else "SUCCESS"}
+        for c, d in drifted.items()
+    ]
+    return {"metrics": metrics, "tests": tests}
+
+
+def test_the_outputs_are_summarized_apart_from_the_features_and_the_score_decides_prediction_drift() -> None:
+    s = summarize(
+        evidently_dict({"amount": False, "prediction_score": False, "predicted_class": True, "label": True})
+    )
+    assert s["columns_tested"] == 1 and list(s["outputs"]) == ["prediction_score", "predicted_class", "label"]
+    assert s["prediction_drift"] is False and s["target_drift"] is True and s["dataset_drift"] is False
+    s = summarize(evidently_dict({"amount": True, "predicted_class": True}), flagged=["kind"])
+    assert s["prediction_drift"] is True and s["target_drift"] is None and s["drifted_columns"] == ["amount"]
 
 
 def test_concept_drift_shows_as_target_drift_and_an_accuracy_drop_not_as_dataset_drift() -> None:

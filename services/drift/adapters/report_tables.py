@@ -86,12 +86,14 @@ def attach_predictions(db: sqlite3.Connection, scored: list[Scored]) -> int:
     missed = 0
     for entity, prediction_id, version, score, predicted, truth in scored:
         values = (version, score, int(predicted), None if truth is None else int(truth))
-        found = db.execute(
-            "UPDATE clean_records SET model_version = ?, score = ?, predicted = ?, truth = coalesce(?, truth)"
-            " WHERE prediction_id = ?",
-            (*values, prediction_id),
-        ).rowcount
-        if not found and entity is not None:
+        found = 0
+        if truth is not None or entity is None:  # a label: the record holding its prediction, if any
+            found = db.execute(
+                "UPDATE clean_records SET model_version = ?, score = ?, predicted = ?,"
+                " truth = coalesce(?, truth) WHERE prediction_id = ?",
+                (*values, prediction_id),
+            ).rowcount
+        if not found and entity is not None:  # a new prediction, or a label that brings its prediction
             found = db.execute(
                 "UPDATE clean_records SET model_version = ?, score = ?, predicted = ?, truth = ?,"
                 " prediction_id = ? WHERE seq = (SELECT max(seq) FROM clean_records WHERE entity = ?)"

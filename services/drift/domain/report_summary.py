@@ -73,8 +73,8 @@ def summarize(evidently: dict[str, Any], flagged: Sequence[str] = ()) -> dict[st
     share = count.get("share", len(drifted) / len(columns) if columns else 0.0)
     drift_share = count.get("drift_share") or 0.5
     return {
-        "prediction_drift": _any_drifted(outputs, (SCORE, PREDICTED)),
-        "target_drift": _any_drifted(outputs, (LABEL,)),
+        "prediction_drift": _first_tested(outputs, (SCORE, PREDICTED)),
+        "target_drift": _first_tested(outputs, (LABEL,)),
         "outputs": outputs,
         "dataset_drift": bool(columns) and share >= drift_share,
         "drifted_columns": drifted,
@@ -86,10 +86,11 @@ def summarize(evidently: dict[str, Any], flagged: Sequence[str] = ()) -> dict[st
     }
 
 
-def _any_drifted(outputs: dict[str, dict[str, Any]], names: Sequence[str]) -> bool | None:
-    """True if one of `names` drifted, False if they were tested and none did, None if none was tested."""
+def _first_tested(outputs: dict[str, dict[str, Any]], names: Sequence[str]) -> bool | None:
+    """The drift verdict of the first of `names` that was tested, None if none was. The predicted class
+    is a function of the score: testing both would double the false alarms, so the score decides."""
     verdicts = [outputs[n]["drifted"] for n in names if n in outputs and outputs[n]["drifted"] is not None]
-    return any(verdicts) if verdicts else None
+    return verdicts[0] if verdicts else None
 
 
 def _number(value: Any) -> float | None:
