@@ -62,7 +62,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     _events(TRAINING_REQUESTED, "TrainingRequested", "model_name", "Requests to (re)train a model."),
     _events(MODEL_TRAINED, "ModelTrained", "model_name", "Finished training runs, with metrics and lineage."),
-    _events(MODEL_PROMOTED, "ModelPromoted", "model_name", "Candidates that passed the gate: new champions."),
+    _events(
+        MODEL_PROMOTED,
+        "ModelPromoted",
+        "model_name",
+        "New champions: candidates that passed the gate, and ops rollbacks to an earlier champion.",
+    ),
     _events(
         MODEL_REJECTED, "ModelRejected", "model_name", "Candidates that failed the gate, or failed runs."
     ),

@@ -7,6 +7,7 @@ mlops status [--json]                       each component, its URL, health and 
 mlops topics                                create/grow the platform's topics on the cluster
 mlops demo [--stop]                         up + the whole loop (ingest, train, serve, drift, retrain,
                                             audit, explain) with its figures and plot
+mlops model rollback [--to N] --reason TEXT  move the champion back, as an audited event
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 from rich.console import Console
 
 from infra.kafka_local import KafkaInfraError
+from infra.model_cli import add_parser as add_model_parser
+from infra.model_cli import cmd_model
 from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.status import cmd_status
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--stop", action="store_true", help="stop the stack when the demo ends (else it stays)")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
+    add_model_parser(sub)
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
     sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
     sub.add_parser("audit", help="verify, summary, lineage or erase on the audit database", add_help=False)
@@ -259,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "topics": cmd_topics,
         "demo": cmd_demo,
         "watch": cmd_watch,
+        "model": cmd_model,
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:

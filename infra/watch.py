@@ -51,6 +51,11 @@ def describe(event: Event) -> str:
         return f"{when} TRAINED   {p.model_name} v{p.model_version}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in sorted(p.metrics.items()) if k in ("auc", "log_loss")
         )
+    if isinstance(event, ModelPromoted) and p.kind == "rollback":
+        return (
+            f"{when} ROLLBACK  {p.model_name} v{p.model_version} (was {p.previous_version or 'none'}, "
+            f"by {p.requested_by or '?'}): {p.reason or ''}"
+        )
     if isinstance(event, ModelPromoted):
         return f"{when} PROMOTED  {p.model_name} v{p.model_version} (was {p.previous_version or 'none'})"
     if isinstance(event, ModelRejected):

@@ -117,11 +117,26 @@ class ModelPromotedPayload(ContractModel):
     model_version: Name = Field(description="Version now serving as champion.")
     run_id: Name = Field(description="Tracking run that produced it.")
     previous_version: str | None = Field(default=None, description="Champion it replaced, if any.")
-    evidence: GateEvidence = Field(description="Why the gate let it through.")
+    evidence: GateEvidence = Field(
+        description="Why the gate let it through (for a rollback: the gate's evidence when that version "
+        "was first promoted)."
+    )
+    kind: Literal["promotion", "rollback"] = Field(
+        default="promotion",
+        description="promotion: a candidate passed the gate; rollback: ops moved the champion back to an "
+        "earlier champion (see `reason`). Absent in payloads written before rollbacks existed.",
+    )
+    reason: str | None = Field(
+        default=None, max_length=500, description="Why ops moved the champion (set for a rollback)."
+    )
+    requested_by: str | None = Field(
+        default=None, max_length=200, description="Who moved the champion (set for a rollback)."
+    )
 
 
 class ModelPromoted(Event[ModelPromotedPayload]):
-    """A candidate passed the validation gate and became the champion."""
+    """A model became the champion: a candidate passed the validation gate, or ops rolled the champion
+    back to an earlier one (`kind`). Serving swaps to it the same way in both cases."""
 
     topic: ClassVar[str] = MODEL_PROMOTED
     key_fields: ClassVar[tuple[str, ...]] = ("model_name",)

@@ -35,6 +35,7 @@ from services.training.adapters.mlflow_registry import MlflowRegistry, ModelRegi
 from services.training.adapters.state import TrainingState
 from services.training.domain.policy import load_policy
 from services.training.handlers import Topics, TrainingService
+from services.training.rollbacks import Rollbacks
 from services.training.settings import TrainingSettings
 from services.training.trainer import Trainer
 
@@ -122,5 +123,8 @@ def create_app(
         on_startup=[open_adapters],
     )
     app.state.training = training
+    app.state.rollbacks = Rollbacks(
+        training.history, mlflow, publish, settings.promoted_topic, settings.model_name, settings.service_name
+    )
     routes.install(app)
     return app

@@ -79,6 +79,16 @@ class FakeRegistry:
         self.gates.append((version, evidence.verdict == "promote"))
         self.evidence.append(evidence)
 
+    def version_of(self, alias: str) -> str | None:
+        return self.alias if alias == "champion" else None
+
+    def version_exists(self, version: str) -> bool:
+        return version.isdigit() and 1 <= int(version) <= len(self.candidates)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        assert alias == "champion", "the fake keeps the champion alias only"
+        self.promote(version)
+
     def promote(self, version: str) -> None:
         self.alias = version
         pipeline = self.candidates[int(version) - 1].pipeline
