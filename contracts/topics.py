@@ -14,6 +14,7 @@ TRAINING_REQUESTED = "training.requested"
 MODEL_TRAINED = "model.trained"
 MODEL_PROMOTED = "model.promoted"
 MODEL_REJECTED = "model.rejected"
+MODEL_CANARY = "model.canary"
 EXPLANATION_PRODUCED = "explanation.produced"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 
@@ -70,6 +71,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     _events(
         MODEL_REJECTED, "ModelRejected", "model_name", "Candidates that failed the gate, or failed runs."
+    ),
+    _events(
+        MODEL_CANARY, "CanaryChanged", "model_name", "Canaries started or ended by ops, with the reason."
     ),
     _events(EXPLANATION_PRODUCED, "ExplanationProduced", "model_name", "Global and local explanations."),
     _events(AUDIT_CHECKPOINTS, "AuditCheckpointed", "none", "Heads of the audit hash chain, for anchoring."),

@@ -9,6 +9,8 @@ the service's state, so it survives a restart); `POST /train` still works while 
 shows the switch, the retraining policy and the last decisions taken on drift events.
 `POST /models/{name}/rollback` moves the champion back to an earlier champion with a reason, as a
 ModelPromoted of kind "rollback" (services/training/rollbacks.py); idempotent on `Idempotency-Key`.
+`POST /models/{name}/canary` and `/canary/end` start (or change) and end a canary, as CanaryChanged
+events (services/training/canaries.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, mo
 
 from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
+from services.training.canaries import Canaries
 from services.training.errors import NoRunYet, UnknownModel
 from services.training.handlers import TrainingService
 from services.training.rollbacks import RollbackRequest, Rollbacks
@@ -126,22 +129,25 @@ async def retraining(_: Ops, training: Service) -> dict[str, Any]:
     return await training.retraining_status()
 
 
-class RollbackBody(BaseModel):
+class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    reason: str = Field(min_length=1, max_length=500, description="Why (in the event and the audit trail).")
+
+    @model_validator(mode="after")
+    def _reason_said(self) -> ReasonBody:
+        if not self.reason.strip():
+            raise ValueError("reason must not be blank")
+        return self
+
+
+class RollbackBody(ReasonBody):
     to_version: int | None = Field(
         None,
         ge=1,
         description="Version to go back to (it must have been champion). Default: the "
         "champion before the current one.",
     )
-    reason: str = Field(min_length=1, max_length=500, description="Why (in the event and the audit trail).")
-
-    @model_validator(mode="after")
-    def _reason_said(self) -> RollbackBody:
-        if not self.reason.strip():
-            raise ValueError("reason must not be blank")
-        return self
 
 
 IdempotencyKey = Annotated[
@@ -182,6 +188,49 @@ async def rollback(
     to_version = None if body.to_version is None else str(body.to_version)
     asked = RollbackRequest(body.reason.strip(), _who(principal), to_version, idempotency_key)
     return await rollbacks.rollback(asked)
+
+
+class CanaryBody(ReasonBody):
+    version: int = Field(ge=1, description="Registered version to send live traffic to (not the champion).")
+    share: float = Field(gt=0, le=0.5, description="Share of live traffic it answers, in (0, 0.5].")
+
+
+def canaries(request: Request, name: str) -> Canaries:
+    found: Canaries = request.app.state.canaries
+    if name != found.model_name:
+        raise UnknownModel(f"this service trains {found.model_name!r}, not {name!r}")
+    return found
+
+
+CanaryUseCase = Annotated[Canaries, Depends(canaries)]
+CANARY_ERRORS = error_responses(
+    400,
+    404,
+    409,
+    422,
+    503,
+    s404="unknown model or version (code unknown_model, unknown_version)",
+    s409="code no_champion, is_champion (start) or no_canary (end)",
+    s503="Kafka or the registry unavailable; nothing changed, retry",
+)
+
+
+@router.post(
+    "/models/{name}/canary",
+    summary="Start or change a canary: a version answering a share of live traffic (ops role)",
+    responses=CANARY_ERRORS,
+)
+async def start_canary(principal: Ops, use_case: CanaryUseCase, body: CanaryBody) -> dict[str, Any]:
+    return await use_case.start(str(body.version), body.share, body.reason.strip(), _who(principal))
+
+
+@router.post(
+    "/models/{name}/canary/end",
+    summary="End the canary: all traffic to the champion again (ops role)",
+    responses=CANARY_ERRORS,
+)
+async def end_canary(principal: Ops, use_case: CanaryUseCase, body: ReasonBody) -> dict[str, Any]:
+    return await use_case.end(body.reason.strip(), _who(principal))
 
 
 def _who(principal: Principal) -> str:

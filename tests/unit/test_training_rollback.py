@@ -41,6 +41,9 @@ class Aliases(FakeRegistry):
         return version in {"1", "2", "3", "4"}
 
     def set_alias(self, alias: str, version: str) -> None:
+        if alias != "champion":
+            self.others[alias] = version
+            return
         self.moves = [*getattr(self, "moves", []), version]
         self.alias = version
 
@@ -62,6 +65,7 @@ def client(tmp_path: Path) -> TestClient:
 
     app.state.training.publish = publish
     app.state.rollbacks.publish = publish
+    app.state.canaries.publish = publish
     client = TestClient(app)  # no lifespan: no broker
     client.headers["X-API-Key"] = keys["ops"]
     client.sent, client.registry, client.keys = sent, registry, keys  # type: ignore[attr-defined]

@@ -69,6 +69,9 @@ class ModelRegistry(Protocol):
     def version_of(self, alias: str) -> str | None: ...
     def version_exists(self, version: str) -> bool: ...
     def set_alias(self, alias: str, version: str) -> None: ...
+    def delete_alias(self, alias: str) -> None: ...
+    def model_tag(self, key: str) -> str | None: ...
+    def set_model_tag(self, key: str, value: str) -> None: ...
 
 
 def pip_requirements() -> list[str]:
@@ -226,6 +229,13 @@ class MlflowRegistry:
 
     def delete_alias(self, alias: str) -> None:
         self.client.delete_registered_model_alias(self.model_name, alias)
+
+    def model_tag(self, key: str) -> str | None:
+        tags: dict[str, str] = self.client.get_registered_model(self.model_name).tags
+        return tags.get(key)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(self.model_name, key, value)
 
 
 def model_card(candidate: Candidate) -> ModelCard:
