@@ -8,6 +8,7 @@ mlops topics                                create/grow the platform's topics on
 mlops demo [--stop]                         up + the whole loop (ingest, train, serve, drift, retrain,
                                             audit, explain) with its figures and plot
 mlops model rollback [--to N] --reason TEXT  move the champion back, as an audited event
+mlops model canary --version N --share S --reason TEXT | --end --reason TEXT
 """
 
 from __future__ import annotations

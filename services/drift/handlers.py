@@ -32,6 +32,7 @@ from contracts.events import (
 from contracts.registry import encode_event, parse_event
 from servicekit.consumer import RawMessage
 from services.drift.adapters.store import DriftStore
+from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
@@ -199,6 +200,22 @@ class DriftService:
             "skipped": dict(self.watch.skipped),
             "published": self.published,
         }
+
+    def canary_recommendation(
+        self, canary: str, champion: str, min_labels: int, confidence: float
+    ) -> dict[str, Any]:
+        """Promote, keep or roll back the canary: its accuracy against the champion's on their labelled
+        predictions in the online quality windows (domain/canary.py). A recommendation only."""
+        found: dict[str, Counts] = {}
+        for version in (canary, champion):
+            quality = self.watch.quality.get((self.model_name, version))
+            found[version] = Counts(*quality.counts()) if quality else Counts(0, 0)
+        advice = recommend(found[canary], found[champion], min_labels=min_labels, confidence=confidence)
+        sides = {
+            role: {"version": v, "labelled": found[v].labelled, "accuracy": found[v].accuracy}
+            for role, v in (("canary", canary), ("champion", champion))
+        }
+        return {"model": self.model_name, **sides, "confidence": confidence, **advice.as_dict()}
 
 
 def _prediction(event: Event[Any]) -> Prediction:

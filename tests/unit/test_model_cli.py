@@ -9,7 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts.events import GateEvidence, ModelPromoted, ModelPromotedPayload
+from contracts.events import (
+    CanaryChanged,
+    CanaryChangedPayload,
+    GateEvidence,
+    ModelPromoted,
+    ModelPromotedPayload,
+)
 from infra import cli, model_cli
 from infra.watch import describe
 
@@ -32,7 +38,13 @@ def test_bad_flags_are_one_line_and_exit_2(
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, answers: list[Any], argv: list[str]) -> list[Any]:
+def run(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    answers: list[Any],
+    argv: list[str],
+    action: str = "rollback",
+) -> list[Any]:
     calls: list[Any] = []
 
     def post(url: str, json: Any, headers: dict[str, str], timeout: float) -> httpx.Response:
@@ -45,7 +57,7 @@ def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, answers: list[Any], arg
     monkeypatch.setattr(model_cli.httpx, "post", post)
     monkeypatch.setattr(model_cli.time, "sleep", lambda _: None)
     monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
-    calls.append(cli.main(["model", "rollback", "--api-key", "k", "--url", "http://t", *argv]))
+    calls.append(cli.main(["model", action, "--api-key", "k", "--url", "http://t", *argv]))
     return calls
 
 
@@ -88,3 +100,51 @@ def test_watch_shows_a_rollback_with_its_reason() -> None:
     line = describe(ModelPromoted.create(payload, "training"))
     assert "ROLLBACK  credit-risk v1 (was 2, by ops:alice): approvals fell" in line
     assert "PROMOTED" in describe(ModelPromoted.create(payload.model_copy(update={"kind": "promotion"}), "t"))
+
+
+def test_canary_start_and_end_send_the_right_bodies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    done = (200, {"canary": "8"})
+    argv = ["--version", "8", "--share", "0.1", "--reason", "try it"]
+    *calls, code = run(monkeypatch, tmp_path, [done], argv, action="canary")
+    assert code == 0 and calls[0][:2] == (
+        "http://t/models/credit-risk/canary",
+        {"version": 8, "share": 0.1, "reason": "try it"},
+    )
+    *calls, code = run(monkeypatch, tmp_path, [done], ["--end", "--reason", "done"], action="canary")
+    assert code == 0 and calls[0][:2] == ("http://t/models/credit-risk/canary/end", {"reason": "done"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--share", "0.6", "--version", "8"], "argument --share: at most 0.5, got 0.6"),
+        (["--share", "0", "--version", "8"], "argument --share: must be positive, got 0"),
+        (["--version", "8"], "a canary needs --version and --share"),
+        (["--end", "--version", "8"], "--end takes no --version or --share"),
+    ],
+)
+def test_bad_canary_flags_are_one_line_and_exit_2(
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    try:
+        *calls, code = run(monkeypatch, tmp_path, [], [*argv, "--reason", "x"], action="canary")
+    except SystemExit as exit_:
+        code, calls = exit_.code, []
+    assert code == 2 and not calls
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_watch_shows_a_canary_with_its_share_and_reason() -> None:
+    payload = CanaryChangedPayload(
+        model_name="credit-risk",
+        action="started",
+        model_version="8",
+        share=0.1,
+        champion_version="7",
+        reason="inconclusive at the gate",
+        requested_by="ops:alice",
+    )
+    line = describe(CanaryChanged.create(payload, "training"))
+    assert "CANARY    credit-risk v8 started on 10% of traffic (champion v7, by ops:alice)" in line
