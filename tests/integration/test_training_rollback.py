@@ -19,7 +19,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from contracts.events import GateEvidence, ModelPromoted
+from contracts.events import CanaryChanged, GateEvidence, ModelPromoted
 from contracts.registry import parse_event
 from feature_repo.names import NUMERIC_FEATURES
 from servicekit.auth import hash_key
@@ -50,7 +50,8 @@ class World:
     def __init__(self, bootstrap: str, state_dir: Path) -> None:
         run = uuid.uuid4().hex[:8]
         self.topics = {
-            n: f"test.{n}.{run}" for n in ("labels", "requests", "drift", "trained", "promoted", "rejected")
+            n: f"test.{n}.{run}"
+            for n in ("labels", "requests", "drift", "trained", "promoted", "rejected", "canary")
         }
         topics: dict[str, Any] = {f"{name}_topic": topic for name, topic in self.topics.items()}
         self.settings = TrainingSettings(
@@ -65,11 +66,16 @@ class World:
         broker = make_broker(probe_settings(bootstrap))
         self.probe = Subscriptions(broker, EventPublisher(broker, "probe"), "probe")
         self.promoted: list[ModelPromoted] = []
+        self.canaries: list[CanaryChanged] = []
         self.probe.on_raw(self.topics["promoted"], group_id=f"probe-{run}")(self._collect)
+        self.probe.on_raw(self.topics["canary"], group_id=f"probe-{run}-canary")(self._collect_canary)
         self.bootstrap = bootstrap
 
     async def _collect(self, raws: list[RawMessage]) -> None:
         self.promoted.extend(parse_event(raw.value or b"") for raw in raws)  # type: ignore[misc]
+
+    async def _collect_canary(self, raws: list[RawMessage]) -> None:
+        self.canaries.extend(parse_event(raw.value or b"") for raw in raws)  # type: ignore[misc]
 
     def rollbacks(self) -> list[ModelPromoted]:
         return [e for e in self.promoted if e.payload.kind == "rollback"]
@@ -97,7 +103,7 @@ async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
         yield world
 
 
-def promote(world: World, seed: int) -> str:
+def promote(world: World, seed: int, *, alias: bool = True) -> str:
     """What a training run that passed the gate ends with, on the real registry: a registered version,
     its gate verdict, the champion alias moved; then (by the caller) its ModelPromoted published."""
     registry: MlflowRegistry = world.app.state.rollbacks.registry
@@ -116,7 +122,8 @@ def promote(world: World, seed: int) -> str:
         previous_version=registry.version_of("champion"),
         verdict=Verdict("promote", evidence),
     )
-    registry.promote(version)
+    if alias:
+        registry.promote(version)
     return version
 
 
@@ -151,3 +158,39 @@ async def test_rollback_moves_the_alias_back_once_with_its_reason(world: World) 
     await asyncio.sleep(3)  # anything published by the repeats would have arrived by now
     assert len(world.rollbacks()) == 1 and len(world.promoted) == 3
     assert world.champion() == first
+
+
+async def test_a_canary_moves_its_alias_and_share_and_says_why(world: World) -> None:
+    """(After the rollback test: v1 is the champion.) A third version, registered and not promoted,
+    becomes the canary on 20%: the alias and the tag are in MLflow, where serving's adapter reads
+    them; the same request again publishes nothing; ending it removes the alias."""
+    from services.serving.adapters.mlflow_registry import MlflowRegistry as ServingRegistry
+    from services.serving.settings import ServingSettings
+
+    if not world.promoted:  # run on its own: a champion first
+        await asyncio.to_thread(promote, world, 1)
+    champion = world.champion()
+    third = await asyncio.to_thread(promote, world, 3, alias=False)
+    body = {"version": int(third), "share": 0.2, "reason": "inconclusive at the gate"}
+    transport = httpx.ASGITransport(app=world.app)
+    headers = {"X-API-Key": OPS_KEY}
+    path = f"/models/{world.settings.model_name}/canary"
+    async with httpx.AsyncClient(transport=transport, base_url="http://training", headers=headers) as client:
+        started = await client.post(path, json=body)
+        again = await client.post(path, json=body)
+        assert started.status_code == 200, started.text
+        assert again.json()["replayed"] and again.json()["event_id"] is None
+        serving = ServingRegistry(
+            ServingSettings(state_dir=world.settings.state_dir, model_name=world.settings.model_name)
+        )
+        assert await asyncio.to_thread(serving.version_of, "canary") == third
+        assert await asyncio.to_thread(serving.model_tag, "canary_share") == "0.2"
+        await wait_until(lambda: len(world.canaries) == 1, timeout_s=60, what="the canary event")
+        p = world.canaries[0].payload
+        assert (p.action, p.model_version, p.share, p.champion_version) == ("started", third, 0.2, champion)
+        assert p.reason == "inconclusive at the gate"
+        ended = await client.post(f"{path}/end", json={"reason": "enough"})
+        assert ended.status_code == 200, ended.text
+        assert await asyncio.to_thread(serving.version_of, "canary") is None
+        await wait_until(lambda: len(world.canaries) == 2, timeout_s=60, what="the end of the canary")
+        assert world.canaries[1].payload.action == "ended" and world.champion() == champion
