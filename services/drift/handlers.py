@@ -34,6 +34,7 @@ from contracts.registry import encode_event, parse_event
 from servicekit.consumer import RawMessage
 from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
+from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
@@ -230,6 +231,22 @@ class DriftService:
             "published": self.published,
             "report_unattached": self.unattached,
         }
+
+    def canary_recommendation(
+        self, canary: str, champion: str, min_labels: int, confidence: float
+    ) -> dict[str, Any]:
+        """Promote, keep or roll back the canary: its accuracy against the champion's on their labelled
+        predictions in the online quality windows (domain/canary.py). A recommendation only."""
+        found: dict[str, Counts] = {}
+        for version in (canary, champion):
+            quality = self.watch.quality.get((self.model_name, version))
+            found[version] = Counts(*quality.counts()) if quality else Counts(0, 0)
+        advice = recommend(found[canary], found[champion], min_labels=min_labels, confidence=confidence)
+        sides = {
+            role: {"version": v, "labelled": found[v].labelled, "accuracy": found[v].accuracy}
+            for role, v in (("canary", canary), ("champion", champion))
+        }
+        return {"model": self.model_name, **sides, "confidence": confidence, **advice.as_dict()}
 
 
 def _prediction(event: Event[Any]) -> Prediction:
