@@ -126,3 +126,19 @@ def test_the_python_client_sits_in_each_roles_seat_at_the_demo_stack(
     with Ops.from_stack(demo["state"], key_name="dev-client") as wrong, pytest.raises(MlopsError) as refused:
         wrong.detectors()
     assert (refused.value.status, refused.value.code) == (403, "forbidden")
+
+
+@pytest.mark.timeout(600)
+def test_day_one_pages_render_offline_in_headless_chromium(demo: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 17's screenshots, on the demo's stack: a service's /docs, the reports index opened by a
+    signed link and the newest report from it, and the champion's MLflow page with its card. The
+    script reads each page's rendered DOM and fails on an empty shell, a 401 or a spinner."""
+    out = tmp_path / "shots"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "screenshots.py"), "--out", str(out)]
+    result = subprocess.run(
+        command, env=demo["env"], capture_output=True, text=True, timeout=540, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["api-docs.png", "drift-report.png", "mlflow-model-card.png", "reports-index.png"]
+    assert all((out / n).stat().st_size > 10_000 for n in names)
