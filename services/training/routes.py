@@ -129,6 +129,10 @@ async def retraining(_: Ops, training: Service) -> dict[str, Any]:
     return await training.retraining_status()
 
 
+# MLflow numbers versions with a 32-bit integer column; a bigger number is a 422, not a store error.
+MAX_VERSION = 2**31 - 1
+
+
 class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -145,6 +149,7 @@ class RollbackBody(ReasonBody):
     to_version: int | None = Field(
         None,
         ge=1,
+        le=MAX_VERSION,
         description="Version to go back to (it must have been champion). Default: the "
         "champion before the current one.",
     )
@@ -191,7 +196,9 @@ async def rollback(
 
 
 class CanaryBody(ReasonBody):
-    version: int = Field(ge=1, description="Registered version to send live traffic to (not the champion).")
+    version: int = Field(
+        ge=1, le=MAX_VERSION, description="Registered version to send live traffic to (not the champion)."
+    )
     share: float = Field(gt=0, le=0.5, description="Share of live traffic it answers, in (0, 0.5].")
 
 
