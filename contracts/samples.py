@@ -9,6 +9,8 @@ from contracts.envelope import Event
 from contracts.events import (
     AuditCheckpointed,
     AuditCheckpointedPayload,
+    CanaryChanged,
+    CanaryChangedPayload,
     DeadLettered,
     DeadLetteredPayload,
     DriftDetected,
@@ -147,6 +149,15 @@ def sample_payloads() -> dict[type[Event[Any]], Any]:
         ),
         AuditCheckpointed: AuditCheckpointedPayload(
             chain_length=1000, head_hash=SHA, last_event_id=UUID(int=7), covered_until=T1
+        ),
+        CanaryChanged: CanaryChangedPayload(
+            model_name="fraud",
+            action="started",
+            model_version="6",
+            share=0.1,
+            champion_version="5",
+            reason="candidate 6 was inconclusive at the gate: try it on live traffic",
+            requested_by="ops:alice",
         ),
     }
 

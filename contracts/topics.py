@@ -14,6 +14,7 @@ TRAINING_REQUESTED = "training.requested"
 MODEL_TRAINED = "model.trained"
 MODEL_PROMOTED = "model.promoted"
 MODEL_REJECTED = "model.rejected"
+MODEL_CANARY = "model.canary"
 EXPLANATION_PRODUCED = "explanation.produced"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 
@@ -62,9 +63,17 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     _events(TRAINING_REQUESTED, "TrainingRequested", "model_name", "Requests to (re)train a model."),
     _events(MODEL_TRAINED, "ModelTrained", "model_name", "Finished training runs, with metrics and lineage."),
-    _events(MODEL_PROMOTED, "ModelPromoted", "model_name", "Candidates that passed the gate: new champions."),
+    _events(
+        MODEL_PROMOTED,
+        "ModelPromoted",
+        "model_name",
+        "New champions: candidates that passed the gate, and ops rollbacks to an earlier champion.",
+    ),
     _events(
         MODEL_REJECTED, "ModelRejected", "model_name", "Candidates that failed the gate, or failed runs."
+    ),
+    _events(
+        MODEL_CANARY, "CanaryChanged", "model_name", "Canaries started or ended by ops, with the reason."
     ),
     _events(EXPLANATION_PRODUCED, "ExplanationProduced", "model_name", "Global and local explanations."),
     _events(AUDIT_CHECKPOINTS, "AuditCheckpointed", "none", "Heads of the audit hash chain, for anchoring."),

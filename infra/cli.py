@@ -9,6 +9,8 @@ mlops demo [--stop]                         up + the whole loop (ingest, train, 
                                             audit, explain) with its figures and plot
 mlops reports [--report ID] [--ttl S]       a signed link to paste into a browser: the drift reports'
                                             index page, or one report's page
+mlops model rollback [--to N] --reason TEXT  move the champion back, as an audited event
+mlops model canary --version N --share S --reason TEXT | --end --reason TEXT
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any
 from rich.console import Console
 
 from infra.kafka_local import KafkaInfraError
+from infra.model_cli import add_parser as add_model_parser
+from infra.model_cli import cmd_model
 from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
 from infra.report_links import cmd_reports, report_id
 from infra.settings import REPO_ROOT, InfraSettings
@@ -243,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--stop", action="store_true", help="stop the stack when the demo ends (else it stays)")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
+    add_model_parser(sub)
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
     sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
     sub.add_parser("audit", help="verify, summary, lineage or erase on the audit database", add_help=False)
@@ -270,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "watch": cmd_watch,
         "reports": cmd_reports,
+        "model": cmd_model,
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:

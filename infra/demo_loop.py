@@ -142,12 +142,17 @@ def explain_prediction(settings: InfraSettings, console: Console, prediction: di
     LIME, counterfactual, fidelity), and where the champion's global explanation is stored."""
     prediction_id, version = prediction["prediction_id"], str(prediction["model_version"])
     with client(settings, "explain", "client", timeout_s=120) as api, console.status("7. explaining it..."):
-        deadline = time.monotonic() + 60  # explain learns of the prediction from prediction.made
-        while (response := api.get(f"/explain/{prediction_id}")).status_code == 404:
+        # 404: explain has not read prediction.made yet; 503/504: busy (e.g. computing a new
+        # champion's global explanation on a loaded machine). Both pass; the demo waits for them.
+        deadline = time.monotonic() + 180
+        while (response := api.get(f"/explain/{prediction_id}")).status_code in (404, 503, 504):
             if time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
-        response.raise_for_status()
+            time.sleep(0.5 if response.status_code == 404 else 5)
+        if response.status_code != 200:
+            code = response.json().get("code") if response.content else None
+            console.print(f"7. no explanation of {prediction_id[:8]}: HTTP {response.status_code} ({code})")
+            return
         local = response.json()
         found = api.get(f"/explanations/global/{version}").json()
         while not found["available"] and time.monotonic() < deadline:

@@ -46,6 +46,11 @@ class InfraSettings(BaseSettings):
     first_service_port: int = Field(
         8101, ge=1024, le=65000, description="HTTP port of the first service; others follow in order."
     )
+    model_name: str = Field(
+        "credit-risk",
+        validation_alias=AliasChoices("MLOPS_MODEL_NAME"),
+        description="Registered model `mlops model ...` acts on (the services' MLOPS_MODEL_NAME).",
+    )
     prometheus_binary: str = Field(
         "prometheus", description="Prometheus server for `mlops up --with-prometheus` (Debian: prometheus)."
     )

@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 from pydantic_settings import SettingsConfigDict
 
 from contracts.envelope import Event
-from contracts.events import DriftDetected, ModelPromoted, ModelRejected, ModelTrained, TrainingRequested
+from contracts.events import (
+    CanaryChanged,
+    DriftDetected,
+    ModelPromoted,
+    ModelRejected,
+    ModelTrained,
+    TrainingRequested,
+)
 from contracts.registry import ContractError, parse_event
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
@@ -29,6 +36,7 @@ WATCHED: tuple[type[Event], ...] = (
     ModelTrained,
     ModelPromoted,
     ModelRejected,
+    CanaryChanged,
 )
 
 
@@ -51,8 +59,19 @@ def describe(event: Event) -> str:
         return f"{when} TRAINED   {p.model_name} v{p.model_version}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in sorted(p.metrics.items()) if k in ("auc", "log_loss")
         )
+    if isinstance(event, ModelPromoted) and p.kind == "rollback":
+        return (
+            f"{when} ROLLBACK  {p.model_name} v{p.model_version} (was {p.previous_version or 'none'}, "
+            f"by {p.requested_by or '?'}): {p.reason or ''}"
+        )
     if isinstance(event, ModelPromoted):
         return f"{when} PROMOTED  {p.model_name} v{p.model_version} (was {p.previous_version or 'none'})"
+    if isinstance(event, CanaryChanged):
+        share = f" on {p.share:.0%} of traffic" if p.share is not None else ""
+        return (
+            f"{when} CANARY    {p.model_name} v{p.model_version} {p.action}{share} "
+            f"(champion v{p.champion_version or '?'}, by {p.requested_by}): {p.reason}"
+        )
     if isinstance(event, ModelRejected):
         return f"{when} REJECTED  {p.model_name} v{p.model_version}: " + "; ".join(p.reasons)
     return f"{when} {event.event_type}"

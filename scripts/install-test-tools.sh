@@ -3,13 +3,15 @@
 # that any producer, not only ours, can talk to the broker) and postgresql (the server binaries the
 # audit store's contract tests start a throwaway cluster with; the tests never use a system cluster)
 # and prometheus (the server `mlops up --with-prometheus` runs; the e2e test checks that it scrapes a
-# service; the package's own system service is never started).
+# service; the package's own system service is never started) and chromium (headless, for the
+# screenshots of scripts/screenshots.py that the demo's end-to-end test takes).
 # Idempotent and quiet: installs only what is missing.
 set -euo pipefail
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [[ ${#missing[@]} == 0 ]]; then exit 0; fi
 if [[ "$(id -u)" != 0 ]]; then
   echo "install-test-tools.sh: missing ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2

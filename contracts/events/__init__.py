@@ -4,6 +4,8 @@ from typing import Any
 
 from contracts.envelope import Event
 from contracts.events.lifecycle import (
+    CanaryChanged,
+    CanaryChangedPayload,
     GateCheck,
     GateEvidence,
     ModelPromoted,
@@ -52,6 +54,7 @@ ALL_EVENTS: tuple[type[Event[Any]], ...] = (
     ModelTrained,
     ModelPromoted,
     ModelRejected,
+    CanaryChanged,
     ExplanationProduced,
     AuditCheckpointed,
 )
@@ -60,6 +63,8 @@ __all__ = [
     "ALL_EVENTS",
     "AuditCheckpointed",
     "AuditCheckpointedPayload",
+    "CanaryChanged",
+    "CanaryChangedPayload",
     "DeadLettered",
     "DeadLetteredPayload",
     "DriftDetected",

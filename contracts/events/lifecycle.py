@@ -6,7 +6,7 @@ from pydantic import AwareDatetime, Field
 
 from contracts.common import ContractModel, Name, Sha256Hex
 from contracts.envelope import Event
-from contracts.topics import MODEL_PROMOTED, MODEL_REJECTED, MODEL_TRAINED, TRAINING_REQUESTED
+from contracts.topics import MODEL_CANARY, MODEL_PROMOTED, MODEL_REJECTED, MODEL_TRAINED, TRAINING_REQUESTED
 
 
 class TrainingRequestedPayload(ContractModel):
@@ -117,11 +117,26 @@ class ModelPromotedPayload(ContractModel):
     model_version: Name = Field(description="Version now serving as champion.")
     run_id: Name = Field(description="Tracking run that produced it.")
     previous_version: str | None = Field(default=None, description="Champion it replaced, if any.")
-    evidence: GateEvidence = Field(description="Why the gate let it through.")
+    evidence: GateEvidence = Field(
+        description="Why the gate let it through (for a rollback: the gate's evidence when that version "
+        "was first promoted)."
+    )
+    kind: Literal["promotion", "rollback"] = Field(
+        default="promotion",
+        description="promotion: a candidate passed the gate; rollback: ops moved the champion back to an "
+        "earlier champion (see `reason`). Absent in payloads written before rollbacks existed.",
+    )
+    reason: str | None = Field(
+        default=None, max_length=500, description="Why ops moved the champion (set for a rollback)."
+    )
+    requested_by: str | None = Field(
+        default=None, max_length=200, description="Who moved the champion (set for a rollback)."
+    )
 
 
 class ModelPromoted(Event[ModelPromotedPayload]):
-    """A candidate passed the validation gate and became the champion."""
+    """A model became the champion: a candidate passed the validation gate, or ops rolled the champion
+    back to an earlier one (`kind`). Serving swaps to it the same way in both cases."""
 
     topic: ClassVar[str] = MODEL_PROMOTED
     key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
@@ -145,4 +160,31 @@ class ModelRejected(Event[ModelRejectedPayload]):
     topic: ClassVar[str] = MODEL_REJECTED
     key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
     event_type: Literal["ModelRejected"] = "ModelRejected"
+    schema_version: Literal[1] = 1
+
+
+class CanaryChangedPayload(ContractModel):
+    """Body of `CanaryChanged`."""
+
+    model_name: Name = Field(description="Registered model name (partition key).")
+    action: Literal["started", "ended"] = Field(
+        description="started: the `canary` alias names `model_version` and serving sends it `share` of "
+        "live traffic (a new share or version replaces the running canary); ended: the alias is gone."
+    )
+    model_version: str = Field(min_length=1, description="The canary's version (for ended: the one ended).")
+    share: float | None = Field(
+        default=None, gt=0, le=0.5, description="Share of live traffic the canary answers (started only)."
+    )
+    champion_version: str | None = Field(default=None, description="The champion it is compared with.")
+    reason: str = Field(min_length=1, max_length=500, description="Why ops started or ended it.")
+    requested_by: str = Field(min_length=1, max_length=200, description="Who did.")
+
+
+class CanaryChanged(Event[CanaryChangedPayload]):
+    """Ops started, changed or ended a canary: a version answering a share of live traffic beside the
+    champion, chosen by a hash of the request's key. Nothing is promoted by it."""
+
+    topic: ClassVar[str] = MODEL_CANARY
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["CanaryChanged"] = "CanaryChanged"
     schema_version: Literal[1] = 1

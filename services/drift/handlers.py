@@ -6,7 +6,8 @@ store transaction (state + offsets + outbox), then publish the outbox. A crash a
 nothing: before the save, Kafka redelivers the batch; after it, the outbox is flushed at start.
 
 With `reports` given, the same transaction also keeps the batch's clean records (watched features
-only) for the Evidently reports, and each DriftDetected names its report (`report_id` = the event
+only, with their entity), the served predictions of the model and their joined labels (on those
+records) for the Evidently reports, and each DriftDetected names its report (`report_id` = the event
 id, `report_url`) and requests it; the event goes out at once, the report follows (services/drift/
 reports.py).
 """
@@ -31,7 +32,9 @@ from contracts.events import (
 )
 from contracts.registry import encode_event, parse_event
 from servicekit.consumer import RawMessage
+from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
+from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
@@ -68,6 +71,7 @@ class DriftService:
         self.watch: DriftWatch = store.load(config)
         self.offsets = store.offsets()
         self.published = 0
+        self.unattached = 0  # predictions and labels whose record the report store no longer keeps
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
 
@@ -78,15 +82,17 @@ class DriftService:
             for e, source in events
             if e.payload.dataset == self.dataset
         ]
-        kept = None
+        kept = entities = None
         if self.reports is not None:
             kept = [(at.timestamp(), {c: record.get(c) for c in self.columns}) for record, at, _ in batch]
-        await self._apply(raws, lambda: self.watch.observe_records(batch, self.model_name), kept)
+            entities = [e.payload.entity_id for e, _ in events if e.payload.dataset == self.dataset]
+        await self._apply(raws, lambda: self.watch.observe_records(batch, self.model_name), kept, entities)
 
     async def on_predictions(self, raws: list[RawMessage]) -> None:
         events = await self._parse(raws, PredictionMade)
         batch = [(_prediction(e), e.occurred_at, source) for e, source in events]
-        await self._apply(raws, lambda: self.watch.observe_predictions(batch))
+        served: list[tuple[Prediction, bool | None]] = [(p, None) for p, _, _ in batch if not p.shadow]
+        await self._apply(raws, lambda: self.watch.observe_predictions(batch), scored=served)
 
     async def on_labels(self, raws: list[RawMessage]) -> None:
         events = await self._parse(raws, LabelObserved)
@@ -127,9 +133,12 @@ class DriftService:
         raws: list[RawMessage],
         observe: Callable[[], list[Finding]],
         records: list[tuple[float, dict[str, Any]]] | None = None,
+        entities: list[str] | None = None,
+        scored: list[tuple[Prediction, bool | None]] | None = None,
     ) -> None:
         async with self._lock:
             findings = observe()
+            scored = [*(scored or []), *self.watch.take_labelled()]
             for raw in raws:
                 key = (raw.source.topic, raw.source.partition)
                 self.offsets[key] = max(self.offsets.get(key, 0), raw.source.offset + 1)
@@ -152,13 +161,35 @@ class DriftService:
                     extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
                 )
             outbox = [(str(e.event_id), encode_event(e)) for e in events]
-            requests = [(e.payload.report_id, str(e.event_id)) for e in events if e.payload.report_id]
-            await asyncio.to_thread(
-                self.store.save, self.watch, dict(self.offsets), outbox, records, requests
+            requests = [
+                (e.payload.report_id, str(e.event_id), e.payload.feature)
+                for e in events
+                if e.payload.report_id
+            ]
+            self.unattached += await asyncio.to_thread(
+                self.store.save,
+                self.watch,
+                dict(self.offsets),
+                outbox,
+                records,
+                requests,
+                entities=entities,
+                scored=self._for_reports(scored),
             )
             if requests and self.reports is not None:
                 self.reports.wake()
             await self.flush_outbox()
+
+    def _for_reports(self, scored: list[tuple[Prediction, bool | None]]) -> list[Scored]:
+        """The served predictions of the reported model (and their labels) the report store keeps."""
+        if self.reports is None:
+            return []
+        positive = self.config.positive_decision
+        return [
+            (p.entity_id, p.prediction_id, p.model_version, p.score, p.decision == positive, truth)
+            for p, truth in scored
+            if p.model_name == self.model_name
+        ]
 
     def _event(self, finding: Finding) -> DriftDetected:
         alarm = finding.alarm
@@ -200,7 +231,24 @@ class DriftService:
             ],
             "skipped": dict(self.watch.skipped),
             "published": self.published,
+            "report_unattached": self.unattached,
         }
+
+    def canary_recommendation(
+        self, canary: str, champion: str, min_labels: int, confidence: float
+    ) -> dict[str, Any]:
+        """Promote, keep or roll back the canary: its accuracy against the champion's on their labelled
+        predictions in the online quality windows (domain/canary.py). A recommendation only."""
+        found: dict[str, Counts] = {}
+        for version in (canary, champion):
+            quality = self.watch.quality.get((self.model_name, version))
+            found[version] = Counts(*quality.counts()) if quality else Counts(0, 0)
+        advice = recommend(found[canary], found[champion], min_labels=min_labels, confidence=confidence)
+        sides = {
+            role: {"version": v, "labelled": found[v].labelled, "accuracy": found[v].accuracy}
+            for role, v in (("canary", canary), ("champion", champion))
+        }
+        return {"model": self.model_name, **sides, "confidence": confidence, **advice.as_dict()}
 
 
 def _prediction(event: Event[Any]) -> Prediction:

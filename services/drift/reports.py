@@ -6,7 +6,10 @@ off the event loop, on request (drift events, ops, the schedule), and find them 
   that version. While the sample is short (records still arriving), it is retaken when more records
   of the window are kept. Until a champion and its window are known, or when its window has fewer
   than MIN_REFERENCE kept records, the earliest records seen are the reference, and the summary says so.
-- Window: the latest `window` clean records seen.
+- Window: the latest `window` clean records seen, each with the served prediction of the model and
+  its label when they are known (adapters/report_store.py): the report then also has classification
+  quality on the labelled rows, and prediction and target drift (adapters/evidently_report.py).
+- A report requested by data-drift events opens on the feature(s) they flagged (`flagged_feature`).
 - One report at a time, in a worker thread. Requests that pile up while one runs are coalesced: the
   next run makes ONE report for all of them, and the other ids resolve to it.
 """
@@ -24,14 +27,15 @@ from pathlib import Path
 
 from contracts.common import KafkaCoordinates
 from contracts.events import ModelPromoted, ModelTrained
-from services.drift.adapters.evidently_report import EvidentlyResult, data_drift_report
+from services.drift.adapters.evidently_report import EvidentlyResult, drift_report
 from services.drift.adapters.report_store import ReportStore, Row
-from services.drift.domain.report_summary import sample_evenly
+from services.drift.domain.report_summary import OUTPUTS, VERSION, sample_evenly
 from services.drift.errors import ReportPending, UnknownReport
 
 log = logging.getLogger(__name__)
 MIN_REFERENCE = 30
-Maker = Callable[[list[Row], list[Row], Sequence[str], Sequence[str]], EvidentlyResult]
+# (window, reference, numeric, categorical, flagged features) -> the report
+Maker = Callable[[list[Row], list[Row], Sequence[str], Sequence[str], Sequence[str]], EvidentlyResult]
 
 
 class ReportService:
@@ -47,8 +51,11 @@ class ReportService:
         reference_max: int = 1000,
         kept: int = 50,
         interval_s: float = 300.0,
-        maker: Maker = data_drift_report,
+        maker: Maker = drift_report,
     ) -> None:
+        clash = {*numeric, *categorical} & {*OUTPUTS, VERSION}
+        if clash:
+            raise ValueError(f"watched features named like the report's own columns: {sorted(clash)}")
         self.store, self.numeric, self.categorical = store, tuple(numeric), tuple(categorical)
         self.model_name, self.base_url, self.window = model_name, base_url, window
         self.reference_max, self.kept, self.interval_s, self.maker = reference_max, kept, interval_s, maker
@@ -127,6 +134,7 @@ class ReportService:
         (report_id, _), aliases = pending[0], [i for i, _ in pending[1:]]
         current, window = self.store.latest(self.window)
         reference, described = self.reference()
+        flagged = self.store.flagged([i for i, _ in pending])
         summary: Row = {
             "id": report_id,
             "created_at": datetime.now(UTC).isoformat(),
@@ -134,10 +142,12 @@ class ReportService:
             "coalesced": [{"id": i, "trigger": t} for i, t in pending[1:]],
             "window": _iso(window),
             "reference": described,
+            "flagged_feature": flagged[0] if flagged else None,
+            "flagged_features": flagged,
         }
         html = evidently_json = ""
         try:
-            result = self.maker(current, reference, self.numeric, self.categorical)
+            result = self.maker(current, reference, self.numeric, self.categorical, flagged)
             html, evidently_json = result.html, result.json
             summary.update(status="done", **result.summary, skipped_columns=result.skipped_columns)
         except Exception as exc:  # e.g. no records yet: a failed report says why

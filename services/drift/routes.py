@@ -1,6 +1,7 @@
-"""HTTP face of the drift service (ops role; admin admitted): the state of every monitor, and the
-Evidently reports (list, summary, HTML, Evidently JSON, make one now). A report's HTML also opens
-with a signed link (browser.py makes them: a browser cannot send the key)."""
+"""HTTP face of the drift service (ops role; admin admitted): the state of every monitor, the
+recommendation on a canary, and the Evidently reports (list, summary, HTML, Evidently JSON, make one
+now). A report's HTML also opens with a signed link (browser.py makes them: a browser cannot send
+the key)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,28 @@ OpsOrLink = Annotated[Principal | SignedLink, Depends(key_or_link(_linked_report
 )
 async def detectors(_: Ops, drift: Service) -> dict[str, Any]:
     return drift.detectors()
+
+
+Version = Annotated[str, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A model version.")]
+
+
+@router.get(
+    "/canary",
+    summary="Promote, keep or roll back a canary: its online accuracy against the champion's (ops role)",
+    responses=error_responses(422),
+)
+async def canary(
+    _: Ops,
+    drift: Service,
+    canary: Version,
+    champion: Version,
+    min_labels: Annotated[int, Query(ge=10, le=100_000)] = 100,
+    confidence: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
+) -> dict[str, Any]:
+    """Newcombe's interval of accuracy(canary) - accuracy(champion) on each version's last labelled
+    predictions: above zero, promote; below, roll back; straddling, keep it running; with fewer than
+    `min_labels` labelled predictions on either side, not enough labels. Nothing is done automatically."""
+    return drift.canary_recommendation(canary, champion, min_labels, confidence)
 
 
 @router.get(

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
-from contracts.events import LabelObserved, ModelPromoted, PredictionMade
+from contracts.events import CanaryChanged, LabelObserved, ModelPromoted, PredictionMade
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
@@ -78,6 +78,7 @@ def create_app(
         settings.model_name,
         settings.champion_alias,
         settings.shadow_alias,
+        settings.canary_alias,
     )
     tasks = BackgroundTasks()
     warmed = asyncio.Event()
@@ -86,6 +87,13 @@ def create_app(
     @subscriptions.on_event(settings.promotions_topic, ModelPromoted, group_id=settings.consumer_group)
     async def on_promoted(event: ModelPromoted, _: KafkaCoordinates) -> None:
         await reloader.on_promoted(event)
+
+    @subscriptions.on_event(
+        settings.canary_topic, CanaryChanged, group_id=f"{settings.consumer_group}.canary"
+    )
+    async def on_canary(event: CanaryChanged, _: KafkaCoordinates) -> None:
+        if event.payload.model_name == settings.model_name:
+            await reloader.refresh()  # the alias and its share are the truth; the event is a prompt
 
     async def warm_up() -> None:
         if feast is not None and not feast.ready:
@@ -128,4 +136,3 @@ def create_app(
     app.include_router(router)
     document_limits(app, settings)
     return app
-

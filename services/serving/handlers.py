@@ -8,6 +8,7 @@ outbox a `PendingPrediction` holding what the event needs.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,14 @@ def _made(
     return PredictionMade.create(payload, producer)
 
 
+def routing_key(query: Query) -> str:
+    """What decides champion or canary: the entity id, else the features sent (so the same request,
+    retried, is answered by the same model)."""
+    if query.entity_id is not None:
+        return query.entity_id
+    return json.dumps(dict(query.features or {}), sort_keys=True, default=str)
+
+
 class PredictionHandler:
     def __init__(
         self,
@@ -137,10 +146,34 @@ class PredictionHandler:
         self.out_of_profile = out_of_profile
 
     def predict(self, queries: Sequence[Query], started: float) -> list[Prediction]:
-        model = self.slot.champion
-        if model is None:
+        """Each query answered by the champion, or by the canary when one runs and the query's key
+        falls in its share (domain/canary.py); the answers in the order asked."""
+        champion, canary = self.slot.champion, self.slot.canary
+        if champion is None:
             raise NoChampion("no champion model is loaded yet; retry once a model has been promoted")
-        challenger = self.slot.challenger
+        if canary is None:
+            return self._predict(champion, queries, started, self.slot.challenger, "champion")
+        model, split = canary
+        to_canary = [split.to_canary(routing_key(q)) for q in queries]
+        groups = [
+            (model, None, "canary", [i for i, c in enumerate(to_canary) if c]),
+            (champion, self.slot.challenger, "champion", [i for i, c in enumerate(to_canary) if not c]),
+        ]
+        answered: dict[int, Prediction] = {}
+        for chosen, challenger, role, indices in groups:
+            if indices:
+                done = self._predict(chosen, [queries[i] for i in indices], started, challenger, role)
+                answered.update(zip(indices, done, strict=True))
+        return [answered[i] for i in range(len(queries))]
+
+    def _predict(
+        self,
+        model: LoadedModel,
+        queries: Sequence[Query],
+        started: float,
+        challenger: LoadedModel | None,
+        role: str,
+    ) -> list[Prediction]:
         inputs = self._inputs(queries, model, challenger)
         rows = [
             check_features(model.columns, v, strict=q.entity_id is None)
@@ -161,7 +194,7 @@ class PredictionHandler:
             self.recent.remember(prediction.prediction_id, prediction.entity_id)
         source = "entity" if queries[0].entity_id is not None else "features"
         PREDICTION_SECONDS.labels(source).observe(latency_ms / 1000)
-        PREDICTIONS.labels(model.version, "champion").inc(len(predictions))
+        PREDICTIONS.labels(model.version, role).inc(len(predictions))
         return predictions
 
     def _guard(

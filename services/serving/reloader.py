@@ -1,4 +1,5 @@
-"""Keeps the served models in step with the registry: at start, on model.promoted, and by polling.
+"""Keeps the served models in step with the registry: at start, on model.promoted and model.canary, and
+by polling.
 
 The registry alias is the truth; a ModelPromoted event is a prompt to look. So a replayed or stale
 event costs one registry lookup and changes nothing, events may arrive in any order, and every
@@ -16,10 +17,13 @@ from typing import Protocol
 
 from contracts.events import ModelPromoted
 from servicekit.logs import log_context
+from services.serving.domain.canary import MAX_SHARE
 from services.serving.domain.model import LoadedModel, ModelSlot
 from services.serving.metrics import MODEL_LOAD_SECONDS, MODEL_LOADS, MODEL_VERSION
 
 log = logging.getLogger(__name__)
+
+CANARY_SHARE = "canary_share"  # the registered model's tag the training service sets with the alias
 
 
 class ModelRegistry(Protocol):
@@ -29,15 +33,24 @@ class ModelRegistry(Protocol):
 
     def load(self, version: str, alias: str) -> LoadedModel: ...
 
+    def model_tag(self, key: str) -> str | None: ...
+
 
 class ModelReloader:
     def __init__(
-        self, slot: ModelSlot, registry: ModelRegistry, model_name: str, champion: str, shadow: str | None
+        self,
+        slot: ModelSlot,
+        registry: ModelRegistry,
+        model_name: str,
+        champion: str,
+        shadow: str | None,
+        canary: str | None = None,
     ) -> None:
         self.slot = slot
         self.registry = registry
         self.model_name = model_name
         self.aliases = {champion: False} | ({shadow: True} if shadow else {})
+        self.canary_alias = canary
         self.failed: set[tuple[str, str]] = set()
         self._lock = asyncio.Lock()
 
@@ -60,6 +73,43 @@ class ModelReloader:
                     await self._refresh(alias, shadow, retry)
                 except Exception:
                     log.exception("could not refresh alias %s", alias)
+            if self.canary_alias is not None:
+                try:
+                    await self._refresh_canary(self.canary_alias)
+                except Exception:
+                    log.exception("could not refresh alias %s", self.canary_alias)
+
+    async def _refresh_canary(self, alias: str) -> None:
+        """The canary alias and its share (the registered model's tag canary_share): loaded, changed
+        or dropped. A canary that fails to load is not served (all traffic stays on the champion)."""
+        version = await asyncio.to_thread(self.registry.version_of, alias)
+        tag = await asyncio.to_thread(self.registry.model_tag, CANARY_SHARE) if version else None
+        share = float(tag) if tag else 0.0
+        current = self.slot.canary
+        if version is None or share <= 0:
+            if current is not None:
+                log.info("canary %s ended: all traffic to the champion", current[0].version)
+            self.slot.set_canary(None)
+            return
+        if current is not None and current[0].version == version:
+            if current[1].share != share:
+                self.slot.set_canary(current[0], share)
+                log.info("canary %s now answers %.1f%% of traffic", version, share * 100)
+            return
+        if (alias, version) in self.failed:
+            return
+        try:
+            model = await asyncio.to_thread(self.registry.load, version, alias)
+        except Exception as exc:
+            self.failed.add((alias, version))
+            MODEL_LOADS.labels(alias, "failed").inc()
+            self.slot.set_canary(None)
+            log.error("loading canary version %s failed; no canary served: %s", version, exc)
+            return
+        MODEL_LOADS.labels(alias, "ok").inc()
+        MODEL_VERSION.labels(alias).set(float(version) if version.isdigit() else -1)
+        self.slot.set_canary(model, min(share, MAX_SHARE))
+        log.info("canary version %s answers %.1f%% of traffic", version, share * 100)
 
     async def _refresh(self, alias: str, shadow: bool, retry: str | None) -> None:
         version = await asyncio.to_thread(self.registry.version_of, alias)

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import LABELS_OBSERVED, MODEL_PROMOTED, PREDICTIONS_MADE
+from contracts.topics import LABELS_OBSERVED, MODEL_CANARY, MODEL_PROMOTED, PREDICTIONS_MADE
 from servicekit.settings import ServiceSettings
 
 
@@ -22,6 +22,12 @@ class ServingSettings(ServiceSettings):
         None,
         description="MLflow alias of a challenger scored in shadow (e.g. 'challenger'): its predictions "
         "are published with shadow=true, never returned. Unset: no shadow scoring.",
+    )
+    canary_alias: str | None = Field(
+        "canary",
+        description="MLflow alias of a canary (set by ops through the training service): it answers the "
+        "share of live traffic in the registered model's tag canary_share, chosen by a hash of the "
+        "entity id (else of the features sent). Unset: no canary.",
     )
     max_batch_size: int = Field(100, ge=1, le=10_000, description="Most instances in one POST /predict.")
     max_body_bytes: int = Field(
@@ -77,6 +83,7 @@ class ServingSettings(ServiceSettings):
     predictions_topic: str = Field(PREDICTIONS_MADE, description="Topic PredictionMade events go to.")
     labels_topic: str = Field(LABELS_OBSERVED, description="Topic LabelObserved events go to.")
     promotions_topic: str = Field(MODEL_PROMOTED, description="Topic ModelPromoted events come from.")
+    canary_topic: str = Field(MODEL_CANARY, description="Topic CanaryChanged events come from.")
 
     @property
     def consumer_group(self) -> str:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
 from contracts.events import (
+    CanaryChanged,
     DriftDetected,
     LabelObserved,
     ModelPromoted,
@@ -33,8 +34,10 @@ from services.training.adapters.code_version import code_version
 from services.training.adapters.feast_source import FeastTrainingSource, TrainingSource
 from services.training.adapters.mlflow_registry import MlflowRegistry, ModelRegistry
 from services.training.adapters.state import TrainingState
+from services.training.canaries import Canaries
 from services.training.domain.policy import load_policy
 from services.training.handlers import Topics, TrainingService
+from services.training.rollbacks import Rollbacks
 from services.training.settings import TrainingSettings
 from services.training.trainer import Trainer
 
@@ -121,10 +124,16 @@ def create_app(
         broker,
         title="Training service",
         subscriptions=subscriptions,
-        publishes=(TrainingRequested, ModelTrained, ModelPromoted, ModelRejected),
+        publishes=(TrainingRequested, ModelTrained, ModelPromoted, ModelRejected, CanaryChanged),
         readiness_checks={"state": state_ready},
         on_startup=[open_adapters],
     )
     app.state.training = training
+    app.state.rollbacks = Rollbacks(
+        training.history, mlflow, publish, settings.promoted_topic, settings.model_name, settings.service_name
+    )
+    app.state.canaries = Canaries(
+        mlflow, publish, settings.canary_topic, settings.model_name, settings.service_name
+    )
     routes.install(app)
     return app

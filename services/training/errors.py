@@ -23,3 +23,28 @@ class Refused(TrainingError):
 
 class NoRunYet(TrainingError):
     status = 404
+
+
+class UnknownModel(TrainingError):
+    """The route names a model this service does not train."""
+
+    status = 404
+    code = "unknown_model"
+
+
+class UnknownVersion(TrainingError):
+    """The registry has no such version of the model."""
+
+    status = 404
+    code = "unknown_version"
+
+
+class ChampionMoveRefused(TrainingError):
+    """A rollback (or canary) the champion history does not allow; `code` says which rule refused it."""
+
+    status = 409
+    code = "champion_move_refused"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

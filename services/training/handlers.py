@@ -36,7 +36,9 @@ from contracts.events import (
     TrainingRequestedPayload,
 )
 from servicekit.watermark import CatchUp, ConsumedOffsets, Offsets
+from services.training.adapters.champions import ChampionHistory
 from services.training.adapters.state import TrainingState
+from services.training.domain.champions import Move
 from services.training.domain.dataset import label_value
 from services.training.domain.manual_window import ChangePoint, ManualWindow, manual_window
 from services.training.domain.policy import GatePolicy
@@ -76,8 +78,10 @@ class TrainingService:
     watermark_wait_s: float = 120.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     retrains: DriftRetrains = field(init=False)
+    history: ChampionHistory = field(init=False)
 
     def __post_init__(self) -> None:
+        self.history = ChampionHistory(self.state.database, self.model_name)
         self.retrains = DriftRetrains(
             self.state, self.policy, self.request, self.model_name, self.producer, lambda: self.clock()
         )
@@ -220,9 +224,9 @@ class TrainingService:
                 previous_version=outcome.previous_version,
                 evidence=outcome.verdict.evidence,
             )
-            await self.publish(
-                ModelPromoted.create(promoted, self.producer, caused_by=request), self.topics.promoted
-            )
+            event = ModelPromoted.create(promoted, self.producer, caused_by=request)
+            await asyncio.to_thread(self.history.record, _promotion(event))  # what a rollback reads
+            await self.publish(event, self.topics.promoted)
             return
         rejected = ModelRejectedPayload(
             model_name=self.model_name,
@@ -251,6 +255,12 @@ class TrainingService:
             evidence=outcome.verdict.evidence if outcome.verdict else None,
         )
         return ModelTrained.create(payload, self.producer, caused_by=request)
+
+
+def _promotion(event: ModelPromoted) -> Move:
+    p = event.payload
+    evidence = p.evidence.model_dump(mode="json")
+    return Move(p.model_version, p.previous_version, "promotion", p.run_id, evidence, str(event.event_id))
 
 
 def _by_partition_name(offsets: Offsets | None) -> dict[str, int] | None:

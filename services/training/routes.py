@@ -7,6 +7,10 @@ model.rejected and at `GET /runs/latest`.
 `POST /retraining/pause` and `/retraining/resume` switch automatic (drift) retraining off and on (kept in
 the service's state, so it survives a restart); `POST /train` still works while paused. `GET /retraining`
 shows the switch, the retraining policy and the last decisions taken on drift events.
+`POST /models/{name}/rollback` moves the champion back to an earlier champion with a reason, as a
+ModelPromoted of kind "rollback" (services/training/rollbacks.py); idempotent on `Idempotency-Key`.
+`POST /models/{name}/canary` and `/canary/end` start (or change) and end a canary, as CanaryChanged
+events (services/training/canaries.py).
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
-from services.training.errors import NoRunYet
+from services.training.canaries import Canaries
+from services.training.errors import NoRunYet, UnknownModel
 from services.training.handlers import TrainingService
+from services.training.rollbacks import RollbackRequest, Rollbacks
 
 Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
 
@@ -121,6 +127,117 @@ async def resume(principal: Ops, training: Service, body: PauseBody | None = Non
 )
 async def retraining(_: Ops, training: Service) -> dict[str, Any]:
     return await training.retraining_status()
+
+
+# MLflow numbers versions with a 32-bit integer column; a bigger number is a 422, not a store error.
+MAX_VERSION = 2**31 - 1
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why (in the event and the audit trail).")
+
+    @model_validator(mode="after")
+    def _reason_said(self) -> ReasonBody:
+        if not self.reason.strip():
+            raise ValueError("reason must not be blank")
+        return self
+
+
+class RollbackBody(ReasonBody):
+    to_version: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_VERSION,
+        description="Version to go back to (it must have been champion). Default: the "
+        "champion before the current one.",
+    )
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        description="The same key again answers with the first result and moves nothing.",
+    ),
+]
+
+
+@router.post(
+    "/models/{name}/rollback",
+    summary="Move the champion back to an earlier champion, with a reason (ops role)",
+    responses=error_responses(
+        400,
+        404,
+        409,
+        422,
+        503,
+        s404="unknown model or version (code unknown_model, unknown_version)",
+        s409="refused by the champion history (code no_champion, already_champion, never_champion, "
+        "no_earlier_champion, idempotency_key_reused)",
+        s503="Kafka or the registry unavailable; retry with the same Idempotency-Key",
+    ),
+)
+async def rollback(
+    name: str,
+    principal: Ops,
+    request: Request,
+    body: RollbackBody,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    rollbacks: Rollbacks = request.app.state.rollbacks
+    if name != rollbacks.model_name:
+        raise UnknownModel(f"this service trains {rollbacks.model_name!r}, not {name!r}")
+    to_version = None if body.to_version is None else str(body.to_version)
+    asked = RollbackRequest(body.reason.strip(), _who(principal), to_version, idempotency_key)
+    return await rollbacks.rollback(asked)
+
+
+class CanaryBody(ReasonBody):
+    version: int = Field(
+        ge=1, le=MAX_VERSION, description="Registered version to send live traffic to (not the champion)."
+    )
+    share: float = Field(gt=0, le=0.5, description="Share of live traffic it answers, in (0, 0.5].")
+
+
+def canaries(request: Request, name: str) -> Canaries:
+    found: Canaries = request.app.state.canaries
+    if name != found.model_name:
+        raise UnknownModel(f"this service trains {found.model_name!r}, not {name!r}")
+    return found
+
+
+CanaryUseCase = Annotated[Canaries, Depends(canaries)]
+CANARY_ERRORS = error_responses(
+    400,
+    404,
+    409,
+    422,
+    503,
+    s404="unknown model or version (code unknown_model, unknown_version)",
+    s409="code no_champion, is_champion (start) or no_canary (end)",
+    s503="Kafka or the registry unavailable; nothing changed, retry",
+)
+
+
+@router.post(
+    "/models/{name}/canary",
+    summary="Start or change a canary: a version answering a share of live traffic (ops role)",
+    responses=CANARY_ERRORS,
+)
+async def start_canary(principal: Ops, use_case: CanaryUseCase, body: CanaryBody) -> dict[str, Any]:
+    return await use_case.start(str(body.version), body.share, body.reason.strip(), _who(principal))
+
+
+@router.post(
+    "/models/{name}/canary/end",
+    summary="End the canary: all traffic to the champion again (ops role)",
+    responses=CANARY_ERRORS,
+)
+async def end_canary(principal: Ops, use_case: CanaryUseCase, body: ReasonBody) -> dict[str, Any]:
+    return await use_case.end(body.reason.strip(), _who(principal))
 
 
 def _who(principal: Principal) -> str:

@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from contracts.topics import (
     DRIFT_DETECTED,
     LABELS_OBSERVED,
+    MODEL_CANARY,
     MODEL_PROMOTED,
     MODEL_REJECTED,
     MODEL_TRAINED,
@@ -43,6 +44,7 @@ class TrainingSettings(ServiceSettings):
     trained_topic: str = Field(MODEL_TRAINED, description="Topic ModelTrained events go to.")
     promoted_topic: str = Field(MODEL_PROMOTED, description="Topic ModelPromoted events go to.")
     rejected_topic: str = Field(MODEL_REJECTED, description="Topic ModelRejected events go to.")
+    canary_topic: str = Field(MODEL_CANARY, description="Topic CanaryChanged events go to.")
     label_watermark_wait_s: float = Field(
         120.0,
         ge=0,

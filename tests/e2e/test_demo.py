@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,66 @@ def test_the_python_client_sits_in_each_roles_seat_at_the_demo_stack(
     with Ops.from_stack(demo["state"], key_name="dev-client") as wrong, pytest.raises(MlopsError) as refused:
         wrong.detectors()
     assert (refused.value.status, refused.value.code) == (403, "forbidden")
+
+
+@pytest.mark.timeout(600)
+def test_day_one_pages_render_offline_in_headless_chromium(demo: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 17's screenshots, on the demo's stack: a service's /docs, the reports index opened by a
+    signed link and the newest report from it, and the champion's MLflow page with its card. The
+    script reads each page's rendered DOM and fails on an empty shell, a 401 or a spinner."""
+    out = tmp_path / "shots"
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "screenshots.py"), "--out", str(out)]
+    result = subprocess.run(
+        command, env=demo["env"], capture_output=True, text=True, timeout=540, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["api-docs.png", "drift-report.png", "mlflow-model-card.png", "reports-index.png"]
+    assert all((out / n).stat().st_size > 10_000 for n in names)
+
+
+@pytest.mark.timeout(300)
+def test_ops_rolls_the_champion_back_and_serving_and_the_audit_follow(
+    demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17, item 6, on the whole stack (last in this module: it moves the champion). `mlops model
+    rollback` moves the champion to the one before, serving swaps to it, and the audit trail holds
+    the move with its reason; the same command again moves it once more, never to a rejected one."""
+    assert demo["result"].returncode == 0
+    env = demo["env"]
+    monkeypatch.setenv("MLOPS_FIRST_SERVICE_PORT", env["MLOPS_FIRST_SERVICE_PORT"])
+    with connect(demo["state"]) as stack:
+        serving_before = stack.client.model().champion
+        assert serving_before is not None
+        result = mlops(
+            "model", "rollback", "--reason", "e2e: back to the previous champion", env=env, timeout=120
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        answer = json.loads(result.stdout.strip().splitlines()[-1])
+        assert answer["kind"] == "rollback" and answer["previous_version"] == serving_before.model_version
+        assert answer["champion"] != serving_before.model_version
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = stack.client.model().champion
+            if now is not None and now.model_version == answer["champion"]:
+                break
+            time.sleep(2)
+        else:
+            raise AssertionError(f"serving still serves {stack.client.model().champion}")
+
+        def recorded() -> list[dict[str, Any]]:
+            rows = stack.auditor.events(event_type="ModelPromoted", limit=500).items
+            return [r["event"] for r in rows if r["event"]["event_id"] == answer["event_id"]]
+
+        while not recorded() and time.monotonic() < deadline:
+            time.sleep(2)
+        (event,) = recorded()
+        assert (
+            event["payload"]["kind"] == "rollback" and event["payload"]["model_version"] == answer["champion"]
+        )
+        assert event["payload"]["reason"] == "e2e: back to the previous champion"
+        assert stack.auditor.verify().intact
+
+    refused = mlops("model", "rollback", "--to", "999", "--reason", "no such version", env=env, timeout=120)
+    assert refused.returncode == 1 and "unknown_version" in refused.stdout + refused.stderr

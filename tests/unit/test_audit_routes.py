@@ -44,9 +44,13 @@ def keys(tmp_path: Path) -> dict[str, str]:
     return {v["role"]: v["key"] for v in plain.values()}
 
 
+SAMPLES = len(sample_events())  # one event of every type
+ROWS = SAMPLES + 5  # and the lineage flow's five
+
+
 @pytest.fixture
 def client(tmp_path: Path, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    """18 rows, their records in an in-memory Kafka log (standing in for KafkaLog), one signed checkpoint
+    """ROWS rows, their records in an in-memory Kafka log (standing in for KafkaLog), one signed checkpoint
     under the key the service would create in <state_dir>/secrets."""
     store = new_store(tmp_path)
     flow, log = lineage_flow(), MemoryLog()
@@ -92,7 +96,9 @@ def test_filters_select_exactly_the_matching_events(client: TestClient) -> None:
     correlated = items(correlation_id=flow[0].correlation_id)
     assert [e["event_id"] for e in correlated] == [str(e.event_id) for e in flow[:4]]
     assert correlated[3]["event"]["payload"]["evidence"]["checks"][0]["name"] == "auc_not_worse"
-    assert len(items(since="2025-01-02T04:04:05Z", until="2025-01-02T04:04:06+00:00")) == 13  # samples' time
+    assert (
+        len(items(since="2025-01-02T04:04:05Z", until="2025-01-02T04:04:06+00:00")) == SAMPLES
+    )  # samples' time
     assert items(since="2030-01-01T00:00:00Z") == []
 
 
@@ -100,7 +106,7 @@ def test_pages_follow_the_sequence_and_csv_has_the_same_rows(client: TestClient)
     first = client.get("/events", params={"limit": 7}).json()
     second = client.get("/events", params={"limit": 50, "after": first["next_after"]}).json()
     seqs = [e["seq"] for e in first["items"] + second["items"]]
-    assert seqs == list(range(1, 19)) and second["next_after"] is None
+    assert seqs == list(range(1, ROWS + 1)) and second["next_after"] is None
     response = client.get("/events", params={"format": "csv", "event_type": "PredictionMade"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
@@ -113,7 +119,7 @@ def test_pages_follow_the_sequence_and_csv_has_the_same_rows(client: TestClient)
 def test_injection_strings_in_filters_match_nothing(client: TestClient, name: str, value: str) -> None:
     response = client.get("/events", params={name: value})
     assert response.status_code == 200 and response.json()["items"] == []
-    assert client.get("/summary").json()["chain_length"] == 18  # nothing was dropped either
+    assert client.get("/summary").json()["chain_length"] == ROWS  # nothing was dropped either
 
 
 @pytest.mark.parametrize(
@@ -163,10 +169,10 @@ def test_lineage_of_an_unknown_prediction_is_404(client: TestClient, path: str) 
 
 def test_verify_and_summary(client: TestClient) -> None:
     report = client.get("/verify").json()
-    assert report["intact"] and report["checked"] == 18 and report["broken_at"] is None
-    assert report["anchors_checked"] == 1 and report["kafka_rows_checked"] == 18
+    assert report["intact"] and report["checked"] == ROWS and report["broken_at"] is None
+    assert report["anchors_checked"] == 1 and report["kafka_rows_checked"] == ROWS
     summary = client.get("/summary").json()
-    assert summary["chain_length"] == 18 and summary["head_hash"] == report["head_hash"]
+    assert summary["chain_length"] == ROWS and summary["head_hash"] == report["head_hash"]
     assert summary["events_by_type"]["PredictionMade"] == 2
 
 

@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
-from contracts.samples import sample_events
 from services.audit.adapters.schema import metadata
 from services.audit.adapters.store import EventQuery, SqlAuditStore
 from services.audit.domain.entry import to_entry
@@ -27,7 +26,7 @@ from services.audit.handlers import AuditService
 from services.audit.lineage import lineage
 from services.audit.verification import verify_store
 from tests.support_postgres import PostgresCluster
-from tests.unit.test_audit_support import as_attacker, captured, lineage_flow, open_store
+from tests.unit.test_audit_support import as_attacker, audit_samples, captured, lineage_flow, open_store
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -44,7 +43,7 @@ def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]
 
 def filled(url: str, app_role: str | None = None) -> SqlAuditStore:
     store = open_store(url, app_role)
-    events = sample_events() + lineage_flow() + lineage_flow("pred-2", version="8")
+    events = audit_samples() + lineage_flow() + lineage_flow("pred-2", version="8")
     AuditService(store).capture(captured(events, topic="mixed"))  # 23 rows, seq 1..23
     return store
 
@@ -147,8 +146,8 @@ def test_concurrent_appenders_never_fork_the_chain(store: SqlAuditStore) -> None
 
 
 def test_a_redelivered_batch_or_a_republished_event_is_appended_once(store: SqlAuditStore) -> None:
-    again = captured(sample_events() + lineage_flow(), topic="mixed")  # same coordinates
-    republished = captured(sample_events(), topic="mixed", first_offset=100)  # same ids, new offsets
+    again = captured(audit_samples() + lineage_flow(), topic="mixed")  # same coordinates
+    republished = captured(audit_samples(), topic="mixed", first_offset=100)  # same ids, new offsets
     result = AuditService(store).capture(again + republished)
     assert result.appended == 0 and result.duplicates == len(again) + len(republished)
     assert store.head()[0].length == 23
@@ -210,7 +209,7 @@ def test_a_chain_rewritten_from_scratch_is_caught_only_by_its_checkpoint(
 ) -> None:
     anchor = {store.head()[0].length: store.head()[0].hash.hex()}
     forged = open_store(new_url())  # the attacker replays altered events into a fresh chain
-    events = sample_events() + lineage_flow() + lineage_flow("pred-2", version="9")
+    events = audit_samples() + lineage_flow() + lineage_flow("pred-2", version="9")
     AuditService(forged).capture(captured(events, topic="mixed"))
     assert verify_store(forged).ok
     report = verify_store(forged, anchors=anchor)
@@ -238,7 +237,7 @@ def test_entries_keep_their_order_and_coordinates(store: SqlAuditStore) -> None:
     rows = list(store.chain_rows())
     assert [r[0] for r in rows] == list(range(1, 24))
     assert [r[4] for r in rows] == list(range(23))
-    assert to_entry(captured(sample_events())[0]).value_sha256 == rows[0][7]
+    assert to_entry(captured(audit_samples())[0]).value_sha256 == rows[0][7]
 
 
 def test_lineage_follows_the_stored_flow(store: SqlAuditStore) -> None:

@@ -42,7 +42,9 @@ class Maker:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, current: Any, reference: Any, numeric: Any, categorical: Any) -> EvidentlyResult:
+    def __call__(
+        self, current: Any, reference: Any, numeric: Any, categorical: Any, flagged: Any = ()
+    ) -> EvidentlyResult:
         self.calls += 1
         if self.calls == 1:
             raise ValueError(HOSTILE)

@@ -21,7 +21,7 @@ from contracts.events import (
     ModelTrained,
     ModelTrainedPayload,
 )
-from services.drift.adapters.evidently_report import EvidentlyResult, data_drift_report
+from services.drift.adapters.evidently_report import EvidentlyResult, drift_report
 from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
 from services.drift.domain import report_summary
@@ -63,7 +63,9 @@ class FakeMaker:
     def __init__(self) -> None:
         self.calls: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
 
-    def __call__(self, current: Any, reference: Any, numeric: Any, categorical: Any) -> EvidentlyResult:
+    def __call__(
+        self, current: Any, reference: Any, numeric: Any, categorical: Any, flagged: Any
+    ) -> EvidentlyResult:
         self.calls.append((current, reference))
         if not current:
             raise ValueError("no records")
@@ -231,7 +233,7 @@ def test_a_real_evidently_report_finds_the_shifted_column_only() -> None:
     rng = random.Random(2)
     reference = [{"amount": rng.gauss(100, 20), "kind": rng.choice("ab"), "empty": None} for _ in range(300)]
     current = [{"amount": rng.gauss(160, 20), "kind": rng.choice("ab"), "empty": None} for _ in range(200)]
-    result = data_drift_report(current, reference, ["amount", "empty"], ["kind"])
+    result = drift_report(current, reference, ["amount", "empty"], ["kind"])
     s = result.summary
     assert s["drifted_columns"] == ["amount"] and s["columns_tested"] == 2 and s["share"] == 0.5
     assert s["columns"]["amount"]["drifted"] is True and s["columns"]["kind"]["drifted"] is False
@@ -239,7 +241,7 @@ def test_a_real_evidently_report_finds_the_shifted_column_only() -> None:
     assert s["columns"]["amount"]["method"].startswith("K-S") and result.skipped_columns == ["empty"]
     assert "<html" in result.html.lower() and json.loads(result.json)["metrics"]
     with pytest.raises(ValueError, match="no watched column"):
-        data_drift_report(current, reference, ["empty"], [])
+        drift_report(current, reference, ["empty"], [])
 
 
 async def test_a_drift_event_names_its_report_and_requests_it_in_the_same_transaction(tmp_path: Path) -> None:
@@ -261,6 +263,7 @@ async def test_a_drift_event_names_its_report_and_requests_it_in_the_same_transa
     assert event.payload.report_url == f"http://drift/reports/{event.event_id}"
     store = ReportStore(tmp_path / "drift.db", tmp_path / "reports", first_kept=1000)
     assert store.requests() == [(str(event.event_id), str(event.event_id))]
+    assert store.flagged([str(event.event_id)]) == ["amount"]  # the feature the event named
     latest, window = store.latest(500)
     assert window["last_seq"] == 3000 and set(latest[-1]) == {"amount", "kind"}
     assert sum(r["amount"] > 200 for r in latest) == 500  # the window is the shifted records

@@ -90,3 +90,17 @@ async def test_a_shadow_alias_loads_the_challenger_beside_the_champion() -> None
     assert slot.champion is not None and slot.champion.version == "1"
     assert slot.challenger is not None and slot.challenger.version == "2"
     assert slot.challenger.alias == "challenger"
+
+
+async def test_a_rollback_swaps_back_to_the_older_version_like_a_promotion() -> None:
+    slot, registry, reloader = setup()
+    await reloader.refresh()
+    registry.aliases["champion"] = "2"
+    await reloader.on_promoted(promoted("2"))
+    registry.aliases["champion"] = "1"  # the training service moved it back
+    back = promoted("1").payload.model_copy(
+        update={"kind": "rollback", "reason": "bad", "previous_version": "2"}
+    )
+    await reloader.on_promoted(ModelPromoted.create(back, "training"))
+    assert slot.champion is not None and slot.champion.version == "1"
+    assert registry.loads == ["1", "2", "1"]

@@ -94,6 +94,9 @@ class FakeRegistry:
     def version_of(self, alias: str) -> str | None:
         return self.aliases.get(alias)
 
+    def model_tag(self, key: str) -> str | None:
+        return getattr(self, "tags", {}).get(key)
+
     def load(self, version: str, alias: str) -> LoadedModel:
         self.loads.append(version)
         if version in self.broken:

@@ -79,6 +79,30 @@ class FakeRegistry:
         self.gates.append((version, evidence.verdict == "promote"))
         self.evidence.append(evidence)
 
+    others: dict[str, str] = field(default_factory=dict)  # aliases other than the champion
+    tags: dict[str, str] = field(default_factory=dict)  # the registered model's tags
+
+    def version_of(self, alias: str) -> str | None:
+        return self.alias if alias == "champion" else self.others.get(alias)
+
+    def delete_alias(self, alias: str) -> None:
+        self.others.pop(alias, None)
+
+    def model_tag(self, key: str) -> str | None:
+        return self.tags.get(key)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        self.tags[key] = value
+
+    def version_exists(self, version: str) -> bool:
+        return version.isdigit() and 1 <= int(version) <= len(self.candidates)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        if alias != "champion":
+            self.others[alias] = version
+            return
+        self.promote(version)
+
     def promote(self, version: str) -> None:
         self.alias = version
         pipeline = self.candidates[int(version) - 1].pipeline

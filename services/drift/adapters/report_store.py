@@ -4,9 +4,14 @@
 - `clean_records`: the watched features of the clean records, in arrival order (`seq`). The first
   `first_kept` rows are kept for good (the reference until a champion is known); of the rest, only
   the latest `kept`. Written by `DriftStore.save` in the batch's transaction (`append_records`), so
-  a redelivered batch is never stored twice.
+  a redelivered batch is never stored twice. Each row also has its entity and, once known, the
+  served (non-shadow) prediction of the report's model (`prediction_id`, `model_version`, `score`,
+  `predicted` = the decision is the positive one) and the label's truth (`truth`), written by
+  `attach_predictions` in the same transactions. A prediction goes to the latest record of its
+  entity if that record has none yet; a label to the record holding its prediction (or, when the
+  prediction came before its record, with it to the entity's latest unscored record).
 - `report_requests`: reports asked for and not made yet (a drift event's is written with the event,
-  in the same transaction, so a crash does not lose it).
+  in the same transaction, so a crash does not lose it), with the feature a data-drift event named.
 - `model_windows`, `champion`, `reference`: training windows from ModelTrained, the champion from
   ModelPromoted, and the champion's frozen reference sample.
 - `reports`: the index (id, the report it resolves to, created_at, summary). A request coalesced
@@ -25,42 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-Row = dict[str, Any]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS clean_records (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
-    body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS clean_records_at ON clean_records (at);
-CREATE TABLE IF NOT EXISTS report_requests (id TEXT PRIMARY KEY, trigger TEXT NOT NULL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS model_windows (version TEXT PRIMARY KEY, start REAL NOT NULL,
-    end REAL NOT NULL, seen REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS champion (name TEXT PRIMARY KEY, version TEXT NOT NULL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS reference (version TEXT PRIMARY KEY, rows TEXT NOT NULL, n INTEGER NOT NULL,
-    in_window INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS reports (id TEXT PRIMARY KEY, report TEXT NOT NULL, created REAL NOT NULL,
-    summary TEXT);
-"""
+from services.drift.adapters.report_tables import Row, add_requests, migrate
+from services.drift.domain.report_summary import LABEL, PREDICTED, SCORE, VERSION
+
 MODEL_WINDOWS_KEPT = 50
-
-
-def append_records(db: sqlite3.Connection, rows: list[tuple[float, Row]], kept: int, first_kept: int) -> None:
-    """Inside the caller's transaction (in its thread: the JSON encoding stays off the event loop): add
-    (event time, watched features) rows, drop what is beyond the bounds."""
-    if not rows:
-        return
-    db.executemany(
-        "INSERT INTO clean_records (at, body) VALUES (?, ?)", [(at, json.dumps(r)) for at, r in rows]
-    )
-    db.execute(
-        "DELETE FROM clean_records WHERE seq > ? AND seq <= (SELECT max(seq) FROM clean_records) - ?",
-        (first_kept, kept),
-    )
-
-
-def add_requests(db: sqlite3.Connection, requests: list[tuple[str, str]]) -> None:
-    """Inside the caller's transaction: (report id, trigger) pairs."""
-    db.executemany(
-        "INSERT OR IGNORE INTO report_requests VALUES (?, ?, ?)", [(i, t, time.time()) for i, t in requests]
-    )
 
 
 class ReportStore:
@@ -69,7 +42,8 @@ class ReportStore:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self.dir, self.first_kept = reports_dir.resolve(), first_kept
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.executescript("PRAGMA journal_mode=WAL;" + SCHEMA)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        migrate(self._db)
         self._lock = threading.Lock()
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
@@ -83,18 +57,18 @@ class ReportStore:
     # The records.
     def latest(self, n: int) -> tuple[list[Row], dict[str, Any]]:
         """The last `n` records seen, oldest first, and the window's bounds."""
-        found = self._all("SELECT seq, at, body FROM clean_records ORDER BY seq DESC LIMIT ?", (n,))[::-1]
-        return [json.loads(b) for _, _, b in found], _bounds(found)
+        found = self._all(f"SELECT {READ} FROM clean_records ORDER BY seq DESC LIMIT ?", (n,))[::-1]
+        return [_row(f) for f in found], _bounds(found)
 
     def between(self, start: float, end: float) -> list[Row]:
-        rows = self._all("SELECT body FROM clean_records WHERE at BETWEEN ? AND ? ORDER BY seq", (start, end))
-        return [json.loads(b) for (b,) in rows]
+        found = self._all(
+            f"SELECT {READ} FROM clean_records WHERE at BETWEEN ? AND ? ORDER BY seq", (start, end)
+        )
+        return [_row(f) for f in found]
 
     def earliest(self) -> tuple[list[Row], dict[str, Any]]:
-        found = self._all(
-            "SELECT seq, at, body FROM clean_records WHERE seq <= ? ORDER BY seq", (self.first_kept,)
-        )
-        return [json.loads(b) for _, _, b in found], _bounds(found)
+        found = self._all(f"SELECT {READ} FROM clean_records WHERE seq <= ? ORDER BY seq", (self.first_kept,))
+        return [_row(f) for f in found], _bounds(found)
 
     def last_seq(self) -> int:
         return int(self._all("SELECT coalesce(max(seq), 0) FROM clean_records")[0][0])
@@ -143,10 +117,20 @@ class ReportStore:
     # Requests and the index.
     def request(self, report_id: str, trigger: str) -> None:
         with self._lock:
-            add_requests(self._db, [(report_id, trigger)])
+            add_requests(self._db, [(report_id, trigger, None)])
 
     def requests(self) -> list[tuple[str, str]]:
         return [(i, t) for i, t in self._all("SELECT id, trigger FROM report_requests ORDER BY at, rowid")]
+
+    def flagged(self, report_ids: list[str]) -> list[str]:
+        """The features named by the data-drift events behind these requests, in request order."""
+        marks = ",".join("?" * len(report_ids))
+        found = self._all(
+            f"SELECT feature FROM report_requests WHERE id IN ({marks}) AND feature IS NOT NULL"
+            " ORDER BY at, rowid",
+            tuple(report_ids),
+        )
+        return list(dict.fromkeys(f for (f,) in found))
 
     def is_requested(self, report_id: str) -> bool:
         return bool(self._all("SELECT 1 FROM report_requests WHERE id = ?", (report_id,)))
@@ -221,10 +205,24 @@ class ReportStore:
             self._db.close()
 
 
-def _bounds(found: list[tuple[int, float, str]]) -> dict[str, Any]:
+READ = "seq, at, body, score, predicted, truth, model_version"
+
+
+def _row(found: tuple[Any, ...]) -> Row:
+    """A kept record: its features, and its prediction and label under the names of report_summary."""
+    _, _, body, score, predicted, truth, version = found
+    row: Row = json.loads(body)
+    if score is not None:
+        row |= {SCORE: score, PREDICTED: predicted, VERSION: version}
+    if truth is not None:
+        row[LABEL] = truth
+    return row
+
+
+def _bounds(found: list[tuple[Any, ...]]) -> dict[str, Any]:
     if not found:
         return {"rows": 0}
-    ats = [at for _, at, _ in found]
+    ats = [f[1] for f in found]
     return {
         "rows": len(found),
         "first_seq": found[0][0],

@@ -5,8 +5,9 @@ so the state is the exact object graph; a River upgrade may not read an old pick
 the service starts fresh and logs it), the join's changed entries (rows, not a blob: the join may
 hold 100k entries), the last offset handled per partition (duplicates after a crash are skipped),
 and the DriftDetected events to publish (an outbox, emptied once the broker acknowledged them). When
-reports are on, the same transaction adds the batch's clean records to the bounded report window and
-the report requests of its drift events (tables of adapters/report_store.py).
+reports are on, the same transaction adds the batch's clean records to the bounded report window, the
+served predictions and joined labels to those records, and the report requests of its drift events
+(tables of adapters/report_tables.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from services.drift.adapters import report_store
+from services.drift.adapters import report_tables
 from services.drift.domain.join import BoundedStore, Pending
 from services.drift.domain.watch import DriftWatch, WatchConfig
 
@@ -39,9 +40,8 @@ class DriftStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.records_kept, self.first_kept = path, records_kept, first_kept
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.executescript(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA + report_store.SCHEMA
-        )
+        self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
+        report_tables.migrate(self._db)
         self._lock = threading.Lock()
 
     def load(self, config: WatchConfig) -> DriftWatch:
@@ -80,9 +80,14 @@ class DriftStore:
         offsets: dict[tuple[str, int], int],
         outbox: list[tuple[str, bytes]],
         records: list[tuple[float, dict[str, Any]]] | None = None,
-        report_requests: list[tuple[str, str]] | None = None,
-    ) -> None:
-        """`records`: (event time, watched features); `report_requests`: (report id, trigger)."""
+        report_requests: list[tuple[str, str, str | None]] | None = None,
+        *,
+        entities: list[str] | None = None,
+        scored: list[report_tables.Scored] | None = None,
+    ) -> int:
+        """`records`: (event time, watched features), of `entities`; `report_requests`: (report id,
+        trigger, flagged feature); `scored`: served predictions and joined labels for those records.
+        Returns how many of `scored` found no kept record."""
         join = watch.join
         blob = pickle.dumps(
             {
@@ -115,12 +120,14 @@ class DriftStore:
                     [(t, p, n) for (t, p), n in offsets.items()],
                 )
                 db.executemany("INSERT INTO outbox VALUES (?, ?)", outbox)
-                report_store.append_records(db, records or [], self.records_kept, self.first_kept)
-                report_store.add_requests(db, report_requests or [])
+                report_tables.append_records(db, records or [], self.records_kept, self.first_kept, entities)
+                missed = report_tables.attach_predictions(db, scored or [])
+                report_tables.add_requests(db, report_requests or [])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        return missed
 
     def outbox(self) -> list[tuple[str, bytes]]:
         with self._lock:

@@ -37,6 +37,10 @@ class RollingQuality:
         self.truths.append(bool(truth))
         self.decisions.append(bool(decided_positive))
 
+    def counts(self) -> tuple[int, int]:
+        """(correct decisions, labelled predictions) in the window."""
+        return sum(d == t for d, t in zip(self.decisions, self.truths, strict=True)), len(self.truths)
+
     def measures(self) -> dict[str, float | None]:
         """`labelled`, `accuracy`, `auc`, `brier`, `calibration_error` (None where undefined)."""
         n = len(self.scores)

@@ -33,7 +33,24 @@ def one_line(summary: dict[str, Any]) -> str:
     tested = summary.get("columns_tested", 0)
     verdict = "drift detected" if summary.get("dataset_drift") else "no dataset drift"
     named = f" ({', '.join(str(c) for c in drifted)})" if drifted else ""
-    return f"{verdict}: {len(drifted)} of {tested} columns drifted{named}"
+    return f"{verdict}: {len(drifted)} of {tested} columns drifted{named}{_quality(summary)}"
+
+
+def _quality(summary: dict[str, Any]) -> str:
+    """The labelled rows' accuracy against the reference's, when the window has labels.
+
+    >>> _quality({"labelled_rows": {"current": 500, "reference": 900},
+    ...           "accuracy": {"current": 0.41, "reference": 0.81}, "accuracy_drop_detected": True})
+    '; accuracy 0.410 vs 0.810 in the reference (500 labelled rows): drop detected'
+    """
+    accuracy, rows = summary.get("accuracy") or {}, summary.get("labelled_rows") or {}
+    if accuracy.get("current") is None or accuracy.get("reference") is None:
+        return ""
+    verdict = {True: ": drop detected", False: ": no drop", None: ": too few labels to tell"}
+    return (
+        f"; accuracy {accuracy['current']:.3f} vs {accuracy['reference']:.3f} in the reference "
+        f"({rows.get('current', 0)} labelled rows){verdict.get(summary.get('accuracy_drop_detected'), '')}"
+    )
 
 
 def _row(summary: dict[str, Any], href: Callable[[str], str]) -> str:

@@ -132,6 +132,8 @@ class DriftWatch:
     # (model, version) -> its rolling online quality; every version, the older ones too
     quality: dict[tuple[str, str], RollingQuality] = field(default_factory=dict)
     quality_touched: set[tuple[str, str]] = field(default_factory=set)
+    # labelled predictions since the last take_labelled() (for the report store; not persisted)
+    labelled: list[tuple[Prediction, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.join = LabelJoin(self.config.join_max_pending, self.config.join_ttl_s)
@@ -204,6 +206,7 @@ class DriftWatch:
             return []
         predicted = prediction.decision == self.config.positive_decision
         self._quality_of(model, prediction.model_version).add(prediction.score, truth, predicted)
+        self.labelled.append((prediction, truth))
         if self.versions.get(model) != prediction.model_version:
             self._skip("older_version")
             return []
@@ -228,6 +231,11 @@ class DriftWatch:
         touched = {k: self.quality[k].measures() for k in self.quality_touched if k in self.quality}
         self.quality_touched = set()
         return touched
+
+    def take_labelled(self) -> list[tuple[Prediction, bool]]:
+        """The (prediction, truth) pairs joined since the last call."""
+        taken, self.labelled = self.labelled, []
+        return taken
 
     def _model_monitors(self, model: str, version: str) -> tuple[Monitor, Monitor]:
         if self.versions.get(model) != version:  # a new model: new baselines for its outputs

@@ -22,6 +22,7 @@ from services.serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
+
 class MlflowRegistry:
     """Implements the handlers' `ModelRegistry` port. Every method blocks: call it in a thread."""
 
@@ -49,6 +50,19 @@ class MlflowRegistry:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
+
+    def model_tag(self, key: str) -> str | None:
+        """A tag of the registered model (None when the model or the tag does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        self._mlflow()
+        try:
+            tags: dict[str, str] = self._client.get_registered_model(self.name).tags
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        return tags.get(key)
 
     def load(self, version: str, alias: str) -> LoadedModel:
         started = time.perf_counter()
@@ -91,4 +105,3 @@ class MlflowRegistry:
                 "compiled scorer disagrees with the pipeline; using scikit-learn", extra={"v": version}
             )
         return reference
-

@@ -15,6 +15,7 @@ from typing import Literal
 
 from contracts.common import Scalar
 from contracts.model import Column, FeatureProfile, Kind, ModelCard
+from services.serving.domain.canary import CanarySplit
 from services.serving.domain.scoring import Scorer
 
 Decision = Literal["approve", "decline"]
@@ -87,11 +88,16 @@ def decide(score: float, threshold: float) -> Decision:
 
 
 class ModelSlot:
-    """Holds the champion (and an optional shadow challenger); replaced whole, never mutated."""
+    """Holds the champion (and an optional shadow challenger, and an optional canary); each replaced
+    whole, never mutated."""
 
     def __init__(self) -> None:
         self.champion: LoadedModel | None = None
         self.challenger: LoadedModel | None = None
+        self.canary: tuple[LoadedModel, CanarySplit] | None = None  # one reference: model and split
+
+    def set_canary(self, model: LoadedModel | None, share: float = 0.0) -> None:
+        self.canary = None if model is None else (model, CanarySplit(model.version, share))
 
     def swap(self, model: LoadedModel, *, shadow: bool = False) -> LoadedModel | None:
         """Install `model`; returns the one it replaced."""

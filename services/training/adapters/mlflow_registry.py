@@ -71,6 +71,12 @@ class ModelRegistry(Protocol):
         self, run_id: str, version: str, evidence: GateEvidence, metrics: dict[str, float]
     ) -> None: ...
     def promote(self, version: str) -> None: ...
+    def version_of(self, alias: str) -> str | None: ...
+    def version_exists(self, version: str) -> bool: ...
+    def set_alias(self, alias: str, version: str) -> None: ...
+    def delete_alias(self, alias: str) -> None: ...
+    def model_tag(self, key: str) -> str | None: ...
+    def set_model_tag(self, key: str, value: str) -> None: ...
 
 
 def pip_requirements() -> list[str]:
@@ -218,7 +224,42 @@ class MlflowRegistry:
         log.info("rejected candidate %s unregistered; its run %s keeps the model", version, run_id)
 
     def promote(self, version: str) -> None:
-        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+        self.set_alias(CHAMPION, version)
+
+    def version_of(self, alias: str) -> str | None:
+        """The version an alias points at (None: the alias, or the model, does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+                return None
+            raise
+
+    def version_exists(self, version: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_model_version(self.model_name, version)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return False
+            raise
+        return True
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, alias, version)
+
+    def delete_alias(self, alias: str) -> None:
+        self.client.delete_registered_model_alias(self.model_name, alias)
+
+    def model_tag(self, key: str) -> str | None:
+        tags: dict[str, str] = self.client.get_registered_model(self.model_name).tags
+        return tags.get(key)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(self.model_name, key, value)
 
 
 def model_card(candidate: Candidate) -> ModelCard:

@@ -1,6 +1,6 @@
 """The training service's own SQLite state: labels observed so far, the outcome of each run, the
-retraining decisions taken on drift events, the last concept change a drift retrain started from, and
-the ops pause switch.
+retraining decisions taken on drift events, the last concept change a drift retrain started from, the
+ops pause switch, and every move of the champion alias (adapters/champions.py).
 
 Both tables are keyed by event id, so a redelivered LabelObserved or TrainingRequested is recognised
 (INSERT OR IGNORE; `run_done`). One connection per call: the event loop and the training thread both
@@ -37,6 +37,11 @@ SCHEMA = (
     " event_id TEXT PRIMARY KEY, decided_at TEXT NOT NULL, kind TEXT NOT NULL, go INTEGER NOT NULL,"
     " reason TEXT NOT NULL, detail TEXT NOT NULL, request_id TEXT)",
     "CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS champion_moves ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, model_name TEXT NOT NULL,"
+    " kind TEXT NOT NULL, version TEXT NOT NULL, previous_version TEXT, run_id TEXT NOT NULL,"
+    " evidence TEXT NOT NULL, reason TEXT, requested_by TEXT, at TEXT NOT NULL,"
+    " idempotency_key TEXT UNIQUE, request TEXT NOT NULL, event TEXT, published INTEGER NOT NULL)",
 )
 KEPT_DECISIONS = 500  # older decisions are deleted
 
