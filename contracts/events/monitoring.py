@@ -21,6 +21,15 @@ class PredictionMadePayload(ContractModel):
     features: Record = Field(description="Feature values used, as read (PII-free by construction).")
     latency_ms: float = Field(ge=0, description="Time to serve the prediction, in milliseconds.")
     shadow: bool = Field(default=False, description="True when scored by a challenger, not returned.")
+    probability: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "Calibrated probability of the positive class (the model card's calibration applied to the"
+            " score), for estimating performance before labels arrive; None for uncalibrated models."
+        ),
+    )
 
 
 class PredictionMade(Event[PredictionMadePayload]):
