@@ -54,6 +54,9 @@ def watch_config(settings: DriftSettings) -> WatchConfig:
         join_ttl_s=settings.join_ttl_s,
         positive_label=settings.positive_label,
         positive_decision=settings.positive_decision,
+        estimate_window=settings.estimate_window,
+        estimate_min_labelled=settings.estimate_min_labelled,
+        estimate_drop_limit=settings.estimate_drop_limit,
     )
 
 

@@ -36,6 +36,7 @@ from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
+from services.drift.estimate_alarms import EstimateAlarms
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class DriftService:
         self.offsets = store.offsets()
         self.published = 0
         self.unattached = 0  # predictions and labels whose record the report store no longer keeps
+        self.estimate_alarms = EstimateAlarms()
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
 
@@ -150,6 +152,7 @@ class DriftService:
                 for measure, value in measures.items():
                     if value is not None:
                         ONLINE_QUALITY.labels(model, version, measure).set(value)
+            self.estimate_alarms.show(self.watch.take_estimates())
             for event in events:
                 ALARMS.labels(event.payload.kind, event.payload.detector).inc()
                 log.warning(
@@ -229,6 +232,10 @@ class DriftService:
                 {"model": model, "version": version, **quality.measures()}
                 for (model, version), quality in self.watch.quality.items()
             ],
+            "performance_estimates": [
+                {"model": model, "version": version, **estimator.snapshot()}
+                for (model, version), estimator in self.watch.estimators.items()
+            ],
             "skipped": dict(self.watch.skipped),
             "published": self.published,
             "report_unattached": self.unattached,
@@ -254,5 +261,12 @@ class DriftService:
 def _prediction(event: Event[Any]) -> Prediction:
     p = event.payload
     return Prediction(
-        p.prediction_id, p.entity_id, p.model_name, p.model_version, p.score, p.decision, p.shadow
+        p.prediction_id,
+        p.entity_id,
+        p.model_name,
+        p.model_version,
+        p.score,
+        p.decision,
+        p.shadow,
+        p.probability,
     )

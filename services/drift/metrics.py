@@ -20,3 +20,19 @@ ONLINE_QUALITY = Gauge(
     "accuracy, auc, brier, calibration_error, and labelled (how many predictions it stands on)",
     ["model", "version", "measure"],
 )
+PERFORMANCE = Gauge(
+    "drift_model_performance",
+    "Performance of the served model per version, estimated before labels (source=estimated: the last "
+    "full CBPE window; reference: the version's first) and, on the last window with enough labels, "
+    "realised against the estimate for the same predictions (source=realised, estimated_on_labelled, "
+    "gap = realised - estimated, z = the gap in standard deviations). Measures: accuracy, auc, cost, "
+    "accuracy_se, labelled",
+    ["model", "version", "source", "measure"],
+)
+ESTIMATE_FLAGS = Gauge(
+    "drift_model_estimate_flag",
+    "1 when raised: drop_detected (estimated accuracy fell past the limit, with its uncertainty), "
+    "estimator_suspect (the estimate kept missing the labels: its assumptions broke), uncalibrated "
+    "(predictions came without a calibrated probability; the raw score was used)",
+    ["model", "version", "flag"],
+)

@@ -101,6 +101,14 @@ class DriftSettings(ServiceSettings):
     positive_decision: str = Field(
         "decline", description="Decision meaning the positive class was predicted."
     )
+    # Performance estimated before labels (domain/estimate.py).
+    estimate_window: int = Field(500, ge=50, le=100_000, description="Served predictions per CBPE window.")
+    estimate_min_labelled: int = Field(
+        100, ge=10, description="Labels a window needs before its estimate is judged against them."
+    )
+    estimate_drop_limit: float = Field(
+        0.05, gt=0, lt=1, description="Estimated accuracy lost against the version's first window to flag."
+    )
 
     # Evidently reports (services/drift/reports.py).
     report_interval_s: float = Field(

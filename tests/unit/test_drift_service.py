@@ -51,8 +51,15 @@ def record(i: int, shifted: bool, rng: random.Random) -> RecordCleaned:
     return RecordCleaned.create(payload, producer="ingest")
 
 
-def made(i: int, decision: str = "approve", version: str = "3", score: float = 0.2) -> PredictionMade:
+def made(
+    i: int,
+    decision: str = "approve",
+    version: str = "3",
+    score: float = 0.2,
+    probability: float | None = None,
+) -> PredictionMade:
     payload = PredictionMadePayload(
+        probability=probability,
         prediction_id=f"p{i}",
         entity_id=f"e{i}",
         model_name="credit",

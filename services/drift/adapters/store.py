@@ -59,6 +59,7 @@ class DriftStore:
         watch.monitors.update(saved["monitors"])
         watch.versions, watch.skipped = saved["versions"], saved["skipped"]
         watch.quality = saved.get("quality", {})  # absent from states saved before it existed
+        watch.estimators = saved.get("estimators", {})
         join = watch.join
         join.joined = saved["joined"]
         for side, store in (("p", join.predictions), ("l", join.labels)):
@@ -95,6 +96,7 @@ class DriftStore:
                 "versions": watch.versions,
                 "skipped": watch.skipped,
                 "quality": watch.quality,
+                "estimators": watch.estimators,
                 "joined": join.joined,
                 "p": _meta(join.predictions),
                 "l": _meta(join.labels),

@@ -185,13 +185,24 @@ class Window:
     probability: list[float] = field(default_factory=list)
     positive: list[bool] = field(default_factory=list)
     closed: Estimate | None = None
-    labelled: list[tuple[float, bool, bool]] = field(default_factory=list)  # (p, decided +, truth)
+    # the labelled predictions, as three columns (cheap to pickle with the watch on every batch)
+    labelled_probability: list[float] = field(default_factory=list)
+    labelled_positive: list[bool] = field(default_factory=list)
+    labelled_truth: list[bool] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> int:
+        return len(self.labelled_truth)
 
     def comparison(self, costs: Costs) -> Comparison | None:
-        if not self.labelled:
+        if not self.labelled_truth:
             return None
-        p, positive, truth = (np.array(column) for column in zip(*self.labelled, strict=True))
-        return compare(p, positive, truth, costs)
+        return compare(
+            np.array(self.labelled_probability),
+            np.array(self.labelled_positive, dtype=bool),
+            np.array(self.labelled_truth, dtype=bool),
+            costs,
+        )
 
 
 @dataclass
@@ -233,9 +244,11 @@ class PerformanceEstimator:
 
     def label(self, seq: int | None, probability: float, decided_positive: bool, truth: bool) -> bool:
         """Adds a label to its window; False when the window is no longer kept (or unknown)."""
-        for window in self.windows:
+        for window in reversed(self.windows):  # labels mostly belong to recent windows
             if window.seq == seq:
-                window.labelled.append((float(probability), bool(decided_positive), bool(truth)))
+                window.labelled_probability.append(float(probability))
+                window.labelled_positive.append(bool(decided_positive))
+                window.labelled_truth.append(bool(truth))
                 return True
         return False
 
@@ -244,27 +257,29 @@ class PerformanceEstimator:
         closed = [w.closed for w in self.windows if w.closed is not None]
         return closed[-1] if closed else None
 
-    def judged(self) -> list[tuple[int, Comparison]]:
-        """(window, comparison) of the closed windows holding at least `min_labelled` labels."""
-        found = []
-        for window in self.windows:
-            if window.closed is not None and len(window.labelled) >= self.min_labelled:
+    def judged(self, last: int | None = None) -> list[tuple[int, Comparison]]:
+        """(window, comparison) of the closed windows holding at least `min_labelled` labels, oldest
+        first; only the `last` most recent of them when given (the snapshot needs a few)."""
+        found: list[tuple[int, Comparison]] = []
+        for window in reversed(self.windows):
+            if last is not None and len(found) >= last:
+                break
+            if window.closed is not None and window.labelled >= self.min_labelled:
                 comparison = window.comparison(self.costs)
                 if comparison is not None:
                     found.append((window.seq, comparison))
-        return found
+        return found[::-1]
 
     def snapshot(self) -> dict[str, Any]:
         """What /detectors, the gauges and `mlops watch` show."""
-        latest, judged = self.latest(), self.judged()
+        latest, judged = self.latest(), self.judged(last=self.misses_to_suspect)
         drop = drop_se = None
         dropped = False
         if latest is not None and self.reference is not None:
             drop = self.reference.accuracy - latest.accuracy
             drop_se = float(np.hypot(self.reference.accuracy_se, latest.accuracy_se))
             dropped = drop > self.drop_limit and drop > self.drop_z * drop_se
-        recent = judged[-self.misses_to_suspect :]
-        suspect = len(recent) == self.misses_to_suspect and all(abs(c.z) > self.miss_z for _, c in recent)
+        suspect = len(judged) == self.misses_to_suspect and all(abs(c.z) > self.miss_z for _, c in judged)
         last = judged[-1] if judged else None
         return {
             "calibrated": self.calibrated,

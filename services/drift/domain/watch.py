@@ -9,93 +9,25 @@
   label meets its prediction. Errors of predictions made by an older version than the model's
   current one are not fed; a new version restarts that model's prediction and concept monitors;
 - online quality: every labelled prediction, of every version, feeds that version's rolling
-  accuracy, AUC and calibration (domain/quality.py).
+  accuracy, AUC and calibration (domain/quality.py);
+- estimated performance: every served prediction feeds its version's CBPE windows (domain/estimate.py),
+  from the calibrated probability it carries (the raw score, flagged uncalibrated, when it has none);
+  its label, when it comes, is scored against the estimate of its window.
 Shadow predictions (challengers) are not watched.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from river.drift import ADWIN
-from river.drift.binary import HDDMA
-
-from services.drift.domain.cusum import RankCusum
-from services.drift.domain.detectors import ChiSquare, Detector, MeanShift
-from services.drift.domain.error_detectors import BernoulliCusum, RiverDetector
+from services.drift.domain.estimate import PerformanceEstimator
 from services.drift.domain.join import LabelJoin
 from services.drift.domain.monitor import Alarm, Monitor
 from services.drift.domain.quality import RollingQuality
+from services.drift.domain.watch_config import WatchConfig
 
-
-@dataclass(frozen=True)
-class WatchConfig:
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    reference_size: int = 500
-    window_size: int = 200
-    block: int = 50
-    mean_shift_z: float = 6.0
-    numeric_detector: str = "RankCusum"  # or "MeanShift" (the windowed z-test, for numeric features)
-    cusum_reference_size: int = 1000  # RankCusum: values in its reference
-    cusum_shift: float = 0.35  # RankCusum: allowance k, in sd (half the 0.7 sd shift it is tuned for)
-    false_alarms_per_100k: float = 1.0  # RankCusum: budget over all watched features together
-    chi_square_window: int = 500
-    chi_square_alpha: float = 1e-7
-    concept_detector: str = "CUSUM"
-    concept_confidence: float = 1e-4  # HDDMA / ADWIN only
-    concept_shift: float = 0.1  # CUSUM: the rise of the error rate it is tuned to detect
-    concept_threshold: float = 12.0  # CUSUM: about e^12 = 160k updates between false alarms
-    warm_up: int = 200
-    confirmations: int = 2
-    debounce: int = 400
-    cooldown: int = 2000
-    join_max_pending: int = 100_000
-    join_ttl_s: float = 30 * 24 * 3600
-    quality_window: int = 500  # labelled predictions per model version in the online quality
-    quality_versions: int = 5  # versions per model whose online quality is kept
-    positive_label: str = "bad"
-    positive_decision: str = "decline"
-
-    def score_detector(self) -> Detector:
-        return MeanShift(self.reference_size, self.window_size, self.block, self.mean_shift_z)
-
-    @property
-    def feature_arl0(self) -> float:
-        """Updates between false alarms each feature's RankCusum is calibrated for (Bonferroni)."""
-        features = max(1, len(self.numeric) + len(self.categorical))
-        return float(round(100_000 / self.false_alarms_per_100k * features))
-
-    def numeric_monitor(self, seed: int = 0) -> Monitor:
-        if self.numeric_detector == "MeanShift":
-            return self.windowed_monitor(self.score_detector())
-        detector = RankCusum(self.cusum_reference_size, self.cusum_shift, self.feature_arl0, seed)
-        # A CUSUM flags once per change: one flag is enough; its reference is its warm-up.
-        return Monitor(detector, warm_up=self.warm_up, confirmations=1, cooldown=self.cooldown)
-
-    def categorical_detector(self) -> Detector:
-        return ChiSquare(self.reference_size, self.chi_square_window, self.block, self.chi_square_alpha)
-
-    def concept_monitor(self) -> Monitor:
-        detector: Detector
-        if self.concept_detector == "CUSUM":
-            detector = BernoulliCusum(self.reference_size, self.concept_shift, self.concept_threshold)
-        elif self.concept_detector == "HDDMA":
-            detector = RiverDetector(HDDMA(drift_confidence=self.concept_confidence))
-        else:
-            detector = RiverDetector(ADWIN(delta=self.concept_confidence))
-        # Error detectors flag once per change: one flag is enough.
-        return Monitor(detector, warm_up=self.warm_up, confirmations=1, cooldown=self.cooldown)
-
-    def windowed_monitor(self, detector: Detector) -> Monitor:
-        return Monitor(
-            detector,
-            warm_up=self.warm_up,
-            confirmations=self.confirmations,
-            debounce=self.debounce,
-            cooldown=self.cooldown,
-        )
+__all__ = ["DriftWatch", "Finding", "Prediction", "WatchConfig"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +52,8 @@ class Prediction:
     score: float
     decision: str
     shadow: bool = False
+    probability: float | None = None  # calibrated P(positive), when the model carries a calibration
+    window: int | None = None  # its CBPE window (set by the watch)
 
 
 @dataclass
@@ -134,6 +68,9 @@ class DriftWatch:
     quality_touched: set[tuple[str, str]] = field(default_factory=set)
     # labelled predictions since the last take_labelled() (for the report store; not persisted)
     labelled: list[tuple[Prediction, bool]] = field(default_factory=list)
+    # (model, version) -> its performance estimated before labels (CBPE windows)
+    estimators: dict[tuple[str, str], PerformanceEstimator] = field(default_factory=dict)
+    estimates_touched: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.join = LabelJoin(self.config.join_max_pending, self.config.join_ttl_s)
@@ -182,6 +119,7 @@ class DriftWatch:
                 findings.append(
                     _finding("prediction", None, model, prediction.model_version, scores, at, source)
                 )
+            prediction = self._estimate(prediction)
             joined = self.join.add_prediction(
                 prediction.prediction_id, prediction.entity_id, prediction, at.timestamp()
             )
@@ -206,6 +144,10 @@ class DriftWatch:
             return []
         predicted = prediction.decision == self.config.positive_decision
         self._quality_of(model, prediction.model_version).add(prediction.score, truth, predicted)
+        key = (model, prediction.model_version)
+        estimator = self.estimators.get(key)
+        if estimator and estimator.label(prediction.window, _probability(prediction), predicted, truth):
+            self.estimates_touched.add(key)
         self.labelled.append((prediction, truth))
         if self.versions.get(model) != prediction.model_version:
             self._skip("older_version")
@@ -232,6 +174,26 @@ class DriftWatch:
         self.quality_touched = set()
         return touched
 
+    def _estimate(self, prediction: Prediction) -> Prediction:
+        """Feeds the version's CBPE windows; the prediction, now naming its window, goes to the join."""
+        key = (prediction.model_name, prediction.model_version)
+        if key not in self.estimators:
+            self.estimators[key] = self.config.estimator()
+            mine = [k for k in self.estimators if k[0] == key[0]]
+            for old in mine[: -self.config.quality_versions]:  # the oldest versions go first
+                del self.estimators[old]
+        self.estimates_touched.add(key)
+        declined = prediction.decision == self.config.positive_decision
+        calibrated = prediction.probability is not None
+        window = self.estimators[key].observe(_probability(prediction), declined, calibrated)
+        return replace(prediction, window=window)
+
+    def take_estimates(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The estimates of the versions served or labelled since the last call (for the gauges)."""
+        touched = {k: self.estimators[k].snapshot() for k in self.estimates_touched if k in self.estimators}
+        self.estimates_touched = set()
+        return touched
+
     def take_labelled(self) -> list[tuple[Prediction, bool]]:
         """The (prediction, truth) pairs joined since the last call."""
         taken, self.labelled = self.labelled, []
@@ -246,6 +208,13 @@ class DriftWatch:
 
     def _skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def _probability(prediction: Prediction) -> float:
+    """The calibrated probability, else the raw score (a probability for our models, uncalibrated)."""
+    if prediction.probability is not None:
+        return prediction.probability
+    return min(1.0, max(0.0, prediction.score))
 
 
 def _positive(label: Any, positive: str) -> bool | None:
