@@ -181,8 +181,9 @@ def cmd_watch(settings: InfraSettings, args: argparse.Namespace) -> int:
 
 
 def drift_quality_source(settings: InfraSettings) -> Callable[[], Awaitable[list[dict[str, Any]] | None]]:
-    """The drift service's online quality per version, read with the development ops key; None
-    while the service or the key is not there (watch then shows events only)."""
+    """The drift service's online quality per version and its performance estimates (marked
+    `"kind": "estimate"`), read with the development ops key; None while the service or the key is
+    not there (watch then shows events only)."""
     import httpx
 
     url = f"http://127.0.0.1:{service_port(settings, 'drift')}/detectors"
@@ -192,8 +193,10 @@ def drift_quality_source(settings: InfraSettings) -> Callable[[], Awaitable[list
             key = ops_key(settings.secrets_dir / "api-keys.json")
             async with httpx.AsyncClient(timeout=5) as client:
                 response = await client.get(url, headers={"X-API-Key": key})
-            quality: list[dict[str, Any]] = response.json().get("online_quality", [])
-            return quality if response.status_code == 200 else None
+            body = response.json()
+            quality: list[dict[str, Any]] = body.get("online_quality", [])
+            estimates = [{**e, "kind": "estimate"} for e in body.get("performance_estimates", [])]
+            return [*quality, *estimates] if response.status_code == 200 else None
         except (OSError, ValueError, httpx.HTTPError, PrometheusError):
             return None
 

@@ -103,17 +103,65 @@ def describe_quality(quality: dict[str, Any], at: datetime) -> str:
     )
 
 
+def describe_estimate(snap: dict[str, Any], at: datetime) -> str:
+    """A version's performance estimated before labels (CBPE), and how the labels judged it, in one line."""
+    estimate, reference = snap.get("estimate") or {}, snap.get("reference") or {}
+    realised = snap.get("realised")
+    auc = estimate.get("auc")
+    line = (
+        f"{at.strftime('%H:%M:%S')} ESTIMATE  {snap['model']} v{snap['version']}: accuracy"
+        f" {estimate['accuracy']:.3f} ± {1.96 * estimate['accuracy_se']:.3f}"
+        f" (AUC {'-' if auc is None else f'{auc:.3f}'}, cost {estimate['cost']:.2f} per decision)"
+        f" on its last {estimate['rows']} predictions, before labels;"
+        f" first window {reference['accuracy']:.3f}"
+    )
+    if realised:
+        line += (
+            f"; labels: {realised['realised_accuracy']:.3f} on {realised['labelled']}"
+            f" (gap {realised['gap']:+.3f}, z {realised['z']:+.1f})"
+        )
+    flags = [
+        text
+        for text, raised in (
+            ("DROP DETECTED", snap.get("drop_detected")),
+            ("ESTIMATE KEEPS MISSING THE LABELS", snap.get("estimator_suspect")),
+            ("uncalibrated scores", not snap.get("calibrated", True)),
+        )
+        if raised
+    ]
+    return line + "".join(f"; {flag}" for flag in flags)
+
+
+def _estimate_seen(snap: dict[str, Any]) -> tuple[Any, ...]:
+    estimate, realised = snap.get("estimate") or {}, snap.get("realised") or {}
+    return (
+        estimate.get("accuracy"),
+        realised.get("labelled"),
+        snap.get("drop_detected"),
+        snap.get("estimator_suspect"),
+    )
+
+
 async def poll_quality(
     source: QualitySource, emit: Callable[[str], None], every_s: float, stop: asyncio.Event
 ) -> None:
-    """A QUALITY line per version whenever its measures changed since the last look."""
-    shown: dict[tuple[str, str], tuple[Any, ...]] = {}
+    """A QUALITY line per version whenever its measures changed since the last look, and an ESTIMATE
+    line (items with `"kind": "estimate"`: the performance estimated before labels) likewise."""
+    shown: dict[tuple[str, str, str], tuple[Any, ...]] = {}
     while not stop.is_set():
-        for quality in await source() or []:
-            key = (quality["model"], quality["version"])
-            seen = tuple(quality.get(k) for k in ("labelled", "accuracy", "auc", "calibration_error"))
-            if quality.get("labelled") and shown.get(key) != seen:
-                emit(describe_quality(quality, datetime.now(UTC).astimezone()))
+        for item in await source() or []:
+            kind = item.get("kind", "quality")
+            key = (kind, item["model"], item["version"])
+            now = datetime.now(UTC).astimezone()
+            if kind == "estimate":
+                seen = _estimate_seen(item)
+                if item.get("estimate") and item.get("reference") and shown.get(key) != seen:
+                    emit(describe_estimate(item, now))
+                    shown[key] = seen
+                continue
+            seen = tuple(item.get(k) for k in ("labelled", "accuracy", "auc", "calibration_error"))
+            if item.get("labelled") and shown.get(key) != seen:
+                emit(describe_quality(item, now))
                 shown[key] = seen
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every_s)
