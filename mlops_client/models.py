@@ -130,11 +130,33 @@ class OnlineQuality(Answer):
     calibration_error: float | None = None
 
 
+class PerformanceEstimate(Answer):
+    """A version's performance estimated before labels (CBPE), and the labels' verdict on it.
+
+    `estimate` / `reference`: the last full window's and the version's first window's rows,
+    accuracy, accuracy_se, auc, cost, approval_rate. `realised`: on the last window with enough
+    labels, labelled, realised_accuracy, estimated_accuracy, gap, z, realised_auc, estimated_auc,
+    realised_cost, estimated_cost."""
+
+    model: str
+    version: str
+    calibrated: bool
+    window_size: int
+    estimate: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    accuracy_drop: float | None = None
+    accuracy_drop_se: float | None = None
+    drop_detected: bool = False
+    realised: dict[str, Any] | None = None
+    estimator_suspect: bool = False
+
+
 class Detectors(Answer):
     monitors: dict[str, dict[str, Any]]
     model_versions: dict[str, Any] = Field(default_factory=dict)
     join: dict[str, Any] = Field(default_factory=dict)
     online_quality: list[OnlineQuality] = Field(default_factory=list)
+    performance_estimates: list[PerformanceEstimate] = Field(default_factory=list)
     skipped: dict[str, Any] = Field(default_factory=dict)
     published: Any = None
 

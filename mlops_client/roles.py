@@ -137,6 +137,10 @@ class Ops(Role):
         """Each served version's rolling accuracy, AUC, Brier score and calibration error."""
         return self.detectors().online_quality
 
+    def performance_estimates(self) -> list[models.PerformanceEstimate]:
+        """Each served version's performance estimated before labels, and how the labels judged it."""
+        return self.detectors().performance_estimates
+
     def reports(self, limit: int = 50) -> models.ReportListing:
         """Evidently reports, newest first, with their summaries."""
         return models.ReportListing.model_validate(self.services["drift"].get("/reports", {"limit": limit}))

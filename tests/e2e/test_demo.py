@@ -119,6 +119,11 @@ def test_the_python_client_sits_in_each_roles_seat_at_the_demo_stack(
         detectors = stack.ops.detectors()
         assert detectors.monitors and stack.ops.latest_run() is not None
         assert any(q.labelled > 0 for q in detectors.online_quality), detectors.online_quality
+        # Issue 19: the first champion served 1,000+ labelled predictions before the drift, so at
+        # least one version has a full CBPE window estimated and judged against its labels.
+        judged = [e for e in detectors.performance_estimates if e.estimate and e.realised]
+        assert judged, detectors.performance_estimates
+        assert all(e.realised and e.realised["labelled"] >= 100 for e in judged)
 
         receipt = stack.producer.send([record])
         assert receipt.accepted == 1 and receipt.records[0].landed, receipt

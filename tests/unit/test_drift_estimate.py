@@ -7,12 +7,14 @@ and through the drift service the estimate, the realised value and their gap rea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from mlops_client.models import Detectors
 from services.drift.domain.estimate import (
     Costs,
     PerformanceEstimator,
@@ -181,6 +183,11 @@ async def test_through_the_service_estimate_realised_and_gap_reach_detectors_and
     again = Harness(tmp_path / "drift.db")
     (kept,) = again.service.detectors()["performance_estimates"]
     assert kept["estimate"] == snap["estimate"] and kept["realised"] == snap["realised"]
+
+    # The typed client reads the same answer, through JSON as it travels.
+    answer = json.loads(json.dumps(again.service.detectors()))
+    (typed,) = Detectors.model_validate(answer).performance_estimates
+    assert typed.version == "7" and typed.realised and typed.realised["labelled"] == 100
 
 
 async def test_predictions_without_a_calibration_are_estimated_from_the_score_and_flagged(
