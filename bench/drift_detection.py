@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import pickle
-import random
 import shlex
 import statistics
 import sys
@@ -37,48 +35,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from river import tree
-from river.datasets import synth
 from river.drift import ADWIN
 from river.drift.binary import HDDMA
 
+# The streams live in bench/drift_streams.py, section 3 (Evidently) in bench/drift_evidently.py; this
+# module scores sections 1 and 2 and runs and reports all four (the docstring above is its --help).
 from bench import drift_covariate
+from bench.drift_evidently import bench_evidently
+from bench.drift_streams import Row, agrawal, frozen_errors, prequential_errors, replay
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from services.drift.domain.error_detectors import RiverDetector
 from services.drift.domain.monitor import Monitor
 from services.drift.domain.watch import DriftWatch, WatchConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / ".local" / "bench" / "drift"
 RESULTS = Path(__file__).resolve().parent / "results" / "drift_detection.json"
 FUNCTIONS = (0, 2, 4, 6)  # Agrawal classification functions, one per concept
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-Row = tuple[dict[Any, Any], Any]
-
-
-def agrawal(functions: tuple[int, ...], seed: int, segment: int) -> list[Row]:
-    """Concepts back to back, exactly `segment` rows each (cached)."""
-    path = CACHE / f"agrawal-{'-'.join(map(str, functions))}-{seed}-{segment}.pkl"
-    if path.exists():
-        rows: list[Row] = pickle.loads(path.read_bytes())
-        return rows
-    rows = []
-    for k, function in enumerate(functions):
-        stream = synth.Agrawal(classification_function=function, seed=seed * 100 + k)
-        rows += list(itertools.islice(stream, segment))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(rows))
-    return rows
-
-
-def prequential_errors(rows: list[Row]) -> list[float]:
-    model = tree.HoeffdingTreeClassifier()
-    errors = []
-    for x, y in rows:
-        errors.append(float(model.predict_one(x) != y))
-        model.learn_one(x, y)
-    return errors
 
 
 def alarms_of(detector: Any, stream: list[float]) -> list[int]:
@@ -156,30 +128,6 @@ def summary(r: dict[str, list[int]], stationary_rows: int) -> dict[str, Any]:
     }
 
 
-# German credit replay ----------------------------------------------------------------------------
-
-
-def replay(n: int, seed: int, kind: str = "none", at: int = 0) -> list[Row]:
-    from workbench.demo_data import german_credit
-
-    rows = german_credit()
-    rng = random.Random(seed)
-    out: list[Row] = []
-    while len(out) < n:
-        order = list(range(len(rows)))
-        rng.shuffle(order)
-        for i in order[: n - len(out)]:
-            row = rows[i]
-            record = {f: row[f] for f in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)}
-            label = str(row["creditability"])
-            if len(out) >= at and kind == "covariate":
-                record["credit_amount"] = record["credit_amount"] * 1.8
-            if len(out) >= at and kind == "label_flip" and record["foreign_worker"] == "yes":
-                label = ("bad" if label == "good" else "good") if rng.random() < 0.5 else label
-            out.append((record, label))
-    return out
-
-
 def data_alarms(stream: list[Row]) -> tuple[list[tuple[int, str]], float]:
     watch = DriftWatch(WatchConfig(NUMERIC_FEATURES, CATEGORICAL_FEATURES))
     found: list[tuple[int, str]] = []
@@ -200,13 +148,6 @@ def adwin_cost(stream: list[Row]) -> float:
         for f in CATEGORICAL_FEATURES:  # ADWIN needs a number: the category's code
             adwins[f].update(codes[f].setdefault(record[f], len(codes[f])))
     return (time.perf_counter() - started) / len(stream) * 1e6
-
-
-def frozen_errors(seed: int, stream: list[Row]) -> list[float]:
-    model = tree.HoeffdingTreeClassifier()
-    for record, label in replay(3000, seed + 1000):
-        model.learn_one(record, label)
-    return [float(model.predict_one(r) != y) for r, y in stream]
 
 
 def bench_german(seeds: int, at: int, n: int, stationary_n: int) -> dict[str, Any]:
@@ -263,60 +204,6 @@ def bench_german(seeds: int, at: int, n: int, stationary_n: int) -> dict[str, An
 def _median(values: list[Any]) -> Any:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
-
-
-def bench_evidently(at: int, window: int, windows: int, reference: int) -> dict[str, Any]:
-    started = time.perf_counter()
-    import pandas as pd
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    imported = time.perf_counter() - started
-    stream = replay(reference + window * windows, 0, "covariate", at)
-    frame = pd.DataFrame([r for r, _ in stream])
-    definition = DataDefinition(
-        numerical_columns=list(NUMERIC_FEATURES), categorical_columns=list(CATEGORICAL_FEATURES)
-    )
-    ref = Dataset.from_pandas(frame.iloc[:reference], data_definition=definition)
-    rows: list[dict[str, Any]] = []
-    seconds: list[float] = []
-    for w in range(windows):
-        start = reference + w * window
-        cur = Dataset.from_pandas(frame.iloc[start : start + window], data_definition=definition)
-        t = time.perf_counter()
-        snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
-        seconds.append(time.perf_counter() - t)
-        drifted, share = _evidently_drift(snapshot.dict())
-        rows.append({"start": start, "end": start + window, "drifted": drifted, "dataset_drift_share": share})
-    first = next((r for r in rows if r["start"] >= at - window + 1 and "credit_amount" in r["drifted"]), None)
-    before = [r for r in rows if r["end"] <= at]
-    return {
-        "reference_rows": reference,
-        "window_rows": window,
-        "drift_at": at,
-        "import_s": round(imported, 1),
-        "median_s_per_report": round(statistics.median(seconds), 3),
-        "cost_us_per_event": round(statistics.median(seconds) / window * 1e6, 1),
-        "credit_amount_delay_rows": first["end"] - at if first else None,
-        "stationary_windows": len(before),
-        "stationary_windows_with_a_drifted_column": sum(1 for r in before if r["drifted"]),
-        "stationary_column_alarms": sum(len(r["drifted"]) for r in before),
-        "windows": rows,
-    }
-
-
-def _evidently_drift(report: dict[str, Any]) -> tuple[list[str], float]:
-    drifted, share = [], 0.0
-    for metric in report["metrics"]:
-        config = metric["config"]
-        if config["type"].endswith("ValueDrift"):
-            value, threshold = float(metric["value"]), float(config["threshold"])
-            p_value = "p_value" in config["method"]
-            if (value < threshold) if p_value else (value >= threshold):
-                drifted.append(config["column"])
-        elif config["type"].endswith("DriftedColumnsCount"):
-            share = float(metric["value"]["share"])
-    return drifted, share
 
 
 def main() -> None:

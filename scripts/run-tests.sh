@@ -11,4 +11,4 @@ export MLFLOW_DISABLE_TELEMETRY=true TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=""
 .venv/bin/python -m contracts.export --check docs/events
 .venv/bin/python -m infra.asyncapi --check docs/asyncapi.json
 .venv/bin/python -m infra.openapi --check docs/openapi
-.venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=30 "$@"

@@ -18,4 +18,8 @@ class BadQuery(AuditError):
 
 
 class NotFound(AuditError):
+    """What the request names is not recorded (e.g. the prediction of a lineage query): the platform's
+    404 `not_found`, as the kit's own `NotFound` answers."""
+
     status = 404
+    code = "not_found"

@@ -23,7 +23,7 @@ TRIGGERS = ("TrainingRequested", "DriftDetected")
 def lineage(store: SqlAuditStore, prediction_id: str) -> dict[str, Any]:
     prediction = store.first(event_type="PredictionMade", prediction_id=prediction_id)
     if prediction is None:
-        raise NotFound(f"no prediction {prediction_id!r} is recorded")
+        raise NotFound(f"no prediction {prediction_id!r} is recorded in the audit trail")
     name, version = prediction["model_name"], prediction["model_version"]
     promoted = _before(
         store, prediction["seq"], event_type="ModelPromoted", model_name=name, model_version=version

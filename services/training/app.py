@@ -130,7 +130,12 @@ def create_app(
     )
     app.state.training = training
     app.state.rollbacks = Rollbacks(
-        training.history, mlflow, publish, settings.promoted_topic, settings.model_name, settings.service_name
+        mlflow,
+        publish,
+        settings.promoted_topic,
+        settings.model_name,
+        settings.service_name,
+        history=training.history,
     )
     app.state.canaries = Canaries(
         mlflow, publish, settings.canary_topic, settings.model_name, settings.service_name

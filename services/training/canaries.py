@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts.envelope import Event
 from contracts.events import CanaryChanged, CanaryChangedPayload
+from services.training.alias_moves import AliasMoves
 from services.training.errors import ChampionMoveRefused, UnknownVersion
 
 log = logging.getLogger(__name__)
 
 CANARY, CHAMPION, SHARE_TAG = "canary", "champion", "canary_share"
-Publish = Callable[[Event[Any], str], Awaitable[None]]
 
 
 class CanaryRegistry(Protocol):
@@ -45,16 +43,7 @@ class Running:
 
 
 @dataclass
-class Canaries:
-    registry: CanaryRegistry
-    publish: Publish
-    topic: str
-    model_name: str
-    producer: str = "training"
-
-    def __post_init__(self) -> None:
-        self._lock = asyncio.Lock()
-
+class Canaries(AliasMoves[CanaryRegistry]):
     def _running(self) -> Running:
         share = self.registry.model_tag(SHARE_TAG)
         canary = self.registry.version_of(CANARY)

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from contracts.envelope import Event
 from contracts.events import GateEvidence, ModelPromoted, ModelPromotedPayload
 from services.training.adapters.champions import ChampionHistory
+from services.training.alias_moves import AliasMoves
 from services.training.domain.champions import Move, repeated, rollback_target
 from services.training.errors import ChampionMoveRefused, UnknownVersion
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-Publish = Callable[[Event[Any], str], Awaitable[None]]
 
 
 class AliasRegistry(Protocol):
@@ -52,17 +50,9 @@ class RollbackRequest:
         return {"action": "rollback", "to_version": self.to_version, "reason": self.reason}
 
 
-@dataclass
-class Rollbacks:
+@dataclass(kw_only=True)
+class Rollbacks(AliasMoves[AliasRegistry]):
     history: ChampionHistory
-    registry: AliasRegistry
-    publish: Publish
-    topic: str
-    model_name: str
-    producer: str = "training"
-
-    def __post_init__(self) -> None:
-        self._lock = asyncio.Lock()
 
     async def rollback(self, request: RollbackRequest) -> dict[str, Any]:
         async with self._lock:

@@ -164,7 +164,9 @@ def test_lineage_of_one_prediction_in_one_call(client: TestClient) -> None:
 @pytest.mark.parametrize("path", ["/lineage/nope", "/lineage/'%20OR%201=1%20--"])
 def test_lineage_of_an_unknown_prediction_is_404(client: TestClient, path: str) -> None:
     response = client.get(path)
-    assert response.status_code == 404 and "no prediction" in response.json()["detail"]
+    body = response.json()
+    assert response.status_code == 404 and body["code"] == "not_found"
+    assert body["detail"].startswith("no prediction ") and "is recorded in the audit trail" in body["detail"]
 
 
 def test_verify_and_summary(client: TestClient) -> None:

@@ -18,9 +18,9 @@ from services.drift.adapters.store import DriftStore
 from services.drift.domain import report_quality
 from services.drift.domain.report_summary import summarize
 from services.drift.domain.watch import DriftWatch
-from services.drift.handlers import DriftService, ReportLinks
 from services.drift.reports import ReportService
-from tests.unit.test_drift_service import CONFIG, Harness, feed_records, label, made, raws, record
+from tests.unit.drift_helpers import reporting_harness
+from tests.unit.test_drift_service import CONFIG, feed_records, label, made, raws, record
 
 Row = dict[str, Any]
 
@@ -149,16 +149,7 @@ async def test_a_report_asked_by_a_data_drift_event_opens_on_the_flagged_feature
 
 
 async def test_served_predictions_and_their_labels_land_on_their_kept_records(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "drift.db")
-    h.service = DriftService(
-        h.store,
-        CONFIG,
-        publish=h.publish,
-        reject=h.reject,
-        dataset="loan_applications",
-        model_name="credit",
-        reports=ReportLinks(lambda i: f"http://drift/reports/{i}", lambda: None),
-    )
+    h = reporting_harness(tmp_path / "drift.db")
     await feed_records(h, 10, shift_at=10**6)
     late = made(12, decision="decline", score=0.9)  # its record comes after it
     shadow = made(5, score=0.5).model_copy(

@@ -5,7 +5,6 @@ injected clock, and hostile query strings get a 4xx; without a key or a link it 
 from __future__ import annotations
 
 import doctest
-import json
 import re
 import uuid
 from html.parser import HTMLParser
@@ -16,7 +15,6 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from servicekit.auth import Role, write_dev_keys
 from servicekit.signed_links import LinkSigner, write_dev_link_secret
 from services.drift.adapters.evidently_report import EvidentlyResult
 from services.drift.app import create_app
@@ -24,7 +22,7 @@ from services.drift.domain import report_index
 from services.drift.domain.report_summary import summarize
 from services.drift.reports import ReportService
 from services.drift.settings import DriftSettings
-from tests.unit.test_drift_reports import keep, rows
+from tests.unit.drift_helpers import app_settings, keep, rows
 
 HOSTILE = '<script>alert("x")</script>'
 
@@ -58,17 +56,7 @@ Setup = tuple[TestClient, dict[str, str], Clock, list[str]]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     tmp_path = tmp_path_factory.mktemp("drift-links")
-    write_dev_keys(tmp_path / "secrets", [(f"k-{r.value}", r) for r in Role])
-    plain = json.loads((tmp_path / "secrets" / "api-keys.json").read_text())
-    keys = {v["role"]: v["key"] for v in plain.values()}
-    settings = DriftSettings(
-        api_keys_file=tmp_path / "secrets" / "api-keys.hashed.json",
-        state_dir=tmp_path,
-        numeric_features=["amount"],
-        categorical_features=["kind"],
-        public_url="https://drift.example/",
-        link_secret="s" * 40,
-    )
+    settings, keys = app_settings(tmp_path, link_secret="s" * 40)
     keep(settings.resolved_state_path.parent, rows(100), 5000, 100)
     app = create_app(settings)
     clock = Clock()

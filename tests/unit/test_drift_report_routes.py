@@ -4,34 +4,21 @@ path-traversing ids get a 404 or 422 and never a file outside the reports folder
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from servicekit.auth import Role, write_dev_keys
 from services.drift.app import create_app
 from services.drift.reports import ReportService
-from services.drift.settings import DriftSettings
-from tests.unit.test_drift_reports import keep, rows
+from tests.unit.drift_helpers import app_settings, keep, rows
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, dict[str, str], Path]:
     tmp_path = tmp_path_factory.mktemp("drift-routes")
-    write_dev_keys(tmp_path / "secrets", [(f"k-{r.value}", r) for r in Role])
-    keys = {
-        v["role"]: v["key"] for v in json.loads((tmp_path / "secrets" / "api-keys.json").read_text()).values()
-    }
-    settings = DriftSettings(
-        api_keys_file=tmp_path / "secrets" / "api-keys.hashed.json",
-        state_dir=tmp_path,
-        numeric_features=["amount"],
-        categorical_features=["kind"],
-        public_url="https://drift.example/",
-    )
+    settings, keys = app_settings(tmp_path)
     keep(settings.resolved_state_path.parent, rows(300) + rows(300, start=300, shifted=True), 5000, 300)
     (tmp_path / "drift" / "secret.html").write_text("not a report")  # next to the reports folder
     return TestClient(create_app(settings)), keys, tmp_path  # no lifespan: no broker

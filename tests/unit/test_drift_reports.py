@@ -8,7 +8,7 @@ import asyncio
 import doctest
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +23,15 @@ from contracts.events import (
 )
 from services.drift.adapters.evidently_report import EvidentlyResult, drift_report
 from services.drift.adapters.report_store import ReportStore
-from services.drift.adapters.store import DriftStore
 from services.drift.domain import report_summary
 from services.drift.domain.report_summary import sample_evenly, summarize
-from services.drift.domain.watch import DriftWatch
 from services.drift.errors import ReportPending, UnknownReport
-from services.drift.handlers import DriftService, ReportLinks
 from services.drift.reports import MIN_REFERENCE, ReportService
 from tests.support import wait_until
-from tests.unit.test_drift_service import CONFIG, Harness, feed_records
+from tests.unit.drift_helpers import T0, keep, reporting_harness, rows
+from tests.unit.test_drift_service import feed_records
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SOURCE: Any = None
-
-
-def rows(n: int, start: int = 0, shifted: bool = False, seed: int = 1) -> list[tuple[float, dict[str, Any]]]:
-    """(event time, body) with event time T0 + i seconds, like the drift service keeps them."""
-    rng = random.Random(seed)
-    return [
-        (
-            (T0 + timedelta(seconds=i)).timestamp(),
-            {"amount": rng.gauss(300.0 if shifted else 100.0, 20.0), "kind": rng.choice("ab")},
-        )
-        for i in range(start, start + n)
-    ]
-
-
-def keep(
-    tmp_path: Path, batch: list[tuple[float, dict[str, Any]]], kept: int = 100, first_kept: int = 20
-) -> None:
-    store = DriftStore(tmp_path / "drift.db", records_kept=kept, first_kept=first_kept)
-    store.save(DriftWatch(CONFIG), {}, [], batch)
-    store.close()
 
 
 class FakeMaker:
@@ -245,17 +222,8 @@ def test_a_real_evidently_report_finds_the_shifted_column_only() -> None:
 
 
 async def test_a_drift_event_names_its_report_and_requests_it_in_the_same_transaction(tmp_path: Path) -> None:
-    h = Harness(tmp_path / "drift.db")
     woken: list[int] = []
-    h.service = DriftService(
-        h.store,
-        CONFIG,
-        publish=h.publish,
-        reject=h.reject,
-        dataset="loan_applications",
-        model_name="credit",
-        reports=ReportLinks(lambda i: f"http://drift/reports/{i}", lambda: woken.append(1)),
-    )
+    h = reporting_harness(tmp_path / "drift.db", lambda: woken.append(1))
     await feed_records(h, 3000, shift_at=2000)
     assert len(h.sent) == 1 and woken == [1]
     event = h.sent[0]
