@@ -49,6 +49,8 @@ def describe(event: Event) -> str:
     """One line a person can read at a glance."""
     p = event.payload
     when = event.occurred_at.strftime("%H:%M:%S")
+    if isinstance(event, DriftDetected) and p.kind == "performance":
+        return f"{when} DRIFT     performance of model v{p.model_version}: {p.meaning or p.detector}"
     if isinstance(event, DriftDetected):
         what = f"{p.kind} drift" + (f" in {p.feature}" if p.feature else "")
         evidence = f"{p.detector} statistic {p.statistic:.3g} over {p.window_size}"

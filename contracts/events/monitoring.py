@@ -44,8 +44,10 @@ class PredictionMade(Event[PredictionMadePayload]):
 class DriftDetectedPayload(ContractModel):
     """Body of `DriftDetected`."""
 
-    kind: Literal["data", "prediction", "concept"] = Field(
-        description="Data drift (a feature), prediction drift (the scores) or concept drift (the errors)."
+    kind: Literal["data", "prediction", "concept", "performance"] = Field(
+        description="Data drift (a feature), prediction drift (the scores), concept drift (the errors), or"
+        " performance: the model's accuracy estimated from its calibrated probabilities, before any label"
+        " (CBPE), fell past the policy's limit."
     )
     feature: str | None = Field(default=None, description="Drifting feature, for data drift.")
     detector: str = Field(min_length=1, description="Detector that fired, e.g. 'ADWIN' or 'PageHinkley'.")

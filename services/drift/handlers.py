@@ -36,7 +36,7 @@ from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
-from services.drift.estimate_alarms import EstimateAlarms
+from services.drift.estimate_alarms import EstimateAlarms, drop_event
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class DriftService:
         self.published = 0
         self.unattached = 0  # predictions and labels whose record the report store no longer keeps
         self.estimate_alarms = EstimateAlarms()
+        self.drop_z = config.estimator().drop_z
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
 
@@ -152,7 +153,11 @@ class DriftService:
                 for measure, value in measures.items():
                     if value is not None:
                         ONLINE_QUALITY.labels(model, version, measure).set(value)
-            self.estimate_alarms.show(self.watch.take_estimates())
+            snapshots = self.watch.take_estimates()
+            for model, version, flag in self.estimate_alarms.show(snapshots):
+                if flag == "drop_detected":
+                    drop = drop_event(model, version, snapshots[(model, version)], self.producer, self.drop_z)
+                    events.append(self._with_report(drop))
             for event in events:
                 ALARMS.labels(event.payload.kind, event.payload.detector).inc()
                 log.warning(
@@ -213,9 +218,13 @@ class DriftService:
             arl0=alarm.arl0,
             meaning=alarm.meaning,
         )
-        event = DriftDetected.create(payload, producer=self.producer)
+        return self._with_report(DriftDetected.create(payload, producer=self.producer))
+
+    def _with_report(self, event: DriftDetected) -> DriftDetected:
+        """The event naming the report that will hold its evidence (when reports are on)."""
         if self.reports is None:
             return event
+        payload = event.payload
         report_id = str(event.event_id)  # known now: the event goes out before its report is made
         linked = payload.model_copy(
             update={"report_id": report_id, "report_url": self.reports.url(report_id)}

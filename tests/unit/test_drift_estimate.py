@@ -199,3 +199,33 @@ async def test_predictions_without_a_calibration_are_estimated_from_the_score_an
     (snap,) = h.service.detectors()["performance_estimates"]
     assert snap["calibrated"] is False and snap["estimate"]["accuracy"] == pytest.approx(0.9)
     assert flag("uncalibrated", "8") == 1.0
+
+
+async def test_an_estimated_drop_is_published_once_per_version_as_performance_drift(tmp_path: Path) -> None:
+    """Item 3: the drop goes out as a DriftDetected of kind "performance" that says what it means;
+    later windows, still low, and a restart do not publish it again."""
+    rng = np.random.default_rng(7)
+    sure, unsure = calibrated_stream(1000, rng, centre=-1.5), calibrated_stream(2000, rng, centre=0.5)
+    p, declined, _ = stack(sure, unsure)
+    events = [
+        made(i, "decline" if declined[i] else "approve", "9", score=float(p[i]), probability=float(p[i]))
+        for i in range(len(p))
+    ]
+    h = Harness(tmp_path / "drift.db")
+    before = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"}) or 0
+    for b in range(0, 2000, 100):
+        await h.service.on_predictions(raws("predictions.made", events[b : b + 100], b))
+    [drop] = [e for e in h.sent if e.payload.kind == "performance"]
+    assert drop.payload.detector == "CBPE" and drop.payload.model_version == "9"
+    assert drop.payload.statistic > drop.payload.threshold == 3.0 and drop.payload.window_size == 500
+    assert "before any label" in (drop.payload.meaning or "")
+    assert drop.payload.window_start <= drop.payload.window_end  # the dropped window's own event times
+    h.store.close()
+
+    again = Harness(tmp_path / "drift.db")  # restarted: the flag stays raised, nothing new goes out
+    for b in range(2000, 3000, 100):
+        await again.service.on_predictions(raws("predictions.made", events[b : b + 100], b))
+    assert not [e for e in again.sent if e.payload.kind == "performance"]
+    after = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"})
+    assert after == before + 1
+    assert again.service.detectors()["performance_estimates"][0]["drop_detected"] is True

@@ -164,8 +164,11 @@ async def test_prediction_drift_on_the_scores_and_a_new_version_restarts_it(
     events = [made(i, score=s) for i, s in enumerate(scores)]
     for b in range(0, 3000, 250):
         await h.service.on_predictions(raws("predictions.made", events[b : b + 250], b))
-    found = [(e.payload.kind, e.payload.model_version) for e in h.sent]
+    found = [(e.payload.kind, e.payload.model_version) for e in h.sent if e.payload.kind != "performance"]
     assert found == ([("prediction", "3")] if shift else [])
+    # Every decision here approves: scores 0.3 higher also mean an accuracy estimated 0.3 lower.
+    estimated = [e for e in h.sent if e.payload.kind == "performance"]
+    assert len(estimated) == (1 if shift else 0)
     if shift:
         assert h.sent[0].payload.last_source.offset >= 2000  # type: ignore[union-attr]
     await h.service.on_predictions(raws("predictions.made", [made(5000, version="4")], 3000))

@@ -273,7 +273,7 @@ async def test_paused_stops_drift_retrains_only_and_survives_a_restart(
     assert (await restarted.set_paused(False, "ops:bob"))["paused"] is False
     assert (await restarted.on_drift(drift())).go and len(bus.sent) == 2
     status = await restarted.retraining_status()
-    assert status["policy"]["retrain_on_kinds"] == ("concept", "prediction")
+    assert status["policy"]["retrain_on_kinds"] == ("concept", "prediction", "performance")
     assert [d["reason"] for d in status["decisions"]] == ["go", "paused"]
 
 

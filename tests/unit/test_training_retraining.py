@@ -107,9 +107,9 @@ def test_bad_retraining_fields_are_refused(tmp_path: Path, line: str) -> None:
         load_policy(path)
 
 
-def test_the_shipped_policy_retrains_on_concept_and_prediction_drift_since_the_change() -> None:
+def test_the_shipped_policy_retrains_on_concept_prediction_and_estimated_drift_since_the_change() -> None:
     policy = load_policy(DEFAULT_POLICY)
-    assert policy.retrain_on_drift and policy.retrain_on_kinds == ("concept", "prediction")
+    assert policy.retrain_on_drift and policy.retrain_on_kinds == ("concept", "prediction", "performance")
     assert policy.train_since_change and policy.retrain_cooldown_s > 0 and policy.max_retrains_per_hour >= 1
 
 

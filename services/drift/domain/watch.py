@@ -119,7 +119,7 @@ class DriftWatch:
                 findings.append(
                     _finding("prediction", None, model, prediction.model_version, scores, at, source)
                 )
-            prediction = self._estimate(prediction)
+            prediction = self._estimate(prediction, at.timestamp())
             joined = self.join.add_prediction(
                 prediction.prediction_id, prediction.entity_id, prediction, at.timestamp()
             )
@@ -174,7 +174,7 @@ class DriftWatch:
         self.quality_touched = set()
         return touched
 
-    def _estimate(self, prediction: Prediction) -> Prediction:
+    def _estimate(self, prediction: Prediction, at: float) -> Prediction:
         """Feeds the version's CBPE windows; the prediction, now naming its window, goes to the join."""
         key = (prediction.model_name, prediction.model_version)
         if key not in self.estimators:
@@ -185,12 +185,16 @@ class DriftWatch:
         self.estimates_touched.add(key)
         declined = prediction.decision == self.config.positive_decision
         calibrated = prediction.probability is not None
-        window = self.estimators[key].observe(_probability(prediction), declined, calibrated)
+        window = self.estimators[key].observe(_probability(prediction), declined, calibrated, at)
         return replace(prediction, window=window)
 
     def take_estimates(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """The estimates of the versions served or labelled since the last call (for the gauges)."""
-        touched = {k: self.estimators[k].snapshot() for k in self.estimates_touched if k in self.estimators}
+        """The estimates of the versions served or labelled since the last call (for the gauges), each
+        with `rose`: its flags raised for the first time (for the alarms)."""
+        touched = {}
+        for key in self.estimates_touched & self.estimators.keys():
+            snapshot = self.estimators[key].snapshot()
+            touched[key] = snapshot | {"rose": self.estimators[key].rising(snapshot)}
         self.estimates_touched = set()
         return touched
 

@@ -81,7 +81,13 @@ class GatePolicy(_Strict):
     decision_threshold: float = Field(0.5, gt=0, lt=1)
     exclude_features: tuple[str, ...] = ("personal_status_and_sex", "foreign_worker")
     retrain_on_drift: bool = False  # master switch of the retraining rules below
-    retrain_on_kinds: tuple[Literal["data", "prediction", "concept"], ...] = ("concept", "prediction")
+    # "performance" (an estimated drop, before labels) never retrains at once: it waits for the labels
+    # since its change point like any since-change retrain (min_new_labels), then retrains on them.
+    retrain_on_kinds: tuple[Literal["data", "prediction", "concept", "performance"], ...] = (
+        "concept",
+        "prediction",
+        "performance",
+    )
     min_new_labels: int = Field(50, ge=0, description="Labelled entities received since the last run.")
     retrain_cooldown_s: int = Field(3600, ge=0, description="Least time between two drift retrains.")
     max_retrains_per_hour: int = Field(2, ge=0, description="Drift retrains decided per rolling hour.")

@@ -69,6 +69,10 @@ def decide_retrain(event: DriftDetected, state: RetrainState, policy: GatePolicy
         return Decision(False, "paused", "automatic retraining is paused by ops")
     if drift.kind not in policy.retrain_on_kinds:
         return Decision(False, "kind", f"{drift.kind} drift is not in retrain_on_kinds")
+    if drift.kind == "performance" and not state.since_change:
+        # An estimated drop has no labels of its own yet: only the labels since its change point can
+        # teach the new world, so without train_since_change there is nothing to wait for.
+        return Decision(False, "kind", "performance drift retrains only on the labels since its change point")
     return _limits(state, policy, now)
 
 
