@@ -17,7 +17,8 @@ from services.explain.settings import ExplainSettings
 from services.serving.adapters.mlflow_registry import MlflowRegistry as ServingRegistry
 from services.serving.errors import ModelLoadError as ServingLoadError
 from services.serving.settings import ServingSettings
-from services.training.adapters.mlflow_registry import Candidate, MlflowRegistry, model_card
+from services.training.adapters.mlflow_logging import model_card
+from services.training.adapters.mlflow_registry import Candidate, MlflowRegistry
 from workbench.serving_devdata import LABEL, fit_reference_pipeline, germancredit, mlflow_env
 
 MODEL = "card-test"
