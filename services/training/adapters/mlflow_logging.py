@@ -1,14 +1,16 @@
 """What a candidate's run carries besides params and metrics: the model card logged with the model,
-and the training set (as a Parquet artifact and as the run's MLflow dataset input).
+the training set (as a Parquet artifact and as the run's MLflow dataset input), and the figure of the
+calibration's reliability curve.
 
 Called inside an active run (`mlflow.start_run`) by `mlflow_registry.MlflowRegistry.log_candidate`.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,6 +19,8 @@ from services.training.domain.dataset import LABEL
 
 if TYPE_CHECKING:
     from services.training.adapters.mlflow_registry import Candidate
+
+log = logging.getLogger(__name__)
 
 POSITIVE_CLASS = "bad"
 
@@ -33,6 +37,7 @@ def model_card(candidate: Candidate) -> ModelCard:
         window_start=candidate.tags.get("window_start") or None,
         window_end=candidate.tags.get("window_end") or None,
         dataset_sha256=candidate.dataset_sha256,
+        calibration=candidate.calibration,
     )
 
 
@@ -67,3 +72,37 @@ def log_training_set(frame: pd.DataFrame) -> None:
         path = Path(folder) / "training_set.parquet"
         frame.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path="dataset")
+
+
+def log_reliability_figure(document: dict[str, Any]) -> None:
+    """The holdout's reliability diagram (raw and calibrated) as `calibration/reliability.png`, when
+    matplotlib is installed (the JSON document beside it holds the same curves)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: the reliability curve is logged as JSON only")
+        return
+    import mlflow
+
+    figure, axes = plt.subplots(figsize=(5, 5))
+    try:
+        axes.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+        for key, style in (("raw", "o--"), ("calibrated", "s-")):
+            curve = document.get(key) or {}
+            axes.plot(curve.get("mean_predicted", []), curve.get("fraction_positive", []), style, label=key)
+        found = document.get("calibration", {})
+        axes.set_title(
+            f"Holdout reliability, ECE {found.get('holdout_ece_before', float('nan')):.3f} -> "
+            f"{found.get('holdout_ece_after', float('nan')):.3f}"
+        )
+        axes.set_xlabel("mean predicted P(bad), per bin")
+        axes.set_ylabel("observed share of bad, per bin")
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.legend(loc="upper left")
+        mlflow.log_figure(figure, "calibration/reliability.png")
+    finally:
+        plt.close(figure)

@@ -24,10 +24,12 @@ import numpy as np
 import pandas as pd
 
 from contracts.events import GateEvidence
+from contracts.model import Calibration
 from servicekit.mlflow_store import open_mlflow
 from services.training.adapters.mlflow_logging import (
     POSITIVE_CLASS,
     log_dataset_input,
+    log_reliability_figure,
     log_training_set,
     model_card,
 )
@@ -63,6 +65,7 @@ class Candidate:
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)  # JSON documents logged with the run
     training_set: pd.DataFrame | None = None  # the exact rows (train + holdout), logged as Parquet
+    calibration: Calibration | None = None  # the card's score -> probability map, if one was fitted
 
 
 class ModelRegistry(Protocol):
@@ -168,6 +171,8 @@ class MlflowRegistry:
             mlflow.set_tags(candidate.tags)
             for name, document in candidate.artifacts.items():
                 mlflow.log_dict(document, name)
+            if "calibration/reliability.json" in candidate.artifacts:
+                log_reliability_figure(candidate.artifacts["calibration/reliability.json"])
             if candidate.training_set is not None:
                 log_training_set(candidate.training_set)
                 log_dataset_input(candidate.training_set, self.model_name, candidate.dataset_sha256)
