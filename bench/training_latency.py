@@ -5,10 +5,10 @@ Setup (untimed): both services start (Feast and MLflow opened once, as in produc
 German-credit applications go through records.clean -> features -> Feast and their labels through
 labels.observed. Then `--warmup` + `--runs` training requests, one at a time: each is timed from the
 publish of TrainingRequested to the arrival of its ModelPromoted/ModelRejected at a probe consumer,
-and the service's own phase timings are read back (policy, historical retrieval, fit, log_model, gate =
-champion load + scoring + alias move). The first request meets no champion (first model); the later
-ones load the previous champion to compare on the same holdout, so they are the steady state. Serving
-adds its own model load after ModelPromoted. Nothing asserts on timings.
+and the service's own phase timings are read back (policy, historical retrieval, fit, calibrate,
+log_model, gate = champion load + scoring + alias move). The first request meets no champion (first
+model); the later ones load the previous champion to compare on the same holdout, so they are the
+steady state. Serving adds its own model load after ModelPromoted. Nothing asserts on timings.
 
 Unless `--bootstrap` is given, a private LocalKafka runs on ports 19792/19793 in a temp folder.
     .venv/bin/python -m bench.training_latency [--rows 500] [--runs 3] [--warmup 1] [--bootstrap HOST:PORT]

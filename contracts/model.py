@@ -106,6 +106,50 @@ class FeatureProfile(ContractModel):
         return None
 
 
+class Calibration(ContractModel):
+    """Platt scaling of the model's score: P(positive) = sigmoid(slope * logit(score) + intercept).
+
+    Fitted by training on out-of-fold scores of the training rows, measured on the holdout (expected
+    calibration error over 10 equal-width bins, Brier score; before and after). The served score and
+    the decisions stay the raw model's: the calibrated probability is reported beside them.
+    """
+
+    method: Literal["platt"] = Field(default="platt", description="How the map was fitted.")
+    slope: float = Field(description="Weight of logit(score).")
+    intercept: float = Field(description="Offset added to slope * logit(score).")
+    fitted_rows: int = Field(ge=0, description="Training rows whose out-of-fold scores fitted the map.")
+    holdout_ece_before: float = Field(ge=0, le=1, description="Holdout ECE of the raw score (10 bins).")
+    holdout_ece_after: float = Field(ge=0, le=1, description="Holdout ECE of the calibrated probability.")
+    holdout_brier_before: float = Field(ge=0, le=1, description="Holdout Brier score of the raw score.")
+    holdout_brier_after: float = Field(ge=0, le=1, description="Holdout Brier score, calibrated.")
+
+    def apply(self, score: float) -> float:
+        """The calibrated probability of a score (scores are clipped to [1e-12, 1 - 1e-12] first).
+
+        >>> Calibration(slope=1, intercept=0, fitted_rows=0, holdout_ece_before=0, holdout_ece_after=0,
+        ...             holdout_brier_before=0, holdout_brier_after=0).apply(0.25)
+        0.25
+        """
+        return platt(score, self.slope, self.intercept)
+
+
+PLATT_EPSILON = 1e-12  # scores are clipped to [eps, 1 - eps] before the logit: 0 and 1 stay finite
+
+
+def platt(score: float, slope: float, intercept: float) -> float:
+    """sigmoid(slope * logit(score) + intercept), numerically safe for scores of 0 and 1 (NaN stays NaN).
+
+    >>> platt(0.0, 2.0, 0.0) < 1e-20, platt(1.0, 2.0, 0.0) == 1.0, round(platt(0.5, 3.0, 0.0), 12)
+    (True, True, 0.5)
+    """
+    p = min(max(score, PLATT_EPSILON), 1.0 - PLATT_EPSILON)  # NaN passes through both
+    z = slope * math.log(p / (1.0 - p)) + intercept
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 class ModelCard(ContractModel):
     """Everything a registered model promises its readers (serving, explain, training's own gate)."""
 
@@ -121,6 +165,11 @@ class ModelCard(ContractModel):
     gate: Gate = Field(default="pending", description="The promotion gate's verdict (a version tag).")
     profile: dict[str, FeatureProfile] = Field(
         default_factory=dict, description="Per feature: what training saw. Empty for legacy models."
+    )
+    calibration: Calibration | None = Field(
+        default=None,
+        description="Map from the score to a calibrated probability; None when not fitted (older cards, "
+        "too few rows, or a fold with one class).",
     )
 
     @property

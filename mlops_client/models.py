@@ -25,6 +25,7 @@ class Answer(BaseModel):
 class Prediction(Answer):
     prediction_id: str
     score: float = Field(description="P(bad), from the champion model.")
+    probability: float | None = Field(default=None, description="Calibrated P(bad); None if uncalibrated.")
     decision: Literal["approve", "decline"]
     model_name: str
     model_version: str

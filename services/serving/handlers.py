@@ -58,11 +58,13 @@ class Prediction:
     model: LoadedModel
     row: dict[str, Scalar]
     out_of_profile: tuple[str, ...] = ()
+    probability: float | None = None  # calibrated P(bad), by the model card; None when uncalibrated
 
     def response(self) -> dict[str, Any]:
         return {
             "prediction_id": self.prediction_id,
             "score": self.score,
+            "probability": self.probability,
             "decision": self.decision,
             "model_name": self.model.name,
             "model_version": self.model.version,
@@ -83,7 +85,7 @@ class PendingPrediction:
     def events(self) -> list[Event[Any]]:
         p = self.prediction
         events: list[Event[Any]] = [
-            _made(p.model, p, p.score, p.decision, p.row, self.latency_ms, self.producer)
+            _made(p.model, p, p.score, p.probability, p.decision, p.row, self.latency_ms, self.producer)
         ]
         shadow = self.challenger
         if shadow is not None and not missing_features(shadow.columns, self.inputs):
@@ -91,7 +93,9 @@ class PendingPrediction:
             row = {c.name: self.inputs[c.name] for c in shadow.columns}
             score = shadow.scorer.score([row])[0]
             latency = (time.perf_counter() - started) * 1000
-            events.append(_made(shadow, p, score, shadow.decide(score), row, latency, self.producer, True))
+            probability = shadow.probability(score)
+            decision = shadow.decide(score)
+            events.append(_made(shadow, p, score, probability, decision, row, latency, self.producer, True))
             PREDICTIONS.labels(shadow.version, "shadow").inc()
         return events
 
@@ -100,6 +104,7 @@ def _made(
     model: LoadedModel,
     p: Prediction,
     score: float,
+    probability: float | None,
     decision: str,
     row: dict[str, Scalar],
     latency_ms: float,
@@ -112,6 +117,7 @@ def _made(
         model_name=model.name,
         model_version=model.version,
         score=score,
+        probability=probability,
         decision=decision,
         features=row,
         latency_ms=latency_ms,
@@ -185,7 +191,9 @@ class PredictionHandler:
         except (ValueError, OverflowError) as exc:  # e.g. a category the model refuses
             raise InvalidFeatures(f"the model cannot score these values: {exc}") from None
         predictions = [
-            Prediction(uuid.uuid4().hex, q.entity_id, s, model.decide(s), model, row, flagged)
+            Prediction(
+                uuid.uuid4().hex, q.entity_id, s, model.decide(s), model, row, flagged, model.probability(s)
+            )
             for q, s, row, flagged in zip(queries, scores, rows, flags, strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000

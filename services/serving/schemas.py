@@ -80,6 +80,11 @@ class PredictRequest(BaseModel):
 class PredictionOut(BaseModel):
     prediction_id: str
     score: float = Field(description="P(bad), from the champion model.")
+    probability: float | None = Field(
+        default=None,
+        description="Calibrated P(bad): the model card's calibration applied to the score (the decision "
+        "stays the score's); null when the model carries no calibration.",
+    )
     decision: Literal["approve", "decline"] = Field(description="decline when score >= threshold.")
     model_name: str
     model_version: str

@@ -10,7 +10,7 @@ LABELS = Counter(
 RUNS = Counter("training_runs_total", "Training runs, by outcome (promoted, rejected, failed)", ["outcome"])
 PHASE_SECONDS = Histogram(
     "training_phase_seconds",
-    "Time of each phase of a training run (historical, fit, log_model, gate, total)",
+    "Time of each phase of a training run (historical, fit, calibrate, log_model, gate, total)",
     ["phase"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
 )

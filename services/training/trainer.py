@@ -1,6 +1,7 @@
 """The training use case, blocking (the service runs it in a worker thread):
 
-labels so far -> Feast point-in-time rows -> dropped rows detected -> time split -> fit ->
+labels so far -> Feast point-in-time rows -> dropped rows detected -> time split -> fit -> calibrated
+(a Platt map on out-of-fold scores, domain/calibration.py) ->
 MLflow run + registered version -> candidate and champion scored on the same holdout -> gate ->
 alias moved (pass) or not (fail). Refusals (too few labels, one class only, bad params) end as a
 rejected outcome with the reason, never as an exception.
@@ -10,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURE_SERVICE, FEATURE_
 from services.training.adapters.feast_source import TrainingSource
 from services.training.adapters.mlflow_registry import Candidate, Champion, ModelRegistry
 from services.training.adapters.state import TrainingState
+from services.training.domain.calibration import Calibrated, FitFold, calibrate
 from services.training.domain.dataset import (
     LABEL,
     Assembled,
@@ -39,54 +40,9 @@ from services.training.domain.mitigation import check_at_fault, mitigate
 from services.training.domain.model import Evaluation, build_pipeline, evaluate, input_features
 from services.training.domain.policy import GatePolicy, ModelParams
 from services.training.errors import Refused
+from services.training.outcome import Outcome, Timer
 
 log = logging.getLogger(__name__)
-
-Status = Literal["promoted", "rejected"]
-
-
-@dataclass
-class Outcome:
-    request_id: str
-    status: Status
-    reasons: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    model_version: str | None = None
-    previous_version: str | None = None
-    verdict: Verdict | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    lineage: dict[str, Any] = field(default_factory=dict)  # window, dataset version/hash, views, code
-
-    def summary(self) -> dict[str, Any]:
-        evidence = self.verdict.evidence.model_dump(mode="json") if self.verdict else None
-        return {
-            "request_id": self.request_id,
-            "status": self.status,
-            "reasons": self.reasons,
-            "run_id": self.run_id,
-            "model_version": self.model_version,
-            "previous_version": self.previous_version,
-            "metrics": self.metrics,
-            "counts": self.counts,
-            "timings_s": self.timings,
-            "lineage": self.lineage,
-            "evidence": evidence,
-        }
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] = round(time.perf_counter() - started, 4)
 
 
 @dataclass(frozen=True)
@@ -103,6 +59,16 @@ class RunContext:
     def judge(self, pipeline: Any) -> Evaluation:
         """A fitted pipeline scored on the holdout."""
         return evaluate(self.holdout, pipeline.predict_proba(self.holdout[self.inputs])[:, 1], self.policy)
+
+    def calibrate(self, fit_fold: FitFold, evaluation: Evaluation) -> Calibrated:
+        """A Platt map for the candidate `fit_fold` refits, measured on its holdout scores."""
+        assert evaluation.scored is not None
+        scored = evaluation.scored
+        return calibrate(fit_fold, self.train, self.inputs, scored.y, scored.p_bad, self.params.seed)
+
+    def refit(self, rows: pd.DataFrame) -> Any:
+        """The candidate's pipeline fitted on some of the training rows (a calibration fold)."""
+        return build_pipeline(self.inputs, self.params).fit(rows[self.inputs], rows[LABEL])
 
     def judge_champion(self, champion: Champion) -> Evaluation:
         """The champion scored on the same holdout (it picks its own input columns)."""
@@ -151,10 +117,12 @@ class Trainer:
         with timer("fit"):
             pipeline = build_pipeline(run.inputs, params).fit(train[run.inputs], train[LABEL])
             candidate = run.judge(pipeline)
+        with timer("calibrate"):
+            calibrated = run.calibrate(run.refit, candidate)
         out.metrics = candidate.metrics
         out.lineage = self._lineage(request, data, train, holdout, dataset_sha256(data.frame))
         with timer("log_model"):
-            out.run_id, out.model_version = self._log(run, pipeline, candidate, out)
+            out.run_id, out.model_version = self._log(run, pipeline, candidate, calibrated, out)
         with timer("gate"):
             champion = self.registry.champion()
             champion_eval = run.judge_champion(champion) if champion else None
@@ -183,9 +151,12 @@ class Trainer:
         self.registry.record_gate(out.run_id, out.model_version, verdict.evidence, {})
         mitigated = mitigate(pipeline, run.train, run.inputs, at_fault, run.policy)
         fair = run.judge(mitigated.pipeline)
+        calibrated = run.calibrate(
+            lambda rows: mitigate(run.refit(rows), rows, run.inputs, at_fault, run.policy).pipeline, fair
+        )
         before = (out.run_id, out.model_version, candidate, verdict)
         tags = {"mitigation_of_run": out.run_id, "mitigation": mitigated.method}
-        out.run_id, out.model_version = self._log(run, mitigated.pipeline, fair, out, tags)
+        out.run_id, out.model_version = self._log(run, mitigated.pipeline, fair, calibrated, out, tags)
         out.metrics = fair.metrics
         out.lineage |= {"mitigation_of_run": before[0], "mitigation_of_version": before[1]}
         log.info("fairness mitigation (%s): %s", at_fault, mitigated.method)
@@ -211,9 +182,14 @@ class Trainer:
         run: RunContext,
         pipeline: Any,
         evaluation: Evaluation,
+        calibrated: Calibrated,
         out: Outcome,
         tags: dict[str, str] | None = None,
     ) -> tuple[str, str]:
+        skipped = {"calibration_skipped": calibrated.reason} if calibrated.reason else {}
+        reliability = (
+            {"calibration/reliability.json": calibrated.reliability} if calibrated.reliability else {}
+        )
         return self.registry.log_candidate(
             Candidate(
                 pipeline=pipeline,
@@ -221,11 +197,16 @@ class Trainer:
                 example=run.train[run.inputs].head(5).reset_index(drop=True),
                 decision_threshold=run.policy.decision_threshold,
                 dataset_sha256=out.lineage["dataset_sha256"],
-                params=run.params.model_dump() | self._run_params(run.policy, run.inputs),
-                metrics=evaluation.metrics | {k: float(v) for k, v in out.counts.items()},
-                tags={k: str(v) for k, v in out.lineage.items()} | (tags or {}),
-                artifacts={"dataset/excluded_rows.json": self._excluded(run.data)},
+                params=run.params.model_dump()
+                | self._run_params(run.policy, run.inputs)
+                | calibrated.params(),
+                metrics=evaluation.metrics
+                | {k: float(v) for k, v in out.counts.items()}
+                | calibrated.metrics(),
+                tags={k: str(v) for k, v in out.lineage.items()} | (tags or {}) | skipped,
+                artifacts={"dataset/excluded_rows.json": self._excluded(run.data)} | reliability,
                 training_set=run.data.frame,
+                calibration=calibrated.calibration,
             )
         )
 

@@ -17,7 +17,8 @@ from services.explain.settings import ExplainSettings
 from services.serving.adapters.mlflow_registry import MlflowRegistry as ServingRegistry
 from services.serving.errors import ModelLoadError as ServingLoadError
 from services.serving.settings import ServingSettings
-from services.training.adapters.mlflow_registry import Candidate, MlflowRegistry, model_card
+from services.training.adapters.mlflow_logging import model_card
+from services.training.adapters.mlflow_registry import Candidate, MlflowRegistry
 from workbench.serving_devdata import LABEL, fit_reference_pipeline, germancredit, mlflow_env
 
 MODEL = "card-test"
@@ -194,3 +195,41 @@ def test_a_rejected_candidate_stays_a_run_but_leaves_the_registry(registry: tupl
     kept_run, kept = keeper.log_candidate(candidate())
     keeper.record_gate(kept_run, kept, evidence, {})
     assert client.get_model_version(MODEL, kept).tags["gate"] == "rejected"
+
+
+def test_the_calibration_rides_on_the_card_and_its_curve_on_the_run(registry: tuple[str, Path]) -> None:
+    """Issue 19: the candidate's Platt map is in the card serving reads; the run holds its metrics and
+    the reliability curve (JSON, and a PNG since matplotlib is installed)."""
+    from mlflow import MlflowClient
+    from sklearn.base import clone
+
+    from services.training.domain.calibration import calibrate
+
+    uri, root = registry
+    written = candidate()
+    assert written.training_set is not None
+    rows = written.training_set
+
+    def refit(part: pd.DataFrame) -> object:
+        return clone(written.pipeline).fit(part[INPUTS], part["label"])
+
+    scores = written.pipeline.predict_proba(rows[INPUTS])[:, 1]
+    calibrated = calibrate(refit, rows, INPUTS, rows["label"].to_numpy(), scores, seed=7)
+    assert calibrated.calibration is not None
+    written.calibration = calibrated.calibration
+    written.metrics.update(calibrated.metrics())
+    written.artifacts["calibration/reliability.json"] = calibrated.reliability
+    writer = MlflowRegistry(uri, root / "artifacts", MODEL, MODEL)
+    run_id, version = writer.log_candidate(written)
+    writer.record_gate(run_id, version, GateEvidence(checks=[], candidate_metrics={}, verdict="promote"), {})
+
+    served = ServingRegistry(
+        ServingSettings(state_dir=root / "state", mlflow_tracking_uri=uri, model_name=MODEL)
+    )  # type: ignore[arg-type]
+    card = served.load(version, "champion").card
+    assert card is not None and card.calibration == calibrated.calibration
+    client = MlflowClient(uri)
+    logged = {a.path for a in client.list_artifacts(run_id, "calibration")}
+    assert logged == {"calibration/reliability.json", "calibration/reliability.png"}
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["calibration_slope"] == pytest.approx(calibrated.calibration.slope)

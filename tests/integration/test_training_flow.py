@@ -131,6 +131,11 @@ async def test_clean_records_become_features_and_the_first_model_is_promoted(pla
     assert len(training_set) == int(run.data.metrics["rows_usable"])
     assert set(FEATURES) <= set(training_set.columns) and ENTITY_KEY in training_set.columns
     assert not {"applicant_name", "email", "phone", "notes"} & set(training_set.columns)
+    # Issue 19: the candidate is calibrated, the run holds the map's metrics and the reliability curve.
+    assert run.data.params["calibration_method"] == "platt"
+    assert 0 <= run.data.metrics["calibration_ece_after"] <= 1 and run.data.metrics["calibration_slope"] > 0
+    reliability = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/calibration/reliability.json")
+    assert sum(reliability["calibrated"]["rows"]) == int(run.data.metrics["holdout_rows"])
 
     # The champion, loaded as serving will, scores online features.
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")

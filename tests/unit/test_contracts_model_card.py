@@ -12,10 +12,12 @@ import pytest
 from contracts.compat import breaking_changes
 from contracts.model import (
     CARD_VERSION,
+    Calibration,
     Column,
     FeatureProfile,
     ModelCard,
     ModelCardError,
+    platt,
     read_model_card,
     schema_file,
 )
@@ -119,3 +121,42 @@ def test_a_profile_skips_nulls_and_non_finite_values() -> None:
     profile = FeatureProfile.observe("float", [None, float("inf"), 2.5, float("nan"), -1.0])
     assert (profile.minimum, profile.maximum, profile.rows) == (-1.0, 2.5, 2)
     assert FeatureProfile.observe("float", [None]).violation(1e30) is None  # nothing known, nothing refused
+
+
+CALIBRATION = Calibration(
+    slope=1.8,
+    intercept=-0.3,
+    fitted_rows=640,
+    holdout_ece_before=0.12,
+    holdout_ece_after=0.03,
+    holdout_brier_before=0.21,
+    holdout_brier_after=0.17,
+)
+
+
+def test_a_card_with_its_calibration_round_trips() -> None:
+    written = card(calibration=CALIBRATION)
+    metadata = json.loads(json.dumps(written.metadata()))
+    read = read_model_card("4", metadata=metadata, tags={}, signature_inputs=SIGNATURE)
+    assert read == written and read.calibration == CALIBRATION
+    assert read.calibration is not None and read.calibration.apply(0.3) == CALIBRATION.apply(0.3)
+
+
+def test_a_card_written_before_calibration_still_reads_without_one() -> None:
+    stored = card().metadata()
+    del stored["model_card"]["calibration"]  # what cards logged before the field look like
+    read = read_model_card("2", metadata=stored, tags={}, signature_inputs=SIGNATURE)
+    assert read.calibration is None and read == card()
+
+
+def test_platt_is_the_logistic_of_the_scaled_logit_and_safe_at_the_ends() -> None:
+    import math
+
+    for score in (0.01, 0.2, 0.5, 0.77, 0.999):
+        z = 1.8 * math.log(score / (1 - score)) - 0.3
+        assert CALIBRATION.apply(score) == pytest.approx(1 / (1 + math.exp(-z)), rel=1e-12)
+    assert 0.0 <= CALIBRATION.apply(0.0) < 1e-15 and 1 - 1e-15 < CALIBRATION.apply(1.0) <= 1.0
+    assert platt(0.0, 1e6, 0.0) == 0.0 and platt(1.0, 1e6, 0.0) == 1.0  # no overflow
+    assert platt(0.3, 1.0, 0.0) == pytest.approx(0.3) and math.isnan(platt(float("nan"), 1.0, 0.0))
+    increasing = [CALIBRATION.apply(s / 100) for s in range(101)]
+    assert increasing == sorted(increasing)

@@ -4,6 +4,7 @@ and by features, batches, labels, /model, and every kind of bad input answered w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.events import LabelObserved, PredictionMade
+from contracts.model import Calibration
 from services.serving.app import create_app
+from services.serving.domain.model import LoadedModel
 from services.serving.handlers import PendingPrediction
 from services.serving.settings import ServingSettings
 from tests.unit.test_serving_support import (
@@ -68,6 +71,7 @@ def test_predict_by_entity_reads_features_once_and_answers(client: TestClient) -
     assert set(body) == {
         "prediction_id",
         "score",
+        "probability",
         "decision",
         "model_name",
         "model_version",
@@ -297,3 +301,47 @@ def test_every_route_needs_a_valid_key_and_role(
         assert (status < 400) == (role in admitted), (role, status)
         if role not in admitted:
             assert status == 403
+
+
+def calibrated(model: LoadedModel, slope: float, intercept: float) -> LoadedModel:
+    """`model` with a Platt calibration on its card (as training logs it)."""
+    assert model.card is not None
+    calibration = Calibration(
+        slope=slope,
+        intercept=intercept,
+        fitted_rows=800,
+        holdout_ece_before=0.1,
+        holdout_ece_after=0.02,
+        holdout_brier_before=0.2,
+        holdout_brier_after=0.18,
+    )
+    return dataclasses.replace(model, card=model.card.model_copy(update={"calibration": calibration}))
+
+
+def test_an_uncalibrated_champion_publishes_no_probability(client: TestClient) -> None:
+    body = client.post("/predict", json={"entity_id": E1}).json()
+    [event] = queued(client)[0].events()
+    assert body["probability"] is None and event.payload.probability is None  # type: ignore[attr-defined]
+
+
+def test_the_calibrated_probability_is_the_card_s_map_of_the_score(keys: dict[str, str]) -> None:
+    """Issue 19: the event (and the answer) carry the card's calibration applied to the score, for
+    champion and shadow alike; the score and the decision stay the model's own."""
+    client = make_client(keys, champion=False)
+    champion, shadow = (
+        calibrated(loaded("7"), 1.6, -0.2),
+        calibrated(loaded("8", SMALL_FEATURES, c=0.1), 0.7, 0.3),
+    )
+    client.app.state.slot.swap(champion)  # type: ignore[attr-defined]
+    client.app.state.slot.swap(shadow, shadow=True)  # type: ignore[attr-defined]
+    body = client.post("/predict", json={"entity_id": E1}).json()
+    assert champion.card is not None and champion.card.calibration is not None
+    expected = champion.card.calibration.apply(body["score"])
+    assert body["probability"] == expected and body["probability"] != body["score"]
+    assert body["decision"] == champion.decide(body["score"])
+    made, shadowed = queued(client)[0].events()
+    assert made.payload.probability == expected  # type: ignore[attr-defined]
+    assert shadow.card is not None and shadow.card.calibration is not None
+    shadow_score = shadowed.payload.score  # type: ignore[attr-defined]
+    assert shadowed.payload.probability == shadow.card.calibration.apply(shadow_score)  # type: ignore[attr-defined]
+    assert 0 < shadowed.payload.probability < 1  # type: ignore[attr-defined]

@@ -164,6 +164,12 @@ def test_first_model_is_promoted_then_a_champion_it_cannot_beat_keeps_the_alias(
         and candidate.dataset_sha256 == first.lineage["dataset_sha256"]
     )
     assert first.lineage["window_end"] < first.lineage["holdout_start"]
+    calibration = candidate.calibration  # every candidate is calibrated, the run logs how
+    assert calibration is not None and calibration.fitted_rows == first.lineage["train_rows"]
+    assert candidate.metrics["calibration_ece_after"] == calibration.holdout_ece_after
+    assert candidate.params["calibration_method"] == "platt"
+    reliability = candidate.artifacts["calibration/reliability.json"]
+    assert sum(reliability["calibrated"]["rows"]) == candidate.metrics["holdout_rows"]
 
     same = trainer.run(request())  # same data, same seed: as good as the champion, promoted
     assert same.status == "promoted" and same.previous_version == "1" and registry.alias == "2"

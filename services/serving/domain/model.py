@@ -46,6 +46,15 @@ class LoadedModel:
     def decide(self, score: float) -> Decision:
         return decide(score, self.threshold)
 
+    def probability(self, score: float) -> float | None:
+        """The calibrated P(bad) of a score, by the card's calibration (the same code every reader of
+        the card uses); None when the card carries none. A couple of float operations."""
+        calibration = self.card.calibration if self.card is not None else None
+        if calibration is None:
+            return None
+        p = calibration.apply(score)
+        return p if 0.0 <= p <= 1.0 else None  # NaN (a NaN score) is no probability
+
     def out_of_profile(self, row: Mapping[str, Scalar]) -> dict[str, str]:
         """Feature -> why its value lies outside what training saw (empty: inside, or no profile).
 

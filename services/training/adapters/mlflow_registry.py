@@ -24,9 +24,15 @@ import numpy as np
 import pandas as pd
 
 from contracts.events import GateEvidence
-from contracts.model import Column, Kind, ModelCard
+from contracts.model import Calibration
 from servicekit.mlflow_store import open_mlflow
-from services.training.domain.dataset import LABEL
+from services.training.adapters.mlflow_logging import (
+    POSITIVE_CLASS,
+    log_dataset_input,
+    log_reliability_figure,
+    log_training_set,
+    model_card,
+)
 from services.training.domain.describe import run_name, version_description
 from services.training.domain.model import ScoreFn
 
@@ -37,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-POSITIVE_CLASS = "bad"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Candidate:
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)  # JSON documents logged with the run
     training_set: pd.DataFrame | None = None  # the exact rows (train + holdout), logged as Parquet
+    calibration: Calibration | None = None  # the card's score -> probability map, if one was fitted
 
 
 class ModelRegistry(Protocol):
@@ -165,9 +171,11 @@ class MlflowRegistry:
             mlflow.set_tags(candidate.tags)
             for name, document in candidate.artifacts.items():
                 mlflow.log_dict(document, name)
+            if "calibration/reliability.json" in candidate.artifacts:
+                log_reliability_figure(candidate.artifacts["calibration/reliability.json"])
             if candidate.training_set is not None:
-                _log_training_set(candidate.training_set)
-                _log_dataset_input(candidate.training_set, self.model_name, candidate.dataset_sha256)
+                log_training_set(candidate.training_set)
+                log_dataset_input(candidate.training_set, self.model_name, candidate.dataset_sha256)
             info = mlflow.sklearn.log_model(
                 candidate.pipeline,
                 name="model",
@@ -260,52 +268,3 @@ class MlflowRegistry:
 
     def set_model_tag(self, key: str, value: str) -> None:
         self.client.set_registered_model_tag(self.model_name, key, value)
-
-
-def model_card(candidate: Candidate) -> ModelCard:
-    """The card logged with the model: types from the example, the profile from the training set."""
-    frame = candidate.training_set if candidate.training_set is not None else candidate.example
-    columns = [Column(name, _kind(candidate.example[name])) for name in candidate.inputs]
-    return ModelCard.profiled(
-        columns,
-        {name: frame[name].tolist() for name in candidate.inputs},
-        positive_class=POSITIVE_CLASS,
-        decision_threshold=candidate.decision_threshold,
-        window_start=candidate.tags.get("window_start") or None,
-        window_end=candidate.tags.get("window_end") or None,
-        dataset_sha256=candidate.dataset_sha256,
-    )
-
-
-def _kind(series: pd.Series) -> Kind:
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        return "float"
-    return "str"
-
-
-def _log_dataset_input(frame: pd.DataFrame, model_name: str, sha256: str) -> None:
-    """The training set as the run's MLflow input ("Datasets" in the UI): its schema, row count and
-    digest, linked to the parquet file logged under dataset/."""
-    import mlflow
-    from mlflow.data.pandas_dataset import from_pandas
-
-    with warnings.catch_warnings():  # the same moot hint about integer columns as the signature's
-        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-        dataset = from_pandas(frame, name=f"{model_name}-training", targets=LABEL, digest=sha256[:16])
-    mlflow.log_input(dataset, context="training")
-
-
-def _log_training_set(frame: pd.DataFrame) -> None:
-    """The training set itself, so an auditor (or the symmetry test) sees exactly what the model
-    learned from. It holds features and labels only: PII never reaches the feature store."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "training_set.parquet"
-        frame.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path="dataset")
