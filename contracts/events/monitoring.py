@@ -21,6 +21,11 @@ class PredictionMadePayload(ContractModel):
     features: Record = Field(description="Feature values used, as read (PII-free by construction).")
     latency_ms: float = Field(ge=0, description="Time to serve the prediction, in milliseconds.")
     shadow: bool = Field(default=False, description="True when scored by a challenger, not returned.")
+    canary: bool = Field(
+        default=False,
+        description="True when answered by the canary version (returned to the client, but not the"
+        " champion's: monitors of the champion leave it out). Absent in older events.",
+    )
     probability: float | None = Field(
         default=None,
         ge=0,

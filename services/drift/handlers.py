@@ -278,4 +278,5 @@ def _prediction(event: Event[Any]) -> Prediction:
         p.decision,
         p.shadow,
         p.probability,
+        canary=p.canary,
     )

@@ -59,6 +59,7 @@ class Prediction:
     row: dict[str, Scalar]
     out_of_profile: tuple[str, ...] = ()
     probability: float | None = None  # calibrated P(bad), by the model card; None when uncalibrated
+    canary: bool = False  # answered by the canary version, not the champion
 
     def response(self) -> dict[str, Any]:
         return {
@@ -85,8 +86,11 @@ class PendingPrediction:
     def events(self) -> list[Event[Any]]:
         p = self.prediction
         events: list[Event[Any]] = [
-            _made(p.model, p, p.score, p.probability, p.decision, p.row, self.latency_ms, self.producer)
-        ]
+            _made(
+                p.model, p, p.score, p.probability, p.decision, p.row, self.latency_ms, self.producer,
+                canary=p.canary,
+            )
+        ]  # fmt: skip
         shadow = self.challenger
         if shadow is not None and not missing_features(shadow.columns, self.inputs):
             started = time.perf_counter()
@@ -110,6 +114,8 @@ def _made(
     latency_ms: float,
     producer: str,
     shadow: bool = False,
+    *,
+    canary: bool = False,
 ) -> PredictionMade:
     payload = PredictionMadePayload(
         prediction_id=p.prediction_id,
@@ -122,6 +128,7 @@ def _made(
         features=row,
         latency_ms=latency_ms,
         shadow=shadow,
+        canary=canary,
     )
     return PredictionMade.create(payload, producer)
 
@@ -192,7 +199,15 @@ class PredictionHandler:
             raise InvalidFeatures(f"the model cannot score these values: {exc}") from None
         predictions = [
             Prediction(
-                uuid.uuid4().hex, q.entity_id, s, model.decide(s), model, row, flagged, model.probability(s)
+                uuid.uuid4().hex,
+                q.entity_id,
+                s,
+                model.decide(s),
+                model,
+                row,
+                flagged,
+                model.probability(s),
+                canary=role == "canary",
             )
             for q, s, row, flagged in zip(queries, scores, rows, flags, strict=True)
         ]

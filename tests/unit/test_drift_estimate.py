@@ -229,3 +229,29 @@ async def test_an_estimated_drop_is_published_once_per_version_as_performance_dr
     after = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"})
     assert after == before + 1
     assert again.service.detectors()["performance_estimates"][0]["drop_detected"] is True
+
+
+async def test_a_canary_interleaved_with_the_champion_leaves_the_champions_monitors_alone(
+    tmp_path: Path,
+) -> None:
+    """Predictions of a canary (v10) interleaved with the champion's (v9): the champion's prediction
+    and concept monitors are not restarted at each switch of version and see only its own; each
+    version keeps its own online quality and estimate."""
+    h = Harness(tmp_path / "drift.db")
+    events = []
+    for i in range(600):
+        canary = i % 4 == 0
+        event = made(i, "approve", "10" if canary else "9", score=0.2, probability=0.2)
+        if canary:
+            event = event.model_copy(update={"payload": event.payload.model_copy(update={"canary": True})})
+        events.append(event)
+    await h.service.on_predictions(raws("predictions.made", events))
+    await h.service.on_labels(raws("labels.observed", [label(i, "good") for i in range(600)]))
+    watch = h.service.watch
+    assert watch.versions == {"credit": "9"}
+    assert watch.monitors["prediction:credit"].n == 450 and watch.monitors["concept:credit"].n == 450
+    assert watch.skipped["canary"] == 150 and watch.skipped["canary_error"] == 150
+    quality = {q["version"]: q["labelled"] for q in h.service.detectors()["online_quality"]}
+    assert quality == {"9": 450.0, "10": 150.0}
+    rows = {e["version"]: e["windows"] for e in h.service.detectors()["performance_estimates"]}
+    assert rows == {"9": 1, "10": 1}

@@ -68,6 +68,9 @@ def test_each_query_goes_where_its_key_falls_and_says_which_version_answered(cli
     for item in pending:
         events = item.events()
         assert events[0].payload.model_version == item.prediction.model.version
+        # The canary's answers say so, for the drift service to keep them off the champion's monitors.
+        assert events[0].payload.canary == (item.prediction.model.version == "9")
+        assert not any(e.payload.canary for e in events[1:])  # a shadow score is never the canary's
         shadows = [e for e in events if e.payload.shadow]
         assert (item.prediction.model.version == "9") == (not shadows)  # the canary is not shadowed
 

@@ -54,6 +54,7 @@ class Prediction:
     shadow: bool = False
     probability: float | None = None  # calibrated P(positive), when the model carries a calibration
     window: int | None = None  # its CBPE window (set by the watch)
+    canary: bool = False  # answered by a canary: its own quality and estimate, not the champion's monitors
 
 
 @dataclass
@@ -111,14 +112,20 @@ class DriftWatch:
                 self._skip("shadow")
                 continue
             model = prediction.model_name
-            scores, _ = self._model_monitors(model, prediction.model_version)
-            if model not in marked:
-                scores.mark(at, source)
-                marked.add(model)
-            if scores.update(prediction.score).drift_detected:
-                findings.append(
-                    _finding("prediction", None, model, prediction.model_version, scores, at, source)
-                )
+            if prediction.canary:
+                # A canary's predictions interleave with the champion's: fed to the champion's
+                # monitors they would restart them at every switch of version. The canary has its own
+                # online quality and estimate (below), and GET /canary compares the two.
+                self._skip("canary")
+            else:
+                scores, _ = self._model_monitors(model, prediction.model_version)
+                if model not in marked:
+                    scores.mark(at, source)
+                    marked.add(model)
+                if scores.update(prediction.score).drift_detected:
+                    findings.append(
+                        _finding("prediction", None, model, prediction.model_version, scores, at, source)
+                    )
             prediction = self._estimate(prediction, at.timestamp())
             joined = self.join.add_prediction(
                 prediction.prediction_id, prediction.entity_id, prediction, at.timestamp()
@@ -149,8 +156,8 @@ class DriftWatch:
         if estimator and estimator.label(prediction.window, _probability(prediction), predicted, truth):
             self.estimates_touched.add(key)
         self.labelled.append((prediction, truth))
-        if self.versions.get(model) != prediction.model_version:
-            self._skip("older_version")
+        if prediction.canary or self.versions.get(model) != prediction.model_version:
+            self._skip("canary_error" if prediction.canary else "older_version")
             return []
         _, errors = self._model_monitors(model, prediction.model_version)
         errors.mark(at, source)
