@@ -150,6 +150,71 @@ def test_day_one_pages_render_offline_in_headless_chromium(demo: dict[str, Any],
     assert all((out / n).stat().st_size > 10_000 for n in names)
 
 
+@pytest.mark.timeout(400)
+def test_a_canary_takes_its_share_of_live_traffic_and_stays_off_the_champions_monitors(
+    demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17, item 6, on the whole stack: `mlops model canary` sends a share of live traffic to an
+    earlier version; serving answers by the key's hash, the drift service keeps the canary's
+    predictions off the champion's monitors and compares the two (GET /canary); the audit holds the
+    start and the end with their reasons, and ending it brings every answer back to the champion."""
+    assert demo["result"].returncode == 0
+    env = demo["env"]
+    monkeypatch.setenv("MLOPS_FIRST_SERVICE_PORT", env["MLOPS_FIRST_SERVICE_PORT"])
+    with connect(demo["state"]) as stack, api(env, "drift", "ops") as drift:
+        champion = stack.client.model().champion
+        assert champion is not None
+        promoted = stack.auditor.events(event_type="ModelPromoted", limit=500).items
+        earlier = sorted(
+            {r["event"]["payload"]["model_version"] for r in promoted} - {champion.model_version}, key=int
+        )
+        assert earlier, promoted
+        canary = earlier[-1]
+        started = mlops(
+            "model", "canary", "--version", canary, "--share", "0.5", "--reason", "e2e: canary", env=env,
+            timeout=120,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+
+        made = stack.auditor.events(event_type="PredictionMade", limit=200).items
+        entities = [e for e in dict.fromkeys(r["entity_id"] for r in made) if e][:40]
+        assert len(entities) >= 20, entities
+        deadline, answered = time.monotonic() + 180, {}
+        while time.monotonic() < deadline:  # serving follows the canary alias by polling
+            answered = {e: stack.client.predict(e).model_version for e in entities}
+            if set(answered.values()) == {canary, champion.model_version}:
+                break
+            time.sleep(3)
+        assert set(answered.values()) == {canary, champion.model_version}, answered
+        again = {e: stack.client.predict(e).model_version for e in entities}
+        assert again == answered  # the same key, the same version: a client is not flipped around
+
+        def skipped() -> int:
+            return int(drift.get("/detectors").json()["skipped"].get("canary", 0))
+
+        while skipped() == 0 and time.monotonic() < deadline:
+            time.sleep(2)
+        detectors = drift.get("/detectors").json()
+        assert detectors["skipped"]["canary"] > 0
+        assert detectors["model_versions"][champion.model_name] == champion.model_version
+        advice = drift.get("/canary", params={"canary": canary, "champion": champion.model_version})
+        assert advice.status_code == 200, advice.text
+        assert advice.json()["action"] in {"promote", "keep", "roll_back", "not_enough_labels"}
+
+        ended = mlops("model", "canary", "--end", "--reason", "e2e: canary over", env=env, timeout=120)
+        assert ended.returncode == 0, ended.stdout + ended.stderr
+        while time.monotonic() < deadline + 60:
+            if {stack.client.predict(e).model_version for e in entities} == {champion.model_version}:
+                break
+            time.sleep(3)
+        else:
+            raise AssertionError("answers still come from the canary after it ended")
+        changes = stack.auditor.events(event_type="CanaryChanged", limit=100).items
+        reasons = {(r["event"]["payload"]["action"], r["event"]["payload"]["reason"]) for r in changes}
+        assert {("started", "e2e: canary"), ("ended", "e2e: canary over")} <= reasons, reasons
+        assert stack.auditor.verify().intact
+
+
 @pytest.mark.timeout(300)
 def test_ops_rolls_the_champion_back_and_serving_and_the_audit_follow(
     demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch
