@@ -57,6 +57,7 @@ def watch_config(settings: DriftSettings) -> WatchConfig:
         estimate_window=settings.estimate_window,
         estimate_min_labelled=settings.estimate_min_labelled,
         estimate_drop_limit=settings.estimate_drop_limit,
+        estimate_windows_kept=settings.estimate_windows_kept,
     )
 
 

@@ -23,7 +23,7 @@ ONLINE_QUALITY = Gauge(
 PERFORMANCE = Gauge(
     "drift_model_performance",
     "Performance of the served model per version, estimated before labels (source=estimated: the last "
-    "full CBPE window; reference: the version's first) and, on the last window with enough labels, "
+    "full CBPE window; reference: the version's first 4, pooled) and, on the last window with enough labels, "
     "realised against the estimate for the same predictions (source=realised, estimated_on_labelled, "
     "gap = realised - estimated, z = the gap in standard deviations). Measures: accuracy, auc, cost, "
     "accuracy_se, labelled",

@@ -107,7 +107,10 @@ class DriftSettings(ServiceSettings):
         100, ge=10, description="Labels a window needs before its estimate is judged against them."
     )
     estimate_drop_limit: float = Field(
-        0.05, gt=0, lt=1, description="Estimated accuracy lost against the version's first window to flag."
+        0.03, gt=0, lt=1, description="Estimated accuracy lost against the version's first windows to flag."
+    )
+    estimate_windows_kept: int = Field(
+        40, ge=2, le=1000, description="CBPE windows kept per version: a later label finds no window."
     )
 
     # Evidently reports (services/drift/reports.py).

@@ -88,16 +88,17 @@ def stack(*streams):
 def test_a_shift_towards_the_boundary_is_flagged_before_any_label() -> None:
     rng = np.random.default_rng(3)
     # Before: applicants far from the boundary (centre -1.5: mostly sure approvals); after the change
-    # at row 1500 they crowd at the boundary (centre 0.5), where any decision is a coin flip.
-    before, after = calibrated_stream(1500, rng, centre=-1.5), calibrated_stream(2000, rng, centre=0.5)
+    # at row 2000 (the reference: the first 4 windows) they crowd at the boundary (centre 0.5), where
+    # any decision is a coin flip.
+    before, after = calibrated_stream(2000, rng, centre=-1.5), calibrated_stream(2000, rng, centre=0.5)
     truth_before = np.mean(before[1] == before[2])
     truth_after = np.mean(after[1] == after[2])
     assert truth_before - truth_after > 0.1  # the world really got harder for the model
     estimator = PerformanceEstimator(window_size=500)
     snapshots = feed(estimator, stack(before, after), label_delay=None)  # no label ever comes
     flagged = [i for i, s in snapshots if s["drop_detected"]]
-    assert flagged and not [i for i in flagged if i < 1500]  # nothing before the change
-    assert flagged[0] < 1500 + 2 * 500  # within the second full window after it
+    assert flagged and not [i for i in flagged if i < 2000]  # nothing before the change
+    assert flagged[0] < 2000 + 500  # at the first full window after it
     snap = snapshots[-1][1]
     assert snap["realised"] is None and snap["estimate"]["accuracy"] == pytest.approx(truth_after, abs=0.05)
     assert snap["accuracy_drop"] > 3 * snap["accuracy_drop_se"]
@@ -205,7 +206,7 @@ async def test_an_estimated_drop_is_published_once_per_version_as_performance_dr
     """Item 3: the drop goes out as a DriftDetected of kind "performance" that says what it means;
     later windows, still low, and a restart do not publish it again."""
     rng = np.random.default_rng(7)
-    sure, unsure = calibrated_stream(1000, rng, centre=-1.5), calibrated_stream(2000, rng, centre=0.5)
+    sure, unsure = calibrated_stream(2000, rng, centre=-1.5), calibrated_stream(2000, rng, centre=0.5)
     p, declined, _ = stack(sure, unsure)
     events = [
         made(i, "decline" if declined[i] else "approve", "9", score=float(p[i]), probability=float(p[i]))
@@ -213,7 +214,7 @@ async def test_an_estimated_drop_is_published_once_per_version_as_performance_dr
     ]
     h = Harness(tmp_path / "drift.db")
     before = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"}) or 0
-    for b in range(0, 2000, 100):
+    for b in range(0, 3000, 100):
         await h.service.on_predictions(raws("predictions.made", events[b : b + 100], b))
     [drop] = [e for e in h.sent if e.payload.kind == "performance"]
     assert drop.payload.detector == "CBPE" and drop.payload.model_version == "9"
@@ -223,7 +224,7 @@ async def test_an_estimated_drop_is_published_once_per_version_as_performance_dr
     h.store.close()
 
     again = Harness(tmp_path / "drift.db")  # restarted: the flag stays raised, nothing new goes out
-    for b in range(2000, 3000, 100):
+    for b in range(3000, 4000, 100):
         await again.service.on_predictions(raws("predictions.made", events[b : b + 100], b))
     assert not [e for e in again.sent if e.payload.kind == "performance"]
     after = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"})

@@ -104,6 +104,20 @@ def estimate(probability: np.ndarray, decided_positive: np.ndarray, costs: Costs
     )
 
 
+def pooled(parts: list[Estimate]) -> Estimate:
+    """Several windows' estimates as one: means, and the standard error of the mean of the means."""
+    k = len(parts)
+    aucs = [p.auc for p in parts if p.auc is not None]
+    return Estimate(
+        rows=sum(p.rows for p in parts),
+        accuracy=float(np.mean([p.accuracy for p in parts])),
+        accuracy_se=float(np.sqrt(sum(p.accuracy_se**2 for p in parts)) / k),
+        auc=float(np.mean(aucs)) if aucs else None,
+        cost=float(np.mean([p.cost for p in parts])),
+        approval_rate=float(np.mean([p.approval_rate for p in parts])),
+    )
+
+
 @dataclass(frozen=True)
 class Comparison:
     """A window's estimate against its labels, on the labelled predictions only (so a window whose

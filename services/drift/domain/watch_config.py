@@ -44,11 +44,15 @@ class WatchConfig:
     positive_decision: str = "decline"
     estimate_window: int = 500  # served predictions per CBPE window
     estimate_min_labelled: int = 100  # labels a window needs before its estimate is judged
-    estimate_drop_limit: float = 0.05  # estimated accuracy points lost against the version's first window
+    estimate_drop_limit: float = 0.03  # estimated accuracy lost against the version's first windows
+    estimate_windows_kept: int = 40  # windows kept per version for their labels
 
     def estimator(self) -> PerformanceEstimator:
         return PerformanceEstimator(
-            self.estimate_window, min_labelled=self.estimate_min_labelled, drop_limit=self.estimate_drop_limit
+            self.estimate_window,
+            self.estimate_windows_kept,
+            min_labelled=self.estimate_min_labelled,
+            drop_limit=self.estimate_drop_limit,
         )
 
     def score_detector(self) -> Detector:
