@@ -11,8 +11,14 @@ plain batched SQLite insert of the same rows in the same run; verify rate; linea
 - lineage: `--lineage-rows` synthetic rows bulk-loaded through the store (with one full drift -> request ->
   trained -> promoted -> prediction flow in the middle), then `--lookups` lineage calls; median and p99.
 
-Unless `--bootstrap` is given, the broker is a private LocalKafka on ports 19592/19593 in a temp folder.
-Medians over `--runs`. Nothing here asserts on timings.
+`--idle-topics N` adds N empty topics to the capture subscription: the platform's audit subscribes to
+every topic of the contracts (15), most of them quiet, and polling them costs CPU of its own. CPU per
+event is the benchmark process's (the audit app) and the private broker's, user + system, over the
+capture window; with `--quiet-seconds S`, also CPU seconds per second over S seconds after the backlog
+is through, while nothing arrives (what polling alone costs).
+
+Unless `--bootstrap` is given, the broker is a private LocalKafka on ports `--port`/`--port`+1 (default
+19592/19593) in a temp folder. Medians over `--runs`. Nothing here asserts on timings.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from aiokafka import AIOKafkaProducer
 
 from bench.common import bench_kafka
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
+from infra.kafka_local import LocalKafka
+from infra.settings import InfraSettings
 from infra.topics import TopicPlan, ensure_topics_async
 from services.audit.adapters.store import SqlAuditStore
 from services.audit.adapters.subject_keys import SubjectKeys
@@ -56,7 +65,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lineage-rows", type=int, default=1_000_000, help="rows stored for the lineage figure")
     p.add_argument("--lookups", type=int, default=200, help="lineage calls timed")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for parallel verify")
+    p.add_argument("--idle-topics", type=int, default=0, help="empty topics also subscribed")
+    p.add_argument("--quiet-seconds", type=float, default=0.0, help="CPU measured this long with no traffic")
     p.add_argument("--bootstrap", help="HOST:PORT of an existing broker (then none is started)")
+    p.add_argument("--port", type=int, default=PORT, help="port of the private broker (controller: +1)")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON results are written")
     return p.parse_args()
 
@@ -93,13 +105,32 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-async def capture_run(bootstrap: str, n: int, folder: Path) -> dict[str, float]:
+def cpu_s(broker_pid: int | None) -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of the broker (0 when it is not ours)."""
+    own = os.times()
+    broker = 0.0
+    if broker_pid is not None:
+        times = psutil.Process(broker_pid).cpu_times()
+        broker = times.user + times.system
+    return own.user + own.system, broker
+
+
+async def capture_run(
+    bootstrap: str,
+    n: int,
+    folder: Path,
+    idle_topics: int = 0,
+    broker_pid: int | None = None,
+    quiet_s: float = 0.0,
+) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     topic = f"bench.audit.{run}"
-    await ensure_topics_async(bootstrap, [TopicPlan(topic, 3), TopicPlan(f"{topic}.cp", 1)])
+    idle = [f"{topic}.idle{i}" for i in range(idle_topics)]
+    plans = [TopicPlan(topic, 3), TopicPlan(f"{topic}.cp", 1), *(TopicPlan(t, 1) for t in idle)]
+    await ensure_topics_async(bootstrap, plans)
     await produce(bootstrap, topic, event_values(n, run))
     settings = AuditSettings(
-        kafka_bootstrap_servers=bootstrap, state_dir=folder, topics=[topic], group_id=f"bench-{run}",
+        kafka_bootstrap_servers=bootstrap, state_dir=folder, topics=[topic, *idle], group_id=f"bench-{run}",
         checkpoint_topic=f"{topic}.cp", checkpoint_interval_s=5.0, checkpoint_every_events=50_000,
     )  # fmt: skip
     app = create_app(settings)
@@ -108,18 +139,29 @@ async def capture_run(bootstrap: str, n: int, folder: Path) -> dict[str, float]:
     async with app.router.lifespan_context(app):
         while (first_count := store.head()[0].length) == 0:
             await asyncio.sleep(0.005)
-        first_at = time.perf_counter()
+        first_at, cpu_at_first = time.perf_counter(), cpu_s(broker_pid)
         while store.head()[0].length < n:
             await asyncio.sleep(0.005)
-        done_at = time.perf_counter()
+        done_at, cpu_at_done = time.perf_counter(), cpu_s(broker_pid)
+        await asyncio.sleep(2.0)  # the last commit and checkpoint settle
+        quiet_from = cpu_s(broker_pid)
+        await asyncio.sleep(quiet_s)
+        quiet_to = cpu_s(broker_pid)
     rate = (n - first_count) / (done_at - first_at)
+    service_cpu, broker_cpu = (end - start for end, start in zip(cpu_at_done, cpu_at_first, strict=True))
+    quiet = {} if not quiet_s else {
+        "quiet_service_cpu_s_per_s": (quiet_to[0] - quiet_from[0]) / quiet_s,
+        "quiet_broker_cpu_s_per_s": (quiet_to[1] - quiet_from[1]) / quiet_s if broker_pid else float("nan"),
+    }  # fmt: skip
     baseline = plain_insert_rate(store, folder / "baseline.db", settings.batch_records)
     verify_1 = timed_verify(store, 1)
     verify_n = timed_verify(store, os.cpu_count() or 1)
     store.dispose()
     return {"service_events_per_s": rate, "baseline_rows_per_s": baseline, "ratio": rate / baseline,
+            "service_cpu_ms_per_event": service_cpu * 1000 / (n - first_count),
+            "broker_cpu_ms_per_event": broker_cpu * 1000 / (n - first_count) if broker_pid else float("nan"),
             "startup_to_first_batch_s": first_at - started, "verify_rows_per_s_1": verify_1,
-            "verify_rows_per_s_parallel": verify_n}  # fmt: skip
+            "verify_rows_per_s_parallel": verify_n, **quiet}  # fmt: skip
 
 
 def plain_insert_rate(source: SqlAuditStore, path: Path, batch: int) -> float:
@@ -192,10 +234,14 @@ def main() -> None:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="mlops-bench-audit-") as tmp:
         folder = Path(tmp)
-        with bench_kafka(args.bootstrap, folder / "kafka", PORT) as bootstrap:
+        with bench_kafka(args.bootstrap, folder / "kafka", args.port) as bootstrap:
+            ours = LocalKafka(folder / "kafka", InfraSettings().jars_dir, port=args.port)
+            broker_pid = None if args.bootstrap else ours.pid()
             runs = []
             for i in range(args.runs):
-                runs.append(asyncio.run(capture_run(bootstrap, args.events, folder / f"run{i}")))
+                folder_i, quiet = folder / f"run{i}", args.quiet_seconds
+                run = capture_run(bootstrap, args.events, folder_i, args.idle_topics, broker_pid, quiet)
+                runs.append(asyncio.run(run))
                 print(json.dumps(runs[-1]))
             scale = lineage_at_scale(args.lineage_rows, args.lookups, args.workers, folder)
             print(json.dumps(scale))

@@ -202,12 +202,12 @@ async def settle(stack: Stack, report: Report, timeout_s: float) -> None:
 
 
 async def catch_up(stack: Stack, timeout_s: float, report: Report) -> read.Ends:
-    """Wait until ingest, features and audit (one group per topic) have committed past everything
+    """Wait until ingest, features and audit (one group over every topic) have committed past everything
     there is, in pipeline order; the ends the audit had to reach are returned (later messages, e.g.
     new checkpoints, need not be stored yet)."""
     started = time.monotonic()
     stages = [("ingest", [("ingest", RECORDS_RAW)]), ("features", [("features", RECORDS_CLEAN)]),
-              ("audit", [(f"audit.{topic}", topic) for topic in topic_names()])]  # fmt: skip
+              ("audit", [("audit", topic) for topic in topic_names()])]  # fmt: skip
     audit_ends: read.Ends = {}
     for stage, groups in stages:
         for group, topic in groups:

@@ -84,12 +84,13 @@ def build_document(services: list[tuple[str, KafkaBroker, Subscriptions]]) -> di
     contract_types = {spec.name: spec.event_types for spec in TOPICS}
     for service, _, subscriptions in services:
         for sub in subscriptions.registered:
-            channel = doc["channels"].get(f"{service}:{sub.topic}", {})
-            # A raw subscription takes whatever its topic carries by contract.
-            names = tuple(t.__name__ for t in sub.event_types) or contract_types.get(sub.topic, ())
-            for ref in channel.get("messages", {}).values():
-                name = ref["$ref"].rsplit("/", 1)[-1]
-                messages[name]["payload"] = _message(names)["payload"]
+            for topic in sub.topics:
+                channel = doc["channels"].get(f"{service}:{topic}", {})
+                # A raw subscription takes whatever its topic carries by contract.
+                names = tuple(t.__name__ for t in sub.event_types) or contract_types.get(topic, ())
+                for ref in channel.get("messages", {}).values():
+                    name = ref["$ref"].rsplit("/", 1)[-1]
+                    messages[name]["payload"] = _message(names)["payload"]
     used = {channel["address"] for channel in doc["channels"].values()}
     for spec in TOPICS:
         if spec.name in used:

@@ -12,7 +12,9 @@
 
 `on_batch` is the typed batch path: each record is decoded once into its contract event, and the
 handler gets the decoded batch. `on_event` (one event per call) and `on_raw` (undecoded records)
-remain for observers and for topics that carry no envelope.
+remain for observers and for topics that carry no envelope. `on_raw` may take several topics: one
+consumer (one group, one fetch loop, one commit per batch) then reads them all, and a batch may mix
+records of several topics and partitions, each record carrying its own coordinates.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -46,6 +49,8 @@ T = TypeVar("T")
 
 BATCH_FETCH_MIN_BYTES = 256 * 1024
 BATCH_WAIT_MS = 50
+MIXED_TOPICS = "(several)"
+"""The `topic` label of a handled batch that held records of several topics (`mlops_handler_seconds`)."""
 
 __all__ = ["Delivery", "RawMessage", "Subscription", "Subscriptions"]
 
@@ -64,9 +69,10 @@ class Delivery(Generic[E]):
 
 @dataclass
 class Subscription:
-    """What a service consumes; the AsyncAPI export reads these to document payloads."""
+    """What a service consumes (one consumer: one group over `topics`); the AsyncAPI export reads these
+    to document payloads."""
 
-    topic: str
+    topics: tuple[str, ...]
     group_id: str
     event_types: tuple[type[Event], ...]
     batch: bool
@@ -92,7 +98,7 @@ class Subscriptions(PartitionsView):
 
     def _subscriber(
         self,
-        topic: str,
+        topics: tuple[str, ...],
         group_id: str,
         batch: bool,
         description: str,
@@ -100,7 +106,7 @@ class Subscriptions(PartitionsView):
         start: Literal["earliest", "latest"] = "earliest",
     ) -> Any:
         return self.broker.subscriber(
-            topic,
+            *topics,
             group_id=group_id,
             batch=batch,
             auto_offset_reset=start,
@@ -116,7 +122,9 @@ class Subscriptions(PartitionsView):
             # a handler's fixed cost), for at most BATCH_WAIT_MS of extra latency per hop.
             fetch_min_bytes=BATCH_FETCH_MIN_BYTES if batch else 1,
             fetch_max_wait_ms=BATCH_WAIT_MS if batch else 500,
-            title=f"{self.service}:{topic}",
+            # FastStream names each topic's channel `<title>:<topic>` when a subscriber reads several,
+            # so the export's channels are `<service>:<topic>` either way.
+            title=f"{self.service}:{topics[0]}" if len(topics) == 1 else self.service,
             description=description,
         )
 
@@ -133,9 +141,9 @@ class Subscriptions(PartitionsView):
         group = group_id or self.service
         names = ", ".join(t.__name__ for t in event_types)
         subscriber = self._subscriber(
-            topic, group, batch=False, description=f"Consumes {names}.", start=start
+            (topic,), group, batch=False, description=f"Consumes {names}.", start=start
         )
-        self.registered.append(Subscription(topic, group, event_types, batch=False, subscriber=subscriber))
+        self.registered.append(Subscription((topic,), group, event_types, batch=False, subscriber=subscriber))
 
         def register(handler: Callable[[E, KafkaCoordinates], Awaitable[None]]) -> None:
             @subscriber
@@ -156,8 +164,7 @@ class Subscriptions(PartitionsView):
 
     def on_raw(
         self,
-        topic: str,
-        *,
+        *topics: str,
         group_id: str | None = None,
         batch: bool = False,
         max_records: int = 500,
@@ -165,17 +172,24 @@ class Subscriptions(PartitionsView):
     ) -> Callable[[Callable[[list[RawMessage]], Awaitable[None]]], None]:
         """Subscribe a handler that takes raw records (for topics that carry no envelope, or for speed).
         The handler gets a list: one record, or a fetched batch of up to `max_records` when `batch=True`
-        (bigger batches amortise a handler's per-call cost, e.g. a database commit)."""
+        (bigger batches amortise a handler's per-call cost, e.g. a database commit).
+
+        Several topics are read by ONE consumer in one group: one fetch loop, one heartbeat, one commit
+        per batch for all of them, and a batch may mix topics (`raw.source.topic` says each record's).
+        The batch is committed, or rewound partition by partition, as a whole."""
+        if not topics:
+            raise ValueError("on_raw needs at least one topic")
+        topics = tuple(dict.fromkeys(topics))
         group = group_id or self.service
         subscriber = self._subscriber(
-            topic,
+            topics,
             group,
             batch=batch,
             description="Consumes raw records.",
             max_records=max_records,
             start=start,
         )
-        self.registered.append(Subscription(topic, group, (), batch=batch, subscriber=subscriber))
+        self.registered.append(Subscription(topics, group, (), batch=batch, subscriber=subscriber))
 
         def register(handler: Callable[[list[RawMessage]], Awaitable[None]]) -> None:
             @subscriber
@@ -200,9 +214,14 @@ class Subscriptions(PartitionsView):
         group = group_id or self.service
         names = ", ".join(t.__name__ for t in event_types)
         subscriber = self._subscriber(
-            topic, group, batch=True, description=f"Consumes {names}.", max_records=max_records, start=start
+            (topic,),
+            group,
+            batch=True,
+            description=f"Consumes {names}.",
+            max_records=max_records,
+            start=start,
         )
-        self.registered.append(Subscription(topic, group, event_types, batch=True, subscriber=subscriber))
+        self.registered.append(Subscription((topic,), group, event_types, batch=True, subscriber=subscriber))
 
         def register(handler: Callable[[list[Delivery[E]]], Awaitable[None]]) -> None:
             @subscriber
@@ -238,26 +257,37 @@ class Subscriptions(PartitionsView):
         raw_of: Callable[[T], RawMessage],
     ) -> None:
         """Handle a batch with per-record isolation (see the module docstring). Raising NACKs the batch:
-        the consumer seeks back to its first offset and delivers it again."""
+        the consumer seeks each of its partitions back to its first offset there and delivers again."""
         if not items:
             return
-        first = raw_of(items[0]).source
-        topic, coordinates = first.topic, (first.topic, first.partition, first.offset)
+        sources = [raw_of(item).source for item in items]
+        # A redelivered batch need not hold the same partitions (a multi-partition fetch returns what
+        # is ready), but every partition it shares with the failed one starts at the same record: the
+        # attempts are counted on each partition's first record, the batch's delivery is the highest.
+        firsts: dict[tuple[str, int], int] = {}
+        for source in sources:
+            firsts.setdefault((source.topic, source.partition), source.offset)
+        coordinates = [(topic, partition, offset) for (topic, partition), offset in firsts.items()]
+        topics = Counter(source.topic for source in sources)
         started = time.perf_counter()
         result = await handle_isolating(items, handler, attempts=self.max_attempts)
         if result.poison and not result.handled and len(items) > 1:
-            delivery = self._attempts.get(coordinates, 0) + 1
+            delivery = max(self._attempts.get(c, 0) for c in coordinates) + 1
             if delivery < self.max_attempts:
-                self._attempts[coordinates] = delivery
+                self._attempts.update(dict.fromkeys(coordinates, delivery))
                 log.warning("no record of a batch of %d could be handled; redelivering it", len(items))
-                EVENTS_CONSUMED.labels(self.service, topic, "retried").inc(len(items))
+                for topic, count in topics.items():
+                    EVENTS_CONSUMED.labels(self.service, topic, "retried").inc(count)
                 await asyncio.sleep(min(0.2 * 2**delivery, 5.0))
                 raise result.poison[0][1]
-        self._attempts.pop(coordinates, None)
+        for c in coordinates:
+            self._attempts.pop(c, None)
         for item, exc in result.poison:
             await self._dead_letter_failure(raw_of(item), exc, len(items))
-        HANDLER_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
-        EVENTS_CONSUMED.labels(self.service, topic, "handled").inc(len(result.handled))
+        label = next(iter(topics)) if len(topics) == 1 else MIXED_TOPICS
+        HANDLER_SECONDS.labels(self.service, label).observe(time.perf_counter() - started)
+        for topic, count in Counter(raw_of(item).source.topic for item in result.handled).items():
+            EVENTS_CONSUMED.labels(self.service, topic, "handled").inc(count)
 
     async def _dead_letter_failure(self, raw: RawMessage, exc: Exception, batch_size: int) -> None:
         """A service's own error is the record's reason (its code, message and field errors); any

@@ -50,10 +50,23 @@ def create_app(settings: AuditSettings | None = None, *, store: SqlAuditStore | 
         if audit.checkpoint_due(settings.checkpoint_every_events):
             checkpoints.nudge()  # published by the checkpoint task: a broker hiccup never fails a batch
 
-    for topic in dict.fromkeys(settings.topics):
-        # One consumer group per topic: a busy topic's rebalance never pauses the others.
-        group = f"{settings.consumer_group}.{topic}"
-        subscriptions.on_raw(topic, group_id=group, batch=True, max_records=settings.batch_records)(capture)
+    # ONE consumer over every captured topic (one group, one fetch loop, one commit per batch): with
+    # a consumer per topic, fifteen fetch loops, heartbeats and commits cost the audit and the broker
+    # CPU per record even while most topics are quiet. A batch may mix topics; each row keeps its own.
+    #
+    # Upgrading a stack that ran the old layout (one group per topic, `<group_id>.<topic>`): the group
+    # `<group_id>` is new, has no committed offset, and starts at the earliest record each topic still
+    # holds (`start` below). Everything the old groups had not committed is read, so nothing is lost;
+    # what they had is read again and skipped by the store (same event id or same coordinates). The
+    # old groups are left idle: they expire with the broker's offsets.retention.minutes (7 days by
+    # default), or can be deleted at once with kafka-consumer-groups.sh --delete.
+    subscriptions.on_raw(
+        *settings.topics,
+        group_id=settings.consumer_group,
+        batch=True,
+        max_records=settings.batch_records,
+        start="earliest",
+    )(capture)
 
     async def migrate() -> None:
         store.migrate()

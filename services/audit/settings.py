@@ -40,7 +40,9 @@ class AuditSettings(ServiceSettings):
         default_factory=lambda: [RECORDS_RAW],
         description="Topics whose messages may hold PII: only coordinates, digests and size are stored.",
     )
-    group_id: str = Field("audit", min_length=1, description="Consumer group of the capture subscribers.")
+    group_id: str = Field(
+        "audit", min_length=1, description="Consumer group of the capture subscriber (one over every topic)."
+    )
     checkpoint_topic: str = Field(AUDIT_CHECKPOINTS, description="Where chain heads are published.")
     checkpoint_interval_s: float = Field(
         30.0, gt=0, description="Publish the chain head this often (when it moved)."
@@ -111,8 +113,8 @@ class AuditSettings(ServiceSettings):
         return (self.subject_secret_file or self.state_dir / "secrets" / "audit-subject.secret").resolve()
 
     def capture_groups(self) -> dict[str, str]:
-        """Consumer group of each captured topic (one group per topic, see app.py)."""
-        return {topic: f"{self.consumer_group}.{topic}" for topic in dict.fromkeys(self.topics)}
+        """Consumer group of each captured topic: the same one for all (one consumer, see app.py)."""
+        return dict.fromkeys(self.topics, self.consumer_group)
 
     @property
     def consumer_group(self) -> str:

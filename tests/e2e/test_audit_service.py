@@ -189,9 +189,7 @@ def test_raw_sql_tampering_of_the_running_service_is_caught_by_verify(
     setup["start"]()  # type: ignore[operator]
     url, headers = f"http://127.0.0.1:{setup['port']}", {"X-API-Key": str(setup["key"])}
     wait_for(lambda: count(db, topic) == TAMPER_EVENTS and _ready(url), "every event stored")
-    wait_for(
-        lambda: _committed(kafka_bootstrap, f"{env['AUDIT_GROUP_ID']}.{topic}") == TAMPER_EVENTS, "commits"
-    )
+    wait_for(lambda: _committed(kafka_bootstrap, env["AUDIT_GROUP_ID"]) == TAMPER_EVENTS, "commits")
     wait_for(
         lambda: _verify(url, headers).get("last_checkpoint_length") == TAMPER_EVENTS, "a signed checkpoint"
     )

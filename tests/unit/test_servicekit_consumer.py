@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+from aiokafka import ConsumerRecord
 from faststream.kafka import TestKafkaBroker
+from prometheus_client import REGISTRY
 
 from contracts.common import FieldError, KafkaCoordinates
 from contracts.events import DeadLettered, ModelPromoted, TrainingRequested
@@ -13,7 +16,7 @@ from contracts.registry import encode_event, parse_event
 from contracts.samples import sample_events
 from contracts.topics import DEADLETTERS, TRAINING_REQUESTED
 from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import Delivery, RawMessage, Subscriptions
+from servicekit.consumer import MIXED_TOPICS, Delivery, RawMessage, Subscriptions
 from servicekit.deadletters import DeadLetters, dead_letter_id
 from servicekit.errors import ServiceError
 from tests.support import probe_settings, training_request
@@ -153,3 +156,75 @@ async def test_a_service_error_of_one_record_is_its_dead_letter_reason() -> None
     assert letter.payload.reason.code == "implausible"
     assert letter.payload.reason.message == "an implausible request"
     assert letter.payload.reason.errors[0].field == "payload.requested_by"
+
+
+def raw_record(topic: str, partition: int, offset: int, value: bytes = b"{}") -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0, key=None,
+        value=value, checksum=None, serialized_key_size=-1, serialized_value_size=len(value), headers=(),
+    )  # fmt: skip
+
+
+async def test_on_raw_reads_several_topics_with_one_consumer_and_counts_each_topic() -> None:
+    broker = make_broker(probe_settings("127.0.0.1:1"))
+    subs = Subscriptions(broker, EventPublisher(broker, "multi"), "multi")
+    batches: list[list[tuple[str, int, int]]] = []
+
+    @subs.on_raw("t.a", "t.b", "t.a", group_id="g-multi", batch=True)
+    async def keep(raws: list[RawMessage]) -> None:
+        batches.append([(r.source.topic, r.source.partition, r.source.offset) for r in raws])
+
+    [subscription] = subs.registered
+    [subscriber] = broker.subscribers
+    assert subscription.topics == ("t.a", "t.b") and subscription.group_id == "g-multi"
+    assert subscriber.topic_names == ["t.a", "t.b"] and subscriber.group_id == "g-multi"
+
+    def handled(topic: str) -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "mlops_events_consumed_total", {"service": "multi", "topic": topic, "outcome": "handled"}
+            )
+            or 0.0
+        )
+
+    mixed = REGISTRY.get_sample_value(
+        "mlops_handler_seconds_count", {"service": "multi", "topic": MIXED_TOPICS}
+    )
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(b"{}", "t.b")  # each topic reaches the one handler
+        await subscriber.process_message(
+            [raw_record("t.a", 0, 5), raw_record("t.b", 1, 2), raw_record("t.a", 1, 9)]
+        )
+    assert batches[-1] == [("t.a", 0, 5), ("t.b", 1, 2), ("t.a", 1, 9)] and batches[0][0][0] == "t.b"
+    assert (handled("t.a"), handled("t.b")) == (2, 2)
+    after = REGISTRY.get_sample_value(
+        "mlops_handler_seconds_count", {"service": "multi", "topic": MIXED_TOPICS}
+    )
+    assert (after or 0) - (mixed or 0) == 1  # one observation for the mixed batch, under "(several)"
+
+
+async def test_a_failing_mixed_batch_counts_its_deliveries_per_partition() -> None:
+    """A redelivered multi-partition batch may come back with other partitions first: the count follows
+    each partition's first record, so the batch is dead-lettered after `max_attempts`, not retried forever."""
+    broker = make_broker(probe_settings("127.0.0.1:1"))
+    subs = Subscriptions(broker, EventPublisher(broker, "probe"), "probe", max_attempts=2)
+    letters: list[DeadLettered] = []
+
+    async def store_down(_: list[RawMessage]) -> None:
+        raise OSError("the store is down")
+
+    @subs.on_raw(DEADLETTERS, group_id="letters")
+    async def keep(raws: list[RawMessage]) -> None:
+        letters.extend(parse_event(r.value or b"") for r in raws)  # type: ignore[misc]
+
+    def raw(topic: str, partition: int, offset: int) -> RawMessage:
+        return RawMessage(KafkaCoordinates(topic=topic, partition=partition, offset=offset), None, b"{}", 0)
+
+    async with TestKafkaBroker(broker):
+        with pytest.raises(OSError):  # first delivery: nothing handled, redelivered
+            await subs._run([raw("t.a", 0, 4), raw("t.b", 0, 7)], store_down, lambda r: r)
+        assert not letters
+        # Redelivered: t.c's record came first this time, t.b starts where it did before.
+        await subs._run([raw("t.c", 0, 1), raw("t.b", 0, 7), raw("t.b", 0, 8)], store_down, lambda r: r)
+    assert sorted(letter.payload.source.topic for letter in letters) == ["t.b", "t.b", "t.c"]
+    assert not subs._attempts.get(("t.b", 0, 7)) and not subs._attempts.get(("t.c", 0, 1))

@@ -47,7 +47,9 @@ def lag(topic: str, partition: int, service: str = "lagprobe") -> float | None:
 def subscriptions_with(consumer: FakeConsumer | None) -> Subscriptions:
     broker = make_broker(probe_settings("127.0.0.1:1"))
     subs = Subscriptions(broker, EventPublisher(broker, "lagprobe"), "lagprobe")
-    subs.registered.append(Subscription("t.lag", "g", (), batch=False, subscriber=FakeSubscriber(consumer)))
+    subs.registered.append(
+        Subscription(("t.lag",), "g", (), batch=False, subscriber=FakeSubscriber(consumer))
+    )
     return subs
 
 
