@@ -22,7 +22,7 @@ from services.drift.domain.watch import WatchConfig
 
 DELAYS = (0, 1_000, 10_000)
 # Other settings of the drop rule, scored on the same window estimates: (drop_limit, drop_z, windows in
-# the reference). (0.05, 3.0, 1) are PerformanceEstimator's defaults (a check: it must agree with it).
+# the reference). (0.03, 3.0, 4) are PerformanceEstimator's defaults (a check: it must agree with it).
 GRID = ((0.05, 3.0, 1), (0.03, 3.0, 1), (0.0, 3.0, 1), (0.02, 4.0, 1), (0.03, 3.0, 4), (0.02, 3.0, 4))
 
 
