@@ -55,7 +55,7 @@ from services.training.settings import TrainingSettings
 
 BENCH_PORT, BENCH_CONTROLLER_PORT = 19792, 19793  # serving_latency uses 19592
 RESULTS = Path(__file__).resolve().parent / "results" / "training_latency.json"
-PHASES = ("policy", "historical", "fit", "log_model", "gate", "total")
+PHASES = ("policy", "historical", "fit", "calibrate", "mitigation", "log_model", "gate", "total")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
