@@ -19,6 +19,13 @@ class UnknownReport(DriftError):
     status = 404
 
 
+class NothingToCompare(DriftError):
+    """A canary recommendation without a version named and none seen in the predictions."""
+
+    status = 404
+    code = "not_found"
+
+
 class ReportPending(DriftError):
     """Asked for (e.g. by a drift event) and not made yet."""
 

@@ -36,6 +36,7 @@ from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
+from services.drift.errors import NothingToCompare
 from services.drift.estimate_alarms import EstimateAlarms, drop_event
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
@@ -251,10 +252,16 @@ class DriftService:
         }
 
     def canary_recommendation(
-        self, canary: str, champion: str, min_labels: int, confidence: float
+        self, canary: str | None, champion: str | None, min_labels: int, confidence: float
     ) -> dict[str, Any]:
         """Promote, keep or roll back the canary: its accuracy against the champion's on their labelled
-        predictions in the online quality windows (domain/canary.py). A recommendation only."""
+        predictions in the online quality windows (domain/canary.py). A recommendation only. A version
+        not named is the one seen: the last canary's, and the one the champion's monitors follow."""
+        canary = canary or self.watch.canaries.get(self.model_name)
+        champion = champion or self.watch.versions.get(self.model_name)
+        if canary is None or champion is None:
+            missing = "canary" if canary is None else "champion"
+            raise NothingToCompare(f"no {missing} version named, and none seen in the predictions")
         found: dict[str, Counts] = {}
         for version in (canary, champion):
             quality = self.watch.quality.get((self.model_name, version))

@@ -84,19 +84,21 @@ Version = Annotated[str, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A
 @router.get(
     "/canary",
     summary="Promote, keep or roll back a canary: its online accuracy against the champion's (ops role)",
-    responses=error_responses(422),
+    responses=error_responses(404, 422, s404="no version named and none seen serving as a canary"),
 )
 async def canary(
     _: Ops,
     drift: Service,
-    canary: Version,
-    champion: Version,
+    canary: Version | None = None,
+    champion: Version | None = None,
     min_labels: Annotated[int, Query(ge=10, le=100_000)] = 100,
     confidence: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
 ) -> dict[str, Any]:
     """Newcombe's interval of accuracy(canary) - accuracy(champion) on each version's last labelled
     predictions: above zero, promote; below, roll back; straddling, keep it running; with fewer than
-    `min_labels` labelled predictions on either side, not enough labels. Nothing is done automatically."""
+    `min_labels` labelled predictions on either side, not enough labels. Nothing is done automatically.
+    Without `canary`, the last version whose predictions came marked as a canary's; without
+    `champion`, the version the champion's monitors follow (both in the answer)."""
     return drift.canary_recommendation(canary, champion, min_labels, confidence)
 
 

@@ -56,7 +56,14 @@ def test_the_canary_recommendation(tmp_path: Path) -> None:
         client.get("/canary", params={"canary": "8", "champion": "7", "min_labels": 500}).json()["action"]
         == "not_enough_labels"
     )
-    assert client.get("/canary", params={"canary": "8"}).status_code == 422
+    nothing_seen = client.get("/canary", params={"canary": "8"})  # no champion named, none followed yet
+    assert nothing_seen.status_code == 404 and nothing_seen.json()["code"] == "not_found"
+    assert client.get("/canary", params={"canary": "8!"}).status_code == 422
+    app.state.drift.watch.versions[model] = "7"  # what the champion's monitors follow
+    app.state.drift.watch.canaries[model] = "8"  # the last version seen answering as a canary
+    seen = client.get("/canary")
+    assert seen.status_code == 200 and seen.json()["action"] == "promote"
+    assert seen.json()["canary"]["version"] == "8" and seen.json()["champion"]["version"] == "7"
     other = client.get(
         "/canary", params={"canary": "8", "champion": "7"}, headers={"X-API-Key": keys["client"]}
     )

@@ -249,7 +249,9 @@ async def test_a_canary_interleaved_with_the_champion_leaves_the_champions_monit
     await h.service.on_predictions(raws("predictions.made", events))
     await h.service.on_labels(raws("labels.observed", [label(i, "good") for i in range(600)]))
     watch = h.service.watch
-    assert watch.versions == {"credit": "9"}
+    assert watch.versions == {"credit": "9"} and watch.canaries == {"credit": "10"}
+    advice = h.service.canary_recommendation(None, None, min_labels=100, confidence=0.95)
+    assert (advice["canary"]["version"], advice["champion"]["version"]) == ("10", "9")
     assert watch.monitors["prediction:credit"].n == 450 and watch.monitors["concept:credit"].n == 450
     assert watch.skipped["canary"] == 150 and watch.skipped["canary_error"] == 150
     quality = {q["version"]: q["labelled"] for q in h.service.detectors()["online_quality"]}

@@ -60,6 +60,7 @@ class DriftStore:
         watch.versions, watch.skipped = saved["versions"], saved["skipped"]
         watch.quality = saved.get("quality", {})  # absent from states saved before it existed
         watch.estimators = saved.get("estimators", {})
+        watch.canaries = saved.get("canaries", {})
         join = watch.join
         join.joined = saved["joined"]
         for side, store in (("p", join.predictions), ("l", join.labels)):
@@ -97,6 +98,7 @@ class DriftStore:
                 "skipped": watch.skipped,
                 "quality": watch.quality,
                 "estimators": watch.estimators,
+                "canaries": watch.canaries,
                 "joined": join.joined,
                 "p": _meta(join.predictions),
                 "l": _meta(join.labels),

@@ -72,6 +72,7 @@ class DriftWatch:
     # (model, version) -> its performance estimated before labels (CBPE windows)
     estimators: dict[tuple[str, str], PerformanceEstimator] = field(default_factory=dict)
     estimates_touched: set[tuple[str, str]] = field(default_factory=set)
+    canaries: dict[str, str] = field(default_factory=dict)  # model -> the last canary version seen
 
     def __post_init__(self) -> None:
         self.join = LabelJoin(self.config.join_max_pending, self.config.join_ttl_s)
@@ -113,6 +114,7 @@ class DriftWatch:
                 continue
             model = prediction.model_name
             if prediction.canary:
+                self.canaries[model] = prediction.model_version
                 # A canary's predictions interleave with the champion's: fed to the champion's
                 # monitors they would restart them at every switch of version. The canary has its own
                 # online quality and estimate (below), and GET /canary compares the two.
