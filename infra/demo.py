@@ -14,7 +14,11 @@
 6. audit: every event recorded, counted by type, the hash chain verified, and the lineage of one
    served prediction (when audit runs);
 7. explain: that prediction explained in plain language and by SHAP, LIME and a counterfactual, with
-   their fidelity, and where the champion's global explanation is (when explain runs).
+   their fidelity, and where the champion's global explanation is (when explain runs);
+8. labels months late: once the loop closed, labels come after 90+ simulated days (some never), a
+   new channel brings riskier applicants, and the drift service's estimate of the champion's accuracy
+   (from its calibrated scores alone) raises a drop before any label of them has come
+   (infra/late_labels.py; it informs, the exit code does not depend on it).
 
 Then a summary: the figures, the plot, and where to look. The exit code is 0 only when every step
 that ran succeeded and, with the whole stack running, the loop closed (drift detected, a new
@@ -36,6 +40,7 @@ from rich.table import Table
 from infra.demo_loop import client, client_args, explain_prediction, serve_predictions, train_first_champion
 from infra.demo_summary import show_summary
 from infra.lag import end_offsets_now, wait_caught_up
+from infra.late_labels import run_step as run_late_labels
 from infra.loop import LoopConfig
 from infra.loop_figures import figures
 from infra.loop_view import run_loop, save, summary_table
@@ -46,7 +51,9 @@ from infra.supervisor import SERVICE_ORDER, Supervisor
 DEMO_ROWS = 2000
 
 
-def run_demo(settings: InfraSettings, console: Console, loop: LoopConfig | None = None) -> int:
+def run_demo(
+    settings: InfraSettings, console: Console, loop: LoopConfig | None = None, late_labels: bool = True
+) -> int:
     running = {name for name, c in Supervisor(settings).load().items() if c.kind == "service"}
     figures: dict[str, Any] = {}
     show_bus(settings, console)
@@ -68,6 +75,8 @@ def run_demo(settings: InfraSettings, console: Console, loop: LoopConfig | None 
     if prediction is not None and "explain" in running:
         explain_prediction(settings, console, prediction)
     closed = bool(figures.get("loop", {}).get("closed"))
+    if closed and late_labels:  # after the loop: nothing waits to retrain, the champion is settled
+        figures["late_labels"] = run_late_labels(settings, console)
     show_summary(settings, console, running, figures)
     if running >= set(SERVICE_ORDER) and not closed:
         console.print("[red]the loop did not close[/]: see the table of step 5 and `mlops status`")

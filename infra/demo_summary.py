@@ -35,6 +35,9 @@ def show_summary(
         table.add_row("champions", " -> ".join(f"v{v}" for v in [loop["first_version"], *loop["promoted"]]))
         table.add_row("loop closed", "[green]yes[/]" if loop["closed"] else "[red]no[/]")
         table.add_row("plot of the run", loop["plot"])
+    late = figures.get("late_labels")
+    if late:
+        table.add_row("labels months late", _late(late))
     if audit:
         verdict = "intact" if audit["intact"] else "BROKEN"
         table.add_row("audit", f"{audit['events']} events in the hash chain, {verdict}, "
@@ -48,6 +51,19 @@ def _delay(loop: dict[str, Any]) -> str:
         return "no alarm"
     rows = loop["alarm_rows_after_drift"]
     return f"{loop['alarm_s_after_drift']:.1f} s ({rows} rows streamed since the drift)"
+
+
+def _late(late: dict[str, Any]) -> str:
+    if late["alarm_rows_after_change"] is None:
+        return "no estimated drop within the run"
+    ahead = late["rows_before_first_label"]
+    when = (
+        f"{ahead} rows ({late['days_before_first_label']:.0f} simulated days) before the first label"
+        " of the new applicants arrived"
+        if ahead is not None
+        else "no label of the new applicants within the run"
+    )
+    return f"estimated drop raised {when} ({late['alarm_rows_after_change']} rows after the change)"
 
 
 def _s(value: float | None) -> str:

@@ -75,7 +75,7 @@ def evidence(snap: dict[str, Any]) -> str:
     ]
     if realised:
         accuracy, labelled, z = realised["realised_accuracy"], realised["labelled"], realised["z"]
-        parts.append(f"realised {accuracy:.3f} on {labelled} labels, z {z:.1f}")
+        parts.append(f"the last window with labels: realised {accuracy:.3f} on {labelled}, z {z:+.1f}")
     return ", ".join(parts)
 
 

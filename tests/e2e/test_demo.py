@@ -59,6 +59,12 @@ def test_the_demo_closes_the_loop_and_exits_zero(demo: dict[str, Any]) -> None:
     shown = result.stdout + result.stderr  # the CLI's console writes to stderr
     for line in ("Summary", "loop closed", "intact", "drift -> new champion serving", "champions"):
         assert line in shown
+    # Issue 19, item 5: with labels 90+ simulated days late, the estimate raised the drop first.
+    late = json.loads((state / "demo" / "late-labels.json").read_text())
+    assert late["alarm_rows_after_change"] is not None and late["alarm_rows_after_change"] > 0, late
+    assert late["new_channel_labels_sent"] == 0 and late["rows_before_first_label"] > 0, late
+    assert late["decision"] and late["decision"].startswith("waiting_for_labels"), late
+    assert "estimated drop raised" in shown
 
 
 @pytest.mark.timeout(300)

@@ -118,11 +118,13 @@ class PerformanceEstimator:
     reference: Estimate | None = None  # the first `reference_windows` full windows, pooled
     next_seq: int = 0
     raised: set[str] = field(default_factory=set)  # flags already raised: each rises once per version
+    observed: int = 0  # predictions of this version seen
 
     def observe(
         self, probability: float, decided_positive: bool, calibrated: bool = True, at: float | None = None
     ) -> int:
         """Adds one served prediction (`at`: its event time); returns its window's sequence number."""
+        self.observed += 1
         if not calibrated:
             self.calibrated = False
         window = self.windows[-1] if self.windows and self.windows[-1].closed is None else None
@@ -205,6 +207,8 @@ class PerformanceEstimator:
         return {
             "calibrated": self.calibrated,
             "window_size": self.window_size,
+            "reference_windows": self.reference_windows,
+            "predictions": self.observed,
             "windows": len(self.windows),
             "estimate": latest.as_dict() if latest else None,
             "reference": self.reference.as_dict() if self.reference else None,

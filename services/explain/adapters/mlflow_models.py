@@ -142,4 +142,3 @@ class MlflowModels:
     def global_uri(self, version: str) -> str | None:
         self._mlflow()
         return dict(self._client.get_model_version(self.name, version).tags).get("global_explanation")
-
