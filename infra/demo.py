@@ -40,7 +40,7 @@ from rich.table import Table
 from infra.demo_loop import client, client_args, explain_prediction, serve_predictions, train_first_champion
 from infra.demo_summary import show_summary
 from infra.lag import end_offsets_now, wait_caught_up
-from infra.late_labels import run_step as run_late_labels
+from infra.late_labels_step import run_step as run_late_labels
 from infra.loop import LoopConfig
 from infra.loop_figures import figures
 from infra.loop_view import run_loop, save, summary_table
