@@ -24,7 +24,7 @@ from feature_repo.names import ENTITY_KEY, EVENT_TIME, FEATURE_SERVICE, FEATURE_
 from services.training.adapters.feast_source import TrainingSource
 from services.training.adapters.mlflow_registry import Candidate, Champion, ModelRegistry
 from services.training.adapters.state import TrainingState
-from services.training.domain.calibration import Calibrated, FitFold, calibrate
+from services.training.domain.calibration import Calibrated, FitFold, calibrate, calibrate_in_sample
 from services.training.domain.dataset import (
     LABEL,
     Assembled,
@@ -151,8 +151,9 @@ class Trainer:
         self.registry.record_gate(out.run_id, out.model_version, verdict.evidence, {})
         mitigated = mitigate(pipeline, run.train, run.inputs, at_fault, run.policy)
         fair = run.judge(mitigated.pipeline)
-        calibrated = run.calibrate(
-            lambda rows: mitigate(run.refit(rows), rows, run.inputs, at_fault, run.policy).pipeline, fair
+        assert fair.scored is not None
+        calibrated = calibrate_in_sample(  # refitting the mitigation in folds costs seconds per fold
+            mitigated.pipeline, run.train, run.inputs, fair.scored.y, fair.scored.p_bad
         )
         before = (out.run_id, out.model_version, candidate, verdict)
         tags = {"mitigation_of_run": out.run_id, "mitigation": mitigated.method}

@@ -12,6 +12,7 @@ from services.training.domain.calibration import (
     BINS,
     apply_platt,
     calibrate,
+    calibrate_in_sample,
     expected_calibration_error,
     fit_platt,
     reliability_curve,
@@ -128,3 +129,26 @@ def test_scores_that_do_not_rank_the_labels_are_not_mapped() -> None:
     scores, y = squashed(500, seed=3)
     with pytest.raises(Exception, match="do not rank"):
         fit_platt(1 - scores, y)
+
+
+def test_in_sample_calibration_maps_a_model_on_its_own_training_scores() -> None:
+    """The mitigated candidate's path: no refits, the map fitted on the model's own training scores,
+    measured on the holdout, and said (`calibration_folds` 0)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(600, 1))
+    y = (rng.random(600) < 1 / (1 + np.exp(-2 * x[:, 0]))).astype(int)
+    train = pd.DataFrame({"x": x[:400, 0], LABEL: y[:400]})
+
+    class Squashed:  # ranks right, probabilities pulled towards 0.5
+        def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+            p = 1 / (1 + np.exp(-0.6 * frame["x"].to_numpy()))
+            return np.c_[1 - p, p]
+
+    holdout = pd.DataFrame({"x": x[400:, 0]})
+    raw = Squashed().predict_proba(holdout)[:, 1]
+    result = calibrate_in_sample(Squashed(), train, ["x"], y[400:], raw)
+    assert result.calibration is not None and result.folds == 0 and result.params()["calibration_folds"] == 0
+    assert result.calibration.slope > 2  # undoes the squashing (about 2 / 0.6)
+    assert result.calibration.holdout_ece_after < result.calibration.holdout_ece_before
+    one_class = calibrate_in_sample(Squashed(), train.assign(**{LABEL: 0}), ["x"], y[400:], raw)
+    assert one_class.calibration is None and one_class.reason

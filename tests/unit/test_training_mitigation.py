@@ -71,7 +71,7 @@ def test_a_candidate_unfair_only_is_mitigated_and_the_gate_decides_on_the_mitiga
         and "ExponentiatedGradient" in mitigated.tags["mitigation"]
     )
     assert outcome.model_version == "2" and outcome.lineage["mitigation_of_version"] == "1"
-    assert registry.candidates[0].calibration is not None  # both calibrated, the mitigated one refitted
+    assert registry.candidates[0].calibration is not None  # both calibrated, the mitigated one in-sample
     assert mitigated.calibration is not None and mitigated.calibration != registry.candidates[0].calibration
     side = second.mitigation
     assert (
