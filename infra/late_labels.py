@@ -24,11 +24,12 @@ from typing import Any
 
 import httpx
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts.events import DriftDetected
 from contracts.registry import ContractError, parse_event
 from contracts.topics import DRIFT_DETECTED, RECORDS_RAW
+from infra.loop import consumer_from_end
 from workbench.late_labels import LabelDelays, late_world, new_channel
 
 
@@ -98,15 +99,7 @@ class LateLabelsRun:
         await self.plan()
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
         await producer.start()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        partitions = [
-            TopicPartition(DRIFT_DETECTED, p) for p in await producer.partitions_for(DRIFT_DETECTED)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await consumer.position(tp)
+        consumer = await consumer_from_end(self.bootstrap, producer, (DRIFT_DETECTED,))
         watcher = asyncio.create_task(self._watch(consumer))
         try:
             await asyncio.wait_for(self._stream(producer), self.config.timeout_s)

@@ -244,17 +244,7 @@ class LoopRun:
             await asyncio.sleep(0.1)
 
     async def _watch_consumer(self, producer: AIOKafkaProducer) -> AIOKafkaConsumer:
-        """Ops' view: no group, every partition of the watched topics from its current end."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        partitions = [  # the producer's partitions_for fetches metadata (the consumer's does not)
-            TopicPartition(topic, p) for topic in WATCHED for p in await producer.partitions_for(topic)
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await consumer.position(tp)  # resolve "the end" now, before anything is sent
-        return consumer
+        return await consumer_from_end(self.bootstrap, producer, WATCHED)
 
     async def _watch(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -287,6 +277,22 @@ class LoopRun:
         elif event.event_type == "ModelRejected":
             text = f"v{p.model_version} rejected: " + "; ".join(p.reasons)[:120]
             self.state.marks.append(Mark(now, row, "rejected", text, str(p.model_version)))
+
+
+async def consumer_from_end(
+    bootstrap: str, producer: AIOKafkaProducer, topics: tuple[str, ...]
+) -> AIOKafkaConsumer:
+    """Ops' view: no group, every partition of `topics` from its current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    partitions = [  # the producer's partitions_for fetches metadata (the consumer's does not)
+        TopicPartition(topic, p) for topic in topics for p in await producer.partitions_for(topic)
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)  # resolve "the end" now, before anything is sent
+    return consumer
 
 
 def _run_id() -> str:

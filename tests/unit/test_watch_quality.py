@@ -22,13 +22,8 @@ def test_a_quality_line_names_the_version_its_measures_and_what_they_stand_on() 
     assert "AUC -," in undefined and "last 1 labelled" in undefined
 
 
-def test_the_poller_shows_a_version_when_it_changes_and_stays_quiet_otherwise() -> None:
-    answers: list[list[dict[str, Any]] | None] = [
-        [V3],
-        [V3],  # unchanged: no line
-        None,  # drift away: no line, no crash
-        [V3 | {"accuracy": 0.5}, {"model": "credit", "version": "4", "labelled": 0.0}],  # v4 unlabelled
-    ]
+def polled(answers: list[list[dict[str, Any]] | None]) -> list[str]:
+    """The lines the poller emits while the source gives `answers`, one per look, then stops."""
     lines: list[str] = []
 
     async def run() -> None:
@@ -43,6 +38,17 @@ def test_the_poller_shows_a_version_when_it_changes_and_stays_quiet_otherwise() 
         await asyncio.wait_for(poll_quality(source, lines.append, 0.01, stop), 5)
 
     asyncio.run(run())
+    return lines
+
+
+def test_the_poller_shows_a_version_when_it_changes_and_stays_quiet_otherwise() -> None:
+    answers: list[list[dict[str, Any]] | None] = [
+        [V3],
+        [V3],  # unchanged: no line
+        None,  # drift away: no line, no crash
+        [V3 | {"accuracy": 0.5}, {"model": "credit", "version": "4", "labelled": 0.0}],  # v4 unlabelled
+    ]
+    lines = polled(answers)
     assert [line.split("QUALITY   ")[1][:30] for line in lines] == [
         "credit v3: accuracy 0.761, AUC",
         "credit v3: accuracy 0.500, AUC",
@@ -79,20 +85,7 @@ def test_the_poller_shows_estimates_beside_quality_and_only_when_they_change() -
         [V3, ESTIMATE | {"estimate": None}],  # no full window yet: nothing to show
         [V3, ESTIMATE | {"drop_detected": False}],
     ]
-    lines: list[str] = []
-
-    async def run() -> None:
-        stop = asyncio.Event()
-
-        async def source() -> list[dict[str, Any]] | None:
-            if not answers:
-                stop.set()
-                return None
-            return answers.pop(0)
-
-        await asyncio.wait_for(poll_quality(source, lines.append, 0.01, stop), 5)
-
-    asyncio.run(run())
+    lines = polled(answers)
     kinds = [line.split()[1] for line in lines]
     assert kinds == ["QUALITY", "ESTIMATE", "ESTIMATE"]
     assert lines[1].endswith("DROP DETECTED") and not lines[2].endswith("DROP DETECTED")
