@@ -14,6 +14,7 @@ from contracts.events.lifecycle import (
     ModelRejectedPayload,
     ModelTrained,
     ModelTrainedPayload,
+    ScheduledFor,
     TrainingRequested,
     TrainingRequestedPayload,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "RecordCleanedPayload",
     "RecordRejected",
     "RecordRejectedPayload",
+    "ScheduledFor",
     "TrainingRequested",
     "TrainingRequestedPayload",
 ]

@@ -9,6 +9,15 @@ from contracts.envelope import Event
 from contracts.topics import MODEL_CANARY, MODEL_PROMOTED, MODEL_REJECTED, MODEL_TRAINED, TRAINING_REQUESTED
 
 
+class ScheduledFor(ContractModel):
+    """Which schedule of the training policy asked for training, and for which due time."""
+
+    trigger: Literal["cron", "labels", "age"] = Field(
+        description="cron: a cron time; labels: N new labels since the last run; age: the champion's age."
+    )
+    due_at: AwareDatetime = Field(description="The due time this request is for (one request per due time).")
+
+
 class TrainingRequestedPayload(ContractModel):
     """Body of `TrainingRequested`."""
 
@@ -26,6 +35,11 @@ class TrainingRequestedPayload(ContractModel):
         description="End offset of each partition of the labels topic when training was asked for "
         "(partition number as a string -> offset): the run waits until training has consumed the "
         "labels up to it, so it learns from every label published before the request.",
+    )
+    schedule: ScheduledFor | None = Field(
+        default=None,
+        description="Set on a request the training policy's schedule made (reason 'schedule'): its "
+        "trigger and due time. The event id is derived from them, so a due time is trained once.",
     )
 
 

@@ -1,5 +1,6 @@
 """Composition root of the training service: state, Feast source, MLflow registry, trainer, the
-labels / training.requested / drift.detected subscriptions, and the routes.
+labels / training.requested / drift.detected subscriptions, the retraining schedule's task, and the
+routes.
 
 Feast and MLflow take seconds to import and MLflow's first model load seconds more: both are opened
 once in the startup hook (in a thread), never per request. Tests may pass fakes for both.
@@ -28,6 +29,7 @@ from feature_repo import FeatureStoreSettings
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Delivery, Subscriptions
+from servicekit.tasks import BackgroundTasks
 from servicekit.watermark import ConsumedOffsets, committed_offsets, end_offsets
 from services.training import routes
 from services.training.adapters.code_version import code_version
@@ -116,6 +118,9 @@ def create_app(
             if opener is not None:
                 await asyncio.to_thread(opener)
 
+    tasks = BackgroundTasks()  # the retraining schedule, checked once the broker is up
+    tasks.add("training-schedule", lambda: training.schedules.run(settings.schedule_check_s))
+
     async def state_ready() -> bool:
         return await asyncio.to_thread(state.ping)
 
@@ -127,6 +132,7 @@ def create_app(
         publishes=(TrainingRequested, ModelTrained, ModelPromoted, ModelRejected, CanaryChanged),
         readiness_checks={"state": state_ready},
         on_startup=[open_adapters],
+        tasks=tasks,
     )
     app.state.training = training
     app.state.rollbacks = Rollbacks(

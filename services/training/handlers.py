@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from contracts.envelope import Event
 from contracts.events import (
@@ -32,6 +33,7 @@ from contracts.events import (
     ModelRejectedPayload,
     ModelTrained,
     ModelTrainedPayload,
+    ScheduledFor,
     TrainingRequested,
     TrainingRequestedPayload,
 )
@@ -45,6 +47,7 @@ from services.training.domain.policy import GatePolicy
 from services.training.domain.retraining import Decision
 from services.training.metrics import LABELS, PHASE_SECONDS, RUNS
 from services.training.retrains import DriftRetrains
+from services.training.schedules import ScheduledRetrains
 from services.training.trainer import Outcome, Trainer
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ class TrainingService:
     watermark_wait_s: float = 120.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     retrains: DriftRetrains = field(init=False)
+    schedules: ScheduledRetrains = field(init=False)
     history: ChampionHistory = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +89,10 @@ class TrainingService:
         self.retrains = DriftRetrains(
             self.state, self.policy, self.request, self.model_name, self.producer, lambda: self.clock()
         )
+        self.schedules = ScheduledRetrains(
+            self.state, self.policy, self.prepare, self.publish, self.topics.requests, self.model_name,
+            lambda: self.clock(),
+        )  # fmt: skip
 
     async def on_label(self, event: LabelObserved) -> None:
         await self.on_labels([event])
@@ -118,6 +126,26 @@ class TrainingService:
     ) -> TrainingRequested:
         """Publish a TrainingRequested with the label watermark of now (the HTTP route and drift use
         this). A drift retrain from a change point makes that change the last one acted on."""
+        event = await self.prepare(requested_by, reason, window, caused_by)
+        await self.publish(event, self.topics.requests)
+        since_change = isinstance(caused_by, DriftDetected) and caused_by.payload.window_start == window[0]
+        if since_change and window[0] is not None:  # (not a retrain on the last N seconds of labels)
+            change = ChangePoint(window[0], str(caused_by.event_id) if caused_by else "")
+            await asyncio.to_thread(self.state.save_change_point, change)
+        return event
+
+    async def prepare(
+        self,
+        requested_by: str,
+        reason: Reason,
+        window: tuple[datetime | None, datetime | None],
+        caused_by: Event[Any] | None = None,
+        *,
+        event_id: UUID | None = None,
+        schedule: ScheduledFor | None = None,
+    ) -> TrainingRequested:
+        """The TrainingRequested to publish, with the label watermark of now; a scheduled one passes
+        the event id derived from its due time."""
         watermark = await self._watermark()
         payload = TrainingRequestedPayload(
             model_name=self.model_name,
@@ -127,13 +155,12 @@ class TrainingService:
             window_start=window[0],
             window_end=window[1],
             labels_watermark=_by_partition_name(watermark),
+            schedule=schedule,
         )
         event = TrainingRequested.create(payload, self.producer, caused_by=caused_by)
-        await self.publish(event, self.topics.requests)
-        since_change = isinstance(caused_by, DriftDetected) and caused_by.payload.window_start == window[0]
-        if since_change and window[0] is not None:  # (not a retrain on the last N seconds of labels)
-            change = ChangePoint(window[0], str(caused_by.event_id) if caused_by else "")
-            await asyncio.to_thread(self.state.save_change_point, change)
+        if event_id is not None:  # a root event names its flow after its own (derived) event id
+            root = {} if caused_by else {"correlation_id": str(event_id)}
+            event = event.model_copy(update={"event_id": event_id} | root)
         return event
 
     async def request_manual(
@@ -180,7 +207,8 @@ class TrainingService:
         return await self.retrains.set_paused(paused, by, note)
 
     async def retraining_status(self, decisions: int = 20) -> dict[str, Any]:
-        return await self.retrains.retraining_status(decisions)
+        status = await self.retrains.retraining_status(decisions)
+        return status | {"schedule": await self.schedules.status()}
 
     async def on_training_requested(self, event: TrainingRequested) -> Outcome | None:
         if event.payload.model_name != self.model_name:

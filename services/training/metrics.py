@@ -19,3 +19,9 @@ DRIFT_EVENTS = Counter(
     "DriftDetected events, by retraining decision (go, or the rule that refused: off, kind, cooldown...)",
     ["reason"],
 )
+SCHEDULED = Counter(
+    "training_scheduled_total",
+    "Due times of the retraining schedule, by trigger (cron, labels, age) and outcome (fired, "
+    "covered: another trigger's request served it, paused: skipped)",
+    ["trigger", "outcome"],
+)

@@ -57,6 +57,12 @@ class TrainingSettings(ServiceSettings):
         description="Keep candidates the gate rejected as registered versions. By default they stay as "
         "runs only, so the registered model lists the versions that passed.",
     )
+    schedule_check_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often the retraining schedule (the policy's `schedule:`) is checked for a due time.",
+    )
     max_handler_attempts: int = Field(
         1, ge=1, le=100, description="A failed run is reported as ModelRejected, not retried by the consumer."
     )

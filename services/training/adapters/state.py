@@ -21,6 +21,7 @@ import pandas as pd
 
 from feature_repo.names import ENTITY_KEY
 from servicekit.sqlite import SqliteDatabase
+from services.training.adapters.schedule_state import SCHEDULE_SCHEMA
 from services.training.domain.dataset import LABEL, LABEL_TIME
 from services.training.domain.manual_window import ChangePoint
 from services.training.domain.retraining import Decision
@@ -42,6 +43,7 @@ SCHEMA = (
     " kind TEXT NOT NULL, version TEXT NOT NULL, previous_version TEXT, run_id TEXT NOT NULL,"
     " evidence TEXT NOT NULL, reason TEXT, requested_by TEXT, at TEXT NOT NULL,"
     " idempotency_key TEXT UNIQUE, request TEXT NOT NULL, event TEXT, published INTEGER NOT NULL)",
+    *SCHEDULE_SCHEMA,
 )
 KEPT_DECISIONS = 500  # older decisions are deleted
 

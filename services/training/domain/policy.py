@@ -8,6 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.training.domain.schedule import Schedule
 from services.training.errors import PolicyError
 
 
@@ -109,6 +110,10 @@ class GatePolicy(_Strict):
     )
     label_wait_s: int = Field(
         3600, ge=1, description="How long a drift retrain waits for labels since the change, at most."
+    )
+    schedule: Schedule = Field(
+        Schedule(),
+        description="Scheduled retraining: cron, every N labels, champion age (all off by default).",
     )
     model: ModelParams = ModelParams()
     absolute: Absolute = Absolute()
