@@ -118,6 +118,10 @@ class RetrainingStatus(Answer):
     policy: dict[str, Any]
     waiting: dict[str, Any] | None = None
     decisions: list[dict[str, Any]] = Field(default_factory=list)
+    schedule: dict[str, Any] | None = Field(
+        None,
+        description="The policy's schedule: per trigger (cron, labels, age) its next due time and last fire.",
+    )
 
 
 # -- drift (ops) ---------------------------------------------------------------------------------

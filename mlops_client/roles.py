@@ -181,16 +181,16 @@ class Ops(Role):
         return models.RunOutcome.model_validate(answer)
 
     def retraining(self) -> models.RetrainingStatus:
-        """Whether automatic retraining on drift is paused, its policy and its last decisions."""
+        """Whether automatic retraining is paused, its policy, its last drift decisions and the schedule."""
         return models.RetrainingStatus.model_validate(self.services["training"].get("/retraining"))
 
     def pause_retraining(self, note: str | None = None) -> models.RetrainingStatus:
-        """Switch automatic retraining on drift off (kept across restarts); `train()` still works."""
+        """Switch automatic retraining (drift and schedule) off, across restarts; `train()` still works."""
         answer = self.services["training"].post("/retraining/pause", {"note": note})
         return models.RetrainingStatus.model_validate(answer)
 
     def resume_retraining(self, note: str | None = None) -> models.RetrainingStatus:
-        """Switch automatic retraining on drift back on."""
+        """Switch automatic retraining (drift and schedule) back on."""
         answer = self.services["training"].post("/retraining/resume", {"note": note})
         return models.RetrainingStatus.model_validate(answer)
 

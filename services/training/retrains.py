@@ -225,7 +225,7 @@ class DriftRetrains:
         )
 
     async def set_paused(self, paused: bool, by: str, note: str | None = None) -> dict[str, Any]:
-        """Pause or resume automatic (drift) retraining; manual requests are not affected."""
+        """Pause or resume automatic retraining (drift and schedule); manual requests are not affected."""
         await asyncio.to_thread(self.state.set_paused, paused, by, self.clock(), note)
         log.info("automatic retraining %s by %s", "paused" if paused else "resumed", by)
         return await self.retraining_status()

@@ -4,9 +4,11 @@
 id, the window it asked for and a note on it (without a window: from the last concept change acted on;
 a window that straddles it is honoured with a warning); the outcome follows on model.promoted /
 model.rejected and at `GET /runs/latest`.
-`POST /retraining/pause` and `/retraining/resume` switch automatic (drift) retraining off and on (kept in
-the service's state, so it survives a restart); `POST /train` still works while paused. `GET /retraining`
-shows the switch, the retraining policy and the last decisions taken on drift events.
+`POST /retraining/pause` and `/retraining/resume` switch automatic retraining off and on, on drift and on
+the policy's schedule alike (kept in the service's state, so it survives a restart); `POST /train` still
+works while paused, and a scheduled due time that passes while paused is skipped, not made up on resume.
+`GET /retraining` shows the switch, the retraining policy, the last decisions taken on drift events, and
+under `schedule` each schedule trigger's next due time and its last fire (services/training/schedules.py).
 `POST /models/{name}/rollback` moves the champion back to an earlier champion with a reason, as a
 ModelPromoted of kind "rollback" (services/training/rollbacks.py); idempotent on `Idempotency-Key`.
 `POST /models/{name}/canary` and `/canary/end` start (or change) and end a canary, as CanaryChanged
@@ -104,7 +106,7 @@ class PauseBody(BaseModel):
 
 @router.post(
     "/retraining/pause",
-    summary="Pause automatic retraining on drift (ops role)",
+    summary="Pause automatic retraining, on drift and on schedule (ops role)",
     responses=error_responses(400, 422),
 )
 async def pause(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
@@ -113,7 +115,7 @@ async def pause(principal: Ops, training: Service, body: PauseBody | None = None
 
 @router.post(
     "/retraining/resume",
-    summary="Resume automatic retraining on drift (ops role)",
+    summary="Resume automatic retraining, on drift and on schedule (ops role)",
     responses=error_responses(400, 422),
 )
 async def resume(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
@@ -122,7 +124,7 @@ async def resume(principal: Ops, training: Service, body: PauseBody | None = Non
 
 @router.get(
     "/retraining",
-    summary="Retraining switch, policy and last decisions (ops role)",
+    summary="Retraining switch, policy, last drift decisions and schedule due times (ops role)",
     responses=error_responses(),
 )
 async def retraining(_: Ops, training: Service) -> dict[str, Any]:
