@@ -66,7 +66,7 @@ def create_app(
         keep_rejected_versions=settings.keep_rejected_versions,
     )
     state = TrainingState(settings.resolved_state_path)
-    policy = partial(load_policy, settings.policy_file)
+    policy = partial(load_policy, settings.policy_file, settings.schedule_overrides)
     trainer = Trainer(state=state, source=feast, registry=mlflow, policy=policy, code_version="unknown")
     broker = make_broker(settings)
     publisher = EventPublisher(broker, settings.service_name)

@@ -63,6 +63,15 @@ class TrainingSettings(ServiceSettings):
         le=3600,
         description="How often the retraining schedule (the policy's `schedule:`) is checked for a due time.",
     )
+    schedule_cron: str | None = Field(
+        None, description="Overrides the policy's schedule.cron (a cron expression in UTC, or 'off')."
+    )
+    schedule_every_labels: str | None = Field(
+        None, description="Overrides the policy's schedule.every_labels (an integer >= 1, or 'off')."
+    )
+    schedule_max_champion_age: str | None = Field(
+        None, description="Overrides the policy's schedule.max_champion_age ('7d', '12h', seconds, or 'off')."
+    )
     max_handler_attempts: int = Field(
         1, ge=1, le=100, description="A failed run is reported as ModelRejected, not retried by the consumer."
     )
@@ -74,6 +83,16 @@ class TrainingSettings(ServiceSettings):
     @property
     def experiment(self) -> str:
         return self.experiment_name or self.model_name
+
+    @property
+    def schedule_overrides(self) -> dict[str, str]:
+        """The TRAINING_SCHEDULE_* values set, by policy field (validated with the policy file)."""
+        given = {
+            "cron": self.schedule_cron,
+            "every_labels": self.schedule_every_labels,
+            "max_champion_age": self.schedule_max_champion_age,
+        }
+        return {field: value for field, value in given.items() if value is not None}
 
     @property
     def resolved_state_path(self) -> Path:

@@ -18,7 +18,7 @@ from services.training.domain.schedule import (
     schedule_event_id,
 )
 from services.training.errors import PolicyError
-from services.training.settings import DEFAULT_POLICY
+from services.training.settings import DEFAULT_POLICY, TrainingSettings
 
 NOW = datetime(2026, 3, 2, 12, 30, tzinfo=UTC)  # a Monday
 ARMED = datetime(2026, 3, 1, tzinfo=UTC)
@@ -134,3 +134,17 @@ def test_garbage_schedules_are_refused_with_a_clear_message(tmp_path: Path, line
 def test_a_full_schedule_loads() -> None:
     schedule = Schedule.model_validate({"cron": "@daily", "every_labels": 500, "max_champion_age": "7d"})
     assert schedule.on and schedule.max_champion_age == timedelta(days=7)
+
+
+def test_environment_overrides_win_over_the_file_and_off_switches_a_trigger_off(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("min_labels: 300\nschedule: {cron: '0 3 * * *', every_labels: 100}\n")
+    policy = load_policy(path, {"every_labels": "off", "max_champion_age": "3600"})
+    assert policy.min_labels == 300 and policy.schedule.cron == "0 3 * * *"
+    assert policy.schedule.every_labels is None and policy.schedule.max_champion_age == timedelta(hours=1)
+    settings = TrainingSettings(schedule_every_labels="250", schedule_cron="@daily")
+    assert load_policy(DEFAULT_POLICY, settings.schedule_overrides).schedule == Schedule(
+        cron="@daily", every_labels=250
+    )
+    with pytest.raises(PolicyError, match=r"TRAINING_SCHEDULE_\* overrides \['every_labels'\]"):
+        load_policy(DEFAULT_POLICY, {"every_labels": "lots"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -128,13 +129,19 @@ class GatePolicy(_Strict):
         return self
 
 
-def load_policy(path: Path) -> GatePolicy:
+def load_policy(path: Path, schedule: Mapping[str, str] | None = None) -> GatePolicy:
+    """The policy file, with `schedule` fields given in the environment over the file's (the value
+    "off" switches a trigger off); both are validated alike."""
     try:
-        data = yaml.safe_load(path.read_text())
-        return GatePolicy.model_validate(data or {})
+        data = yaml.safe_load(path.read_text()) or {}
+        if schedule and isinstance(data, dict) and isinstance(data.get("schedule") or {}, dict):
+            given = {k: None if v.strip().lower() == "off" else v for k, v in schedule.items()}
+            data["schedule"] = (data.get("schedule") or {}) | given
+        return GatePolicy.model_validate(data)
     except OSError as exc:
         raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
-        raise PolicyError(f"policy file {path} is invalid: {exc}") from None
+        also = f" (with TRAINING_SCHEDULE_* overrides {sorted(schedule)})" if schedule else ""
+        raise PolicyError(f"policy file {path}{also} is invalid: {exc}") from None

@@ -35,7 +35,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 Trigger = Literal["cron", "labels", "age"]
 TRIGGERS: tuple[Trigger, ...] = ("cron", "labels", "age")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")  # no unit: seconds
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Event ids of scheduled requests are uuid5 under this namespace: the same (model, trigger, due time)
 # always gets the same id, so a request published twice is trained once (the run ledger is by id).
@@ -53,7 +53,7 @@ def parse_duration(value: object) -> timedelta:
     elif isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = int(match[1]) * _UNIT_S[match[2]]
+        seconds = int(match[1]) * _UNIT_S[match[2] or "s"]
     else:
         raise ValueError(f"{value!r} is not a duration: use seconds (an integer) or e.g. '12h', '7d'")
     if seconds <= 0:
