@@ -115,7 +115,7 @@ class ScheduledRetrains:
     def _inputs(self, schedule: Schedule, now: datetime) -> ScheduleInputs:
         marks = self.store.marks()
         return ScheduleInputs(
-            armed_at=self.store.armed_at(now),
+            armed_at=self.store.armed_at(schedule.cron, now),
             last_due={t: datetime.fromisoformat(m["due_at"]) for t, m in marks.items()},
             labels_since_run=self.state.new_labels() if schedule.every_labels else 0,
             nth_label_at=self.store.nth_label_at(schedule.every_labels) if schedule.every_labels else None,

@@ -71,8 +71,7 @@ async def test_a_cron_time_fires_once_across_a_restart_and_missed_times_once(tmp
 
 async def test_a_crash_before_the_publish_sends_the_saved_request_at_the_next_start(tmp_path: Path) -> None:
     clock, bus = Clock(T0), Bus()
-    start(tmp_path / "s.db", HOURLY, clock, bus)  # armed at T0
-    await start(tmp_path / "s.db", HOURLY, clock, bus).schedules.check()
+    await start(tmp_path / "s.db", HOURLY, clock, bus).schedules.check()  # armed at T0
 
     async def broker_gone(*_: object) -> None:
         raise ConnectionError("broker gone")
@@ -106,6 +105,18 @@ async def test_a_crash_after_the_publish_repeats_the_same_event_id_and_it_is_tra
     for request in (first, second):  # both copies reach the training consumer
         await restarted.on_training_requested(request)
     assert [e.event_type for e, _ in bus.sent].count("ModelRejected") == 1  # one run (too few labels)
+
+
+async def test_a_changed_cron_expression_is_armed_anew_and_does_not_fire_at_once(tmp_path: Path) -> None:
+    clock, bus = Clock(T0), Bus()
+    await start(tmp_path / "s.db", Schedule(cron="0 3 * * *"), clock, bus).schedules.check()
+    clock.now = T0 + timedelta(hours=3)  # 12:00:30; hourly would have been due at 10, 11 and 12
+    changed = start(tmp_path / "s.db", HOURLY, clock, bus)
+    assert (await changed.schedules.check()).reason == "not_due"
+    clock.now = T0 + timedelta(hours=4)
+    assert (await changed.schedules.check()).reason == "fire"
+    [request] = requests(bus)
+    assert request.payload.schedule is not None and request.payload.schedule.due_at.hour == 13
 
 
 async def test_a_due_time_while_paused_is_skipped_not_made_up_on_resume(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ same event id (the run ledger trains an event id once): a due time is neither lo
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,12 +31,18 @@ class ScheduleStore:
         self.database = database
         self.model_name = model_name
 
-    def armed_at(self, now: datetime) -> datetime:
-        """When schedules were first checked (saved on the first call): cron times before it never fire."""
+    def armed_at(self, cron: str | None, now: datetime) -> datetime:
+        """When this cron expression was first checked (saved then; a new expression is armed anew):
+        its times before that never fire, so switching a cron on or changing it does not train at once."""
         with self.database.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO control VALUES ('schedule_armed_at', ?)", (_iso(now),))
-            row = db.execute("SELECT value FROM control WHERE key = 'schedule_armed_at'").fetchone()
-        return datetime.fromisoformat(row[0])
+            row = db.execute("SELECT value FROM control WHERE key = 'schedule_cron_armed'").fetchone()
+            armed = json.loads(row[0]) if row else None
+            if armed is None or armed["cron"] != cron:
+                armed = {"cron": cron, "at": _iso(now)}
+                db.execute(
+                    "INSERT OR REPLACE INTO control VALUES ('schedule_cron_armed', ?)", (json.dumps(armed),)
+                )
+        return datetime.fromisoformat(armed["at"])
 
     def marks(self) -> dict[Trigger, dict[str, Any]]:
         with self.database.connection() as db:

@@ -108,7 +108,7 @@ class Schedule(BaseModel):
 
 @dataclass(frozen=True)
 class ScheduleInputs:
-    armed_at: datetime  # when schedules were first checked: cron times before it never fire
+    armed_at: datetime  # when this cron expression was first checked: its times before never fire
     last_due: Mapping[Trigger, datetime] = field(default_factory=dict)  # last fired (or skipped)
     labels_since_run: int = 0  # labelled entities received since the last training run finished
     nth_label_at: datetime | None = None  # when the every_labels-th of them arrived (None: fewer)
@@ -143,7 +143,8 @@ def decide_schedule(schedule: Schedule, inputs: ScheduleInputs, now: datetime) -
     found: list[Due] = []
     next_due: dict[Trigger, datetime | None] = {}
     if schedule.cron is not None:
-        due, next_due["cron"] = cron_due(schedule.cron, inputs.last_due.get("cron") or inputs.armed_at, now)
+        after = max(inputs.last_due.get("cron", inputs.armed_at), inputs.armed_at)
+        due, next_due["cron"] = cron_due(schedule.cron, after, now)
         found += [Due("cron", due)] if due else []
     if schedule.every_labels is not None:
         due = labels_due(inputs.nth_label_at, inputs.last_due.get("labels"))
