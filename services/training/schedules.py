@@ -74,6 +74,8 @@ class ScheduledRetrains:
         async with self._lock:
             await self._flush()
             policy, now = await asyncio.to_thread(self.policy), self.clock()
+            if not policy.schedule.on:  # the default: no query, no write
+                return ScheduleDecision("off")
             inputs = await asyncio.to_thread(self._inputs, policy.schedule, now)
             decision = decide_schedule(policy.schedule, inputs, now)
             if decision.reason in ("off", "not_due"):
