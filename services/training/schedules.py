@@ -116,11 +116,13 @@ class ScheduledRetrains:
 
     def _inputs(self, schedule: Schedule, now: datetime) -> ScheduleInputs:
         marks = self.store.marks()
+        every = schedule.every_labels
+        labels, nth_label_at = self.store.labels_since_run(every) if every else (0, None)
         return ScheduleInputs(
             armed_at=self.store.armed_at(schedule.cron, now),
             last_due={t: datetime.fromisoformat(m["due_at"]) for t, m in marks.items()},
-            labels_since_run=self.state.new_labels() if schedule.every_labels else 0,
-            nth_label_at=self.store.nth_label_at(schedule.every_labels) if schedule.every_labels else None,
+            labels_since_run=labels,
+            nth_label_at=nth_label_at,
             champion_since=self.store.champion_since() if schedule.max_champion_age else None,
             paused=bool(self.state.pause_status()["paused"]),
         )

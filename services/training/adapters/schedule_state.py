@@ -30,6 +30,7 @@ class ScheduleStore:
     def __init__(self, database: SqliteDatabase, model_name: str) -> None:
         self.database = database
         self.model_name = model_name
+        self._nth: dict[tuple[str, int], datetime] = {}  # (last run finished at, n) -> n-th label's arrival
 
     def armed_at(self, cron: str | None, now: datetime) -> datetime:
         """When this cron expression was first checked (saved then; a new expression is armed anew):
@@ -94,17 +95,26 @@ class ScheduleStore:
                 (KEPT_PUBLISHED,),
             )
 
-    def nth_label_at(self, n: int) -> datetime | None:
-        """When the n-th labelled entity received since the last run finished arrived (None: fewer),
-        counted as `TrainingState.new_labels` counts them."""
-        query = (
-            "SELECT first FROM (SELECT MIN(received_at) AS first FROM labels"
-            " WHERE received_at > COALESCE((SELECT MAX(finished_at) FROM runs), '') GROUP BY entity_id)"
-            " ORDER BY first LIMIT 1 OFFSET ?"
-        )
+    def labels_since_run(self, n: int) -> tuple[int, datetime | None]:
+        """Labelled entities received since the last run finished (as `TrainingState.new_labels` counts
+        them), and when the n-th of them arrived (None: fewer). Labels arrive later than the ones before
+        them, so that time never changes once there are n: it is computed once per run (a query that
+        groups every label since the run), and each check after costs one indexed count."""
         with self.database.connection() as db:
-            row = db.execute(query, (n - 1,)).fetchone()
-        return datetime.fromisoformat(row[0]) if row else None
+            last_run = db.execute("SELECT COALESCE(MAX(finished_at), '') FROM runs").fetchone()[0]
+            count = db.execute(
+                "SELECT COUNT(DISTINCT entity_id) FROM labels WHERE received_at > ?", (last_run,)
+            ).fetchone()[0]
+            if count < n:
+                return int(count), None
+            if (last_run, n) not in self._nth:
+                row = db.execute(
+                    "SELECT first FROM (SELECT MIN(received_at) AS first FROM labels WHERE received_at > ?"
+                    " GROUP BY entity_id) ORDER BY first LIMIT 1 OFFSET ?",
+                    (last_run, n - 1),
+                ).fetchone()
+                self._nth = {(last_run, n): datetime.fromisoformat(row[0])}
+        return int(count), self._nth[(last_run, n)]
 
     def champion_since(self) -> datetime | None:
         """When the champion became champion: its promotion, or the rollback that restored it."""

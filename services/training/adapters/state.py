@@ -32,6 +32,7 @@ SCHEMA = (
     " observed_at TEXT NOT NULL, received_at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS labels_entity ON labels (entity_id, observed_at)",
     "CREATE INDEX IF NOT EXISTS labels_observed ON labels (observed_at)",
+    "CREATE INDEX IF NOT EXISTS labels_received ON labels (received_at, entity_id)",
     "CREATE TABLE IF NOT EXISTS runs ("
     " request_id TEXT PRIMARY KEY, status TEXT NOT NULL, finished_at TEXT NOT NULL, outcome TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS decisions ("
