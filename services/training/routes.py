@@ -106,28 +106,33 @@ class PauseBody(BaseModel):
 
 @router.post(
     "/retraining/pause",
-    summary="Pause automatic retraining, on drift and on schedule (ops role)",
+    summary="Pause automatic retraining on drift (ops role)",
     responses=error_responses(400, 422),
 )
 async def pause(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
+    """Pauses drift retrains and the policy's schedule alike; a scheduled due time that passes while
+    paused is skipped, not made up on resume. `POST /train` still works."""
     return await training.set_paused(True, _who(principal), body.note if body else None)
 
 
 @router.post(
     "/retraining/resume",
-    summary="Resume automatic retraining, on drift and on schedule (ops role)",
+    summary="Resume automatic retraining on drift (ops role)",
     responses=error_responses(400, 422),
 )
 async def resume(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
+    """Resumes drift retrains and the schedule (the next due time fires; skipped ones do not)."""
     return await training.set_paused(False, _who(principal), body.note if body else None)
 
 
 @router.get(
     "/retraining",
-    summary="Retraining switch, policy, last drift decisions and schedule due times (ops role)",
+    summary="Retraining switch, policy and last decisions (ops role)",
     responses=error_responses(),
 )
 async def retraining(_: Ops, training: Service) -> dict[str, Any]:
+    """The switch, the retraining policy, the last drift decisions, and under `schedule` each schedule
+    trigger's next due time and last fire."""
     return await training.retraining_status()
 
 
