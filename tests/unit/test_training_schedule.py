@@ -148,3 +148,12 @@ def test_environment_overrides_win_over_the_file_and_off_switches_a_trigger_off(
     )
     with pytest.raises(PolicyError, match=r"TRAINING_SCHEDULE_\* overrides \['every_labels'\]"):
         load_policy(DEFAULT_POLICY, {"every_labels": "lots"})
+
+
+def test_the_module_examples_hold() -> None:
+    import doctest
+
+    from services.training.domain import schedule as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
