@@ -137,9 +137,9 @@ def test_a_nightly_run_succeeds_when_the_gate_promotes_the_scheduled_retrain(
 ) -> None:
     env = dag_env(airflow_env, stack)
     run, states = run_nightly(env)
-    output = run.stdout[-6000:] + run.stderr[-6000:]
-    assert run.returncode == 0, f"{states}\n{output}"
-    assert states == dict.fromkeys(TASKS, "success") | {"dag_run": "success"}, output
+    output, tail = run.stdout + run.stderr, run.stdout[-6000:] + run.stderr[-6000:]
+    assert run.returncode == 0, f"{states}\n{tail}"
+    assert states == dict.fromkeys(TASKS, "success") | {"dag_run": "success"}, tail
     assert f"'window': {WINDOW}" in output  # the day batch scoring was asked for
     with api(stack, "training", "ops") as ops:
         latest = ops.get("/runs/latest").json()
@@ -157,9 +157,10 @@ def test_a_nightly_run_fails_with_the_gates_reason_when_it_rejects(
     assert rejecting != policy.read_text()
     policy.write_text(rejecting)
     run, states = run_nightly(dag_env(airflow_env, stack))
-    output = run.stdout[-6000:] + run.stderr[-6000:]
-    assert run.returncode != 0 and states["dag_run"] == "failed", output
-    assert states["wait_for_retrain_outcome"] == "success" and states["fail_if_the_gate_rejected"] == "failed"
+    output, tail = run.stdout + run.stderr, run.stdout[-6000:] + run.stderr[-6000:]
+    assert run.returncode != 0 and states["dag_run"] == "failed", tail
+    assert states["wait_for_retrain_outcome"] == "success", f"{states}\n{tail}"
+    assert states["fail_if_the_gate_rejected"] == "failed"
     with api(stack, "training", "ops") as ops:
         rejected = ops.get("/runs/latest").json()
     assert rejected["status"] == "rejected" and rejected["reasons"], rejected
