@@ -25,6 +25,13 @@ class NoRunYet(TrainingError):
     status = 404
 
 
+class RunNotFinished(TrainingError):
+    """No outcome for that request id: unknown, or its run has not finished yet."""
+
+    status = 404
+    code = "run_not_finished"
+
+
 class UnknownModel(TrainingError):
     """The route names a model this service does not train."""
 

@@ -3,7 +3,8 @@
 `POST /train` publishes a TrainingRequested (the same use case as drift) and answers 202 with its event
 id, the window it asked for and a note on it (without a window: from the last concept change acted on;
 a window that straddles it is honoured with a warning); the outcome follows on model.promoted /
-model.rejected and at `GET /runs/latest`.
+model.rejected, at `GET /runs/latest` and, for one request by its event id, at `GET /requests/{id}`
+(what a scheduler such as the nightly Airflow DAG polls).
 `POST /retraining/pause` and `/retraining/resume` switch automatic retraining off and on, on drift and on
 the policy's schedule alike (kept in the service's state, so it survives a restart); `POST /train` still
 works while paused, and a scheduled due time that passes while paused is skipped, not made up on resume.
@@ -20,13 +21,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
 from services.training.canaries import Canaries
-from services.training.errors import NoRunYet, UnknownModel
+from services.training.errors import NoRunYet, RunNotFinished, UnknownModel
 from services.training.handlers import TrainingService
 from services.training.rollbacks import RollbackRequest, Rollbacks
 
@@ -95,6 +96,22 @@ async def latest_run(_: Ops, request: Request) -> dict[str, Any]:
     outcome = await asyncio.to_thread(training.state.latest_run)
     if outcome is None:
         raise NoRunYet("no training run has finished yet")
+    return outcome
+
+
+# A request id is the TrainingRequested's event id, a UUID: anything else is a 422, not a lookup.
+RequestId = Annotated[str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+
+
+@router.get(
+    "/requests/{request_id}",
+    summary="Outcome of the run one training request asked for, by its event id (ops role)",
+    responses=error_responses(404, 422, s404="no outcome yet: unknown request, or its run has not finished"),
+)
+async def request_outcome(request_id: RequestId, _: Ops, training: Service) -> dict[str, Any]:
+    outcome = await asyncio.to_thread(training.state.run, request_id)
+    if outcome is None:
+        raise RunNotFinished(f"no outcome yet for training request {request_id}")
     return outcome
 
 

@@ -54,6 +54,7 @@ def client(tmp_path: Path, keys: dict[str, str]) -> TestClient:
     [
         ("post", "/train"),
         ("get", "/runs/latest"),
+        ("get", "/requests/00000000-0000-4000-8000-000000000000"),
         ("post", "/retraining/pause"),
         ("post", "/retraining/resume"),
         ("get", "/retraining"),
@@ -124,6 +125,22 @@ def test_latest_run_is_404_before_any_run_then_the_outcome(client: TestClient) -
     assert response.status_code == 404 and "no training run" in response.json()["detail"]
     client.app.state.training.state.save_run("r1", "rejected", {"status": "rejected", "reasons": ["x"]})  # type: ignore[attr-defined]
     assert client.get("/runs/latest").json() == {"status": "rejected", "reasons": ["x"]}
+
+
+def test_a_requests_outcome_is_404_until_its_run_finished_then_that_runs_outcome(client: TestClient) -> None:
+    requested = client.post("/train", json={"reason": "schedule"}).json()["event_id"]
+    response = client.get(f"/requests/{requested}")
+    assert response.status_code == 404 and response.json()["code"] == "run_not_finished"
+    state = client.app.state.training.state  # type: ignore[attr-defined]
+    state.save_run(requested, "rejected", {"request_id": requested, "status": "rejected", "reasons": ["x"]})
+    state.save_run("a-later-run", "promoted", {"request_id": "a-later-run", "status": "promoted"})
+    assert client.get(f"/requests/{requested}").json()["reasons"] == ["x"]  # this request's, not the latest
+    assert client.get("/runs/latest").json()["status"] == "promoted"
+
+
+@pytest.mark.parametrize("request_id", ["latest", "r1", "00000000-0000-4000-8000-00000000000Z"])
+def test_a_request_id_that_is_not_an_event_id_is_422(client: TestClient, request_id: str) -> None:
+    assert client.get(f"/requests/{request_id}").status_code == 422
 
 
 def test_pause_and_resume_show_in_the_retraining_status(client: TestClient) -> None:

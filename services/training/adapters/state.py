@@ -119,6 +119,12 @@ class TrainingState:
             ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def run(self, request_id: str) -> dict[str, Any] | None:
+        """The outcome of the run a TrainingRequested (by event id) asked for; None until it finished."""
+        with self._db() as db:
+            row = db.execute("SELECT outcome FROM runs WHERE request_id = ?", (request_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def new_labels(self) -> int:
         """Labelled entities received since the last run finished (all of them before any run)."""
         query = (
