@@ -18,6 +18,8 @@ from contracts.events.lifecycle import (
     TrainingRequestedPayload,
 )
 from contracts.events.monitoring import (
+    BatchScored,
+    BatchScoredPayload,
     DriftDetected,
     DriftDetectedPayload,
     ExplanationProduced,
@@ -56,6 +58,7 @@ ALL_EVENTS: tuple[type[Event[Any]], ...] = (
     ModelRejected,
     CanaryChanged,
     ExplanationProduced,
+    BatchScored,
     AuditCheckpointed,
 )
 
@@ -63,6 +66,8 @@ __all__ = [
     "ALL_EVENTS",
     "AuditCheckpointed",
     "AuditCheckpointedPayload",
+    "BatchScored",
+    "BatchScoredPayload",
     "CanaryChanged",
     "CanaryChangedPayload",
     "DeadLettered",

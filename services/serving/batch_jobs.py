@@ -1,0 +1,235 @@
+"""Use case: batch scoring jobs. The input is checked before the job is accepted (so bad input is a
+4xx, never a failed job), then scored in chunks in worker threads by the model object /predict uses,
+written to Parquet under <service_dir>/batch/<job_id>/, and announced by one BatchScored event
+through the outbox. The event loop only hands chunks over, so /predict keeps answering during a batch
+(the pure-Python scorer holds the GIL per chunk step; requests interleave between steps and at the
+interpreter's switch interval)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from contracts.envelope import Event
+from contracts.events import BatchScored, BatchScoredPayload
+from services.serving.domain.batch import (
+    BadInput,
+    chunks,
+    output_batch,
+    output_schema,
+    score_chunk,
+    sha256_of,
+)
+from services.serving.domain.model import Column, LoadedModel, ModelSlot
+from services.serving.errors import (
+    BadBatchInput,
+    DependencyUnavailable,
+    ModelLoadError,
+    NoChampion,
+    UnknownBatchJob,
+    UnknownModelVersion,
+)
+from services.serving.handlers import Outbox
+from services.serving.reloader import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+LoadTable = Callable[[Sequence[Column]], pa.Table]  # blocking; raises BadInput
+
+
+@dataclass
+class JobStatus:
+    job_id: str
+    state: Literal["running", "done", "failed"]
+    source: Literal["file", "offline_store"]
+    model_name: str
+    model_version: str
+    input_sha256: str
+    rows: int
+    created_at: str
+    content_type: str | None = None
+    start: str | None = None
+    end: str | None = None
+    rows_scored: int = 0
+    rows_per_s: float | None = None
+    duration_s: float | None = None
+    output_sha256: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Announcement:
+    """What the outbox publishes (it takes anything with `events()`)."""
+
+    event: Event[Any]
+
+    def events(self) -> list[Event[Any]]:
+        return [self.event]
+
+
+class BatchJobs:
+    def __init__(
+        self, root: Path, slot: ModelSlot, registry: ModelRegistry, outbox: Outbox, producer: str,
+        chunk_rows: int,
+    ) -> None:  # fmt: skip
+        self.root = root
+        self.slot = slot
+        self.registry = registry
+        self.outbox = outbox
+        self.producer = producer
+        self.chunk_rows = chunk_rows
+        self._jobs: dict[str, JobStatus] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._named: dict[str, LoadedModel] = {}  # named versions loaded for batches (a few, kept)
+
+    def new_job_dir(self) -> tuple[str, Path]:
+        job_id = uuid.uuid4().hex
+        path = self.root / job_id
+        path.mkdir(parents=True)
+        return job_id, path
+
+    async def submit(self, job_id: str, load: LoadTable, version: str | None, **source: Any) -> JobStatus:
+        """Resolve the model, read and check the input (in a thread), start the job; on bad input the
+        job's folder is removed and BadBatchInput (422) raised."""
+        job_dir = self.root / job_id
+        try:
+            model = await self._model(version)
+            table, sha = await asyncio.to_thread(self._load, load, model.columns, job_dir)
+        except BadInput as exc:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise BadBatchInput(str(exc)) from None
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        status = JobStatus(
+            job_id, "running", model_name=model.name, model_version=model.version, input_sha256=sha,
+            rows=table.num_rows, created_at=datetime.now(UTC).isoformat(), **source,
+        )  # fmt: skip
+        self._jobs[job_id] = status
+        _save(job_dir, status)
+        task = asyncio.create_task(self._run(status, model, table), name=f"batch-{job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return status
+
+    def status(self, job_id: str) -> JobStatus:
+        if job_id in self._jobs:
+            return self._jobs[job_id]
+        saved = self.root / job_id / "status.json"
+        if not saved.exists():
+            raise UnknownBatchJob("no batch job with this id")
+        return JobStatus(**json.loads(saved.read_text()))
+
+    def output(self, job_id: str) -> Path:
+        return self.root / job_id / "scores.parquet"
+
+    async def close(self) -> None:
+        """Stop running jobs (they are marked failed on disk: a restart does not resume them)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _model(self, version: str | None) -> LoadedModel:
+        champion = self.slot.champion
+        if version is None:
+            if champion is None:
+                raise NoChampion("no champion model is loaded yet; name a version or retry later")
+            return champion
+        served = [champion, self.slot.challenger, *(self.slot.canary or (None,))[:1]]
+        for model in served:
+            if isinstance(model, LoadedModel) and model.version == version:
+                return model
+        if version not in self._named:
+            try:
+                loaded = await asyncio.to_thread(self.registry.load, version, "batch")
+            except ModelLoadError as exc:
+                raise UnknownModelVersion(f"model version {version} could not be loaded: {exc}") from None
+            except Exception as exc:
+                raise DependencyUnavailable(f"the model registry failed: {type(exc).__name__}") from None
+            if len(self._named) >= 2:
+                self._named.pop(next(iter(self._named)))
+            self._named[version] = loaded
+        return self._named[version]
+
+    @staticmethod
+    def _load(load: LoadTable, columns: Sequence[Column], job_dir: Path) -> tuple[pa.Table, str]:
+        table = load(columns)
+        return table, sha256_of(job_dir / "input")
+
+    async def _run(self, status: JobStatus, model: LoadedModel, table: pa.Table) -> None:
+        job_dir = self.root / status.job_id
+        started = time.perf_counter()
+        ids = [name for name in table.column_names if name not in model.feature_names]
+        lineage = {"input_sha256": status.input_sha256, "source": status.source, "job_id": status.job_id}
+        schema = output_schema(model, ids, lineage)
+        partial = job_dir / ".scores.parquet.partial"
+        try:
+            writer = pq.ParquetWriter(partial, schema)
+            try:
+                for chunk in chunks(table, self.chunk_rows):
+                    await asyncio.to_thread(_score_into, writer, model, chunk, schema)
+                    status.rows_scored += chunk.num_rows
+            finally:
+                writer.close()
+            os.replace(partial, self.output(status.job_id))
+            status.output_sha256 = await asyncio.to_thread(sha256_of, self.output(status.job_id))
+        except asyncio.CancelledError:
+            self._finish(status, started, failed="the service stopped before the job finished")
+            raise
+        except BadInput as exc:
+            self._finish(status, started, failed=str(exc))
+            return
+        except Exception as exc:
+            log.exception("batch job %s failed", status.job_id)
+            self._finish(status, started, failed=f"internal error ({type(exc).__name__}); see the logs")
+            return
+        self._finish(status, started)
+        self.outbox.offer(_Announcement(self._event(status)))
+        log.info("batch job %s: %d rows at %.0f rows/s", status.job_id, status.rows, status.rows_per_s)
+
+    def _finish(self, status: JobStatus, started: float, failed: str | None = None) -> None:
+        status.duration_s = time.perf_counter() - started
+        status.rows_per_s = status.rows_scored / status.duration_s if status.duration_s > 0 else None
+        status.state = "failed" if failed else "done"
+        status.reason = failed
+        _save(self.root / status.job_id, status)
+
+    def _event(self, status: JobStatus) -> BatchScored:
+        payload = BatchScoredPayload(
+            job_id=status.job_id,
+            model_name=status.model_name,
+            model_version=status.model_version,
+            input_sha256=status.input_sha256,
+            rows=status.rows,
+            source=status.source,
+            content_type=status.content_type,
+            start=datetime.fromisoformat(status.start) if status.start else None,
+            end=datetime.fromisoformat(status.end) if status.end else None,
+            output=str(self.output(status.job_id)),
+            output_sha256=status.output_sha256 or "",
+            duration_s=status.duration_s or 0.0,
+        )
+        return BatchScored.create(payload, self.producer)
+
+
+def _score_into(writer: pq.ParquetWriter, model: LoadedModel, chunk: pa.Table, schema: pa.Schema) -> None:
+    writer.write_batch(output_batch(model, score_chunk(model, chunk), schema))
+
+
+def _save(job_dir: Path, status: JobStatus) -> None:
+    partial = job_dir / ".status.json.partial"
+    partial.write_text(json.dumps(asdict(status)))
+    os.replace(partial, job_dir / "status.json")
