@@ -215,3 +215,13 @@ async def test_a_bad_input_or_an_unknown_version_is_refused_and_leaves_nothing(t
     with pytest.raises(UnknownModelVersion, match="99"):
         await jobs.submit(job_id, lambda c: read_input(job_dir / "input", PARQUET, c), "99", source="file")
     assert not job_dir.exists()
+
+
+def test_the_batch_topic_is_created_and_audited_like_every_topic() -> None:
+    from contracts.topics import BATCH_SCORED
+    from infra.topics import platform_topics
+    from services.audit.settings import AuditSettings
+
+    assert BatchScored.topic == BATCH_SCORED
+    assert BATCH_SCORED in [plan.name for plan in platform_topics(3, 1)]
+    assert BATCH_SCORED in AuditSettings().topics
