@@ -118,3 +118,11 @@ def test_a_failed_job_is_exit_1_with_its_reason(
     argv = ["score", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-02T00:00:00+00:00"]
     assert cli.main([*argv, "--api-key", "k", "--url", "http://s"]) == 1
     assert "error: the job failed: the model cannot score these values: purpose" in capsys.readouterr().err
+
+
+def test_mlops_watch_prints_a_batch_in_one_line() -> None:
+    from contracts.samples import sample_events
+    from infra.watch import describe
+
+    [event] = [e for e in sample_events() if e.event_type == "BatchScored"]
+    assert describe(event) == f"04:04:05 SCORED    fraud v5: 1000 rows from file (sha256 {SHA[:12]}) in 1.5 s"
