@@ -131,13 +131,16 @@ class BatchJobs:
         saved = self.root / job_id / "status.json"
         if not saved.exists():
             raise UnknownBatchJob("no batch job with this id")
-        return JobStatus(**json.loads(saved.read_text()))
+        status = JobStatus(**json.loads(saved.read_text()))
+        if status.state == "running":  # not this process's: it died before the job finished
+            status.state, status.reason = "failed", "the service restarted before the job finished"
+        return status
 
     def output(self, job_id: str) -> Path:
         return self.root / job_id / "scores.parquet"
 
     async def close(self) -> None:
-        """Stop running jobs (they are marked failed on disk: a restart does not resume them)."""
+        """Stop running jobs (marked failed on disk; a restart does not resume them)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -148,9 +151,9 @@ class BatchJobs:
             if champion is None:
                 raise NoChampion("no champion model is loaded yet; name a version or retry later")
             return champion
-        served = [champion, self.slot.challenger, *(self.slot.canary or (None,))[:1]]
-        for model in served:
-            if isinstance(model, LoadedModel) and model.version == version:
+        canary = self.slot.canary[0] if self.slot.canary is not None else None
+        for model in (champion, self.slot.challenger, canary):  # already loaded: no registry call
+            if model is not None and model.version == version:
                 return model
         if version not in self._named:
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -225,3 +226,16 @@ def test_the_batch_topic_is_created_and_audited_like_every_topic() -> None:
     assert BatchScored.topic == BATCH_SCORED
     assert BATCH_SCORED in [plan.name for plan in platform_topics(3, 1)]
     assert BATCH_SCORED in AuditSettings().topics
+
+
+def test_a_job_left_running_by_a_dead_process_reads_as_failed(tmp_path: Path) -> None:
+    first = BatchJobs(tmp_path, ModelSlot(), FakeRegistry({}, {}), Offers(), "serving", 16)
+    job_id, job_dir = first.new_job_dir()
+    saved = {
+        "job_id": job_id, "state": "running", "source": "file", "model_name": "m", "model_version": "1",
+        "input_sha256": "ab" * 32, "rows": 5, "created_at": "2026-01-01T00:00:00+00:00",
+    }  # fmt: skip
+    (job_dir / "status.json").write_text(json.dumps(saved))
+    restarted = BatchJobs(tmp_path, ModelSlot(), FakeRegistry({}, {}), Offers(), "serving", 16)
+    status = restarted.status(job_id)
+    assert status.state == "failed" and status.reason == "the service restarted before the job finished"
