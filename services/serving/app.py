@@ -85,8 +85,9 @@ def create_app(
         settings.canary_alias,
     )
     batch_jobs = BatchJobs(
-        settings.service_dir / "batch", slot, registry, outbox, service, settings.batch_chunk_rows
-    )
+        settings.service_dir / "batch", slot, registry, outbox, service, settings.batch_chunk_rows,
+        settings.batch_max_running,
+    )  # fmt: skip
     tasks = BackgroundTasks()
     warmed = asyncio.Event()
 

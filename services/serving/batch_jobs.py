@@ -1,9 +1,11 @@
 """Use case: batch scoring jobs. The input is checked before the job is accepted (so bad input is a
-4xx, never a failed job), then scored in chunks in worker threads by the model object /predict uses,
-written to Parquet under <service_dir>/batch/<job_id>/, and announced by one BatchScored event
-through the outbox. The event loop only hands chunks over, so /predict keeps answering during a batch
-(the pure-Python scorer holds the GIL per chunk step; requests interleave between steps and at the
-interpreter's switch interval)."""
+4xx, never a failed job), then scored chunk by chunk in one worker thread by the model object
+/predict uses, written to Parquet under <service_dir>/batch/<job_id>/, and announced by one
+BatchScored event through the outbox. The event loop only waits, so /predict keeps answering during
+a batch (the pure-Python scorer holds the GIL; requests get it at the interpreter's switch interval).
+The thread alone touches the Parquet writer: a job stopped at shutdown is told through an Event and
+closes its writer itself between chunks (closing it from the loop while the thread wrote crashed
+the process)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,6 +39,7 @@ from services.serving.domain.batch import (
 from services.serving.domain.model import Column, LoadedModel, ModelSlot
 from services.serving.errors import (
     BadBatchInput,
+    BatchBusy,
     DependencyUnavailable,
     ModelLoadError,
     NoChampion,
@@ -83,7 +87,7 @@ class _Announcement:
 class BatchJobs:
     def __init__(
         self, root: Path, slot: ModelSlot, registry: ModelRegistry, outbox: Outbox, producer: str,
-        chunk_rows: int,
+        chunk_rows: int, max_running: int = 2,
     ) -> None:  # fmt: skip
         self.root = root
         self.slot = slot
@@ -91,9 +95,19 @@ class BatchJobs:
         self.outbox = outbox
         self.producer = producer
         self.chunk_rows = chunk_rows
+        self.max_running = max_running
         self._jobs: dict[str, JobStatus] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._named: dict[str, LoadedModel] = {}  # named versions loaded for batches (a few, kept)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def ensure_capacity(self) -> None:
+        """BatchBusy (429) when `max_running` jobs run: each holds its input table in memory."""
+        if self.running >= self.max_running:
+            raise BatchBusy(f"{self.running} batch jobs running, at most {self.max_running}; retry later")
 
     def new_job_dir(self) -> tuple[str, Path]:
         job_id = uuid.uuid4().hex
@@ -179,17 +193,13 @@ class BatchJobs:
         lineage = {"input_sha256": status.input_sha256, "source": status.source, "job_id": status.job_id}
         schema = output_schema(model, ids, lineage)
         partial = job_dir / ".scores.parquet.partial"
+        stop = threading.Event()
         try:
-            writer = pq.ParquetWriter(partial, schema)
-            try:
-                for chunk in chunks(table, self.chunk_rows):
-                    await asyncio.to_thread(_score_into, writer, model, chunk, schema)
-                    status.rows_scored += chunk.num_rows
-            finally:
-                writer.close()
+            await asyncio.to_thread(self._score_all, status, model, table, schema, partial, stop)
             os.replace(partial, self.output(status.job_id))
             status.output_sha256 = await asyncio.to_thread(sha256_of, self.output(status.job_id))
         except asyncio.CancelledError:
+            stop.set()  # the thread ends at its next chunk and closes the writer itself
             self._finish(status, started, failed="the service stopped before the job finished")
             raise
         except BadInput as exc:
@@ -202,6 +212,20 @@ class BatchJobs:
         self._finish(status, started)
         self.outbox.offer(_Announcement(self._event(status)))
         log.info("batch job %s: %d rows at %.0f rows/s", status.job_id, status.rows, status.rows_per_s)
+
+    def _score_all(
+        self, status: JobStatus, model: LoadedModel, table: pa.Table, schema: pa.Schema, partial: Path,
+        stop: threading.Event,
+    ) -> None:  # fmt: skip
+        """In a worker thread: every chunk scored and written, unless `stop` is set first."""
+        with pq.ParquetWriter(partial, schema) as writer:
+            for chunk in chunks(table, self.chunk_rows):
+                if stop.is_set():
+                    break
+                writer.write_batch(output_batch(model, score_chunk(model, chunk), schema))
+                status.rows_scored += chunk.num_rows
+        if stop.is_set():
+            partial.unlink(missing_ok=True)
 
     def _finish(self, status: JobStatus, started: float, failed: str | None = None) -> None:
         status.duration_s = time.perf_counter() - started
@@ -226,10 +250,6 @@ class BatchJobs:
             duration_s=status.duration_s or 0.0,
         )
         return BatchScored.create(payload, self.producer)
-
-
-def _score_into(writer: pq.ParquetWriter, model: LoadedModel, chunk: pa.Table, schema: pa.Schema) -> None:
-    writer.write_batch(output_batch(model, score_chunk(model, chunk), schema))
 
 
 def _save(job_dir: Path, status: JobStatus) -> None:

@@ -84,11 +84,12 @@ _UPLOAD = {
     response_model=BatchJobOut,
     openapi_extra=_UPLOAD,
     responses=error_responses(
-        404, 413, 415, 422, 503,
+        404, 413, 415, 422, 429, 503,
         s404="unknown model version",
         s413="file too large",
         s415="neither Parquet, CSV nor a JSON time range",
         s422="unreadable file, missing columns, wrong types, no rows, or an empty time range",
+        s429="as many batch jobs as allowed are running; retry later",
         s503="no champion loaded yet, or the registry failed",
     ),
 )  # fmt: skip
@@ -99,6 +100,7 @@ async def submit(
 ) -> JSONResponse:
     settings: ServingSettings = request.app.state.settings
     jobs: BatchJobs = request.app.state.batch_jobs
+    jobs.ensure_capacity()
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (PARQUET, CSV, "application/json"):
         raise UnsupportedMediaType(f"send {PARQUET}, {CSV}, or application/json with start and end")

@@ -98,3 +98,10 @@ class BatchNotDone(ServingError):
 
     status = 409
     code = "job_not_done"
+
+
+class BatchBusy(ServingError):
+    """As many batch jobs as allowed are running; the caller retries later."""
+
+    status = 429
+    code = "busy"

@@ -86,6 +86,9 @@ class ServingSettings(ServiceSettings):
     batch_chunk_rows: int = Field(
         50_000, ge=1, description="Rows scored per step of a batch job (each step runs in a worker thread)."
     )
+    batch_max_running: int = Field(
+        2, ge=1, le=64, description="Batch jobs running at once; another POST /batch-scores answers 429."
+    )
     label_dataset: str = Field(
         "loan_applications", min_length=1, description="Dataset named in LabelObserved events."
     )

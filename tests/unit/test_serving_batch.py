@@ -29,7 +29,7 @@ from services.serving.domain.batch import (
 )
 from services.serving.domain.features import check_features
 from services.serving.domain.model import ModelSlot
-from services.serving.errors import BadBatchInput, UnknownModelVersion
+from services.serving.errors import BadBatchInput, BatchBusy, UnknownModelVersion
 from services.serving.handlers import PredictionHandler, Query
 from services.serving.labels import RecentPredictions
 from tests.unit.test_serving_support import FakeFeatures, FakeRegistry, loaded
@@ -239,3 +239,39 @@ def test_a_job_left_running_by_a_dead_process_reads_as_failed(tmp_path: Path) ->
     restarted = BatchJobs(tmp_path, ModelSlot(), FakeRegistry({}, {}), Offers(), "serving", 16)
     status = restarted.status(job_id)
     assert status.state == "failed" and status.reason == "the service restarted before the job finished"
+
+
+async def test_jobs_beyond_the_cap_are_refused_until_one_ends(tmp_path: Path) -> None:
+    slot = ModelSlot()
+    slot.swap(MODEL)
+    jobs = BatchJobs(tmp_path, slot, FakeRegistry({}, {}), Offers(), "serving", 16, max_running=1)
+    job_id, job_dir = jobs.new_job_dir()
+    write(job_dir, frame_rows(40))
+    await jobs.submit(job_id, lambda c: read_input(job_dir / "input", PARQUET, c), None, source="file")
+    with pytest.raises(BatchBusy, match="1 batch jobs running, at most 1"):
+        jobs.ensure_capacity()
+    while jobs.running:
+        await asyncio.sleep(0.01)
+    assert jobs.status(job_id).state == "done"
+    jobs.ensure_capacity()
+
+
+async def test_a_job_stopped_mid_way_is_failed_and_its_thread_cleans_up(tmp_path: Path) -> None:
+    slot = ModelSlot()
+    slot.swap(MODEL)
+    offers = Offers()
+    jobs = BatchJobs(tmp_path, slot, FakeRegistry({}, {}), offers, "serving", 2)
+    job_id, job_dir = jobs.new_job_dir()
+    write(job_dir, frame_rows(1000))
+    await jobs.submit(job_id, lambda c: read_input(job_dir / "input", PARQUET, c), None, source="file")
+    while jobs.status(job_id).rows_scored == 0:
+        await asyncio.sleep(0.001)
+    await jobs.close()  # as at shutdown: the writer must not be closed under the thread
+    status = jobs.status(job_id)
+    assert status.state == "failed" and status.reason == "the service stopped before the job finished"
+    for _ in range(1000):  # the thread notices at its next chunk
+        if not (job_dir / ".scores.parquet.partial").exists():
+            break
+        await asyncio.sleep(0.01)
+    assert not (job_dir / ".scores.parquet.partial").exists() and not jobs.output(job_id).exists()
+    assert offers.items == [] and status.rows_scored < 1000

@@ -93,6 +93,10 @@ def test_a_time_range_without_data_is_422(client: TestClient, tmp_path: Path) ->
     refused(client, 422, "no data in the offline store between 2001-01-01", json=window)
     refused(client, 422, "end must be after start", json={"start": window["end"], "end": window["start"]})
     refused(client, 422, "", json={"start": "2001-01-01T00:00:00"})  # naive, and no end
+    widest = {"start": "0001-01-01T00:00:00+05:00", "end": "9999-12-31T23:59:59-05:00"}
+    accepted = client.post("/batch-scores", json=widest)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["rows"] == 20 and accepted.json()["source"] == "offline_store"
 
 
 def test_a_good_file_is_accepted_with_its_hash_and_only_ops_may_send_it(client: TestClient) -> None:

@@ -22,11 +22,15 @@ def rows_between(offline_path: Path, start: datetime, end: datetime) -> pa.Table
         raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
     with offline_lock(offline_path, exclusive=False):
         table = pq.read_table(offline_path)
-    times = table[EVENT_TIME]
-    kind = times.type
-    if not pa.types.is_timestamp(kind):
-        raise BadInput(f"the offline store's {EVENT_TIME} column is {kind}, not a timestamp")
-    inside = pc.and_(pc.greater_equal(times, pa.scalar(start, kind)), pc.less(times, pa.scalar(end, kind)))
+    if not pa.types.is_timestamp(table.schema.field(EVENT_TIME).type):
+        raise BadInput(f"the offline store's {EVENT_TIME} column is not a timestamp")
+    # In microseconds, whatever the file's unit: every datetime (years 1 to 9999) fits, so no range
+    # asked for can overflow the comparison (nanoseconds end in 2262).
+    micros = pa.timestamp("us", tz="UTC")
+    times = table[EVENT_TIME].cast(micros, safe=False)
+    inside = pc.and_(
+        pc.greater_equal(times, pa.scalar(start, micros)), pc.less(times, pa.scalar(end, micros))
+    )
     selected = table.filter(inside)
     if selected.num_rows == 0:
         raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
