@@ -1,6 +1,7 @@
 """HTTP entry points of batch scoring (ops role): submit a file or a time range, read a job's status,
-download its scores. The upload is streamed to the job's folder (never held in memory) and hashed on
-the way; the file is the input's record, hashed again by the job."""
+download its scores. The upload is streamed to the job's folder (never held whole in memory), then
+read, checked and hashed in a worker thread before the 202, so bad input is a 4xx and leaves nothing.
+The cap on running jobs is checked when a request arrives (uploads in flight are not counted)."""
 
 from __future__ import annotations
 
