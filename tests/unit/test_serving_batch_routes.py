@@ -114,3 +114,14 @@ def test_a_good_file_is_accepted_with_its_hash_and_only_ops_may_send_it(client: 
     assert client.get(f"/batch-scores/{job['job_id']}").json()["job_id"] == job["job_id"]
     assert client.get(f"/batch-scores/{'0' * 32}").status_code == 404
     assert client.get("/batch-scores/..%2Fsecrets").status_code in (404, 422)
+
+
+def test_without_a_champion_a_batch_is_503_no_champion_and_leaves_nothing(client: TestClient) -> None:
+    client.app.state.slot.champion = None  # type: ignore[attr-defined]
+    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}
+    response = client.post("/batch-scores", json=window)
+    assert response.status_code == 503 and response.json()["code"] == "no_champion"
+    csv = client.post("/batch-scores", content=b"a,b\n1,2\n", headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 503 and "name a version" in csv.json()["detail"]
+    jobs_dir: Path = client.jobs_dir  # type: ignore[attr-defined]
+    assert not jobs_dir.exists() or not any(jobs_dir.iterdir())
