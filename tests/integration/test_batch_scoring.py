@@ -54,6 +54,7 @@ def server(kafka_bootstrap: str, w: World) -> Iterator[str]:
         batch_scored_topic=w.topic("batch-scored"),
         promotions_topic=w.topic("batch-promotions"),
         batch_chunk_rows=64,  # several chunks for 200 rows
+        batch_max_bytes=256 * 1024,  # the 200 rows are about 40 kB, even as CSV
     )
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
@@ -193,6 +194,8 @@ async def test_garbage_is_a_4xx_with_a_reason(ops: httpx.AsyncClient, w: World) 
     assert empty.status_code == 422 and "empty" in empty.json()["detail"]
     unknown = await ops.post("/batch-scores?version=999", content=rows_file(w), headers=headers)
     assert unknown.status_code == 404 and "model version 999" in unknown.json()["detail"]
+    oversize = await ops.post("/batch-scores", content=b"x" * (300 * 1024), headers=headers)
+    assert oversize.status_code == 413 and "file larger than 262144 bytes" in oversize.json()["detail"]
     long_ago = {"start": "2001-01-01T00:00:00Z", "end": "2001-01-02T00:00:00Z"}
     no_data = await ops.post("/batch-scores", json=long_ago)
     assert no_data.status_code == 422 and "no data in the offline store" in no_data.json()["detail"]
@@ -218,3 +221,6 @@ async def test_mlops_score_against_the_service(
         and hashlib.sha256(good.read_bytes()).hexdigest() in line
     )
     assert pq.read_table(tmp_path / "s.parquet").num_rows == len(w.rows)
+    empty_range = ["score", "--start", "2001-01-01T00:00:00Z", "--end", "2001-01-02T00:00:00Z", *flags]
+    assert await asyncio.to_thread(cli.main, empty_range) == 2
+    assert "error: no data in the offline store between 2001-01-01" in capsys.readouterr().err
