@@ -9,6 +9,8 @@ from contracts.envelope import Event
 from contracts.events import (
     AuditCheckpointed,
     AuditCheckpointedPayload,
+    BatchScored,
+    BatchScoredPayload,
     CanaryChanged,
     CanaryChangedPayload,
     DeadLettered,
@@ -158,6 +160,18 @@ def sample_payloads() -> dict[type[Event[Any]], Any]:
             champion_version="5",
             reason="candidate 6 was inconclusive at the gate: try it on live traffic",
             requested_by="ops:alice",
+        ),
+        BatchScored: BatchScoredPayload(
+            job_id="3f2a9c",
+            model_name="fraud",
+            model_version="5",
+            input_sha256=SHA,
+            rows=1000,
+            source="file",
+            content_type="application/vnd.apache.parquet",
+            output="serving/batch/3f2a9c/scores.parquet",
+            output_sha256="cd" * 32,
+            duration_s=1.5,
         ),
     }
 

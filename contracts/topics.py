@@ -17,6 +17,7 @@ MODEL_REJECTED = "model.rejected"
 MODEL_CANARY = "model.canary"
 EXPLANATION_PRODUCED = "explanation.produced"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
+BATCH_SCORED = "batch.scored"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         MODEL_CANARY, "CanaryChanged", "model_name", "Canaries started or ended by ops, with the reason."
     ),
     _events(EXPLANATION_PRODUCED, "ExplanationProduced", "model_name", "Global and local explanations."),
+    _events(
+        BATCH_SCORED,
+        "BatchScored",
+        "model_name",
+        "Batch scoring runs: the model, the input's SHA-256, the row count and where the scores are.",
+    ),
     _events(AUDIT_CHECKPOINTS, "AuditCheckpointed", "none", "Heads of the audit hash chain, for anchoring."),
 )
 

@@ -34,6 +34,8 @@ from infra.model_cli import add_parser as add_model_parser
 from infra.model_cli import cmd_model
 from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
 from infra.report_links import cmd_reports, report_id
+from infra.score_cli import add_parser as add_score_parser
+from infra.score_cli import cmd_score
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.status import cmd_status
 from infra.supervisor import (
@@ -251,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
     add_model_parser(sub)
+    add_score_parser(sub)
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
     sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
     sub.add_parser("audit", help="verify, summary, lineage or erase on the audit database", add_help=False)
@@ -279,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "watch": cmd_watch,
         "reports": cmd_reports,
         "model": cmd_model,
+        "score": cmd_score,
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:

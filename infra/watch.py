@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.envelope import Event
 from contracts.events import (
+    BatchScored,
     CanaryChanged,
     DriftDetected,
     ModelPromoted,
@@ -37,6 +38,7 @@ WATCHED: tuple[type[Event], ...] = (
     ModelPromoted,
     ModelRejected,
     CanaryChanged,
+    BatchScored,
 )
 
 
@@ -76,6 +78,14 @@ def describe(event: Event) -> str:
         )
     if isinstance(event, ModelRejected):
         return f"{when} REJECTED  {p.model_name} v{p.model_version}: " + "; ".join(p.reasons)
+    if isinstance(event, BatchScored):
+        source = "file"
+        if p.start is not None and p.end is not None:
+            source = f"offline store {p.start:%Y-%m-%d %H:%M} to {p.end:%Y-%m-%d %H:%M}"
+        return (
+            f"{when} SCORED    {p.model_name} v{p.model_version}: {p.rows} rows from {source} "
+            f"(sha256 {p.input_sha256[:12]}) in {p.duration_s:.1f} s"
+        )
     return f"{when} {event.event_type}"
 
 

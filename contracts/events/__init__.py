@@ -19,6 +19,8 @@ from contracts.events.lifecycle import (
     TrainingRequestedPayload,
 )
 from contracts.events.monitoring import (
+    BatchScored,
+    BatchScoredPayload,
     DriftDetected,
     DriftDetectedPayload,
     ExplanationProduced,
@@ -57,6 +59,7 @@ ALL_EVENTS: tuple[type[Event[Any]], ...] = (
     ModelRejected,
     CanaryChanged,
     ExplanationProduced,
+    BatchScored,
     AuditCheckpointed,
 )
 
@@ -64,6 +67,8 @@ __all__ = [
     "ALL_EVENTS",
     "AuditCheckpointed",
     "AuditCheckpointedPayload",
+    "BatchScored",
+    "BatchScoredPayload",
     "CanaryChanged",
     "CanaryChangedPayload",
     "DeadLettered",

@@ -1,12 +1,12 @@
-"""Events about a model at work: predictions, drift and explanations."""
+"""Events about a model at work: predictions (one at a time or in batch), drift and explanations."""
 
 from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from contracts.common import ContractModel, KafkaCoordinates, Name, Record
+from contracts.common import ContractModel, KafkaCoordinates, Name, Record, Sha256Hex
 from contracts.envelope import Event
-from contracts.topics import DRIFT_DETECTED, EXPLANATION_PRODUCED, PREDICTIONS_MADE
+from contracts.topics import BATCH_SCORED, DRIFT_DETECTED, EXPLANATION_PRODUCED, PREDICTIONS_MADE
 
 
 class PredictionMadePayload(ContractModel):
@@ -119,4 +119,34 @@ class ExplanationProduced(Event[ExplanationProducedPayload]):
     topic: ClassVar[str] = EXPLANATION_PRODUCED
     key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
     event_type: Literal["ExplanationProduced"] = "ExplanationProduced"
+    schema_version: Literal[1] = 1
+
+
+class BatchScoredPayload(ContractModel):
+    """Body of `BatchScored`."""
+
+    job_id: Name = Field(description="The batch job (GET /batch-scores/{job_id} on the serving service).")
+    model_name: Name = Field(description="Registered model name (partition key).")
+    model_version: Name = Field(description="Model version that scored every row.")
+    input_sha256: Sha256Hex = Field(
+        description="SHA-256 of the input: the file as uploaded, or for a time range the Parquet snapshot"
+        " of the offline store's rows that were scored (kept beside the output)."
+    )
+    rows: int = Field(ge=1, description="Rows scored (every row of the input).")
+    source: Literal["file", "offline_store"] = Field(description="An uploaded file, or the offline store.")
+    content_type: str | None = Field(default=None, description="Media type of an uploaded file.")
+    start: AwareDatetime | None = Field(default=None, description="Offline store: first event time included.")
+    end: AwareDatetime | None = Field(default=None, description="Offline store: end of the range (excluded).")
+    output: str = Field(min_length=1, description="Where the scores are (the service's job file).")
+    output_sha256: Sha256Hex = Field(description="SHA-256 of the output Parquet file.")
+    duration_s: float = Field(ge=0, description="Seconds from the job's start to its output written.")
+
+
+class BatchScored(Event[BatchScoredPayload]):
+    """The serving service scored a file or a time range of the offline store with one model version
+    (the scorer online requests use), and wrote the scores to a Parquet file."""
+
+    topic: ClassVar[str] = BATCH_SCORED
+    key_fields: ClassVar[tuple[str, ...]] = ("model_name",)
+    event_type: Literal["BatchScored"] = "BatchScored"
     schema_version: Literal[1] = 1

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
-from contracts.events import CanaryChanged, LabelObserved, ModelPromoted, PredictionMade
+from contracts.events import BatchScored, CanaryChanged, LabelObserved, ModelPromoted, PredictionMade
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
@@ -26,6 +26,8 @@ from servicekit.tasks import BackgroundTasks, retrying
 from services.serving.adapters.feast_online import FeastOnlineFeatures
 from services.serving.adapters.mlflow_registry import MlflowRegistry
 from services.serving.adapters.outbox import EventOutbox
+from services.serving.batch_jobs import BatchJobs
+from services.serving.batch_routes import router as batch_router
 from services.serving.domain.model import ModelSlot
 from services.serving.handlers import OnlineFeatures, PredictionHandler
 from services.serving.labels import LabelHandler, RecentPredictions
@@ -58,28 +60,34 @@ def create_app(
         )
     reader: OnlineFeatures = features
 
-    async def publish_prediction(event: Event[Any]) -> None:
-        await (publish or publisher.publish)(event, settings.predictions_topic)
+    async def publish_outboxed(event: Event[Any]) -> None:
+        topic = settings.batch_scored_topic if isinstance(event, BatchScored) else settings.predictions_topic
+        await (publish or publisher.publish)(event, topic)
 
     async def publish_label(event: Event[Any]) -> None:
         await (publish or publisher.publish)(event, settings.labels_topic)
 
     slot = ModelSlot()
     outbox = EventOutbox(
-        publish_prediction,
+        publish_outboxed,
         maxsize=settings.outbox_size,
         batch=settings.outbox_batch,
         retry_max_s=settings.outbox_retry_max_s,
     )
     recent = RecentPredictions(settings.recent_predictions)
+    registry = registry or MlflowRegistry(settings)
     reloader = ModelReloader(
         slot,
-        registry or MlflowRegistry(settings),
+        registry,
         settings.model_name,
         settings.champion_alias,
         settings.shadow_alias,
         settings.canary_alias,
     )
+    batch_jobs = BatchJobs(
+        settings.service_dir / "batch", slot, registry, outbox, service, settings.batch_chunk_rows,
+        settings.batch_max_running,
+    )  # fmt: skip
     tasks = BackgroundTasks()
     warmed = asyncio.Event()
 
@@ -120,10 +128,11 @@ def create_app(
         broker,
         title="serving",
         subscriptions=subscriptions,
-        publishes=(PredictionMade, LabelObserved),
+        publishes=(PredictionMade, LabelObserved, BatchScored),
         readiness_checks={"models_and_features": loaded},
         on_startup=[start],
-        before_broker_stops=[outbox.close],  # queued prediction events go out while still connected
+        # running batch jobs stop first, then queued events go out while still connected
+        before_broker_stops=[batch_jobs.close, outbox.close],
         tasks=tasks,
     )
     app.state.slot = slot
@@ -133,6 +142,8 @@ def create_app(
         slot, reader, outbox, recent, service, out_of_profile=settings.out_of_profile
     )
     app.state.labels = LabelHandler(publish_label, recent, settings.label_dataset, service)
+    app.state.batch_jobs = batch_jobs
     app.include_router(router)
+    app.include_router(batch_router)
     document_limits(app, settings)
     return app

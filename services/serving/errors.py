@@ -63,3 +63,45 @@ class DependencyUnavailable(ServingError):
 
 class ModelLoadError(ServingError):
     """A model version could not be loaded or breaks the model contract (never reaches a client)."""
+
+
+class BadBatchInput(ServingError):
+    """A batch input the model cannot score: unreadable, missing columns, wrong types, no rows."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class UnsupportedMediaType(ServingError):
+    """A batch body that is neither Parquet, CSV nor a JSON time range."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UnknownModelVersion(ServingError):
+    """A batch asked for a model version the registry cannot give."""
+
+    status = 404
+    code = "unknown_model_version"
+
+
+class UnknownBatchJob(ServingError):
+    """No batch job by that id (never started here, or its files were removed)."""
+
+    status = 404
+    code = "unknown_job"
+
+
+class BatchNotDone(ServingError):
+    """The batch job's output was asked for before the job finished, or after it failed."""
+
+    status = 409
+    code = "job_not_done"
+
+
+class BatchBusy(ServingError):
+    """As many batch jobs as allowed are running; the caller retries later."""
+
+    status = 429
+    code = "busy"

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import LABELS_OBSERVED, MODEL_CANARY, MODEL_PROMOTED, PREDICTIONS_MADE
+from contracts.topics import BATCH_SCORED, LABELS_OBSERVED, MODEL_CANARY, MODEL_PROMOTED, PREDICTIONS_MADE
 from servicekit.settings import ServiceSettings
 
 
@@ -77,11 +77,24 @@ class ServingSettings(ServiceSettings):
         "feature; 'flag' scores them and names the features in the answer's out_of_profile. Values read "
         "from the online store are always scored and flagged, never refused.",
     )
+    batch_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1024,
+        description="Largest file POST /batch-scores accepts, in bytes (413 above); it is kept on disk, "
+        "not in memory, while the job runs.",
+    )
+    batch_chunk_rows: int = Field(
+        50_000, ge=1, description="Rows scored per step of a batch job (each step runs in a worker thread)."
+    )
+    batch_max_running: int = Field(
+        2, ge=1, le=64, description="Batch jobs running at once; another POST /batch-scores answers 429."
+    )
     label_dataset: str = Field(
         "loan_applications", min_length=1, description="Dataset named in LabelObserved events."
     )
     predictions_topic: str = Field(PREDICTIONS_MADE, description="Topic PredictionMade events go to.")
     labels_topic: str = Field(LABELS_OBSERVED, description="Topic LabelObserved events go to.")
+    batch_scored_topic: str = Field(BATCH_SCORED, description="Topic BatchScored events go to.")
     promotions_topic: str = Field(MODEL_PROMOTED, description="Topic ModelPromoted events come from.")
     canary_topic: str = Field(MODEL_CANARY, description="Topic CanaryChanged events come from.")
 

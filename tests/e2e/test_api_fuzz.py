@@ -163,8 +163,9 @@ def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(
 
 
 def test_serving_without_a_champion_says_so(stack: dict[str, str]) -> None:
-    """The one 5xx schemathesis.toml admits (serving's POST /predict, 503) is the stack's state: no
-    model promoted yet. Any body that needs a model gets that reason, none another 5xx."""
+    """The one 5xx schemathesis.toml admits (serving's POST /predict and POST /batch-scores, 503) is
+    the stack's state: no model promoted yet. Any body that needs a model gets that reason, none
+    another 5xx."""
     key = {"X-API-Key": key_of(stack, "client")}
     bodies = [{"features": {"age": 30}}, {"instances": [{"entity_id": "a"}, {"features": {}}]}]
     for body in bodies:
@@ -172,6 +173,10 @@ def test_serving_without_a_champion_says_so(stack: dict[str, str]) -> None:
         assert response.status_code == 503 and response.json()["code"] == "no_champion", response.text
     ready = httpx.get(f"{base_url('serving')}/model", headers=key, timeout=30).json()
     assert ready.get("champion") is None, ready
+    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}
+    ops = {"X-API-Key": key_of(stack, "ops")}
+    batch = httpx.post(f"{base_url('serving')}/batch-scores", json=window, headers=ops, timeout=30)
+    assert batch.status_code == 503 and batch.json()["code"] == "no_champion", batch.text
 
 
 def probe(service: str, path: str, method: str, operation: dict[str, Any], key: str | None) -> httpx.Response:

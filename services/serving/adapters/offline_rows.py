@@ -1,0 +1,37 @@
+"""A time range of the offline store (the Parquet file the features service appends to), for batch
+scoring. Read under the offline lock held shared, as training reads it, so an append in progress is
+never seen half written."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from feature_repo.names import EVENT_TIME
+from feature_repo.store import offline_lock
+from services.serving.domain.batch import BadInput
+
+
+def rows_between(offline_path: Path, start: datetime, end: datetime) -> pa.Table:
+    """Rows with start <= event time < end, in the file's order; BadInput when there are none."""
+    if not offline_path.exists():
+        raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
+    with offline_lock(offline_path, exclusive=False):
+        table = pq.read_table(offline_path)
+    if not pa.types.is_timestamp(table.schema.field(EVENT_TIME).type):
+        raise BadInput(f"the offline store's {EVENT_TIME} column is not a timestamp")
+    # In microseconds, whatever the file's unit: every datetime (years 1 to 9999) fits, so no range
+    # asked for can overflow the comparison (nanoseconds end in 2262).
+    micros = pa.timestamp("us", tz="UTC")
+    times = table[EVENT_TIME].cast(micros, safe=False)
+    inside = pc.and_(
+        pc.greater_equal(times, pa.scalar(start, micros)), pc.less(times, pa.scalar(end, micros))
+    )
+    selected = table.filter(inside)
+    if selected.num_rows == 0:
+        raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
+    return selected
