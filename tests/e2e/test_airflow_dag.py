@@ -8,6 +8,7 @@ Airflow missing is a failure that says how to install it, never a skip."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -83,6 +84,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[
             request = ops.post("/train", json={"reason": "manual"}).json()["event_id"]
             champion = wait_for(lambda: _outcome(ops.get(f"/requests/{request}")), 300, "the first model")
         assert champion["status"] == "promoted", f"{champion}\n{logs(state)}"
+        with api(env, "serving", "ops") as ops:  # serving swaps on model.promoted: wait for it
+            serving_has = lambda: (ops.get("/model").json().get("champion") or {}).get("model_version")  # noqa: E731
+            wait_for(lambda: serving_has() == champion["model_version"], 120, "serving to load the champion")
         yield env
     finally:
         mlops("down", env=env)
@@ -141,6 +145,8 @@ def test_a_nightly_run_succeeds_when_the_gate_promotes_the_scheduled_retrain(
     assert run.returncode == 0, f"{states}\n{tail}"
     assert states == dict.fromkeys(TASKS, "success") | {"dag_run": "success"}, tail
     assert f"'window': {WINDOW}" in output  # the day batch scoring was asked for
+    scored = re.search(r"Returned value was: \{'window': .*?'state': 'done'.*?'rows': (\d+)", output)
+    assert scored and int(scored[1]) > 0, tail  # the day's applications, scored by the champion
     with api(stack, "training", "ops") as ops:
         latest = ops.get("/runs/latest").json()
     assert latest["status"] == "promoted" and f"promoted version {latest['model_version']}" in output

@@ -132,12 +132,12 @@ def mlops_nightly() -> None:
         status, body = call("POST", f"{serving}/batch-scores", window)
         job = expect(status, body, 202, f"POST {serving}/batch-scores {window}")
 
-        def done(answer: dict[str, Any]) -> bool:
-            if answer.get("status") == "failed":
-                raise AirflowFailException(f"batch scoring {job['id']} failed: {answer}")
-            return answer.get("status") == "done"
+        def done(answer: dict[str, Any]) -> bool:  # the job's `state`: running, done or failed (with why)
+            if answer.get("state") == "failed":
+                raise AirflowFailException(f"batch scoring {job['job_id']} failed: {answer}")
+            return answer.get("state") == "done"
 
-        result = poll(f"{serving}/batch-scores/{job['id']}", "batch scoring", done)
+        result = poll(f"{serving}/batch-scores/{job['job_id']}", "batch scoring", done)
         return {"window": window, **result}
 
     @task
