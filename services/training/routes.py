@@ -123,7 +123,7 @@ class PauseBody(BaseModel):
 
 @router.post(
     "/retraining/pause",
-    summary="Pause automatic retraining on drift (ops role)",
+    summary="Pause automatic retraining on drift and on schedule (ops role)",
     responses=error_responses(400, 422),
 )
 async def pause(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
@@ -134,7 +134,7 @@ async def pause(principal: Ops, training: Service, body: PauseBody | None = None
 
 @router.post(
     "/retraining/resume",
-    summary="Resume automatic retraining on drift (ops role)",
+    summary="Resume automatic retraining on drift and on schedule (ops role)",
     responses=error_responses(400, 422),
 )
 async def resume(principal: Ops, training: Service, body: PauseBody | None = None) -> dict[str, Any]:
@@ -144,7 +144,7 @@ async def resume(principal: Ops, training: Service, body: PauseBody | None = Non
 
 @router.get(
     "/retraining",
-    summary="Retraining switch, policy and last decisions (ops role)",
+    summary="Retraining switch, policy, last decisions and next scheduled due times (ops role)",
     responses=error_responses(),
 )
 async def retraining(_: Ops, training: Service) -> dict[str, Any]:
