@@ -35,6 +35,9 @@ from contracts.events import (
     RecordCleanedPayload,
     RecordRejected,
     RecordRejectedPayload,
+    ReplayCompleted,
+    ReplayCompletedPayload,
+    ReplayedPartition,
     TrainingRequested,
     TrainingRequestedPayload,
 )
@@ -158,6 +161,17 @@ def sample_payloads() -> dict[type[Event[Any]], Any]:
             champion_version="5",
             reason="candidate 6 was inconclusive at the gate: try it on live traffic",
             requested_by="ops:alice",
+        ),
+        ReplayCompleted: ReplayCompletedPayload(
+            service="features",
+            group="replay-2026-01-01",
+            partitions=[ReplayedPartition(topic="records.clean", partition=0, from_offset=0, to_offset=1000)],
+            records=1000,
+            duration_s=4.2,
+            publish=False,
+            withheld={"features.updated": 2},
+            state_dir="/var/lib/mlops/replays/replay-2026-01-01",
+            requested_by="alice",
         ),
     }
 

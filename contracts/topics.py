@@ -17,6 +17,7 @@ MODEL_REJECTED = "model.rejected"
 MODEL_CANARY = "model.canary"
 EXPLANATION_PRODUCED = "explanation.produced"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
+REPLAYS = "platform.replays"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     _events(EXPLANATION_PRODUCED, "ExplanationProduced", "model_name", "Global and local explanations."),
     _events(AUDIT_CHECKPOINTS, "AuditCheckpointed", "none", "Heads of the audit hash chain, for anchoring."),
+    _events(REPLAYS, "ReplayCompleted", "service", "Replays of the log into a fresh consumer group (ops)."),
 )
 
 

@@ -30,6 +30,9 @@ from contracts.events.platform import (
     AuditCheckpointedPayload,
     DeadLettered,
     DeadLetteredPayload,
+    ReplayCompleted,
+    ReplayCompletedPayload,
+    ReplayedPartition,
 )
 from contracts.events.records import (
     FeaturesUpdated,
@@ -57,6 +60,7 @@ ALL_EVENTS: tuple[type[Event[Any]], ...] = (
     CanaryChanged,
     ExplanationProduced,
     AuditCheckpointed,
+    ReplayCompleted,
 )
 
 __all__ = [
@@ -89,6 +93,9 @@ __all__ = [
     "RecordCleanedPayload",
     "RecordRejected",
     "RecordRejectedPayload",
+    "ReplayCompleted",
+    "ReplayCompletedPayload",
+    "ReplayedPartition",
     "TrainingRequested",
     "TrainingRequestedPayload",
 ]
