@@ -44,6 +44,7 @@ from servicekit.settings import ServiceSettings
 DONE, FAILED, REFUSED = 0, 1, 2
 REPLAYABLE = ("features", "drift", "audit")
 POLL_S = 0.25
+PROGRESS_S = 1.0
 STOP_TIMEOUT_S = 60.0
 
 
@@ -151,11 +152,11 @@ def cmd_replay(infra: InfraSettings, args: argparse.Namespace) -> int:
     process = subprocess.Popen([sys.executable, "-m", f"services.{target.name}"],
                                env=_replay_env(target, live, args.group, state, plan))  # fmt: skip
     try:
-        finished = asyncio.run(_follow(live.kafka_bootstrap_servers, window, process))
+        first = asyncio.run(_follow(live.kafka_bootstrap_servers, window, process))
     finally:
         _stop(process)
     seconds = time.monotonic() - started
-    if not finished:
+    if first is None:
         print(f"mlops replay: the {target.name} replay process exited ({process.returncode}) before the "
               "window's end; its state is incomplete", file=sys.stderr)  # fmt: skip
         return FAILED
@@ -164,8 +165,9 @@ def cmd_replay(infra: InfraSettings, args: argparse.Namespace) -> int:
     asyncio.run(_announce(live, event))
     summary: dict[str, Any] = {
         "service": target.name, "group": args.group, "records": window.records, "seconds": round(seconds, 3),
-        "records_per_s": round(window.records / seconds, 1), "publish": args.publish, "withheld": withheld,
-        "state_dir": str(state), "event_id": str(event.event_id),
+        "records_per_s": round(window.records / seconds, 1), "startup_s": round(first - started, 3),
+        "publish": args.publish, "withheld": withheld, "state_dir": str(state),
+        "event_id": str(event.event_id),
     }  # fmt: skip
     same = True
     if args.compare:
@@ -191,20 +193,24 @@ async def _prepare(
     return window
 
 
-async def _follow(bootstrap: str, window: Window, process: subprocess.Popen[bytes]) -> bool:
-    """Wait until every group committed up to the window's end, printing progress; False if the process
-    ended first."""
-    total, last = window.records, -1
+async def _follow(bootstrap: str, window: Window, process: subprocess.Popen[bytes]) -> float | None:
+    """Wait until every group committed up to the window's end, printing progress (about once a second).
+    The time the first records were committed (the service's start-up is behind it), None if the
+    process ended first; an empty window is done at once."""
+    total, printed, shown = window.records, -1, 0.0
+    first: float | None = None
     async with ReplayKafka(bootstrap) as kafka:
         while True:
             done = window.done(await kafka.committed(window))
-            if done != last:
+            if first is None and (done or not total):
+                first = time.monotonic()
+            if done != printed and (done >= total or time.monotonic() - shown >= PROGRESS_S):
                 print(f"  {done}/{total} records", file=sys.stderr)
-                last = done
-            if done >= total:
-                return True
+                printed, shown = done, time.monotonic()
+            if done >= total and first is not None:
+                return first
             if process.poll() is not None:
-                return False
+                return None
             await asyncio.sleep(POLL_S)
 
 

@@ -11,8 +11,11 @@
   hash means every live row holds exactly the bytes the log holds and every link is intact. (2) The
   fresh store built from the log verifies on its own and holds the same (topic, partition, offset,
   value digest) set as the live store over the window. "Same" is both.
-- drift: each state table's row count, rebuilt against live; "same" is equal counts for every table
-  (detector state is rebuilt from the same records, so its counters and windows line up).
+- drift: each state table's row count, rebuilt against live, the per-partition offsets the detectors
+  have consumed up to, and whether each detector's saved state is byte-equal. "Same" is equal offsets
+  and equal counts. Detector state is reported, not required: the drift service joins three topics
+  (records, predictions, labels), and a replay interleaves them differently from the live arrival,
+  so windowed detectors may hold the same records in a different order.
 """
 
 from __future__ import annotations
@@ -148,12 +151,22 @@ def _inside(window: Window, coordinates: tuple[str, int, int]) -> bool:
 
 
 def compare_drift(live: DriftSettings, state: Path) -> dict[str, Any]:
-    live_path = live.resolved_state_path
-    rebuilt = _table_counts(state / "drift" / "drift.db")
-    current = _table_counts(live_path)
+    rebuilt_path, live_path = state / "drift" / "drift.db", live.resolved_state_path
+    rebuilt, current = _table_counts(rebuilt_path), _table_counts(live_path)
     tables = sorted(set(rebuilt) | set(current))
     side_by_side = {t: {"live": current.get(t), "replay": rebuilt.get(t)} for t in tables}
-    return {"tables": side_by_side, "same": all(v["live"] == v["replay"] for v in side_by_side.values())}
+    offsets_equal = _rows(live_path, "offsets") == _rows(rebuilt_path, "offsets")
+    live_blobs, rebuilt_blobs = dict(_rows(live_path, "blobs")), dict(_rows(rebuilt_path, "blobs"))
+    blobs = {
+        name: live_blobs.get(name) == rebuilt_blobs.get(name)
+        for name in sorted(set(live_blobs) | set(rebuilt_blobs))
+    }
+    return {
+        "tables": side_by_side,
+        "offsets_equal": offsets_equal,
+        "detector_state_equal": blobs,
+        "same": offsets_equal and all(v["live"] == v["replay"] for v in side_by_side.values()),
+    }
 
 
 def _table_counts(path: Path) -> dict[str, int]:
@@ -162,3 +175,11 @@ def _table_counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {name: int(db.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]) for name in names}
+
+
+def _rows(path: Path, table: str) -> list[tuple[Any, ...]]:
+    """A drift state table's rows in a stable order (empty when the file or table is missing)."""
+    if table not in _table_counts(path):
+        return []
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return sorted(tuple(r) for r in db.execute(f'SELECT * FROM "{table}"'))
