@@ -13,7 +13,7 @@ Progress goes to stderr, the summary (JSON) to stdout, and a `ReplayCompleted` e
 
 Exit codes: 0 done (and, with --compare, the same as live), 1 the replay process failed or --compare
 found differences, 2 bad input (unknown service or topic, a group that exists, an offset outside the
-log, a time after its last record).
+log, a time after its last record) or a cluster that does not answer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import getpass
 import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from aiokafka.errors import KafkaError
 
 from contracts.events import ReplayCompleted, ReplayCompletedPayload, ReplayedPartition
 from infra.replay_window import ReplayKafka, ReplayRefused, Start, Window
@@ -112,6 +115,13 @@ def moment(text: str) -> datetime:
     return when
 
 
+def group_name(text: str) -> str:
+    """Also a folder name (the default state folder), so nothing that could climb out of it."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", text):
+        raise argparse.ArgumentTypeError(f"letters, digits, '.', '_' and '-' (200 at most), got {text!r}")
+    return text
+
+
 def offset(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"an offset is a whole number >= 0, got {text!r}")
@@ -121,7 +131,9 @@ def offset(text: str) -> int:
 def add_parser(sub: Any) -> None:
     replay = sub.add_parser("replay", help="rebuild a service's state from the log into a fresh group")
     replay.add_argument("service", type=service, help=f"one of {', '.join(REPLAYABLE)}")
-    replay.add_argument("--group", required=True, help="fresh consumer group to read with (must not exist)")
+    replay.add_argument(
+        "--group", type=group_name, required=True, help="fresh consumer group to read with (must not exist)"
+    )
     start = replay.add_mutually_exclusive_group(required=True)
     start.add_argument("--from-offset", type=offset, help="first offset, on every partition read")
     start.add_argument("--from-time", type=moment, help="first record at or after this time (ISO 8601)")
@@ -143,6 +155,11 @@ def cmd_replay(infra: InfraSettings, args: argparse.Namespace) -> int:
         window = asyncio.run(_prepare(target, live, args.group, args.topic, start))
     except ReplayRefused as err:
         print(f"mlops replay: {err}", file=sys.stderr)
+        return REFUSED
+    except KafkaError as err:
+        print(
+            f"mlops replay: Kafka at {live.kafka_bootstrap_servers} did not answer: {err!r}", file=sys.stderr
+        )
         return REFUSED
     plan = ReplayPlan(group=args.group, stop_offsets=window.stop_offsets(), publish=args.publish,
                       report=state / "replay-report.json")  # fmt: skip

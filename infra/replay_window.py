@@ -9,6 +9,7 @@ commit, those outside `--topic` at their end, so nothing outside the window is r
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,7 +72,12 @@ class ReplayKafka:
         self.offsets: AIOKafkaConsumer = self.lag.offsets
 
     async def __aenter__(self) -> ReplayKafka:
-        await self.lag.start()
+        try:
+            await self.lag.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # close what did start; the first error is the one to say
+                await self.lag.stop()
+            raise
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -135,6 +135,7 @@ async def test_bad_input_is_refused_with_exit_code_2(kafka_bootstrap: str, tmp_p
         "after the log's last record": ("features", "--group", fresh, "--from-time", future),
         "does not read": ("features", "--group", fresh, "--from-offset", "0", "--topic", "records.raw"),
         "cannot be replayed": ("serving", "--group", fresh, "--from-offset", "0"),
+        "letters, digits": ("features", "--group", "../elsewhere", "--from-offset", "0"),
     }
     for message, args in cases.items():
         code, _, err = live.replay(*args)
