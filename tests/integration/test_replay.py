@@ -148,7 +148,7 @@ async def test_bad_input_is_refused_with_exit_code_2(kafka_bootstrap: str, tmp_p
         assert len(err.strip().splitlines()) <= 6, err  # a message, not a traceback
 
 
-async def test_a_replay_from_a_time_reads_only_the_records_since(
+async def test_a_replay_from_a_time_reads_only_the_records_since_and_may_publish(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     live = await _live(kafka_bootstrap, tmp_path)
@@ -162,11 +162,16 @@ async def test_a_replay_from_a_time_reads_only_the_records_since(
             lambda: app.state.ledger.count() == RECORDS + 40, timeout_s=120, what="the live push"
         )
     group = f"replay-since-{live.run}"
+    updated = TopicPartition(live.updated, 0)
+    before = await _ends(kafka_bootstrap, [live.updated])
     code, summary, err = live.replay(
-        "features", "--group", group, "--from-time", since.isoformat(), "--topic", live.clean, "--compare"
-    )
+        "features", "--group", group, "--from-time", since.isoformat(), "--topic", live.clean, "--compare",
+        "--publish",
+    )  # fmt: skip
     assert code == 0, err
     assert summary["records"] == 40 and summary["compare"]["entities"] == summary["compare"]["equal"] == 40
+    assert summary["publish"] is True and summary["withheld"] == {}  # asked to: FeaturesUpdated went out
+    assert (await _ends(kafka_bootstrap, [live.updated]))[updated] > before[updated]
 
 
 async def test_an_audit_replay_relinks_the_live_chain_to_the_same_head(
