@@ -16,6 +16,7 @@ The plan travels as one JSON setting, `MLOPS_REPLAY` (servicekit/settings.py).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 from collections import Counter
@@ -57,6 +58,9 @@ class ReplayBroker(KafkaBroker):
         self.plan = plan
         self.withheld: Counter[str] = Counter()
         self.beyond_window = 0
+        # Again at exit: shutdown hooks that run after the broker stopped (the audit's last checkpoint)
+        # may still count an event.
+        atexit.register(self.write_report)
 
     async def publish(self, message: Any = None, topic: str = "", **kwargs: Any) -> Any:
         if self.plan.publish:
