@@ -165,17 +165,20 @@ def cmd_replay(infra: InfraSettings, args: argparse.Namespace) -> int:
                       report=state / "replay-report.json")  # fmt: skip
     print(f"replaying {window.records} records of {target.name} from {start.describe()} into {args.group} "
           f"(state {state})", file=sys.stderr)  # fmt: skip
+    state.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", f"services.{target.name}"],
-                               env=_replay_env(target, live, args.group, state, plan))  # fmt: skip
-    try:
-        first = asyncio.run(_follow(live.kafka_bootstrap_servers, window, process))
-    finally:
-        _stop(process)
+    with open(state / "replay.log", "ab") as log:  # the service's own logs, out of the operator's way
+        process = subprocess.Popen([sys.executable, "-m", f"services.{target.name}"], stdout=log, stderr=log,
+                                   env=_replay_env(target, live, args.group, state, plan))  # fmt: skip
+        try:
+            first = asyncio.run(_follow(live.kafka_bootstrap_servers, window, process))
+        finally:
+            _stop(process)
     seconds = time.monotonic() - started
     if first is None:
         print(f"mlops replay: the {target.name} replay process exited ({process.returncode}) before the "
-              "window's end; its state is incomplete", file=sys.stderr)  # fmt: skip
+              f"window's end; its state is incomplete (log: {state / 'replay.log'})",
+              file=sys.stderr)  # fmt: skip
         return FAILED
     withheld = _withheld(plan)
     event = _completed(target, args.group, window, seconds, args.publish, withheld, state)
