@@ -36,6 +36,7 @@ bench: install
 	@$(PY) -m bench.serving_latency
 	@$(PY) -m bench.explain_latency
 	@$(PY) -m bench.drift_detection
+	@$(PY) -m bench.replay
 
 up: install
 	@$(VENV)/bin/mlops up

@@ -37,6 +37,9 @@ from contracts.events import (
     RecordCleanedPayload,
     RecordRejected,
     RecordRejectedPayload,
+    ReplayCompleted,
+    ReplayCompletedPayload,
+    ReplayedPartition,
     TrainingRequested,
     TrainingRequestedPayload,
 )
@@ -172,6 +175,17 @@ def sample_payloads() -> dict[type[Event[Any]], Any]:
             output="serving/batch/3f2a9c/scores.parquet",
             output_sha256="cd" * 32,
             duration_s=1.5,
+        ),
+        ReplayCompleted: ReplayCompletedPayload(
+            service="features",
+            group="replay-2026-01-01",
+            partitions=[ReplayedPartition(topic="records.clean", partition=0, from_offset=0, to_offset=1000)],
+            records=1000,
+            duration_s=4.2,
+            publish=False,
+            withheld={"features.updated": 2},
+            state_dir="/var/lib/mlops/replays/replay-2026-01-01",
+            requested_by="alice",
         ),
     }
 

@@ -18,6 +18,7 @@ MODEL_CANARY = "model.canary"
 EXPLANATION_PRODUCED = "explanation.produced"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 BATCH_SCORED = "batch.scored"
+REPLAYS = "platform.replays"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         "Batch scoring runs: the model, the input's SHA-256, the row count and where the scores are.",
     ),
     _events(AUDIT_CHECKPOINTS, "AuditCheckpointed", "none", "Heads of the audit hash chain, for anchoring."),
+    _events(REPLAYS, "ReplayCompleted", "service", "Replays of the log into a fresh consumer group (ops)."),
 )
 
 

@@ -11,6 +11,8 @@ mlops reports [--report ID] [--ttl S]       a signed link to paste into a browse
                                             index page, or one report's page
 mlops model rollback [--to N] --reason TEXT  move the champion back, as an audited event
 mlops model canary --version N --share S --reason TEXT | --end --reason TEXT
+mlops replay SERVICE --group NAME (--from-offset N | --from-time ISO8601) [--topic T] [--state-dir DIR]
+             [--publish] [--compare]     rebuild features, drift or audit state from the log
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from infra.kafka_local import KafkaInfraError
 from infra.model_cli import add_parser as add_model_parser
 from infra.model_cli import cmd_model
 from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
+from infra.replay_cli import add_parser as add_replay_parser
+from infra.replay_cli import cmd_replay
 from infra.report_links import cmd_reports, report_id
 from infra.score_cli import add_parser as add_score_parser
 from infra.score_cli import cmd_score
@@ -254,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--services", help=argparse.SUPPRESS)
     add_model_parser(sub)
     add_score_parser(sub)
+    add_replay_parser(sub)
     # Their own arguments are parsed by the tools they run (parse_known_args hands them over as is).
     sub.add_parser("produce", help="stream the demo loan applications (mlops produce --help)", add_help=False)
     sub.add_parser("audit", help="verify, summary, lineage or erase on the audit database", add_help=False)
@@ -283,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "reports": cmd_reports,
         "model": cmd_model,
         "score": cmd_score,
+        "replay": cmd_replay,
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -12,6 +12,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from contracts.envelope import Event
 from contracts.registry import encode_event
 from servicekit.metrics import EVENTS_PUBLISHED
+from servicekit.replay import ReplayBroker
 from servicekit.settings import ServiceSettings
 
 # Large enough for the 5 MB records producers may send (they must reach ingest to be rejected).
@@ -39,9 +40,8 @@ def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:
     """acks=all + idempotence: an acknowledged publish survives a broker failover and is never doubled
-    by the producer's own retries."""
-    return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+    by the producer's own retries. A replay process (settings.replay) gets the replay's broker."""
+    options: dict[str, Any] = dict(
         client_id=settings.service_name,
         acks="all",
         enable_idempotence=True,
@@ -56,6 +56,9 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         log_level=logging.DEBUG,
         description=f"Kafka connection of the {settings.service_name} service",
     )
+    if settings.replay is not None:
+        return ReplayBroker(settings.replay, settings.kafka_bootstrap_servers, **options)
+    return KafkaBroker(settings.kafka_bootstrap_servers, **options)
 
 
 class EventPublisher:

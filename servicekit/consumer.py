@@ -41,6 +41,7 @@ from servicekit.isolation import handle_isolating
 from servicekit.logs import log_context
 from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.partitions import PartitionsView
+from servicekit.replay import keep_in_window
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ class Subscriptions(PartitionsView):
     ) -> None:
         """Handle a batch with per-record isolation (see the module docstring). Raising NACKs the batch:
         the consumer seeks each of its partitions back to its first offset there and delivers again."""
+        items = keep_in_window(self.broker, items, raw_of)  # all of them, unless this is a replay
         if not items:
             return
         sources = [raw_of(item).source for item in items]

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.replay import ReplayPlan
+
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "admin"}
 
 
@@ -101,6 +103,12 @@ class ServiceSettings(BaseSettings):
     )
     max_handler_attempts: int = Field(
         3, ge=1, le=100, description="Attempts per message before a failing handler dead-letters it."
+    )
+    replay: ReplayPlan | None = Field(
+        None,
+        validation_alias=AliasChoices("MLOPS_REPLAY"),
+        description="Set by `mlops replay` only (JSON, servicekit/replay.py): this process replays a "
+        "window of the log into a fresh group and publishes nothing unless the plan says so.",
     )
 
     @property

@@ -33,6 +33,9 @@ from contracts.events.platform import (
     AuditCheckpointedPayload,
     DeadLettered,
     DeadLetteredPayload,
+    ReplayCompleted,
+    ReplayCompletedPayload,
+    ReplayedPartition,
 )
 from contracts.events.records import (
     FeaturesUpdated,
@@ -61,6 +64,7 @@ ALL_EVENTS: tuple[type[Event[Any]], ...] = (
     ExplanationProduced,
     BatchScored,
     AuditCheckpointed,
+    ReplayCompleted,
 )
 
 __all__ = [
@@ -95,6 +99,9 @@ __all__ = [
     "RecordCleanedPayload",
     "RecordRejected",
     "RecordRejectedPayload",
+    "ReplayCompleted",
+    "ReplayCompletedPayload",
+    "ReplayedPartition",
     "ScheduledFor",
     "TrainingRequested",
     "TrainingRequestedPayload",

@@ -1,13 +1,13 @@
-"""Platform-wide events: dead letters and audit checkpoints."""
+"""Platform-wide events: dead letters, audit checkpoints and replays of the log."""
 
 from typing import ClassVar, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from contracts.common import ContractModel, KafkaCoordinates, Rejection, Sha256Hex
+from contracts.common import ContractModel, KafkaCoordinates, Name, Rejection, Sha256Hex
 from contracts.envelope import Event
-from contracts.topics import AUDIT_CHECKPOINTS, DEADLETTERS
+from contracts.topics import AUDIT_CHECKPOINTS, DEADLETTERS, REPLAYS
 
 
 class DeadLetteredPayload(ContractModel):
@@ -62,4 +62,38 @@ class AuditCheckpointed(Event[AuditCheckpointedPayload]):
 
     topic: ClassVar[str] = AUDIT_CHECKPOINTS
     event_type: Literal["AuditCheckpointed"] = "AuditCheckpointed"
+    schema_version: Literal[1] = 1
+
+
+class ReplayedPartition(ContractModel):
+    """The window a replay read on one partition: [from_offset, to_offset)."""
+
+    topic: Name = Field(description="Kafka topic name.")
+    partition: int = Field(ge=0, description="Partition number within the topic.")
+    from_offset: int = Field(ge=0, description="First offset read.")
+    to_offset: int = Field(ge=0, description="End offset captured when the replay began (exclusive).")
+
+
+class ReplayCompletedPayload(ContractModel):
+    """Body of `ReplayCompleted`."""
+
+    service: Name = Field(description="Service whose consumer was replayed (features, drift, audit).")
+    group: Name = Field(description="The fresh consumer group the replay read with.")
+    partitions: list[ReplayedPartition] = Field(description="Window read, per partition.")
+    records: int = Field(ge=0, description="Records in the window.")
+    duration_s: float = Field(ge=0, description="Seconds from the process's start to the window's end.")
+    publish: bool = Field(description="Whether the replay published the service's outgoing events.")
+    withheld: dict[str, int] = Field(
+        default_factory=dict, description="Events not published, per topic (empty with `publish`)."
+    )
+    state_dir: str = Field(max_length=4096, description="Folder the rebuilt state was written to.")
+    requested_by: Name = Field(description="Who ran the replay (the operating-system user).")
+
+
+class ReplayCompleted(Event[ReplayCompletedPayload]):
+    """Ops replayed a window of the log into a fresh consumer group of a service (`mlops replay`)."""
+
+    topic: ClassVar[str] = REPLAYS
+    key_fields: ClassVar[tuple[str, ...]] = ("service",)
+    event_type: Literal["ReplayCompleted"] = "ReplayCompleted"
     schema_version: Literal[1] = 1

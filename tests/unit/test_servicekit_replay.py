@@ -1,0 +1,61 @@
+"""The replay flag of the kit (servicekit/replay.py): a service whose settings carry a replay plan gets a
+broker that withholds what it would publish and a consumer that drops records past the window's end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from faststream.kafka import KafkaBroker
+
+from contracts.common import KafkaCoordinates
+from servicekit.broker import EventPublisher, make_broker
+from servicekit.consumer import RawMessage
+from servicekit.replay import ReplayBroker, ReplayPlan, keep_in_window
+from tests.support import probe_settings, training_request
+
+PLAN = {"group": "replay-1", "stop_offsets": {"t.clean": {"0": 10, "1": 0}}}
+
+
+def raw(topic: str, partition: int, offset: int) -> RawMessage:
+    return RawMessage(KafkaCoordinates(topic=topic, partition=partition, offset=offset), None, b"{}", 0)
+
+
+def test_the_window_ends_before_the_captured_end_offset_and_names_its_partitions() -> None:
+    plan = ReplayPlan.model_validate(PLAN)
+    inside = [raw("t.clean", 0, 0), raw("t.clean", 0, 9)]
+    outside = [raw("t.clean", 0, 10), raw("t.clean", 1, 0), raw("t.clean", 2, 0), raw("t.other", 0, 0)]
+    assert [plan.within(r.source) for r in inside + outside] == [True, True] + [False] * 4
+
+
+def test_the_plan_comes_from_one_setting_and_makes_the_replay_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_REPLAY", json.dumps(PLAN))
+    settings = probe_settings("127.0.0.1:1")
+    assert settings.replay is not None and settings.replay.stop_offsets == {"t.clean": {0: 10, 1: 0}}
+    assert isinstance(make_broker(settings), ReplayBroker)
+    monkeypatch.delenv("MLOPS_REPLAY")
+    assert type(make_broker(probe_settings("127.0.0.1:1"))) is KafkaBroker
+
+
+async def test_a_replay_publishes_nothing_and_reports_what_it_withheld(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    plan = ReplayPlan.model_validate({**PLAN, "report": str(report)})
+    broker = make_broker(probe_settings("127.0.0.1:1", replay=plan))  # nothing listens there
+    publisher = EventPublisher(broker, "probe")
+    for _ in range(3):
+        await publisher.publish(training_request(), topic="t.requests")
+    await publisher.publish(training_request())
+    assert isinstance(broker, ReplayBroker)
+    broker.write_report()
+    assert json.loads(report.read_text())["withheld"] == {"t.requests": 3, "training.requested": 1}
+
+
+def test_records_past_the_window_are_dropped_and_counted_only_in_a_replay() -> None:
+    batch = [raw("t.clean", 0, 8), raw("t.clean", 0, 9), raw("t.clean", 0, 10), raw("t.clean", 1, 0)]
+    plain = KafkaBroker("127.0.0.1:1")
+    assert keep_in_window(plain, batch, lambda r: r) == batch
+    replaying = make_broker(probe_settings("127.0.0.1:1", replay=ReplayPlan.model_validate(PLAN)))
+    assert isinstance(replaying, ReplayBroker)
+    assert keep_in_window(replaying, batch, lambda r: r) == batch[:2]
+    assert replaying.beyond_window == 2
