@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,3 +35,13 @@ def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
 
 def logs(state: Path, tail: int = 3000) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-tail:]}" for p in (state / "logs").glob("*.log"))
+
+
+def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
+    """Poll `probe` every half second until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := probe():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")

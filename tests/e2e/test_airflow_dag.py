@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from infra.settings import REPO_ROOT
 from infra.supervisor import SERVICE_ORDER
 from services.training.settings import DEFAULT_POLICY
-from tests.e2e.stack import api, logs, stack_env
+from tests.e2e.stack import api, logs, stack_env, wait_for
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT
 
@@ -94,15 +93,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[
 
 def _outcome(response: Any) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None
-
-
-def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def dag_env(airflow_env: dict[str, str], stack: dict[str, str]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from contracts.events import PredictionMade
 from contracts.registry import parse_event
 from contracts.topics import PREDICTIONS_MADE
 from feature_repo import ENTITY_KEY, FEATURES
-from tests.e2e.stack import api, logs, stack_env
+from tests.e2e.stack import api, logs, stack_env, wait_for
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT
 
@@ -45,15 +45,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[
 
 def _state(env: dict[str, str]) -> Path:
     return Path(env["MLOPS_STATE_DIR"])
-
-
-def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_streamed_records_train_a_champion_that_serves_the_training_features(stack: dict[str, str]) -> None:

@@ -22,8 +22,7 @@ from contracts.events import GateEvidence, ModelPromoted, ModelPromotedPayload, 
 from infra.settings import REPO_ROOT
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
-from tests.integration.test_serving_service import free_port
-from tests.integration.test_serving_support import MODEL, World, world
+from tests.integration.test_serving_support import MODEL, World, free_port, world
 from tests.support import create_topic, probe_settings, wait_until
 from workbench.serving_devdata import mlflow_env
 

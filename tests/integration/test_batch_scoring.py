@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,6 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
 
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
@@ -27,11 +25,9 @@ from contracts.events import BatchScored
 from infra import cli
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
-from services.serving.app import create_app
 from services.serving.settings import ServingSettings
-from tests.integration.test_serving_service import _wait_ready, free_port
-from tests.integration.test_serving_support import World, world
-from tests.support import create_topic, probe_settings, wait_until
+from tests.integration.test_serving_support import World, serving_in_thread, world
+from tests.support import probe_settings, wait_until
 
 PARQUET = "application/vnd.apache.parquet"
 
@@ -56,22 +52,9 @@ def server(kafka_bootstrap: str, w: World) -> Iterator[str]:
         batch_chunk_rows=64,  # several chunks for 200 rows
         batch_max_bytes=256 * 1024,  # the 200 rows are about 40 kB, even as CSV
     )
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-
-    async def topics() -> None:
-        for name in ("batch-predictions", "batch-scored", "batch-promotions"):
-            await create_topic(kafka_bootstrap, w.topic(name), partitions=1)
-
-    asyncio.run(topics())
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    asyncio.run(_wait_ready(base))
-    yield base
-    uv.should_exit = True
-    thread.join(30)
+    topics = {w.topic(name): 1 for name in ("batch-predictions", "batch-scored", "batch-promotions")}
+    with serving_in_thread(settings, topics) as base:
+        yield base
 
 
 class Observer:

@@ -28,7 +28,7 @@ from contracts.registry import encode_event
 from servicekit.auth import Role, write_dev_keys
 from services.explain.app import create_app
 from services.explain.settings import ExplainSettings
-from tests.integration.test_serving_service import free_port
+from tests.integration.test_serving_support import free_port
 from tests.support import create_topic, wait_until
 from workbench.serving_devdata import germancredit, mlflow_env, register_reference_model
 

@@ -4,15 +4,12 @@ app runs under uvicorn in a thread and is called over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import REGISTRY
 
 from contracts.common import KafkaCoordinates
@@ -20,17 +17,10 @@ from contracts.envelope import Event
 from contracts.events import GateEvidence, LabelObserved, ModelPromoted, ModelPromotedPayload, PredictionMade
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
-from services.serving.app import create_app
 from services.serving.settings import ServingSettings
-from tests.integration.test_serving_support import MODEL, SMALL, World, world
-from tests.support import create_topic, probe_settings, wait_until
+from tests.integration.test_serving_support import MODEL, SMALL, World, serving_in_thread, world
+from tests.support import probe_settings, wait_until
 from workbench.serving_devdata import mlflow_env, model_artifact_files
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -51,40 +41,9 @@ def server(kafka_bootstrap: str, w: World) -> Iterator[str]:
         labels_topic=w.topic("labels"),
         promotions_topic=w.topic("promotions"),
     )
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    asyncio.run(_topics(kafka_bootstrap, w))
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    asyncio.run(_wait_ready(base))
-    yield base
-    uv.should_exit = True
-    thread.join(30)
-
-
-async def _topics(bootstrap: str, w: World) -> None:
-    for name in ("predictions", "labels", "promotions"):
-        await create_topic(bootstrap, w.topic(name), partitions=3)
-
-
-async def _wait_ready(base: str) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        ready = {"ok": False}
-
-        async def probe() -> None:
-            try:
-                ready["ok"] = (await client.get("/ready")).status_code == 200
-            except httpx.TransportError:
-                ready["ok"] = False
-
-        for _ in range(1800):
-            await probe()
-            if ready["ok"]:
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError("serving never became ready")
+    topics = {w.topic(name): 3 for name in ("predictions", "labels", "promotions")}
+    with serving_in_thread(settings, topics) as base:
+        yield base
 
 
 class Observer:

@@ -4,16 +4,27 @@ Built once per test process (integration and e2e share it)."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import json
 import shutil
+import socket
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import uvicorn
+
 from servicekit.auth import Role, write_dev_keys
+from services.serving.app import create_app
+from services.serving.settings import ServingSettings
+from tests.support import create_topic
 from workbench.serving_devdata import push_feature_rows, register_reference_model
 
 MODEL = "credit-risk"
@@ -70,3 +81,46 @@ def world() -> World:
         rows,
         uuid.uuid4().hex[:8],
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving_in_thread(settings: ServingSettings, topics: dict[str, int]) -> Iterator[str]:
+    """The serving app under uvicorn in a thread, once `topics` (name -> partitions) exist and it is
+    ready: yields its base URL, and stops it after."""
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=free_port(), log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+
+    async def create_topics() -> None:
+        for name, partitions in topics.items():
+            await create_topic(settings.kafka_bootstrap_servers, name, partitions=partitions)
+
+    asyncio.run(create_topics())
+    thread.start()
+    base = f"http://127.0.0.1:{config.port}"
+    asyncio.run(wait_ready(base))
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+async def wait_ready(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base) as client:
+        for _ in range(1800):
+            try:
+                if (await client.get("/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("serving never became ready")
