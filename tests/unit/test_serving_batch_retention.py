@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ def test_a_deleted_job_answers_404_like_an_unknown_id(client: TestClient) -> Non
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     while client.get(f"/batch-scores/{job_id}").json()["state"] == "running":
-        pass
+        time.sleep(0.01)
     jobs.keep_jobs = 0  # a newer job would push it out; the setting itself is at least 1
     jobs.prune_finished()
     deleted = client.get(f"/batch-scores/{job_id}")
