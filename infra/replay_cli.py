@@ -9,7 +9,7 @@ with its ordinary settings pointed elsewhere: the fresh group, a state folder (d
 <state_dir>/replays/<group>/, feature store, ledger and databases included) and the replay plan
 (servicekit/replay.py): read up to the end offsets captured now, publish nothing unless --publish.
 Progress goes to stderr, the summary (JSON) to stdout, and a `ReplayCompleted` event to
-`platform.replays`, where the audit trail records it.
+`platform.replays`, where the audit trail records it. The process itself: infra/replay_process.py.
 
 Exit codes: 0 done (and, with --compare, the same as live), 1 the replay process failed or --compare
 found differences, 2 bad input (unknown service or topic, a group that exists, an offset outside the
@@ -23,13 +23,9 @@ import asyncio
 import getpass
 import importlib
 import json
-import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +34,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from contracts.events import ReplayCompleted, ReplayCompletedPayload, ReplayedPartition
+from infra.replay_process import ProcessRun, replay_env, run_replay_process, withheld_counts
 from infra.replay_window import ReplayKafka, ReplayRefused, Start, Window
 from infra.settings import InfraSettings
 from servicekit.broker import EventPublisher, make_broker
@@ -46,9 +43,6 @@ from servicekit.settings import ServiceSettings
 
 DONE, FAILED, REFUSED = 0, 1, 2
 REPLAYABLE = ("features", "drift", "audit")
-POLL_S = 0.25
-PROGRESS_S = 1.0
-STOP_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -151,52 +145,38 @@ def cmd_replay(infra: InfraSettings, args: argparse.Namespace) -> int:
     live = target.live_settings(kafka_bootstrap_servers=infra.bootstrap_servers, state_dir=infra.state_dir)
     state = (args.state_dir or live.state_dir / "replays" / args.group).resolve()
     start = Start(offset=args.from_offset, time=args.from_time)
-    try:
-        window = asyncio.run(_prepare(target, live, args.group, args.topic, start))
-    except ReplayRefused as err:
-        print(f"mlops replay: {err}", file=sys.stderr)
-        return REFUSED
-    except KafkaError as err:
-        print(
-            f"mlops replay: Kafka at {live.kafka_bootstrap_servers} did not answer: {err!r}", file=sys.stderr
-        )
+    window = _window_or_refusal(target, live, args.group, args.topic, start)
+    if window is None:
         return REFUSED
     plan = ReplayPlan(group=args.group, stop_offsets=window.stop_offsets(), publish=args.publish,
                       report=state / "replay-report.json")  # fmt: skip
     print(f"replaying {window.records} records of {target.name} from {start.describe()} into {args.group} "
           f"(state {state})", file=sys.stderr)  # fmt: skip
-    state.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with open(state / "replay.log", "ab") as log:  # the service's own logs, out of the operator's way
-        process = subprocess.Popen([sys.executable, "-m", f"services.{target.name}"], stdout=log, stderr=log,
-                                   env=_replay_env(target, live, args.group, state, plan))  # fmt: skip
-        try:
-            first = asyncio.run(_follow(live.kafka_bootstrap_servers, window, process))
-        finally:
-            _stop(process)
-    seconds = time.monotonic() - started
-    if first is None:
-        print(f"mlops replay: the {target.name} replay process exited ({process.returncode}) before the "
+    run = _run(target, live, window, plan, state)
+    if run.first is None:
+        print(f"mlops replay: the {target.name} replay process exited ({run.returncode}) before the "
               f"window's end; its state is incomplete (log: {state / 'replay.log'})",
               file=sys.stderr)  # fmt: skip
         return FAILED
-    withheld = _withheld(plan)
-    event = _completed(target, args.group, window, seconds, args.publish, withheld, state)
+    event = _completed(target, args.group, window, run.seconds, args.publish, withheld_counts(plan), state)
     asyncio.run(_announce(live, event))
-    summary: dict[str, Any] = {
-        "service": target.name, "group": args.group, "records": window.records, "seconds": round(seconds, 3),
-        "records_per_s": round(window.records / seconds, 1), "startup_s": round(first - started, 3),
-        "publish": args.publish, "withheld": withheld, "state_dir": str(state),
-        "event_id": str(event.event_id),
-    }  # fmt: skip
-    same = True
-    if args.compare:
-        from infra.replay_compare import compare
+    return _report(_summary(event, run, run.first), live, state, window, args.compare)
 
-        summary["compare"] = compare(live, state, window)
-        same = bool(summary["compare"]["same"])
-    print(json.dumps(summary, indent=2))
-    return DONE if same else FAILED
+
+def _window_or_refusal(
+    target: Target, live: ServiceSettings, group: str, topic: str | None, start: Start
+) -> Window | None:
+    """The window to replay, its first offsets committed into the fresh group; None (said on stderr)
+    when the input is refused or the cluster does not answer."""
+    try:
+        return asyncio.run(_prepare(target, live, group, topic, start))
+    except ReplayRefused as err:
+        print(f"mlops replay: {err}", file=sys.stderr)
+    except KafkaError as err:
+        print(
+            f"mlops replay: Kafka at {live.kafka_bootstrap_servers} did not answer: {err!r}", file=sys.stderr
+        )
+    return None
 
 
 async def _prepare(
@@ -213,65 +193,40 @@ async def _prepare(
     return window
 
 
-async def _follow(bootstrap: str, window: Window, process: subprocess.Popen[bytes]) -> float | None:
-    """Wait until every group committed up to the window's end, printing progress (about once a second).
-    The time the first records were committed (the service's start-up is behind it), None if the
-    process ended first; an empty window is done at once."""
-    total, printed, shown = window.records, -1, 0.0
-    first: float | None = None
-    async with ReplayKafka(bootstrap) as kafka:
-        while True:
-            done = window.done(await kafka.committed(window))
-            if first is None and (done or not total):
-                first = time.monotonic()
-            if done != printed and (done >= total or time.monotonic() - shown >= PROGRESS_S):
-                print(f"  {done}/{total} records", file=sys.stderr)
-                printed, shown = done, time.monotonic()
-            if done >= total and first is not None:
-                return first
-            if process.poll() is not None:
-                return None
-            await asyncio.sleep(POLL_S)
+def _run(target: Target, live: ServiceSettings, window: Window, plan: ReplayPlan, state: Path) -> ProcessRun:
+    state.mkdir(parents=True, exist_ok=True)
+    env = replay_env(
+        target.prefix, target.fresh_env(state), live.mlflow_uri, live.kafka_bootstrap_servers, plan.group,
+        state, plan,
+    )  # fmt: skip
+    return run_replay_process(target.name, live.kafka_bootstrap_servers, window, env, state / "replay.log")
 
 
-def _replay_env(
-    target: Target, live: ServiceSettings, group: str, state: Path, plan: ReplayPlan
-) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("AUDIT_DATABASE_APP_ROLE", "AUDIT_SIGNING_KEY_FILE", "AUDIT_SUBJECT_SECRET_FILE"):
-        env.pop(name, None)  # the fresh store is SQLite with keys of its own
-    env.update({
-        "MLOPS_STATE_DIR": str(state), "MLOPS_FEAST_REPO": str(state / "feast"),
-        "MLOPS_FEAST_ONLINE_STORE": "{}",  # the rebuilt online store: SQLite in the replay's folder
-        "MLFLOW_TRACKING_URI": live.mlflow_uri, "KAFKA_BOOTSTRAP_SERVERS": live.kafka_bootstrap_servers,
-        f"{target.prefix}GROUP_ID": group, f"{target.prefix}HTTP_HOST": "127.0.0.1",
-        f"{target.prefix}HTTP_PORT": str(_free_port()), "MLOPS_REPLAY": plan.model_dump_json(),
-        **target.fresh_env(state),
-    })  # fmt: skip
-    return env
+def _summary(event: ReplayCompleted, run: ProcessRun, first: float) -> dict[str, Any]:
+    """What stdout shows: the announced event's facts, the speed, and the process's start-up time
+    (`first`: when its first records were committed)."""
+    done = event.payload
+    return {
+        "service": done.service, "group": done.group, "records": done.records,
+        "seconds": round(run.seconds, 3), "records_per_s": round(done.records / run.seconds, 1),
+        "startup_s": round(first - run.started, 3), "publish": done.publish, "withheld": done.withheld,
+        "state_dir": done.state_dir, "event_id": str(event.event_id),
+    }  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _report(
+    summary: dict[str, Any], live: ServiceSettings, state: Path, window: Window, compare: bool
+) -> int:
+    """The summary on stdout, with the rebuilt state compared to the live one under --compare; DONE, or
+    FAILED when the comparison found differences."""
+    same = True
+    if compare:
+        from infra.replay_compare import compare as compare_states
 
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM: the service stops its broker, which writes the replay's report."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _withheld(plan: ReplayPlan) -> dict[str, int]:
-    if plan.report is None or not plan.report.is_file():
-        return {}
-    return dict(json.loads(plan.report.read_text()).get("withheld", {}))
+        summary["compare"] = compare_states(live, state, window)
+        same = bool(summary["compare"]["same"])
+    print(json.dumps(summary, indent=2))
+    return DONE if same else FAILED
 
 
 def _completed(

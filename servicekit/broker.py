@@ -11,8 +11,8 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from contracts.envelope import Event
 from contracts.registry import encode_event
-from servicekit.metrics import EVENTS_PUBLISHED
-from servicekit.replay import ReplayBroker
+from servicekit.metrics import EVENTS_PUBLISHED, EVENTS_WITHHELD
+from servicekit.replay import ReplayBroker, withholds
 from servicekit.settings import ServiceSettings
 
 # Large enough for the 5 MB records producers may send (they must reach ingest to be rejected).
@@ -62,7 +62,8 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
 
 
 class EventPublisher:
-    """Publishes contract events to their own topic, keyed as the contract says, and counts them."""
+    """Publishes contract events to their own topic, keyed as the contract says, and counts them
+    (as withheld, not published, in a replay that publishes nothing)."""
 
     def __init__(self, broker: KafkaBroker, service: str) -> None:
         self.broker = broker
@@ -78,4 +79,5 @@ class EventPublisher:
             headers={"content-type": "application/json", "event-type": event.event_type},
             correlation_id=event.correlation_id,
         )
-        EVENTS_PUBLISHED.labels(self.service, topic).inc()
+        sent = EVENTS_WITHHELD if withholds(self.broker) else EVENTS_PUBLISHED
+        sent.labels(self.service, topic).inc()

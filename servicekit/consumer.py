@@ -14,7 +14,8 @@
 handler gets the decoded batch. `on_event` (one event per call) and `on_raw` (undecoded records)
 remain for observers and for topics that carry no envelope. `on_raw` may take several topics: one
 consumer (one group, one fetch loop, one commit per batch) then reads them all, and a batch may mix
-records of several topics and partitions, each record carrying its own coordinates.
+records of several topics and partitions, each record carrying its own coordinates. The FastStream
+subscriber each one is made with, and `Subscription`, are servicekit/subscribers.py's.
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 
 from contracts.common import FieldError, KafkaCoordinates
 from contracts.envelope import Event
 from contracts.registry import ContractError, parse_event
-from servicekit.broker import MAX_REQUEST_BYTES, EventPublisher
+from servicekit.broker import EventPublisher
 from servicekit.deadletters import DeadLetters, RawMessage
 from servicekit.errors import ServiceError
 from servicekit.isolation import handle_isolating
@@ -42,14 +42,13 @@ from servicekit.logs import log_context
 from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.partitions import PartitionsView
 from servicekit.replay import keep_in_window
+from servicekit.subscribers import Subscription, kafka_subscriber, raw_message, records_of
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
 
-BATCH_FETCH_MIN_BYTES = 256 * 1024
-BATCH_WAIT_MS = 50
 MIXED_TOPICS = "(several)"
 """The `topic` label of a handled batch that held records of several topics (`mlops_handler_seconds`)."""
 
@@ -69,18 +68,6 @@ class Delivery(Generic[E]):
 
 
 @dataclass
-class Subscription:
-    """What a service consumes (one consumer: one group over `topics`); the AsyncAPI export reads these
-    to document payloads."""
-
-    topics: tuple[str, ...]
-    group_id: str
-    event_types: tuple[type[Event], ...]
-    batch: bool
-    subscriber: Any = field(default=None, compare=False, repr=False)
-
-
-@dataclass
 class Subscriptions(PartitionsView):
     broker: KafkaBroker
     publisher: EventPublisher
@@ -97,38 +84,6 @@ class Subscriptions(PartitionsView):
             self._letters = DeadLetters(self.publisher, self.service)
         return self._letters
 
-    def _subscriber(
-        self,
-        topics: tuple[str, ...],
-        group_id: str,
-        batch: bool,
-        description: str,
-        max_records: int = 500,
-        start: Literal["earliest", "latest"] = "earliest",
-    ) -> Any:
-        return self.broker.subscriber(
-            *topics,
-            group_id=group_id,
-            batch=batch,
-            auto_offset_reset=start,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            # Handlers read the raw bytes and parse them with the contracts; FastStream's own JSON
-            # decoding would run first and die outside our dead-letter path (e.g. RecursionError
-            # on deeply nested JSON), retrying that message forever.
-            decoder=_no_decode,
-            max_partition_fetch_bytes=MAX_REQUEST_BYTES,
-            max_records=max_records if batch else None,
-            # A batch subscriber lets the broker gather up to BATCH_FETCH_MIN_BYTES or BATCH_WAIT_MS
-            # before answering: fewer, fuller fetches (the broker's CPU goes per request, and so does
-            # a handler's fixed cost), for at most BATCH_WAIT_MS of extra latency per hop.
-            fetch_min_bytes=BATCH_FETCH_MIN_BYTES if batch else 1,
-            fetch_max_wait_ms=BATCH_WAIT_MS if batch else 500,
-            # FastStream names each topic's channel `<title>:<topic>` when a subscriber reads several,
-            # so the export's channels are `<service>:<topic>` either way.
-            title=f"{self.service}:{topics[0]}" if len(topics) == 1 else self.service,
-            description=description,
-        )
-
     def on_event(
         self,
         topic: str,
@@ -141,15 +96,16 @@ class Subscriptions(PartitionsView):
         that only care about what happens from now on)."""
         group = group_id or self.service
         names = ", ".join(t.__name__ for t in event_types)
-        subscriber = self._subscriber(
-            (topic,), group, batch=False, description=f"Consumes {names}.", start=start
-        )
+        subscriber = kafka_subscriber(
+            self.broker, self.service, (topic,), group, batch=False, description=f"Consumes {names}.",
+            start=start,
+        )  # fmt: skip
         self.registered.append(Subscription((topic,), group, event_types, batch=False, subscriber=subscriber))
 
         def register(handler: Callable[[E, KafkaCoordinates], Awaitable[None]]) -> None:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
-                raw = _raw_message(msg.raw_message)
+                raw = raw_message(msg.raw_message)
                 delivery = await self._decode(raw, event_types, topic)
                 if delivery is None:
                     return
@@ -182,7 +138,9 @@ class Subscriptions(PartitionsView):
             raise ValueError("on_raw needs at least one topic")
         topics = tuple(dict.fromkeys(topics))
         group = group_id or self.service
-        subscriber = self._subscriber(
+        subscriber = kafka_subscriber(
+            self.broker,
+            self.service,
             topics,
             group,
             batch=batch,
@@ -195,8 +153,8 @@ class Subscriptions(PartitionsView):
         def register(handler: Callable[[list[RawMessage]], Awaitable[None]]) -> None:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
-                records = _records(msg.raw_message)
-                raws = [_raw_message(r) for r in records]
+                records = records_of(msg.raw_message)
+                raws = [raw_message(r) for r in records]
                 await self._run(raws, handler, lambda r: r)
 
         return register
@@ -214,7 +172,9 @@ class Subscriptions(PartitionsView):
         alone before the handler runs, and the handler's failures are isolated per record."""
         group = group_id or self.service
         names = ", ".join(t.__name__ for t in event_types)
-        subscriber = self._subscriber(
+        subscriber = kafka_subscriber(
+            self.broker,
+            self.service,
             (topic,),
             group,
             batch=True,
@@ -227,8 +187,8 @@ class Subscriptions(PartitionsView):
         def register(handler: Callable[[list[Delivery[E]]], Awaitable[None]]) -> None:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
-                records = _records(msg.raw_message)
-                decoded = [await self._decode(_raw_message(r), event_types, topic) for r in records]
+                records = records_of(msg.raw_message)
+                decoded = [await self._decode(raw_message(r), event_types, topic) for r in records]
                 deliveries = [d for d in decoded if d is not None]
                 await self._run(deliveries, handler, lambda d: d.raw)
 
@@ -312,21 +272,3 @@ def _failure_reason(exc: Exception, attempts: int, batch_size: int) -> str:
         return f"{type(exc).__name__} after {attempts} attempts"
     alone = "on this record alone"
     return f"{type(exc).__name__} {alone}, after {attempts} attempts on its batch of {batch_size}"
-
-
-async def _no_decode(message: Any, original: Any) -> None:
-    return None
-
-
-def _records(raw_message: Any) -> tuple[Any, ...]:
-    """A batch subscriber's records (a tuple from aiokafka, a list from the in-memory test broker)."""
-    return tuple(raw_message) if isinstance(raw_message, tuple | list) else (raw_message,)
-
-
-def _raw_message(record: Any) -> RawMessage:
-    return RawMessage(
-        source=KafkaCoordinates(topic=record.topic, partition=record.partition, offset=record.offset),
-        key=record.key,
-        value=record.value,
-        timestamp_ms=record.timestamp,
-    )

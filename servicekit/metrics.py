@@ -8,6 +8,11 @@ EVENTS_CONSUMED = Counter(
     "mlops_events_consumed_total", "Messages taken from Kafka and handled", ["service", "topic", "outcome"]
 )
 EVENTS_PUBLISHED = Counter("mlops_events_published_total", "Events published to Kafka", ["service", "topic"])
+EVENTS_WITHHELD = Counter(
+    "mlops_events_withheld_total",
+    "Events a replay process (`mlops replay` without --publish) would have published, not sent",
+    ["service", "topic"],
+)
 DEAD_LETTERS = Counter("mlops_dead_letters_total", "Messages dead-lettered", ["service", "topic", "code"])
 HANDLER_SECONDS = Histogram(
     "mlops_handler_seconds",

@@ -8,6 +8,7 @@ three differences, all decided here so no service repeats them.
 - It publishes nothing unless asked: the broker's `publish` counts what it would have sent, per topic,
   and the counts are written to the plan's report file when the broker stops. Dead letters and a
   service's outgoing events alike go through `publish`, so a replay cannot duplicate events downstream.
+  The kit's publisher counts them in `mlops_events_withheld_total`, not `mlops_events_published_total`.
 - Its state lives elsewhere: the CLI points the state folder, the feature store and the databases at a
   fresh folder through the ordinary settings, so nothing here touches paths.
 
@@ -79,6 +80,11 @@ class ReplayBroker(KafkaBroker):
         self.plan.report.parent.mkdir(parents=True, exist_ok=True)
         self.plan.report.write_text(json.dumps(report, indent=2))
         log.info("replay into %s done: withheld %s", self.plan.group, dict(self.withheld))
+
+
+def withholds(broker: KafkaBroker) -> bool:
+    """True when `broker.publish` sends nothing: a replay process not asked to publish."""
+    return isinstance(broker, ReplayBroker) and not broker.plan.publish
 
 
 def keep_in_window(broker: KafkaBroker, items: list[T], raw_of: Callable[[T], Any]) -> list[T]:

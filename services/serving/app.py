@@ -86,7 +86,7 @@ def create_app(
     )
     batch_jobs = BatchJobs(
         settings.service_dir / "batch", slot, registry, outbox, service, settings.batch_chunk_rows,
-        settings.batch_max_running,
+        settings.batch_max_running, settings.batch_keep_jobs,
     )  # fmt: skip
     tasks = BackgroundTasks()
     warmed = asyncio.Event()

@@ -5,7 +5,8 @@ BatchScored event through the outbox. The event loop only waits, so /predict kee
 a batch (the pure-Python scorer holds the GIL; requests get it at the interpreter's switch interval).
 The thread alone touches the Parquet writer: a job stopped at shutdown is told through an Event and
 closes its writer itself between chunks (closing it from the loop while the thread wrote crashed
-the process)."""
+the process). When a job ends its input is deleted (the output and both sha256 stay) and the oldest
+finished jobs beyond `keep_jobs` are deleted (batch_retention.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 
 from contracts.envelope import Event
 from contracts.events import BatchScored, BatchScoredPayload
+from services.serving.batch_retention import INPUT, STATUS, prune, remove_leftovers
 from services.serving.domain.batch import (
     BadInput,
     chunks,
@@ -87,7 +89,7 @@ class _Announcement:
 class BatchJobs:
     def __init__(
         self, root: Path, slot: ModelSlot, registry: ModelRegistry, outbox: Outbox, producer: str,
-        chunk_rows: int, max_running: int = 2,
+        chunk_rows: int, max_running: int = 2, keep_jobs: int = 20,
     ) -> None:  # fmt: skip
         self.root = root
         self.slot = slot
@@ -96,9 +98,14 @@ class BatchJobs:
         self.producer = producer
         self.chunk_rows = chunk_rows
         self.max_running = max_running
+        self.keep_jobs = keep_jobs
         self._jobs: dict[str, JobStatus] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._named: dict[str, LoadedModel] = {}  # named versions loaded for batches (a few, kept)
+        self._active: set[str] = set()  # jobs whose task runs: never pruned
+        self._pruned: set[str] = set()  # ids this process deleted, so their 404 says why
+        remove_leftovers(root)  # no job runs here yet
+        self.prune_finished()
 
     @property
     def running(self) -> int:
@@ -136,15 +143,20 @@ class BatchJobs:
         _save(job_dir, status)
         task = asyncio.create_task(self._run(status, model, table), name=f"batch-{job_id}")
         self._tasks.add(task)
+        self._active.add(job_id)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._active.discard(job_id))
         return status
 
     def status(self, job_id: str) -> JobStatus:
         if job_id in self._jobs:
             return self._jobs[job_id]
-        saved = self.root / job_id / "status.json"
+        saved = self.root / job_id / STATUS
         if not saved.exists():
-            raise UnknownBatchJob("no batch job with this id")
+            kept = f"only the newest {self.keep_jobs} finished jobs are kept (SERVING_BATCH_KEEP_JOBS)"
+            if job_id in self._pruned:
+                raise UnknownBatchJob(f"this batch job was deleted: {kept}")
+            raise UnknownBatchJob(f"no batch job with this id; {kept}")
         status = JobStatus(**json.loads(saved.read_text()))
         if status.state == "running":  # not this process's: it died before the job finished
             status.state, status.reason = "failed", "the service restarted before the job finished"
@@ -184,7 +196,7 @@ class BatchJobs:
     @staticmethod
     def _load(load: LoadTable, columns: Sequence[Column], job_dir: Path) -> tuple[pa.Table, str]:
         table = load(columns)
-        return table, sha256_of(job_dir / "input")
+        return table, sha256_of(job_dir / INPUT)
 
     async def _run(self, status: JobStatus, model: LoadedModel, table: pa.Table) -> None:
         job_dir = self.root / status.job_id
@@ -233,6 +245,14 @@ class BatchJobs:
         status.state = "failed" if failed else "done"
         status.reason = failed
         _save(self.root / status.job_id, status)
+        (self.root / status.job_id / INPUT).unlink(missing_ok=True)  # scored: the table is in memory
+        self.prune_finished(finished=status.job_id)
+
+    def prune_finished(self, finished: str | None = None) -> None:
+        """Delete the oldest finished jobs beyond `keep_jobs` (`finished`: the job ending now)."""
+        for job_id in prune(self.root, self.keep_jobs, self._active - {finished}):
+            self._jobs.pop(job_id, None)
+            self._pruned.add(job_id)
 
     def _event(self, status: JobStatus) -> BatchScored:
         payload = BatchScoredPayload(
@@ -255,4 +275,4 @@ class BatchJobs:
 def _save(job_dir: Path, status: JobStatus) -> None:
     partial = job_dir / ".status.json.partial"
     partial.write_text(json.dumps(asdict(status)))
-    os.replace(partial, job_dir / "status.json")
+    os.replace(partial, job_dir / STATUS)

@@ -89,6 +89,13 @@ class ServingSettings(ServiceSettings):
     batch_max_running: int = Field(
         2, ge=1, le=64, description="Batch jobs running at once; another POST /batch-scores answers 429."
     )
+    batch_keep_jobs: int = Field(
+        20,
+        ge=1,
+        description="Finished batch jobs (done or failed) kept on disk; the oldest beyond it are deleted, "
+        "output included, when a job ends and at start-up, and their GET answers 404. A count, not an "
+        "age: it bounds the disk a busy service uses, and a quiet one keeps results not fetched yet.",
+    )
     label_dataset: str = Field(
         "loan_applications", min_length=1, description="Dataset named in LabelObserved events."
     )

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY
 
 from contracts.common import KafkaCoordinates
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage
-from servicekit.replay import ReplayBroker, ReplayPlan, keep_in_window
+from servicekit.replay import ReplayBroker, ReplayPlan, keep_in_window, withholds
 from tests.support import probe_settings, training_request
 
 PLAN = {"group": "replay-1", "stop_offsets": {"t.clean": {"0": 10, "1": 0}}}
@@ -49,6 +50,23 @@ async def test_a_replay_publishes_nothing_and_reports_what_it_withheld(tmp_path:
     assert isinstance(broker, ReplayBroker)
     broker.write_report()
     assert json.loads(report.read_text())["withheld"] == {"t.requests": 3, "training.requested": 1}
+
+
+async def test_withheld_events_are_counted_as_withheld_not_as_published() -> None:
+    broker = make_broker(probe_settings("127.0.0.1:1", replay=ReplayPlan.model_validate(PLAN)))
+    publisher = EventPublisher(broker, "probe-withheld")
+    for _ in range(2):
+        await publisher.publish(training_request(), topic="t.requests")
+    labels = {"service": "probe-withheld", "topic": "t.requests"}
+    assert REGISTRY.get_sample_value("mlops_events_withheld_total", labels) == 2
+    assert REGISTRY.get_sample_value("mlops_events_published_total", labels) is None
+
+
+def test_only_a_replay_without_publish_withholds() -> None:
+    publishing = ReplayPlan.model_validate({**PLAN, "publish": True})
+    assert withholds(make_broker(probe_settings("127.0.0.1:1", replay=ReplayPlan.model_validate(PLAN))))
+    assert not withholds(make_broker(probe_settings("127.0.0.1:1", replay=publishing)))
+    assert not withholds(make_broker(probe_settings("127.0.0.1:1")))
 
 
 def test_records_past_the_window_are_dropped_and_counted_only_in_a_replay() -> None:

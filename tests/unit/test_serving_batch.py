@@ -182,7 +182,7 @@ async def test_a_job_scores_writes_and_announces(tmp_path: Path) -> None:
     offers = Offers()
     jobs = BatchJobs(tmp_path, slot, FakeRegistry({"4": loaded("4", c=0.2)}, {}), offers, "serving", 16)
     job_id, job_dir = jobs.new_job_dir()
-    write(job_dir, frame_rows(50))
+    input_sha256 = sha256_of(write(job_dir, frame_rows(50)))
     status = await jobs.submit(
         job_id, lambda cols: read_input(job_dir / "input", PARQUET, cols), "4", source="file"
     )
@@ -192,7 +192,7 @@ async def test_a_job_scores_writes_and_announces(tmp_path: Path) -> None:
     assert done.state == "done" and done.rows_scored == 50 and done.model_version == "4"
     output = pq.read_table(jobs.output(job_id))
     assert output.num_rows == 50 and output.schema.metadata[b"input_sha256"] == status.input_sha256.encode()
-    assert status.input_sha256 == sha256_of(job_dir / "input") == done.input_sha256
+    assert status.input_sha256 == input_sha256 == done.input_sha256
     [announcement] = offers.items
     [event] = announcement.events()  # type: ignore[attr-defined]
     assert isinstance(event, BatchScored) and event.payload.rows == 50
