@@ -6,12 +6,17 @@ off the event loop, on request (drift events, ops, the schedule), and find them 
   that version. While the sample is short (records still arriving), it is retaken when more records
   of the window are kept. Until a champion and its window are known, or when its window has fewer
   than MIN_REFERENCE kept records, the earliest records seen are the reference, and the summary says so.
-- Window: the latest `window` clean records seen, each with the served prediction of the model and
-  its label when they are known (adapters/report_store.py): the report then also has classification
-  quality on the labelled rows, and prediction and target drift (adapters/evidently_report.py).
+- Window: the latest `window` clean records seen, or, when the request names a window of event times
+  [start, end), every kept record in it (domain/report_window.py says how many and whether pruning
+  may have removed some); each with the served prediction of the model and its label when they are
+  known (adapters/report_store.py): the report then also has classification quality on the labelled
+  rows, and prediction and target drift (adapters/evidently_report.py). A requested window that held
+  no kept record makes a failed report that says so (judged when the report is made: records of the
+  window may still be arriving when it is asked for).
 - A report requested by data-drift events opens on the feature(s) they flagged (`flagged_feature`).
 - One report at a time, in a worker thread. Requests that pile up while one runs are coalesced: the
-  next run makes ONE report for all of them, and the other ids resolve to it.
+  next run makes ONE report for all of them that ask for the same window (the latest with the latest),
+  and the other ids resolve to it.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from pathlib import Path
 from contracts.common import KafkaCoordinates
 from contracts.events import ModelPromoted, ModelTrained
 from services.drift.adapters.evidently_report import EvidentlyResult, drift_report
-from services.drift.adapters.report_store import ReportStore, Row
+from services.drift.adapters.report_store import Pending, ReportStore, Row
 from services.drift.domain.report_summary import OUTPUTS, VERSION, sample_evenly
+from services.drift.domain.report_window import describe_window, empty_window_error
 from services.drift.errors import ReportPending, UnknownReport
 
 log = logging.getLogger(__name__)
@@ -86,9 +92,11 @@ class ReportService:
             log.info("champion %s: reports now compare with its training window", p.model_version)
 
     # Requests and the worker.
-    async def request(self, trigger: str = "manual") -> str:
+    async def request(self, trigger: str = "manual", window: tuple[datetime, datetime] | None = None) -> str:
+        """Queue a report of the latest records, or of those whose event time is in `window` [start, end)."""
         report_id = str(uuid.uuid4())
-        await asyncio.to_thread(self.store.request, report_id, trigger)
+        seconds = None if window is None else (window[0].timestamp(), window[1].timestamp())
+        await asyncio.to_thread(self.store.request, report_id, trigger, seconds)
         self.wake()
         return report_id
 
@@ -128,25 +136,30 @@ class ReportService:
             if await asyncio.to_thread(self.store.last_seq) > self.reported_seq:
                 await self.request("schedule")
 
-    def make(self, pending: list[tuple[str, str]]) -> Row:
-        """One report for every pending request (the first names it). Runs in a worker thread."""
+    def make(self, pending: list[Pending]) -> Row:
+        """One report for the first pending request and every other one asking for the same window
+        (the first names it; the others wait for the next run). Runs in a worker thread."""
         started = time.perf_counter()
-        (report_id, _), aliases = pending[0], [i for i, _ in pending[1:]]
-        current, window = self.store.latest(self.window)
+        asked = pending[0].window
+        merged = [p for p in pending if p.window == asked]
+        report_id, aliases = merged[0].id, [p.id for p in merged[1:]]
+        current, window = self._current(asked)
         reference, described = self.reference()
-        flagged = self.store.flagged([i for i, _ in pending])
+        flagged = self.store.flagged([p.id for p in merged])
         summary: Row = {
             "id": report_id,
             "created_at": datetime.now(UTC).isoformat(),
-            "trigger": pending[0][1],
-            "coalesced": [{"id": i, "trigger": t} for i, t in pending[1:]],
-            "window": _iso(window),
+            "trigger": merged[0].trigger,
+            "coalesced": [{"id": p.id, "trigger": p.trigger} for p in merged[1:]],
+            "window": window,
             "reference": described,
             "flagged_feature": flagged[0] if flagged else None,
             "flagged_features": flagged,
         }
         html = evidently_json = ""
         try:
+            if asked is not None and not current:
+                raise ValueError(empty_window_error(window))
             result = self.maker(current, reference, self.numeric, self.categorical, flagged)
             html, evidently_json = result.html, result.json
             summary.update(status="done", **result.summary, skipped_columns=result.skipped_columns)
@@ -157,11 +170,20 @@ class ReportService:
         summary["links"] = self.links(report_id, summary["status"] == "done")
         self.store.write(report_id, html, evidently_json, summary, aliases)
         self.store.prune(self.kept)
-        self.reported_seq = max(self.reported_seq, window.get("last_seq", 0))
+        if asked is None:  # a report of an older window leaves the schedule's latest records unreported
+            self.reported_seq = max(self.reported_seq, window.get("last_seq", 0))
         self.counts["made" if summary["status"] == "done" else "failed"] += 1
         self.counts["coalesced"] += len(aliases)
         log.info("report %s %s in %.2f s", report_id, summary["status"], summary["seconds"])
         return summary
+
+    def _current(self, asked: tuple[float, float] | None) -> tuple[list[Row], Row]:
+        """The report's current rows and the summary's `window`."""
+        if asked is None:
+            rows, bounds = self.store.latest(self.window)
+            return rows, _iso(bounds)
+        rows, bounds = self.store.in_window(*asked)
+        return rows, describe_window(asked, bounds, self.store.pruning(), self.store.first_kept)
 
     def reference(self) -> tuple[list[Row], Row]:
         note = "no champion known yet: the earliest records seen are the reference"

@@ -6,10 +6,12 @@ the key)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
@@ -123,15 +125,47 @@ async def reports(_: Ops, made: Reports, limit: Annotated[int, Query(ge=1, le=50
     return await asyncio.to_thread(made.listing, limit)
 
 
+class ReportWindow(BaseModel):
+    """The event times a report covers: [start, end). Neither (or no body): the latest records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime | None = Field(None, description="From this event time (inclusive), with its zone.")
+    end: AwareDatetime | None = Field(None, description="...to this event time (exclusive), with its zone.")
+
+    @model_validator(mode="after")
+    def _both_in_utc_and_ordered(self) -> ReportWindow:
+        if self.start is None or self.end is None:
+            if self.start is not None or self.end is not None:
+                raise ValueError("give both start and end, or neither (the latest records)")
+            return self
+        try:  # in UTC, as the summary shows them; year 1 with a positive offset has no UTC time
+            self.start, self.end = self.start.astimezone(UTC), self.end.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("start and end must be times in years 1 to 9999 in UTC") from None
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    def bounds(self) -> tuple[datetime, datetime] | None:
+        return None if self.start is None or self.end is None else (self.start, self.end)
+
+
 @router.post(
     "/reports",
     status_code=202,
-    summary="Make a report now, of the latest window (ops role)",
-    responses=error_responses(),
+    summary="Make a report now, of the latest records or of a window of event times [start, end) (ops role)",
+    responses=error_responses(422, s422="a time without its zone, end not after start, or unknown fields"),
 )
-async def make_report(_: Ops, made: Reports) -> JSONResponse:
-    report_id = await made.request("manual")
-    body = {"id": report_id, "status": "pending", "links": made.links(report_id)}
+async def make_report(_: Ops, made: Reports, window: ReportWindow | None = None) -> JSONResponse:
+    """Without a body, the latest `DRIFT_REPORT_WINDOW` clean records; with `{"start": ..., "end": ...}`
+    (ISO 8601 with a zone), every kept clean record whose event time is in [start, end). Older records
+    may have been pruned: the summary's `window` says how many rows it held and whether some may be
+    missing. A window that holds no kept record makes a `failed` report saying so."""
+    bounds = window.bounds() if window else None
+    report_id = await made.request("manual", bounds)
+    asked = bounds and {"start": bounds[0].isoformat(), "end": bounds[1].isoformat()}
+    body = {"id": report_id, "status": "pending", "window": asked, "links": made.links(report_id)}
     return JSONResponse(body, status_code=202, headers={"Location": made.url(report_id)})
 
 

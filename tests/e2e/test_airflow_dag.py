@@ -31,7 +31,8 @@ ROWS = 1500  # enough labels for the gate's intervals (tests/e2e/test_core_loop.
 # A manual run (`airflow dags test`) of logical date D covers [D - 1 day, D): this one scores 2026-01-01,
 # the day of the demo producer's applications (from 2026-01-01 00:00Z, one a second).
 DAY = "2026-01-02"
-WINDOW = "{'start': '2026-01-01T00:00:00+00:00', 'end': '2026-01-02T00:00:00+00:00'}"
+THE_DAY = {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-02T00:00:00+00:00"}
+WINDOW = repr(THE_DAY)  # as the task logs print it
 AIRFLOW = REPO_ROOT / "scripts" / "airflow.sh"
 AIRFLOW_VENV = REPO_ROOT / ".local" / "venvs" / "airflow"
 QUIET = {"AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"}  # Airflow logs to stdout: keep its JSON alone there
@@ -143,6 +144,13 @@ def test_a_nightly_run_succeeds_when_the_gate_promotes_the_scheduled_retrain(
     with api(stack, "drift", "ops") as ops:
         [report] = ops.get("/reports", params={"limit": 1}).json()["reports"]
     assert report["status"] == "done" and report["id"] in output  # the DAG's report, pushed on XCom
+    returned = re.search(r"Returned value was: \{'id': '([0-9a-f-]{36})', 'window': (\{.*?\})", output)
+    assert returned and returned[2] == WINDOW, tail  # the DAG asked for a report of its day
+    with api(stack, "drift", "ops") as ops:
+        window = ops.get(f"/reports/{returned[1]}").json()["window"]
+    assert window["requested"] == THE_DAY and 0 < window["rows"] <= ROWS, window  # the day's records
+    assert THE_DAY["start"] <= window["start"] <= window["end"] < THE_DAY["end"], window
+    assert window["may_be_incomplete"] is False, window  # 1500 records: none pruned
 
 
 def test_a_nightly_run_fails_with_the_gates_reason_when_it_rejects(

@@ -204,9 +204,9 @@ def test_an_old_store_file_without_the_new_columns_still_opens(tmp_path: Path) -
         "model_version": "3",
         "label": 0,
     }
-    assert reports.requests() == [("r1", "manual"), ("r2", "e")] and reports.flagged(["r1", "r2"]) == [
-        "amount"
-    ]
+    assert reports.requests() == [("r1", "manual", None), ("r2", "e", None)] and reports.flagged(
+        ["r1", "r2"]
+    ) == ["amount"]
     columns = {
         row[1] for row in sqlite3.connect(tmp_path / "drift.db").execute("PRAGMA table_info(clean_records)")
     }

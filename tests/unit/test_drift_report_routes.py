@@ -4,6 +4,7 @@ path-traversing ids get a 404 or 422 and never a file outside the reports folder
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -106,3 +107,59 @@ def test_malformed_ids_never_reach_a_file(setup: tuple[TestClient, dict[str, str
     answer = client.get(path, headers={"X-API-Key": keys["ops"]})
     assert answer.status_code in (404, 422)
     assert "not a report" not in answer.text and "SQLite" not in answer.text
+
+
+WINDOW = {"start": "2026-01-01T01:05:00+01:00", "end": "2026-01-01T00:10:00Z"}  # T0 + 300 s .. + 600 s
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"start": "2026-01-01T00:00:00", "end": "2026-01-02T00:00:00Z"}, "timezone"),
+        ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "end must be after start"),
+        ({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00+01:00"}, "end must be after start"),
+        ({"start": "2026-01-01T00:00:00Z"}, "give both start and end"),
+        ({**WINDOW, "model": "x"}, "Extra inputs are not permitted"),
+        ({"start": "yesterday", "end": "2026-01-01T00:00:00Z"}, "start"),
+        ({"start": "0001-01-01T00:00:00+05:00", "end": "2026-01-01T00:00:00Z"}, "years 1 to 9999"),
+        (["2026-01-01T00:00:00Z"], "valid dictionary"),
+        ("not json at all", "JSON decode error"),
+    ],
+)
+def test_a_bad_report_window_is_a_422_that_says_why_and_queues_nothing(
+    setup: tuple[TestClient, dict[str, str], Path], body: object, reason: str
+) -> None:
+    client, keys, _ = setup
+    raw = body if isinstance(body, str) else json.dumps(body)
+    headers = {"X-API-Key": keys["ops"], "Content-Type": "application/json"}
+    answer = client.post("/reports", content=raw, headers=headers)
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_request"
+    assert reason in answer.json()["detail"]
+    assert reports(client).store.requests() == []
+
+
+def test_a_report_of_a_window_covers_its_records_and_no_body_keeps_the_latest(
+    setup: tuple[TestClient, dict[str, str], Path],
+) -> None:
+    client, keys, _ = setup
+    ops = {"X-API-Key": keys["ops"]}
+    windowed = client.post("/reports", json=WINDOW, headers=ops)
+    assert windowed.status_code == 202
+    asked = {"start": "2026-01-01T00:05:00+00:00", "end": "2026-01-01T00:10:00+00:00"}  # in UTC
+    assert windowed.json()["window"] == asked
+    plain = [
+        client.post("/reports", headers=ops),
+        client.post("/reports", content=b"", headers=ops | {"Content-Type": "application/json"}),
+        client.post("/reports", json={}, headers=ops),
+    ]
+    assert [p.status_code for p in plain] == [202] * 3 and [p.json()["window"] for p in plain] == [None] * 3
+    made = reports(client)
+    assert [p.window is None for p in made.store.requests()] == [False, True, True, True]
+    made.make(made.store.requests())  # the window alone
+    made.make(made.store.requests())  # the three without one, coalesced
+    summary = client.get(f"/reports/{windowed.json()['id']}", headers=ops).json()
+    assert summary["window"]["requested"] == asked and summary["window"]["rows"] == 300
+    assert summary["window"]["start"] == asked["start"] and summary["drifted_columns"] == ["amount"]
+    latest = client.get(f"/reports/{plain[1].json()['id']}", headers=ops).json()
+    assert latest["id"] == plain[0].json()["id"] and len(latest["coalesced"]) == 2
+    assert latest["window"]["rows"] == 500 and "requested" not in latest["window"]

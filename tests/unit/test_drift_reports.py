@@ -230,7 +230,7 @@ async def test_a_drift_event_names_its_report_and_requests_it_in_the_same_transa
     assert event.payload.report_id == str(event.event_id)
     assert event.payload.report_url == f"http://drift/reports/{event.event_id}"
     store = ReportStore(tmp_path / "drift.db", tmp_path / "reports", first_kept=1000)
-    assert store.requests() == [(str(event.event_id), str(event.event_id))]
+    assert store.requests() == [(str(event.event_id), str(event.event_id), None)]
     assert store.flagged([str(event.event_id)]) == ["amount"]  # the feature the event named
     latest, window = store.latest(500)
     assert window["last_seq"] == 3000 and set(latest[-1]) == {"amount", "kind"}

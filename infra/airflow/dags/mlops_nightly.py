@@ -1,7 +1,8 @@
 """The nightly pipeline as an Airflow DAG, through the platform's own HTTP routes only (ops role):
 
 1. batch-score the day:      POST {serving}/batch-scores, then GET {serving}/batch-scores/{id} until done;
-2. a fresh Evidently report: POST {drift}/reports, then GET {drift}/reports/{id} until made;
+2. a fresh Evidently report of the day: POST {drift}/reports {"start", "end"} (the clean records whose
+   event time is in the day), then GET {drift}/reports/{id} until made;
 3. a scheduled retrain:      POST {training}/train {"reason": "schedule"};
 4. its outcome:              GET {training}/requests/{event id} until the run finished;
 5. the run fails if the gate rejected the candidate, with the gate's reasons.
@@ -141,10 +142,11 @@ def mlops_nightly() -> None:
         return {"window": window, **result}
 
     @task
-    def make_drift_report() -> dict[str, Any]:
+    def make_drift_report(data_interval_start: Any = None, data_interval_end: Any = None) -> dict[str, Any]:
         drift = setting("MLOPS_DRIFT_URL")
-        status, body = call("POST", f"{drift}/reports")
-        asked = expect(status, body, 202, f"POST {drift}/reports")
+        window = {"start": data_interval_start.isoformat(), "end": data_interval_end.isoformat()}
+        status, body = call("POST", f"{drift}/reports", window)
+        asked = expect(status, body, 202, f"POST {drift}/reports {window}")
 
         def made(answer: dict[str, Any]) -> bool:
             if answer.get("status") == "failed":
@@ -152,7 +154,14 @@ def mlops_nightly() -> None:
             return answer.get("status") == "done"
 
         report = poll(f"{drift}/reports/{asked['id']}", "the drift report", made)
-        return {"id": report["id"], "links": report.get("links", {})}  # coalesced: the id it was made as
+        used = report.get("window", {})  # the bounds asked for, the rows the day held, and any pruning
+        return {  # coalesced: the id it was made as
+            "id": report["id"],
+            "window": used.get("requested"),
+            "rows": used.get("rows"),
+            "may_be_incomplete": used.get("may_be_incomplete"),
+            "links": report.get("links", {}),
+        }
 
     @task
     def request_scheduled_retrain() -> str:

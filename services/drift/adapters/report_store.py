@@ -11,7 +11,8 @@
   entity if that record has none yet; a label to the record holding its prediction (or, when the
   prediction came before its record, with it to the entity's latest unscored record).
 - `report_requests`: reports asked for and not made yet (a drift event's is written with the event,
-  in the same transaction, so a crash does not lose it), with the feature a data-drift event named.
+  in the same transaction, so a crash does not lose it), with the feature a data-drift event named
+  and the window of event times a request asked for (`window_start`, `window_end`; NULL: the latest).
 - `model_windows`, `champion`, `reference`: training windows from ModelTrained, the champion from
   ModelPromoted, and the champion's frozen reference sample.
 - `reports`: the index (id, the report it resolves to, created_at, summary). A request coalesced
@@ -28,12 +29,21 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.drift.adapters.report_tables import Row, add_requests, migrate
 from services.drift.domain.report_summary import LABEL, PREDICTED, SCORE, VERSION
 
 MODEL_WINDOWS_KEPT = 50
+
+
+class Pending(NamedTuple):
+    """A report asked for and not made yet; `window`: event times [start, end) in epoch seconds, or
+    None for the latest records."""
+
+    id: str
+    trigger: str
+    window: tuple[float, float] | None = None
 
 
 class ReportStore:
@@ -59,6 +69,22 @@ class ReportStore:
         """The last `n` records seen, oldest first, and the window's bounds."""
         found = self._all(f"SELECT {READ} FROM clean_records ORDER BY seq DESC LIMIT ?", (n,))[::-1]
         return [_row(f) for f in found], _bounds(found)
+
+    def in_window(self, start: float, end: float) -> tuple[list[Row], dict[str, Any]]:
+        """The kept records whose event time is in [start, end) (epoch seconds), in arrival order,
+        and their bounds."""
+        found = self._all(
+            f"SELECT {READ} FROM clean_records WHERE at >= ? AND at < ? ORDER BY seq", (start, end)
+        )
+        return [_row(f) for f in found], _bounds(found)
+
+    def pruning(self) -> dict[str, Any]:
+        """What the bounded table no longer holds: `pruned`, the records seen and dropped (those after
+        the first `first_kept`, before the latest ones), and `latest_from`, the earliest event time of
+        the latest kept records (None before any)."""
+        seen, held = self._all("SELECT coalesce(max(seq), 0), count(*) FROM clean_records")[0]
+        (latest_from,) = self._all("SELECT min(at) FROM clean_records WHERE seq > ?", (self.first_kept,))[0]
+        return {"pruned": seen - held, "latest_from": latest_from}
 
     def between(self, start: float, end: float) -> list[Row]:
         found = self._all(
@@ -115,12 +141,15 @@ class ReportStore:
             )
 
     # Requests and the index.
-    def request(self, report_id: str, trigger: str) -> None:
+    def request(self, report_id: str, trigger: str, window: tuple[float, float] | None = None) -> None:
         with self._lock:
-            add_requests(self._db, [(report_id, trigger, None)])
+            add_requests(self._db, [(report_id, trigger, None)], window)
 
-    def requests(self) -> list[tuple[str, str]]:
-        return [(i, t) for i, t in self._all("SELECT id, trigger FROM report_requests ORDER BY at, rowid")]
+    def requests(self) -> list[Pending]:
+        found = self._all(
+            "SELECT id, trigger, window_start, window_end FROM report_requests ORDER BY at, rowid"
+        )
+        return [Pending(i, t, None if s is None or e is None else (s, e)) for i, t, s, e in found]
 
     def flagged(self, report_ids: list[str]) -> list[str]:
         """The features named by the data-drift events behind these requests, in request order."""

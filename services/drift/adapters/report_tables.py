@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS reports (id TEXT PRIMARY KEY, report TEXT NOT NULL, c
     summary TEXT);
 """
 # Columns added after the first release: `migrate` adds what an older file lacks (ALTER TABLE ADD COLUMN
-# keeps the rows; old rows read as NULL: no prediction, no label, no flagged feature).
+# keeps the rows; old rows read as NULL: no prediction, no label, no flagged feature, no requested window
+# = the latest records).
 ADDED_COLUMNS = {
     "clean_records": (
         ("entity", "TEXT"),
@@ -37,7 +38,7 @@ ADDED_COLUMNS = {
         ("predicted", "INTEGER"),
         ("truth", "INTEGER"),
     ),
-    "report_requests": (("feature", "TEXT"),),
+    "report_requests": (("feature", "TEXT"), ("window_start", "REAL"), ("window_end", "REAL")),
 }
 ADDED_INDEXES = """
 CREATE INDEX IF NOT EXISTS clean_records_entity ON clean_records (entity);
@@ -104,9 +105,16 @@ def attach_predictions(db: sqlite3.Connection, scored: list[Scored]) -> int:
     return missed
 
 
-def add_requests(db: sqlite3.Connection, requests: list[tuple[str, str, str | None]]) -> None:
-    """Inside the caller's transaction: (report id, trigger, flagged feature or None)."""
+def add_requests(
+    db: sqlite3.Connection,
+    requests: list[tuple[str, str, str | None]],
+    window: tuple[float, float] | None = None,
+) -> None:
+    """Inside the caller's transaction: (report id, trigger, flagged feature or None), each of the
+    records whose event time is in `window` (epoch seconds, [start, end)), or of the latest if None."""
+    start, end = window or (None, None)
     db.executemany(
-        "INSERT OR IGNORE INTO report_requests (id, trigger, at, feature) VALUES (?, ?, ?, ?)",
-        [(i, t, time.time(), f) for i, t, f in requests],
+        "INSERT OR IGNORE INTO report_requests (id, trigger, at, feature, window_start, window_end)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, t, time.time(), f, start, end) for i, t, f in requests],
     )
