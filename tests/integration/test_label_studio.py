@@ -152,6 +152,7 @@ def test_a_scripted_annotation_round_trips_and_its_webhook_arrives_with_our_head
         call["body"]["annotation"]["task"] == tasks[0]["id"] and call["body"]["project"]["id"] == project_id
     )
     assert call["body"]["annotation"]["result"] == result
+    assert call["body"]["task"]["data"] == data  # the task's fields come along: no read-back needed
 
 
 def test_a_wrong_token_is_refused(settings: InfraSettings) -> None:
