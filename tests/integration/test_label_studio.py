@@ -162,6 +162,12 @@ def test_a_wrong_token_is_refused(settings: InfraSettings) -> None:
     assert wrong.status_code == 401 and missing.status_code == 401
 
 
+def test_a_second_start_keeps_the_running_server(settings: InfraSettings) -> None:
+    components = Supervisor(settings).load()
+    again = start_label_studio(settings, dict(components), Console(stderr=True))
+    assert again.pid == components["label-studio"].pid and pid_alive(again.pid or 0)
+
+
 def test_mlops_status_reports_it_and_down_stops_it(settings: InfraSettings) -> None:
     status = mlops("status", "--json")
     row = next(c for c in json.loads(status.stdout)["components"] if c["name"] == "label-studio")
