@@ -2,6 +2,7 @@
 
 mlops up [--no-services] [--services a,b]   start Kafka (unless KAFKA_BOOTSTRAP_SERVERS) and services
          [--with-prometheus]                and a Prometheus server scraping them (127.0.0.1:9090)
+         [--with-label-studio]              and a Label Studio server (127.0.0.1:8200, docs/annotation.md)
 mlops down                                  stop exactly what `up` started
 mlops status [--json]                       each component, its URL, health and memory
 mlops topics                                create/grow the platform's topics on the cluster
@@ -32,6 +33,7 @@ from typing import Any
 from rich.console import Console
 
 from infra.kafka_local import KafkaInfraError
+from infra.label_studio import LabelStudioError, LocalLabelStudio, start_label_studio
 from infra.model_cli import add_parser as add_model_parser
 from infra.model_cli import cmd_model
 from infra.monitoring import LocalPrometheus, PrometheusError, ops_key
@@ -84,6 +86,8 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     components = supervisor.load()
     if getattr(args, "with_prometheus", False):
         LocalPrometheus(settings).binary()  # a missing binary is reported before anything starts
+    if getattr(args, "with_label_studio", False):
+        LocalLabelStudio(settings).binary()
     started = time.monotonic()
     with console.status("starting Kafka..."):
         kafka = supervisor.start_kafka()
@@ -96,6 +100,9 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     )
     created = create_topics(settings)
     console.print(f"topics: {len(created)} created" if created else "topics: all present")
+    if getattr(args, "with_label_studio", False):
+        components["label-studio"] = start_label_studio(settings, components, console)
+        supervisor.save(components)
     if args.no_services:
         return 0
     keys = dev_api_keys(settings)
@@ -242,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run Prometheus (Debian package `prometheus`) on loopback, scraping the services",
     )
+    up.add_argument("--with-label-studio", action="store_true", help="also run Label Studio on loopback")
     sub.add_parser("down", help="stop what `mlops up` started")
     status = sub.add_parser("status", help="list components with URL, health and memory")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](settings, args)
-    except (KafkaInfraError, PrometheusError) as err:
+    except (KafkaInfraError, PrometheusError, LabelStudioError) as err:
         console.print(f"[red]error:[/] {err}")
         return 2
 

@@ -60,6 +60,13 @@ class InfraSettings(BaseSettings):
     prometheus_scrape_interval_s: float = Field(
         15.0, ge=0.5, le=3600, description="How often that Prometheus scrapes each service's /metrics."
     )
+    label_studio_port: int = Field(
+        8200, ge=1, le=65535, description="Port of `mlops up --with-label-studio` (on 127.0.0.1 only)."
+    )
+    label_studio_venv: Path = Field(
+        Path(".local/venvs/label-studio"),
+        description="Venv of Label Studio (scripts/install-label-studio.sh); relative to the repository.",
+    )
 
     @property
     def local_kafka(self) -> bool:

@@ -9,6 +9,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from infra.label_studio import probe_label_studio
 from infra.monitoring import probe_prometheus
 from infra.settings import InfraSettings
 from infra.supervisor import Component, Supervisor, pid_alive, probe_service
@@ -20,8 +21,9 @@ def component_status(supervisor: Supervisor, component: Component) -> dict[str, 
 
         bootstrap = component.url.removeprefix("kafka://")
         health = "ready" if broker_answers(bootstrap) else "down"
-    elif component.kind == "prometheus":
-        health = probe_prometheus(component.url) if component.pid and pid_alive(component.pid) else "down"
+    elif component.kind in ("prometheus", "label-studio"):
+        probe = probe_prometheus if component.kind == "prometheus" else probe_label_studio
+        health = probe(component.url) if component.pid and pid_alive(component.pid) else "down"
     else:
         health = probe_service(component.url) if component.pid and pid_alive(component.pid) else "down"
     return {

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from infra.kafka_local import LocalKafka, http_ready, port_open, wait_for_exit
+from infra.label_studio import LocalLabelStudio
 from infra.monitoring import LocalPrometheus
 from infra.settings import REPO_ROOT, InfraSettings
 
@@ -26,7 +27,7 @@ SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain"
 @dataclass
 class Component:
     name: str
-    kind: str  # "kafka" | "service" | "prometheus"
+    kind: str  # "kafka" | "service" | "prometheus" | "label-studio"
     url: str
     pid: int | None = None
     log: str | None = None
@@ -142,11 +143,11 @@ class Supervisor:
             return False
         if component.kind == "kafka":
             return self.kafka.stop()
-        marker = (
-            LocalPrometheus(self.settings).marker
-            if component.kind == "prometheus"
-            else f"services.{component.name}"
-        )
+        markers = {
+            "prometheus": LocalPrometheus(self.settings).marker,
+            "label-studio": LocalLabelStudio(self.settings).marker,
+        }
+        marker = markers.get(component.kind, f"services.{component.name}")
         if not process_matches(component.pid, marker):
             return False
         os.killpg(component.pid, signal.SIGTERM)

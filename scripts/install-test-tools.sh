@@ -6,9 +6,11 @@
 # service; the package's own system service is never started) and chromium (headless, for the
 # screenshots of scripts/screenshots.py that the demo's end-to-end test takes).
 # Idempotent and quiet: installs only what is missing.
-# Also Apache Airflow in a venv of its own (scripts/install-airflow.sh), for tests/e2e/test_airflow_dag.py.
+# Also Apache Airflow in a venv of its own (scripts/install-airflow.sh), for tests/e2e/test_airflow_dag.py,
+# and Label Studio in its own (scripts/install-label-studio.sh), for tests/integration/test_label_studio.py.
 set -euo pipefail
 "$(dirname "$0")/install-airflow.sh"
+"$(dirname "$0")/install-label-studio.sh"
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
