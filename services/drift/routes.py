@@ -155,7 +155,9 @@ class ReportWindow(BaseModel):
     "/reports",
     status_code=202,
     summary="Make a report now, of the latest records or of a window of event times [start, end) (ops role)",
-    responses=error_responses(400, 422, s422="a time without its zone, end not after start, or unknown fields"),
+    responses=error_responses(
+        400, 422, s422="a time without its zone, end not after start, or unknown fields"
+    ),
 )
 async def make_report(_: Ops, made: Reports, window: ReportWindow | None = None) -> JSONResponse:
     """Without a body, the latest `DRIFT_REPORT_WINDOW` clean records; with `{"start": ..., "end": ...}`
