@@ -1,6 +1,6 @@
 """Events about data records: cleaned, rejected, turned into features, labelled."""
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -80,6 +80,27 @@ class LabelObservedPayload(ContractModel):
     label: int | float | str = Field(description="The observed ground truth.")
     event_time: AwareDatetime = Field(description="When the labelled outcome happened.")
     prediction_id: str | None = Field(default=None, description="Prediction this label resolves, if known.")
+    source: Literal["client", "annotation"] = Field(
+        default="client",
+        description="Who observed it: a client or producer reporting the outcome (ground truth), or human"
+        " annotators through the annotation service. A client's label always takes precedence over an"
+        " annotation of the same entity or prediction. Absent in older events (client).",
+    )
+    task_id: str | None = Field(
+        default=None, max_length=64, description="Annotation task the label came from (annotation only)."
+    )
+    annotators: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Pseudonyms of the annotators whose answers agreed (annotation only); never their ids.",
+    )
+    agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of the task's annotations that gave this label (annotation only); a task whose"
+        " annotators disagree publishes no label until the disagreement is resolved.",
+    )
 
 
 class LabelObserved(Event[LabelObservedPayload]):

@@ -110,7 +110,8 @@ class TrainingService:
         if not usable:
             return
         rows = [(str(e.event_id), e.payload.entity_id, v, e.payload.event_time) for e, v in usable]
-        stored = await asyncio.to_thread(self.state.add_labels, rows)
+        sources = [e.payload.source for e, _ in usable]
+        stored = await asyncio.to_thread(self.state.add_labels, rows, sources)
         LABELS.labels("stored").inc(sum(stored))
         LABELS.labels("duplicate").inc(len(stored) - sum(stored))
         for (event, _), new in zip(usable, stored, strict=True):

@@ -29,7 +29,7 @@ from services.training.domain.retraining import Decision
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS labels ("
     " event_id TEXT PRIMARY KEY, entity_id TEXT NOT NULL, label INTEGER NOT NULL,"
-    " observed_at TEXT NOT NULL, received_at TEXT NOT NULL)",
+    " observed_at TEXT NOT NULL, received_at TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'client')",
     "CREATE INDEX IF NOT EXISTS labels_entity ON labels (entity_id, observed_at)",
     "CREATE INDEX IF NOT EXISTS labels_observed ON labels (observed_at)",
     "CREATE INDEX IF NOT EXISTS labels_received ON labels (received_at, entity_id)",
@@ -53,6 +53,14 @@ class TrainingState:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.database = SqliteDatabase(path, SCHEMA)
+        self._add_label_source()
+
+    def _add_label_source(self) -> None:
+        """A state file written before labels had a source: its labels were all clients'."""
+        with self._db() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(labels)")}
+            if "source" not in columns:
+                db.execute("ALTER TABLE labels ADD COLUMN source TEXT NOT NULL DEFAULT 'client'")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -64,26 +72,31 @@ class TrainingState:
         """Store one label; False when this event id was stored before (redelivery)."""
         return self.add_labels([(event_id, entity_id, label, observed_at)]) == [True]
 
-    def add_labels(self, labels: list[tuple[str, str, int, datetime]]) -> list[bool]:
-        """Store a batch of (event id, entity id, label, observed at) in one transaction; for each, False
-        when its event id was stored before (a redelivery, or twice in the batch)."""
+    def add_labels(
+        self, labels: list[tuple[str, str, int, datetime]], sources: list[str] | None = None
+    ) -> list[bool]:
+        """Store a batch of (event id, entity id, label, observed at) in one transaction, with who
+        observed each (`client` unless `sources` says `annotation`); for each, False when its event id
+        was stored before (a redelivery, or twice in the batch)."""
         received = _iso(datetime.now(UTC))
+        sources = sources or ["client"] * len(labels)
         with self._db() as db:
             return [
                 db.execute(
-                    "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?)",
-                    (event_id, entity_id, label, _iso(observed_at), received),
+                    "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+                    (event_id, entity_id, label, _iso(observed_at), received, source),
                 ).rowcount
                 == 1
-                for event_id, entity_id, label, observed_at in labels
+                for (event_id, entity_id, label, observed_at), source in zip(labels, sources, strict=True)
             ]
 
     def latest_labels(self) -> pd.DataFrame:
-        """One row per entity: its most recent label (by observed time, then arrival)."""
+        """One row per entity: a client's label before any annotator's (ground truth is never
+        overridden by an annotation), then the most recent (by observed time, then arrival)."""
         query = (
             "SELECT entity_id, label, observed_at FROM ("
             " SELECT *, ROW_NUMBER() OVER (PARTITION BY entity_id"
-            "  ORDER BY observed_at DESC, received_at DESC, rowid DESC) AS n FROM labels)"
+            "  ORDER BY source = 'client' DESC, observed_at DESC, received_at DESC, rowid DESC) AS n FROM labels)"
             " WHERE n = 1 ORDER BY entity_id"
         )
         with self._db() as db:
