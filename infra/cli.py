@@ -56,6 +56,7 @@ from servicekit.cli_args import PROG_ENV, positive_float, positive_int
 
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
+WEBHOOK_KEY_HOLDER = "label-studio-webhook"
 PASSTHROUGH = {
     "produce": "workbench.demo_producer",
     "audit": "services.audit.cli",
@@ -69,7 +70,10 @@ def dev_api_keys(settings: InfraSettings) -> Path:
     from servicekit.auth import Role, write_dev_keys
     from servicekit.signed_links import write_dev_link_secret
 
-    _, hashed = write_dev_keys(settings.secrets_dir, [(f"dev-{r}", Role(r)) for r in DEV_KEY_HOLDERS])
+    holders = [(f"dev-{r}", Role(r)) for r in DEV_KEY_HOLDERS]
+    # Label Studio's webhook calls the annotation service with this key (a producer: it brings labels).
+    holders.append((WEBHOOK_KEY_HOLDER, Role.PRODUCER))
+    _, hashed = write_dev_keys(settings.secrets_dir, holders)
     write_dev_link_secret(settings.secrets_dir)
     return hashed
 
@@ -106,7 +110,9 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     if args.no_services:
         return 0
     keys = dev_api_keys(settings)
-    names = selected_services(settings)
+    names = selected_services(
+        settings, ("label-studio",) if getattr(args, "with_label_studio", False) else ()
+    )
     with console.status("preparing the local MLflow store..."):
         prepare_mlflow(settings, names)
     for name in names:

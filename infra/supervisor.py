@@ -21,7 +21,10 @@ from infra.monitoring import LocalPrometheus
 from infra.settings import REPO_ROOT, InfraSettings
 
 # Canonical order: a service's default port is its place here, so ports never depend on which exist.
-SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
+SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain", "audit", "annotation")
+# Started only with the component they need (`mlops up --with-label-studio`), or when named in
+# MLOPS_SERVICES: without Label Studio the annotation service would only queue tasks nobody sees.
+OPTIONAL_SERVICES = {"annotation": "label-studio"}
 
 
 @dataclass
@@ -42,10 +45,12 @@ def service_port(settings: InfraSettings, name: str) -> int:
     return settings.first_service_port + SERVICE_ORDER.index(name)
 
 
-def selected_services(settings: InfraSettings) -> list[str]:
+def selected_services(settings: InfraSettings, optional: tuple[str, ...] = ()) -> list[str]:
+    """The services `mlops up` starts: MLOPS_SERVICES if set, else every service except the optional
+    ones whose component (`optional`, e.g. "label-studio") is not started with them."""
     available = existing_services()
     if settings.services is None:
-        return available
+        return [s for s in available if OPTIONAL_SERVICES.get(s, "") in ("", *optional)]
     wanted = [s.strip() for s in settings.services.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in available]
     if unknown:
@@ -78,6 +83,7 @@ class Supervisor:
             "MLOPS_STATE_DIR": str(self.settings.state_dir),
             f"{prefix}_HTTP_HOST": "127.0.0.1",
             f"{prefix}_HTTP_PORT": str(service_port(self.settings, name)),
+            "ANNOTATION_LABEL_STUDIO_URL": f"http://127.0.0.1:{self.settings.label_studio_port}",
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -156,7 +162,7 @@ class Supervisor:
         return True
 
 
-MLFLOW_USERS = {"training", "serving", "explain", "drift"}
+MLFLOW_USERS = {"training", "serving", "explain", "drift", "annotation"}
 
 
 def prepare_mlflow(settings: InfraSettings, services: list[str]) -> None:

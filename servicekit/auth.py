@@ -81,14 +81,20 @@ class ApiKeyRegistry:
 
 
 def write_dev_keys(secrets_dir: Path, names_and_roles: Iterable[tuple[str, Role]]) -> tuple[Path, Path]:
-    """Create development keys once: plain keys for the developer (0600), hashes for the services."""
+    """Create development keys once per holder: plain keys for the developer (0600), hashes for the
+    services."""
     secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     plain_file, hashed_file = secrets_dir / "api-keys.json", secrets_dir / "api-keys.hashed.json"
-    if not plain_file.exists():
-        plain = {name: {"role": role.value, "key": generate_key()} for name, role in names_and_roles}
+    plain = json.loads(plain_file.read_text()) if plain_file.exists() else {}
+    missing = {
+        name: {"role": role.value, "key": generate_key()}
+        for name, role in names_and_roles
+        if name not in plain
+    }
+    if missing:  # a holder added since the file was made gets a key; existing keys never change
+        plain.update(missing)
         plain_file.touch(mode=0o600)
         plain_file.write_text(json.dumps(plain, indent=2) + "\n")
-    plain = json.loads(plain_file.read_text())
     hashed = [
         {"name": name, "role": v["role"], "sha256": hash_key(v["key"]), "dev": True}
         for name, v in plain.items()

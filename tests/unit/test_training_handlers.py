@@ -86,6 +86,43 @@ async def test_labels_are_stored_once_and_bad_ones_ignored(tmp_path: Path, featu
     ]
 
 
+async def test_an_annotation_never_overrides_a_clients_label_whatever_the_order(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, _ = make(tmp_path, features)
+
+    def annotated(entity: str, value: str, at: datetime) -> LabelObserved:
+        payload = LabelObservedPayload(
+            dataset="loan_applications", entity_id=entity, label=value, event_time=at,
+            source="annotation", task_id="7", annotators=["annotator-0123456789abcdef"], agreement=1.0,
+        )  # fmt: skip
+        return LabelObserved.create(payload, producer="annotation")
+
+    await service.on_labels([label("c1", "bad", T0), annotated("c1", "good", T0 + timedelta(hours=1))])
+    await service.on_labels([annotated("c2", "good", T0)])
+    await service.on_labels([label("c2", "bad", T0 - timedelta(hours=1))])  # the client's, older, later
+    await service.on_labels([annotated("c3", "bad", T0)])  # only an annotation: it is used
+    latest = service.state.latest_labels().set_index("application_id")["label"].to_dict()
+    assert latest == {"c1": 1, "c2": 1, "c3": 1}
+    assert service.state.label_events() == 5 and service.state.label_count() == 3
+
+
+def test_a_state_file_from_before_label_sources_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE labels (event_id TEXT PRIMARY KEY, entity_id TEXT NOT NULL, label INTEGER NOT NULL,"
+            " observed_at TEXT NOT NULL, received_at TEXT NOT NULL)"
+        )
+        old_row = ("e1", "d1", 0, "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00")
+        db.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?)", old_row)
+    state = TrainingState(path)
+    assert state.add_labels([("e2", "d1", 1, T0)], ["annotation"]) == [True]
+    assert state.latest_labels()["label"].tolist() == [0]  # the old row is a client's: it wins
+
+
 async def test_a_batch_of_labels_is_stored_once_each_in_one_call(
     tmp_path: Path, features: pd.DataFrame
 ) -> None:

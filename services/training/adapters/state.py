@@ -96,7 +96,8 @@ class TrainingState:
         query = (
             "SELECT entity_id, label, observed_at FROM ("
             " SELECT *, ROW_NUMBER() OVER (PARTITION BY entity_id"
-            "  ORDER BY source = 'client' DESC, observed_at DESC, received_at DESC, rowid DESC) AS n FROM labels)"
+            "  ORDER BY source = 'client' DESC, observed_at DESC, received_at DESC, rowid DESC) AS n"
+            " FROM labels)"
             " WHERE n = 1 ORDER BY entity_id"
         )
         with self._db() as db:
