@@ -1,14 +1,45 @@
 #!/usr/bin/env bash
 # Runs every test tier. The integration and end-to-end tiers start the real Kafka broker through
 # infra/ (on test ports, in .local/test, so a running dev stack is left alone) and stop it after.
+#
+# With no arguments, two lanes run at once: unit + integration (sharing the session's test broker)
+# and end-to-end (whole stacks on ports and a state folder of their own: MLOPS_TEST_KAFKA_PORT + 3000,
+# <state>/e2e). Most end-to-end time is spent waiting for stacks, trainings and pollers, so on two
+# cores the lanes overlap instead of queueing. Arguments run one pytest with them, as before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MLOPS_TEST_STATE_DIR="${MLOPS_TEST_STATE_DIR:-$PWD/.local/test}"
 export MLFLOW_DISABLE_TELEMETRY=true TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=""
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30)
 
 .venv/bin/ruff check .
 .venv/bin/python -m mypy
 .venv/bin/python -m contracts.export --check docs/events
 .venv/bin/python -m infra.asyncapi --check docs/asyncapi.json
 .venv/bin/python -m infra.openapi --check docs/openapi
-.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=30 "$@"
+
+if [[ $# -gt 0 ]]; then
+  exec "${pytest[@]}" "$@"
+fi
+
+# Kafka's jars once, before two lanes could fetch them into the same folder at the same time.
+.venv/bin/python -c "from infra.kafka_local import ensure_jars; from infra.settings import InfraSettings as S
+ensure_jars(S().jars_dir)"
+base="${MLOPS_TEST_KAFKA_PORT:-19092}"
+lane_log="$MLOPS_TEST_STATE_DIR/e2e-lane.log"
+mkdir -p "$MLOPS_TEST_STATE_DIR/e2e"
+started=$SECONDS
+MLOPS_TEST_KAFKA_PORT=$((base + 3000)) MLOPS_TEST_STATE_DIR="$MLOPS_TEST_STATE_DIR/e2e" \
+  "${pytest[@]}" tests/e2e >"$lane_log" 2>&1 &
+e2e=$!
+trap 'kill "$e2e" 2>/dev/null || true' INT TERM
+set +e
+MLOPS_TEST_KAFKA_PORT=$base "${pytest[@]}" tests/unit tests/integration
+first=$?
+echo "==> unit + integration: exit $first after $((SECONDS - started)) s; waiting for the end-to-end lane"
+wait "$e2e"
+second=$?
+set -e
+echo "==> end-to-end lane (exit $second, $((SECONDS - started)) s in all):"
+cat "$lane_log"
+exit $((first != 0 || second != 0))
