@@ -46,7 +46,7 @@ from infra.loop_figures import figures
 from infra.loop_view import run_loop, save, summary_table
 from infra.roundtrip import bus_round_trip
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import SERVICE_ORDER, Supervisor
+from infra.supervisor import CORE_SERVICES, Supervisor
 
 DEMO_ROWS = 2000
 
@@ -78,7 +78,7 @@ def run_demo(
     if closed and late_labels:  # after the loop: nothing waits to retrain, the champion is settled
         figures["late_labels"] = run_late_labels(settings, console)
     show_summary(settings, console, running, figures)
-    if running >= set(SERVICE_ORDER) and not closed:
+    if running >= set(CORE_SERVICES) and not closed:
         console.print("[red]the loop did not close[/]: see the table of step 5 and `mlops status`")
         code = code or 1
     return code

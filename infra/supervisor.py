@@ -25,6 +25,7 @@ SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain"
 # Started only with the component they need (`mlops up --with-label-studio`), or when named in
 # MLOPS_SERVICES: without Label Studio the annotation service would only queue tasks nobody sees.
 OPTIONAL_SERVICES = {"annotation": "label-studio"}
+CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SERVICES)
 
 
 @dataclass

@@ -99,6 +99,9 @@ FUZZ_RUNS = [(service, role) for service in SERVICE_ORDER for role in ROLES if f
 def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[dict[str, str]]:
     state = tmp_path_factory.mktemp("fuzz")
     env = stack_env(state, jars_dir, PORT, FIRST_SERVICE_PORT)
+    env["MLOPS_SERVICES"] = ",".join(
+        SERVICE_ORDER
+    )  # the optional ones too (annotation, without Label Studio)
     up = mlops("up", env=env, timeout=400)
     try:
         assert up.returncode == 0, up.stderr + "\n" + logs(state)

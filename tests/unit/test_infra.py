@@ -9,7 +9,14 @@ import pytest
 from contracts.topics import TOPICS
 from infra.kafka_local import LocalKafka, ensure_jars
 from infra.settings import InfraSettings
-from infra.supervisor import SERVICE_ORDER, Supervisor, process_matches, selected_services, service_port
+from infra.supervisor import (
+    CORE_SERVICES,
+    SERVICE_ORDER,
+    Supervisor,
+    process_matches,
+    selected_services,
+    service_port,
+)
 from infra.topics import platform_topics
 
 
@@ -51,6 +58,13 @@ def test_service_ports_follow_the_canonical_order() -> None:
 def test_unknown_services_are_refused() -> None:
     with pytest.raises(SystemExit, match="unknown service"):
         selected_services(InfraSettings(services="ingest,nope"))
+
+
+def test_the_annotation_service_starts_only_with_label_studio_or_when_named() -> None:
+    default = selected_services(InfraSettings())
+    assert "annotation" not in default and set(default) == set(CORE_SERVICES)
+    assert selected_services(InfraSettings(), ("label-studio",)) == list(SERVICE_ORDER)
+    assert selected_services(InfraSettings(services="audit,annotation")) == ["audit", "annotation"]
 
 
 def test_a_reused_pid_is_not_mistaken_for_ours() -> None:
