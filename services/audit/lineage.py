@@ -1,7 +1,10 @@
 """The lineage of one prediction, in one call:
 
 prediction -> model version -> its promotion (gate evidence) -> the training run (window, dataset)
--> what started the training (a TrainingRequested, and the DriftDetected behind it, if any).
+-> what started the training (a TrainingRequested, and the DriftDetected behind it, if any); and
+downstream, the labels recorded for the prediction: who observed each (a client, or annotators through
+an annotation task, named by the task id and their pseudonyms) and whether its envelope names the
+prediction's event as its cause.
 
 Links are followed by ids the events carry: model name and version, run id, causation ids, the
 request's `trigger_event_id`, and the correlation id as a fallback.
@@ -12,11 +15,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.audit.adapters.store import SqlAuditStore
+from services.audit.adapters.store import EventQuery, SqlAuditStore
 from services.audit.errors import NotFound
 from services.audit.views import row_view
 
 MAX_HOPS = 10
+MAX_LABELS = 20
 TRIGGERS = ("TrainingRequested", "DriftDetected")
 
 
@@ -57,8 +61,27 @@ def lineage(store: SqlAuditStore, prediction_id: str) -> dict[str, Any]:
         },
         "training_request": row_view(request) if request else None,
         "drift": row_view(drift) if drift else None,
+        "labels": _labels(store, prediction),
         "missing": [step for step, row in steps.items() if row is None],
     }
+
+
+def _labels(store: SqlAuditStore, prediction: dict[str, Any]) -> list[dict[str, Any]]:
+    query = EventQuery(
+        event_type="LabelObserved", prediction_id=prediction["prediction_id"], limit=MAX_LABELS
+    )
+    labels = []
+    for row in store.events(query):
+        payload = _payload(row)
+        labels.append({
+            "event": row_view(row),
+            "source": payload.get("source", "client"),
+            "task_id": payload.get("task_id"),
+            "annotators": payload.get("annotators", []),
+            "agreement": payload.get("agreement"),
+            "caused_by_prediction": row.get("causation_id") == prediction["event_id"],
+        })  # fmt: skip
+    return labels
 
 
 def _before(store: SqlAuditStore, seq: int, **filters: Any) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -245,3 +246,29 @@ def test_lineage_follows_the_stored_flow(store: SqlAuditStore) -> None:
     assert found["missing"] == [] and found["model"] == {"name": "fraud", "version": "8"}
     assert found["training_run"]["event_type"] == "ModelTrained"
     assert found["drift"]["event_type"] == "DriftDetected"
+
+
+def test_lineage_lists_the_predictions_labels_with_their_task_and_cause(tmp_path: Path) -> None:
+    from contracts.events import LabelObserved, LabelObservedPayload, PredictionMade
+
+    flow = lineage_flow("pred-9", version="3")
+    prediction = next(e for e in flow if isinstance(e, PredictionMade))
+
+    def label(source: str, caused_by: PredictionMade | None, **extra: Any) -> LabelObserved:
+        payload = LabelObservedPayload(
+            dataset="loans", entity_id="app-9", label="bad", event_time=prediction.occurred_at,
+            prediction_id="pred-9", source=source, **extra,  # type: ignore[arg-type]
+        )  # fmt: skip
+        return LabelObserved.create(payload, producer=source, caused_by=caused_by)
+
+    annotated = label("annotation", prediction, task_id="41", annotators=["annotator-00ff"], agreement=1.0)
+    store = open_store(f"sqlite:///{tmp_path / 'audit.db'}")
+    AuditService(store).capture(captured([*flow, label("client", None), annotated], topic="mixed"))
+    labels = lineage(store, "pred-9")["labels"]
+    assert [(x["source"], x["task_id"], x["caused_by_prediction"]) for x in labels] == [
+        ("client", None, False),
+        ("annotation", "41", True),
+    ]
+    assert labels[1]["annotators"] == ["annotator-00ff"] and labels[1]["agreement"] == 1.0
+    assert labels[1]["event"]["event"]["payload"]["task_id"] == "41"
+    store.dispose()
