@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,7 +73,7 @@ class TrainingState:
         return self.add_labels([(event_id, entity_id, label, observed_at)]) == [True]
 
     def add_labels(
-        self, labels: list[tuple[str, str, int, datetime]], sources: list[str] | None = None
+        self, labels: list[tuple[str, str, int, datetime]], sources: Sequence[str] | None = None
     ) -> list[bool]:
         """Store a batch of (event id, entity id, label, observed at) in one transaction, with who
         observed each (`client` unless `sources` says `annotation`); for each, False when its event id
