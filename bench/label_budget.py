@@ -14,13 +14,15 @@ Per run (seed `--seed` + run; the stream's applicants and the random picks both 
 3. The champion scores the pool (the "predictions"). Each strategy picks B of them for annotation:
    `uncertainty` the B whose score is nearest the policy's `decision_threshold` (0.5; the tag every
    model version carries, and the score serving compares it with), `random` B uniformly, `mixed` 80 %
-   nearest + 20 % random (the annotation service's planned default: uncertain cases plus an audit
-   share). The model is retrained, on the same picks, in two ways (`--windows`): on the pre-drift
-   training rows + the B labelled rows (`history`), and on the B alone (`since_change`: what the
-   shipped policy's `train_since_change: true` does after a drift), and scored on the drifted holdout.
+   nearest + 20 % random (the annotation service's planned default, uncertain cases plus an audit
+   share; the service itself is not in the repository yet). The model is retrained, on the same
+   picks, in two ways (`--windows`): on the pre-drift training rows + the B labelled rows
+   (`history`), and on the B alone (`since_change`: what the shipped policy's
+   `train_since_change: true` does after a drift), and scored on the drifted holdout.
 4. References: "no labels" (the champion on the holdout) and "ceiling" (retrained with the whole
    pool labelled). RECOVERED: accuracy >= no_labels + 0.9 * (ceiling - no_labels), each run against
-   its own two references; the budget to recover is the smallest budget that does.
+   its own two references; the budget to recover is the smallest budget that does (0 when the
+   ceiling is no better than the champion: nothing to recover).
 
 Picks that hold one class cannot be fitted (the service refuses the run): the champion keeps
 serving and that budget scores "no labels". The service's own floor (`min_labels: 200`) is not
@@ -34,7 +36,7 @@ of 2000 (an accuracy's standard error is about 1 point there).
         [--drift label_swap|prior_shift|...] [--windows history,since_change]
 
 Prints a Markdown table per window; the figures go to bench/results/label_budget-<drift>.json.
-About 3 s a run and window on 2 shared cores (the stream's PII draws and ~20 fits).
+About 15 s with the defaults on 2 shared cores (the stream's PII draws and ~20 fits a run and window).
 """
 
 from __future__ import annotations
