@@ -3,11 +3,13 @@
 mlops up [--no-services] [--services a,b]   start Kafka (unless KAFKA_BOOTSTRAP_SERVERS) and services
          [--with-prometheus]                and a Prometheus server scraping them (127.0.0.1:9090)
          [--with-label-studio]              and a Label Studio server (127.0.0.1:8200, docs/annotation.md)
+                                            with the annotation service (127.0.0.1:8108)
 mlops down                                  stop exactly what `up` started
 mlops status [--json]                       each component, its URL, health and memory
 mlops topics                                create/grow the platform's topics on the cluster
-mlops demo [--stop]                         up + the whole loop (ingest, train, serve, drift, retrain,
-                                            audit, explain) with its figures and plot
+mlops demo [--stop] [--with-label-studio]   up + the whole loop (ingest, train, serve, drift, retrain,
+                                            audit, explain) with its figures and plot; with Label
+                                            Studio, an analyst's annotation round trip at the end
 mlops reports [--report ID] [--ttl S]       a signed link to paste into a browser: the drift reports'
                                             index page, or one report's page
 mlops model rollback [--to N] --reason TEXT  move the champion back, as an audited event
@@ -268,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     reports.add_argument("--ttl", type=positive_int, help="seconds the link opens (30 to 86400; default 900)")
     demo = sub.add_parser("demo", help="the main job: the whole loop on the local stack, with its figures")
     demo.add_argument("--stop", action="store_true", help="stop the stack when the demo ends (else it stays)")
+    demo.add_argument(
+        "--with-label-studio",
+        action="store_true",
+        help="also run Label Studio and the annotation service, and end with an analyst's round trip",
+    )
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
     add_model_parser(sub)

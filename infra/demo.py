@@ -18,7 +18,10 @@
 8. labels months late: once the loop closed, labels come after 90+ simulated days (some never), a
    new channel brings riskier applicants, and the drift service's estimate of the champion's accuracy
    (from its calibrated scores alone) raises a drop before any label of them has come
-   (infra/late_labels.py; it informs, the exit code does not depend on it).
+   (infra/late_labels.py; it informs, the exit code does not depend on it);
+9. an analyst in the loop, with `--with-label-studio`: uncertain decisions become Label Studio tasks,
+   a scripted analyst answers one, and its label comes back as an event the audit trail links to the
+   task and the prediction (infra/annotation_step.py; when the annotation service runs).
 
 Then a summary: the figures, the plot, and where to look. The exit code is 0 only when every step
 that ran succeeded and, with the whole stack running, the loop closed (drift detected, a new
@@ -37,6 +40,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from infra import annotation_step
 from infra.demo_loop import client, client_args, explain_prediction, serve_predictions, train_first_champion
 from infra.demo_summary import show_summary
 from infra.lag import end_offsets_now, wait_caught_up
@@ -60,6 +64,9 @@ def run_demo(
     streamed = stream_applications(settings, console) if "ingest" in running else None
     if streamed:
         figures["ingest"] = streamed
+        (settings.state_dir / "demo").mkdir(parents=True, exist_ok=True)
+        entities = json.dumps(streamed["first_entities"])
+        (settings.state_dir / "demo" / annotation_step.ENTITIES_FILE).write_text(entities + "\n")
     prediction: dict[str, Any] | None = None
     if streamed and {"features", "training"} <= running:
         outcome = train_first_champion(settings, console)
@@ -77,6 +84,12 @@ def run_demo(
     closed = bool(figures.get("loop", {}).get("closed"))
     if closed and late_labels:  # after the loop: nothing waits to retrain, the champion is settled
         figures["late_labels"] = run_late_labels(settings, console)
+    if prediction is not None and streamed and {"annotation", "audit"} <= running:
+        try:
+            figures["annotation"] = annotation_step.run_step(settings, console, streamed["first_entities"])
+        except (annotation_step.StepFailed, httpx.HTTPError) as failure:
+            console.print(f"[red]9. the annotation round trip failed:[/] {failure}")
+            code = code or 1
     show_summary(settings, console, running, figures)
     if running >= set(CORE_SERVICES) and not closed:
         console.print("[red]the loop did not close[/]: see the table of step 5 and `mlops status`")

@@ -7,6 +7,7 @@ drift event that caused it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ FIRST_SERVICE_PORT = PORT - 3000
 def demo(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("demo")
     env = stack_env(state, jars_dir, PORT, FIRST_SERVICE_PORT)
+    env["MLOPS_LABEL_STUDIO_PORT"] = str(PORT + 50)  # for the analyst's round trip, after the demo
     try:
         result = mlops("demo", env=env, timeout=1500)
         yield {"env": env, "state": state, "result": result}
@@ -268,3 +270,43 @@ def test_ops_rolls_the_champion_back_and_serving_and_the_audit_follow(
 
     refused = mlops("model", "rollback", "--to", "999", "--reason", "no such version", env=env, timeout=120)
     assert refused.returncode == 1 and "unknown_version" in refused.stdout + refused.stderr
+
+
+def _label_counts(env: dict[str, str]) -> dict[str, float]:
+    """Labels drift has joined to a prediction, and labels training has stored."""
+    with api(env, "drift", "ops") as drift, api(env, "training", "ops") as training:
+        joined = drift.get("/detectors").json()["join"]["joined"]
+        metrics = training.get("/metrics").text
+    stored = re.search(r'^training_labels_total\{outcome="stored"\} (\S+)$', metrics, re.MULTILINE)
+    return {"joined": float(joined), "stored": float(stored.group(1)) if stored else 0.0}
+
+
+@pytest.mark.timeout(900)
+def test_an_analysts_label_reaches_drift_training_and_the_audit_trail(demo: dict[str, Any]) -> None:
+    """Issue 15: Label Studio and the annotation service join the demo's stack (`mlops up
+    --with-label-studio`); `python -m infra.annotation_step` (the demo's step 9) scores applications
+    again, the uncertain ones become tasks, a scripted analyst answers one through Label Studio's API,
+    and its LabelObserved reaches drift's join, training's store and the audit trail."""
+    assert demo["result"].returncode == 0
+    env, state = demo["env"], demo["state"]
+    up = mlops("up", "--with-label-studio", env=env, timeout=600)
+    assert up.returncode == 0, up.stderr[-3000:] + logs(state, 2000)
+    before = _label_counts(env)
+    step = subprocess.run(
+        [sys.executable, "-m", "infra.annotation_step"], cwd=REPO_ROOT, env=env, capture_output=True,
+        text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert step.returncode == 0, step.stderr[-4000:] + logs(state, 2000)
+    f = json.loads((state / "demo" / "annotation.json").read_text())
+    assert f["tasks"] >= 1 and f["reasons"].get("uncertain", 0) >= 1, f
+    assert f["label"]["state"] == "labelled" and f["label"]["outcome"] == f["analyst_label"], f
+    (annotator,) = f["label"]["annotators"]
+    assert annotator.startswith("annotator-") and "admin" not in annotator and not annotator[-1:].isspace()
+    audit = f["audit"]
+    assert audit["caused_by_prediction"] and audit["task_id"] == str(f["task_id"]), audit
+    assert audit["annotators"] == [annotator] and audit["intact"] is True, audit
+    after = _label_counts(env)
+    assert after["joined"] >= before["joined"] + 1, (before, after)
+    assert after["stored"] >= before["stored"] + 1, (before, after)
+    shown = step.stderr
+    assert "An analyst in the loop" in shown and "annotation -> LabelObserved" in shown
