@@ -280,7 +280,7 @@ class AnnotationHandler:
 
     async def sync_once(self) -> None:
         try:
-            for model in self.store.models_with(QUEUED, OPEN, DISPUTED):
+            for model in self.store.models_to_sync():
                 await self._sync_model(model)
         except LabelStudioUnavailable as exc:
             if self.status.reachable is not False:
@@ -328,7 +328,7 @@ class AnnotationHandler:
                 for row, task_id in zip(queued, ids, strict=True):
                     self._opened(row, project, task_id)
             listing = None
-        active = self.store.in_state(model, OPEN, DISPUTED)
+        active = self.store.awaiting_answers(model)
         if not active:
             return
         if listing is None:
@@ -344,7 +344,7 @@ class AnnotationHandler:
                 task.get("updated_at"),
             )
             unchanged = self._seen_signatures.get(row.task_id or 0) == signature
-            if not any(signature[:2]) or (row.state == OPEN and unchanged):
+            if not any(signature[:2]) or (row.state != DISPUTED and unchanged):
                 continue  # a disputed task is read every time: ground truth may be marked without a change
             annotations = await self.ls.task_annotations(int(row.task_id or 0))
             if annotations is not None:
@@ -388,7 +388,16 @@ class AnnotationHandler:
             if current is None:
                 return
             notes: dict[str, Any] = {"reasoning_wrong": int(flagged), "comment": comment or None}
-            if current.state in (LABELLED, SUPERSEDED) or current.task_id is None:
+            if current.state == SUPERSEDED and current.outcome is None and resolution.status == "agreed":
+                client = self.store.client_label(row.prediction_id, conn)
+                names = pseudonyms(self.pseudonym_key, resolution.agreeing)
+                self.store.update(
+                    row.prediction_id, conn, outcome=resolution.label, agreement=resolution.agreement,
+                    annotators=names, **notes,
+                )  # fmt: skip
+                if client is not None:  # answered after a client's label superseded it: annotator quality
+                    CLIENT_AGREEMENT.labels(str(client == resolution.label).lower()).inc()
+            elif current.state in (LABELLED, SUPERSEDED) or current.task_id is None:
                 self.store.update(row.prediction_id, conn, **notes)
             elif resolution.status == "pending":
                 self.store.update(row.prediction_id, conn, state=OPEN, **notes)

@@ -172,17 +172,31 @@ class AnnotationStore:
         with self.db.connection() as own:
             own.execute(statement, (*fields.values(), prediction_id))
 
-    def models_with(self, *states: str) -> list[str]:
-        marks = ", ".join("?" * len(states))
-        with self.db.connection() as conn:
-            rows = conn.execute(f"SELECT DISTINCT model_name FROM tasks WHERE state IN ({marks})", states)
-            return sorted(r[0] for r in rows)
-
     def in_state(self, model_name: str, *states: str, limit: int = 1_000_000) -> list[TaskRow]:
         marks = ", ".join("?" * len(states))
         return self._many(
             f"WHERE model_name = ? AND state IN ({marks}) ORDER BY chosen_at, prediction_id LIMIT ?",
             (model_name, *states, limit),
+        )
+
+    def models_to_sync(self) -> list[str]:
+        """Models with tasks to import, to read back, or superseded but still awaiting their answers."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT model_name FROM tasks WHERE state IN (?, ?, ?) "
+                "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL)",
+                (*ACTIVE, SUPERSEDED),
+            )
+            return sorted(r[0] for r in rows)
+
+    def awaiting_answers(self, model_name: str) -> list[TaskRow]:
+        """Tasks in Label Studio whose answers still matter: open, disputed, or superseded by a client's
+        label before they were answered (their answers then measure the annotators against the client)."""
+        return self._many(
+            "WHERE model_name = ? AND (state IN (?, ?) "
+            "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL)) "
+            "ORDER BY chosen_at, prediction_id",
+            (model_name, OPEN, DISPUTED, SUPERSEDED),
         )
 
     def maybe_imported(self, model_name: str) -> list[TaskRow]:
