@@ -164,7 +164,10 @@ def create_app(
         return store.db.ping()
 
     tasks = BackgroundTasks()
-    tasks.add("annotation-sync", handler.sync_forever)
+    if settings.replay is None:
+        tasks.add("annotation-sync", handler.sync_forever)
+    else:  # a replay rebuilds the state from the log; Label Studio keeps the tasks the service made
+        log.info("replay: the state is rebuilt from the log; nothing is sent to Label Studio")
     app = create_service_app(
         settings,
         broker,
