@@ -261,6 +261,11 @@ def test_a_near_prediction_becomes_a_task_with_its_features_and_a_far_one_does_n
         "reasons", "features", "explanation",
     }  # fmt: skip
     assert data["explanation"].startswith("No explanation")
+    with label_studio.api() as api:
+        hooks = api.get("/api/webhooks/", params={"project": task["project"]}).json()
+    [hook] = hooks  # registered once, with the producer key Label Studio sends back
+    assert hook["url"] == f"{service['base']}/label-studio/webhook"
+    assert hook["headers"] == {"X-API-Key": service["keys"]["producer"]}
 
 
 def test_an_annotation_in_label_studio_becomes_a_label_observed_through_the_webhook(
@@ -383,3 +388,25 @@ def test_label_studio_down_then_back_each_chosen_prediction_becomes_exactly_one_
         wait_state(service, pid, "open", timeout_s=90)
     tasks = [t["data"]["prediction_id"] for t in project_tasks(label_studio, model)]
     assert sorted(p for p in tasks if p.startswith("down-")) == chosen  # each exactly once
+
+
+def test_the_threshold_is_the_versions_own_from_its_model_card(tmp_path: Path) -> None:
+    """Read through contracts/model.py from a real MLflow registry, cached; an unknown version is None
+    (the handler then uses the policy's default and counts it)."""
+    from services.annotation.adapters.thresholds import MlflowThresholds
+    from workbench.serving_devdata import register_reference_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    version = register_reference_model(
+        uri,
+        tmp_path / "artifacts",
+        "credit-risk",
+        features=("duration_in_month", "credit_amount"),
+        threshold=0.3,
+    )
+    thresholds = MlflowThresholds(uri, retry_s=3600)
+    assert thresholds.threshold("credit-risk", version) == 0.3
+    assert thresholds.threshold("credit-risk", "999") is None
+    assert (
+        thresholds._known == {("credit-risk", version): 0.3} and ("credit-risk", "999") in thresholds._failed
+    )
