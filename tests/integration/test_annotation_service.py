@@ -410,3 +410,67 @@ def test_the_threshold_is_the_versions_own_from_its_model_card(tmp_path: Path) -
     assert (
         thresholds._known == {("credit-risk", version): 0.3} and ("credit-risk", "999") in thresholds._failed
     )
+
+
+def test_polling_alone_brings_labels_back_and_a_lost_import_answer_makes_no_duplicate(
+    label_studio: LabelStudioServer, tmp_path: Path
+) -> None:
+    """The guaranteed path against the real server, without webhooks (no key) and without Kafka: the
+    handler's sync reads the project's tasks and their annotations; a row whose import reached Label
+    Studio but was never marked is found by data.prediction_id instead of being imported again."""
+    from servicekit.outbox import SqliteOutbox
+    from services.annotation.adapters.label_studio import LabelStudioApi
+    from services.annotation.adapters.store import AnnotationStore
+    from services.annotation.domain.policy import SamplingPolicy
+    from services.annotation.handlers import AnnotationHandler
+
+    model = f"credit-risk-poll-{uuid.uuid4().hex[:8]}"
+    settings = AnnotationSettings(state_dir=tmp_path, label_studio_url=label_studio.url)
+    store = AnnotationStore(None)
+    sent: list[Event[Any]] = []
+
+    async def publish(event: Event[Any], topic: str) -> None:
+        sent.append(event)
+
+    async def scenario() -> None:
+        api = LabelStudioApi(label_studio.url, label_studio.settings.secrets_dir / "label-studio.json", 30)
+
+        class NoCards:
+            def threshold(self, model_name: str, version: str) -> float | None:
+                return None
+
+        policy = SamplingPolicy.from_mapping({"audit": {"share": 0}, "fairness": {"share": 0}})
+        handler = AnnotationHandler(
+            settings, policy, store, SqliteOutbox(store.db, publish), api, NoCards(), b"k" * 32, None
+        )
+        try:
+            await handler.on_predictions([prediction(model, "lost", 0.5), prediction(model, "polled", 0.5)])
+            project = await api.ensure_project(f"Review: {model}", 1)
+            lost = store.get("lost")
+            assert lost is not None
+            store.mark_import_started(["lost"])  # the import call happened, its answer was lost
+            await api.import_tasks(project, [lost.data])
+            await handler.sync_once()
+            tasks = await api.tasks(project)
+            assert sorted(t["data"]["prediction_id"] for t in tasks) == ["lost", "polled"]  # no duplicate
+            polled = store.get("polled")
+            assert polled is not None and polled.state == "open" and store.get("lost").state == "open"  # type: ignore[union-attr]
+            result = [
+                {
+                    "from_name": "outcome",
+                    "to_name": "explanation",
+                    "type": "choices",
+                    "value": {"choices": ["good"]},
+                }
+            ]
+            with label_studio.api() as client:
+                created = client.post(f"/api/tasks/{polled.task_id}/annotations/", json={"result": result})
+            assert created.status_code == 201, created.text
+            await handler.sync_once()
+        finally:
+            await api.close()
+
+    asyncio.run(scenario())
+    [label] = [e for e in sent if isinstance(e, LabelObserved)]
+    assert label.payload.prediction_id == "polled" and label.payload.label == "good"
+    assert label.payload.source == "annotation" and label.payload.annotators[0].startswith("annotator-")
