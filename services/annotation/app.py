@@ -164,6 +164,7 @@ def create_app(
         return store.db.ping()
 
     tasks = BackgroundTasks()
+    tasks.add("annotation-labels", handler.flush_forever)
     if settings.replay is None:
         tasks.add("annotation-sync", handler.sync_forever)
     else:  # a replay rebuilds the state from the log; Label Studio keeps the tasks the service made

@@ -74,6 +74,7 @@ DeadLetter = Callable[[RawMessage, str, str], Awaitable[None]]
 
 
 class LabelStudio(Protocol):
+    async def ping(self) -> bool: ...
     async def ensure_project(self, title: str, maximum_annotations: int) -> int: ...
     async def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> None: ...
     async def import_tasks(self, project_id: int, data: list[dict[str, Any]]) -> list[int] | None: ...
@@ -280,7 +281,10 @@ class AnnotationHandler:
 
     async def sync_once(self) -> None:
         try:
-            for model in self.store.models_to_sync():
+            models = self.store.models_to_sync()
+            if not models and not await self.ls.ping():  # nothing to do: still say whether it is there
+                raise LabelStudioUnavailable("Label Studio does not answer /health")
+            for model in models:
                 await self._sync_model(model)
         except LabelStudioUnavailable as exc:
             if self.status.reachable is not False:
@@ -449,6 +453,14 @@ class AnnotationHandler:
                 "causation_id": str(made.event_id),
             }
         )
+
+    async def flush_forever(self, every_s: float = 5.0) -> None:
+        """Labels left in the outbox (the broker was away when they were made) are sent from here,
+        whatever Label Studio's state."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.outbox.pending():
+                await self.flush_labels_quietly()
 
     async def flush_labels_quietly(self) -> None:
         """Publish the outbox's labels; a broker that is away is retried at the next sync."""

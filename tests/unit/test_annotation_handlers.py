@@ -52,6 +52,9 @@ class FakeLabelStudio:
         if self.down:
             raise LabelStudioUnavailable("Label Studio unreachable: ConnectError")
 
+    async def ping(self) -> bool:
+        return not self.down
+
     async def ensure_project(self, title: str, maximum_annotations: int) -> int:
         self._up()
         return self.projects.setdefault(title, len(self.projects) + 1)
@@ -255,6 +258,9 @@ def test_the_budget_caps_open_tasks(tmp_path: Path) -> None:
 
 def test_label_studio_down_keeps_tasks_queued_then_each_becomes_exactly_one_task(world: World) -> None:
     world.ls.down = True
+    with pytest.raises(LabelStudioUnavailable):
+        run(world.handler.sync_once())  # no task yet: its health is still checked
+    assert world.handler.overview()["label_studio"]["reachable"] is False
     run(world.handler.on_predictions([made(f"p-{i}", 0.3) for i in range(3)]))
     with pytest.raises(LabelStudioUnavailable):
         run(world.handler.sync_once())
