@@ -326,11 +326,11 @@ class AnnotationHandler:
         while queued := self.store.in_state(model, QUEUED, limit=self.settings.import_batch_size):
             self.store.mark_import_started([r.prediction_id for r in queued])
             ids = await self.ls.import_tasks(project, [r.data for r in queued])
-            if ids is None:
-                self._reconcile(queued, await self.ls.tasks(project), project)
-            else:
+            if ids is not None:
                 for row, task_id in zip(queued, ids, strict=True):
                     self._opened(row, project, task_id)
+            elif not self._reconcile(queued, await self.ls.tasks(project), project):
+                raise LabelStudioUnavailable("Label Studio took an import but shows none of its tasks")
             listing = None
         active = self.store.awaiting_answers(model)
         if not active:
@@ -355,8 +355,9 @@ class AnnotationHandler:
                 await self.settle(row, annotations)
                 self._seen_signatures[row.task_id or 0] = signature
 
-    def _reconcile(self, rows: list[TaskRow], listing: list[dict[str, Any]], project: int) -> None:
-        """Rows whose import may have happened: open if Label Studio has their task, queued again if not."""
+    def _reconcile(self, rows: list[TaskRow], listing: list[dict[str, Any]], project: int) -> int:
+        """Rows whose import may have happened: open if Label Studio has their task, queued again if
+        not. Returns how many were found."""
         found: dict[str, int] = {}
         for task in sorted(listing, key=lambda t: int(t.get("id") or 0)):
             data = task.get("data") if isinstance(task.get("data"), dict) else {}
@@ -368,11 +369,14 @@ class AnnotationHandler:
                     )
                     continue
                 found[prediction_id] = int(task["id"])
+        opened = 0
         for row in rows:
             if row.prediction_id in found:
                 self._opened(row, project, found[row.prediction_id])
+                opened += 1
             else:
                 self.store.update(row.prediction_id, import_started_at=None)
+        return opened
 
     def _opened(self, row: TaskRow, project: int, task_id: int) -> None:
         now = time.time()

@@ -47,6 +47,8 @@ class FakeLabelStudio:
         self.annotations: dict[int, list[dict[str, Any]]] = {}
         self.webhooks: list[tuple[int, str, dict[str, str]]] = []
         self.imports = 0
+        self.returns_ids = True
+        self.drops_imports = False
 
     def _up(self) -> None:
         if self.down:
@@ -69,6 +71,8 @@ class FakeLabelStudio:
         self.imports += 1
         ids = []
         for d in data:
+            if self.drops_imports:
+                continue
             task_id = 100 + len(self.tasks_by_id)
             self.tasks_by_id[task_id] = {
                 "id": task_id,
@@ -79,7 +83,7 @@ class FakeLabelStudio:
         if self.crash_after_import:
             self.crash_after_import = False
             raise LabelStudioUnavailable("the answer was lost")
-        return ids
+        return ids if self.returns_ids else None
 
     async def tasks(self, project_id: int) -> list[dict[str, Any]]:
         self._up()
@@ -283,6 +287,22 @@ def test_a_crash_between_import_and_marking_makes_no_duplicate(world: World) -> 
     assert world.store.counts()["queued"] == 2 and len(world.ls.tasks_by_id) == 2
     run(world.handler.sync_once())  # reconciled by data.prediction_id, not imported again
     assert world.store.counts()["open"] == 2 and len(world.ls.tasks_by_id) == 2 and world.ls.imports == 1
+
+
+def test_without_task_ids_in_the_answer_tasks_are_found_by_prediction_id(world: World) -> None:
+    world.ls.returns_ids = False
+    run(world.handler.on_predictions([made("p-a", 0.3), made("p-b", 0.31)]))
+    run(world.handler.sync_once())
+    rows = [world.store.get(p) for p in ("p-a", "p-b")]
+    assert [(r.state, world.ls.tasks_by_id[r.task_id or 0]["data"]["prediction_id"]) for r in rows if r] == [
+        ("open", "p-a"),
+        ("open", "p-b"),
+    ]
+    world.ls.drops_imports = True  # an import that made nothing: an error, not an endless loop
+    run(world.handler.on_predictions([made("p-c", 0.3)]))
+    with pytest.raises(LabelStudioUnavailable):
+        run(world.handler.sync_once())
+    assert world.store.get("p-c").state == "queued"  # type: ignore[union-attr]
 
 
 def test_an_annotation_becomes_one_label_event_linked_to_its_prediction(world: World) -> None:
