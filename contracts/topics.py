@@ -19,6 +19,7 @@ EXPLANATION_PRODUCED = "explanation.produced"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 BATCH_SCORED = "batch.scored"
 REPLAYS = "platform.replays"
+ANNOTATION_WEBHOOKS = "annotation.webhooks"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     _events(AUDIT_CHECKPOINTS, "AuditCheckpointed", "none", "Heads of the audit hash chain, for anchoring."),
     _events(REPLAYS, "ReplayCompleted", "service", "Replays of the log into a fresh consumer group (ops)."),
+    TopicSpec(
+        name=ANNOTATION_WEBHOOKS,
+        description="Label Studio webhook bodies as the annotation service received them (authenticated,"
+        " size-limited, not enveloped); it consumes them like any input, so a bad one is dead-lettered.",
+        event_types=(),
+        key="Label Studio task id (none when the body names none)",
+        record_topic=False,
+    ),
 )
 
 

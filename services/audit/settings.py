@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import AUDIT_CHECKPOINTS, RECORDS_RAW, topic_names
+from contracts.topics import ANNOTATION_WEBHOOKS, AUDIT_CHECKPOINTS, RECORDS_RAW, topic_names
 from servicekit.settings import ServiceSettings
 
 
@@ -37,7 +37,7 @@ class AuditSettings(ServiceSettings):
         description="Topics to capture (JSON list). Default: every topic of the contracts.",
     )
     content_free_topics: list[str] = Field(
-        default_factory=lambda: [RECORDS_RAW],
+        default_factory=lambda: [RECORDS_RAW, ANNOTATION_WEBHOOKS],
         description="Topics whose messages may hold PII: only coordinates, digests and size are stored.",
     )
     group_id: str = Field(

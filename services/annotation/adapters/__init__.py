@@ -1,0 +1,1 @@
+"""The annotation service's outside world: its SQLite state, Label Studio, MLflow."""

@@ -1,0 +1,301 @@
+"""The annotation service's state, in SQLite (servicekit.sqlite): its tasks (the import outbox: a chosen
+case is a `queued` row before it is a Label Studio task), what it saw on the bus (local explanations,
+clients' labels, drift windows), its Label Studio projects, and the webhooks it processed. The labels
+outbox (servicekit.outbox) lives in the same file, so a state change and its event commit together."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from servicekit.sqlite import SqliteDatabase
+from services.annotation.domain.policy import GroupShares
+
+QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED = "queued", "open", "disputed", "labelled", "superseded"
+STATES = (QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED)
+ACTIVE = (QUEUED, OPEN, DISPUTED)
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS tasks (
+        prediction_id TEXT PRIMARY KEY,
+        model_name TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        entity_id TEXT,
+        reasons TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        state TEXT NOT NULL,
+        data TEXT NOT NULL,
+        prediction TEXT NOT NULL,
+        predicted_at REAL NOT NULL,
+        chosen_at REAL NOT NULL,
+        import_started_at REAL,
+        project_id INTEGER,
+        task_id INTEGER UNIQUE,
+        opened_at REAL,
+        outcome TEXT,
+        agreement REAL,
+        annotators TEXT,
+        reasoning_wrong INTEGER NOT NULL DEFAULT 0,
+        comment TEXT,
+        note TEXT,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, model_name)",
+    "CREATE INDEX IF NOT EXISTS tasks_chosen ON tasks (chosen_at)",
+    """CREATE TABLE IF NOT EXISTS group_counts (
+        dimension TEXT NOT NULL, value TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (dimension, value))""",
+    "CREATE TABLE IF NOT EXISTS explanations (prediction_id TEXT PRIMARY KEY, summary TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS client_labels (prediction_id TEXT PRIMARY KEY, label TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS drift_windows (model_name TEXT PRIMARY KEY, until REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projects (model_name TEXT PRIMARY KEY, project_id INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS webhooks_seen (
+        annotation_id INTEGER NOT NULL, updated_at TEXT NOT NULL, source TEXT NOT NULL,
+        PRIMARY KEY (annotation_id, updated_at))""",
+)
+
+_COLUMNS = (
+    "prediction_id, model_name, model_version, entity_id, reasons, groups, state, data, prediction, "
+    "predicted_at, chosen_at, import_started_at, project_id, task_id, opened_at, outcome, agreement, "
+    "annotators, reasoning_wrong, comment, note, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    prediction_id: str
+    model_name: str
+    model_version: str
+    entity_id: str | None
+    reasons: list[str]
+    groups: dict[str, str]
+    state: str
+    data: dict[str, Any]
+    prediction: str
+    predicted_at: float
+    chosen_at: float
+    import_started_at: float | None
+    project_id: int | None
+    task_id: int | None
+    opened_at: float | None
+    outcome: str | None
+    agreement: float | None
+    annotators: list[str]
+    reasoning_wrong: bool
+    comment: str | None
+    note: str | None
+    updated_at: float
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> TaskRow:
+        values = list(row)
+        values[4] = json.loads(values[4])
+        values[5] = json.loads(values[5])
+        values[7] = json.loads(values[7])
+        values[17] = json.loads(values[17]) if values[17] else []
+        values[18] = bool(values[18])
+        return cls(*values)
+
+
+class AnnotationStore:
+    def __init__(self, path: Path | None, max_remembered: int = 200_000) -> None:
+        self.db = SqliteDatabase(path, SCHEMA)
+        self.max_remembered = max_remembered
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.db.transaction() as conn:
+            yield conn
+
+    # tasks
+
+    def insert(self, conn: sqlite3.Connection, row: TaskRow) -> bool:
+        """A new task row (False if the prediction has one: redeliveries and replays change nothing)."""
+        cursor = conn.execute(
+            f"INSERT OR IGNORE INTO tasks ({_COLUMNS}) VALUES ({', '.join('?' * 22)})",
+            (
+                row.prediction_id, row.model_name, row.model_version, row.entity_id, json.dumps(row.reasons),
+                json.dumps(row.groups), row.state, json.dumps(row.data), row.prediction, row.predicted_at,
+                row.chosen_at, None, None, None, None, None, None, None, 0, None, row.note, time.time(),
+            ),
+        )  # fmt: skip
+        if cursor.rowcount != 1:
+            return False
+        if row.state != SUPERSEDED:
+            conn.executemany(
+                "INSERT INTO group_counts VALUES (?, ?, 1) "
+                "ON CONFLICT (dimension, value) DO UPDATE SET count = count + 1",
+                sorted(row.groups.items()),
+            )
+        return True
+
+    def get(self, prediction_id: str) -> TaskRow | None:
+        return self._one("WHERE prediction_id = ?", (prediction_id,))
+
+    def by_task_id(self, task_id: int) -> TaskRow | None:
+        return self._one("WHERE task_id = ?", (task_id,))
+
+    def exists(self, conn: sqlite3.Connection, prediction_id: str) -> bool:
+        return (
+            conn.execute("SELECT 1 FROM tasks WHERE prediction_id = ?", (prediction_id,)).fetchone()
+            is not None
+        )
+
+    def _one(self, where: str, args: tuple[Any, ...]) -> TaskRow | None:
+        rows = self._many(where, args)
+        return rows[0] if rows else None
+
+    def _many(self, where: str, args: tuple[Any, ...] = ()) -> list[TaskRow]:
+        with self.db.connection() as conn:
+            return [TaskRow.of(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM tasks {where}", args)]
+
+    def update(self, prediction_id: str, conn: sqlite3.Connection | None = None, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        if "annotators" in fields:
+            fields["annotators"] = json.dumps(fields["annotators"])
+        if "data" in fields:
+            fields["data"] = json.dumps(fields["data"])
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        statement = f"UPDATE tasks SET {assignments} WHERE prediction_id = ?"
+        if conn is not None:
+            conn.execute(statement, (*fields.values(), prediction_id))
+            return
+        with self.db.connection() as own:
+            own.execute(statement, (*fields.values(), prediction_id))
+
+    def in_state(self, model_name: str, *states: str, limit: int = 1_000_000) -> list[TaskRow]:
+        marks = ", ".join("?" * len(states))
+        return self._many(
+            f"WHERE model_name = ? AND state IN ({marks}) ORDER BY chosen_at, prediction_id LIMIT ?",
+            (model_name, *states, limit),
+        )
+
+    def models_to_sync(self) -> list[str]:
+        """Models with tasks to import, to read back, or superseded but still awaiting their answers."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT model_name FROM tasks WHERE state IN (?, ?, ?) "
+                "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL)",
+                (*ACTIVE, SUPERSEDED),
+            )
+            return sorted(r[0] for r in rows)
+
+    def awaiting_answers(self, model_name: str) -> list[TaskRow]:
+        """Tasks in Label Studio whose answers still matter: open, disputed, or superseded by a client's
+        label before they were answered (their answers then measure the annotators against the client)."""
+        return self._many(
+            "WHERE model_name = ? AND (state IN (?, ?) "
+            "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL)) "
+            "ORDER BY chosen_at, prediction_id",
+            (model_name, OPEN, DISPUTED, SUPERSEDED),
+        )
+
+    def maybe_imported(self, model_name: str) -> list[TaskRow]:
+        """Queued rows whose import was started: Label Studio may hold them already."""
+        return self._many(
+            "WHERE model_name = ? AND state = ? AND import_started_at IS NOT NULL", (model_name, QUEUED)
+        )
+
+    def mark_import_started(self, prediction_ids: list[str]) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "UPDATE tasks SET import_started_at = ?, updated_at = ? WHERE prediction_id = ?",
+                [(time.time(), time.time(), p) for p in prediction_ids],
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self.db.connection() as conn:
+            found = dict(conn.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall())
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+    def active_count(self, conn: sqlite3.Connection) -> int:
+        marks = ", ".join("?" * len(ACTIVE))
+        return int(conn.execute(f"SELECT COUNT(*) FROM tasks WHERE state IN ({marks})", ACTIVE).fetchone()[0])
+
+    def shares(self, conn: sqlite3.Connection) -> GroupShares:
+        total = int(conn.execute(f"SELECT COUNT(*) FROM tasks WHERE state != '{SUPERSEDED}'").fetchone()[0])
+        by_group = {
+            (d, v): int(c) for d, v, c in conn.execute("SELECT dimension, value, count FROM group_counts")
+        }
+        return GroupShares(total, by_group)
+
+    def recent(self, limit: int) -> list[TaskRow]:
+        return self._many("ORDER BY chosen_at DESC, prediction_id LIMIT ?", (limit,))
+
+    # what the service saw on the bus
+
+    def put_explanation(self, conn: sqlite3.Connection, prediction_id: str, summary: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO explanations VALUES (?, ?)", (prediction_id, summary))
+        self._bound(conn, "explanations")
+
+    def explanation(self, conn: sqlite3.Connection, prediction_id: str) -> str | None:
+        row = conn.execute(
+            "SELECT summary FROM explanations WHERE prediction_id = ?", (prediction_id,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def put_client_label(self, conn: sqlite3.Connection, prediction_id: str, label: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO client_labels VALUES (?, ?)", (prediction_id, label))
+        self._bound(conn, "client_labels")
+
+    def client_label(self, prediction_id: str, conn: sqlite3.Connection | None = None) -> str | None:
+        query = "SELECT label FROM client_labels WHERE prediction_id = ?"
+        if conn is not None:
+            row = conn.execute(query, (prediction_id,)).fetchone()
+        else:
+            with self.db.connection() as own:
+                row = own.execute(query, (prediction_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _bound(self, conn: sqlite3.Connection, table: str) -> None:
+        conn.execute(
+            f"DELETE FROM {table} WHERE rowid <= (SELECT MAX(rowid) FROM {table}) - ?", (self.max_remembered,)
+        )
+
+    def open_drift_window(self, conn: sqlite3.Connection, model_name: str, until: float) -> None:
+        conn.execute(
+            "INSERT INTO drift_windows VALUES (?, ?) ON CONFLICT (model_name) DO UPDATE SET until = "
+            "MAX(until, excluded.until)",
+            (model_name, until),
+        )
+
+    def drift_until(self, conn: sqlite3.Connection, model_name: str) -> float | None:
+        row = conn.execute("SELECT until FROM drift_windows WHERE model_name = ?", (model_name,)).fetchone()
+        return float(row[0]) if row else None
+
+    # Label Studio
+
+    def project(self, model_name: str) -> int | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT project_id FROM projects WHERE model_name = ?", (model_name,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_project(self, model_name: str, project_id: int) -> None:
+        with self.db.connection() as conn:
+            conn.execute("INSERT OR REPLACE INTO projects VALUES (?, ?)", (model_name, project_id))
+
+    def webhook_seen(self, annotation_id: int, updated_at: str) -> str | None:
+        """The Kafka coordinates of the record that processed this webhook, if one did."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT source FROM webhooks_seen WHERE annotation_id = ? AND updated_at = ?",
+                (annotation_id, updated_at),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def mark_webhook_seen(self, annotation_id: int, updated_at: str, source: str) -> None:
+        with self.db.connection() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO webhooks_seen VALUES (?, ?, ?)", (annotation_id, updated_at, source)
+            )

@@ -1,0 +1,1 @@
+"""Pure logic of the annotation service: no Kafka, SQL, HTTP or MLflow."""
