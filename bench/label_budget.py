@@ -14,10 +14,10 @@ Per run (seed `--seed` + run; the stream's applicants and the random picks both 
 3. The champion scores the pool (the "predictions"). Each strategy picks B of them for annotation:
    `uncertainty` the B whose score is nearest the policy's `decision_threshold` (0.5; the tag every
    model version carries, and the score serving compares it with), `random` B uniformly, `mixed` 80 %
-   nearest + 20 % random (the annotation service's planned default, uncertain cases plus an audit
-   share; the service itself is not in the repository yet). The model is retrained, on the same
-   picks, in two ways (`--windows`): on the pre-drift training rows + the B labelled rows
-   (`history`), and on the B alone (`since_change`: what the shipped policy's
+   nearest + 20 % random (a queue of uncertain cases with a random share; the annotation service's
+   policy, which this benchmark informed, sends 30 % of a drifted window at random). The model is
+   retrained, on the same picks, in two ways (`--windows`): on the pre-drift training rows + the B
+   labelled rows (`history`), and on the B alone (`since_change`: what the shipped policy's
    `train_since_change: true` does after a drift), and scored on the drifted holdout.
 4. References: "no labels" (the champion on the holdout) and "ceiling" (retrained with the whole
    pool labelled). RECOVERED: accuracy >= no_labels + 0.9 * (ceiling - no_labels), each run against

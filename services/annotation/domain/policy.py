@@ -42,7 +42,7 @@ class Uncertainty(_Part):
 
 class DriftSampling(_Part):
     window_s: float = Field(3600.0, ge=0, description="How long after a DriftDetected its model is sampled.")
-    share: float = Field(0.1, ge=0, le=1, description="Share of that model's predictions sampled meanwhile.")
+    share: float = Field(0.3, ge=0, le=1, description="Share of that model's predictions sampled meanwhile.")
 
 
 class AuditSampling(_Part):
