@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.bodies import read_limited
 from servicekit.errors import error_responses
 from services.ingest.domain.json_schema import batch_json_schema
 from services.ingest.domain.schema import DatasetSchema
@@ -82,15 +83,7 @@ def document_body(app: FastAPI, schema: DatasetSchema, settings: IngestSettings)
 
 
 async def _read_batch(request: Request, settings: IngestSettings) -> list[bytes]:
-    limit = settings.http_max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BatchTooLarge(f"body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BatchTooLarge(f"body larger than {limit} bytes")
+    body = await read_limited(request, settings.http_max_body_bytes, BatchTooLarge)
     try:
         items: list[Any] = _split(body)
     except RecursionError:

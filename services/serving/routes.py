@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.bodies import read_limited
 from servicekit.errors import error_responses, invalid_request
 from services.serving.domain.model import LoadedModel
 from services.serving.errors import BatchTooLarge
@@ -97,7 +98,7 @@ def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
 async def predict(request: Request, _: Annotated[Principal, Depends(require_roles(Role.CLIENT))]) -> Response:
     started = time.perf_counter()
     settings: ServingSettings = request.app.state.settings
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_limited(request, settings.max_body_bytes, BatchTooLarge)
     try:
         parsed = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -139,7 +140,7 @@ async def labels(
     request: Request, _: Annotated[Principal, Depends(require_roles(Role.PRODUCER, Role.CLIENT))]
 ) -> Response:
     settings: ServingSettings = request.app.state.settings
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_limited(request, settings.max_body_bytes, BatchTooLarge)
     try:
         parsed = LabelRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -177,18 +178,6 @@ def _info(model: LoadedModel | None) -> ModelInfo | None:
         scorer=model.scorer.kind,
         profiled=sorted(model.profile),
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BatchTooLarge(f"body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BatchTooLarge(f"body larger than {limit} bytes")
-    return bytes(body)
 
 
 def invalid(exc: ValidationError) -> JSONResponse:
