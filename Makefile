@@ -8,8 +8,15 @@ PY := $(VENV)/bin/python
 install:
 	@scripts/install.sh
 
+# `make demo WITH_LABEL_STUDIO=1`: also Label Studio and the annotation service (installed on first
+# use), and an analyst's annotation round trip at the end (docs/annotation.md).
 demo: install
+ifdef WITH_LABEL_STUDIO
+	@scripts/install-label-studio.sh
+	@$(VENV)/bin/mlops demo --with-label-studio
+else
 	@$(VENV)/bin/mlops demo
+endif
 
 test: install
 	@scripts/install-test-tools.sh
