@@ -118,3 +118,22 @@ def test_relative_and_absolute_homes_name_the_same_broker(
     monkeypatch.chdir(tmp_path)
     relative = LocalKafka(home=Path("state/kafka"), jars_dir=Path("jars"))
     assert relative.config_file == tmp_path / "state" / "kafka" / "server.properties"
+
+
+def test_a_key_file_from_before_the_webhook_key_gains_it_and_keeps_every_old_key(tmp_path: Path) -> None:
+    import json
+
+    from infra.lifecycle import WEBHOOK_KEY_HOLDER, dev_api_keys
+
+    settings = InfraSettings(state_dir=tmp_path)
+    settings.secrets_dir.mkdir(parents=True)
+    old = {"dev-ops": {"role": "ops", "key": "mlops_old-ops-key"}}
+    (settings.secrets_dir / "api-keys.json").write_text(json.dumps(old))
+    hashed = json.loads(dev_api_keys(settings).read_text())
+    plain = json.loads((settings.secrets_dir / "api-keys.json").read_text())
+    assert plain["dev-ops"] == old["dev-ops"]  # an existing key never changes
+    assert plain[WEBHOOK_KEY_HOLDER]["role"] == "producer" and plain["dev-client"]["role"] == "client"
+    assert {h["name"] for h in hashed} == set(plain)
+    assert (
+        dev_api_keys(settings) and json.loads((settings.secrets_dir / "api-keys.json").read_text()) == plain
+    )

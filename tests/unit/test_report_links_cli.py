@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra import cli
+from infra import cli, lifecycle
 from infra.settings import InfraSettings
 from infra.supervisor import SERVICE_ORDER
 from servicekit.signed_links import LINK_SECRET_FILE, read_secret
@@ -98,11 +98,11 @@ def test_bad_flags_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixtu
 
 def test_mlops_up_provisions_the_link_secret_once_beside_the_keys(tmp_path: Path) -> None:
     settings = InfraSettings(state_dir=tmp_path)
-    cli.dev_api_keys(settings)
+    lifecycle.dev_api_keys(settings)
     secret = settings.secrets_dir / LINK_SECRET_FILE
     first = read_secret(secret)
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    cli.dev_api_keys(settings)
+    lifecycle.dev_api_keys(settings)
     assert read_secret(secret) == first
     drift = DriftSettings(state_dir=tmp_path, environment="production", api_keys_json="[]")
     assert drift.link_signing_secret() == first  # the service finds it where `mlops up` put it
