@@ -1,9 +1,12 @@
 """Composition root: settings -> policy, SQLite state and outbox, Label Studio, MLflow, Kafka -> app.
 
 The broker is built but not connected and nothing slow happens here (the state file, the pseudonym
-key and the Label Studio token are read on first use). predictions.made, drift.detected,
-explanation.produced and labels.observed feed the handler; annotation.webhooks carries the webhook
-bodies the route appended; one background task syncs with Label Studio.
+key and the Label Studio token are read on first use). The use cases, each given what it uses:
+predictions.made, drift.detected and explanation.produced feed the intake (intake.py);
+labels.observed feeds the labels (labels.py: settling, publishing, the rule of precedence);
+annotation.webhooks carries the webhook bodies the route appended (webhooks.py); one background task
+syncs with Label Studio (sync.py), another sends labels left in the outbox; routes.py reads the queue
+(views.py).
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ from services.annotation.adapters.store import AnnotationStore
 from services.annotation.adapters.thresholds import MlflowThresholds
 from services.annotation.domain.policy import SamplingPolicy
 from services.annotation.errors import BusUnavailable
-from services.annotation.handlers import AnnotationHandler, LabelStudio, Thresholds
-from services.annotation.metrics import ANNOTATION_TO_LABEL
+from services.annotation.intake import Intake
+from services.annotation.labels import Labels
+from services.annotation.metrics import ANNOTATION_TO_LABEL, set_tasks_by_state
+from services.annotation.ports import LabelStudio, Thresholds
 from services.annotation.routes import router
 from services.annotation.settings import WEBHOOK_KEY_NAME, AnnotationSettings
+from services.annotation.sync import LabelStudioSync
+from services.annotation.views import QueueView
+from services.annotation.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -107,40 +115,41 @@ def create_app(
 
     outbox = SqliteOutbox(store.db, publish)
     key = _LazyKey(settings.pseudonym_key_path)
-    handler = AnnotationHandler(
-        settings,
+    ls = label_studio or api
+    labels = Labels(settings, policy, store, outbox, pseudonym_key=b"")  # the key is read at start
+    sync = LabelStudioSync(settings, policy, store, ls, labels, webhook_key(settings))
+    intake = Intake(
         policy,
         store,
-        outbox,
-        label_studio or api,
         thresholds or MlflowThresholds(settings.mlflow_uri, settings.threshold_retry_s),
-        b"",
-        webhook_key(settings),
+        chosen=sync.wake,
     )
+    webhooks = Webhooks(store, ls, labels, settings.max_webhook_bytes)
+    queue = QueueView(settings, store, outbox, sync)
     size = settings.consume_batch_size
 
     @subscriptions.on_batch(settings.predictions_topic, PredictionMade, max_records=size)
     async def on_predictions(batch: list[Delivery[PredictionMade]]) -> None:
-        await handler.on_predictions([d.event for d in batch])
+        await intake.on_predictions([d.event for d in batch])
 
     @subscriptions.on_batch(settings.drift_topic, DriftDetected)
     async def on_drift(batch: list[Delivery[DriftDetected]]) -> None:
-        await handler.on_drift([d.event for d in batch])
+        await intake.on_drift([d.event for d in batch])
 
     @subscriptions.on_batch(settings.explanations_topic, ExplanationProduced)
     async def on_explanations(batch: list[Delivery[ExplanationProduced]]) -> None:
-        await handler.on_explanations([d.event for d in batch])
+        await intake.on_explanations([d.event for d in batch])
 
     @subscriptions.on_batch(settings.labels_topic, LabelObserved, max_records=size)
     async def on_labels(batch: list[Delivery[LabelObserved]]) -> None:
-        await handler.on_labels([d.event for d in batch])
+        await labels.on_client_labels([d.event for d in batch])
 
     async def dead_letter(raw: RawMessage, code: str, message: str) -> None:
         await subscriptions.dead_letter(raw, code, message, [])
 
     @subscriptions.on_raw(settings.webhooks_topic)
     async def on_webhooks(records: list[RawMessage]) -> None:
-        await handler.on_webhooks(records, dead_letter)
+        await webhooks.on_records(records, dead_letter)
 
     async def append_webhook(body: bytes, key: bytes | None) -> None:
         try:
@@ -153,8 +162,8 @@ def create_app(
             ) from None
 
     async def start() -> None:
-        handler.pseudonym_key = key.get()
-        handler.refresh_gauges()
+        labels.pseudonym_key = key.get()
+        set_tasks_by_state(store.counts())
 
     async def stop() -> None:
         await api.close()
@@ -164,9 +173,9 @@ def create_app(
         return store.db.ping()
 
     tasks = BackgroundTasks()
-    tasks.add("annotation-labels", handler.flush_forever)
+    tasks.add("annotation-labels", labels.flush_forever)
     if settings.replay is None:
-        tasks.add("annotation-sync", handler.sync_forever)
+        tasks.add("annotation-sync", sync.sync_forever)
     else:  # a replay rebuilds the state from the log; Label Studio keeps the tasks the service made
         log.info("replay: the state is rebuilt from the log; nothing is sent to Label Studio")
     app = create_service_app(
@@ -180,7 +189,11 @@ def create_app(
         on_shutdown=[stop],
         tasks=tasks,
     )
-    app.state.annotation = handler
+    app.state.intake = intake
+    app.state.labels = labels
+    app.state.sync = sync
+    app.state.webhooks = webhooks
+    app.state.queue = queue
     app.state.append_webhook = append_webhook
     app.include_router(router)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 TASKS_CHOSEN = Counter(
@@ -47,3 +49,9 @@ ANNOTATION_TO_LABEL = Histogram(
     "From the annotation that settled a task to its LabelObserved published",
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
+
+
+def set_tasks_by_state(counts: Mapping[str, int]) -> None:
+    """The `annotation_tasks{state}` gauge, from the store's counts (refreshed after every change)."""
+    for state, count in counts.items():
+        TASKS_BY_STATE.labels(state).set(count)

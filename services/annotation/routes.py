@@ -17,8 +17,9 @@ from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
 from services.annotation.domain.webhook import task_id_of
 from services.annotation.errors import UnknownTask, WebhookTooLarge
-from services.annotation.handlers import AnnotationHandler, view
 from services.annotation.metrics import WEBHOOKS
+from services.annotation.views import QueueView
+from services.annotation.webhooks import Webhooks
 
 router = APIRouter(tags=["annotation"])
 Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
@@ -91,9 +92,14 @@ class TasksOverview(BaseModel):
     recent: list[TaskView]
 
 
-def _handler(request: Request) -> AnnotationHandler:
-    handler: AnnotationHandler = request.app.state.annotation
-    return handler
+def _webhooks(request: Request) -> Webhooks:
+    webhooks: Webhooks = request.app.state.webhooks
+    return webhooks
+
+
+def _queue(request: Request) -> QueueView:
+    queue: QueueView = request.app.state.queue
+    return queue
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -126,15 +132,15 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     ),
 )
 async def webhook(request: Request, _: Producer) -> WebhookAccepted:
-    handler = _handler(request)
+    webhooks = _webhooks(request)
     try:
-        body = await _read_limited(request, handler.settings.max_webhook_bytes)
+        body = await _read_limited(request, webhooks.max_bytes)
     except WebhookTooLarge:
         WEBHOOKS.labels("too_large").inc()
         raise
     await request.app.state.append_webhook(body, task_id_of(body))
     try:
-        ref = await handler.check_webhook(body)
+        ref = await webhooks.check(body)
     except Exception as exc:
         WEBHOOKS.labels(getattr(exc, "code", "error")).inc()
         raise
@@ -149,7 +155,7 @@ async def webhook(request: Request, _: Producer) -> WebhookAccepted:
     responses=error_responses(),
 )
 async def tasks(request: Request, _: Ops) -> dict[str, Any]:
-    return _handler(request).overview()
+    return _queue(request).overview()
 
 
 @router.get(
@@ -163,7 +169,7 @@ async def task(
     _: Ops,
     prediction_id: Annotated[str, Path(min_length=1, max_length=256, description="As on predictions.made.")],
 ) -> dict[str, Any]:
-    row = _handler(request).store.get(prediction_id)
-    if row is None:
+    found = _queue(request).task(prediction_id)
+    if found is None:
         raise UnknownTask("no task was made for this prediction (not chosen, or not seen)")
-    return view(row)
+    return found

@@ -392,7 +392,7 @@ def test_label_studio_down_then_back_each_chosen_prediction_becomes_exactly_one_
 
 def test_the_threshold_is_the_versions_own_from_its_model_card(tmp_path: Path) -> None:
     """Read through contracts/model.py from a real MLflow registry, cached; an unknown version is None
-    (the handler then uses the policy's default and counts it)."""
+    (the intake then uses the policy's default and counts it)."""
     from services.annotation.adapters.thresholds import MlflowThresholds
     from workbench.serving_devdata import register_reference_model
 
@@ -416,13 +416,15 @@ def test_polling_alone_brings_labels_back_and_a_lost_import_answer_makes_no_dupl
     label_studio: LabelStudioServer, tmp_path: Path
 ) -> None:
     """The guaranteed path against the real server, without webhooks (no key) and without Kafka: the
-    handler's sync reads the project's tasks and their annotations; a row whose import reached Label
+    sync reads the project's tasks and their annotations; a row whose import reached Label
     Studio but was never marked is found by data.prediction_id instead of being imported again."""
     from servicekit.outbox import SqliteOutbox
     from services.annotation.adapters.label_studio import LabelStudioApi
     from services.annotation.adapters.store import AnnotationStore
     from services.annotation.domain.policy import SamplingPolicy
-    from services.annotation.handlers import AnnotationHandler
+    from services.annotation.intake import Intake
+    from services.annotation.labels import Labels
+    from services.annotation.sync import LabelStudioSync
 
     model = f"credit-risk-poll-{uuid.uuid4().hex[:8]}"
     settings = AnnotationSettings(state_dir=tmp_path, label_studio_url=label_studio.url)
@@ -440,11 +442,11 @@ def test_polling_alone_brings_labels_back_and_a_lost_import_answer_makes_no_dupl
                 return None
 
         policy = SamplingPolicy.from_mapping({"audit": {"share": 0}, "fairness": {"share": 0}})
-        handler = AnnotationHandler(
-            settings, policy, store, SqliteOutbox(store.db, publish), api, NoCards(), b"k" * 32, None
-        )
+        labels = Labels(settings, policy, store, SqliteOutbox(store.db, publish), b"k" * 32)
+        sync = LabelStudioSync(settings, policy, store, api, labels, None)
+        intake = Intake(policy, store, NoCards(), chosen=sync.wake)
         try:
-            await handler.on_predictions([prediction(model, "lost", 0.5), prediction(model, "polled", 0.5)])
+            await intake.on_predictions([prediction(model, "lost", 0.5), prediction(model, "polled", 0.5)])
             project = await api.ensure_project(f"Review: {model}", 1)
             strict = await api.ensure_project(f"Review: {model}-strict", 3)
             assert await api.ensure_project(f"Review: {model}-strict", 3) == strict  # found by its title
@@ -454,7 +456,7 @@ def test_polling_alone_brings_labels_back_and_a_lost_import_answer_makes_no_dupl
             assert lost is not None
             store.mark_import_started(["lost"])  # the import call happened, its answer was lost
             await api.import_tasks(project, [lost.data])
-            await handler.sync_once()
+            await sync.sync_once()
             tasks = await api.tasks(project)
             assert sorted(t["data"]["prediction_id"] for t in tasks) == ["lost", "polled"]  # no duplicate
             polled = store.get("polled")
@@ -470,7 +472,7 @@ def test_polling_alone_brings_labels_back_and_a_lost_import_answer_makes_no_dupl
             with label_studio.api() as client:
                 created = client.post(f"/api/tasks/{polled.task_id}/annotations/", json={"result": result})
             assert created.status_code == 201, created.text
-            await handler.sync_once()
+            await sync.sync_once()
         finally:
             await api.close()
 

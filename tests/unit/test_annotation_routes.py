@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from servicekit.auth import Role, hash_key
 from services.annotation.app import create_app, pseudonym_key, webhook_key
 from services.annotation.settings import AnnotationSettings
-from tests.unit.test_annotation_handlers import FakeLabelStudio, FakeThresholds, made
+from tests.unit.test_annotation_use_cases import FakeLabelStudio, FakeThresholds, made
 
 KEYS = {role: f"mlops_test_{role.value}" for role in Role}
 
@@ -36,10 +36,9 @@ def setup(tmp_path: Path) -> tuple[TestClient, FakeLabelStudio, list[tuple[bytes
         appended.append((body, key))
 
     app.state.append_webhook = append
-    handler = app.state.annotation
-    handler.pseudonym_key = b"k" * 32
-    asyncio.run(handler.on_predictions([made("p-1", 0.3)]))
-    asyncio.run(handler.sync_once())
+    app.state.labels.pseudonym_key = b"k" * 32
+    asyncio.run(app.state.intake.on_predictions([made("p-1", 0.3)]))
+    asyncio.run(app.state.sync.sync_once())
     return TestClient(app), ls, appended
 
 
@@ -70,8 +69,9 @@ def test_the_webhook_answers_accepted_malformed_replayed_and_too_large(setup: An
     huge = client.post("/label-studio/webhook", content=b"x" * 4096, headers=headers)
     assert huge.status_code == 413
     assert [key for _, key in appended] == [b"100", None, b"777"]  # too large: not appended
-    handler = client.app.state.annotation
-    handler.store.mark_webhook_seen(annotation["id"], annotation["updated_at"], "annotation.webhooks:0:0")
+    client.app.state.webhooks.store.remembered.mark_webhook_seen(
+        annotation["id"], annotation["updated_at"], "annotation.webhooks:0:0"
+    )
     replayed = client.post("/label-studio/webhook", content=body, headers=headers)
     assert replayed.status_code == 409 and replayed.json()["code"] == "replayed"
 

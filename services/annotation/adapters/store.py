@@ -1,7 +1,8 @@
 """The annotation service's state, in SQLite (servicekit.sqlite): its tasks (the import outbox: a chosen
-case is a `queued` row before it is a Label Studio task), what it saw on the bus (local explanations,
-clients' labels, drift windows), its Label Studio projects, and the webhooks it processed. The labels
-outbox (servicekit.outbox) lives in the same file, so a state change and its event commit together."""
+case is a `queued` row before it is a Label Studio task), and beside them what it remembers
+(adapters/remembered.py: what it saw on the bus, its Label Studio projects, the webhooks it processed).
+The labels outbox (servicekit.outbox) lives in the same file, so a state change and its event commit
+together."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from servicekit.sqlite import SqliteDatabase
+from services.annotation.adapters.remembered import REMEMBERED_SCHEMA, Remembered
 from services.annotation.domain.policy import GroupShares
 
 QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED = "queued", "open", "disputed", "labelled", "superseded"
 STATES = (QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED)
 ACTIVE = (QUEUED, OPEN, DISPUTED)
 
-SCHEMA = (
+TASKS_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tasks (
         prediction_id TEXT PRIMARY KEY,
         model_name TEXT NOT NULL,
@@ -51,13 +53,6 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS group_counts (
         dimension TEXT NOT NULL, value TEXT NOT NULL, count INTEGER NOT NULL,
         PRIMARY KEY (dimension, value))""",
-    "CREATE TABLE IF NOT EXISTS explanations (prediction_id TEXT PRIMARY KEY, summary TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS client_labels (prediction_id TEXT PRIMARY KEY, label TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS drift_windows (model_name TEXT PRIMARY KEY, until REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS projects (model_name TEXT PRIMARY KEY, project_id INTEGER NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS webhooks_seen (
-        annotation_id INTEGER NOT NULL, updated_at TEXT NOT NULL, source TEXT NOT NULL,
-        PRIMARY KEY (annotation_id, updated_at))""",
 )
 
 _COLUMNS = (
@@ -104,9 +99,11 @@ class TaskRow:
 
 
 class AnnotationStore:
+    """The tasks; `remembered` holds the small tables beside them (same file, same transactions)."""
+
     def __init__(self, path: Path | None, max_remembered: int = 200_000) -> None:
-        self.db = SqliteDatabase(path, SCHEMA)
-        self.max_remembered = max_remembered
+        self.db = SqliteDatabase(path, TASKS_SCHEMA + REMEMBERED_SCHEMA)
+        self.remembered = Remembered(self.db, max_remembered)
 
     def close(self) -> None:
         self.db.close()
@@ -230,72 +227,3 @@ class AnnotationStore:
 
     def recent(self, limit: int) -> list[TaskRow]:
         return self._many("ORDER BY chosen_at DESC, prediction_id LIMIT ?", (limit,))
-
-    # what the service saw on the bus
-
-    def put_explanation(self, conn: sqlite3.Connection, prediction_id: str, summary: str) -> None:
-        conn.execute("INSERT OR REPLACE INTO explanations VALUES (?, ?)", (prediction_id, summary))
-        self._bound(conn, "explanations")
-
-    def explanation(self, conn: sqlite3.Connection, prediction_id: str) -> str | None:
-        row = conn.execute(
-            "SELECT summary FROM explanations WHERE prediction_id = ?", (prediction_id,)
-        ).fetchone()
-        return str(row[0]) if row else None
-
-    def put_client_label(self, conn: sqlite3.Connection, prediction_id: str, label: str) -> None:
-        conn.execute("INSERT OR REPLACE INTO client_labels VALUES (?, ?)", (prediction_id, label))
-        self._bound(conn, "client_labels")
-
-    def client_label(self, prediction_id: str, conn: sqlite3.Connection | None = None) -> str | None:
-        query = "SELECT label FROM client_labels WHERE prediction_id = ?"
-        if conn is not None:
-            row = conn.execute(query, (prediction_id,)).fetchone()
-        else:
-            with self.db.connection() as own:
-                row = own.execute(query, (prediction_id,)).fetchone()
-        return str(row[0]) if row else None
-
-    def _bound(self, conn: sqlite3.Connection, table: str) -> None:
-        conn.execute(
-            f"DELETE FROM {table} WHERE rowid <= (SELECT MAX(rowid) FROM {table}) - ?", (self.max_remembered,)
-        )
-
-    def open_drift_window(self, conn: sqlite3.Connection, model_name: str, until: float) -> None:
-        conn.execute(
-            "INSERT INTO drift_windows VALUES (?, ?) ON CONFLICT (model_name) DO UPDATE SET until = "
-            "MAX(until, excluded.until)",
-            (model_name, until),
-        )
-
-    def drift_until(self, conn: sqlite3.Connection, model_name: str) -> float | None:
-        row = conn.execute("SELECT until FROM drift_windows WHERE model_name = ?", (model_name,)).fetchone()
-        return float(row[0]) if row else None
-
-    # Label Studio
-
-    def project(self, model_name: str) -> int | None:
-        with self.db.connection() as conn:
-            row = conn.execute(
-                "SELECT project_id FROM projects WHERE model_name = ?", (model_name,)
-            ).fetchone()
-        return int(row[0]) if row else None
-
-    def set_project(self, model_name: str, project_id: int) -> None:
-        with self.db.connection() as conn:
-            conn.execute("INSERT OR REPLACE INTO projects VALUES (?, ?)", (model_name, project_id))
-
-    def webhook_seen(self, annotation_id: int, updated_at: str) -> str | None:
-        """The Kafka coordinates of the record that processed this webhook, if one did."""
-        with self.db.connection() as conn:
-            row = conn.execute(
-                "SELECT source FROM webhooks_seen WHERE annotation_id = ? AND updated_at = ?",
-                (annotation_id, updated_at),
-            ).fetchone()
-        return str(row[0]) if row else None
-
-    def mark_webhook_seen(self, annotation_id: int, updated_at: str, source: str) -> None:
-        with self.db.connection() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO webhooks_seen VALUES (?, ?, ?)", (annotation_id, updated_at, source)
-            )

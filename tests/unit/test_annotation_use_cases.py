@@ -1,6 +1,7 @@
-"""The annotation service's use cases against a fake Label Studio and an in-memory state: the import
-outbox (Label Studio down, a crash between import and marking), labels back as events (agreement,
-dispute, ground truth), the rule of client precedence in both orders, and webhook validation."""
+"""The annotation service's use cases (intake, sync, labels, webhooks, the queue view) against a fake
+Label Studio and an in-memory state: the import outbox (Label Studio down, a crash between import and
+marking), labels back as events (agreement, dispute, ground truth), the rule of client precedence in
+both orders, and webhook validation."""
 
 from __future__ import annotations
 
@@ -28,9 +29,13 @@ from servicekit.outbox import SqliteOutbox
 from services.annotation.adapters.store import AnnotationStore
 from services.annotation.domain.policy import SamplingPolicy
 from services.annotation.errors import LabelStudioUnavailable, MalformedWebhook, ReplayedWebhook
-from services.annotation.handlers import NO_EXPLANATION, AnnotationHandler, label_event_id
+from services.annotation.intake import NO_EXPLANATION, Intake
+from services.annotation.labels import Labels, label_event_id
 from services.annotation.metrics import CLIENT_AGREEMENT, THRESHOLD_FALLBACKS
 from services.annotation.settings import AnnotationSettings
+from services.annotation.sync import LabelStudioSync
+from services.annotation.views import QueueView
+from services.annotation.webhooks import Webhooks
 
 KEY = bytes(range(32))
 QUIET = {"audit": {"share": 0}, "fairness": {"share": 0}, "drift": {"share": 0}}
@@ -141,16 +146,13 @@ class World:
         self.bus_down = False
         self.outbox = SqliteOutbox(self.store.db, self._publish)
         self.ls = FakeLabelStudio()
-        self.handler = AnnotationHandler(
-            self.settings,
-            SamplingPolicy.from_mapping(QUIET | (policy or {})),
-            self.store,
-            self.outbox,
-            self.ls,
-            FakeThresholds({("credit-risk", "3"): 0.3}),
-            KEY,
-            webhook_key,
-        )
+        sampling = SamplingPolicy.from_mapping(QUIET | (policy or {}))
+        self.labels = Labels(self.settings, sampling, self.store, self.outbox, KEY)
+        self.sync = LabelStudioSync(self.settings, sampling, self.store, self.ls, self.labels, webhook_key)
+        thresholds = FakeThresholds({("credit-risk", "3"): 0.3})
+        self.intake = Intake(sampling, self.store, thresholds, chosen=self.sync.wake)
+        self.webhooks = Webhooks(self.store, self.ls, self.labels, self.settings.max_webhook_bytes)
+        self.queue = QueueView(self.settings, self.store, self.outbox, self.sync)
         self.letters: list[tuple[str, str]] = []
 
     async def _publish(self, event: Event[Any], topic: str) -> None:
@@ -161,7 +163,7 @@ class World:
     async def dead_letter(self, raw: RawMessage, code: str, message: str) -> None:
         self.letters.append((code, message))
 
-    def labels(self) -> list[LabelObserved]:
+    def published(self) -> list[LabelObserved]:
         return [e for e, _ in self.sent if isinstance(e, LabelObserved)]
 
 
@@ -194,9 +196,9 @@ def run(coro: Any) -> Any:
 
 def test_near_the_versions_threshold_becomes_one_task_with_features_and_no_raw_record(world: World) -> None:
     near, far, shadow = made("p-near", 0.32), made("p-far", 0.9), made("p-shadow", 0.3, shadow=True)
-    run(world.handler.on_predictions([near, far, shadow, near]))  # a redelivery changes nothing
+    run(world.intake.on_predictions([near, far, shadow, near]))  # a redelivery changes nothing
     assert world.store.counts()["queued"] == 1 and world.store.get("p-far") is None
-    run(world.handler.sync_once())
+    run(world.sync.sync_once())
     row = world.store.get("p-near")
     assert row is not None and row.state == "open" and row.reasons == ["uncertain"]
     task = world.ls.tasks_by_id[row.task_id or 0]
@@ -206,7 +208,7 @@ def test_near_the_versions_threshold_becomes_one_task_with_features_and_no_raw_r
         "prediction_id", "entity_id", "model_name", "model_version", "decision", "score", "probability",
         "reasons", "features", "explanation",
     }  # fmt: skip
-    run(world.handler.sync_once())
+    run(world.sync.sync_once())
     assert len(world.ls.tasks_by_id) == 1  # synced again: still one task
 
 
@@ -214,8 +216,8 @@ def test_the_calibrated_probability_counts_and_an_unreadable_card_falls_back_to_
     world: World,
 ) -> None:
     before = THRESHOLD_FALLBACKS.labels("credit-risk")._value.get()
-    run(world.handler.on_predictions([made("p-cal", 0.9, probability=0.31)]))
-    run(world.handler.on_predictions([made("p-v9", 0.52, version="9")]))  # no card: threshold 0.5
+    run(world.intake.on_predictions([made("p-cal", 0.9, probability=0.31)]))
+    run(world.intake.on_predictions([made("p-v9", 0.52, version="9")]))  # no card: threshold 0.5
     assert world.store.get("p-cal") is not None and world.store.get("p-v9") is not None
     assert THRESHOLD_FALLBACKS.labels("credit-risk")._value.get() == before + 1
 
@@ -230,8 +232,8 @@ def test_an_explanation_seen_first_is_shown_to_the_reviewer(world: World) -> Non
         ),
         "explain",
     )  # fmt: skip
-    run(world.handler.on_explanations([explained]))
-    run(world.handler.on_predictions([made("p-x", 0.3)]))
+    run(world.intake.on_explanations([explained]))
+    run(world.intake.on_predictions([made("p-x", 0.3)]))
     row = world.store.get("p-x")
     assert row is not None and row.data["explanation"] == "Declined mostly because of the loan's duration."
 
@@ -246,9 +248,9 @@ def test_a_drift_window_samples_that_models_predictions(tmp_path: Path) -> None:
         ),
         "drift",
     )  # fmt: skip
-    run(world.handler.on_predictions([made("p-before", 0.9)]))
-    run(world.handler.on_drift([drift]))
-    run(world.handler.on_predictions([made("p-after", 0.9)]))
+    run(world.intake.on_predictions([made("p-before", 0.9)]))
+    run(world.intake.on_drift([drift]))
+    run(world.intake.on_predictions([made("p-after", 0.9)]))
     assert world.store.get("p-before") is None
     row = world.store.get("p-after")
     assert row is not None and row.reasons == ["drift"]
@@ -256,65 +258,65 @@ def test_a_drift_window_samples_that_models_predictions(tmp_path: Path) -> None:
 
 def test_the_budget_caps_open_tasks(tmp_path: Path) -> None:
     world = World(tmp_path, {"max_open_tasks": 2})
-    run(world.handler.on_predictions([made(f"p-{i}", 0.3) for i in range(5)]))
+    run(world.intake.on_predictions([made(f"p-{i}", 0.3) for i in range(5)]))
     assert world.store.counts()["queued"] == 2
 
 
 def test_label_studio_down_keeps_tasks_queued_then_each_becomes_exactly_one_task(world: World) -> None:
     world.ls.down = True
     with pytest.raises(LabelStudioUnavailable):
-        run(world.handler.sync_once())  # no task yet: its health is still checked
-    assert world.handler.overview()["label_studio"]["reachable"] is False
-    run(world.handler.on_predictions([made(f"p-{i}", 0.3) for i in range(3)]))
+        run(world.sync.sync_once())  # no task yet: its health is still checked
+    assert world.queue.overview()["label_studio"]["reachable"] is False
+    run(world.intake.on_predictions([made(f"p-{i}", 0.3) for i in range(3)]))
     with pytest.raises(LabelStudioUnavailable):
-        run(world.handler.sync_once())
-    overview = world.handler.overview()
+        run(world.sync.sync_once())
+    overview = world.queue.overview()
     assert overview["counts"]["queued"] == 3 and overview["label_studio"]["reachable"] is False
     assert overview["label_studio"]["unreachable_since"] is not None
-    run(world.handler.on_predictions([made("p-3", 0.31)]))
+    run(world.intake.on_predictions([made("p-3", 0.31)]))
     world.ls.down = False
-    run(world.handler.sync_once())
-    assert world.store.counts()["open"] == 4 and world.handler.overview()["label_studio"]["reachable"] is True
+    run(world.sync.sync_once())
+    assert world.store.counts()["open"] == 4 and world.queue.overview()["label_studio"]["reachable"] is True
     ids = sorted(t["data"]["prediction_id"] for t in world.ls.tasks_by_id.values())
     assert ids == ["p-0", "p-1", "p-2", "p-3"]
 
 
 def test_a_crash_between_import_and_marking_makes_no_duplicate(world: World) -> None:
-    run(world.handler.on_predictions([made("p-a", 0.3), made("p-b", 0.31)]))
+    run(world.intake.on_predictions([made("p-a", 0.3), made("p-b", 0.31)]))
     world.ls.crash_after_import = True  # Label Studio took the tasks, the service never saw the answer
     with pytest.raises(LabelStudioUnavailable):
-        run(world.handler.sync_once())
+        run(world.sync.sync_once())
     assert world.store.counts()["queued"] == 2 and len(world.ls.tasks_by_id) == 2
-    run(world.handler.sync_once())  # reconciled by data.prediction_id, not imported again
+    run(world.sync.sync_once())  # reconciled by data.prediction_id, not imported again
     assert world.store.counts()["open"] == 2 and len(world.ls.tasks_by_id) == 2 and world.ls.imports == 1
 
 
 def test_without_task_ids_in_the_answer_tasks_are_found_by_prediction_id(world: World) -> None:
     world.ls.returns_ids = False
-    run(world.handler.on_predictions([made("p-a", 0.3), made("p-b", 0.31)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-a", 0.3), made("p-b", 0.31)]))
+    run(world.sync.sync_once())
     rows = [world.store.get(p) for p in ("p-a", "p-b")]
     assert [(r.state, world.ls.tasks_by_id[r.task_id or 0]["data"]["prediction_id"]) for r in rows if r] == [
         ("open", "p-a"),
         ("open", "p-b"),
     ]
     world.ls.drops_imports = True  # an import that made nothing: an error, not an endless loop
-    run(world.handler.on_predictions([made("p-c", 0.3)]))
+    run(world.intake.on_predictions([made("p-c", 0.3)]))
     with pytest.raises(LabelStudioUnavailable):
-        run(world.handler.sync_once())
+        run(world.sync.sync_once())
     assert world.store.get("p-c").state == "queued"  # type: ignore[union-attr]
 
 
 def test_an_annotation_becomes_one_label_event_linked_to_its_prediction(world: World) -> None:
     prediction = made("p-1", 0.3)
-    run(world.handler.on_predictions([prediction]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([prediction]))
+    run(world.sync.sync_once())
     row = world.store.get("p-1")
     assert row is not None and row.task_id is not None
     world.ls.annotate(row.task_id, "bad", user=7)
-    run(world.handler.sync_once())
-    run(world.handler.sync_once())
-    [label] = world.labels()
+    run(world.sync.sync_once())
+    run(world.sync.sync_once())
+    [label] = world.published()
     assert label.event_id == label_event_id("p-1") and label.causation_id == str(prediction.event_id)
     assert label.correlation_id == prediction.correlation_id
     body = label.payload
@@ -339,32 +341,32 @@ def test_an_annotation_becomes_one_label_event_linked_to_its_prediction(world: W
 
 
 def test_a_label_survives_the_broker_being_away(world: World) -> None:
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     world.ls.annotate(world.store.get("p-1").task_id or 0, "good")  # type: ignore[union-attr]
     world.bus_down = True
-    run(world.handler.sync_once())
-    assert world.labels() == [] and world.outbox.pending() == 1
+    run(world.sync.sync_once())
+    assert world.published() == [] and world.outbox.pending() == 1
     world.bus_down = False
-    run(world.handler.flush_labels_quietly())
-    run(world.handler.flush_labels_quietly())
-    assert [e.event_id for e in world.labels()] == [label_event_id("p-1")]
+    run(world.labels.flush_quietly())
+    run(world.labels.flush_quietly())
+    assert [e.event_id for e in world.published()] == [label_event_id("p-1")]
 
 
 def test_disagreement_is_disputed_until_ground_truth_settles_it(tmp_path: Path) -> None:
     world = World(tmp_path, {"annotations_per_task": 2})
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     task_id = world.store.get("p-1").task_id or 0  # type: ignore[union-attr]
     world.ls.annotate(task_id, "bad", user=7)
-    run(world.handler.sync_once())
+    run(world.sync.sync_once())
     assert world.store.get("p-1").state == "open"  # type: ignore[union-attr]
     world.ls.annotate(task_id, "good", user=8)
-    run(world.handler.sync_once())
-    assert world.store.get("p-1").state == "disputed" and world.labels() == []  # type: ignore[union-attr]
+    run(world.sync.sync_once())
+    assert world.store.get("p-1").state == "disputed" and world.published() == []  # type: ignore[union-attr]
     world.ls.annotations[task_id][1]["ground_truth"] = True  # a reviewer settles it in Label Studio
-    run(world.handler.sync_once())
-    [label] = world.labels()
+    run(world.sync.sync_once())
+    [label] = world.published()
     assert (
         label.payload.label == "good"
         and label.payload.agreement == 0.5
@@ -373,9 +375,9 @@ def test_disagreement_is_disputed_until_ground_truth_settles_it(tmp_path: Path) 
 
 
 def test_a_client_label_first_means_no_task(world: World) -> None:
-    run(world.handler.on_labels([client_label("p-1")]))
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.labels.on_client_labels([client_label("p-1")]))
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     row = world.store.get("p-1")
     assert (
         row is not None and row.state == "superseded" and row.task_id is None and world.ls.tasks_by_id == {}
@@ -383,35 +385,35 @@ def test_a_client_label_first_means_no_task(world: World) -> None:
 
 
 def test_a_client_label_while_open_supersedes_the_annotation(world: World) -> None:
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
-    run(world.handler.on_labels([client_label("p-1", "good")]))
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
+    run(world.labels.on_client_labels([client_label("p-1", "good")]))
     world.ls.annotate(world.store.get("p-1").task_id or 0, "bad")  # type: ignore[union-attr]
-    run(world.handler.sync_once())
+    run(world.sync.sync_once())
     row = world.store.get("p-1")
-    assert row is not None and row.state == "superseded" and row.outcome == "bad" and world.labels() == []
+    assert row is not None and row.state == "superseded" and row.outcome == "bad" and world.published() == []
     assert CLIENT_AGREEMENT.labels("false")._value.get() >= 1  # the annotators disagreed with the client
 
 
 def test_a_client_label_after_the_annotation_but_before_publication_withdraws_it(world: World) -> None:
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     world.ls.annotate(world.store.get("p-1").task_id or 0, "bad")  # type: ignore[union-attr]
     world.bus_down = True
-    run(world.handler.sync_once())
+    run(world.sync.sync_once())
     assert world.store.get("p-1").state == "labelled" and world.outbox.pending() == 1  # type: ignore[union-attr]
-    run(world.handler.on_labels([client_label("p-1", "good")]))
+    run(world.labels.on_client_labels([client_label("p-1", "good")]))
     world.bus_down = False
-    run(world.handler.flush_labels_quietly())
-    assert world.labels() == [] and world.store.get("p-1").state == "superseded"  # type: ignore[union-attr]
+    run(world.labels.flush_quietly())
+    assert world.published() == [] and world.store.get("p-1").state == "superseded"  # type: ignore[union-attr]
 
 
 def test_our_own_annotation_labels_coming_back_are_ignored(world: World) -> None:
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     world.ls.annotate(world.store.get("p-1").task_id or 0, "bad")  # type: ignore[union-attr]
-    run(world.handler.sync_once())
-    run(world.handler.on_labels(world.labels()))
+    run(world.sync.sync_once())
+    run(world.labels.on_client_labels(world.published()))
     assert world.store.get("p-1").state == "labelled"  # type: ignore[union-attr]
 
 
@@ -427,8 +429,8 @@ def hook(annotation: dict[str, Any]) -> bytes:
 
 def test_webhooks_are_checked_then_replays_and_strangers_are_dead_lettered(tmp_path: Path) -> None:
     world = World(tmp_path, webhook_key="mlops_hook")
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     assert world.ls.webhooks == [
         (1, "http://127.0.0.1:8999/label-studio/webhook", {"X-API-Key": "mlops_hook"})
     ]
@@ -436,31 +438,31 @@ def test_webhooks_are_checked_then_replays_and_strangers_are_dead_lettered(tmp_p
     annotation = world.ls.annotate(task_id, "good")
     good = hook(annotation)
     with pytest.raises(MalformedWebhook) as unknown_task:
-        run(world.handler.check_webhook(hook(annotation | {"task": 99999})))
+        run(world.webhooks.check(hook(annotation | {"task": 99999})))
     assert unknown_task.value.code == "unknown_task"
     with pytest.raises(MalformedWebhook) as unknown_annotation:
-        run(world.handler.check_webhook(hook(annotation | {"id": 4242})))
+        run(world.webhooks.check(hook(annotation | {"id": 4242})))
     assert unknown_annotation.value.code == "unknown_annotation"
-    assert run(world.handler.check_webhook(good)).annotation_id == annotation["id"]
-    run(world.handler.on_webhooks([raw(good, 1)], world.dead_letter))
-    assert [e.payload.prediction_id for e in world.labels()] == ["p-1"] and world.letters == []
-    run(world.handler.on_webhooks([raw(good, 1)], world.dead_letter))  # Kafka redelivered the same record
+    assert run(world.webhooks.check(good)).annotation_id == annotation["id"]
+    run(world.webhooks.on_records([raw(good, 1)], world.dead_letter))
+    assert [e.payload.prediction_id for e in world.published()] == ["p-1"] and world.letters == []
+    run(world.webhooks.on_records([raw(good, 1)], world.dead_letter))  # Kafka redelivered the same record
     assert world.letters == []
     with pytest.raises(ReplayedWebhook):
-        run(world.handler.check_webhook(good))
+        run(world.webhooks.check(good))
     bad = [raw(b"{", 3), raw(hook(annotation | {"task": 99999}), 4), raw(good, 5)]
-    run(world.handler.on_webhooks(bad, world.dead_letter))
+    run(world.webhooks.on_records(bad, world.dead_letter))
     assert [code for code, _ in world.letters] == ["not_json", "unknown_task", "replayed"]
-    assert len(world.labels()) == 1
+    assert len(world.published()) == 1
 
 
 def test_the_webhook_body_is_not_trusted_for_content(tmp_path: Path) -> None:
     world = World(tmp_path, webhook_key="mlops_hook")
-    run(world.handler.on_predictions([made("p-1", 0.3)]))
-    run(world.handler.sync_once())
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+    run(world.sync.sync_once())
     task_id = world.store.get("p-1").task_id or 0  # type: ignore[union-attr]
     annotation = world.ls.annotate(task_id, "good")
     forged = hook(annotation | {"result": [{"from_name": "outcome", "value": {"choices": ["bad"]}}]})
-    run(world.handler.on_webhooks([raw(forged, 1)], world.dead_letter))
-    [label] = world.labels()
+    run(world.webhooks.on_records([raw(forged, 1)], world.dead_letter))
+    [label] = world.published()
     assert label.payload.label == "good"  # what Label Studio says, not what the body says
