@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from servicekit.auth import Principal, Role, require_roles
+from servicekit.bodies import read_limited
 from servicekit.errors import error_responses
 from services.annotation.domain.webhook import task_id_of
 from services.annotation.errors import UnknownTask, WebhookTooLarge
@@ -102,18 +103,6 @@ def _queue(request: Request) -> QueueView:
     return queue
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise WebhookTooLarge(f"body larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise WebhookTooLarge(f"body larger than {limit} bytes")
-    return bytes(body)
-
-
 @router.post(
     "/label-studio/webhook",
     status_code=202,
@@ -134,7 +123,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def webhook(request: Request, _: Producer) -> WebhookAccepted:
     webhooks = _webhooks(request)
     try:
-        body = await _read_limited(request, webhooks.max_bytes)
+        body = await read_limited(request, webhooks.max_bytes, WebhookTooLarge)
     except WebhookTooLarge:
         WEBHOOKS.labels("too_large").inc()
         raise
