@@ -106,9 +106,9 @@ async def test_a_run_asked_for_right_after_the_labels_were_published_learns_from
     gate = threading.Event()  # the label store is held until training was asked for: a slow consumer
     store = training.state.add_labels
 
-    def slow_store(rows: list[Any]) -> list[bool]:
+    def slow_store(rows: list[Any], sources: list[str] | None = None) -> list[bool]:
         gate.wait(timeout=120)
-        return store(rows)
+        return store(rows, sources)
 
     training.state.add_labels = slow_store  # type: ignore[method-assign]
     broker = make_broker(probe_settings(settings.kafka_bootstrap_servers))
