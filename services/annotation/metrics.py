@@ -16,6 +16,9 @@ TASKS_SKIPPED = Counter(
     "Predictions the policy chose but the budget (max_open_tasks) left out, by reason",
     ["reason"],
 )
+TASKS_EXPIRED = Counter(
+    "annotation_tasks_expired_total", "Open tasks left unanswered past the policy's task_ttl_s"
+)
 TASKS_BY_STATE = Gauge("annotation_tasks", "Tasks by state", ["state"])
 LABELS = Counter(
     "annotation_labels_total",

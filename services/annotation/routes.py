@@ -64,7 +64,7 @@ class TaskView(BaseModel):
     entity_id: str | None
     model_name: str
     model_version: str
-    state: str = Field(description="queued, open, disputed, labelled or superseded.")
+    state: str = Field(description="queued, open, disputed, labelled, superseded or expired.")
     reasons: list[str] = Field(description="Every reason the policy chose the case for.")
     task_id: int | None = Field(description="Label Studio's task id, once imported.")
     outcome: str | None = Field(description="The annotators' label, once settled.")

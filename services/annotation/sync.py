@@ -21,7 +21,7 @@ from services.annotation.adapters.store import DISPUTED, OPEN, QUEUED, Annotatio
 from services.annotation.domain.policy import SamplingPolicy
 from services.annotation.errors import LabelStudioUnavailable
 from services.annotation.labels import Labels
-from services.annotation.metrics import LABEL_STUDIO_UP, PREDICTION_TO_TASK, set_tasks_by_state
+from services.annotation.metrics import LABEL_STUDIO_UP, PREDICTION_TO_TASK, TASKS_EXPIRED, set_tasks_by_state
 from services.annotation.ports import LabelStudio
 from services.annotation.settings import AnnotationSettings
 
@@ -77,8 +77,12 @@ class LabelStudioSync:
             self.wake.clear()
 
     async def sync_once(self) -> None:
+        cutoff = time.time() - self.policy.task_ttl_s
+        if expired := self.store.expire(cutoff):
+            TASKS_EXPIRED.inc(expired)
+            log.info("%d task(s) expired after %.0f s open", expired, self.policy.task_ttl_s)
         try:
-            models = self.store.models_to_sync()
+            models = self.store.models_to_sync(cutoff)
             if not models and not await self.ls.ping():  # nothing to do: still say whether it is there
                 raise LabelStudioUnavailable("Label Studio does not answer /health")
             for model in models:
@@ -129,7 +133,7 @@ class LabelStudioSync:
             elif not self._reconcile(queued, await self.ls.tasks(project), project):
                 raise LabelStudioUnavailable("Label Studio took an import but shows none of its tasks")
             listing = None
-        active = self.store.awaiting_answers(model)
+        active = self.store.awaiting_answers(model, time.time() - self.policy.task_ttl_s)
         if not active:
             return
         if listing is None:

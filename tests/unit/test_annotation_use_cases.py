@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,27 @@ def test_the_budget_caps_open_tasks(tmp_path: Path) -> None:
     world = World(tmp_path, {"max_open_tasks": 2})
     run(world.intake.on_predictions([made(f"p-{i}", 0.3) for i in range(5)]))
     assert world.store.counts()["queued"] == 2
+
+
+def test_a_task_left_unanswered_expires_frees_the_budget_and_a_late_answer_still_counts(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, {"max_open_tasks": 1, "task_ttl_s": 3600})
+    run(world.intake.on_predictions([made("p-old", 0.3)]))
+    run(world.sync.sync_once())
+    run(world.intake.on_predictions([made("p-new", 0.3)]))
+    assert world.store.get("p-new") is None  # the budget is full
+    old = world.store.get("p-old")
+    assert old is not None and old.state == "open" and old.task_id is not None
+    world.store.update("p-old", opened_at=old.opened_at - 3601)  # opened more than task_ttl_s ago
+    run(world.sync.sync_once())
+    assert world.store.counts()["expired"] == 1
+    assert world.store.awaiting_answers("credit-risk", time.time() - 3600) == []  # no longer read back
+    run(world.intake.on_predictions([made("p-new", 0.3)]))
+    assert world.store.get("p-new") is not None  # the budget has room again
+    world.ls.annotate(old.task_id, "good")
+    run(world.labels.settle(world.store.get("p-old"), world.ls.annotations[old.task_id]))  # type: ignore[arg-type]
+    assert world.store.get("p-old").state == "labelled" and len(world.published()) == 1  # type: ignore[union-attr]
 
 
 def test_label_studio_down_keeps_tasks_queued_then_each_becomes_exactly_one_task(world: World) -> None:

@@ -20,7 +20,8 @@ from services.annotation.adapters.remembered import REMEMBERED_SCHEMA, Remembere
 from services.annotation.domain.policy import GroupShares
 
 QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED = "queued", "open", "disputed", "labelled", "superseded"
-STATES = (QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED)
+EXPIRED = "expired"  # open in Label Studio longer than the policy's task_ttl_s: out of the budget and polls
+STATES = (QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED, EXPIRED)
 ACTIVE = (QUEUED, OPEN, DISPUTED)
 
 TASKS_SCHEMA = (
@@ -176,24 +177,43 @@ class AnnotationStore:
             (model_name, *states, limit),
         )
 
-    def models_to_sync(self) -> list[str]:
-        """Models with tasks to import, to read back, or superseded but still awaiting their answers."""
+    def expire(self, opened_before: float) -> int:
+        """Open tasks opened before `opened_before` become expired; how many. An answer that still
+        comes (a webhook) is settled like any other."""
+        with self.db.transaction() as conn:
+            return int(
+                conn.execute(
+                    "UPDATE tasks SET state = ?, note = ?, updated_at = ? WHERE state = ? AND opened_at < ?",
+                    (
+                        EXPIRED,
+                        "not answered within the policy's task_ttl_s",
+                        time.time(),
+                        OPEN,
+                        opened_before,
+                    ),
+                ).rowcount
+            )
+
+    def models_to_sync(self, opened_since: float = 0.0) -> list[str]:
+        """Models with tasks to import, to read back, or superseded but still awaiting their answers
+        (those opened since `opened_since`: older ones are no longer read back)."""
         with self.db.connection() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT model_name FROM tasks WHERE state IN (?, ?, ?) "
-                "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL)",
-                (*ACTIVE, SUPERSEDED),
+                "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL AND opened_at >= ?)",
+                (*ACTIVE, SUPERSEDED, opened_since),
             )
             return sorted(r[0] for r in rows)
 
-    def awaiting_answers(self, model_name: str) -> list[TaskRow]:
+    def awaiting_answers(self, model_name: str, opened_since: float = 0.0) -> list[TaskRow]:
         """Tasks in Label Studio whose answers still matter: open, disputed, or superseded by a client's
-        label before they were answered (their answers then measure the annotators against the client)."""
+        label before they were answered (their answers then measure the annotators against the client)
+        and opened since `opened_since`."""
         return self._many(
             "WHERE model_name = ? AND (state IN (?, ?) "
-            "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL)) "
+            "OR (state = ? AND task_id IS NOT NULL AND outcome IS NULL AND opened_at >= ?)) "
             "ORDER BY chosen_at, prediction_id",
-            (model_name, OPEN, DISPUTED, SUPERSEDED),
+            (model_name, OPEN, DISPUTED, SUPERSEDED, opened_since),
         )
 
     def maybe_imported(self, model_name: str) -> list[TaskRow]:

@@ -66,6 +66,12 @@ class SamplingPolicy(_Part):
     max_open_tasks: int = Field(
         1000, ge=0, description="Budget: no new task while this many are queued, open or disputed."
     )
+    task_ttl_s: float = Field(
+        14 * 24 * 3600,
+        gt=0,
+        description="A task open longer than this expires: it leaves the budget and is no longer polled"
+        " (a late answer that still comes by webhook is used).",
+    )
     uncertainty: Uncertainty = Field(default_factory=Uncertainty)
     drift: DriftSampling = Field(default_factory=DriftSampling)
     audit: AuditSampling = Field(default_factory=AuditSampling)
