@@ -80,7 +80,14 @@ def test_ops_see_the_queue_and_one_task(setup: Any) -> None:
     client, _, _ = setup
     ops = {"X-API-Key": KEYS[Role.OPS]}
     overview = client.get("/tasks", headers=ops).json()
-    assert overview["counts"] == {"queued": 0, "open": 1, "disputed": 0, "labelled": 0, "superseded": 0}
+    assert overview["counts"] == {
+        "queued": 0,
+        "open": 1,
+        "disputed": 0,
+        "labelled": 0,
+        "superseded": 0,
+        "expired": 0,
+    }
     assert overview["label_studio"]["reachable"] is True and overview["label_studio"]["last_sync"]
     assert overview["label_studio"]["webhooks"].startswith("off")
     [recent] = overview["recent"]
