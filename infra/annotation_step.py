@@ -146,7 +146,7 @@ def _audited(audit: httpx.Client, prediction_id: str) -> dict[str, Any] | None:
 def _client_label(audit: httpx.Client, entity_id: str) -> str | None:
     """The application's outcome as its client reported it (the auditor sees it unsealed)."""
     answer = audit.get("/events", params={"event_type": "LabelObserved", "entity_id": entity_id})
-    for row in answer.json() if answer.status_code == 200 else []:
+    for row in answer.json()["items"] if answer.status_code == 200 else []:
         payload = (row.get("event") or {}).get("payload", {})
         if payload.get("source", "client") == "client" and payload.get("label") in ("good", "bad"):
             return str(payload["label"])
