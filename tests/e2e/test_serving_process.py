@@ -22,7 +22,7 @@ from contracts.events import GateEvidence, ModelPromoted, ModelPromotedPayload, 
 from infra.settings import REPO_ROOT
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
-from tests.integration.test_serving_support import MODEL, World, free_port, world
+from tests.integration.test_serving_support import MODEL, World, free_port, wait_ready, world
 from tests.support import create_topic, probe_settings, wait_until
 from workbench.serving_devdata import mlflow_env
 
@@ -59,19 +59,6 @@ def process(kafka_bootstrap: str) -> Iterator[tuple[subprocess.Popen[bytes], str
         proc.kill()
         proc.wait(10)
     log.close()
-
-
-async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(2400):
-            assert proc.poll() is None, "serving exited during startup"
-            try:
-                if (await client.get("/ready")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("serving never became ready")
 
 
 async def test_the_service_process_end_to_end(

@@ -10,6 +10,7 @@ import functools
 import json
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import uuid
@@ -114,9 +115,13 @@ def serving_in_thread(settings: ServingSettings, topics: dict[str, int]) -> Iter
         thread.join(30)
 
 
-async def wait_ready(base: str) -> None:
+async def wait_ready(
+    base: str, process: subprocess.Popen[bytes] | None = None, timeout_s: float = 240
+) -> None:
+    """Until serving at `base` answers /ready 200; a process of ours that exits meanwhile fails at once."""
     async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(1800):
+        for _ in range(int(timeout_s * 10)):
+            assert process is None or process.poll() is None, "serving exited during startup"
             try:
                 if (await client.get("/ready")).status_code == 200:
                     return
