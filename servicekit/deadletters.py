@@ -18,6 +18,7 @@ from contracts.common import FieldError, KafkaCoordinates, Rejection
 from contracts.events import DeadLettered, DeadLetteredPayload
 from servicekit.broker import EventPublisher
 from servicekit.metrics import DEAD_LETTERS, EVENTS_CONSUMED
+from servicekit.replay import withholds
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class DeadLetters:
         self._sent[event_id] = None
         while len(self._sent) > _REMEMBERED:
             self._sent.popitem(last=False)
+        if withholds(self.publisher.broker):  # a replay: nothing was sent (mlops_events_withheld_total)
+            log.info("a replay withheld the dead letter of %s: %s", raw.source.model_dump(), code)
+            return
         DEAD_LETTERS.labels(self.consumer, raw.source.topic, code).inc()
         EVENTS_CONSUMED.labels(self.consumer, raw.source.topic, "dead_lettered").inc()
         log.warning("dead-lettered %s: %s", raw.source.model_dump(), code)

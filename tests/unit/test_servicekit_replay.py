@@ -77,3 +77,14 @@ def test_records_past_the_window_are_dropped_and_counted_only_in_a_replay() -> N
     assert isinstance(replaying, ReplayBroker)
     assert keep_in_window(replaying, batch, lambda r: r) == batch[:2]
     assert replaying.beyond_window == 2
+
+
+async def test_a_withheld_dead_letter_is_not_counted_as_dead_lettered() -> None:
+    from servicekit.deadletters import DeadLetters
+
+    broker = make_broker(probe_settings("127.0.0.1:1", replay=ReplayPlan.model_validate(PLAN)))
+    letters = DeadLetters(EventPublisher(broker, "probe-dl"), "probe-dl")
+    await letters.send(raw("t.clean", 0, 3), "not_json", "not JSON", [])
+    labels = {"service": "probe-dl", "topic": "t.clean", "code": "not_json"}
+    assert REGISTRY.get_sample_value("mlops_dead_letters_total", labels) in (None, 0.0)
+    assert isinstance(broker, ReplayBroker) and broker.withheld["platform.deadletters"] == 1
