@@ -80,9 +80,9 @@ class LabelStudioServer:
         else:
             self.pid = self.server.start()
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.pid is not None and pid_alive(self.pid):
-            os.killpg(self.pid, signal.SIGTERM)  # its own session: the server and its children
+            os.killpg(self.pid, sig)  # its own session: the server and its children
             deadline = time.monotonic() + 30
             while pid_alive(self.pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -359,11 +359,17 @@ def test_a_client_label_first_means_no_task_and_no_annotation_label(
     assert [m["payload"]["source"] for m in labels if m["payload"]["prediction_id"] == "early"] == ["client"]
 
 
-def test_label_studio_down_then_back_each_chosen_prediction_becomes_exactly_one_task(
+def test_label_studio_killed_mid_stream_then_back_each_chosen_prediction_becomes_exactly_one_task(
     service: dict[str, Any], label_studio: LabelStudioServer
 ) -> None:
     model = service["model"]
-    label_studio.stop()
+    before = [f"before-kill-{i}" for i in range(2)]
+    send(
+        service["bootstrap"], service["topics"]["predictions"], *[prediction(model, p, 0.49) for p in before]
+    )
+    for pid in before:
+        wait_state(service, pid, "open")
+    label_studio.stop(signal.SIGKILL)  # kill -9: no goodbye to its clients
     try:
         chosen = [f"down-{i}" for i in range(4)]
         send(
@@ -388,6 +394,7 @@ def test_label_studio_down_then_back_each_chosen_prediction_becomes_exactly_one_
         wait_state(service, pid, "open", timeout_s=90)
     tasks = [t["data"]["prediction_id"] for t in project_tasks(label_studio, model)]
     assert sorted(p for p in tasks if p.startswith("down-")) == chosen  # each exactly once
+    assert sorted(p for p in tasks if p.startswith("before-kill-")) == before  # none lost, none doubled
 
 
 def test_the_threshold_is_the_versions_own_from_its_model_card(tmp_path: Path) -> None:
