@@ -4,7 +4,9 @@ the state change that makes it, then published, then marked sent.
 So a crash never loses an event (it is still unsent after a restart, and `flush` sends it) and never
 doubles one: an event's id is its primary key (`add` of the same id again is a no-op), and a crash
 between publish and mark re-sends the same event id, which idempotent consumers drop. An unsent
-event may still be withdrawn (`discard`) in a later transaction, e.g. when what made it is overruled.
+event may still be withdrawn (`discard`) in a later transaction, e.g. when what made it is overruled,
+unless a flush is publishing it at that moment (then it counts as sent). One flush runs at a time, so
+concurrent callers never publish the same row twice.
 
 >>> import asyncio
 >>> from contracts.events import LabelObserved, LabelObservedPayload
@@ -24,6 +26,7 @@ event may still be withdrawn (`discard`) in a later transaction, e.g. when what 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -57,6 +60,8 @@ class SqliteOutbox:
         self.publish = publish
         self.keep_sent = keep_sent
         self._ready = False
+        self._flushing = asyncio.Lock()
+        self._in_flight: set[str] = set()  # event ids a flush is publishing now: no longer withdrawable
 
     def _ensure(self, conn: sqlite3.Connection) -> None:
         if not self._ready:
@@ -81,8 +86,11 @@ class SqliteOutbox:
         return cursor.rowcount == 1
 
     def discard(self, conn: sqlite3.Connection, event_id: str) -> bool:
-        """Withdraw an unsent event in the caller's transaction; False if it was sent (or never queued)."""
+        """Withdraw an unsent event in the caller's transaction; False if it was sent, is being published
+        (or was never queued)."""
         self._ensure(conn)
+        if event_id in self._in_flight:
+            return False
         cursor = conn.execute("DELETE FROM outbox WHERE event_id = ? AND sent_at IS NULL", (event_id,))
         return cursor.rowcount == 1
 
@@ -100,20 +108,37 @@ class SqliteOutbox:
     async def flush(self, limit: int = 500) -> int:
         """Publish unsent events in the order they were queued, each marked sent once Kafka acknowledged
         it; returns how many were sent. A failing publish raises (the rest stay queued for next time)."""
-        with self.db.connection() as conn:
-            self._ensure(conn)
-            rows = conn.execute(
-                "SELECT seq, topic, body FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
-        sent = 0
-        for seq, topic, body in rows:
-            await self.publish(parse_event(body), topic)
+        async with self._flushing:
             with self.db.connection() as conn:
-                conn.execute("UPDATE outbox SET sent_at = ? WHERE seq = ?", (time.time(), seq))
-            sent += 1
-        if sent:
-            self._prune()
-        return sent
+                self._ensure(conn)
+                rows = conn.execute(
+                    "SELECT seq, topic, body FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?", (limit,)
+                ).fetchall()
+            sent = 0
+            for seq, topic, body in rows:
+                event = parse_event(body)
+                if not self._claim(seq, str(event.event_id)):
+                    continue  # withdrawn since it was read
+                try:
+                    await self.publish(event, topic)
+                    with self.db.connection() as conn:
+                        conn.execute("UPDATE outbox SET sent_at = ? WHERE seq = ?", (time.time(), seq))
+                finally:
+                    self._in_flight.discard(str(event.event_id))
+                sent += 1
+            if sent:
+                self._prune()
+            return sent
+
+    def _claim(self, seq: int, event_id: str) -> bool:
+        """Mark a row as being published, if it is still queued and unsent (no await in between, so a
+        `discard` on the event loop sees either the row or the claim)."""
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT 1 FROM outbox WHERE seq = ? AND sent_at IS NULL", (seq,)).fetchone()
+        if row is None:
+            return False
+        self._in_flight.add(event_id)
+        return True
 
     def _prune(self) -> None:
         """Keep the ids of the last `keep_sent` sent events (enough to refuse a late duplicate `add`)."""

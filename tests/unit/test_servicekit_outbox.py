@@ -82,3 +82,32 @@ def test_sent_events_are_pruned_beyond_what_is_kept(tmp_path: Path) -> None:
     asyncio.run(outbox.flush())
     with outbox.db.connection() as conn:
         assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+
+
+def test_concurrent_flushes_publish_each_event_once_and_one_being_published_cannot_be_withdrawn() -> None:
+    gate = asyncio.Event()
+    sent: list[str] = []
+
+    async def slow_publish(event: Event[Any], topic: str) -> None:
+        await gate.wait()  # Kafka takes its time: a client's label (discard) and other flushes come
+        sent.append(str(event.event_id))
+
+    outbox = SqliteOutbox(SqliteDatabase(None), slow_publish)
+    first, second = label("e-1"), label("e-2")
+    with outbox.transaction() as conn:
+        outbox.add(conn, first)
+        outbox.add(conn, second)
+
+    async def scenario() -> tuple[list[int], bool, bool]:
+        flushes = [asyncio.create_task(outbox.flush()) for _ in range(3)]
+        await asyncio.sleep(0.01)  # the first flush is publishing e-1; the others wait for it
+        with outbox.transaction() as conn:
+            in_flight = outbox.discard(conn, str(first.event_id))
+            queued = outbox.discard(conn, str(second.event_id))
+        gate.set()
+        return list(await asyncio.gather(*flushes)), in_flight, queued
+
+    counts, withdrew_in_flight, withdrew_queued = asyncio.run(scenario())
+    assert sent == [str(first.event_id)] and sum(counts) == 1
+    assert not withdrew_in_flight and withdrew_queued  # e-1 was on its way; e-2 was still only queued
+    assert outbox.was_sent(str(first.event_id)) and outbox.pending() == 0
