@@ -180,6 +180,14 @@ class LabelStudioSync:
         return opened
 
     def _opened(self, row: TaskRow, project: int, task_id: int) -> None:
+        """The row's task exists in Label Studio. It becomes open only if it is still queued: a client's
+        label that came during the import call made it superseded, and that stands."""
         now = time.time()
-        self.store.update(row.prediction_id, state=OPEN, project_id=project, task_id=task_id, opened_at=now)
+        with self.store.transaction() as conn:
+            current = self.store.get(row.prediction_id)  # the same connection, under its lock
+            state = OPEN if current is not None and current.state == QUEUED else None
+            fields = {"state": state} if state else {}
+            self.store.update(
+                row.prediction_id, conn, project_id=project, task_id=task_id, opened_at=now, **fields
+            )
         PREDICTION_TO_TASK.observe(max(0.0, now - row.predicted_at))

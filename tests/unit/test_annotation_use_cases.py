@@ -47,6 +47,7 @@ class FakeLabelStudio:
 
     def __init__(self) -> None:
         self.down = False
+        self.during_import: Any = None  # a coroutine run while the import call is in flight
         self.crash_after_import = False
         self.projects: dict[str, int] = {}
         self.tasks_by_id: dict[int, dict[str, Any]] = {}
@@ -86,6 +87,8 @@ class FakeLabelStudio:
                 "data": json.loads(json.dumps(d)),
             }
             ids.append(task_id)
+        if self.during_import is not None:
+            await self.during_import()
         if self.crash_after_import:
             self.crash_after_import = False
             raise LabelStudioUnavailable("the answer was lost")
@@ -415,6 +418,19 @@ def test_a_client_label_while_open_supersedes_the_annotation(world: World) -> No
     row = world.store.get("p-1")
     assert row is not None and row.state == "superseded" and row.outcome == "bad" and world.published() == []
     assert CLIENT_AGREEMENT.labels("false")._value.get() >= 1  # the annotators disagreed with the client
+
+
+def test_a_client_label_during_the_import_call_keeps_the_task_superseded(world: World) -> None:
+    run(world.intake.on_predictions([made("p-1", 0.3)]))
+
+    async def client_answers() -> None:
+        await world.labels.on_client_labels([client_label("p-1")])
+
+    world.ls.during_import = client_answers
+    run(world.sync.sync_once())
+    row = world.store.get("p-1")
+    assert row is not None and row.state == "superseded" and row.task_id is not None  # not reopened
+    assert world.store.counts()["open"] == 0
 
 
 def test_a_client_label_after_the_annotation_but_before_publication_withdraws_it(world: World) -> None:
