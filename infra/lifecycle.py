@@ -35,8 +35,8 @@ def dev_api_keys(settings: InfraSettings) -> Path:
     from servicekit.signed_links import write_dev_link_secret
 
     holders = [(f"dev-{r}", Role(r)) for r in DEV_KEY_HOLDERS]
-    # Label Studio's webhook calls the annotation service with this key (a producer: it brings labels).
-    holders.append((WEBHOOK_KEY_HOLDER, Role.PRODUCER))
+    # Label Studio's webhook calls the annotation service with this key; its role opens that route only.
+    holders.append((WEBHOOK_KEY_HOLDER, Role.WEBHOOK))
     _, hashed = write_dev_keys(settings.secrets_dir, holders)
     write_dev_link_secret(settings.secrets_dir)
     return hashed

@@ -33,6 +33,13 @@ class Role(StrEnum):
     OPS = "ops"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    # Label Studio's webhook calls carry this key, and the Label Studio admin can read it there: it
+    # opens the annotation service's webhook route and nothing else (not /labels, not /records).
+    WEBHOOK = "webhook"
+
+
+# Every role a person or a client program holds: "any role" on a route means these, never the webhook's.
+USER_ROLES = tuple(role for role in Role if role is not Role.WEBHOOK)
 
 
 class ApiKeyEntry(BaseModel):

@@ -1,4 +1,4 @@
-"""HTTP entry points: Label Studio's webhook (producer key in X-API-Key) and the ops view of the queue.
+"""HTTP entry points: Label Studio's webhook (a webhook-role key in X-API-Key) and the ops view of the queue.
 
 The webhook route appends every authenticated body it accepts for size to the raw topic
 `annotation.webhooks` (keyed by task id), where the service consumes it like any input (a bad one is
@@ -24,7 +24,7 @@ from services.annotation.webhooks import Webhooks
 
 router = APIRouter(tags=["annotation"])
 Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
-Producer = Annotated[Principal, Depends(require_roles(Role.PRODUCER))]
+Webhook = Annotated[Principal, Depends(require_roles(Role.WEBHOOK))]
 
 WEBHOOK_BODY: dict[str, Any] = {
     "requestBody": {
@@ -107,7 +107,7 @@ def _queue(request: Request) -> QueueView:
     "/label-studio/webhook",
     status_code=202,
     response_model=WebhookAccepted,
-    summary="Label Studio's webhook: names an annotation whose labels are read back (producer key)",
+    summary="Label Studio's webhook: names an annotation whose labels are read back (webhook key)",
     openapi_extra=WEBHOOK_BODY,
     responses=error_responses(
         409,
@@ -120,7 +120,7 @@ def _queue(request: Request) -> QueueView:
         s503="the webhook could not be appended to Kafka; Label Studio's call fails, polling covers it",
     ),
 )
-async def webhook(request: Request, _: Producer) -> WebhookAccepted:
+async def webhook(request: Request, _: Webhook) -> WebhookAccepted:
     webhooks = _webhooks(request)
     try:
         body = await read_limited(request, webhooks.max_bytes, WebhookTooLarge)

@@ -67,8 +67,9 @@ class AnnotationSettings(ServiceSettings):
     )
     webhook_api_key: SecretStr | None = Field(
         None,
-        description="The key Label Studio sends back in X-API-Key (a producer key of the platform). Default: "
-        f"the `{WEBHOOK_KEY_NAME}` entry of <state_dir>/secrets/api-keys.json; none: polling only.",
+        description="The key Label Studio sends back in X-API-Key (a key with the webhook role, which "
+        f"opens only that route). Default: the `{WEBHOOK_KEY_NAME}` entry of <state_dir>/secrets/"
+        "api-keys.json; none: polling only.",
     )
     webhook_url: str | None = Field(
         None,

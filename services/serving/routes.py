@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from servicekit.auth import Principal, Role, require_roles
+from servicekit.auth import USER_ROLES, Principal, Role, require_roles
 from servicekit.bodies import read_limited
 from servicekit.errors import error_responses, invalid_request
 from services.serving.domain.model import LoadedModel
@@ -159,7 +159,9 @@ async def labels(
     response_model=ModelStatus,
     responses=error_responses(),
 )
-async def model(request: Request, _: Annotated[Principal, Depends(require_roles(*Role))]) -> ModelStatus:
+async def model(
+    request: Request, _: Annotated[Principal, Depends(require_roles(*USER_ROLES))]
+) -> ModelStatus:
     slot = request.app.state.slot
     return ModelStatus(champion=_info(slot.champion), shadow=_info(slot.challenger))
 

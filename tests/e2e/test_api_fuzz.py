@@ -115,8 +115,9 @@ def base_url(service: str) -> str:
 
 
 def key_of(env: dict[str, str], role: str) -> str:
+    """The stack's development key of `role` (Label Studio's webhook key is the one with that role)."""
     keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
-    key: str = keys[f"dev-{role}"]["key"]
+    key: str = next(entry["key"] for entry in keys.values() if entry["role"] == role)
     return key
 
 

@@ -136,7 +136,7 @@ def service(kafka_bootstrap: str, label_studio: LabelStudioServer) -> Iterator[d
         explanations_topic=topics["explanations"],
         labels_topic=topics["labels"],
         webhooks_topic=topics["hooks"],
-        webhook_api_key=keys["producer"],
+        webhook_api_key=keys["webhook"],
         poll_interval_s=3600,  # labels can only come back in time through the webhook
         max_backoff_s=2,
     )
@@ -263,9 +263,9 @@ def test_a_near_prediction_becomes_a_task_with_its_features_and_a_far_one_does_n
     assert data["explanation"].startswith("No explanation")
     with label_studio.api() as api:
         hooks = api.get("/api/webhooks/", params={"project": task["project"]}).json()
-    [hook] = hooks  # registered once, with the producer key Label Studio sends back
+    [hook] = hooks  # registered once, with the webhook key Label Studio sends back
     assert hook["url"] == f"{service['base']}/label-studio/webhook"
-    assert hook["headers"] == {"X-API-Key": service["keys"]["producer"]}
+    assert hook["headers"] == {"X-API-Key": service["keys"]["webhook"]}
 
 
 def test_an_annotation_in_label_studio_becomes_a_label_observed_through_the_webhook(
@@ -313,7 +313,7 @@ def test_forged_malformed_and_replayed_webhooks(
     body = {"action": "ANNOTATION_CREATED", "annotation": annotation}
     assert httpx.post(url, json=body, timeout=10).status_code == 401
     assert httpx.post(url, json=body, headers={"X-API-Key": "mlops_forged"}, timeout=10).status_code == 401
-    producer = {"X-API-Key": service["keys"]["producer"], "Content-Type": "application/json"}
+    producer = {"X-API-Key": service["keys"]["webhook"], "Content-Type": "application/json"}
     malformed = httpx.post(url, content=b'{"action": "ANNOTATION_CREATED"', headers=producer, timeout=10)
     assert malformed.status_code == 422 and malformed.json()["code"] == "not_json"
 

@@ -163,6 +163,18 @@ def test_pseudonyms_are_stable_keyed_and_never_the_id() -> None:
         (b'{"action": "ANNOTATION_CREATED", "annotation": {"id": "7"}}', "no_annotation"),
         (b'{"action": "ANNOTATION_CREATED", "annotation": {"id": 7}}', "no_task"),
         (b"[" * 100_000, "not_json"),
+        (
+            b'{"action": "ANNOTATION_CREATED", "annotation": {"id": 9223372036854775808, "task": 3}}',
+            "no_annotation",
+        ),
+        (
+            b'{"action": "ANNOTATION_CREATED", "annotation": {"id": 7, "task": 99999999999999999999}}',
+            "no_task",
+        ),
+        (
+            b'{"action": "ANNOTATION_CREATED", "annotation": {"id": 7, "task": 3, "updated_at": "\\ud800"}}',
+            "bad_updated_at",
+        ),
     ],
 )
 def test_a_malformed_webhook_is_refused_with_its_reason(body: bytes, code: str) -> None:

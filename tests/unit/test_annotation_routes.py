@@ -42,19 +42,22 @@ def setup(tmp_path: Path) -> tuple[TestClient, FakeLabelStudio, list[tuple[bytes
     return TestClient(app), ls, appended
 
 
-def test_the_webhook_needs_a_producer_key(setup: Any) -> None:
+def test_the_webhook_needs_the_webhook_key_and_that_key_opens_nothing_else(setup: Any) -> None:
     client, _, appended = setup
     body = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 100}}
     assert client.post("/label-studio/webhook", json=body).status_code == 401
     assert client.post("/label-studio/webhook", json=body, headers={"X-API-Key": "forged"}).status_code == 401
-    client_key = {"X-API-Key": KEYS[Role.CLIENT]}
-    assert client.post("/label-studio/webhook", json=body, headers=client_key).status_code == 403
+    for role in (Role.CLIENT, Role.PRODUCER, Role.OPS):
+        other = {"X-API-Key": KEYS[role]}
+        assert client.post("/label-studio/webhook", json=body, headers=other).status_code == 403
     assert appended == []  # nothing unauthenticated reaches the bus
+    webhook = {"X-API-Key": KEYS[Role.WEBHOOK]}
+    assert client.get("/tasks", headers=webhook).status_code == 403  # Label Studio's admin reads it there
 
 
 def test_the_webhook_answers_accepted_malformed_replayed_and_too_large(setup: Any) -> None:
     client, ls, appended = setup
-    headers = {"X-API-Key": KEYS[Role.PRODUCER]}
+    headers = {"X-API-Key": KEYS[Role.WEBHOOK]}
     annotation = ls.annotate(100, "bad")
     body = json.dumps({"action": "ANNOTATION_CREATED", "annotation": annotation}).encode()
     accepted = client.post("/label-studio/webhook", content=body, headers=headers)
@@ -101,7 +104,7 @@ def test_ops_see_the_queue_and_one_task(setup: Any) -> None:
 def test_every_route_declares_its_roles(setup: Any) -> None:
     client, _, _ = setup
     paths = client.get("/openapi.json").json()["paths"]
-    assert paths["/label-studio/webhook"]["post"]["x-roles"] == ["admin", "producer"]
+    assert paths["/label-studio/webhook"]["post"]["x-roles"] == ["admin", "webhook"]
     assert (
         paths["/tasks"]["get"]["x-roles"]
         == paths["/tasks/{prediction_id}"]["get"]["x-roles"]
@@ -118,7 +121,7 @@ def test_the_pseudonym_key_is_made_once_and_private(tmp_path: Path) -> None:
 def test_the_webhook_key_comes_from_the_setting_or_the_dev_keys_file(tmp_path: Path) -> None:
     assert webhook_key(AnnotationSettings(state_dir=tmp_path)) is None
     (tmp_path / "secrets").mkdir()
-    keys = {"label-studio-webhook": {"role": "producer", "key": "mlops_from_file"}}
+    keys = {"label-studio-webhook": {"role": "webhook", "key": "mlops_from_file"}}
     (tmp_path / "secrets" / "api-keys.json").write_text(json.dumps(keys))
     assert webhook_key(AnnotationSettings(state_dir=tmp_path)) == "mlops_from_file"
     assert webhook_key(AnnotationSettings(state_dir=tmp_path, webhook_api_key="mlops_env")) == "mlops_env"

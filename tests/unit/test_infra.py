@@ -132,7 +132,7 @@ def test_a_key_file_from_before_the_webhook_key_gains_it_and_keeps_every_old_key
     hashed = json.loads(dev_api_keys(settings).read_text())
     plain = json.loads((settings.secrets_dir / "api-keys.json").read_text())
     assert plain["dev-ops"] == old["dev-ops"]  # an existing key never changes
-    assert plain[WEBHOOK_KEY_HOLDER]["role"] == "producer" and plain["dev-client"]["role"] == "client"
+    assert plain[WEBHOOK_KEY_HOLDER]["role"] == "webhook" and plain["dev-client"]["role"] == "client"
     assert {h["name"] for h in hashed} == set(plain)
     assert (
         dev_api_keys(settings) and json.loads((settings.secrets_dir / "api-keys.json").read_text()) == plain

@@ -35,8 +35,24 @@ class WebhookRef:
         return str(self.task_id).encode()
 
 
+MAX_ID = 2**63 - 1  # SQLite's integer: a larger "id" names nothing we could have stored
+
+
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+    return value if ok else None
+
+
+def _time(value: Any) -> str:
+    """The annotation's update time as a key part: a short string that is valid UTF-8, else empty."""
+    if not isinstance(value, str):
+        return ""
+    text = value[:64]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but no text
+        raise WebhookRejected("bad_updated_at", "the annotation's updated_at is not text") from None
+    return text
 
 
 def parse_webhook(body: bytes | None) -> WebhookRef:
@@ -60,8 +76,8 @@ def parse_webhook(body: bytes | None) -> WebhookRef:
     task_id = _int(annotation.get("task")) or (_int(task.get("id")) if isinstance(task, dict) else None)
     if task_id is None:
         raise WebhookRejected("no_task", "the webhook names no task")
-    updated_at = annotation.get("updated_at") or annotation.get("created_at") or ""
-    return WebhookRef(str(action), annotation_id, task_id, str(updated_at)[:64])
+    updated_at = _time(annotation.get("updated_at") or annotation.get("created_at"))
+    return WebhookRef(str(action), annotation_id, task_id, updated_at)
 
 
 def task_id_of(body: bytes | None) -> bytes | None:
