@@ -12,7 +12,7 @@ stack has no registered model), so the policy sends every one for review:
   visible in Label Studio's UI;
 - **annotation -> LabelObserved**: from just before a scripted analyst's `POST
   /api/tasks/{id}/annotations/` to the `LabelObserved` read back from `labels.observed` (webhook path;
-  the poll every `ANNOTATION_POLL_INTERVAL_S`, 5 s by default, is the fallback's bound).
+  the poll every `ANNOTATION_POLL_INTERVAL_S`, 10 s by default, is the fallback's bound).
 
 Baseline in the same run: Label Studio's own API on the same server, the floor under each figure:
 importing one task into a scratch project, and creating one annotation (the analyst's call above).

@@ -6,6 +6,7 @@ both orders, and webhook validation."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime
@@ -277,8 +278,11 @@ def test_a_task_left_unanswered_expires_frees_the_budget_and_a_late_answer_still
     old = world.store.get("p-old")
     assert old is not None and old.state == "open" and old.task_id is not None
     world.store.update("p-old", opened_at=old.opened_at - 3601)  # opened more than task_ttl_s ago
+    with world.store.transaction() as conn:  # an old dispute expires too
+        world.store.insert(conn, dataclasses.replace(old, prediction_id="p-d"))
+    world.store.update("p-d", state="disputed", opened_at=old.opened_at - 7200)
     run(world.sync.sync_once())
-    assert world.store.counts()["expired"] == 1
+    assert world.store.counts()["expired"] == 2
     assert world.store.awaiting_answers("credit-risk", time.time() - 3600) == []  # no longer read back
     run(world.intake.on_predictions([made("p-new", 0.3)]))
     assert world.store.get("p-new") is not None  # the budget has room again
@@ -431,6 +435,14 @@ def test_a_client_label_during_the_import_call_keeps_the_task_superseded(world: 
     row = world.store.get("p-1")
     assert row is not None and row.state == "superseded" and row.task_id is not None  # not reopened
     assert world.store.counts()["open"] == 0
+
+
+def test_group_shares_count_the_tasks_sent_even_when_clients_supersede_them(world: World) -> None:
+    run(world.intake.on_predictions([made(f"p-{i}", 0.3) for i in range(10)]))
+    run(world.labels.on_client_labels([client_label(f"p-{i}") for i in range(9)]))  # 9 superseded
+    with world.store.transaction() as conn:
+        shares = world.store.shares(conn)
+    assert shares.total == 10 and shares.share("sex", "female") == 1.0  # never above 1
 
 
 def test_a_client_label_after_the_annotation_but_before_publication_withdraws_it(world: World) -> None:

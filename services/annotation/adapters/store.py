@@ -20,6 +20,7 @@ from services.annotation.adapters.remembered import REMEMBERED_SCHEMA, Remembere
 from services.annotation.domain.policy import GroupShares
 
 QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED = "queued", "open", "disputed", "labelled", "superseded"
+ALL = ("*", "*")  # the group_counts row that counts every task sent
 EXPIRED = "expired"  # open in Label Studio longer than the policy's task_ttl_s: out of the budget and polls
 STATES = (QUEUED, OPEN, DISPUTED, LABELLED, SUPERSEDED, EXPIRED)
 ACTIVE = (QUEUED, OPEN, DISPUTED)
@@ -128,11 +129,11 @@ class AnnotationStore:
         )  # fmt: skip
         if cursor.rowcount != 1:
             return False
-        if row.state != SUPERSEDED:
+        if row.state != SUPERSEDED:  # the tasks sent, by group, and all of them under ALL: one population
             conn.executemany(
                 "INSERT INTO group_counts VALUES (?, ?, 1) "
                 "ON CONFLICT (dimension, value) DO UPDATE SET count = count + 1",
-                sorted(row.groups.items()),
+                [ALL, *sorted(row.groups.items())],
             )
         return True
 
@@ -178,21 +179,16 @@ class AnnotationStore:
         )
 
     def expire(self, opened_before: float) -> int:
-        """Open tasks opened before `opened_before` become expired; how many. An answer that still
-        comes (a webhook) is settled like any other."""
+        """Open or disputed tasks opened before `opened_before` become expired; how many. An answer
+        that still comes (a webhook, e.g. a ground-truth mark on a dispute) is settled like any other."""
+        note = "not settled within the policy's task_ttl_s"
         with self.db.transaction() as conn:
-            return int(
-                conn.execute(
-                    "UPDATE tasks SET state = ?, note = ?, updated_at = ? WHERE state = ? AND opened_at < ?",
-                    (
-                        EXPIRED,
-                        "not answered within the policy's task_ttl_s",
-                        time.time(),
-                        OPEN,
-                        opened_before,
-                    ),
-                ).rowcount
+            cursor = conn.execute(
+                "UPDATE tasks SET state = ?, note = ?, updated_at = ?"
+                " WHERE state IN (?, ?) AND opened_at < ?",
+                (EXPIRED, note, time.time(), OPEN, DISPUTED, opened_before),
             )
+            return int(cursor.rowcount)
 
     def models_to_sync(self, opened_since: float = 0.0) -> list[str]:
         """Models with tasks to import, to read back, or superseded but still awaiting their answers
@@ -239,11 +235,12 @@ class AnnotationStore:
         return int(conn.execute(f"SELECT COUNT(*) FROM tasks WHERE state IN ({marks})", ACTIVE).fetchone()[0])
 
     def shares(self, conn: sqlite3.Connection) -> GroupShares:
-        total = int(conn.execute(f"SELECT COUNT(*) FROM tasks WHERE state != '{SUPERSEDED}'").fetchone()[0])
+        """Each group's count among the tasks sent so far, and their total, counted together at insert
+        (a task superseded later still counts in both: it was sent)."""
         by_group = {
             (d, v): int(c) for d, v, c in conn.execute("SELECT dimension, value, count FROM group_counts")
         }
-        return GroupShares(total, by_group)
+        return GroupShares(by_group.pop(ALL, 0), by_group)
 
     def recent(self, limit: int) -> list[TaskRow]:
         return self._many("ORDER BY chosen_at DESC, prediction_id LIMIT ?", (limit,))
