@@ -47,6 +47,12 @@ class LabelStudioUnavailable(AnnotationError):
     code = "label_studio_unavailable"
 
 
+class ProjectGone(LabelStudioUnavailable):
+    """Label Studio no longer has the project the service made (someone deleted it): it is made again."""
+
+    code = "label_studio_project_gone"
+
+
 class BusUnavailable(AnnotationError):
     """The webhook could not be appended to its Kafka topic; Label Studio's call fails, polling covers it."""
 

@@ -19,7 +19,7 @@ from typing import Any
 from servicekit.tasks import retrying
 from services.annotation.adapters.store import DISPUTED, OPEN, QUEUED, AnnotationStore, TaskRow
 from services.annotation.domain.policy import SamplingPolicy
-from services.annotation.errors import LabelStudioUnavailable
+from services.annotation.errors import LabelStudioUnavailable, ProjectGone
 from services.annotation.labels import Labels
 from services.annotation.metrics import LABEL_STUDIO_UP, PREDICTION_TO_TASK, TASKS_EXPIRED, set_tasks_by_state
 from services.annotation.ports import LabelStudio
@@ -119,6 +119,17 @@ class LabelStudioSync:
 
     async def _sync_model(self, model: str) -> None:
         project = await self._project(model)
+        try:
+            await self._sync_project(model, project)
+        except ProjectGone:
+            # Deleted in Label Studio: made again at the next sync. Its queued rows go there; rows open
+            # in the deleted project lost their tasks and expire after task_ttl_s.
+            log.warning("Label Studio's project %s of %s is gone; it is made again", project, model)
+            self.store.remembered.forget_project(model)
+            self._hooked.discard(project)
+            raise
+
+    async def _sync_project(self, model: str, project: int) -> None:
         maybe = self.store.maybe_imported(model)
         listing: list[dict[str, Any]] | None = None
         if maybe:

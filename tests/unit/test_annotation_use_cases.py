@@ -30,7 +30,7 @@ from servicekit.deadletters import RawMessage
 from servicekit.outbox import SqliteOutbox
 from services.annotation.adapters.store import AnnotationStore
 from services.annotation.domain.policy import SamplingPolicy
-from services.annotation.errors import LabelStudioUnavailable, MalformedWebhook, ReplayedWebhook
+from services.annotation.errors import LabelStudioUnavailable, MalformedWebhook, ProjectGone, ReplayedWebhook
 from services.annotation.intake import NO_EXPLANATION, Intake
 from services.annotation.labels import Labels, label_event_id
 from services.annotation.metrics import CLIENT_AGREEMENT, THRESHOLD_FALLBACKS
@@ -48,6 +48,7 @@ class FakeLabelStudio:
 
     def __init__(self) -> None:
         self.down = False
+        self.made_projects = 0
         self.during_import: Any = None  # a coroutine run while the import call is in flight
         self.crash_after_import = False
         self.projects: dict[str, int] = {}
@@ -67,7 +68,8 @@ class FakeLabelStudio:
 
     async def ensure_project(self, title: str, maximum_annotations: int) -> int:
         self._up()
-        return self.projects.setdefault(title, len(self.projects) + 1)
+        self.made_projects += title not in self.projects
+        return self.projects.setdefault(title, 10 * (self.made_projects + 1))
 
     async def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> None:
         self._up()
@@ -76,6 +78,8 @@ class FakeLabelStudio:
 
     async def import_tasks(self, project_id: int, data: list[dict[str, Any]]) -> list[int] | None:
         self._up()
+        if project_id not in self.projects.values():
+            raise ProjectGone(f"no project {project_id}")
         self.imports += 1
         ids = []
         for d in data:
@@ -310,6 +314,20 @@ def test_label_studio_down_keeps_tasks_queued_then_each_becomes_exactly_one_task
     assert ids == ["p-0", "p-1", "p-2", "p-3"]
 
 
+def test_a_project_deleted_in_label_studio_is_made_again_and_the_queue_goes_there(world: World) -> None:
+    run(world.intake.on_predictions([made("p-a", 0.3)]))
+    run(world.sync.sync_once())
+    first = world.store.get("p-a").project_id  # type: ignore[union-attr]
+    world.ls.projects.clear()  # an admin deleted "Review: credit-risk"
+    run(world.intake.on_predictions([made("p-b", 0.3)]))
+    with pytest.raises(ProjectGone):
+        run(world.sync.sync_once())
+    run(world.sync.sync_once())
+    row = world.store.get("p-b")
+    assert row is not None and row.state == "open" and row.project_id not in (None, first)
+    assert world.ls.made_projects == 2
+
+
 def test_a_crash_between_import_and_marking_makes_no_duplicate(world: World) -> None:
     run(world.intake.on_predictions([made("p-a", 0.3), made("p-b", 0.31)]))
     world.ls.crash_after_import = True  # Label Studio took the tasks, the service never saw the answer
@@ -481,8 +499,9 @@ def test_webhooks_are_checked_then_replays_and_strangers_are_dead_lettered(tmp_p
     world = World(tmp_path, webhook_key="mlops_hook")
     run(world.intake.on_predictions([made("p-1", 0.3)]))
     run(world.sync.sync_once())
+    project = world.store.get("p-1").project_id  # type: ignore[union-attr]
     assert world.ls.webhooks == [
-        (1, "http://127.0.0.1:8999/label-studio/webhook", {"X-API-Key": "mlops_hook"})
+        (project, "http://127.0.0.1:8999/label-studio/webhook", {"X-API-Key": "mlops_hook"})
     ]
     task_id = world.store.get("p-1").task_id or 0  # type: ignore[union-attr]
     annotation = world.ls.annotate(task_id, "good")

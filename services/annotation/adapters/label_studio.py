@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from services.annotation.errors import LabelStudioUnavailable
+from services.annotation.errors import LabelStudioUnavailable, ProjectGone
 
 LABEL_CONFIG = """<View>
   <Header value="Decision $decision, score $score"/>
@@ -65,6 +65,8 @@ class LabelStudioApi:
             raise LabelStudioUnavailable(f"Label Studio unreachable: {type(exc).__name__}") from None
         if missing_ok and response.status_code == 404:
             return None
+        if response.status_code == 404 and path.startswith("/api/projects/"):
+            raise ProjectGone(f"Label Studio has no project at {path}")
         if response.status_code == 401:
             await self.close()  # the token may have been rotated: read the file again next time
         if response.status_code >= 400:

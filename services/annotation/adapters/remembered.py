@@ -79,6 +79,10 @@ class Remembered:
         with self.db.connection() as conn:
             conn.execute("INSERT OR REPLACE INTO projects VALUES (?, ?)", (model_name, project_id))
 
+    def forget_project(self, model_name: str) -> None:
+        with self.db.connection() as conn:
+            conn.execute("DELETE FROM projects WHERE model_name = ?", (model_name,))
+
     def webhook_seen(self, annotation_id: int, updated_at: str) -> str | None:
         """The Kafka coordinates of the record that processed this webhook, if one did."""
         with self.db.connection() as conn:
