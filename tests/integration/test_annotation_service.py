@@ -459,6 +459,9 @@ def test_polling_alone_brings_labels_back_and_a_lost_import_answer_makes_no_dupl
             assert await api.ensure_project(f"Review: {model}-strict", 3) == strict  # found by its title
             with label_studio.api() as client:
                 assert client.get(f"/api/projects/{strict}/").json()["maximum_annotations"] == 3
+            assert await api.ensure_project(f"Review: {model}-strict", 2) == strict  # the policy changed
+            with label_studio.api() as client:
+                assert client.get(f"/api/projects/{strict}/").json()["maximum_annotations"] == 2
             lost = store.get("lost")
             assert lost is not None
             store.mark_import_started(["lost"])  # the import call happened, its answer was lost

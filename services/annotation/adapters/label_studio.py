@@ -81,11 +81,15 @@ class LabelStudioApi:
             return False
 
     async def ensure_project(self, title: str, maximum_annotations: int) -> int:
-        """The id of the project titled `title`, created with the platform's labelling config if none is."""
+        """The id of the project titled `title`, created with the platform's labelling config if none is;
+        an existing one gets the policy's `maximum_annotations` if it has another (a changed policy)."""
         found = await self._call("GET", "/api/projects/", params={"title": title, "page_size": 100})
         results = found.get("results", []) if isinstance(found, dict) else found or []
         for project in results:
             if project.get("title") == title:
+                if project.get("maximum_annotations") != maximum_annotations:
+                    body = {"maximum_annotations": maximum_annotations}
+                    await self._call("PATCH", f"/api/projects/{int(project['id'])}/", json=body)
                 return int(project["id"])
         created = await self._call(
             "POST",
