@@ -26,6 +26,7 @@ LABEL_CONFIG = """<View>
 </View>"""
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
 PAGE = 100
+MAX_PAGES = 1000  # 100,000 tasks: past the budget (max_open_tasks) by far
 
 
 def read_token(credentials_file: Path) -> str:
@@ -138,9 +139,12 @@ class LabelStudioApi:
                 "GET", "/api/tasks/", params={"project": project_id, "page": page, "page_size": PAGE}
             )
             batch = answer.get("tasks", []) if isinstance(answer, dict) else []
-            found += batch
-            total = answer.get("total", len(found)) if isinstance(answer, dict) else len(found)
-            if not batch or len(found) >= total:
+            found += [t for t in batch if isinstance(t, dict)] if isinstance(batch, list) else []
+            total = answer.get("total") if isinstance(answer, dict) else None
+            total = total if isinstance(total, int) and not isinstance(total, bool) else len(found)
+            # An empty page ends it, and so does MAX_PAGES whatever `total` claims: an odd answer
+            # cannot keep the sync in this loop.
+            if not batch or not isinstance(batch, list) or len(found) >= total or page >= MAX_PAGES:
                 return found
             page += 1
 
