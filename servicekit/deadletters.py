@@ -69,7 +69,8 @@ class DeadLetters:
         self._sent[event_id] = None
         while len(self._sent) > _REMEMBERED:
             self._sent.popitem(last=False)
-        if withholds(self.publisher.broker):  # a replay: nothing was sent (mlops_events_withheld_total)
+        # A replay sent nothing: it is counted in mlops_events_withheld_total, not as dead-lettered.
+        if withholds(getattr(self.publisher, "broker", None)):
             log.info("a replay withheld the dead letter of %s: %s", raw.source.model_dump(), code)
             return
         DEAD_LETTERS.labels(self.consumer, raw.source.topic, code).inc()
