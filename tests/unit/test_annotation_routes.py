@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from servicekit.auth import Role, hash_key
 from services.annotation.app import create_app, pseudonym_key, webhook_key
 from services.annotation.settings import AnnotationSettings
-from tests.unit.test_annotation_use_cases import FakeLabelStudio, FakeThresholds, made
+from tests.unit.annotation_world import FakeLabelStudio, FakeThresholds, made
 
 KEYS = {role: f"mlops_test_{role.value}" for role in Role}
 
