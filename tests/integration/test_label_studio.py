@@ -23,6 +23,7 @@ from rich.console import Console
 from infra.label_studio import LocalLabelStudio, auth_header, start_label_studio
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor, pid_alive
+from services.annotation.adapters.label_studio import LABEL_CONFIG  # the config the service uses
 from tests.conftest import TEST_STATE_DIR
 from tests.e2e.stack import wait_for
 from tests.support import TEST_KAFKA_PORT, isolated_env
@@ -30,17 +31,6 @@ from tests.support import TEST_KAFKA_PORT, isolated_env
 PORT = TEST_KAFKA_PORT + 700
 HOOK_PORT = TEST_KAFKA_PORT + 710
 STATE = TEST_STATE_DIR / "label-studio-stack"
-LABEL_CONFIG = """<View>
-  <Header value="Decision $decision, score $score"/>
-  <Text name="explanation" value="$explanation"/>
-  <Choices name="outcome" toName="explanation" choice="single" required="true">
-    <Choice value="good"/><Choice value="bad"/>
-  </Choices>
-  <Choices name="reasoning" toName="explanation" choice="multiple">
-    <Choice value="reasoning wrong"/>
-  </Choices>
-  <TextArea name="comment" toName="explanation" rows="3"/>
-</View>"""
 
 
 def mlops(*args: str) -> subprocess.CompletedProcess[str]:
