@@ -40,6 +40,7 @@ from bench.platform_stack import Stack
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event, parse_event
 from contracts.topics import LABELS_OBSERVED, PREDICTIONS_MADE
+from infra.bus_access import kafka_options
 from infra.label_studio import auth_header
 from infra.supervisor import SERVICE_ORDER
 
@@ -106,7 +107,7 @@ class Bench:
 
     async def publish(self) -> dict[str, float]:
         """The predictions at the given rate; their event times by prediction id."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap, acks="all")
+        producer = AIOKafkaProducer(**kafka_options(self.stack.bootstrap), acks="all")
         await producer.start()
         sent: dict[str, float] = {}
         try:
@@ -132,7 +133,7 @@ class Bench:
     async def annotate(self, tasks: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
         """Each task answered in turn; (annotation -> LabelObserved seconds, the API call's seconds)."""
         consumer = AIOKafkaConsumer(
-            LABELS_OBSERVED, bootstrap_servers=self.stack.bootstrap, auto_offset_reset="latest"
+            LABELS_OBSERVED, **kafka_options(self.stack.bootstrap), auto_offset_reset="latest"
         )
         await consumer.start()
         round_trips, calls = [], []

@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import bench_kafka
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
+from infra.bus_access import kafka_options
 from infra.kafka_local import LocalKafka
 from infra.settings import InfraSettings
 from infra.topics import TopicPlan, ensure_topics_async
@@ -96,7 +97,7 @@ def event_values(n: int, run: str) -> list[bytes]:
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         for first in range(0, len(values), 2000):

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.common import bench_kafka
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
+from infra.bus_access import kafka_options
 from infra.topics import TopicPlan, ensure_topics_async
 from services.audit.adapters.kafka_log import KafkaLog
 from services.audit.adapters.store import SqlAuditStore
@@ -52,7 +53,7 @@ def parse_args() -> argparse.Namespace:
 
 
 async def produce(bootstrap: str, topic: str, events: int) -> list[Captured]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", linger_ms=5)
     await producer.start()
     try:
         futures, values = [], []
@@ -96,7 +97,7 @@ def build(bootstrap: str, folder: Path, events: int) -> tuple[SqlAuditStore, Tra
 
 
 async def publish(bootstrap: str, topic: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value)

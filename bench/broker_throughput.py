@@ -48,6 +48,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
+from infra.bus_access import kafka_options
 from infra.kafka_local import LocalKafka
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.topics import TopicPlan, ensure_topics_async
@@ -85,7 +86,7 @@ def payloads(size: int) -> list[bytes]:
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -143,7 +144,7 @@ class AssignedAt(ConsumerRebalanceListener):
 async def consume_all(bootstrap: str, topic: str, n: int) -> tuple[float, float, int]:
     """(seconds to join the group, seconds from assignment to the `n`-th record, bytes read)."""
     cons = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=f"bench-{uuid.uuid4().hex[:12]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -220,7 +221,7 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[dict[str, An
             f"{label}: produce {runs[-1]['produce_msgs_per_s']:,.0f} msg/s, "
             f"consume {runs[-1]['consume_msgs_per_s']:,.0f} msg/s"
         )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)  # leave no bench topics behind
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))  # leave no bench topics behind
     await admin.start()
     try:
         await admin.delete_topics([t for r in runs for t in r["topics"]])

@@ -48,6 +48,7 @@ from bench.chaos_stack import KAFKA, Stack, stack_env
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW, topic_names
+from infra.bus_access import kafka_options
 from infra.settings import REPO_ROOT, InfraSettings
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -141,7 +142,7 @@ async def stream(
             try:
                 if producer is None:
                     producer = AIOKafkaProducer(
-                        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                        **kafka_options(bootstrap), acks="all", enable_idempotence=True,
                         request_timeout_ms=10_000, linger_ms=5,
                     )  # fmt: skip
                     await producer.start()

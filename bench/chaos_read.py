@@ -18,13 +18,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.chaos_checks import CleanRecord, Message, Outcome
 from contracts.topics import RECORDS_CLEAN, RECORDS_RAW, RECORDS_REJECTED
+from infra.bus_access import kafka_options
 
 Records = list[ConsumerRecord[bytes, bytes]]
 Ends = dict[tuple[str, int], int]
 
 
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> Ends:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     # Let the consumer's background task begin: stopped before it ran, aiokafka 0.14 raises CancelledError.
     await asyncio.sleep(0.1)
@@ -39,7 +40,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> Ends:
 async def read_topics(bootstrap: str, topics: Iterable[str], timeout_s: float = 300) -> Records:
     """Every message of `topics` from the beginning up to the end offsets at the time of the call."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 << 20,
@@ -78,7 +79,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list
 
 
 async def committed(bootstrap: str, group: str) -> Ends:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from infra import bus_access
 from infra.kafka_local import wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor, pid_alive, probe_service, service_port
@@ -37,6 +38,7 @@ def stack_env(state_dir: Path, jars_dir: Path, kafka_port: int, first_service_po
         "MLOPS_SERVICE_START_TIMEOUT_S": "300", "MLOPS_KAFKA_START_TIMEOUT_S": "180",
         "MLFLOW_DISABLE_TELEMETRY": "true", "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
     })  # fmt: skip
+    bus_access.remember_stack(state_dir, f"127.0.0.1:{kafka_port}")  # its bus is locked down
     return env
 
 
@@ -50,8 +52,9 @@ class ChaosSupervisor(Supervisor):
     def service_env(self, name: str, api_keys_file: Path) -> dict[str, str]:
         own = super().service_env(name, api_keys_file)
         prefix = name.upper()
+        principal = tuple(key for key in bus_access.settings_env("", "") if key in own)
         specific = ("KAFKA_BOOTSTRAP_SERVERS", "MLOPS_API_KEYS_FILE", "MLOPS_STATE_DIR", "PYTHONUNBUFFERED",
-                    f"{prefix}_HTTP_HOST", f"{prefix}_HTTP_PORT")  # fmt: skip
+                    f"{prefix}_HTTP_HOST", f"{prefix}_HTTP_PORT", *principal)  # fmt: skip
         return {**self.env, **{key: own[key] for key in specific}}
 
 

@@ -37,6 +37,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from bench.common import bench_kafka
+from infra.bus_access import kafka_options
 from infra.topics import TopicPlan, ensure_topics_async
 from services.ingest.app import create_app
 from services.ingest.domain.events import OutMessage
@@ -66,7 +67,7 @@ def values(n: int, notes: bool, seed: int) -> list[tuple[bytes, bytes]]:
 async def fill(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:
     """Produce pipelined; returns records per second."""
     await ensure_topics_async(bootstrap, [TopicPlan(topic, 3)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"{}")  # warm-up: metadata and leader (counted as 1 record)

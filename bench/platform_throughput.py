@@ -41,6 +41,7 @@ from bench.platform_stack import Stack, cpu_seconds
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW
+from infra.bus_access import kafka_options
 from infra.lag import LagReader
 from infra.settings import REPO_ROOT
 from infra.topics import TopicPlan, ensure_topics_async
@@ -93,7 +94,7 @@ async def produce(
     """Send every record (and its label, unless `topic` is a baseline topic); pace at `rate` per second
     (0: as fast as acks come). Returns the seconds until the last acknowledgement."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+        **kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5,
         max_batch_size=256 * 1024,
     )  # fmt: skip
     await producer.start()
@@ -117,7 +118,7 @@ async def produce(
 
 async def consume_all(bootstrap: str, topic: str, expected: int) -> float:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic, **kafka_options(bootstrap), group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     started, seen = time.monotonic(), 0
@@ -211,7 +212,7 @@ async def features_latency(
 
 
 async def _records_between(bootstrap: str, start: dict[Any, int], end: dict[Any, int]) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []
     try:

@@ -39,6 +39,7 @@ from bench.common import bench_kafka
 from contracts.common import KafkaCoordinates
 from contracts.events import RecordCleaned, RecordCleanedPayload
 from contracts.registry import encode_event
+from infra.bus_access import kafka_options
 from infra.lag import LagReader
 from infra.settings import REPO_ROOT
 from infra.topics import TopicPlan, ensure_topics_async, platform_topics
@@ -66,7 +67,7 @@ def clean_records(n: int) -> list[bytes]:
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     await ensure_topics_async(bootstrap, [TopicPlan(topic, 3)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, compression_type="lz4", acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), linger_ms=5, compression_type="lz4", acks="all")
     await producer.start()
     try:
         pending = [await producer.send(topic, v, key=str(i).encode()) for i, v in enumerate(values)]

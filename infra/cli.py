@@ -31,6 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
+from infra import bus_access
 from infra.kafka_local import KafkaInfraError
 from infra.label_studio import LabelStudioError
 from infra.lifecycle import cmd_down, cmd_up, create_topics
@@ -186,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     overrides = {"services": args.services} if getattr(args, "services", None) else {}
     settings = InfraSettings(**overrides)
+    # Ops tooling, and the tools it runs, talk to a locked-down local bus as its super user (unless
+    # told otherwise: an explicit KAFKA_SASL_* wins).
+    for name, value in bus_access.principal_env(settings, bus_access.SUPER_USER).items():
+        os.environ.setdefault(name, value)
     commands = {
         "up": cmd_up,
         "down": cmd_down,

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import bus_access
 from infra.settings import REPO_ROOT, InfraSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class LocalKafka:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "768m"
+    # Set: the bus is locked down (SASL/SCRAM, ACLs), with the principals' passwords in this folder.
+    secrets_dir: Path | None = None
 
     def __post_init__(self) -> None:
         # The broker is recognised by its config path on its command line: keep paths absolute so a
@@ -121,6 +124,7 @@ class LocalKafka:
             port=settings.kafka_port,
             controller_port=settings.kafka_controller_port,
             heap=settings.kafka_heap,
+            secrets_dir=settings.secrets_dir if bus_access.secured(settings) else None,
         )
 
     @property
@@ -143,18 +147,34 @@ class LocalKafka:
     def pid_file(self) -> Path:
         return self.home / "kafka.pid"
 
+    @property
+    def listener(self) -> str:
+        return bus_access.PROTOCOL if self.secrets_dir else "PLAINTEXT"
+
+    @property
+    def secured_marker(self) -> Path:
+        return self.home / "bus-secured"
+
+    def security_properties(self) -> list[str]:
+        if self.secrets_dir is None:
+            return [
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        return bus_access.broker_properties(self.secrets_dir)
+
     def server_properties(self) -> str:
         # Single node: every internal topic must have replication factor 1 or it never gets created.
+        listener = self.listener
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                f"listeners={listener}://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners={listener}://{self.host}:{self.port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                *self.security_properties(),
                 f"log.dirs={self.data_dir}",
                 "num.partitions=1",
                 "auto.create.topics.enable=false",
@@ -208,8 +228,14 @@ class LocalKafka:
         return f"{self.jars_dir}/*"
 
     def format_storage(self) -> None:
-        """Format KRaft storage once; the cluster id is kept so later starts reuse the same data."""
+        """Format KRaft storage once; the cluster id is kept so later starts reuse the same data. A
+        locked-down bus gets its super user here: SCRAM credentials live in the metadata log."""
         if (self.data_dir / "meta.properties").exists():
+            if self.secrets_dir is not None and not self.secured_marker.exists():
+                raise KafkaInfraError(
+                    f"the broker's data in {self.data_dir} predates the locked-down bus and has no"
+                    " principals: remove that folder (its data is lost), or set MLOPS_KAFKA_SECURITY=off"
+                )
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id_file = self.home / "cluster.id"
@@ -228,15 +254,24 @@ class LocalKafka:
             "-c",
             str(self.config_file),
             "--ignore-formatted",
+            *(bus_access.format_scram_arguments(self.secrets_dir) if self.secrets_dir else []),
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise KafkaInfraError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
+            # The output of a failed format may echo its arguments: never show the password.
+            output = f"{result.stdout}{result.stderr}"
+            if self.secrets_dir is not None:
+                output = output.replace(bus_access.passwords(self.secrets_dir)[bus_access.SUPER_USER], "***")
+            raise KafkaInfraError(f"formatting KRaft storage failed: {output}")
+        if self.secrets_dir is not None:
+            self.secured_marker.write_text("SCRAM-SHA-512 super user formatted in\n")
 
     def start(self, timeout_s: float = 60.0) -> bool:
         """Start the broker unless it runs already; wait until it answers. Returns True if started here."""
         if self.is_running():
+            self.remember_super_user()
             self.wait_until_ready(timeout_s)
+            self.apply_access()
             return False
         if self.answers():
             raise KafkaInfraError(
@@ -246,7 +281,10 @@ class LocalKafka:
         ensure_jars(self.jars_dir)
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.unlink(missing_ok=True)  # it holds the broker's own passwords: 0600
+        self.config_file.touch(mode=0o600)
         self.config_file.write_text(self.server_properties())
+        self.remember_super_user()
         self.format_storage()
         cmd = [
             self._java(),
@@ -268,7 +306,26 @@ class LocalKafka:
             )
         self.pid_file.write_text(str(process.pid))
         self.wait_until_ready(timeout_s, process)
+        self.apply_access()
         return True
+
+    def apply_access(self) -> None:
+        """The principals and ACLs of contracts/access.py, on a locked-down broker (when they changed)."""
+        if self.secrets_dir is None:
+            return
+        summary = bus_access.apply_plan(
+            self.home, self.secrets_dir, self.bootstrap_servers, self._java(), self.jars_dir
+        )
+        if summary:
+            log.info("bus access plan applied: %s", summary)
+
+    def remember_super_user(self) -> None:
+        """Let this process's ops tooling (`kafka_options`) reach a locked-down broker it started."""
+        if self.secrets_dir is not None:
+            admin = bus_access.passwords(self.secrets_dir)[bus_access.SUPER_USER]
+            bus_access.remember(
+                self.bootstrap_servers, bus_access.client_security(bus_access.SUPER_USER, admin)
+            )
 
     def wait_until_ready(self, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
         from infra.topics import broker_answers  # aiokafka import kept off the CLI's fast paths

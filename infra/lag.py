@@ -11,13 +11,15 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from infra.bus_access import kafka_options
+
 
 class LagReader:
     """Lag of every consumer group of the stack: end offsets minus committed offsets, summed."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        self.admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+        self.offsets = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
         self._partitions: dict[str, list[int]] = {}
 
     async def start(self) -> None:

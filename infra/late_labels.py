@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contracts.events import DriftDetected
 from contracts.registry import ContractError, parse_event
 from contracts.topics import DRIFT_DETECTED, RECORDS_RAW
+from infra.bus_access import kafka_options
 from infra.loop import consumer_from_end
 from workbench.late_labels import LabelDelays, late_world, new_channel
 
@@ -97,7 +98,7 @@ class LateLabelsRun:
 
     async def run(self) -> LateState:
         await self.plan()
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(**kafka_options(self.bootstrap), acks="all", linger_ms=5)
         await producer.start()
         consumer = await consumer_from_end(self.bootstrap, producer, (DRIFT_DETECTED,))
         watcher = asyncio.create_task(self._watch(consumer))

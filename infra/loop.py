@@ -32,6 +32,7 @@ from contracts.topics import (
     RECORDS_REJECTED,
     TRAINING_REQUESTED,
 )
+from infra.bus_access import kafka_options
 from workbench.demo_data import ApplicationStream, DriftSpec, LoanApplication
 
 WATCHED = (
@@ -144,7 +145,7 @@ class LoopRun:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> LoopState:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(**kafka_options(self.bootstrap), acks="all", linger_ms=5)
         await producer.start()
         consumer = await self._watch_consumer(producer)
         watcher = asyncio.create_task(self._watch(consumer))
@@ -285,7 +286,7 @@ async def consumer_from_end(
     bootstrap: str, producer: AIOKafkaProducer, topics: tuple[str, ...]
 ) -> AIOKafkaConsumer:
     """Ops' view: no group, every partition of `topics` from its current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     partitions = [  # the producer's partitions_for fetches metadata (the consumer's does not)
         TopicPartition(topic, p) for topic in topics for p in await producer.partitions_for(topic)

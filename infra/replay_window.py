@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from infra.bus_access import kafka_options
 from infra.lag import LagReader
 
 
@@ -124,7 +125,7 @@ class ReplayKafka:
         """The window's first offsets, committed into each fresh group (a simple, unsubscribed commit)."""
         for group, topics in window.groups.items():
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False
+                **kafka_options(self.bootstrap), group_id=group, enable_auto_commit=False
             )
             await consumer.start()
             try:

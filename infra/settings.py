@@ -7,6 +7,7 @@ and the CLI must agree on them; everything else here uses the `MLOPS_` prefix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,11 @@ class InfraSettings(BaseSettings):
     kafka_host: str = Field("127.0.0.1", description="Address the local broker listens on.")
     kafka_port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
+    kafka_security: Literal["scram", "off"] = Field(
+        "scram",
+        description="The local broker's bus: `scram` (each service its own SCRAM principal, ACLs from"
+        " contracts/access.py; nothing else gets in) or `off` (plaintext, anyone who reaches the port).",
+    )
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx and -Xms) of the local broker.")
     kafka_record_partitions: int = Field(
         3, ge=1, description="Partitions of the record topics (records.*, predictions, labels, features)."

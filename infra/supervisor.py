@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra import bus_access
 from infra.kafka_local import LocalKafka, http_ready, port_open, wait_for_exit
 from infra.label_studio import LocalLabelStudio
 from infra.monitoring import LocalPrometheus
@@ -86,6 +87,8 @@ class Supervisor:
             f"{prefix}_HTTP_PORT": str(service_port(self.settings, name)),
             "ANNOTATION_LABEL_STUDIO_URL": f"http://127.0.0.1:{self.settings.label_studio_port}",
             "PYTHONUNBUFFERED": "1",
+            # Each service talks to a locked-down bus as its own principal (contracts/access.py).
+            **bus_access.principal_env(self.settings, name),
         }
 
     # -- kafka ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaError
 
 from contracts.topics import TOPICS
+from infra.bus_access import kafka_options
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def platform_topics(
 
 
 async def _broker_answers(bootstrap_servers: str) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap_servers), request_timeout_ms=3000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -54,7 +55,7 @@ def broker_answers(bootstrap_servers: str) -> bool:
 async def ensure_topics_async(bootstrap_servers: str, plans: Iterable[TopicPlan]) -> list[str]:
     """Create missing topics and grow ones with too few partitions. Returns the names created."""
     plans = list(plans)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap_servers), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.middlewares import AckPolicy
 
 from contracts.common import KafkaCoordinates
@@ -44,8 +44,11 @@ def kafka_subscriber(
 ) -> Any:
     """A FastStream subscriber of `group_id` over `topics`, undecoded, NACKed on error (the consumer
     commits only what its handler finished)."""
+    # On a locked-down bus (any client security) topics are ops' to create (`mlops up`, contracts/
+    # access.py): a service has no right to, and asking would only log a refusal per topic.
+    declare = broker.specification.security is None
     return broker.subscriber(
-        *topics,
+        *(Topic(topic, declare=declare) for topic in topics),
         group_id=group_id,
         batch=batch,
         auto_offset_reset=start,

@@ -29,6 +29,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW, RECORDS_REJECTED
+from infra.bus_access import kafka_options
 from servicekit.cli_args import non_negative_float, non_negative_int, positive_float, positive_int, prog
 from services.ingest.settings import IngestSettings
 from workbench.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, LoanApplication, drift_features
@@ -111,7 +112,7 @@ async def produce(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     drift = DriftSpec(args.drift_kind, args.drift_at, args.drift_feature, args.drift_factor)
     stream = iter(ApplicationStream(drift, seed=args.seed, id_prefix=f"app-{run}"))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5)
     try:
         await producer.start()
     except BaseException:
@@ -169,7 +170,7 @@ async def follow(bootstrap: str, sent: dict[tuple[int, int], str], timeout_s: fl
     consumer = AIOKafkaConsumer(
         RECORDS_CLEAN,
         RECORDS_REJECTED,
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

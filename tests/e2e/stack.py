@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from infra.bus_access import remember_stack
 from infra.supervisor import SERVICE_ORDER
 from tests.support import isolated_env
 
@@ -21,6 +22,7 @@ def stack_env(state: Path, jars_dir: Path, kafka_port: int, first_service_port: 
         "MLOPS_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
         "MLOPS_FIRST_SERVICE_PORT": str(first_service_port), "MLOPS_SERVICE_START_TIMEOUT_S": "240",
     })  # fmt: skip
+    remember_stack(state, f"127.0.0.1:{kafka_port}")  # the tests' own clients use its super user
     return env
 
 

@@ -35,6 +35,7 @@ from contracts.events import (
     RecordCleanedPayload,
 )
 from contracts.registry import encode_event
+from infra.bus_access import kafka_options
 from servicekit.auth import Role, write_dev_keys
 from services.audit.adapters.subject_keys import SubjectKeys, load_secret
 from tests.e2e.test_audit_service import _ready, free_port, wait_for
@@ -84,7 +85,7 @@ async def produce(bootstrap: str, topic: str, raw_topic: str) -> int:
         producer="features",
     )  # fmt: skip
     events = [e for s in subjects for e in events_of(s)] + [features]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for event in events:

@@ -24,6 +24,7 @@ import pytest
 
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
+from infra.bus_access import kafka_options
 from servicekit.auth import Role, write_dev_keys
 from services.audit.domain.chain import CHAIN_FIELDS, GENESIS, ROW_FIELDS, Head, extend, link
 from services.audit.domain.entry import Captured, to_entry
@@ -42,7 +43,7 @@ def free_port() -> int:
 async def produce(bootstrap: str, topic: str, run: str, events: int = EVENTS) -> list[str]:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5)
     await producer.start()
     ids = []
     try:
@@ -256,7 +257,7 @@ def _committed(bootstrap: str, group: str) -> int:
     async def read() -> int:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
         await admin.start()
         try:
             return sum(meta.offset for meta in (await admin.list_consumer_group_offsets(group)).values())

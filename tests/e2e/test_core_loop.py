@@ -15,15 +15,20 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from contracts.events import PredictionMade
+from contracts.events import ModelPromoted, PredictionMade
 from contracts.registry import parse_event
-from contracts.topics import PREDICTIONS_MADE
+from contracts.samples import sample_events
+from contracts.topics import MODEL_PROMOTED, PREDICTIONS_MADE, RECORDS_CLEAN, RECORDS_RAW
 from feature_repo import ENTITY_KEY, FEATURES
+from infra.bus_access import client_security, kafka_options
 from tests.e2e.stack import api, logs, stack_env, wait_for
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT
+from workbench.demo_data import ApplicationStream
 
 PORT = TEST_KAFKA_PORT + 300
 FIRST_SERVICE_PORT = PORT - 2000
@@ -123,8 +128,72 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
         assert {"shap", "lime"} <= set(body["methods"]) and body["fidelity"]
 
 
+def test_the_bus_refuses_forged_decisions_and_keeps_every_password_out_of_the_logs(
+    stack: dict[str, str],
+) -> None:
+    """The stack's bus as a hostile user meets it: a forged promotion, sent without credentials, with a
+    producer's, and with a service's that does not own the topic, is refused by the broker, and serving
+    keeps its champion; the producer's credentials still stream a record through ingest."""
+    bootstrap, state = f"127.0.0.1:{PORT}", _state(stack)
+    known = json.loads((state / "secrets" / "kafka-principals.json").read_text())
+    with api(stack, "serving", "client") as serving:
+        served_before = serving.get("/model").json()["champion"]
+    promotions_before = asyncio.run(_end(bootstrap, MODEL_PROMOTED))
+    forged = next(e for e in sample_events() if isinstance(e, ModelPromoted)).model_dump_json().encode()
+
+    def as_user(name: str) -> dict[str, Any]:
+        return {"bootstrap_servers": bootstrap, **client_security(name, known[name])}
+
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(_send({"bootstrap_servers": bootstrap}, MODEL_PROMOTED, forged))
+    for principal in ("producer", "ingest", "serving"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            asyncio.run(_send(as_user(principal), MODEL_PROMOTED, forged))
+    assert asyncio.run(_end(bootstrap, MODEL_PROMOTED)) == promotions_before
+    with api(stack, "serving", "client") as serving:
+        assert serving.get("/model").json()["champion"] == served_before
+
+    # The producer's principal is the one to stream with: a record (lower-case name, no separators in
+    # the phone number) goes in, and ingest writes its outcome.
+    clean_before = asyncio.run(_end(bootstrap, RECORDS_CLEAN))
+    record = next(iter(ApplicationStream(seed=11, id_prefix="locked"))).record | {
+        "notes": "call jane doe on 4155550123"
+    }
+    asyncio.run(_send(as_user("producer"), RECORDS_RAW, json.dumps(record).encode()))
+    wait_for(lambda: asyncio.run(_end(bootstrap, RECORDS_CLEAN)) > clean_before, 60, "the record's outcome")
+
+    every_log = "".join(p.read_text(errors="replace") for p in state.rglob("*.log"))  # Kafka's too
+    assert "sasl.jaas.config" in every_log  # the broker logged its settings...
+    leaked = [name for name, password in known.items() if password in every_log]  # ...no password
+    assert not leaked, f"passwords of {leaked} are in the stack's logs"
+
+
+async def _send(options: dict[str, Any], topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=8000)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+
+
+async def _end(bootstrap: str, topic: str) -> int:
+    """Records on `topic` so far (the stack's super user counts them)."""
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 async def _predictions(bootstrap: str, wanted: set[str], timeout_s: float = 60) -> dict[str, PredictionMade]:
-    consumer = AIOKafkaConsumer(PREDICTIONS_MADE, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(PREDICTIONS_MADE, **kafka_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     found: dict[str, PredictionMade] = {}
     deadline = time.monotonic() + timeout_s

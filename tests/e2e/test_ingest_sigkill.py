@@ -18,6 +18,7 @@ import httpx
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from infra.bus_access import kafka_options
 from infra.settings import REPO_ROOT
 from servicekit.auth import generate_key, hash_key
 from tests.support import create_topic, wait_until
@@ -37,7 +38,7 @@ class Outcomes:
 
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self.consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+            *topics, **kafka_options(bootstrap), group_id=None, auto_offset_reset="earliest"
         )
         self.by_source: dict[tuple[int, int], list[tuple[str, str]]] = defaultdict(list)
         self.task: asyncio.Task[None] | None = None
@@ -106,7 +107,7 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_bootstrap: str
 
     # The stream: demo records (a fifth with free text), every 50th one malformed.
     apps = ApplicationStream(seed=41, id_prefix=f"e2e-{run}", notes_share=0.2).take(RECORDS)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(kafka_bootstrap), acks="all", linger_ms=5)
     await producer.start()
     futures = []
     for i, app in enumerate(apps):

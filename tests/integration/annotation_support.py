@@ -25,6 +25,7 @@ from rich.console import Console
 from contracts.envelope import Event
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
+from infra.bus_access import kafka_options
 from infra.label_studio import LocalLabelStudio, auth_header, start_label_studio
 from infra.settings import InfraSettings
 from infra.supervisor import Supervisor, pid_alive
@@ -94,7 +95,7 @@ def is_ready(base: str) -> bool:
 
 def send(bootstrap: str, topic: str, *events: Event[Any]) -> None:
     async def go() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        producer = AIOKafkaProducer(**kafka_options(bootstrap))
         await producer.start()
         try:
             for event in events:
@@ -112,7 +113,7 @@ def read_until(
 
     async def go() -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+            topic, **kafka_options(bootstrap), auto_offset_reset="earliest", group_id=None
         )
         await consumer.start()
         found: list[dict[str, Any]] = []
