@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from infra import bus_access
-from infra.kafka_local import wait_for_exit
+from infra.processes import wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor, pid_alive, probe_service, service_port
 

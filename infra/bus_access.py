@@ -97,10 +97,16 @@ def broker_properties(secrets_dir: Path) -> list[str]:
     listener map). Nothing is allowed that an ACL does not allow."""
     known = passwords(secrets_dir)
     admin, controller = known[SUPER_USER], known[CONTROLLER_USER]
+    plain_users = {name: known[name] for name in (SUPER_USER, *ACCESS)}
     return [
         f"listener.security.protocol.map=CONTROLLER:{PROTOCOL},{PROTOCOL}:{PROTOCOL}",
         f"inter.broker.listener.name={PROTOCOL}",
-        f"sasl.enabled.mechanisms={MECHANISM}",
+        # PLAIN too, with the same principals and passwords, for librdkafka clients before 2.6.1 (kcat
+        # from Debian links 2.0.2): their SCRAM sends a nonce Kafka 4 rightly refuses. The local bus
+        # listens on loopback only; a real cluster puts either mechanism behind TLS (SASL_SSL).
+        f"sasl.enabled.mechanisms={MECHANISM},PLAIN",
+        f"listener.name.{PROTOCOL.lower()}.plain.sasl.jaas.config="
+        + jaas("plain.PlainLoginModule", SUPER_USER, admin, **plain_users),
         f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
         "sasl.mechanism.controller.protocol=PLAIN",
         "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
@@ -221,3 +227,25 @@ def kafka_options(bootstrap: str) -> dict[str, Any]:
         if secured(settings) and bootstrap == settings.bootstrap_servers:
             security = _super_user_of(settings.state_dir)
     return {"bootstrap_servers": bootstrap, **(security or {})}
+
+
+def acl_commands(bootstrap: str = "BROKER:9093", config: str = "admin.properties") -> list[str]:
+    """The plan as Kafka's own `kafka-acls.sh` commands, for a real cluster (its principals are yours
+    to create; the topics are `mlops topics`')."""
+    lines = []
+    for line in sorted(set(acl_lines())):
+        _, principal, kind, pattern, name, operation = line.split()
+        resource = f"--{kind.lower()} {name}" + (
+            " --resource-pattern-type prefixed" if pattern == "PREFIXED" else ""
+        )
+        lines.append(
+            f"kafka-acls.sh --bootstrap-server {bootstrap} --command-config {config} --add"
+            f" --allow-principal {principal} --operation {operation.capitalize()} {resource}"
+        )
+    return lines
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("\n".join(acl_commands(*sys.argv[1:3])))

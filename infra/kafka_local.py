@@ -8,12 +8,10 @@ log is flushed and data survives; SIGKILL only if it hangs).
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -21,51 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import bus_access
+from infra.kafka_jars import KafkaInfraError, ensure_jars
+from infra.processes import port_open, wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
 
 log = logging.getLogger(__name__)
 
-POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
 LOG4J_CONFIG = REPO_ROOT / "infra" / "kafka" / "log4j2.properties"
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-
-
-class KafkaInfraError(RuntimeError):
-    """The local broker could not be fetched, formatted, started or stopped."""
-
-
-def ensure_jars(jars_dir: Path) -> Path:
-    """Copy Kafka and its runtime dependencies from Maven Central into `jars_dir` (cached by pom hash)."""
-    stamp = jars_dir / ".pom.sha256"
-    pom_hash = hashlib.sha256(POM.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == pom_hash:
-        return jars_dir
-    if shutil.which("mvn") is None:
-        raise KafkaInfraError("Maven (mvn) is needed to fetch Apache Kafka from Maven Central")
-    staging = jars_dir.with_name(jars_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    cmd = [
-        "mvn",
-        "-q",
-        "-B",
-        "-f",
-        str(POM),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-        "-DincludeScope=runtime",
-    ]
-    log.info("fetching Apache Kafka jars from Maven Central into %s", jars_dir)
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise KafkaInfraError(
-            f"mvn failed ({result.returncode}): {result.stdout[-2000:]}{result.stderr[-2000:]}"
-        )
-    # Swap in the complete folder only at the end, so an interrupted fetch is never mistaken for a cache.
-    shutil.rmtree(jars_dir, ignore_errors=True)
-    staging.rename(jars_dir)
-    stamp.write_text(pom_hash)
-    return jars_dir
 
 
 def new_cluster_id() -> str:
@@ -75,25 +37,6 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
             return cluster_id
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def http_ready(url: str, path: str) -> str:
-    """ "ready", "not ready" (it answers, not 200) or "down", for a readiness route of a process."""
-    import httpx
-
-    try:
-        response = httpx.get(f"{url}{path}", timeout=2.0)
-    except httpx.HTTPError:
-        return "down"
-    return "ready" if response.status_code == 200 else "not ready"
 
 
 @dataclass(frozen=True)
@@ -355,20 +298,3 @@ class LocalKafka:
             wait_for_exit(pid, 5)
         self.pid_file.unlink(missing_ok=True)
         return True
-
-
-def wait_for_exit(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # A child of ours lingers as a zombie until reaped; reap it if it is ours.
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    return False

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infra.kafka_local import http_ready, port_open
+from infra.processes import http_ready, port_open
 from infra.settings import REPO_ROOT, InfraSettings
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from infra.kafka_local import http_ready, port_open
+from infra.processes import http_ready, port_open
 from infra.settings import REPO_ROOT, InfraSettings
 
 TEMPLATE = REPO_ROOT / "infra" / "prometheus" / "prometheus.yml"

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from infra import bus_access
-from infra.kafka_local import LocalKafka, http_ready, port_open, wait_for_exit
+from infra.kafka_local import LocalKafka
 from infra.label_studio import LocalLabelStudio
 from infra.monitoring import LocalPrometheus
+from infra.processes import http_ready, port_open, wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
 
 # Canonical order: a service's default port is its place here, so ports never depend on which exist.

@@ -170,11 +170,11 @@ def test_the_bus_refuses_forged_decisions_and_keeps_every_password_out_of_the_lo
 
 async def _send(options: dict[str, Any], topic: str, value: bytes) -> None:
     producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=8000)
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(topic, value)
     finally:
-        await producer.stop()
+        await producer.stop()  # also after a refused start: no connection is left open
 
 
 async def _end(bootstrap: str, topic: str) -> int:

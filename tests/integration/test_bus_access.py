@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +80,11 @@ def bus(jars_dir: Path) -> Iterator[LockedBus]:
 
 async def _send(options: dict[str, Any], topic: str, value: bytes = b"{}") -> None:
     producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=8000)
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(topic, value)
     finally:
-        await producer.stop()
+        await producer.stop()  # also after a refused start: no connection is left open
 
 
 def send(options: dict[str, Any], topic: str, value: bytes = b"{}") -> None:
@@ -206,3 +207,36 @@ def test_no_password_is_world_readable_or_in_the_brokers_logs(bus: LockedBus) ->
     assert "sasl.jaas.config" in logs  # the broker logged its config...
     assert not [p for p in passwords if p in logs]  # ...and no password with it
     assert not list(bus.kafka.home.glob("access-*"))  # the plan's files are gone after each run
+
+
+def kcat(bus: LockedBus, user: str | None, *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    """The README's kcat line: SASL PLAIN (Debian's kcat links librdkafka 2.0.2, whose SCRAM Kafka 4
+    refuses), the principal's password from the secrets folder."""
+    binary = shutil.which("kcat")
+    assert binary, "kcat must be installed (scripts/install-test-tools.sh does it)"
+    login = []
+    if user is not None:
+        password = bus_access.passwords(bus.secrets_dir)[user]
+        login = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+                 "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]  # fmt: skip
+    return subprocess.run(
+        [binary, "-b", bus.bootstrap, *login, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_kcat_streams_records_as_the_producer_and_is_refused_elsewhere(bus: LockedBus) -> None:
+    raw = records(bus, RECORDS_RAW)
+    sent = kcat(bus, PRODUCER, "-P", "-t", RECORDS_RAW, "-k", "A-1", stdin=b'{"application_id": "A-1"}\n')
+    assert sent.returncode == 0, sent.stderr
+    assert records(bus, RECORDS_RAW) == raw + 1
+
+    promotions = records(bus, MODEL_PROMOTED)
+    forged = kcat(bus, PRODUCER, "-P", "-t", MODEL_PROMOTED, stdin=b'{"event_type": "ModelPromoted"}\n')
+    assert forged.returncode != 0 and b"authoriz" in forged.stderr.lower(), forged.stderr
+    anonymous = kcat(bus, None, "-P", "-t", RECORDS_RAW, "-m", "5", stdin=b"{}\n")
+    assert anonymous.returncode != 0
+    assert records(bus, MODEL_PROMOTED) == promotions and records(bus, RECORDS_RAW) == raw + 1

@@ -87,7 +87,7 @@ def test_the_broker_allows_nothing_an_acl_does_not(tmp_path: Path) -> None:
     assert lines["authorizer.class.name"].endswith("StandardAuthorizer")
     assert lines["allow.everyone.if.no.acl.found"] == "false"
     assert lines["super.users"] == "User:admin;User:controller"
-    assert lines["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert lines["sasl.enabled.mechanisms"] == "SCRAM-SHA-512,PLAIN"  # PLAIN for older librdkafka
 
 
 def test_plaintext_when_asked_and_for_a_cluster_that_is_not_ours(tmp_path: Path) -> None:
@@ -132,3 +132,15 @@ def test_ops_tooling_finds_the_super_user_of_a_stack(tmp_path: Path, monkeypatch
     monkeypatch.setenv("KAFKA_SASL_USERNAME", "producer")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "p")
     assert bus_access.kafka_options("other:9092")["sasl_plain_username"] == "producer"
+
+
+def test_the_plan_prints_as_kafka_acls_commands_for_a_real_cluster() -> None:
+    commands = bus_access.acl_commands("kafka-1:9093", "admin.properties")
+    assert len(commands) == len(set(bus_access.acl_lines()))
+    producer = [c for c in commands if "User:producer " in c]
+    assert sorted(c.split("--topic ")[1] for c in producer if "Write" in c) == [LABELS_OBSERVED, RECORDS_RAW]
+    assert any("--group ingest --resource-pattern-type prefixed" in c for c in commands)
+    assert all(
+        c.startswith("kafka-acls.sh --bootstrap-server kafka-1:9093 --command-config admin.properties")
+        for c in commands
+    )

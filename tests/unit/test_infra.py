@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from contracts.topics import TOPICS
-from infra.kafka_local import LocalKafka, ensure_jars
+from infra.kafka_jars import ensure_jars
+from infra.kafka_local import LocalKafka
 from infra.settings import InfraSettings
 from infra.supervisor import (
     CORE_SERVICES,
@@ -77,15 +78,15 @@ def test_a_reused_pid_is_not_mistaken_for_ours() -> None:
 def test_jars_are_fetched_only_when_the_pom_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
-    from infra import kafka_local
+    from infra import kafka_jars
 
     jars = tmp_path / "jars"
     jars.mkdir()
-    (jars / ".pom.sha256").write_text(hashlib.sha256(kafka_local.POM.read_bytes()).hexdigest())
-    monkeypatch.setattr(kafka_local.shutil, "which", lambda _: None)  # mvn would be needed if it refetched
+    (jars / ".pom.sha256").write_text(hashlib.sha256(kafka_jars.POM.read_bytes()).hexdigest())
+    monkeypatch.setattr(kafka_jars.shutil, "which", lambda _: None)  # mvn would be needed if it refetched
     assert ensure_jars(jars) == jars
     (jars / ".pom.sha256").write_text("stale")
-    with pytest.raises(kafka_local.KafkaInfraError, match="Maven"):
+    with pytest.raises(kafka_jars.KafkaInfraError, match="Maven"):
         ensure_jars(jars)
 
 
