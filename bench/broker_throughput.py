@@ -19,7 +19,10 @@ MB is 10**6 bytes of message value. Reported: each run, and the median of each f
 `--warmup` runs (default 2) go first and are kept out of the medians: on a freshly started broker the
 first ~200k messages are about half as fast while the JVM warms up, and services meet a warm broker.
 Unless `--bootstrap` is given, the broker is a private LocalKafka on ports 19492/19493 in a temp folder,
-so a running dev stack or test broker is never touched. Nothing here asserts on timings.
+so a running dev stack or test broker is never touched. `--security` picks that broker: `plaintext`,
+`scram` (the locked-down bus: SASL_PLAINTEXT/SCRAM-SHA-512 and ACLs, reached as the super user), or
+`both` (the default: the two side by side, runs interleaved; bench/broker_security.py). With
+`--bootstrap` the broker's own security applies (`kafka_options`). Nothing here asserts on timings.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from infra.topics import TopicPlan, ensure_topics_async
 from servicekit.broker import MAX_REQUEST_BYTES
 
 BENCH_PORT, BENCH_CONTROLLER_PORT = 19492, 19493
+SECURITY_MODES = ("plaintext", "scram", "both")
 RESULTS = Path(__file__).resolve().parent / "results" / "broker_throughput.json"
 SEED, POOL = 20240501, 1024
 STALL_S = 60.0  # a consumer that gets nothing for this long is stuck: fail instead of hanging
@@ -73,7 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serial", type=int, default=1000, help="one-at-a-time sends per run (0: skip)")
     p.add_argument("--starts", type=int, default=3, help="timed broker starts (own broker only)")
     p.add_argument("--bootstrap", help="HOST:PORT of an existing broker (then no broker is started)")
+    p.add_argument("--security", choices=SECURITY_MODES, help="private broker(s) to measure (default: both)")
     args = p.parse_args(argv)
+    if args.bootstrap and args.security:
+        p.error("--security picks the private broker; an existing broker (--bootstrap) is used as it is")
+    args.security = args.security or ("external" if args.bootstrap else "both")
     if min(args.messages, args.runs, args.size, args.partitions, args.window) < 1:
         p.error("--messages, --runs, --size, --partitions and --window must be at least 1")
     return args
@@ -84,9 +92,11 @@ def payloads(size: int) -> list[bytes]:
     return [rng.randbytes(size) for _ in range(POOL)]
 
 
-def producer(bootstrap: str) -> AIOKafkaProducer:
+def producer(bootstrap: str, security: dict[str, Any] | None = None) -> AIOKafkaProducer:
+    """The services' producer settings, as the super user (`kafka_options`) unless `security` is given."""
+    options = kafka_options(bootstrap) if security is None else {"bootstrap_servers": bootstrap, **security}
     return AIOKafkaProducer(
-        **kafka_options(bootstrap),
+        **options,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -95,10 +105,17 @@ def producer(bootstrap: str) -> AIOKafkaProducer:
     )
 
 
-async def produce_pipelined(bootstrap: str, topic: str, values: list[bytes], n: int, window: int) -> float:
+async def produce_pipelined(
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    n: int,
+    window: int,
+    security: dict[str, Any] | None = None,
+) -> float:
     """Seconds from the first send to the last acknowledgement of `n` pipelined sends. One untimed
     warm-up record per partition first, so leader election of the fresh topic stays off the clock."""
-    prod = producer(bootstrap)
+    prod = producer(bootstrap, security)
     await prod.start()
     try:
         partitions = await prod.partitions_for(topic)
@@ -221,13 +238,18 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[dict[str, An
             f"{label}: produce {runs[-1]['produce_msgs_per_s']:,.0f} msg/s, "
             f"consume {runs[-1]['consume_msgs_per_s']:,.0f} msg/s"
         )
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))  # leave no bench topics behind
+    await delete_topics(bootstrap, [t for r in runs for t in r["topics"]])
+    return runs
+
+
+async def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """Leave no bench topics behind (it matters on a `--bootstrap` broker)."""
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
-        await admin.delete_topics([t for r in runs for t in r["topics"]])
+        await admin.delete_topics(topics)
     finally:
         await admin.close()
-    return runs
 
 
 def kafka_version(jars_dir: Path) -> str:
@@ -258,22 +280,28 @@ def machine_info(jars_dir: Path, external: bool) -> dict[str, Any]:
     }
 
 
-def start_broker(args: argparse.Namespace, stack: ExitStack, jars_dir: Path) -> tuple[str, list[float]]:
-    """Start the private broker `--starts` times (fresh folder each); the last one stays up."""
+def start_broker(
+    args: argparse.Namespace, stack: ExitStack, jars_dir: Path, secure: bool = False, port: int = BENCH_PORT
+) -> tuple[LocalKafka, list[float]]:
+    """Start the private broker `--starts` times (fresh folder each); the last one stays up. `secure`:
+    locked down (SASL/SCRAM, ACLs applied at start), its secrets folder in the same temp folder;
+    the controller listens on `port` + 1."""
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlops-bench-kafka-")))
+    secrets_dir = tmp / "secrets" if secure else None
+    name = "SCRAM broker" if secure else "broker"
     seconds: list[float] = []
     for i in range(max(1, args.starts)):
         kafka = LocalKafka(
-            tmp / f"start{i}", jars_dir, port=BENCH_PORT, controller_port=BENCH_CONTROLLER_PORT
+            tmp / f"start{i}", jars_dir, port=port, controller_port=port + 1, secrets_dir=secrets_dir
         )
         started = time.perf_counter()
         stack.callback(kafka.stop)
         kafka.start(timeout_s=180)
         seconds.append(time.perf_counter() - started)
-        console.print(f"broker start {i + 1}/{args.starts}: {seconds[-1]:.1f} s")
+        console.print(f"{name} start {i + 1}/{args.starts}: {seconds[-1]:.1f} s")
         if i < args.starts - 1:
             kafka.stop()
-    return kafka.bootstrap_servers, seconds
+    return kafka, seconds
 
 
 FIGURES = [  # (json key, column title, format)
@@ -288,9 +316,11 @@ FIGURES = [  # (json key, column title, format)
 ]
 
 
-def report(runs: list[dict[str, Any]], medians: dict[str, float], starts: list[float]) -> None:
+def report(
+    runs: list[dict[str, Any]], medians: dict[str, float], starts: list[float], mode: str = ""
+) -> None:
     figures = [f for f in FIGURES if f[0] in medians]
-    table = Table(title="Broker ceiling (aiokafka, acks=all, idempotent)")
+    table = Table(title=f"Broker ceiling{f' ({mode})' if mode else ''} (aiokafka, acks=all, idempotent)")
     table.add_column("figure")
     for r in runs:
         table.add_column(f"run {r['run']}", justify="right")
@@ -305,22 +335,40 @@ def report(runs: list[dict[str, Any]], medians: dict[str, float], starts: list[f
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    jars_dir = InfraSettings().jars_dir
+def command_line(argv: list[str] | None) -> str:
     exe = Path(sys.executable)
     python = str(exe.relative_to(REPO_ROOT)) if exe.is_relative_to(REPO_ROOT) else str(exe)
     given = sys.argv[1:] if argv is None else argv
-    command = f"{python} -m bench.broker_throughput {shlex.join(given)}".strip()
+    return f"{python} -m bench.broker_throughput {shlex.join(given)}".strip()
+
+
+def medians_of(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, float]:
+    return {key: median(r[key] for r in runs) for key in keys if key in runs[0]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.security == "both":
+        from bench.broker_security import compare  # the side-by-side run reuses this module
+
+        compare(args, command_line(argv))
+        return
+    jars_dir = InfraSettings().jars_dir
+    command = command_line(argv)
     info = machine_info(jars_dir, external=bool(args.bootstrap))
     date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    starts: list[float] = []
     with ExitStack() as stack:
-        bootstrap, starts = (args.bootstrap, []) if args.bootstrap else start_broker(args, stack, jars_dir)
+        if args.bootstrap:
+            bootstrap = args.bootstrap
+        else:
+            kafka, starts = start_broker(args, stack, jars_dir, secure=args.security == "scram")
+            bootstrap = kafka.bootstrap_servers
         every = asyncio.run(run_all(args, bootstrap))
     warmups, runs = [r for r in every if r["run"] < 1], [r for r in every if r["run"] >= 1]
     info["loadavg_at_end"] = os.getloadavg()
-    medians = {key: median(r[key] for r in runs) for key, _, _ in FIGURES if key in runs[0]}
-    report(runs, medians, starts)
+    medians = medians_of(runs, [key for key, _, _ in FIGURES])
+    report(runs, medians, starts, args.security)
     params = vars(args) | {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
