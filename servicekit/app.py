@@ -128,9 +128,13 @@ def create_service_app(
     )
     async def ready() -> JSONResponse:
         results = {name: await _safe(check) for name, check in checks.items()}
-        ok = all(results.values())
+        body: dict[str, Any] = {"checks": results}
+        if subscriptions is not None and subscriptions.outages.current:
+            # Consumers are waiting for these (servicekit/outages.py): say which, since when, and why.
+            body["unavailable"] = subscriptions.outages.describe()
+        ok = all(results.values()) and "unavailable" not in body
         SERVICE_UP.labels(service).set(1 if ok else 0)
-        return JSONResponse({"ready": ok, "checks": results}, status_code=200 if ok else 503)
+        return JSONResponse({"ready": ok, **body}, status_code=200 if ok else 503)
 
     @app.get(
         "/metrics",

@@ -37,9 +37,10 @@ from contracts.registry import ContractError, parse_event
 from servicekit.broker import EventPublisher
 from servicekit.deadletters import DeadLetters, RawMessage
 from servicekit.errors import ServiceError
-from servicekit.isolation import handle_isolating
+from servicekit.isolation import Isolation, handle_isolating
 from servicekit.logs import log_context
 from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
+from servicekit.outages import Outages, unavailable_dependency
 from servicekit.partitions import PartitionsView
 from servicekit.replay import keep_in_window
 from servicekit.subscribers import Subscription, kafka_subscriber, raw_message, records_of
@@ -77,6 +78,14 @@ class Subscriptions(PartitionsView):
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
     _lag_labels: set[tuple[str, str, str, str]] = field(default_factory=set)
     _letters: DeadLetters | None = None
+    _outages: Outages | None = None
+
+    @property
+    def outages(self) -> Outages:
+        """Dependencies its consumers are waiting for right now (servicekit/outages.py)."""
+        if self._outages is None:
+            self._outages = Outages(self.service)
+        return self._outages
 
     @property
     def letters(self) -> DeadLetters:
@@ -232,7 +241,15 @@ class Subscriptions(PartitionsView):
         coordinates = [(topic, partition, offset) for (topic, partition), offset in firsts.items()]
         topics = Counter(source.topic for source in sources)
         started = time.perf_counter()
-        result = await handle_isolating(items, handler, attempts=self.max_attempts)
+        # Whole first, waiting out any dependency that is down: an outage is no record's fault.
+        if await self.outages.wait_out(lambda: handler(items)):
+            result: Isolation[T] = Isolation(handled=items)
+        else:
+            result = await handle_isolating(items, handler, attempts=max(self.max_attempts - 1, 1))
+        if any(unavailable_dependency(exc) for _, exc in result.poison):
+            # A dependency went down while the batch was being isolated: deliver it again (NACK) and
+            # wait the outage out then; nothing is dead-lettered for it.
+            raise next(exc for _, exc in result.poison if unavailable_dependency(exc))
         if result.poison and not result.handled and len(items) > 1:
             delivery = max(self._attempts.get(c, 0) for c in coordinates) + 1
             if delivery < self.max_attempts:

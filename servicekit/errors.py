@@ -34,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.outages import unavailable_dependency
+
 log = logging.getLogger(__name__)
 
 
@@ -97,12 +99,22 @@ def error_responses(*statuses: int, **meanings: str) -> dict[int | str, dict[str
     }
 
 
+class Unavailable(ServiceError):
+    """A dependency did not answer (servicekit/outages.py): retry later; nothing was changed."""
+
+    status = 503
+    code = "unavailable"
+
+
 def as_service_error(exc: BaseException) -> ServiceError | None:
-    """A library's "not found" as the kit's `NotFound`; None for anything else. By type name, so
-    neither MLflow nor Feast is imported here; the library's message (it may quote the request) is
-    not passed on."""
+    """A library's "not found" as the kit's `NotFound`, a dependency that did not answer as
+    `Unavailable`; None for anything else. By type name, so neither MLflow nor Feast is imported
+    here; the library's message (it may quote the request) is not passed on."""
     if isinstance(exc, ServiceError):
         return exc
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        return Unavailable(f"a dependency of this service ({dependency}) is unavailable; retry shortly")
     names = {cls.__name__ for cls in type(exc).__mro__}
     if "MlflowException" in names and getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
         return NotFound("the requested resource does not exist in the model registry")
@@ -197,7 +209,7 @@ class LibraryErrors:
             mapped = None if isinstance(exc, ServiceError) else as_service_error(exc)
             if mapped is None or started:
                 raise
-            log.info("%s answered as %d: %s", type(exc).__name__, mapped.status, exc)
+            log.info("%s answered as %d", type(exc).__name__, mapped.status)  # its text may quote the request
             response = await service_error_response(Request(scope), mapped)
             await response(scope, receive, send)
 

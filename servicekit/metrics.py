@@ -26,6 +26,11 @@ HTTP_SECONDS = Histogram(
     ["service", "route", "status"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+DEPENDENCY_UNAVAILABLE = Gauge(
+    "mlops_dependency_unavailable",
+    "1 while a dependency (database, redis, http, kafka) does not answer and consumers wait for it",
+    ["service", "dependency"],
+)
 SERVICE_UP = Gauge("mlops_service_ready", "1 when the service is ready", ["service"])
 CONSUMER_LAG = Gauge(
     "mlops_consumer_lag",

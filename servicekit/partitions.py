@@ -68,4 +68,3 @@ class PartitionsView:
         for labels in self._lag_labels - current:
             CONSUMER_LAG.remove(*labels)
         self._lag_labels = current
-

@@ -54,7 +54,10 @@ def free_port() -> int:
 class PostgresCluster:
     """One PostgreSQL cluster in `folder`, owned by the OS user it runs as."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, durable: bool = False) -> None:
+        # Not durable (the default, for speed): fsync and synchronous commit off, so a crash loses the
+        # last commits. A drill that crashes the server needs `durable`, as production runs it.
+        self.durable = durable
         self.folder = folder
         self.data = folder / "data"
         self.port = port or free_port()
@@ -76,9 +79,13 @@ class PostgresCluster:
         self._run(
             "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"
         )  # fmt: skip
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the initialised cluster (again, after `stop`: same port, same data)."""
+        speed = "" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 {speed}-c max_connections=100"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-o", options,
                   "-w", "-t", "60", "start")  # fmt: skip

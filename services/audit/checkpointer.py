@@ -14,6 +14,7 @@ import logging
 
 from contracts.events import AuditCheckpointed
 from servicekit.broker import EventPublisher
+from servicekit.outages import unavailable_dependency
 from services.audit.handlers import AuditService
 from services.audit.metrics import CHECKPOINTS
 from services.audit.settings import AuditSettings
@@ -29,6 +30,7 @@ class Checkpointer:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._due = asyncio.Event()
+        self._deferred = False  # the last tick met an outage (said once, not every tick)
 
     def load_key(self) -> CheckpointSigner:
         if self.signer is None:
@@ -75,5 +77,12 @@ class Checkpointer:
             self._due.clear()
             try:
                 await self.publish()
-            except Exception:  # a broker hiccup must not end the loop; the next tick retries
-                log.warning("publishing a checkpoint failed", exc_info=True)
+            except Exception as exc:  # a broker hiccup must not end the loop; the next tick retries
+                dependency = unavailable_dependency(exc)
+                if dependency is None:
+                    log.warning("publishing a checkpoint failed", exc_info=True)
+                elif not self._deferred:  # an outage: one line, not a traceback every tick
+                    log.warning("checkpoints wait: %s is unavailable (%s)", dependency, type(exc).__name__)
+                self._deferred = dependency is not None
+            else:
+                self._deferred = False
