@@ -1,9 +1,11 @@
-"""Apache Kafka's jars, fetched once from Maven Central with Maven (cached by the pom's hash)."""
+"""Apache Kafka's jars, fetched once from Maven Central with Maven (cached by the pom's hash), and the
+Java command lines that run them."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +15,7 @@ from infra.settings import REPO_ROOT
 log = logging.getLogger(__name__)
 
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
+LOG4J_CONFIG = REPO_ROOT / "infra" / "kafka" / "log4j2.properties"
 
 
 class KafkaInfraError(RuntimeError):
@@ -50,3 +53,30 @@ def ensure_jars(jars_dir: Path) -> Path:
     staging.rename(jars_dir)
     stamp.write_text(pom_hash)
     return jars_dir
+
+
+def java() -> str:
+    """The `java` to run Kafka with: $JAVA_HOME's, else the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    found = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
+    if not found:
+        raise KafkaInfraError("Java 17 (java) is needed to run Apache Kafka")
+    return str(found)
+
+
+def java_command(
+    jars_dir: Path, logs_dir: Path, main_class: str, *args: str, heap: str | None = None
+) -> list[str]:
+    """`main_class` of the jars in `jars_dir`, logging into `logs_dir`; a server gets a fixed `heap`."""
+    server = [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"] if heap else []
+    return [
+        java(),
+        *server,
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={logs_dir}",
+        "-cp",
+        f"{jars_dir}/*",
+        main_class,
+        *args,
+    ]

@@ -1,8 +1,10 @@
-"""One local Apache Kafka node (broker + KRaft controller) run from Maven Central jars on Java 17.
+"""One local Apache Kafka node (broker + KRaft controller) run from Maven Central jars on Java 17: a
+cluster of its own by default, or one node of a KRaft cluster (infra/kafka_cluster.py).
 
 Lifecycle: `ensure_jars` (Maven, once) -> `format` (KRaft storage, once per state dir) -> `start`
-(idempotent: a running broker is left alone) -> `stop` (SIGTERM for a controlled shutdown, so the
-log is flushed and data survives; SIGKILL only if it hangs).
+(idempotent: a running broker is left alone; `launch` spawns it without waiting, for a quorum whose
+nodes only answer once a majority runs) -> `stop` (SIGTERM for a controlled shutdown, so the log is
+flushed and data survives; SIGKILL only if it hangs).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -19,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import bus_access
-from infra.kafka_jars import KafkaInfraError, ensure_jars
+from infra.kafka_jars import KafkaInfraError, ensure_jars, java, java_command
 from infra.processes import port_open, wait_for_exit
-from infra.settings import REPO_ROOT, InfraSettings
+from infra.settings import InfraSettings
 
 log = logging.getLogger(__name__)
 
-LOG4J_CONFIG = REPO_ROOT / "infra" / "kafka" / "log4j2.properties"
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
@@ -41,7 +41,9 @@ def new_cluster_id() -> str:
 
 @dataclass(frozen=True)
 class LocalKafka:
-    """A single-node KRaft cluster whose config, data, logs and pid live under `home`."""
+    """A KRaft node whose config, data, logs and pid live under `home`: a single-node cluster by
+    default; with `voters` (controller.quorum.voters, `id@host:port,...`) one node of a larger one,
+    whose nodes share one `cluster_id_file` and whose internal topics get `replication` replicas."""
 
     home: Path
     jars_dir: Path
@@ -51,12 +53,18 @@ class LocalKafka:
     heap: str = "768m"
     # Set: the bus is locked down (SASL/SCRAM, ACLs), with the principals' passwords in this folder.
     secrets_dir: Path | None = None
+    node_id: int = 1
+    voters: str | None = None  # None: this node is the whole quorum
+    replication: int = 1
+    cluster_id_file: Path | None = None  # None: home/cluster.id, made at the first format
 
     def __post_init__(self) -> None:
         # The broker is recognised by its config path on its command line: keep paths absolute so a
         # relative home names the same broker from any working directory.
         object.__setattr__(self, "home", self.home.resolve())
         object.__setattr__(self, "jars_dir", self.jars_dir.resolve())
+        if self.cluster_id_file is not None:
+            object.__setattr__(self, "cluster_id_file", self.cluster_id_file.resolve())
 
     @classmethod
     def from_settings(cls, settings: InfraSettings) -> LocalKafka:
@@ -95,6 +103,10 @@ class LocalKafka:
         return bus_access.PROTOCOL if self.secrets_dir else "PLAINTEXT"
 
     @property
+    def quorum_voters(self) -> str:
+        return self.voters or f"{self.node_id}@{self.host}:{self.controller_port}"
+
+    @property
     def secured_marker(self) -> Path:
         return self.home / "bus-secured"
 
@@ -106,14 +118,28 @@ class LocalKafka:
             ]
         return bus_access.broker_properties(self.secrets_dir)
 
+    def replication_properties(self) -> list[str]:
+        """Internal topics get `replication` replicas (a single node: 1, or they never get created);
+        from 3 replicas on, an acknowledged write (acks=all) is on at least 2 of them."""
+        factor, min_isr = self.replication, 2 if self.replication >= 3 else 1
+        cluster = [f"default.replication.factor={factor}", f"min.insync.replicas={min_isr}"]
+        return [
+            f"offsets.topic.replication.factor={factor}",
+            "offsets.topic.num.partitions=3",
+            f"transaction.state.log.replication.factor={factor}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={factor}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
+            *(cluster if factor > 1 else []),
+        ]
+
     def server_properties(self) -> str:
-        # Single node: every internal topic must have replication factor 1 or it never gets created.
         listener = self.listener
         return "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
+                f"node.id={self.node_id}",
+                f"controller.quorum.voters={self.quorum_voters}",
                 f"listeners={listener}://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
                 f"advertised.listeners={listener}://{self.host}:{self.port}",
                 "controller.listener.names=CONTROLLER",
@@ -121,12 +147,7 @@ class LocalKafka:
                 f"log.dirs={self.data_dir}",
                 "num.partitions=1",
                 "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=3",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                *self.replication_properties(),
                 "group.initial.rebalance.delay.ms=0",
                 # Accept the 5 MB messages producers may send, so ingest can reject them with a reason.
                 "message.max.bytes=8388608",
@@ -161,14 +182,7 @@ class LocalKafka:
         return port_open(self.host, self.port)
 
     def _java(self) -> str:
-        java_home = os.environ.get("JAVA_HOME")
-        java = Path(java_home) / "bin" / "java" if java_home else shutil.which("java")
-        if not java:
-            raise KafkaInfraError("Java 17 (java) is needed to run Apache Kafka")
-        return str(java)
-
-    def _classpath(self) -> str:
-        return f"{self.jars_dir}/*"
+        return java()
 
     def format_storage(self) -> None:
         """Format KRaft storage once; the cluster id is kept so later starts reuse the same data. A
@@ -181,15 +195,12 @@ class LocalKafka:
                 )
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cluster_id_file = self.home / "cluster.id"
+        cluster_id_file = self.cluster_id_file or self.home / "cluster.id"
         if not cluster_id_file.exists():
             cluster_id_file.write_text(new_cluster_id())
-        cmd = [
-            self._java(),
-            "-cp",
-            self._classpath(),
-            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
+        cmd = java_command(
+            self.jars_dir,
+            self.logs_dir,
             STORAGE_TOOL,
             "format",
             "-t",
@@ -198,7 +209,7 @@ class LocalKafka:
             str(self.config_file),
             "--ignore-formatted",
             *(bus_access.format_scram_arguments(self.secrets_dir) if self.secrets_dir else []),
-        ]
+        )
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             # The output of a failed format may echo its arguments: never show the password.
@@ -211,11 +222,16 @@ class LocalKafka:
 
     def start(self, timeout_s: float = 60.0) -> bool:
         """Start the broker unless it runs already; wait until it answers. Returns True if started here."""
+        process = self.launch()
+        self.wait_until_ready(timeout_s, process)
+        self.apply_access()
+        return process is not None
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Format (once) and spawn the broker without waiting for it; None if it runs already."""
         if self.is_running():
             self.remember_super_user()
-            self.wait_until_ready(timeout_s)
-            self.apply_access()
-            return False
+            return None
         if self.answers():
             raise KafkaInfraError(
                 f"port {self.port} is taken by another process; "
@@ -229,28 +245,13 @@ class LocalKafka:
         self.config_file.write_text(self.server_properties())
         self.remember_super_user()
         self.format_storage()
-        cmd = [
-            self._java(),
-            f"-Xms{self.heap}",
-            f"-Xmx{self.heap}",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp",
-            self._classpath(),
-            MAIN_CLASS,
-            str(self.config_file),
-        ]
+        cmd = java_command(self.jars_dir, self.logs_dir, MAIN_CLASS, str(self.config_file), heap=self.heap)
         with open(self.logs_dir / "stdout.log", "ab") as out:
             process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
         self.pid_file.write_text(str(process.pid))
-        self.wait_until_ready(timeout_s, process)
-        self.apply_access()
-        return True
+        return process
 
     def apply_access(self) -> None:
         """The principals and ACLs of contracts/access.py, on a locked-down broker (when they changed)."""

@@ -1,0 +1,59 @@
+"""infra/kafka_cluster.py: the nodes' configuration (no processes started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.kafka_cluster import LocalKafkaCluster
+
+
+def properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_three_nodes_form_one_quorum_on_ports_ten_apart(tmp_path: Path) -> None:
+    cluster = LocalKafkaCluster(home=tmp_path, jars_dir=tmp_path, port=30092)
+    nodes = [properties(n.server_properties()) for n in cluster.members]
+    voters = "1@127.0.0.1:30093,2@127.0.0.1:30103,3@127.0.0.1:30113"
+    assert [n["node.id"] for n in nodes] == ["1", "2", "3"]
+    assert {n["controller.quorum.voters"] for n in nodes} == {voters}
+    assert [n["listeners"] for n in nodes] == [
+        f"PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{p + 1}" for p in (30092, 30102, 30112)
+    ]
+    assert cluster.bootstrap_servers == "127.0.0.1:30092,127.0.0.1:30102,127.0.0.1:30112"
+    assert len({n["log.dirs"] for n in nodes}) == 3  # a home of its own each
+    assert {n.cluster_id_file for n in cluster.members} == {tmp_path / "cluster.id"}  # one cluster id
+    assert {n.heap for n in cluster.members} == {"384m"}
+
+
+def test_topics_get_three_replicas_and_acknowledged_writes_two(tmp_path: Path) -> None:
+    for node in LocalKafkaCluster(home=tmp_path, jars_dir=tmp_path).members:
+        lines = properties(node.server_properties())
+        for key in ("default", "offsets.topic", "transaction.state.log", "share.coordinator.state.topic"):
+            assert lines[f"{key}.replication.factor"] == "3", key
+        assert lines["min.insync.replicas"] == lines["transaction.state.log.min.isr"] == "2"
+        assert lines["share.coordinator.state.topic.min.isr"] == "2"
+
+
+def test_a_two_node_cluster_keeps_one_in_sync_replica_enough(tmp_path: Path) -> None:
+    node = LocalKafkaCluster(home=tmp_path, jars_dir=tmp_path, nodes=2).node(2)
+    lines = properties(node.server_properties())
+    assert (lines["default.replication.factor"], lines["min.insync.replicas"]) == ("2", "1")
+
+
+def test_locked_down_like_the_single_node(tmp_path: Path) -> None:
+    cluster = LocalKafkaCluster(home=tmp_path, jars_dir=tmp_path, secrets_dir=tmp_path / "secrets")
+    for node in cluster.members:
+        lines = properties(node.server_properties())
+        assert lines["listener.security.protocol.map"].startswith("CONTROLLER:SASL_PLAINTEXT")
+        assert lines["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert cluster.client_options("producer")["sasl_plain_username"] == "producer"
+
+
+def test_unknown_nodes_are_refused(tmp_path: Path) -> None:
+    cluster = LocalKafkaCluster(home=tmp_path, jars_dir=tmp_path)
+    with pytest.raises(KeyError):
+        cluster.node(4)
+    assert cluster.pids() == {1: None, 2: None, 3: None}
