@@ -53,7 +53,8 @@ PRODUCER = "producer"
 
 ACCESS: dict[str, Access] = {
     PRODUCER: Access(writes=(RECORDS_RAW, LABELS_OBSERVED), reads=(), group_prefix=None),
-    "ingest": _service("ingest", (RECORDS_CLEAN, RECORDS_REJECTED), (RECORDS_RAW,)),
+    # Ingest also appends what producers POST to its /records route to the raw topic.
+    "ingest": _service("ingest", (RECORDS_CLEAN, RECORDS_REJECTED, RECORDS_RAW), (RECORDS_RAW,)),
     "features": _service("features", (FEATURES_UPDATED,), (RECORDS_CLEAN,)),
     "training": _service(
         "training",

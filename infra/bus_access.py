@@ -16,11 +16,13 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from contracts.access import ACCESS
-from infra.settings import REPO_ROOT, InfraSettings
+from infra.settings import REPO_ROOT, InfraSettings, stack_settings
+from servicekit.settings import split_servers
 
 MECHANISM = "SCRAM-SHA-512"
 PROTOCOL = "SASL_PLAINTEXT"
@@ -75,6 +77,20 @@ def settings_env(user: str, password: str) -> dict[str, str]:
 def secured(settings: InfraSettings) -> bool:
     """True when `mlops up` runs the local broker locked down (the default)."""
     return settings.local_kafka and settings.kafka_security == "scram"
+
+
+@contextmanager
+def ops_environment(settings: InfraSettings) -> Iterator[None]:
+    """For one `mlops` command: the super user's KAFKA_SASL_* settings in this process's environment
+    (the services' settings it builds, and the tools it runs, inherit them), unless they are set
+    already; taken out again afterwards, so nothing leaks into whatever runs next in the process."""
+    added = {k: v for k, v in principal_env(settings, SUPER_USER).items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def principal_env(settings: InfraSettings, principal: str) -> dict[str, str]:
@@ -218,15 +234,19 @@ def kafka_options(bootstrap: str) -> dict[str, Any]:
     security = _REMEMBERED.get(bootstrap)
     if security is None and bootstrap in _STACKS:
         security = _super_user_of(_STACKS[bootstrap])
-    if security is None and os.environ.get("KAFKA_SECURITY_PROTOCOL") == PROTOCOL:
-        # A tool run by `mlops` (it hands its principal down in the services' own settings).
+    environment = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") == bootstrap
+    if security is None and environment and os.environ.get("KAFKA_SECURITY_PROTOCOL") == PROTOCOL:
+        # A tool run by `mlops` (it hands the bus and its principal down in the services' settings).
         user, password = os.environ.get("KAFKA_SASL_USERNAME", ""), os.environ.get("KAFKA_SASL_PASSWORD", "")
         security = client_security(user, password)
     if security is None:
-        settings = InfraSettings()
-        if secured(settings) and bootstrap == settings.bootstrap_servers:
+        settings = stack_settings()  # the profile `mlops up` started, too
+        if secured(settings) and set(split_servers(bootstrap)) <= set(
+            split_servers(settings.bootstrap_servers)
+        ):
             security = _super_user_of(settings.state_dir)
-    return {"bootstrap_servers": bootstrap, **(security or {})}
+    # aiokafka takes the servers as a list (a comma-separated string would be read as one host).
+    return {"bootstrap_servers": split_servers(bootstrap), **(security or {})}
 
 
 def acl_commands(bootstrap: str = "BROKER:9093", config: str = "admin.properties") -> list[str]:

@@ -4,6 +4,7 @@ mlops up [--no-services] [--services a,b]   start Kafka (unless KAFKA_BOOTSTRAP_
          [--with-prometheus]                and a Prometheus server scraping them (127.0.0.1:9090)
          [--with-label-studio]              and a Label Studio server (127.0.0.1:8200, docs/annotation.md)
                                             with the annotation service (127.0.0.1:8108)
+         [--profile cluster]                three Kafka nodes (9092, 9102, 9112), replication 3
 mlops down                                  stop exactly what `up` started
 mlops status [--json]                       each component, its URL, health and memory
 mlops topics                                create/grow the platform's topics on the cluster
@@ -43,7 +44,7 @@ from infra.replay_cli import cmd_replay
 from infra.report_links import cmd_reports, report_id
 from infra.score_cli import add_parser as add_score_parser
 from infra.score_cli import cmd_score
-from infra.settings import REPO_ROOT, InfraSettings
+from infra.settings import REPO_ROOT, InfraSettings, stack_settings
 from infra.status import cmd_status
 from infra.supervisor import (
     service_port,
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also run Prometheus (Debian package `prometheus`) on loopback, scraping the services",
     )
     up.add_argument("--with-label-studio", action="store_true", help="also run Label Studio on loopback")
+    up.add_argument(
+        "--profile", choices=("local", "cluster"), help="cluster: three Kafka nodes, replication 3"
+    )
     sub.add_parser("down", help="stop what `mlops up` started")
     status = sub.add_parser("status", help="list components with URL, health and memory")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -163,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run Label Studio and the annotation service, and end with an analyst's round trip",
     )
+    demo.add_argument("--profile", choices=("local", "cluster"), help="the stack's layout (see `up`)")
     demo.add_argument("--no-services", action="store_true", help=argparse.SUPPRESS)
     demo.add_argument("--services", help=argparse.SUPPRESS)
     add_model_parser(sub)
@@ -186,11 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().handlers[0].setLevel(logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     overrides = {"services": args.services} if getattr(args, "services", None) else {}
-    settings = InfraSettings(**overrides)
-    # Ops tooling, and the tools it runs, talk to a locked-down local bus as its super user (unless
-    # told otherwise: an explicit KAFKA_SASL_* wins).
-    for name, value in bus_access.principal_env(settings, bus_access.SUPER_USER).items():
-        os.environ.setdefault(name, value)
+    if getattr(args, "profile", None):
+        overrides["profile"] = args.profile
+    settings = stack_settings(**overrides)
     commands = {
         "up": cmd_up,
         "down": cmd_down,
@@ -205,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         **{name: passthrough(module) for name, module in PASSTHROUGH.items()},
     }
     try:
-        return commands[args.command](settings, args)
+        # Ops tooling, and the tools it runs, talk to a locked-down local bus as its super user
+        # (unless told otherwise: an explicit KAFKA_SASL_* wins).
+        with bus_access.ops_environment(settings):
+            return commands[args.command](settings, args)
     except (KafkaInfraError, PrometheusError, LabelStudioError) as err:
         console.print(f"[red]error:[/] {err}")
         return 2

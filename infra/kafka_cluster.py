@@ -28,6 +28,7 @@ from infra import bus_access
 from infra.kafka_jars import KafkaInfraError, java
 from infra.kafka_local import LocalKafka, new_cluster_id
 from infra.processes import wait_for_exit
+from infra.settings import InfraSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,29 @@ class LocalKafkaCluster:
             raise ValueError("a cluster needs at least one node")
         object.__setattr__(self, "home", self.home.resolve())
         object.__setattr__(self, "jars_dir", self.jars_dir.resolve())
+
+    @classmethod
+    def from_settings(cls, settings: InfraSettings) -> LocalKafkaCluster:
+        """The cluster profile's bus (`mlops up --profile cluster`)."""
+        return cls(
+            home=settings.kafka_dir,
+            jars_dir=settings.jars_dir,
+            nodes=settings.kafka_nodes,
+            host=settings.kafka_host,
+            port=settings.kafka_port,
+            secrets_dir=settings.secrets_dir if bus_access.secured(settings) else None,
+        )
+
+    # What the supervisor asks of its broker, answered by node 1 (`mlops status` lists the others).
+    def pid(self) -> int | None:
+        return self.node(1).pid()
+
+    def is_running(self) -> bool:
+        return any(n.is_running() for n in self.members)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.node(1).logs_dir
 
     @property
     def replication(self) -> int:

@@ -45,7 +45,9 @@ def dev_api_keys(settings: InfraSettings) -> Path:
 def create_topics(settings: InfraSettings) -> list[str]:
     from infra.topics import ensure_topics, platform_topics
 
-    plans = platform_topics(settings.kafka_record_partitions, settings.kafka_other_partitions)
+    plans = platform_topics(
+        settings.kafka_record_partitions, settings.kafka_other_partitions, settings.kafka_replication
+    )
     return ensure_topics(settings.bootstrap_servers, plans)
 
 
@@ -61,7 +63,9 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
         kafka = supervisor.start_kafka()
     started_now = kafka.started_by_us
     components["kafka"] = _keep_ownership(components.get("kafka"), kafka)
+    components.update({node.name: node for node in supervisor.node_components()})
     supervisor.save(components)
+    (settings.run_dir / "profile").write_text(settings.profile + "\n")  # for later `status` and `down`
     console.print(
         f"[green]kafka[/] {kafka.url} ready in {time.monotonic() - started:.1f}s"
         + ("" if started_now else " (already running)")
@@ -125,8 +129,11 @@ def cmd_down(settings: InfraSettings, args: argparse.Namespace) -> int:
     supervisor = Supervisor(settings)
     components = supervisor.load()
     # Services first, so they can still flush to Kafka while it is up.
-    for component in sorted(components.values(), key=lambda c: c.kind == "kafka"):
+    for component in sorted(
+        components.values(), key=lambda c: (c.kind.startswith("kafka"), c.kind != "kafka")
+    ):
         stopped = supervisor.stop(component)
         console.print(f"{component.name}: {'stopped' if stopped else 'left alone (not started by mlops up)'}")
     supervisor.state_file.unlink(missing_ok=True)
+    (settings.run_dir / "profile").unlink(missing_ok=True)
     return 0

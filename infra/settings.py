@@ -6,6 +6,7 @@ and the CLI must agree on them; everything else here uses the `MLOPS_` prefix.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,11 @@ class InfraSettings(BaseSettings):
     kafka_host: str = Field("127.0.0.1", description="Address the local broker listens on.")
     kafka_port: int = Field(9092, ge=1, le=65535, description="Client port of the local broker.")
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port.")
+    profile: Literal["local", "cluster"] = Field(
+        "local",
+        description="`local`: one Kafka node, replication 1. `cluster`: three KRaft nodes on ports"
+        " MLOPS_KAFKA_PORT, +10 and +20 (controllers one above each), replication 3, min.insync.replicas 2.",
+    )
     kafka_security: Literal["scram", "off"] = Field(
         "scram",
         description="The local broker's bus: `scram` (each service its own SCRAM principal, ACLs from"
@@ -79,12 +85,24 @@ class InfraSettings(BaseSettings):
         return not self.kafka_bootstrap_servers
 
     @property
+    def kafka_nodes(self) -> int:
+        return 3 if self.profile == "cluster" else 1
+
+    @property
+    def kafka_replication(self) -> int:
+        return min(3, self.kafka_nodes)
+
+    @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        # The cluster's nodes serve clients every 10 ports (infra/kafka_cluster.py's PORT_STEP).
+        return ",".join(f"{self.kafka_host}:{self.kafka_port + 10 * i}" for i in range(self.kafka_nodes))
 
     @property
     def kafka_dir(self) -> Path:
-        return self.state_dir / "kafka"
+        # Each profile keeps its own broker data: switching profiles never mixes the two.
+        return self.state_dir / ("kafka-cluster" if self.profile == "cluster" else "kafka")
 
     @property
     def run_dir(self) -> Path:
@@ -97,3 +115,16 @@ class InfraSettings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.state_dir / "secrets"
+
+
+def stack_settings(**overrides: object) -> InfraSettings:
+    """The settings of the stack `mlops` acts on: a profile named on the command line or in
+    MLOPS_PROFILE, else the one `mlops up` last started in this state folder (so `mlops status` and
+    `mlops down` find a cluster without being told), else `local`."""
+    settings = InfraSettings(**overrides)  # type: ignore[arg-type]
+    if "profile" in overrides or "MLOPS_PROFILE" in os.environ:
+        return settings
+    remembered = settings.run_dir / "profile"
+    if remembered.exists() and remembered.read_text().strip() == "cluster":
+        return settings.model_copy(update={"profile": "cluster"})
+    return settings

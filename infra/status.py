@@ -16,7 +16,7 @@ from infra.supervisor import Component, Supervisor, pid_alive, probe_service
 
 
 def component_status(supervisor: Supervisor, component: Component) -> dict[str, object]:
-    if component.kind == "kafka":
+    if component.kind in ("kafka", "kafka-node"):
         from infra.topics import broker_answers
 
         bootstrap = component.url.removeprefix("kafka://")
@@ -49,6 +49,8 @@ def cmd_status(settings: InfraSettings, args: argparse.Namespace) -> int:
     supervisor = Supervisor(settings)
     components = supervisor.load()
     components.setdefault("kafka", supervisor.kafka_component())
+    for node in supervisor.node_components():
+        components.setdefault(node.name, node)
     rows = [component_status(supervisor, c) for c in components.values()]
     total = sum(r["rss_mib"] or 0 for r in rows)  # type: ignore[misc]
     if args.json:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from infra import bus_access
+from infra.kafka_cluster import LocalKafkaCluster
 from infra.kafka_local import LocalKafka
 from infra.label_studio import LocalLabelStudio
 from infra.monitoring import LocalPrometheus
@@ -64,7 +65,11 @@ def selected_services(settings: InfraSettings, optional: tuple[str, ...] = ()) -
 class Supervisor:
     def __init__(self, settings: InfraSettings) -> None:
         self.settings = settings
-        self.kafka = LocalKafka.from_settings(settings)
+        self.kafka: LocalKafka | LocalKafkaCluster = (
+            LocalKafka.from_settings(settings)
+            if settings.kafka_nodes == 1
+            else LocalKafkaCluster.from_settings(settings)
+        )
         self.state_file = settings.run_dir / "components.json"
 
     # -- state ---------------------------------------------------------------------------------
@@ -111,6 +116,23 @@ class Supervisor:
             component.pid = self.kafka.pid()
         return component
 
+    def node_components(self) -> list[Component]:
+        """The cluster's nodes after the first, one row each (`mlops status`); the "kafka" component
+        (node 1) stands for the cluster when it is stopped."""
+        if not isinstance(self.kafka, LocalKafkaCluster) or not self.settings.local_kafka:
+            return []
+        return [
+            Component(
+                f"kafka-{n.node_id}",
+                "kafka-node",
+                f"kafka://{n.bootstrap_servers}",
+                n.pid(),
+                str(n.logs_dir / "server.log"),
+                started_by_us=True,
+            )
+            for n in self.kafka.members[1:]
+        ]
+
     # -- services ------------------------------------------------------------------------------
     def start_service(self, name: str, api_keys_file: Path) -> Component:
         url = f"http://127.0.0.1:{service_port(self.settings, name)}"
@@ -154,6 +176,8 @@ class Supervisor:
             return False
         if component.kind == "kafka":
             return self.kafka.stop()
+        if component.kind == "kafka-node":  # stopped with its cluster (the "kafka" component)
+            return not pid_alive(component.pid)
         markers = {
             "prometheus": LocalPrometheus(self.settings).marker,
             "label-studio": LocalLabelStudio(self.settings).marker,

@@ -57,8 +57,8 @@ def make_broker(settings: ServiceSettings) -> KafkaBroker:
         description=f"Kafka connection of the {settings.service_name} service",
     )
     if settings.replay is not None:
-        return ReplayBroker(settings.replay, settings.kafka_bootstrap_servers, **options)
-    return KafkaBroker(settings.kafka_bootstrap_servers, **options)
+        return ReplayBroker(settings.replay, settings.kafka_servers, **options)
+    return KafkaBroker(settings.kafka_servers, **options)
 
 
 class EventPublisher:

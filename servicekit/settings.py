@@ -37,6 +37,13 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),
         description="Kafka cluster to use (host:port, comma-separated).",
     )
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """The bootstrap servers one by one: aiokafka takes a list, and reads a comma-separated string
+        as one host name."""
+        return split_servers(self.kafka_bootstrap_servers)
+
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL"), description="Client security."
     )
@@ -145,3 +152,8 @@ class ServiceSettings(BaseSettings):
         if self.api_keys_file is None and self.api_keys_json is None:
             raise ValueError("production needs MLOPS_API_KEYS_FILE or MLOPS_API_KEYS")
         return self
+
+
+def split_servers(servers: str) -> list[str]:
+    """ "host:port,host:port" as ["host:port", "host:port"]."""
+    return [server.strip() for server in servers.split(",") if server.strip()]

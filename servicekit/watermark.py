@@ -50,7 +50,7 @@ def security_options(settings: ServiceSettings) -> dict[str, Any]:
 
 def client_options(settings: ServiceSettings) -> dict[str, Any]:
     """The platform's broker and security settings as aiokafka client arguments."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers} | security_options(settings)
+    return {"bootstrap_servers": settings.kafka_servers} | security_options(settings)
 
 
 async def end_offsets(settings: ServiceSettings, topic: str, timeout_s: float = 10.0) -> Offsets:

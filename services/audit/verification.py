@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from servicekit.settings import split_servers
 from servicekit.watermark import security_options
 from services.audit.adapters.integrity import missing_guards, stored_coordinates, stored_partitions
 from services.audit.adapters.kafka_log import KafkaLog
@@ -255,7 +256,10 @@ class TrailVerifier:
             groups = settings.capture_groups()
             return TrailPolicy(settings.chain_name, settings.checkpoint_topic, groups, keys)
 
-        servers, options = bootstrap or settings.kafka_bootstrap_servers, security_options(settings)
+        servers, options = (
+            split_servers(bootstrap or settings.kafka_bootstrap_servers),
+            security_options(settings),
+        )
         return cls(store, lambda: KafkaLog(servers, settings.verify_timeout_s, **options), policy,
                    workers or settings.verify_workers)  # fmt: skip
 

@@ -43,9 +43,14 @@ def cli_env(tmp_path: Path, jars_dir: Path) -> dict[str, str]:
     mlops("down", env=env)
 
 
-def kcat(bootstrap: str, *args: str, stdin: bytes | None = None) -> bytes:
+def kcat(bootstrap: str, env: dict[str, str], user: str, *args: str, stdin: bytes | None = None) -> bytes:
+    """The README's kcat line: the principal's password from the stack's secrets, SASL PLAIN."""
+    secrets = Path(env["MLOPS_STATE_DIR"]) / "secrets" / "kafka-principals.json"
+    password = json.loads(secrets.read_text())[user]
+    login = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+             "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]  # fmt: skip
     return subprocess.run(
-        ["kcat", "-b", bootstrap, *args], input=stdin, capture_output=True, check=True, timeout=60
+        ["kcat", "-b", bootstrap, *login, *args], input=stdin, capture_output=True, check=True, timeout=60
     ).stdout
 
 
@@ -69,7 +74,17 @@ def test_up_status_down_and_data_survives_a_restart(cli_env: dict[str, str]) -> 
     assert isinstance(kafka["pid"], int) and kafka["rss_mib"] > 50  # a JVM, really running
 
     marker = uuid.uuid4().hex.encode()
-    kcat(bootstrap, "-P", "-t", "records.raw", "-k", "app-1", stdin=b'{"marker": "' + marker + b'"}\n')
+    kcat(
+        bootstrap,
+        cli_env,
+        "producer",
+        "-P",
+        "-t",
+        "records.raw",
+        "-k",
+        "app-1",
+        stdin=b'{"marker": "' + marker + b'"}\n',
+    )
 
     down = mlops("down", env=cli_env)
     assert down.returncode == 0 and "kafka: stopped" in down.stderr
@@ -78,7 +93,7 @@ def test_up_status_down_and_data_survives_a_restart(cli_env: dict[str, str]) -> 
     assert code == 1 and components["kafka"]["health"] == "down"
 
     assert mlops("up", "--no-services", env=cli_env).returncode == 0
-    records = kcat(bootstrap, "-C", "-t", "records.raw", "-o", "beginning", "-e", "-q")
+    records = kcat(bootstrap, cli_env, "admin", "-C", "-t", "records.raw", "-o", "beginning", "-e", "-q")
     assert marker in records  # the record written before the restart is still there
 
 

@@ -4,6 +4,7 @@ broker's locked-down settings and credentials (infra/bus_access.py), without a b
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections import defaultdict
 from pathlib import Path
@@ -25,8 +26,9 @@ from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER, Supervisor
 
 # Written without a FastStream publisher, so absent from the AsyncAPI document: the annotation
-# service's webhook route appends the raw body with the broker's publish.
-UNDECLARED_WRITES = {"annotation": {ANNOTATION_WEBHOOKS}}
+# service's webhook route appends the raw body with the broker's publish, and ingest's /records route
+# appends what producers POST to the raw topic with its own producer.
+UNDECLARED_WRITES = {"annotation": {ANNOTATION_WEBHOOKS}, "ingest": {RECORDS_RAW}}
 
 
 def _operations() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -52,7 +54,7 @@ def test_each_service_has_exactly_the_rights_its_code_uses(service: str) -> None
 
 def test_only_the_owner_may_write_the_decisions_every_service_believes() -> None:
     assert writers_of(MODEL_PROMOTED) == ["training"]
-    assert writers_of(RECORDS_RAW) == [PRODUCER]
+    assert writers_of(RECORDS_RAW) == [PRODUCER, "ingest"]  # ingest: what producers POST over HTTP
     assert set(writers_of(LABELS_OBSERVED)) == {PRODUCER, "serving", "annotation"}
     assert ACCESS[PRODUCER].reads == () and ACCESS[PRODUCER].group_prefix is None
 
@@ -122,16 +124,38 @@ def test_ops_tooling_finds_the_super_user_of_a_stack(tmp_path: Path, monkeypatch
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLOPS_KAFKA_PORT", "1")  # this process's own stack is elsewhere
     bootstrap = "127.0.0.1:24999"
-    assert bus_access.kafka_options(bootstrap) == {"bootstrap_servers": bootstrap}
+    assert bus_access.kafka_options(bootstrap) == {"bootstrap_servers": [bootstrap]}
     bus_access.remember_stack(tmp_path, bootstrap)
-    assert bus_access.kafka_options(bootstrap) == {"bootstrap_servers": bootstrap}  # no credentials yet
+    assert bus_access.kafka_options(bootstrap) == {"bootstrap_servers": [bootstrap]}  # no credentials yet
     admin = bus_access.passwords(tmp_path / "secrets")[bus_access.SUPER_USER]
     options = bus_access.kafka_options(bootstrap)
     assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("admin", admin)
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("KAFKA_SASL_USERNAME", "producer")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "p")
+    assert "sasl_plain_username" not in bus_access.kafka_options("other:9092")  # another bus's settings
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "other:9092")
     assert bus_access.kafka_options("other:9092")["sasl_plain_username"] == "producer"
+
+
+def test_a_command_lends_its_principal_to_the_environment_only_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = InfraSettings(state_dir=tmp_path, kafka_bootstrap_servers=None, kafka_security="scram")
+    with bus_access.ops_environment(settings):
+        assert os.environ["KAFKA_SASL_USERNAME"] == "admin"
+    assert "KAFKA_SASL_USERNAME" not in os.environ and "KAFKA_SECURITY_PROTOCOL" not in os.environ
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "producer")  # set by the user: kept, and not taken away
+    with bus_access.ops_environment(settings):
+        assert os.environ["KAFKA_SASL_USERNAME"] == "producer"
+    assert os.environ["KAFKA_SASL_USERNAME"] == "producer"
 
 
 def test_the_plan_prints_as_kafka_acls_commands_for_a_real_cluster() -> None:

@@ -57,3 +57,29 @@ def test_unknown_nodes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         cluster.node(4)
     assert cluster.pids() == {1: None, 2: None, 3: None}
+
+
+def test_the_cluster_profile_names_three_nodes_and_is_remembered_for_later_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.settings import InfraSettings, stack_settings
+    from infra.supervisor import Supervisor
+
+    monkeypatch.delenv("MLOPS_PROFILE", raising=False)
+    cluster = InfraSettings(state_dir=tmp_path, profile="cluster", kafka_bootstrap_servers=None)
+    assert cluster.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9102,127.0.0.1:9112"
+    assert (cluster.kafka_replication, cluster.kafka_dir.name) == (3, "kafka-cluster")
+    assert [c.name for c in Supervisor(cluster).node_components()] == ["kafka-2", "kafka-3"]
+    local = InfraSettings(state_dir=tmp_path, kafka_bootstrap_servers=None)
+    assert (local.bootstrap_servers, local.kafka_replication, local.kafka_dir.name) == (
+        "127.0.0.1:9092",
+        1,
+        "kafka",
+    )
+    assert Supervisor(local).node_components() == []
+
+    assert stack_settings(state_dir=tmp_path).profile == "local"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "profile").write_text("cluster\n")  # what `mlops up --profile cluster` leaves
+    assert stack_settings(state_dir=tmp_path).profile == "cluster"
+    assert stack_settings(state_dir=tmp_path, profile="local").profile == "local"  # said: it wins

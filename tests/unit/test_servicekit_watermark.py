@@ -127,6 +127,6 @@ def test_client_options_follow_the_platform_security_settings(protocol: str, exp
         kafka_sasl_password="s3cret-value",  # type: ignore[arg-type]
     )
     options = client_options(settings)
-    assert options["bootstrap_servers"] == "k:9093" and expected <= set(options)
+    assert options["bootstrap_servers"] == ["k:9093"] and expected <= set(options)
     if protocol.startswith("SASL"):
         assert options["sasl_plain_password"] == "s3cret-value"

@@ -32,7 +32,7 @@ class KafkaUnavailable(AuditError):
 class KafkaLog:
     """Use as a context manager: `with KafkaLog(bootstrap) as log: ...`."""
 
-    def __init__(self, bootstrap: str, timeout_s: float = 60.0, **client_options: Any) -> None:
+    def __init__(self, bootstrap: str | list[str], timeout_s: float = 60.0, **client_options: Any) -> None:
         """`client_options`: aiokafka's security arguments (servicekit.watermark.security_options)."""
         self.bootstrap, self.timeout_s, self.options = bootstrap, timeout_s, client_options
         self._runner = asyncio.Runner()

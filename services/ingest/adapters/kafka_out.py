@@ -40,7 +40,7 @@ class KafkaOutcomePublisher:
     async def start(self) -> None:
         security: Any = kafka_security(self.settings)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            bootstrap_servers=self.settings.kafka_servers,
             client_id=f"{self.settings.service_name}-outcomes",
             acks="all",
             enable_idempotence=True,
