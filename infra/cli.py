@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"services": args.services} if getattr(args, "services", None) else {}
     if getattr(args, "profile", None):
         overrides["profile"] = args.profile
-    settings = stack_settings(**overrides)
+    settings = stack_settings(running_first=args.command in ("down", "status"), **overrides)
     commands = {
         "up": cmd_up,
         "down": cmd_down,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import bus_access
+from infra import bus_access, bus_plan
 from infra.kafka_jars import KafkaInfraError, java
 from infra.kafka_local import LocalKafka, new_cluster_id
 from infra.processes import wait_for_exit
@@ -87,6 +87,10 @@ class LocalKafkaCluster:
         return list(range(1, self.nodes + 1))
 
     @property
+    def plan_stamp(self) -> Path:
+        return self.home / "access.sha256"
+
+    @property
     def cluster_id_file(self) -> Path:
         return self.home / "cluster.id"
 
@@ -110,6 +114,7 @@ class LocalKafkaCluster:
             voters=self.voters,
             replication=self.replication,
             cluster_id_file=self.cluster_id_file,
+            access_stamp=self.plan_stamp,  # one plan for the cluster: any node formatted anew resets it
         )
 
     @property
@@ -137,15 +142,14 @@ class LocalKafkaCluster:
     def apply_access(self) -> None:
         """The access plan, once for the whole cluster (ACLs and SCRAM users live in its metadata)."""
         if self.secrets_dir is not None:
-            bus_access.apply_plan(self.home, self.secrets_dir, self.bootstrap_servers, java(), self.jars_dir)
+            bus_plan.apply_plan(
+                self.plan_stamp, self.secrets_dir, self.bootstrap_servers, java(), self.jars_dir
+            )
 
     def remember_super_user(self) -> None:
         """Let this process's ops tooling (`kafka_options`) reach the cluster as a whole."""
         if self.secrets_dir is not None:
-            admin = bus_access.passwords(self.secrets_dir)[bus_access.SUPER_USER]
-            bus_access.remember(
-                self.bootstrap_servers, bus_access.client_security(bus_access.SUPER_USER, admin)
-            )
+            bus_access.remember_super_user(self.bootstrap_servers, self.secrets_dir)
 
     def stop(self, timeout_s: float = 30.0, quorum_grace_s: float = 10.0) -> bool:
         """Controlled shutdown of every node at once. A node still up once a majority has gone waits

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import bus_access
+from infra import bus_access, bus_plan
 from infra.kafka_jars import KafkaInfraError, ensure_jars, java, java_command
 from infra.processes import port_open, wait_for_exit
 from infra.settings import InfraSettings
@@ -57,6 +57,7 @@ class LocalKafka:
     voters: str | None = None  # None: this node is the whole quorum
     replication: int = 1
     cluster_id_file: Path | None = None  # None: home/cluster.id, made at the first format
+    access_stamp: Path | None = None  # the access plan's stamp (None: home/access.sha256)
 
     def __post_init__(self) -> None:
         # The broker is recognised by its config path on its command line: keep paths absolute so a
@@ -107,8 +108,8 @@ class LocalKafka:
         return self.voters or f"{self.node_id}@{self.host}:{self.controller_port}"
 
     @property
-    def secured_marker(self) -> Path:
-        return self.home / "bus-secured"
+    def plan_stamp(self) -> Path:
+        return self.access_stamp or self.home / "access.sha256"
 
     def security_properties(self) -> list[str]:
         if self.secrets_dir is None:
@@ -116,7 +117,7 @@ class LocalKafka:
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             ]
-        return bus_access.broker_properties(self.secrets_dir)
+        return bus_plan.broker_properties(self.secrets_dir)
 
     def replication_properties(self) -> list[str]:
         """Internal topics get `replication` replicas (a single node: 1, or they never get created);
@@ -185,15 +186,11 @@ class LocalKafka:
         return java()
 
     def format_storage(self) -> None:
-        """Format KRaft storage once; the cluster id is kept so later starts reuse the same data. A
-        locked-down bus gets its super user here: SCRAM credentials live in the metadata log."""
+        """Format KRaft storage once; the cluster id is kept so later starts reuse the same data. New
+        storage has no principals or ACLs yet: the access plan's stamp goes, so the plan is applied."""
         if (self.data_dir / "meta.properties").exists():
-            if self.secrets_dir is not None and not self.secured_marker.exists():
-                raise KafkaInfraError(
-                    f"the broker's data in {self.data_dir} predates the locked-down bus and has no"
-                    " principals: remove that folder (its data is lost), or set MLOPS_KAFKA_SECURITY=off"
-                )
             return
+        self.plan_stamp.unlink(missing_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id_file = self.cluster_id_file or self.home / "cluster.id"
         if not cluster_id_file.exists():
@@ -208,17 +205,10 @@ class LocalKafka:
             "-c",
             str(self.config_file),
             "--ignore-formatted",
-            *(bus_access.format_scram_arguments(self.secrets_dir) if self.secrets_dir else []),
         )
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            # The output of a failed format may echo its arguments: never show the password.
-            output = f"{result.stdout}{result.stderr}"
-            if self.secrets_dir is not None:
-                output = output.replace(bus_access.passwords(self.secrets_dir)[bus_access.SUPER_USER], "***")
-            raise KafkaInfraError(f"formatting KRaft storage failed: {output}")
-        if self.secrets_dir is not None:
-            self.secured_marker.write_text("SCRAM-SHA-512 super user formatted in\n")
+            raise KafkaInfraError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
 
     def start(self, timeout_s: float = 60.0) -> bool:
         """Start the broker unless it runs already; wait until it answers. Returns True if started here."""
@@ -230,6 +220,11 @@ class LocalKafka:
     def launch(self) -> subprocess.Popen[bytes] | None:
         """Format (once) and spawn the broker without waiting for it; None if it runs already."""
         if self.is_running():
+            if self.secrets_dir is not None and bus_access.PROTOCOL not in self.config_file.read_text():
+                raise KafkaInfraError(
+                    f"the broker running from {self.home} was started with an open bus: stop it"
+                    " (`mlops down`) and start it again to lock the bus, or set MLOPS_KAFKA_SECURITY=off"
+                )
             self.remember_super_user()
             return None
         if self.answers():
@@ -257,8 +252,8 @@ class LocalKafka:
         """The principals and ACLs of contracts/access.py, on a locked-down broker (when they changed)."""
         if self.secrets_dir is None:
             return
-        summary = bus_access.apply_plan(
-            self.home, self.secrets_dir, self.bootstrap_servers, self._java(), self.jars_dir
+        summary = bus_plan.apply_plan(
+            self.plan_stamp, self.secrets_dir, self.bootstrap_servers, self._java(), self.jars_dir
         )
         if summary:
             log.info("bus access plan applied: %s", summary)
@@ -266,10 +261,7 @@ class LocalKafka:
     def remember_super_user(self) -> None:
         """Let this process's ops tooling (`kafka_options`) reach a locked-down broker it started."""
         if self.secrets_dir is not None:
-            admin = bus_access.passwords(self.secrets_dir)[bus_access.SUPER_USER]
-            bus_access.remember(
-                self.bootstrap_servers, bus_access.client_security(bus_access.SUPER_USER, admin)
-            )
+            bus_access.remember_super_user(self.bootstrap_servers, self.secrets_dir)
 
     def wait_until_ready(self, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
         from infra.topics import broker_answers  # aiokafka import kept off the CLI's fast paths

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from infra import bus_access
 from infra.label_studio import LocalLabelStudio, start_label_studio
 from infra.monitoring import LocalPrometheus, ops_key
 from infra.settings import InfraSettings
@@ -21,6 +22,7 @@ from infra.supervisor import (
     process_matches,
     selected_services,
     service_port,
+    with_instances,
 )
 
 console = Console(stderr=True)
@@ -66,6 +68,8 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     components.update({node.name: node for node in supervisor.node_components()})
     supervisor.save(components)
     (settings.run_dir / "profile").write_text(settings.profile + "\n")  # for later `status` and `down`
+    if bus_access.secured(settings):
+        bus_access.write_kcat_configs(settings.secrets_dir)  # the README's `kcat -F <file>` lines
     console.print(
         f"[green]kafka[/] {kafka.url} ready in {time.monotonic() - started:.1f}s"
         + ("" if started_now else " (already running)")
@@ -83,6 +87,7 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     )
     with console.status("preparing the local MLflow store..."):
         prepare_mlflow(settings, names)
+    names = with_instances(settings, names)
     for name in names:
         components[name] = supervisor.start_service(name, keys)
     supervisor.save(components)

@@ -40,6 +40,13 @@ class InfraSettings(BaseSettings):
         description="`local`: one Kafka node, replication 1. `cluster`: three KRaft nodes on ports"
         " MLOPS_KAFKA_PORT, +10 and +20 (controllers one above each), replication 3, min.insync.replicas 2.",
     )
+    instances: int | None = Field(
+        None,
+        ge=1,
+        le=4,
+        description="Instances of each service that scales out (ingest, serving). Default: 2 in the cluster"
+        " profile, else 1.",
+    )
     kafka_security: Literal["scram", "off"] = Field(
         "scram",
         description="The local broker's bus: `scram` (each service its own SCRAM principal, ACLs from"
@@ -85,6 +92,10 @@ class InfraSettings(BaseSettings):
         return not self.kafka_bootstrap_servers
 
     @property
+    def service_instances(self) -> int:
+        return self.instances or (2 if self.profile == "cluster" else 1)
+
+    @property
     def kafka_nodes(self) -> int:
         return 3 if self.profile == "cluster" else 1
 
@@ -117,14 +128,15 @@ class InfraSettings(BaseSettings):
         return self.state_dir / "secrets"
 
 
-def stack_settings(**overrides: object) -> InfraSettings:
+def stack_settings(*, running_first: bool = False, **overrides: object) -> InfraSettings:
     """The settings of the stack `mlops` acts on: a profile named on the command line or in
     MLOPS_PROFILE, else the one `mlops up` last started in this state folder (so `mlops status` and
-    `mlops down` find a cluster without being told), else `local`."""
+    `mlops down` find a cluster without being told), else `local`. With `running_first` (status,
+    down) the profile of the stack that runs wins over MLOPS_PROFILE: it is what is there to stop."""
     settings = InfraSettings(**overrides)  # type: ignore[arg-type]
-    if "profile" in overrides or "MLOPS_PROFILE" in os.environ:
+    if "profile" in overrides or ("MLOPS_PROFILE" in os.environ and not running_first):
         return settings
     remembered = settings.run_dir / "profile"
-    if remembered.exists() and remembered.read_text().strip() == "cluster":
-        return settings.model_copy(update={"profile": "cluster"})
+    if remembered.exists() and remembered.read_text().strip() in ("local", "cluster"):
+        return settings.model_copy(update={"profile": remembered.read_text().strip()})
     return settings

@@ -29,6 +29,13 @@ SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain"
 # MLOPS_SERVICES: without Label Studio the annotation service would only queue tasks nobody sees.
 OPTIONAL_SERVICES = {"annotation": "label-studio"}
 CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SERVICES)
+# Services that run as several instances in the cluster profile (docs/operations.md, "How each service
+# scales"): ingest (one consumer group; its ledger is keyed by entity, and entities are partitioned by
+# key) and serving (stateless; each replica has its own group for promotions, so each swaps). The
+# others keep one instance until their state allows more: features rewrites one offline file, drift
+# joins in a local store, the audit chain has one writer, training and explain share MLflow's SQLite.
+SCALES_OUT = ("ingest", "serving")
+INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 
 @dataclass
@@ -46,7 +53,25 @@ def existing_services(root: Path = REPO_ROOT) -> list[str]:
 
 
 def service_port(settings: InfraSettings, name: str) -> int:
-    return settings.first_service_port + SERVICE_ORDER.index(name)
+    """A service's port, or an instance's: `ingest-2` listens INSTANCE_PORT_OFFSET above `ingest`."""
+    base, _, instance = name.partition("-")
+    extra = INSTANCE_PORT_OFFSET * (int(instance) - 1) if instance else 0
+    return settings.first_service_port + SERVICE_ORDER.index(base) + extra
+
+
+def service_of(name: str) -> str:
+    """The service an instance belongs to (`ingest-2` -> `ingest`)."""
+    return name.partition("-")[0]
+
+
+def with_instances(settings: InfraSettings, services: list[str]) -> list[str]:
+    """The processes to run: each service, and instances 2.. of those that scale out."""
+    count = settings.service_instances
+    return [
+        instance
+        for name in services
+        for instance in [name, *(f"{name}-{i}" for i in range(2, count + 1) if name in SCALES_OUT)]
+    ]
 
 
 def selected_services(settings: InfraSettings, optional: tuple[str, ...] = ()) -> list[str]:
@@ -83,7 +108,8 @@ class Supervisor:
         self.state_file.write_text(json.dumps([asdict(c) for c in components.values()], indent=2) + "\n")
 
     def service_env(self, name: str, api_keys_file: Path) -> dict[str, str]:
-        prefix = name.upper()
+        service = service_of(name)
+        prefix = service.upper()
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
@@ -94,7 +120,9 @@ class Supervisor:
             "ANNOTATION_LABEL_STUDIO_URL": f"http://127.0.0.1:{self.settings.label_studio_port}",
             "PYTHONUNBUFFERED": "1",
             # Each service talks to a locked-down bus as its own principal (contracts/access.py).
-            **bus_access.principal_env(self.settings, name),
+            # (A serving replica's consumer group for promotions is its own by default, a random
+            # SERVING_INSTANCE_ID per process, so every replica swaps.)
+            **bus_access.principal_env(self.settings, service),
         }
 
     # -- kafka ---------------------------------------------------------------------------------
@@ -137,7 +165,7 @@ class Supervisor:
     def start_service(self, name: str, api_keys_file: Path) -> Component:
         url = f"http://127.0.0.1:{service_port(self.settings, name)}"
         running = self.load().get(name)
-        if running and running.pid and process_matches(running.pid, f"services.{name}"):
+        if running and running.pid and process_matches(running.pid, f"services.{service_of(name)}"):
             return running
         port = service_port(self.settings, name)
         if port_open("127.0.0.1", port):  # else the readiness probe would be answered by a stranger
@@ -148,7 +176,7 @@ class Supervisor:
         log_path = self.settings.logs_dir / f"{name}.log"
         with open(log_path, "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
+                [sys.executable, "-m", f"services.{service_of(name)}"],
                 cwd=REPO_ROOT,
                 env=self.service_env(name, api_keys_file),
                 stdout=out,
@@ -182,7 +210,7 @@ class Supervisor:
             "prometheus": LocalPrometheus(self.settings).marker,
             "label-studio": LocalLabelStudio(self.settings).marker,
         }
-        marker = markers.get(component.kind, f"services.{component.name}")
+        marker = markers.get(component.kind, f"services.{service_of(component.name)}")
         if not process_matches(component.pid, marker):
             return False
         os.killpg(component.pid, signal.SIGTERM)

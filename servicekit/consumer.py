@@ -7,8 +7,10 @@
 - one bad record never takes its neighbours with it: a failing batch is retried, then its failures
   are isolated record by record (servicekit/isolation.py); only the records that fail alone are
   dead-lettered, each with its reason;
-- a batch in which nothing succeeds (a store is down) is redelivered `max_handler_attempts` times
-  before its records are dead-lettered, so an outage does not empty a topic into dead letters.
+- a dependency that does not answer (a database, the broker) is waited out, the batch whole, for as
+  long as it takes, without dead-lettering anything (servicekit/outages.py);
+- a batch in which nothing succeeds for another reason is redelivered `max_handler_attempts` times
+  before its records are dead-lettered.
 
 `on_batch` is the typed batch path: each record is decoded once into its contract event, and the
 handler gets the decoded batch. `on_event` (one event per call) and `on_raw` (undecoded records)
@@ -40,7 +42,7 @@ from servicekit.errors import ServiceError
 from servicekit.isolation import Isolation, handle_isolating
 from servicekit.logs import log_context
 from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
-from servicekit.outages import Outages, unavailable_dependency
+from servicekit.outages import Outages, halves_probe, unavailable_dependency
 from servicekit.partitions import PartitionsView
 from servicekit.replay import keep_in_window
 from servicekit.subscribers import Subscription, kafka_subscriber, raw_message, records_of
@@ -242,14 +244,15 @@ class Subscriptions(PartitionsView):
         topics = Counter(source.topic for source in sources)
         started = time.perf_counter()
         # Whole first, waiting out any dependency that is down: an outage is no record's fault.
-        if await self.outages.wait_out(lambda: handler(items)):
+        if await self.outages.wait_out(lambda: handler(items), halves_probe(items, handler)):
             result: Isolation[T] = Isolation(handled=items)
         else:
             result = await handle_isolating(items, handler, attempts=max(self.max_attempts - 1, 1))
-        if any(unavailable_dependency(exc) for _, exc in result.poison):
-            # A dependency went down while the batch was being isolated: deliver it again (NACK) and
-            # wait the outage out then; nothing is dead-lettered for it.
-            raise next(exc for _, exc in result.poison if unavailable_dependency(exc))
+        outage = next((exc for _, exc in result.poison if unavailable_dependency(exc)), None)
+        if outage is not None and not result.handled:
+            # A dependency went down while the batch was being isolated (nothing got through): deliver
+            # it again (NACK) and wait the outage out then; nothing is dead-lettered for it.
+            raise outage
         if result.poison and not result.handled and len(items) > 1:
             delivery = max(self._attempts.get(c, 0) for c in coordinates) + 1
             if delivery < self.max_attempts:

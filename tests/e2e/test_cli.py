@@ -44,13 +44,14 @@ def cli_env(tmp_path: Path, jars_dir: Path) -> dict[str, str]:
 
 
 def kcat(bootstrap: str, env: dict[str, str], user: str, *args: str, stdin: bytes | None = None) -> bytes:
-    """The README's kcat line: the principal's password from the stack's secrets, SASL PLAIN."""
-    secrets = Path(env["MLOPS_STATE_DIR"]) / "secrets" / "kafka-principals.json"
-    password = json.loads(secrets.read_text())[user]
-    login = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
-             "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]  # fmt: skip
+    """The README's kcat line: `-F` the principal's private config file that `mlops up` wrote."""
+    config = Path(env["MLOPS_STATE_DIR"]) / "secrets" / f"kcat-{user}.conf"
     return subprocess.run(
-        ["kcat", "-b", bootstrap, *login, *args], input=stdin, capture_output=True, check=True, timeout=60
+        ["kcat", "-b", bootstrap, "-F", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        check=True,
+        timeout=60,
     ).stdout
 
 

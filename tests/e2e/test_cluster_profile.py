@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,34 +111,65 @@ async def _outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
         await consumer.stop()
 
 
-def test_killing_the_leader_of_a_raw_partition_mid_stream_loses_and_doubles_nothing(
-    stack: dict[str, str],
-) -> None:
-    cluster = _cluster(stack)
-    producing = subprocess.Popen(
+def _stream(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "produce", "--rows", str(ROWS), "--rate", "300", "--follow"],
-        cwd=REPO_ROOT, env=stack, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def _finished(producing: subprocess.Popen[str]) -> dict[str, Any]:
     try:
-        wait_for(lambda: sum(len(v) for v in asyncio.run(_outcomes(_bootstrap())).values()) >= 300, 180,
-                 "the first outcomes")  # fmt: skip
-        leader = cluster.leader_of(RECORDS_RAW, 0)
-        assert leader is not None
-        killed_at = time.monotonic()
-        cluster.kill(leader)  # mid-stream, as a crash: no controlled shutdown
         out, err = producing.communicate(timeout=600)
     finally:
         if producing.poll() is None:
             producing.kill()
     assert producing.returncode == 0, err[-3000:]
-    summary = json.loads(out)
-    # The producer carried on (every send acknowledged, after the failover) and followed every record
-    # to its outcome.
+    summary: dict[str, Any] = json.loads(out)
+    # The producer carried on and followed every record to its outcome.
     assert summary["outcomes"]["missing"] == 0 and summary["outcomes"]["clean"] == ROWS, summary
+    return summary
 
+
+def _each_once(before: dict[tuple[int, int], set[str]]) -> None:
+    """The stream's records each have exactly one outcome, and no earlier record got a second one."""
     outcomes = asyncio.run(_outcomes(_bootstrap()))
     doubled = {source: ids for source, ids in outcomes.items() if len(ids) > 1}
-    assert len(outcomes) == ROWS and not doubled, (len(outcomes), list(doubled.items())[:5])
+    assert len(outcomes) - len(before) == ROWS and not doubled, (len(outcomes), list(doubled.items())[:5])
+
+
+def test_killing_an_ingest_instance_mid_stream_moves_its_partitions_and_loses_and_doubles_nothing(
+    stack: dict[str, str],
+) -> None:
+    status = {
+        row["name"]: row for row in json.loads(mlops("status", "--json", env=stack).stdout)["components"]
+    }
+    assert status["ingest"]["health"] == status["ingest-2"]["health"] == "ready", status
+    before = asyncio.run(_outcomes(_bootstrap()))
+    producing = _stream(stack)
+    wait_for(
+        lambda: len(asyncio.run(_outcomes(_bootstrap()))) - len(before) >= 300, 180, "the first outcomes"
+    )
+    os.kill(int(status["ingest"]["pid"]), signal.SIGKILL)  # instance 1, mid-stream
+    _finished(producing)  # instance 2 took its partitions over
+    _each_once(before)
+
+
+def test_killing_the_leader_of_a_raw_partition_mid_stream_loses_and_doubles_nothing(
+    stack: dict[str, str],
+) -> None:
+    cluster = _cluster(stack)
+    before = asyncio.run(_outcomes(_bootstrap()))
+    producing = _stream(stack)
+    wait_for(
+        lambda: len(asyncio.run(_outcomes(_bootstrap()))) - len(before) >= 300, 180, "the first outcomes"
+    )
+    leader = cluster.leader_of(RECORDS_RAW, 0)
+    assert leader is not None
+    killed_at = time.monotonic()
+    cluster.kill(leader)  # mid-stream, as a crash: no controlled shutdown
+    _finished(producing)  # every send acknowledged, after the failover
+    _each_once(before)
 
     assert cluster.start_node(leader)  # the node comes back on its data and rejoins
     verified = mlops("audit", "verify", env=stack, timeout=300)

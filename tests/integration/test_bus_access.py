@@ -33,7 +33,7 @@ from contracts.topics import (
     RECORDS_CLEAN,
     RECORDS_RAW,
 )
-from infra import bus_access
+from infra import bus_access, bus_plan
 from infra.kafka_local import LocalKafka
 from infra.topics import ensure_topics, platform_topics
 from tests.conftest import TEST_STATE_DIR
@@ -72,6 +72,7 @@ def bus(jars_dir: Path) -> Iterator[LockedBus]:
     )
     try:
         kafka.start(timeout_s=90)
+        bus_access.write_kcat_configs(secrets_dir)  # as `mlops up` does
         ensure_topics(kafka.bootstrap_servers, platform_topics(3, 1))
         yield LockedBus(kafka, secrets_dir)
     finally:
@@ -93,9 +94,9 @@ def send(options: dict[str, Any], topic: str, value: bytes = b"{}") -> None:
 
 async def _records(options: dict[str, Any], topic: str) -> int:
     admin, consumer = AIOKafkaAdminClient(**options), AIOKafkaConsumer(**options, group_id=None)
-    await admin.start()
-    await consumer.start()
     try:
+        await admin.start()
+        await consumer.start()
         [described] = await admin.describe_topics([topic])
         partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
         assert partitions, f"{topic} has no partitions"
@@ -112,8 +113,8 @@ def records(bus: LockedBus, topic: str) -> int:
 
 async def _read_one(options: dict[str, Any], topic: str, group: str) -> bytes:
     consumer = AIOKafkaConsumer(topic, **options, group_id=group, auto_offset_reset="earliest")
-    await consumer.start()
     try:
+        await consumer.start()
         message = await asyncio.wait_for(consumer.getone(), 30)
         return message.value or b""
     finally:
@@ -179,8 +180,8 @@ def test_a_changed_plan_is_applied_and_a_withdrawn_right_is_gone(
 ) -> None:
     def apply() -> str | None:
         kafka = bus.kafka
-        return bus_access.apply_plan(
-            kafka.home, bus.secrets_dir, bus.bootstrap, kafka._java(), kafka.jars_dir
+        return bus_plan.apply_plan(
+            kafka.plan_stamp, bus.secrets_dir, bus.bootstrap, kafka._java(), kafka.jars_dir
         )
 
     assert apply() is None  # unchanged since `start`: nothing to do
@@ -210,15 +211,11 @@ def test_no_password_is_world_readable_or_in_the_brokers_logs(bus: LockedBus) ->
 
 
 def kcat(bus: LockedBus, user: str | None, *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    """The README's kcat line: SASL PLAIN (Debian's kcat links librdkafka 2.0.2, whose SCRAM Kafka 4
-    refuses), the principal's password from the secrets folder."""
+    """The README's kcat line: `-F` the principal's private config file (SASL PLAIN: Debian's kcat
+    links librdkafka 2.0.2, whose SCRAM Kafka 4 refuses), so no password is on the command line."""
     binary = shutil.which("kcat")
     assert binary, "kcat must be installed (scripts/install-test-tools.sh does it)"
-    login = []
-    if user is not None:
-        password = bus_access.passwords(bus.secrets_dir)[user]
-        login = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
-                 "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]  # fmt: skip
+    login = ["-F", str(bus.secrets_dir / f"kcat-{user}.conf")] if user is not None else []
     return subprocess.run(
         [binary, "-b", bus.bootstrap, *login, *args],
         input=stdin,
@@ -240,3 +237,32 @@ def test_kcat_streams_records_as_the_producer_and_is_refused_elsewhere(bus: Lock
     anonymous = kcat(bus, None, "-P", "-t", RECORDS_RAW, "-m", "5", stdin=b"{}\n")
     assert anonymous.returncode != 0
     assert records(bus, MODEL_PROMOTED) == promotions and records(bus, RECORDS_RAW) == raw + 1
+
+
+def test_a_broker_that_ran_open_is_locked_at_its_next_start_and_keeps_its_data(jars_dir: Path) -> None:
+    """Upgrading a stack whose broker was formatted before the bus was locked: same data, now locked."""
+    home = TEST_STATE_DIR / "kafka-upgraded"
+    shutil.rmtree(home, ignore_errors=True)
+    port = PORT + 50
+    open_broker = LocalKafka(home=home / "broker", jars_dir=jars_dir, port=port, controller_port=port + 1)
+    try:
+        open_broker.start(timeout_s=90)
+        ensure_topics(open_broker.bootstrap_servers, platform_topics(3, 1))
+        send({"bootstrap_servers": open_broker.bootstrap_servers}, RECORDS_RAW, b'{"before": "the lock"}')
+    finally:
+        open_broker.stop()
+    locked = LockedBus(
+        LocalKafka(home=home / "broker", jars_dir=jars_dir, port=port, controller_port=port + 1,
+                   secrets_dir=home / "secrets"), home / "secrets",
+    )  # fmt: skip
+    try:
+        locked.kafka.start(timeout_s=90)
+        assert records(locked, RECORDS_RAW) == 1  # the data survived
+        with pytest.raises(KafkaConnectionError):
+            send({"bootstrap_servers": locked.bootstrap}, RECORDS_RAW)
+        with pytest.raises(TopicAuthorizationFailedError):
+            send(locked.as_user(PRODUCER), MODEL_PROMOTED)
+        send(locked.as_user(PRODUCER), RECORDS_RAW)
+        assert records(locked, RECORDS_RAW) == 2
+    finally:
+        locked.kafka.stop()

@@ -20,8 +20,9 @@ from contracts.topics import (
     RECORDS_RAW,
     topic_names,
 )
-from infra import bus_access
-from infra.kafka_local import KafkaInfraError, LocalKafka
+from infra import bus_access, bus_plan
+from infra.kafka_jars import KafkaInfraError
+from infra.kafka_local import LocalKafka
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER, Supervisor
 
@@ -90,6 +91,9 @@ def test_the_broker_allows_nothing_an_acl_does_not(tmp_path: Path) -> None:
     assert lines["allow.everyone.if.no.acl.found"] == "false"
     assert lines["super.users"] == "User:admin;User:controller"
     assert lines["sasl.enabled.mechanisms"] == "SCRAM-SHA-512,PLAIN"  # PLAIN for older librdkafka
+    assert lines["sasl.mechanism.inter.broker.protocol"] == "PLAIN"  # the super user, from this config
+    scram = lines["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
+    assert "password" not in scram  # SCRAM credentials live in the cluster's metadata, not here
 
 
 def test_plaintext_when_asked_and_for_a_cluster_that_is_not_ours(tmp_path: Path) -> None:
@@ -101,12 +105,33 @@ def test_plaintext_when_asked_and_for_a_cluster_that_is_not_ours(tmp_path: Path)
     assert "listeners=PLAINTEXT://" in LocalKafka.from_settings(off).server_properties()
 
 
-def test_a_broker_formatted_before_the_lock_is_named_not_silently_opened(tmp_path: Path) -> None:
+def test_new_storage_forgets_the_plans_stamp_so_the_plan_is_applied_to_it(tmp_path: Path) -> None:
+    """Wiping a broker's data must not leave a stamp that says its principals exist."""
     kafka = LocalKafka(home=tmp_path / "kafka", jars_dir=tmp_path, secrets_dir=tmp_path / "secrets")
-    kafka.data_dir.mkdir(parents=True)
-    (kafka.data_dir / "meta.properties").write_text("cluster.id=old\n")
-    with pytest.raises(KafkaInfraError, match="predates the locked-down bus"):
+    kafka.home.mkdir(parents=True)
+    kafka.plan_stamp.write_text("digest of an earlier plan")
+    with pytest.raises(KafkaInfraError):  # no jars here: the format itself fails, after the stamp went
         kafka.format_storage()
+    assert not kafka.plan_stamp.exists()
+    formatted = LocalKafka(home=tmp_path / "old", jars_dir=tmp_path, secrets_dir=tmp_path / "secrets")
+    formatted.data_dir.mkdir(parents=True)
+    (formatted.data_dir / "meta.properties").write_text("cluster.id=old\n")
+    formatted.plan_stamp.write_text("kept")
+    formatted.format_storage()  # storage exists: nothing to format, the stamp stays
+    assert formatted.plan_stamp.read_text() == "kept"
+
+
+def test_kcat_reads_its_password_from_a_private_file_not_the_command_line(tmp_path: Path) -> None:
+    files = bus_access.write_kcat_configs(tmp_path)
+    known = bus_access.passwords(tmp_path)
+    assert [f.name for f in files] == ["kcat-producer.conf", "kcat-admin.conf"]
+    for path, user in zip(files, ("producer", "admin"), strict=True):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        config = dict(line.split("=", 1) for line in path.read_text().splitlines())
+        assert config == {
+            "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+            "sasl.username": user, "sasl.password": known[user],
+        }  # fmt: skip
 
 
 def test_each_service_runs_as_its_own_principal(tmp_path: Path) -> None:
@@ -120,7 +145,12 @@ def test_each_service_runs_as_its_own_principal(tmp_path: Path) -> None:
 
 
 def test_ops_tooling_finds_the_super_user_of_a_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+    for name in (
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SASL_MECHANISM",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLOPS_KAFKA_PORT", "1")  # this process's own stack is elsewhere
     bootstrap = "127.0.0.1:24999"
@@ -135,7 +165,12 @@ def test_ops_tooling_finds_the_super_user_of_a_stack(tmp_path: Path, monkeypatch
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "p")
     assert "sasl_plain_username" not in bus_access.kafka_options("other:9092")  # another bus's settings
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "other:9092")
-    assert bus_access.kafka_options("other:9092")["sasl_plain_username"] == "producer"
+    handed = bus_access.kafka_options("other:9092")
+    assert (handed["sasl_plain_username"], handed["sasl_mechanism"]) == ("producer", "PLAIN")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")  # an external cluster's own choice
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    handed = bus_access.kafka_options("other:9092")
+    assert handed["sasl_mechanism"] == "SCRAM-SHA-256" and handed["ssl_context"] is not None
 
 
 def test_a_command_lends_its_principal_to_the_environment_only_while_it_runs(
@@ -152,15 +187,15 @@ def test_a_command_lends_its_principal_to_the_environment_only_while_it_runs(
     with bus_access.ops_environment(settings):
         assert os.environ["KAFKA_SASL_USERNAME"] == "admin"
     assert "KAFKA_SASL_USERNAME" not in os.environ and "KAFKA_SECURITY_PROTOCOL" not in os.environ
-    monkeypatch.setenv("KAFKA_SASL_USERNAME", "producer")  # set by the user: kept, and not taken away
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "producer")  # the user chose credentials: all theirs
     with bus_access.ops_environment(settings):
-        assert os.environ["KAFKA_SASL_USERNAME"] == "producer"
+        assert os.environ["KAFKA_SASL_USERNAME"] == "producer" and "KAFKA_SASL_PASSWORD" not in os.environ
     assert os.environ["KAFKA_SASL_USERNAME"] == "producer"
 
 
 def test_the_plan_prints_as_kafka_acls_commands_for_a_real_cluster() -> None:
-    commands = bus_access.acl_commands("kafka-1:9093", "admin.properties")
-    assert len(commands) == len(set(bus_access.acl_lines()))
+    commands = bus_plan.acl_commands("kafka-1:9093", "admin.properties")
+    assert len(commands) == len(set(bus_plan.acl_lines()))
     producer = [c for c in commands if "User:producer " in c]
     assert sorted(c.split("--topic ")[1] for c in producer if "Write" in c) == [LABELS_OBSERVED, RECORDS_RAW]
     assert any("--group ingest --resource-pattern-type prefixed" in c for c in commands)

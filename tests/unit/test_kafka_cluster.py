@@ -83,3 +83,26 @@ def test_the_cluster_profile_names_three_nodes_and_is_remembered_for_later_comma
     (tmp_path / "run" / "profile").write_text("cluster\n")  # what `mlops up --profile cluster` leaves
     assert stack_settings(state_dir=tmp_path).profile == "cluster"
     assert stack_settings(state_dir=tmp_path, profile="local").profile == "local"  # said: it wins
+
+
+def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path: Path) -> None:
+    from infra.settings import InfraSettings
+    from infra.supervisor import Supervisor, service_port, with_instances
+
+    cluster = InfraSettings(state_dir=tmp_path, profile="cluster", kafka_bootstrap_servers=None)
+    local = InfraSettings(state_dir=tmp_path, kafka_bootstrap_servers=None)
+    services = ["ingest", "features", "serving", "audit"]
+    assert with_instances(local, services) == services
+    assert with_instances(cluster, services) == [
+        "ingest",
+        "ingest-2",
+        "features",
+        "serving",
+        "serving-2",
+        "audit",
+    ]
+    assert (service_port(cluster, "ingest"), service_port(cluster, "ingest-2")) == (8101, 8151)
+    env = Supervisor(cluster).service_env("ingest-2", tmp_path / "keys.json")
+    assert (
+        env["INGEST_HTTP_PORT"] == "8151" and env["KAFKA_SASL_USERNAME"] == "ingest"
+    )  # the service's principal

@@ -20,7 +20,7 @@ from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from servicekit.errors import ServiceError, install_error_mapping
-from servicekit.outages import DependencyUnavailable, Outages, unavailable_dependency
+from servicekit.outages import DependencyUnavailable, Outages, halves_probe, unavailable_dependency
 from tests.support import probe_settings
 
 
@@ -42,6 +42,7 @@ def _lost_connection() -> sqlalchemy.exc.OperationalError:
         (KeyError("amount"), None),
         (ServiceError("bad record"), None),
         (OSError("disk full"), None),
+        (type("QueryCanceled", (sqlite3.OperationalError,), {})("statement timeout"), None),
     ],
 )
 def test_what_counts_as_a_dependency_that_did_not_answer(error: Exception, dependency: str | None) -> None:
@@ -56,6 +57,49 @@ def test_an_outage_is_found_behind_the_error_that_wraps_it() -> None:
             raise RuntimeError("saving the batch failed") from inner
     except RuntimeError as outer:
         assert unavailable_dependency(outer) == "network"
+
+
+def test_a_services_own_error_is_the_records_even_when_raised_while_handling_an_outage() -> None:
+    try:
+        try:
+            raise TimeoutError("the model took too long")
+        except TimeoutError:
+            raise ServiceError("this record cannot be explained") from None
+    except ServiceError as own:
+        assert unavailable_dependency(own) is None
+    try:
+        try:
+            raise TimeoutError("slow")
+        except TimeoutError:
+            raise ValueError("a bad value") from None  # the context was suppressed: not a cause
+    except ValueError as suppressed:
+        assert unavailable_dependency(suppressed) is None
+
+
+async def test_a_batch_that_fails_like_an_outage_but_half_goes_through_is_the_records_fault() -> None:
+    """A driver's "operational" error caused by one record must not stall the partition forever."""
+    tracker = Outages("probe", max_wait_s=0.01)
+    stored: list[int] = []
+
+    async def store(items: list[int]) -> None:
+        if 3 in items:
+            raise sqlite3.OperationalError("too many SQL variables")  # record 3's doing, every time
+        stored.extend(items)
+
+    probe = halves_probe([1, 2, 3, 4], store)
+    assert not await tracker.wait_out(lambda: store([1, 2, 3, 4]), probe)
+    assert stored == [1, 2] and not tracker.current  # the probe's half; then isolation takes over
+
+
+async def test_an_outage_ends_only_when_the_last_consumer_waiting_for_it_gets_through() -> None:
+    tracker = Outages("probe", max_wait_s=0.01)
+    tracker._down("database", _lost_connection(), met_a := set())
+    tracker._down("database", _lost_connection(), met_b := set())
+    assert met_a == met_b == {"database"}
+    tracker._up("database")  # one consumer is through...
+    assert "database" in tracker.current  # ...the other still waits: still unavailable
+    tracker._up("database")
+    assert not tracker.current
 
 
 async def test_a_batch_waits_out_an_outage_and_is_handled_whole() -> None:
