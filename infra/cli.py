@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from infra import bus_access
@@ -193,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"services": args.services} if getattr(args, "services", None) else {}
     if getattr(args, "profile", None):
         overrides["profile"] = args.profile
-    settings = stack_settings(running_first=args.command in ("down", "status"), **overrides)
+    try:
+        settings = stack_settings(running_first=args.command in ("down", "status"), **overrides)
+    except ValidationError as invalid:  # a bad MLOPS_* setting: one line each, not a traceback
+        for error in invalid.errors():
+            name = "MLOPS_" + "_".join(str(part) for part in error["loc"]).upper()
+            console.print(f"[red]error:[/] {name}: {error['msg']}")
+        return 2
     commands = {
         "up": cmd_up,
         "down": cmd_down,

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
@@ -54,3 +54,16 @@ _STACK_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI", "MLOPS_FEAS
 
 def isolated_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _STACK_SETTINGS}
+
+
+async def send_one(options: dict[str, Any], topic: str, value: bytes = b"{}") -> None:
+    """One acknowledged record with the given client options (credentials included), or the broker's
+    refusal raised."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=8000)
+    try:
+        await producer.start()
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()  # also after a refused start: no connection is left open

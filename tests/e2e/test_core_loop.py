@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
@@ -27,7 +27,7 @@ from feature_repo import ENTITY_KEY, FEATURES
 from infra.bus_access import client_security, kafka_options
 from tests.e2e.stack import api, logs, stack_env, wait_for
 from tests.e2e.test_cli import mlops
-from tests.support import TEST_KAFKA_PORT
+from tests.support import TEST_KAFKA_PORT, send_one
 from workbench.demo_data import ApplicationStream
 
 PORT = TEST_KAFKA_PORT + 300
@@ -145,10 +145,10 @@ def test_the_bus_refuses_forged_decisions_and_keeps_every_password_out_of_the_lo
         return {"bootstrap_servers": bootstrap, **client_security(name, known[name])}
 
     with pytest.raises(KafkaConnectionError):
-        asyncio.run(_send({"bootstrap_servers": bootstrap}, MODEL_PROMOTED, forged))
+        asyncio.run(send_one({"bootstrap_servers": bootstrap}, MODEL_PROMOTED, forged))
     for principal in ("producer", "ingest", "serving"):
         with pytest.raises(TopicAuthorizationFailedError):
-            asyncio.run(_send(as_user(principal), MODEL_PROMOTED, forged))
+            asyncio.run(send_one(as_user(principal), MODEL_PROMOTED, forged))
     assert asyncio.run(_end(bootstrap, MODEL_PROMOTED)) == promotions_before
     with api(stack, "serving", "client") as serving:
         assert serving.get("/model").json()["champion"] == served_before
@@ -159,22 +159,13 @@ def test_the_bus_refuses_forged_decisions_and_keeps_every_password_out_of_the_lo
     record = next(iter(ApplicationStream(seed=11, id_prefix="locked"))).record | {
         "notes": "call jane doe on 4155550123"
     }
-    asyncio.run(_send(as_user("producer"), RECORDS_RAW, json.dumps(record).encode()))
+    asyncio.run(send_one(as_user("producer"), RECORDS_RAW, json.dumps(record).encode()))
     wait_for(lambda: asyncio.run(_end(bootstrap, RECORDS_CLEAN)) > clean_before, 60, "the record's outcome")
 
     every_log = "".join(p.read_text(errors="replace") for p in state.rglob("*.log"))  # Kafka's too
     assert "sasl.jaas.config" in every_log  # the broker logged its settings...
     leaked = [name for name, password in known.items() if password in every_log]  # ...no password
     assert not leaked, f"passwords of {leaked} are in the stack's logs"
-
-
-async def _send(options: dict[str, Any], topic: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=8000)
-    try:
-        await producer.start()
-        await producer.send_and_wait(topic, value)
-    finally:
-        await producer.stop()  # also after a refused start: no connection is left open
 
 
 async def _end(bootstrap: str, topic: str) -> int:

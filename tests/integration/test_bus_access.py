@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
@@ -37,7 +37,7 @@ from infra import bus_access, bus_plan
 from infra.kafka_local import LocalKafka
 from infra.topics import ensure_topics, platform_topics
 from tests.conftest import TEST_STATE_DIR
-from tests.support import TEST_KAFKA_PORT
+from tests.support import TEST_KAFKA_PORT, send_one
 
 PORT = TEST_KAFKA_PORT + 800
 
@@ -79,17 +79,8 @@ def bus(jars_dir: Path) -> Iterator[LockedBus]:
         kafka.stop()
 
 
-async def _send(options: dict[str, Any], topic: str, value: bytes = b"{}") -> None:
-    producer = AIOKafkaProducer(**options, acks="all", request_timeout_ms=8000)
-    try:
-        await producer.start()
-        await producer.send_and_wait(topic, value)
-    finally:
-        await producer.stop()  # also after a refused start: no connection is left open
-
-
 def send(options: dict[str, Any], topic: str, value: bytes = b"{}") -> None:
-    asyncio.run(_send(options, topic, value))
+    asyncio.run(send_one(options, topic, value))
 
 
 async def _records(options: dict[str, Any], topic: str) -> int:

@@ -67,3 +67,28 @@ def test_the_shared_types_refuse_what_they_should() -> None:
     for parse, text in ((positive_int, "0"), (positive_int, "2.5"), (non_negative_float, "-0.1")):
         with pytest.raises(argparse.ArgumentTypeError, match=r"must be|not a"):
             parse(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MLOPS_PROFILE", "bogus", "MLOPS_PROFILE: Input should be 'local' or 'cluster'"),
+        ("MLOPS_INSTANCES", "0", "MLOPS_INSTANCES: Input should be greater than or equal to 1"),
+        ("MLOPS_INSTANCES", "many", "MLOPS_INSTANCES: Input should be a valid integer"),
+        ("MLOPS_KAFKA_SECURITY", "none", "MLOPS_KAFKA_SECURITY: Input should be 'scram' or 'off'"),
+        ("MLOPS_KAFKA_PORT", "99999", "MLOPS_KAFKA_PORT: Input should be less than or equal to 65535"),
+    ],
+)
+def test_a_bad_stack_setting_is_one_line_and_exit_2(
+    name: str, value: str, message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert cli.main(["status"]) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_an_unknown_profile_flag_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["up", "--profile", "production"])
+    assert exit_.value.code == 2
+    assert "argument --profile: invalid choice: 'production'" in capsys.readouterr().err
