@@ -15,7 +15,6 @@ import json
 import logging
 import sys
 import time
-import uuid
 from collections import Counter, deque
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +31,14 @@ from contracts.topics import LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW, RECORD
 from infra.bus_access import kafka_options
 from servicekit.cli_args import non_negative_float, non_negative_int, positive_float, positive_int, prog
 from services.ingest.settings import IngestSettings
-from workbench.demo_data import DRIFT_KINDS, ApplicationStream, DriftSpec, LoanApplication, drift_features
+from workbench.demo_data import (
+    DRIFT_KINDS,
+    ApplicationStream,
+    DriftSpec,
+    LoanApplication,
+    drift_features,
+    run_id,
+)
 
 log = logging.getLogger("workbench.demo_producer")
 BAD_RECORDS = (b"not json at all", b"[1, 2, 3]", b'{"application_id": "x"}', b"")
@@ -109,7 +115,7 @@ def label_event(app: LoanApplication, dataset: str, delay_s: float) -> LabelObse
 
 
 async def produce(args: argparse.Namespace, bootstrap: str) -> dict[str, Any]:
-    run = uuid.uuid4().hex[:8]
+    run = run_id()
     drift = DriftSpec(args.drift_kind, args.drift_at, args.drift_feature, args.drift_factor)
     stream = iter(ApplicationStream(drift, seed=args.seed, id_prefix=f"app-{run}"))
     producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5)

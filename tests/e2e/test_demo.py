@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from mlops_client import MlopsError, Ops, connect
 from tests.e2e.stack import api, logs, stack_env
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT
-from workbench.demo_data import ApplicationStream
+from workbench.demo_data import ApplicationStream, run_id
 
 PORT = TEST_KAFKA_PORT + 400
 FIRST_SERVICE_PORT = PORT - 3000
@@ -112,7 +111,7 @@ def test_the_python_client_sits_in_each_roles_seat_at_the_demo_stack(
     """mlops_client against the real services: one real call per role, and a wrong role's key refused."""
     assert demo["result"].returncode == 0
     monkeypatch.setenv("MLOPS_FIRST_SERVICE_PORT", demo["env"]["MLOPS_FIRST_SERVICE_PORT"])
-    record = next(iter(ApplicationStream(seed=17, id_prefix=f"app-{uuid.uuid4().hex[:8]}"))).record
+    record = next(iter(ApplicationStream(seed=17, id_prefix=f"app-{run_id()}"))).record
     with connect(demo["state"]) as stack:
         assert stack.auditor.verify().intact
         made = stack.auditor.events(event_type="PredictionMade", limit=1).items

@@ -13,7 +13,7 @@ import msgspec
 
 from contracts.events import RecordCleaned, RecordRejected
 from tests.integration.test_ingest_pipeline import RunningIngest, ingest  # noqa: F401 (fixture)
-from workbench.demo_data import ApplicationStream
+from workbench.demo_data import ApplicationStream, run_id
 from workbench.pii_corpus import Planted, planted_corpus
 from workbench.privacy_eval import STRUCTURED_TARGET, TEXT_TARGET, Report, leaked
 
@@ -40,7 +40,7 @@ PII_IDS = ["123-45-6789", "316722962", "(212) 555-0188", "+4915112345678", "john
 def hostile_records() -> tuple[list[dict[str, Any]], list[Planted]]:
     apps = [
         dict(a.record)
-        for a in ApplicationStream(seed=41, id_prefix=f"pv-{uuid.uuid4().hex[:8]}").take(
+        for a in ApplicationStream(seed=41, id_prefix=f"pv-{run_id()}").take(
             2 * len(NOTES) + len(PII_IDS) + 1
         )
     ]
