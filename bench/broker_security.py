@@ -9,11 +9,12 @@ noise hits both alike. Each run is bench/broker_throughput.py's `one_run` (same 
 settings); reported per mode: the medians, and the ratio scram/plaintext of each median (and, in the
 JSON, the median of the ratios of each adjacent plain/scram pair of runs).
 
-Who is measured: the SCRAM side's figures are taken as the super user (`kafka_options`, as ops tooling
-and the benchmarks reach the bus). The StandardAuthorizer sees every request, but it lets a super user
-through before it matches any ACL, so those figures hold SASL's cost (the SCRAM handshake of each new
-connection, which is off the produce clock but inside the group join, and SASL_PLAINTEXT's framing, no
-encryption) and not the per-principal ACL matching every other principal pays. So each SCRAM run adds
+Who is measured: the SCRAM side's figures are taken as the super user, logged in with SCRAM (ops
+tooling's super user uses PLAIN by default; the bench pins SCRAM). The StandardAuthorizer sees every
+request, but it lets a super user through before it matches any ACL, so those figures hold SASL's
+cost (the SCRAM handshake of each new connection, which is off the produce clock but inside the group
+join, and SASL_PLAINTEXT's framing, no encryption) and not the per-principal ACL matching every other
+principal pays. So each SCRAM run adds
 one figure: the pipelined produce rate to `records.raw` (the platform's topics are created on the SCRAM
 broker) as the `producer` principal, whose every request is matched against its ACLs, and as the super
 user on the same topic for the same count, the two in alternating order from run to run; their ratio
@@ -52,7 +53,7 @@ from bench.broker_throughput import (
 )
 from contracts.access import PRODUCER
 from contracts.topics import RECORDS_RAW
-from infra.bus_access import client_security, passwords
+from infra.bus_access import MECHANISM, SUPER_USER, client_security, passwords, remember
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.topics import ensure_topics, platform_topics
 
@@ -141,6 +142,10 @@ def compare(args: argparse.Namespace, command: str) -> None:
         assert scram.secrets_dir is not None
         ensure_topics(scram.bootstrap_servers, platform_topics(3, 1))
         producer_security = client_security(PRODUCER, passwords(scram.secrets_dir)[PRODUCER])
+        # The super user logs in with PLAIN by default (the broker's own config); this bench measures
+        # SCRAM, so its super-user clients use the SCRAM credentials the access plan made for it.
+        admin = passwords(scram.secrets_dir)[SUPER_USER]
+        remember(scram.bootstrap_servers, client_security(SUPER_USER, admin, mechanism=MECHANISM))
         brokers = {"plaintext": plain.bootstrap_servers, "scram": scram.bootstrap_servers}
         every = asyncio.run(interleaved(args, brokers, producer_security))
     info["loadavg_at_end"] = os.getloadavg()
