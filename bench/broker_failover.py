@@ -95,14 +95,20 @@ class Stream:
         return min(after) if after else None
 
 
-async def produce(cluster: LocalKafkaCluster, stream: Stream, rate: float, stop: asyncio.Event) -> None:
-    producer = AIOKafkaProducer(
+def failover_producer(cluster: LocalKafkaCluster) -> AIOKafkaProducer:
+    """The producer principal's client, as the drills use it: acks=all and idempotent (nothing lost or
+    doubled across a leader change), with a request timeout longer than a broker's fencing."""
+    return AIOKafkaProducer(
         **cluster.client_options(PRODUCER),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
         request_timeout_ms=60000,
     )
+
+
+async def produce(cluster: LocalKafkaCluster, stream: Stream, rate: float, stop: asyncio.Event) -> None:
+    producer = failover_producer(cluster)
     await producer.start()
     pending = []
     try:

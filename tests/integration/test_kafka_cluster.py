@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from contracts.access import PRODUCER
+from bench.broker_failover import failover_producer
 from contracts.topics import RECORDS_RAW, TOPICS
 from infra import bus_access
 from infra.kafka_cluster import LocalKafkaCluster
@@ -87,13 +87,7 @@ def test_platform_topics_have_three_replicas_and_need_two_in_sync(cluster: Local
 async def _produce(cluster: LocalKafkaCluster, victim: int) -> tuple[list[BaseException], int]:
     """RECORDS numbered records at a steady pace, `victim` killed when KILL_AT have been sent. Returns
     the sends that failed and the pid killed."""
-    producer = AIOKafkaProducer(
-        **cluster.client_options(PRODUCER),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        request_timeout_ms=60000,
-    )
+    producer = failover_producer(cluster)
     await producer.start()
     killing: asyncio.Task[int] | None = None
     try:
