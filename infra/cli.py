@@ -47,6 +47,7 @@ from infra.score_cli import add_parser as add_score_parser
 from infra.score_cli import cmd_score
 from infra.settings import REPO_ROOT, InfraSettings, stack_settings
 from infra.status import cmd_status
+from infra.stores import StoreError, stores_environment
 from infra.supervisor import (
     service_port,
 )
@@ -217,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Ops tooling, and the tools it runs, talk to a locked-down local bus as its super user
         # (unless told otherwise: an explicit KAFKA_SASL_* wins).
-        with bus_access.ops_environment(settings):
+        # ...and reach the cluster profile's state servers (PostgreSQL, the MLflow tracking server).
+        with bus_access.ops_environment(settings), stores_environment(settings):
             return commands[args.command](settings, args)
-    except (KafkaInfraError, PrometheusError, LabelStudioError) as err:
+    except (KafkaInfraError, PrometheusError, LabelStudioError, *StoreError) as err:
         console.print(f"[red]error:[/] {err}")
         return 2
 

@@ -90,7 +90,12 @@ def where_to_look(settings: InfraSettings, running: set[str]) -> Table:
 
 def mlflow_ui_command(settings: InfraSettings) -> str:
     """The MLflow UI on the stack's store, light enough for a 2-core machine: one worker, and none
-    of MLflow 3's background job runners (MLFLOW_SERVER_ENABLE_JOB_EXECUTION defaults to on)."""
+    of MLflow 3's background job runners (MLFLOW_SERVER_ENABLE_JOB_EXECUTION defaults to on). The
+    cluster profile runs a tracking server, whose UI is its own address."""
+    if settings.server_stores:
+        from infra.mlflow_server import LocalMlflowServer
+
+        return LocalMlflowServer(settings).url
     store = (settings.state_dir / "mlflow" / "mlflow.db").resolve()
     return (
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --workers 1 "

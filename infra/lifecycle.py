@@ -15,6 +15,7 @@ from infra import bus_access
 from infra.label_studio import LocalLabelStudio, start_label_studio
 from infra.monitoring import LocalPrometheus, ops_key
 from infra.settings import InfraSettings
+from infra.stores import start_stores
 from infra.supervisor import (
     Component,
     Supervisor,
@@ -28,6 +29,7 @@ from infra.supervisor import (
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
 WEBHOOK_KEY_HOLDER = "label-studio-webhook"
+STOP_ORDER = {"mlflow": 1, "postgres": 2, "kafka": 3, "kafka-node": 4}  # what `down` stops last
 
 
 def dev_api_keys(settings: InfraSettings) -> Path:
@@ -78,6 +80,9 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     console.print(f"topics: {len(created)} created" if created else "topics: all present")
     if getattr(args, "with_label_studio", False):
         components["label-studio"] = start_label_studio(settings, components, console)
+        supervisor.save(components)
+    if settings.server_stores:
+        components.update({c.name: c for c in start_stores(settings, components, console)})
         supervisor.save(components)
     if args.no_services:
         return 0
@@ -133,10 +138,8 @@ def _keep_ownership(previous: Component | None, current: Component) -> Component
 def cmd_down(settings: InfraSettings, args: argparse.Namespace) -> int:
     supervisor = Supervisor(settings)
     components = supervisor.load()
-    # Services first, so they can still flush to Kafka while it is up.
-    for component in sorted(
-        components.values(), key=lambda c: (c.kind.startswith("kafka"), c.kind != "kafka")
-    ):
+    # Services first, so they can still flush to Kafka and write their stores while those are up.
+    for component in sorted(components.values(), key=lambda c: STOP_ORDER.get(c.kind, 0)):
         stopped = supervisor.stop(component)
         console.print(f"{component.name}: {'stopped' if stopped else 'left alone (not started by mlops up)'}")
     supervisor.state_file.unlink(missing_ok=True)

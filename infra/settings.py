@@ -86,6 +86,12 @@ class InfraSettings(BaseSettings):
         Path(".local/venvs/label-studio"),
         description="Venv of Label Studio (scripts/install-label-studio.sh); relative to the repository.",
     )
+    postgres_port: int = Field(
+        5433, ge=1, le=65535, description="Cluster profile: port of its PostgreSQL (audit, MLflow backend)."
+    )
+    mlflow_port: int = Field(
+        5000, ge=1, le=65535, description="Cluster profile: port of its MLflow tracking server (loopback)."
+    )
 
     @property
     def local_kafka(self) -> bool:
@@ -94,6 +100,12 @@ class InfraSettings(BaseSettings):
     @property
     def service_instances(self) -> int:
         return self.instances or (2 if self.profile == "cluster" else 1)
+
+    @property
+    def server_stores(self) -> bool:
+        """The cluster profile keeps state in servers (PostgreSQL, an MLflow tracking server, Redis),
+        the local one in files (SQLite)."""
+        return self.profile == "cluster"
 
     @property
     def kafka_nodes(self) -> int:

@@ -12,6 +12,7 @@ from rich.table import Table
 from infra.label_studio import probe_label_studio
 from infra.monitoring import probe_prometheus
 from infra.settings import InfraSettings
+from infra.stores import probe_store
 from infra.supervisor import Component, Supervisor, pid_alive, probe_service
 
 
@@ -21,6 +22,8 @@ def component_status(supervisor: Supervisor, component: Component) -> dict[str, 
 
         bootstrap = component.url.removeprefix("kafka://")
         health = "ready" if broker_answers(bootstrap) else "down"
+    elif component.kind in ("postgres", "mlflow"):
+        health = probe_store(component) if component.pid and pid_alive(component.pid) else "down"
     elif component.kind in ("prometheus", "label-studio"):
         probe = probe_prometheus if component.kind == "prometheus" else probe_label_studio
         health = probe(component.url) if component.pid and pid_alive(component.pid) else "down"

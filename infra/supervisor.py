@@ -19,9 +19,12 @@ from infra import bus_access
 from infra.kafka_cluster import LocalKafkaCluster
 from infra.kafka_local import LocalKafka
 from infra.label_studio import LocalLabelStudio
+from infra.mlflow_server import LocalMlflowServer
 from infra.monitoring import LocalPrometheus
+from infra.postgres_local import LocalPostgres
 from infra.processes import http_ready, port_open, wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
+from infra.stores import store_env
 
 # Canonical order: a service's default port is its place here, so ports never depend on which exist.
 SERVICE_ORDER = ("ingest", "features", "training", "serving", "drift", "explain", "audit", "annotation")
@@ -41,7 +44,7 @@ INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 
 @dataclass
 class Component:
     name: str
-    kind: str  # "kafka" | "service" | "prometheus" | "label-studio"
+    kind: str  # "kafka" | "kafka-node" | "service" | "prometheus" | "label-studio" | "postgres" | "mlflow"
     url: str
     pid: int | None = None
     log: str | None = None
@@ -123,6 +126,8 @@ class Supervisor:
             # (A serving replica's consumer group for promotions is its own by default, a random
             # SERVING_INSTANCE_ID per process, so every replica swaps.)
             **bus_access.principal_env(self.settings, service),
+            # The cluster profile's state servers (PostgreSQL, the MLflow tracking server).
+            **store_env(self.settings, service),
         }
 
     # -- kafka ---------------------------------------------------------------------------------
@@ -206,9 +211,12 @@ class Supervisor:
             return self.kafka.stop()
         if component.kind == "kafka-node":  # stopped with its cluster (the "kafka" component)
             return not pid_alive(component.pid)
+        if component.kind == "postgres":
+            return LocalPostgres(self.settings).stop()
         markers = {
             "prometheus": LocalPrometheus(self.settings).marker,
             "label-studio": LocalLabelStudio(self.settings).marker,
+            "mlflow": LocalMlflowServer(self.settings).marker,
         }
         marker = markers.get(component.kind, f"services.{service_of(component.name)}")
         if not process_matches(component.pid, marker):
@@ -226,6 +234,8 @@ def prepare_mlflow(settings: InfraSettings, services: list[str]) -> None:
     """Create the local MLflow database once, before the services that share it start: MLflow's
     SQLite schema creation is not safe when two processes run it at the same time (the loser dies
     with "table ... already exists"). A configured MLflow server needs nothing here."""
+    if settings.server_stores:
+        return  # the tracking server migrated its own database when it started
     uri = (
         os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{(settings.state_dir / 'mlflow' / 'mlflow.db').resolve()}"

@@ -9,9 +9,6 @@ Nothing is skipped: when the cluster cannot start, the tests that need it fail w
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -24,25 +21,23 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-DRIVER = "postgresql+psycopg"
-SUPERUSER = "postgres"
-OS_USER = "postgres"  # created by Debian's postgresql package
-HINT = "run scripts/install-test-tools.sh (it installs Debian's postgresql package)"
+from infra.postgres_local import (
+    DRIVER,
+    SUPERUSER,
+    hand_over,
+    run_server_program,
+    server_bin_dir,
+    server_os_user,
+)
+from infra.postgres_local import PostgresError as PostgresStartError
 
 
-class PostgresStartError(RuntimeError):
-    """The test cluster could not be created or started."""
-
-
-def server_bin_dir() -> Path:
-    """The newest /usr/lib/postgresql/<version>/bin that holds initdb and pg_ctl."""
-    found = sorted(
-        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-    )
-    if not found:
-        raise PostgresStartError(f"no PostgreSQL server binaries under /usr/lib/postgresql: {HINT}")
-    return found[-1]
+def reachable_state_dir() -> Path:
+    """A state folder under /tmp that PostgreSQL's OS user can enter (pytest's own tmp folders are
+    0700, so as root the server, which runs as `postgres`, could not reach a data folder in them)."""
+    folder = Path(tempfile.mkdtemp(prefix="mlops-state-"))
+    folder.chmod(0o711)  # enter, not list
+    return folder
 
 
 def free_port() -> int:
@@ -61,21 +56,15 @@ class PostgresCluster:
         self.folder = folder
         self.data = folder / "data"
         self.port = port or free_port()
-        self.bin = server_bin_dir()
-        self.user = OS_USER if os.geteuid() == 0 else None  # None: the current (non-root) user
+        self.bin = server_bin_dir()  # fails early, with the install hint, when PostgreSQL is missing
+        self.user = server_os_user()
 
     @property
     def admin_url(self) -> str:
         return f"{DRIVER}://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
-        if self.user is not None:
-            try:
-                account = pwd.getpwnam(self.user)
-            except KeyError:
-                raise PostgresStartError(f"no {self.user!r} OS user to run PostgreSQL as: {HINT}") from None
-            os.chown(self.folder, account.pw_uid, account.pw_gid)
-        self.folder.chmod(0o700)
+        hand_over(self.folder, self.user)
         self._run(
             "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"
         )  # fmt: skip
@@ -111,21 +100,7 @@ class PostgresCluster:
             engine.dispose()
 
     def _run(self, program: str, *args: str) -> None:
-        done = subprocess.run(
-            [str(self.bin / program), *args],
-            user=self.user,
-            cwd=self.folder,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            log = self.folder / "server.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise PostgresStartError(
-                f"{program} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}\n{tail}"
-            )
+        run_server_program(self.folder, self.user, program, *args)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,96 @@
+"""The cluster profile's state servers, as seen by the processes that use them: which service gets
+which URL, where the passwords live and where they never go (argv)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from infra.mlflow_server import LocalMlflowServer
+from infra.postgres_local import AUDIT_APP, LOGIN_ROLES, LocalPostgres
+from infra.settings import InfraSettings
+from infra.stores import store_env, stores_environment
+from infra.supervisor import Supervisor
+
+
+def settings(tmp_path: Path, profile: str = "cluster") -> InfraSettings:
+    return InfraSettings(
+        state_dir=tmp_path,
+        profile=profile,
+        postgres_port=45432,
+        mlflow_port=45500,
+        kafka_bootstrap_servers=None,
+    )  # type: ignore[arg-type]
+
+
+def test_the_local_profile_keeps_its_state_in_files_and_needs_no_server(tmp_path: Path) -> None:
+    assert store_env(settings(tmp_path, "local"), "audit") == {}
+    assert not (tmp_path / "secrets" / "postgres.json").exists()
+
+
+def test_only_the_audit_service_gets_the_audit_database_and_everyone_the_tracking_server(
+    tmp_path: Path,
+) -> None:
+    stack = settings(tmp_path)
+    audit = store_env(stack, "audit")
+    url = make_url(audit["AUDIT_DATABASE_URL"])
+    assert (url.username, url.host, url.port, url.database) == ("audit_owner", "127.0.0.1", 45432, "audit")
+    assert url.password == LocalPostgres(stack).passwords()["audit_owner"]
+    assert audit["AUDIT_DATABASE_APP_ROLE"] == AUDIT_APP
+    for service in ("ingest", "features", "training", "serving", "drift", "explain"):
+        env = store_env(stack, service)
+        assert env == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:45500"}, service
+
+
+def test_passwords_are_generated_once_per_role_and_only_the_owner_reads_them(tmp_path: Path) -> None:
+    postgres = LocalPostgres(settings(tmp_path))
+    first = postgres.passwords()
+    assert set(first) == set(LOGIN_ROLES)
+    assert len(set(first.values())) == len(LOGIN_ROLES)  # no two roles share one
+    assert LocalPostgres(settings(tmp_path)).passwords() == first
+    mode = stat.S_IMODE(postgres.secrets_file.stat().st_mode)
+    assert mode == 0o600
+
+
+def test_the_tracking_servers_database_password_is_in_its_environment_never_on_its_command_line(
+    tmp_path: Path,
+) -> None:
+    stack = settings(tmp_path)
+    server = LocalMlflowServer(stack)
+    password = LocalPostgres(stack).passwords()["mlflow"]
+    assert not any(password in part for part in server.command())
+    assert password in server.server_env()["MLFLOW_BACKEND_STORE_URI"]
+    assert "--host=127.0.0.1" in server.command()  # loopback only
+    assert server.marker in server.command()
+
+
+def test_every_service_process_of_the_cluster_profile_is_pointed_at_the_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AUDIT_DATABASE_URL", raising=False)
+    supervisor = Supervisor(settings(tmp_path))
+    keys = tmp_path / "keys.json"
+    assert supervisor.service_env("audit", keys)["AUDIT_DATABASE_URL"].startswith("postgresql+psycopg://")
+    serving = supervisor.service_env("serving-2", keys)
+    assert serving["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:45500"
+    assert "AUDIT_DATABASE_URL" not in serving  # least privilege: serving never sees the audit store
+
+
+def test_a_command_gets_the_servers_for_its_duration_only_and_an_explicit_choice_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MLFLOW_TRACKING_URI", "AUDIT_DATABASE_URL", "AUDIT_DATABASE_APP_ROLE"):
+        monkeypatch.delenv(name, raising=False)
+    with stores_environment(settings(tmp_path)):
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:45500"
+        assert os.environ["AUDIT_DATABASE_APP_ROLE"] == AUDIT_APP
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "AUDIT_DATABASE_URL" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    with stores_environment(settings(tmp_path)):
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+        assert "AUDIT_DATABASE_URL" not in os.environ  # all or nothing
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
