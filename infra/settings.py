@@ -86,6 +86,9 @@ class InfraSettings(BaseSettings):
         Path(".local/venvs/label-studio"),
         description="Venv of Label Studio (scripts/install-label-studio.sh); relative to the repository.",
     )
+    redis_port: int = Field(
+        6380, ge=1, le=65535, description="Port of the cluster profile's Redis, the online store (loopback)."
+    )
 
     @property
     def local_kafka(self) -> bool:
