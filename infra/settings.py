@@ -92,6 +92,9 @@ class InfraSettings(BaseSettings):
     mlflow_port: int = Field(
         5000, ge=1, le=65535, description="Cluster profile: port of its MLflow tracking server (loopback)."
     )
+    redis_port: int = Field(
+        6380, ge=1, le=65535, description="Port of the cluster profile's Redis, the online store (loopback)."
+    )
 
     @property
     def local_kafka(self) -> bool:
