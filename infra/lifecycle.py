@@ -14,6 +14,8 @@ from rich.console import Console
 from infra import bus_access
 from infra.label_studio import LocalLabelStudio, start_label_studio
 from infra.monitoring import LocalPrometheus, ops_key
+from infra.postgres_local import server_bin_dir
+from infra.redis_local import LocalRedis
 from infra.settings import InfraSettings
 from infra.stores import start_stores
 from infra.supervisor import (
@@ -29,7 +31,7 @@ from infra.supervisor import (
 console = Console(stderr=True)
 DEV_KEY_HOLDERS = ("producer", "client", "ops", "auditor", "admin")
 WEBHOOK_KEY_HOLDER = "label-studio-webhook"
-STOP_ORDER = {"mlflow": 1, "postgres": 2, "kafka": 3, "kafka-node": 4}  # what `down` stops last
+STOP_ORDER = {"mlflow": 1, "postgres": 2, "redis": 2, "kafka": 3, "kafka-node": 4}  # what `down` stops last
 
 
 def dev_api_keys(settings: InfraSettings) -> Path:
@@ -62,6 +64,9 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
         LocalPrometheus(settings).binary()  # a missing binary is reported before anything starts
     if getattr(args, "with_label_studio", False):
         LocalLabelStudio(settings).binary()
+    if settings.server_stores:
+        LocalRedis(settings).binary()  # a missing redis-server is reported before anything starts
+        server_bin_dir()  # ...and so are missing PostgreSQL binaries
     started = time.monotonic()
     with console.status("starting Kafka..."):
         kafka = supervisor.start_kafka()
@@ -95,7 +100,7 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
     names = with_instances(settings, names)
     for name in names:
         components[name] = supervisor.start_service(name, keys)
-    supervisor.save(components)
+        supervisor.save(components)  # each at once: a later refusal must not orphan it from `down`
     with console.status(f"waiting for {', '.join(names) or 'no services'}..."):
         late = supervisor.wait_healthy([components[n] for n in names], settings.service_start_timeout_s)
     if late:

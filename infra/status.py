@@ -22,8 +22,12 @@ def component_status(supervisor: Supervisor, component: Component) -> dict[str, 
 
         bootstrap = component.url.removeprefix("kafka://")
         health = "ready" if broker_answers(bootstrap) else "down"
-    elif component.kind in ("postgres", "mlflow"):
-        health = probe_store(component) if component.pid and pid_alive(component.pid) else "down"
+    elif component.kind in ("postgres", "mlflow", "redis"):
+        health = (
+            probe_store(supervisor.settings, component)
+            if component.pid and pid_alive(component.pid)
+            else "down"
+        )
     elif component.kind in ("prometheus", "label-studio"):
         probe = probe_prometheus if component.kind == "prometheus" else probe_label_studio
         health = probe(component.url) if component.pid and pid_alive(component.pid) else "down"

@@ -1,13 +1,16 @@
 """The cluster profile's state servers: PostgreSQL (the audit store, MLflow's backend), the MLflow
-tracking server on it, and what a service or an `mlops` command needs in its environment to reach
-them. The local profile has none of this: its state lives in SQLite files in the state folder.
+tracking server on it, Redis (Feast's online store), and what a service or an `mlops` command needs
+in its environment to reach them. The local profile has none of this: its state lives in SQLite files
+in the state folder.
 
 Each service gets only what it uses: the audit service the audit database's URL (as its owner, with
-the SELECT-and-INSERT role its sessions switch to); every service the tracking server's URL.
+the SELECT-and-INSERT role its sessions switch to); the services that open Feast's online store its
+Redis; every service the tracking server's URL.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING
 from infra.mlflow_server import LocalMlflowServer, MlflowServerError
 from infra.postgres_local import AUDIT_APP, AUDIT_OWNER, LocalPostgres, PostgresError
 from infra.processes import http_ready
+from infra.redis_local import LocalRedis, RedisError, feast_online_store, start_redis
 from infra.settings import InfraSettings
 
 if TYPE_CHECKING:
@@ -23,7 +27,8 @@ if TYPE_CHECKING:
 
     from infra.supervisor import Component
 
-StoreError = (PostgresError, MlflowServerError)
+StoreError = (PostgresError, MlflowServerError, RedisError)
+FEAST_ONLINE_USERS = ("features", "serving", "training")  # the services whose settings open it
 
 
 def store_env(settings: InfraSettings, service: str | None = None) -> dict[str, str]:
@@ -35,6 +40,8 @@ def store_env(settings: InfraSettings, service: str | None = None) -> dict[str, 
     if service in (None, "audit"):
         env["AUDIT_DATABASE_URL"] = LocalPostgres(settings).url(AUDIT_OWNER, "audit")
         env["AUDIT_DATABASE_APP_ROLE"] = AUDIT_APP
+    if service is None or service in FEAST_ONLINE_USERS:
+        env["MLOPS_FEAST_ONLINE_STORE"] = json.dumps(feast_online_store(settings))
     return env
 
 
@@ -54,9 +61,10 @@ def stores_environment(settings: InfraSettings) -> Iterator[None]:
 
 
 def start_stores(settings: InfraSettings, running: dict[str, Component], console: Console) -> list[Component]:
-    """PostgreSQL, then the MLflow tracking server on it; what already runs is kept."""
+    """Redis, PostgreSQL, then the MLflow tracking server on it; what already runs is kept."""
     from infra.supervisor import Component, process_matches
 
+    redis = start_redis(settings, running, console)
     postgres = LocalPostgres(settings)
     with console.status("starting PostgreSQL..."):
         started = postgres.start()
@@ -64,7 +72,8 @@ def start_stores(settings: InfraSettings, running: dict[str, Component], console
     ours = started or bool(previous and previous.started_by_us)
     console.print(f"[green]postgres[/] {postgres.address} ready" + ("" if started else " (already running)"))
     components = [
-        Component("postgres", "postgres", postgres.address, postgres.pid(), str(postgres.log_file), ours)
+        redis,
+        Component("postgres", "postgres", postgres.address, postgres.pid(), str(postgres.log_file), ours),
     ]
     server = LocalMlflowServer(settings)
     previous = running.get("mlflow")
@@ -76,7 +85,9 @@ def start_stores(settings: InfraSettings, running: dict[str, Component], console
     return [*components, Component("mlflow", "mlflow", server.url, pid, str(server.log_file), True)]
 
 
-def probe_store(component: Component) -> str:
+def probe_store(settings: InfraSettings, component: Component) -> str:
+    if component.kind == "redis":
+        return LocalRedis(settings).health()  # it needs the password
     if component.kind == "mlflow":
         return http_ready(component.url, "/health")
     from infra.processes import port_open

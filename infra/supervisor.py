@@ -23,6 +23,7 @@ from infra.mlflow_server import LocalMlflowServer
 from infra.monitoring import LocalPrometheus
 from infra.postgres_local import LocalPostgres
 from infra.processes import http_ready, port_open, wait_for_exit
+from infra.redis_local import LocalRedis
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stores import store_env
 
@@ -44,7 +45,8 @@ INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 
 @dataclass
 class Component:
     name: str
-    kind: str  # "kafka" | "kafka-node" | "service" | "prometheus" | "label-studio" | "postgres" | "mlflow"
+    # "kafka" | "kafka-node" | "service" | "prometheus" | "label-studio" | "postgres" | "mlflow" | "redis"
+    kind: str
     url: str
     pid: int | None = None
     log: str | None = None
@@ -126,7 +128,7 @@ class Supervisor:
             # (A serving replica's consumer group for promotions is its own by default, a random
             # SERVING_INSTANCE_ID per process, so every replica swaps.)
             **bus_access.principal_env(self.settings, service),
-            # The cluster profile's state servers (PostgreSQL, the MLflow tracking server).
+            # The cluster profile's state servers (PostgreSQL, the MLflow tracking server, Redis).
             **store_env(self.settings, service),
         }
 
@@ -217,6 +219,7 @@ class Supervisor:
             "prometheus": LocalPrometheus(self.settings).marker,
             "label-studio": LocalLabelStudio(self.settings).marker,
             "mlflow": LocalMlflowServer(self.settings).marker,
+            "redis": LocalRedis(self.settings).marker,
         }
         marker = markers.get(component.kind, f"services.{service_of(component.name)}")
         if not process_matches(component.pid, marker):

@@ -176,7 +176,13 @@ def test_a_service_port_taken_by_a_stranger_is_refused(cli_env: dict[str, str]) 
     stranger.listen()
     try:
         env = {**cli_env, "MLOPS_FIRST_SERVICE_PORT": str(first)}
-        result = mlops("up", "--services", "audit", env=env)
+        result = mlops("up", "--services", "ingest,audit", env=env)
     finally:
         stranger.close()
     assert result.returncode != 0 and f"port {first + 6} of audit is taken" in result.stderr
+    # ingest, started before the refusal, is not orphaned: `down` knows it and stops it.
+    rows = {row["name"]: row for row in json.loads(mlops("status", "--json", env=env).stdout)["components"]}
+    assert "audit" not in rows and rows["ingest"]["pid"], rows
+    down = mlops("down", env=env)
+    assert "ingest: stopped" in down.stderr, down.stderr
+    assert not Path(f"/proc/{rows['ingest']['pid']}").exists()

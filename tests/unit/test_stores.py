@@ -3,6 +3,7 @@ which URL, where the passwords live and where they never go (argv)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -23,6 +24,7 @@ def settings(tmp_path: Path, profile: str = "cluster") -> InfraSettings:
         profile=profile,
         postgres_port=45432,
         mlflow_port=45500,
+        redis_port=46380,
         kafka_bootstrap_servers=None,
     )  # type: ignore[arg-type]
 
@@ -41,9 +43,13 @@ def test_only_the_audit_service_gets_the_audit_database_and_everyone_the_trackin
     assert (url.username, url.host, url.port, url.database) == ("audit_owner", "127.0.0.1", 45432, "audit")
     assert url.password == LocalPostgres(stack).passwords()["audit_owner"]
     assert audit["AUDIT_DATABASE_APP_ROLE"] == AUDIT_APP
-    for service in ("ingest", "features", "training", "serving", "drift", "explain"):
+    for service in ("ingest", "drift", "explain"):
+        assert store_env(stack, service) == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:45500"}, service
+    for service in ("features", "serving", "training"):  # the services that open Feast's online store
         env = store_env(stack, service)
-        assert env == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:45500"}, service
+        assert set(env) == {"MLFLOW_TRACKING_URI", "MLOPS_FEAST_ONLINE_STORE"}, service
+        online = json.loads(env["MLOPS_FEAST_ONLINE_STORE"])
+        assert online["type"] == "redis" and online["connection_string"].startswith("127.0.0.1:46380,")
 
 
 def test_passwords_are_generated_once_per_role_and_only_the_owner_reads_them(tmp_path: Path) -> None:
@@ -83,7 +89,12 @@ def test_every_service_process_of_the_cluster_profile_is_pointed_at_the_servers(
 def test_a_command_gets_the_servers_for_its_duration_only_and_an_explicit_choice_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("MLFLOW_TRACKING_URI", "AUDIT_DATABASE_URL", "AUDIT_DATABASE_APP_ROLE"):
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "AUDIT_DATABASE_URL",
+        "AUDIT_DATABASE_APP_ROLE",
+        "MLOPS_FEAST_ONLINE_STORE",
+    ):
         monkeypatch.delenv(name, raising=False)
     with stores_environment(settings(tmp_path)):
         assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:45500"

@@ -1,0 +1,109 @@
+"""What the cluster drills read back: each raw record's outcomes, a topic's records and entities, and
+the audit store's rows, straight from Kafka and PostgreSQL (as the test's own super user)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import create_engine, text
+
+from contracts.topics import RECORDS_CLEAN, RECORDS_REJECTED
+from infra.bus_access import kafka_options
+
+
+async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
+    """Every outcome event id of each raw record (partition, offset), read to the end of both topics."""
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+    await admin.start()
+    try:
+        described = await admin.describe_topics([RECORDS_CLEAN, RECORDS_REJECTED])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: dict[tuple[int, int], set[str]] = defaultdict(set)
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    event = json.loads(record.value or b"{}")
+                    source = event["payload"]["source"]
+                    found[(source["partition"], source["offset"])].add(event["event_id"])
+        return found
+    finally:
+        await consumer.stop()
+
+
+def doubled(url: str, topic: str) -> int:
+    """Rows of `topic` in the audit store beyond one per Kafka record."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            sql = 'SELECT count(*) - count(DISTINCT (partition, "offset")) FROM audit_events WHERE topic = :t'
+            return int(conn.execute(text(sql), {"t": topic}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def partitions(bootstrap: str, topic: str) -> int:
+    async def read() -> int:
+        admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
+        await admin.start()
+        try:
+            return len((await admin.describe_topics([topic]))[0]["partitions"])
+        finally:
+            await admin.close()
+
+    return asyncio.run(read())
+
+
+def ends(bootstrap: str, topic: str) -> int:
+    """Records in `topic` (the sum of its partitions' end offsets)."""
+
+    async def read() -> int:
+        assigned = [TopicPartition(topic, p) for p in range(count)]
+        consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return sum((await consumer.end_offsets(assigned)).values())
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14's stop() without a group
+                await consumer.stop()
+
+    count = partitions(bootstrap, topic)
+    return asyncio.run(read())
+
+
+def clean_entities(bootstrap: str) -> set[str]:
+    """The entity of every clean record so far."""
+
+    async def read() -> set[str]:
+        consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            assigned = [TopicPartition(RECORDS_CLEAN, p) for p in range(count)]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            last = await consumer.end_offsets(assigned)
+            found: set[str] = set()
+            while any([await consumer.position(tp) < last[tp] for tp in assigned]):
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    found.update(
+                        json.loads(record.value or b"{}")["payload"]["entity_id"] for record in records
+                    )
+            return found
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14's stop() after assign()
+                await consumer.stop()
+
+    count = partitions(bootstrap, RECORDS_CLEAN)
+    return asyncio.run(read())
