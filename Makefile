@@ -10,12 +10,18 @@ install:
 
 # `make demo WITH_LABEL_STUDIO=1`: also Label Studio and the annotation service (installed on first
 # use), and an analyst's annotation round trip at the end (docs/annotation.md).
+# `make demo PROFILE=cluster`: on the cluster profile (three brokers, PostgreSQL, an MLflow server,
+# Redis, two instances of ingest and serving; PostgreSQL and Redis installed on first use).
+PROFILE ?= local
 demo: install
+ifeq ($(PROFILE),cluster)
+	@scripts/install-test-tools.sh --cluster
+endif
 ifdef WITH_LABEL_STUDIO
 	@scripts/install-label-studio.sh
-	@$(VENV)/bin/mlops demo --with-label-studio
+	@$(VENV)/bin/mlops demo --with-label-studio --profile $(PROFILE)
 else
-	@$(VENV)/bin/mlops demo
+	@$(VENV)/bin/mlops demo --profile $(PROFILE)
 endif
 
 test: install

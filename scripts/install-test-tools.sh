@@ -10,14 +10,18 @@
 # Idempotent and quiet: installs only what is missing.
 # Also Apache Airflow in a venv of its own (scripts/install-airflow.sh), for tests/e2e/test_airflow_dag.py,
 # and Label Studio in its own (scripts/install-label-studio.sh), for tests/integration/test_label_studio.py.
+# `--cluster`: only the servers of `mlops up --profile cluster` (postgresql, redis-server), for
+# `make demo PROFILE=cluster`.
 set -euo pipefail
-"$(dirname "$0")/install-airflow.sh"
-"$(dirname "$0")/install-label-studio.sh"
 missing=()
-command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if [[ "${1:-}" != --cluster ]]; then
+  "$(dirname "$0")/install-airflow.sh"
+  "$(dirname "$0")/install-label-studio.sh"
+  command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [[ ${#missing[@]} == 0 ]]; then exit 0; fi
 if [[ "$(id -u)" != 0 ]]; then
