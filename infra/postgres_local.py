@@ -216,6 +216,11 @@ class LocalPostgres:
         except Exception as err:
             # The driver's own message: SQLAlchemy's would quote the statement, password and all.
             reason = getattr(err, "orig", None) or type(err).__name__
+            if "password authentication failed" in str(reason):
+                reason = (
+                    f"the superuser's password in {self.secrets_file} is not the one {self.data} was "
+                    "created with: restore that file, or remove the folder to start afresh (its data is lost)"
+                )
             raise PostgresError(f"could not provision PostgreSQL on port {self.port}: {reason}") from None
         finally:
             engine.dispose()

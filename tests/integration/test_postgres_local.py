@@ -117,6 +117,20 @@ def test_after_a_sigkill_it_starts_again_with_every_committed_row(server: LocalP
     assert scalar(owner, "SELECT count(*) FROM committed") == 1000
 
 
+def test_lost_passwords_are_named_with_the_way_out_and_never_printed(server: LocalPostgres) -> None:
+    kept = server.secrets_file.read_text()
+    server.secrets_file.unlink()  # as if someone cleaned the secrets folder: new passwords are made
+    try:
+        with pytest.raises(PostgresError) as refused:
+            server.start()  # it runs, but the superuser's new password is not the server's
+        message = str(refused.value)
+        assert "restore that file, or remove the folder" in message and str(server.data) in message
+        assert not any(password in message for password in server.passwords().values())
+    finally:
+        server.secrets_file.write_text(kept)
+    assert server.start() is False  # the restored file works again
+
+
 def test_a_state_folder_the_servers_os_user_cannot_enter_is_refused_with_the_way_out(tmp_path: Path) -> None:
     if os.geteuid() != 0:  # not root: the server runs as this user, who reaches its own folders
         assert unreachable_ancestor(tmp_path / "postgres", os.getuid(), os.getgid()) is None
