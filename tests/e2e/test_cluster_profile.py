@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,11 +27,13 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from mlflow import MlflowClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from contracts.topics import RECORDS_CLEAN, RECORDS_RAW, topic_names
 from infra.bus_access import kafka_options, remember_stack
 from infra.kafka_cluster import LocalKafkaCluster
-from infra.postgres_local import AUDIT_OWNER, LocalPostgres
+from infra.postgres_local import AUDIT_APP, AUDIT_OWNER, SUPERUSER, LocalPostgres
 from infra.redis_local import LocalRedis
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER
@@ -231,3 +234,36 @@ def _answers(tracking: MlflowClient) -> bool:
     except Exception:  # a pooled connection from before the crash fails once
         return False
     return True
+
+
+def _execute(url: str, *statements: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def test_raw_sql_against_the_clusters_audit_store_is_refused_or_caught_by_verify(
+    stack: dict[str, str],
+) -> None:
+    """Last in this module: it leaves the chain broken on purpose."""
+    postgres = LocalPostgres(_settings(stack))
+    owner, superuser = postgres.url(AUDIT_OWNER, "audit"), postgres.url(SUPERUSER, "audit")
+    row = "UPDATE audit_events SET producer = 'forged' WHERE seq = 5"
+    # The service's own sessions run as audit_app: no right to change history at all.
+    with pytest.raises(ProgrammingError, match="permission denied"):
+        _execute(owner, f"SET ROLE {AUDIT_APP}", row)
+    # The table's owner meets the append-only triggers.
+    for statement in (row, "DELETE FROM audit_events WHERE seq > 5", "TRUNCATE audit_events"):
+        with pytest.raises(DBAPIError, match="audit_events is append-only"):
+            _execute(owner, statement)
+    # The database's superuser can switch the guards off and rewrite a row: verify catches it.
+    _execute(superuser, "ALTER TABLE audit_events DISABLE TRIGGER USER", row)
+    verified = mlops("audit", "verify", env=stack, timeout=300)
+    report = json.loads(verified.stdout)
+    assert verified.returncode != 0 and report["intact"] is False, verified.stdout
+    problems = " ".join(report["problems"])
+    assert "missing or disabled" in problems and re.search(r"\brow 5\b", problems), report["problems"]

@@ -77,6 +77,9 @@ def test_the_shared_types_refuse_what_they_should() -> None:
         ("MLOPS_INSTANCES", "many", "MLOPS_INSTANCES: Input should be a valid integer"),
         ("MLOPS_KAFKA_SECURITY", "none", "MLOPS_KAFKA_SECURITY: Input should be 'scram' or 'off'"),
         ("MLOPS_KAFKA_PORT", "99999", "MLOPS_KAFKA_PORT: Input should be less than or equal to 65535"),
+        ("MLOPS_POSTGRES_PORT", "postgres", "MLOPS_POSTGRES_PORT: Input should be a valid integer"),
+        ("MLOPS_MLFLOW_PORT", "0", "MLOPS_MLFLOW_PORT: Input should be greater than or equal to 1"),
+        ("MLOPS_REDIS_PORT", "6380.5", "MLOPS_REDIS_PORT: Input should be a valid integer"),
     ],
 )
 def test_a_bad_stack_setting_is_one_line_and_exit_2(
