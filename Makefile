@@ -12,16 +12,16 @@ install:
 # use), and an analyst's annotation round trip at the end (docs/annotation.md).
 # `make demo PROFILE=cluster`: on the cluster profile (three brokers, PostgreSQL, an MLflow server,
 # Redis, two instances of ingest and serving; PostgreSQL and Redis installed on first use).
-PROFILE ?= local
+# (Without PROFILE, the profile is MLOPS_PROFILE's, or the running stack's, as for `mlops demo`.)
 demo: install
 ifeq ($(PROFILE),cluster)
 	@scripts/install-test-tools.sh --cluster
 endif
 ifdef WITH_LABEL_STUDIO
 	@scripts/install-label-studio.sh
-	@$(VENV)/bin/mlops demo --with-label-studio --profile $(PROFILE)
+	@$(VENV)/bin/mlops demo --with-label-studio $(if $(PROFILE),--profile $(PROFILE))
 else
-	@$(VENV)/bin/mlops demo --profile $(PROFILE)
+	@$(VENV)/bin/mlops demo $(if $(PROFILE),--profile $(PROFILE))
 endif
 
 test: install

@@ -17,7 +17,7 @@ from infra.monitoring import LocalPrometheus, ops_key
 from infra.postgres_local import server_bin_dir
 from infra.redis_local import LocalRedis
 from infra.settings import InfraSettings
-from infra.stores import start_stores
+from infra.stores import launching, start_stores
 from infra.supervisor import (
     Component,
     Supervisor,
@@ -58,6 +58,11 @@ def create_topics(settings: InfraSettings) -> list[str]:
 
 
 def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
+    with launching():  # each process it starts gets its own stores' settings, and no other's
+        return _up(settings, args)
+
+
+def _up(settings: InfraSettings, args: argparse.Namespace) -> int:
     supervisor = Supervisor(settings)
     components = supervisor.load()
     if getattr(args, "with_prometheus", False):
@@ -87,8 +92,12 @@ def cmd_up(settings: InfraSettings, args: argparse.Namespace) -> int:
         components["label-studio"] = start_label_studio(settings, components, console)
         supervisor.save(components)
     if settings.server_stores:
-        components.update({c.name: c for c in start_stores(settings, components, console)})
-        supervisor.save(components)
+
+        def keep(component: Component) -> None:
+            components[component.name] = component
+            supervisor.save(components)
+
+        start_stores(settings, components, console, keep)
     if args.no_services:
         return 0
     keys = dev_api_keys(settings)

@@ -10,10 +10,14 @@ loopback only.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+
+import psutil
 
 from infra.postgres_local import MLFLOW_ROLE, LocalPostgres
 from infra.processes import http_ready, port_open
@@ -53,6 +57,11 @@ class LocalMlflowServer:
             "PYTHONUNBUFFERED": "1",
         }
 
+    def pid(self) -> int | None:
+        """Our running server's pid (its command line names our artifact root), else None."""
+        ours = [p.pid for p in psutil.process_iter(["cmdline"]) if self.marker in (p.info["cmdline"] or ())]
+        return min(ours, default=None)  # the `mlflow server` process, started before its uvicorn
+
     def ready(self) -> str:
         return http_ready(self.url, "/health")
 
@@ -70,8 +79,8 @@ class LocalMlflowServer:
         deadline = time.monotonic() + timeout_s
         while self.ready() != "ready":
             if process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
+                with contextlib.suppress(ProcessLookupError):  # its uvicorn too, which holds the port
+                    os.killpg(process.pid, signal.SIGKILL)
                 raise MlflowServerError(f"the MLflow server did not start; see {self.log_file}")
             time.sleep(0.3)
         return process.pid

@@ -7,9 +7,10 @@
 - Authentication: SCRAM on TCP, nothing else. Every role's password is generated once into
   `<state>/secrets/postgres.json` (0600) and handed over in a 0600 file (initdb) or over the connection
   (ALTER ROLE), never on a command line.
-- Roles: `audit_owner` owns the `audit` database and migrates the chain; `audit_app` (no login) is what
-  the audit service's sessions SET ROLE to, with SELECT and INSERT only (services/audit/adapters/
-  store.py); `mlflow` owns the `mlflow` database.
+- Roles (infra/postgres_roles.py): `audit_owner` owns the `audit` database and migrates the chain
+  (only `mlops up` logs in as it); `audit_app` is what the audit service logs in as, with SELECT and
+  INSERT on the chain and nothing else, so the service cannot change history, disable the guards or
+  become the owner; `mlflow` owns the `mlflow` database. Each reaches its own database only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import secrets
 import stat
 import subprocess
@@ -25,29 +27,30 @@ import time
 from pathlib import Path
 
 import psutil
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from infra.bus_access import write_private
+from infra.postgres_roles import AUDIT_APP, AUDIT_OWNER, MLFLOW_ROLE, SUPERUSER, PostgresError, provision
 from infra.processes import port_open
 from infra.settings import InfraSettings
 
 DRIVER = "postgresql+psycopg"
-SUPERUSER = "postgres"
 OS_USER = "postgres"  # created by Debian's postgresql package
 INSTALL_HINT = "run scripts/install-test-tools.sh (it installs Debian's postgresql package)"
-AUDIT_OWNER, AUDIT_APP, MLFLOW_ROLE = "audit_owner", "audit_app", "mlflow"
-LOGIN_ROLES = (SUPERUSER, AUDIT_OWNER, MLFLOW_ROLE)
-DATABASES = {"audit": AUDIT_OWNER, "mlflow": MLFLOW_ROLE}  # database -> owner
+LOGIN_ROLES = (SUPERUSER, AUDIT_OWNER, AUDIT_APP, MLFLOW_ROLE)
+SAFE_PASSWORD = re.compile(r"^[A-Za-z0-9_-]{16,}$")  # what token_urlsafe makes: safe as an SQL literal
 START_ATTEMPTS = 5
 
 
-class PostgresError(RuntimeError):
-    """The server could not be created, started or provisioned."""
-
-
-def server_bin_dir() -> Path:
-    """The newest /usr/lib/postgresql/<version>/bin that holds initdb and pg_ctl."""
+def server_bin_dir(data: Path | None = None) -> Path:
+    """The binaries of the version that created `data` (its PG_VERSION), else the newest
+    /usr/lib/postgresql/<version>/bin that holds initdb and pg_ctl: a newer server beside it after an
+    upgrade would refuse the older data folder."""
+    version = data / "PG_VERSION" if data is not None else None
+    if version is not None and version.exists():
+        own = Path(f"/usr/lib/postgresql/{version.read_text().strip()}/bin")
+        if (own / "pg_ctl").exists():
+            return own
     found = sorted(
         (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
@@ -89,11 +92,13 @@ def unreachable_ancestor(folder: Path, uid: int, gid: int) -> Path | None:
     return None
 
 
-def run_server_program(folder: Path, user: str | None, program: str, *args: str) -> None:
-    """One of the server's programs (initdb, pg_ctl) as its OS user; a failure raises with its output
-    and the tail of the server's log."""
+def run_server_program(
+    folder: Path, user: str | None, program: str, *args: str, data: Path | None = None
+) -> None:
+    """One of the server's programs (initdb, pg_ctl) as its OS user, the version of `data`'s; a failure
+    raises with its output and the tail of the server's log."""
     done = subprocess.run(
-        [str(server_bin_dir() / program), *args],
+        [str(server_bin_dir(data) / program), *args],
         user=user, cwd=folder, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if done.returncode != 0:
@@ -122,11 +127,17 @@ class LocalPostgres:
         return f"postgresql://127.0.0.1:{self.port}"
 
     def passwords(self) -> dict[str, str]:
-        """Every login role's password, generated once (0600)."""
-        if not self.secrets_file.exists():
-            generated = {role: secrets.token_urlsafe(24) for role in LOGIN_ROLES}
-            write_private(self.secrets_file, json.dumps(generated, indent=2) + "\n")
-        known: dict[str, str] = json.loads(self.secrets_file.read_text())
+        """Every login role's password, generated once (0600); a role added since gets one too."""
+        known: dict[str, str] = (
+            json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
+        )
+        missing = [role for role in LOGIN_ROLES if role not in known]
+        if missing:
+            known.update({role: secrets.token_urlsafe(24) for role in missing})
+            write_private(self.secrets_file, json.dumps(known, indent=2) + "\n")
+        unsafe = [role for role in LOGIN_ROLES if not SAFE_PASSWORD.match(known[role])]
+        if unsafe:  # they are quoted into ALTER ROLE, so nothing but what we generate is accepted
+            raise PostgresError(f"{self.secrets_file}: the passwords of {unsafe} are not as generated")
         return known
 
     def url(self, role: str, database: str) -> str:
@@ -141,7 +152,9 @@ class LocalPostgres:
         that is not reaped yet (a zombie) counts as gone."""
         try:
             pid = int((self.data / "postmaster.pid").read_text().split()[0])
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            process = psutil.Process(pid)
+            # ...and a pid reused by another process since a crash is not ours to signal.
+            if process.status() != psutil.STATUS_ZOMBIE and self.marker in process.cmdline():
                 return pid
         except (OSError, ValueError, IndexError, psutil.Error):
             pass
@@ -151,7 +164,7 @@ class LocalPostgres:
         """Create the cluster the first time, start it, and provision its roles and databases. False
         when ours already ran."""
         if self.pid() is not None and port_open("127.0.0.1", self.port):
-            self.provision()
+            provision(self)
             return False
         if port_open("127.0.0.1", self.port):
             raise PostgresError(f"port {self.port} is taken by another process; set MLOPS_POSTGRES_PORT")
@@ -159,11 +172,19 @@ class LocalPostgres:
         hand_over(self.folder, self.user)
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        # TCP on loopback only, no Unix socket: no path goes through pg_ctl's shell, and none can be
+        # too long for a socket's name.
+        options = " ".join(
+            (
+                f"-p {self.port}",
+                "-c listen_addresses=127.0.0.1",
+                "-c unix_socket_directories=''",
+                "-c max_connections=200",
+            )
+        )
         for attempt in range(START_ATTEMPTS):
             try:
-                run_server_program(self.folder, self.user, "pg_ctl", "-D", str(self.data), "-l",
-                                   str(self.log_file), "-o", options, "-w", "-t", "60", "start")  # fmt: skip
+                self._pg_ctl("-l", str(self.log_file), "-o", options, "-w", "-t", "60", "start")
                 break
             except PostgresError:
                 # Right after a crash the old postmaster may not be reaped yet, or its backends may
@@ -171,15 +192,22 @@ class LocalPostgres:
                 if attempt == START_ATTEMPTS - 1:
                     raise
                 time.sleep(2.0)
-        self.provision()
+        try:
+            provision(self)
+        except PostgresError:
+            self.stop()  # not left running unrecorded: `mlops down` would not know it
+            raise
         return True
 
     def stop(self) -> bool:
         """A fast shutdown (sessions rolled back, data flushed); False when it was not running."""
         if self.pid() is None:
             return False
-        run_server_program(self.folder, self.user, "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._pg_ctl("-m", "fast", "-w", "stop")
         return True
+
+    def _pg_ctl(self, *args: str) -> None:
+        run_server_program(self.folder, self.user, "pg_ctl", "-D", str(self.data), *args, data=self.data)
 
     def _initdb(self) -> None:
         pwfile = self.folder / "initdb.pw"
@@ -191,36 +219,3 @@ class LocalPostgres:
                                "--locale=C")  # fmt: skip
         finally:
             pwfile.unlink(missing_ok=True)
-
-    def provision(self) -> None:
-        """The platform's roles and databases, idempotently; passwords reset to the secrets file's."""
-        known = self.passwords()
-        engine = create_engine(self.url(SUPERUSER, "postgres"), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                roles = set(conn.execute(text("SELECT rolname FROM pg_roles")).scalars())
-                for role in (AUDIT_OWNER, MLFLOW_ROLE):
-                    verb = "ALTER" if role in roles else "CREATE"
-                    # A bound parameter cannot carry a password in DDL; the value is ours (URL-safe
-                    # base64), so quoting it as a literal is safe.
-                    conn.execute(text(f"{verb} ROLE {role} LOGIN PASSWORD '{known[role]}'"))
-                if AUDIT_APP not in roles:
-                    conn.execute(text(f"CREATE ROLE {AUDIT_APP} NOLOGIN"))
-                conn.execute(text(f"GRANT {AUDIT_APP} TO {AUDIT_OWNER}"))
-                present = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
-                for database, owner in DATABASES.items():
-                    if database not in present:
-                        conn.execute(text(f'CREATE DATABASE "{database}" OWNER {owner}'))
-                    # Nobody else connects to a platform database (PUBLIC has CONNECT by default).
-                    conn.execute(text(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC'))
-        except Exception as err:
-            # The driver's own message: SQLAlchemy's would quote the statement, password and all.
-            reason = getattr(err, "orig", None) or type(err).__name__
-            if "password authentication failed" in str(reason):
-                reason = (
-                    f"the superuser's password in {self.secrets_file} is not the one {self.data} was "
-                    "created with: restore that file, or remove the folder to start afresh (its data is lost)"
-                )
-            raise PostgresError(f"could not provision PostgreSQL on port {self.port}: {reason}") from None
-        finally:
-            engine.dispose()

@@ -214,6 +214,11 @@ def start_redis(settings: InfraSettings, components: dict[str, Component], conso
     where = f"data in {server.home}, password in {settings.secrets_dir / 'redis.json'}"
     pid = server.pid()
     if pid is not None:  # ours (its command line names our config file): `mlops down` stops it
+        if server.health() != "ready":  # e.g. its password file was regenerated since it started
+            raise RedisError(
+                f"our Redis on port {server.port} runs but does not answer with the password in "
+                f"{settings.secrets_dir / 'redis.json'}: `mlops down`, then `mlops up` restarts it with it"
+            )
         console.print(f"[green]redis[/] {server.url} (already running); {where}")
         return Component("redis", "redis", server.url, pid, str(server.log_file), True)
     started = time.monotonic()

@@ -55,10 +55,10 @@ def compare_features(live: ServiceSettings, state: Path) -> dict[str, Any]:
     )
     missing = [e for e in entities if all(v is None for v in current[e].values())]
     different = [e for e in entities if e not in missing and current[e] != rebuilt[e]]
-    # Without Arrow's thread pool: its threads can outlive the read and abort this short-lived
-    # command at exit ("terminate called without an active exception", apache/arrow#34314; seen once
-    # in CI as `mlops replay --compare` exiting -6 after printing its summary).
-    offline = pd.read_parquet(rebuilt_settings.offline_path, use_threads=False)
+    # Without Arrow's thread pools (CPU, and IO for pre-buffering): their threads can outlive the
+    # read and abort this short-lived command at exit ("terminate called without an active
+    # exception", apache/arrow#34314; seen once in CI as `mlops replay --compare` exiting -6).
+    offline = pd.read_parquet(rebuilt_settings.offline_path, use_threads=False, pre_buffer=False)
     duplicates = int(offline.duplicated([ENTITY_KEY, EVENT_TIME]).sum())
     return {
         "entities": len(entities),

@@ -37,7 +37,8 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # scales"): ingest (one consumer group; its ledger is keyed by entity, and entities are partitioned by
 # key) and serving (stateless; each replica has its own group for promotions, so each swaps). The
 # others keep one instance until their state allows more: features rewrites one offline file, drift
-# joins in a local store, the audit chain has one writer, training and explain share MLflow's SQLite.
+# joins in a local store, the audit chain has one writer, training and explain share MLflow's SQLite
+# in the local profile (a tracking server in the cluster profile; their second instance is not drilled).
 SCALES_OUT = ("ingest", "serving")
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 

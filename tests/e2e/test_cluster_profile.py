@@ -28,12 +28,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from mlflow import MlflowClient
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 
 from contracts.topics import RECORDS_CLEAN, RECORDS_RAW, topic_names
 from infra.bus_access import kafka_options, remember_stack
 from infra.kafka_cluster import LocalKafkaCluster
-from infra.postgres_local import AUDIT_APP, AUDIT_OWNER, SUPERUSER, LocalPostgres
+from infra.postgres_local import AUDIT_APP, AUDIT_OWNER, LocalPostgres
 from infra.redis_local import LocalRedis
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER
@@ -179,7 +179,7 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
 ) -> None:
     status = _status(stack)
     assert status["postgres"]["health"] == status["redis"]["health"] == "ready", status
-    store = LocalPostgres(_settings(stack)).url(AUDIT_OWNER, "audit")
+    store = LocalPostgres(_settings(stack)).url(AUDIT_APP, "audit")  # the service's login: it may read
     api = {
         name: f"http://127.0.0.1:{FIRST_SERVICE_PORT + SERVICE_ORDER.index(name)}"
         for name in ("audit", "features")
@@ -198,7 +198,14 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
         assert dependency in waiting.json()["unavailable"], waiting.json()
     assert {_status(stack)[name]["health"] for name in ("postgres", "redis")} == {"down"}
     up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
-    assert up.returncode == 0 and "postgres" in up.stderr and "redis" in up.stderr, up.stderr
+    assert up.returncode == 0 and "already running" not in _lines_about(up.stderr, "postgres", "redis"), (
+        up.stderr
+    )
+    restarted = _status(stack)
+    assert all(
+        restarted[n]["pid"] != status[n]["pid"] and restarted[n]["health"] == "ready"
+        for n in ("postgres", "redis")
+    )
     _finished(producing)
 
     for service in ("audit", "features"):
@@ -228,6 +235,10 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
     wait_for(lambda: _answers(tracking), 120, "the MLflow server to answer again")
 
 
+def _lines_about(said: str, *names: str) -> str:
+    return "\n".join(line for line in said.splitlines() if line.split(" ", 1)[0] in names)
+
+
 def _answers(tracking: MlflowClient) -> bool:
     try:
         tracking.search_experiments(max_results=1)
@@ -251,17 +262,18 @@ def test_raw_sql_against_the_clusters_audit_store_is_refused_or_caught_by_verify
 ) -> None:
     """Last in this module: it leaves the chain broken on purpose."""
     postgres = LocalPostgres(_settings(stack))
-    owner, superuser = postgres.url(AUDIT_OWNER, "audit"), postgres.url(SUPERUSER, "audit")
+    service, owner = postgres.url(AUDIT_APP, "audit"), postgres.url(AUDIT_OWNER, "audit")
     row = "UPDATE audit_events SET producer = 'forged' WHERE seq = 5"
-    # The service's own sessions run as audit_app: no right to change history at all.
-    with pytest.raises(ProgrammingError, match="permission denied"):
-        _execute(owner, f"SET ROLE {AUDIT_APP}", row)
-    # The table's owner meets the append-only triggers.
+    # The audit service's own login (audit_app) may only read and append.
+    for statement in (row, "ALTER TABLE audit_events DISABLE TRIGGER USER", "SET ROLE audit_owner"):
+        with pytest.raises(DBAPIError, match=r"permission denied|must be owner"):
+            _execute(service, statement)
+    # The table's owner, whose password only `mlops up` uses, meets the append-only triggers...
     for statement in (row, "DELETE FROM audit_events WHERE seq > 5", "TRUNCATE audit_events"):
         with pytest.raises(DBAPIError, match="audit_events is append-only"):
             _execute(owner, statement)
-    # The database's superuser can switch the guards off and rewrite a row: verify catches it.
-    _execute(superuser, "ALTER TABLE audit_events DISABLE TRIGGER USER", row)
+    # ...and may switch them off and rewrite a row, as may a superuser: verify catches both.
+    _execute(owner, "ALTER TABLE audit_events DISABLE TRIGGER USER", row)
     verified = mlops("audit", "verify", env=stack, timeout=300)
     report = json.loads(verified.stdout)
     assert verified.returncode != 0 and report["intact"] is False, verified.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from infra.postgres_local import (
     AUDIT_APP,
@@ -24,6 +24,7 @@ from infra.postgres_local import (
     PostgresError,
     unreachable_ancestor,
 )
+from infra.postgres_roles import migrate_audit
 from infra.settings import InfraSettings
 from tests.support_postgres import free_port, reachable_state_dir
 
@@ -74,7 +75,9 @@ def test_each_role_reaches_its_own_database_with_its_password(server: LocalPostg
         (SUPERUSER, "postgres", "postgres", "password authentication failed"),
         (MLFLOW_ROLE, "own", "audit", "permission denied for database"),  # right password, wrong database
         (AUDIT_OWNER, "own", "mlflow", "permission denied for database"),
-        (AUDIT_APP, "own", "audit", "password authentication failed"),  # a role that cannot log in
+        (AUDIT_APP, "own", "mlflow", "permission denied for database"),
+        (AUDIT_OWNER, "own", "postgres", "permission denied for database"),  # not even the default one
+        (MLFLOW_ROLE, "own", "template1", "permission denied for database"),
     ],
 )
 def test_the_server_refuses_what_it_should(
@@ -85,6 +88,28 @@ def test_the_server_refuses_what_it_should(
     with pytest.raises(OperationalError) as refused:
         scalar(other_url(server, role, password, database), "SELECT 1")
     assert refusal in str(refused.value.orig)
+
+
+def test_the_audit_services_login_reads_and_appends_to_the_chain_and_nothing_else(
+    server: LocalPostgres,
+) -> None:
+    migrate_audit(server)  # as mlops up does, as the owner, before the service starts
+    migrate_audit(server)  # ...on every start: idempotent
+    service = server.url(AUDIT_APP, "audit")
+    assert scalar(service, "SELECT count(*) FROM audit_events") == 0
+    rights = scalar(
+        service,
+        "SELECT string_agg(p, ',' ORDER BY p) FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE',"
+        " 'TRUNCATE']) AS p WHERE has_table_privilege('audit_events', p)",
+    )
+    assert rights == "INSERT,SELECT"
+    for statement in (
+        "ALTER TABLE audit_events DISABLE TRIGGER USER",  # only the owner may
+        "SET ROLE audit_owner",  # not a member of the owner's role
+        "DROP TABLE audit_events",
+    ):
+        with pytest.raises(DBAPIError, match=r"must be owner|permission denied"):
+            scalar(service, statement)
 
 
 def test_a_second_start_keeps_the_running_server_and_a_restart_keeps_the_data(server: LocalPostgres) -> None:
@@ -124,7 +149,10 @@ def test_lost_passwords_are_named_with_the_way_out_and_never_printed(server: Loc
         with pytest.raises(PostgresError) as refused:
             server.start()  # it runs, but the superuser's new password is not the server's
         message = str(refused.value)
-        assert "restore that file, or remove the folder" in message and str(server.data) in message
+        assert (
+            "restore that file, or stop the server and remove the folder" in message
+            and str(server.data) in message
+        )
         assert not any(password in message for password in server.passwords().values())
     finally:
         server.secrets_file.write_text(kept)

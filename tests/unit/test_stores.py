@@ -14,8 +14,15 @@ from sqlalchemy.engine import make_url
 from infra.mlflow_server import LocalMlflowServer
 from infra.postgres_local import AUDIT_APP, LOGIN_ROLES, LocalPostgres
 from infra.settings import InfraSettings
-from infra.stores import store_env, stores_environment
+from infra.stores import launching, store_env, stores_environment
 from infra.supervisor import Supervisor
+
+STORE_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "AUDIT_DATABASE_URL",
+    "AUDIT_DATABASE_APP_ROLE",
+    "MLOPS_FEAST_ONLINE_STORE",
+)
 
 
 def settings(tmp_path: Path, profile: str = "cluster") -> InfraSettings:
@@ -40,8 +47,9 @@ def test_only_the_audit_service_gets_the_audit_database_and_everyone_the_trackin
     stack = settings(tmp_path)
     audit = store_env(stack, "audit")
     url = make_url(audit["AUDIT_DATABASE_URL"])
-    assert (url.username, url.host, url.port, url.database) == ("audit_owner", "127.0.0.1", 45432, "audit")
-    assert url.password == LocalPostgres(stack).passwords()["audit_owner"]
+    # As audit_app, which may read and append to the chain and nothing else; never as its owner.
+    assert (url.username, url.host, url.port, url.database) == (AUDIT_APP, "127.0.0.1", 45432, "audit")
+    assert url.password == LocalPostgres(stack).passwords()[AUDIT_APP]
     assert audit["AUDIT_DATABASE_APP_ROLE"] == AUDIT_APP
     for service in ("ingest", "drift", "explain"):
         assert store_env(stack, service) == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:45500"}, service
@@ -74,16 +82,29 @@ def test_the_tracking_servers_database_password_is_in_its_environment_never_on_i
     assert server.marker in server.command()
 
 
-def test_every_service_process_of_the_cluster_profile_is_pointed_at_the_servers(
+def test_every_process_up_starts_gets_its_own_stores_and_no_others_even_inside_a_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("AUDIT_DATABASE_URL", raising=False)
-    supervisor = Supervisor(settings(tmp_path))
-    keys = tmp_path / "keys.json"
-    assert supervisor.service_env("audit", keys)["AUDIT_DATABASE_URL"].startswith("postgresql+psycopg://")
-    serving = supervisor.service_env("serving-2", keys)
-    assert serving["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:45500"
+    for name in STORE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    stack = settings(tmp_path)
+    supervisor, keys = Supervisor(stack), tmp_path / "keys.json"
+    # `mlops up` runs inside the command's stores_environment (the tooling's own settings), and
+    # starts processes inside launching(): none of them inherits the tooling's variables.
+    with stores_environment(stack), launching():
+        audit = supervisor.service_env("audit", keys)
+        serving = supervisor.service_env("serving-2", keys)
+        ingest = supervisor.service_env("ingest", keys)
+        server = LocalMlflowServer(stack).server_env()
+        inherited = dict(os.environ)
+    assert make_url(audit["AUDIT_DATABASE_URL"]).username == AUDIT_APP
+    assert (
+        serving["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:45500" and "MLOPS_FEAST_ONLINE_STORE" in serving
+    )
     assert "AUDIT_DATABASE_URL" not in serving  # least privilege: serving never sees the audit store
+    assert not {"AUDIT_DATABASE_URL", "MLOPS_FEAST_ONLINE_STORE"} & set(ingest)
+    assert not {"AUDIT_DATABASE_URL", "MLOPS_FEAST_ONLINE_STORE"} & set(server)
+    assert not set(STORE_VARIABLES) & set(inherited)  # what servers started with Popen inherit
 
 
 def test_a_command_gets_the_servers_for_its_duration_only_and_an_explicit_choice_wins(
@@ -102,6 +123,7 @@ def test_a_command_gets_the_servers_for_its_duration_only_and_an_explicit_choice
     assert "MLFLOW_TRACKING_URI" not in os.environ and "AUDIT_DATABASE_URL" not in os.environ
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
     with stores_environment(settings(tmp_path)):
-        assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
-        assert "AUDIT_DATABASE_URL" not in os.environ  # all or nothing
+        assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"  # the caller's, kept
+        assert make_url(os.environ["AUDIT_DATABASE_URL"]).port == 45432  # the rest still the stack's
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://mlflow.example:5000"
+    assert "AUDIT_DATABASE_URL" not in os.environ
