@@ -5,8 +5,14 @@
   secrets/ops-api-key           the ops key Prometheus sends as a bearer token
   secrets/link-signing.secret   signs the drift service's browser links to reports (DRIFT_LINK_SECRET_FILE)
 
+  secrets/kafka/                the locked-down bus's passwords and the files made from them: the
+                                broker's PLAIN logins, each container's principal, the bus-access
+                                job's credentials (infra/compose_bus.py lists them)
+
 Same format as servicekit/auth.py; the keys are not marked `dev`, so MLOPS_ENV=production takes
-them. Standard library only: runs with any python3 (`python3 deploy/make_secrets.py`).
+them. The bus's files come from the plan the local bus applies (infra/bus_plan.py), so this runs with
+the project installed: `.venv/bin/python deploy/make_secrets.py` after `make install`. Reruns keep
+every key and password, and add what a new principal needs.
 """
 
 from __future__ import annotations
@@ -15,7 +21,12 @@ import hashlib
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
+
+# Run as a script (`python deploy/make_secrets.py`), the repository root is not on the path yet.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from infra.compose_bus import write_compose_secrets
 
 ROLES = ("producer", "client", "ops", "auditor", "admin")
 OUT = Path(__file__).resolve().parent / "secrets"
@@ -49,7 +60,8 @@ def main(out: Path = OUT) -> None:
     link_secret = out / "link-signing.secret"
     if not link_secret.exists():  # once: a new one ends every link made with the old
         write(link_secret, secrets.token_hex(32) + "\n", 0o644)
-    print(f"API keys in {plain_file}")
+    write_compose_secrets(out / "kafka")
+    print(f"API keys in {plain_file}; the bus's principals in {out / 'kafka'}")
 
 
 if __name__ == "__main__":

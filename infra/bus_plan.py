@@ -68,10 +68,25 @@ def acl_lines() -> Iterator[str]:
             yield f"allow {principal} GROUP PREFIXED {access.group_prefix} DESCRIBE"
 
 
+def scram_users() -> list[str]:
+    """The principals with a SCRAM credential: every one in the plan, and the super user too (for SCRAM
+    clients). The controller principal exists only in the broker's own PLAIN config."""
+    return [SUPER_USER, *ACCESS]
+
+
+def admin_client_lines(secrets_dir: Path) -> list[str]:
+    """Kafka client properties for the super user (PLAIN: it exists before any credential is stored)."""
+    admin = passwords(secrets_dir)[SUPER_USER]
+    return [
+        f"security.protocol={PROTOCOL}",
+        "sasl.mechanism=PLAIN",
+        "sasl.jaas.config=" + jaas("plain.PlainLoginModule", SUPER_USER, admin),
+    ]
+
+
 def plan_text(secrets_dir: Path) -> str:
     known = passwords(secrets_dir)
-    # SCRAM users for every principal (the super user too, for SCRAM clients); passwords never change.
-    users = [f"user {name} {known[name]}" for name in (SUPER_USER, *ACCESS)]
+    users = [f"user {name} {known[name]}" for name in scram_users()]
     return "\n".join([*users, *sorted(set(acl_lines()))]) + "\n"
 
 
@@ -84,13 +99,7 @@ def apply_plan(stamp: Path, secrets_dir: Path, bootstrap: str, java: str, jars_d
     digest = hashlib.sha256(plan.encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return None
-    admin = passwords(secrets_dir)[SUPER_USER]
-    client = [
-        f"bootstrap.servers={bootstrap}",
-        f"security.protocol={PROTOCOL}",
-        "sasl.mechanism=PLAIN",
-        "sasl.jaas.config=" + jaas("plain.PlainLoginModule", SUPER_USER, admin),
-    ]
+    client = [f"bootstrap.servers={bootstrap}", *admin_client_lines(secrets_dir)]
     files = {home / "access-client.properties": "\n".join(client) + "\n", home / "access-plan.txt": plan}
     try:
         for path, text in files.items():
