@@ -95,7 +95,8 @@ def mlflow_ui_command(settings: InfraSettings) -> str:
     if settings.server_stores:
         from infra.mlflow_server import LocalMlflowServer
 
-        return LocalMlflowServer(settings).url
+        where = settings.secrets_dir / "mlflow.json"
+        return f"{LocalMlflowServer(settings).url} (login `mlops`, its password in {where})"
     store = (settings.state_dir / "mlflow" / "mlflow.db").resolve()
     return (
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --workers 1 "

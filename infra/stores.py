@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from infra.mlflow_server import LocalMlflowServer, MlflowServerError
+from infra.mlflow_server import LocalMlflowServer, MlflowServerError, client_env
 from infra.postgres_local import AUDIT_APP, LocalPostgres, PostgresError
 from infra.postgres_roles import migrate_audit
 from infra.processes import http_ready
@@ -39,7 +39,7 @@ def store_env(settings: InfraSettings, service: str | None = None) -> dict[str, 
     audit_app, which can read and append to the chain and nothing else."""
     if not settings.server_stores:
         return {}
-    env = {"MLFLOW_TRACKING_URI": LocalMlflowServer(settings).url}
+    env = {"MLFLOW_TRACKING_URI": LocalMlflowServer(settings).url, **client_env(settings)}
     if service in (None, "audit"):
         env["AUDIT_DATABASE_URL"] = LocalPostgres(settings).url(AUDIT_APP, "audit")
         env["AUDIT_DATABASE_APP_ROLE"] = AUDIT_APP

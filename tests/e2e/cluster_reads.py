@@ -1,11 +1,13 @@
 """What the cluster drills read back: each raw record's outcomes, a topic's records and entities, and
-the audit store's rows, straight from Kafka and PostgreSQL (as the test's own super user)."""
+the audit store's rows, straight from Kafka and PostgreSQL (as the test's own super user), and
+whether the MLflow server answers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 from collections import defaultdict
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,6 +16,8 @@ from sqlalchemy import create_engine, text
 
 from contracts.topics import RECORDS_CLEAN, RECORDS_REJECTED
 from infra.bus_access import kafka_options
+from infra.mlflow_server import client_env
+from infra.settings import InfraSettings
 
 
 async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
@@ -107,3 +111,23 @@ def clean_entities(bootstrap: str) -> set[str]:
 
     count = partitions(bootstrap, RECORDS_CLEAN)
     return asyncio.run(read())
+
+
+def tracking_server_answers(settings: InfraSettings, url: str) -> bool:
+    """Does the MLflow server answer a search, asked with the platform's login as the services ask?"""
+    from mlflow import MlflowClient
+
+    login = client_env(settings)
+    saved = {name: os.environ.get(name) for name in login}
+    os.environ.update(login)  # where MLflow's client reads its login
+    try:
+        MlflowClient(url).search_experiments(max_results=1)
+    except Exception:  # e.g. a pooled connection from before a crash fails once
+        return False
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return True

@@ -24,20 +24,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from mlflow import MlflowClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from contracts.topics import RECORDS_CLEAN, RECORDS_RAW, topic_names
 from infra.bus_access import kafka_options, remember_stack
 from infra.kafka_cluster import LocalKafkaCluster
+from infra.mlflow_server import credentials
 from infra.postgres_local import AUDIT_APP, AUDIT_OWNER, LocalPostgres
 from infra.redis_local import LocalRedis
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER
-from tests.e2e.cluster_reads import clean_entities, doubled, ends, outcomes
+from tests.e2e.cluster_reads import clean_entities, doubled, ends, outcomes, tracking_server_answers
 from tests.e2e.stack import logs, stack_env, wait_for
 from tests.e2e.test_cli import mlops
 from tests.e2e.test_dependency_outage import ready, recorded
@@ -101,9 +102,16 @@ async def _describe() -> list[dict[str, Any]]:
 
 def test_three_brokers_replicate_every_platform_topic_and_status_lists_them(stack: dict[str, str]) -> None:
     rows = _status(stack)
-    assert {rows[name]["health"] for name in ("kafka", "kafka-2", "kafka-3", "postgres", "mlflow")} == {
-        "ready"
-    }
+    servers = ("kafka", "kafka-2", "kafka-3", "postgres", "mlflow", "redis")
+    assert {rows[name]["health"] for name in servers} == {"ready"}, rows
+    # The tracking server answers nobody without the platform's login: no run, model or artifact.
+    search = f"{rows['mlflow']['url']}/api/2.0/mlflow/registered-models/search"
+    assert httpx.get(search, timeout=30).status_code == 401
+    assert httpx.get(search, auth=("mlops", "guessed"), timeout=30).status_code == 401
+    upload = f"{rows['mlflow']['url']}/api/2.0/mlflow-artifacts/artifacts/forged/model.pkl"
+    assert httpx.put(upload, content=b"not a model", timeout=30).status_code == 401
+    login = credentials(_settings(stack).secrets_dir)
+    assert httpx.get(search, auth=(login["username"], login["password"]), timeout=30).status_code == 200
     described = asyncio.run(_describe())
     assert {t["topic"] for t in described} == set(topic_names())
     for topic in described:
@@ -231,20 +239,12 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
         verified.stdout + verified.stderr
     )
     # The tracking server on the same database came back with it: it answers a query again.
-    tracking = MlflowClient(_status(stack)["mlflow"]["url"])
-    wait_for(lambda: _answers(tracking), 120, "the MLflow server to answer again")
+    url = _status(stack)["mlflow"]["url"]
+    wait_for(lambda: tracking_server_answers(_settings(stack), url), 120, "the MLflow server to answer again")
 
 
 def _lines_about(said: str, *names: str) -> str:
     return "\n".join(line for line in said.splitlines() if line.split(" ", 1)[0] in names)
-
-
-def _answers(tracking: MlflowClient) -> bool:
-    try:
-        tracking.search_experiments(max_results=1)
-    except Exception:  # a pooled connection from before the crash fails once
-        return False
-    return True
 
 
 def _execute(url: str, *statements: str) -> None:

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from infra.mlflow_server import LocalMlflowServer
+from infra.mlflow_server import LocalMlflowServer, client_env, credentials
 from infra.postgres_local import AUDIT_APP, LOGIN_ROLES, LocalPostgres
 from infra.settings import InfraSettings
 from infra.stores import launching, store_env, stores_environment
 from infra.supervisor import Supervisor
 
+TRACKING = {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
 STORE_VARIABLES = (
-    "MLFLOW_TRACKING_URI",
+    *sorted(TRACKING),
     "AUDIT_DATABASE_URL",
     "AUDIT_DATABASE_APP_ROLE",
     "MLOPS_FEAST_ONLINE_STORE",
@@ -52,10 +53,11 @@ def test_only_the_audit_service_gets_the_audit_database_and_everyone_the_trackin
     assert url.password == LocalPostgres(stack).passwords()[AUDIT_APP]
     assert audit["AUDIT_DATABASE_APP_ROLE"] == AUDIT_APP
     for service in ("ingest", "drift", "explain"):
-        assert store_env(stack, service) == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:45500"}, service
+        env = store_env(stack, service)
+        assert set(env) == TRACKING and env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:45500", service
     for service in ("features", "serving", "training"):  # the services that open Feast's online store
         env = store_env(stack, service)
-        assert set(env) == {"MLFLOW_TRACKING_URI", "MLOPS_FEAST_ONLINE_STORE"}, service
+        assert set(env) == TRACKING | {"MLOPS_FEAST_ONLINE_STORE"}, service
         online = json.loads(env["MLOPS_FEAST_ONLINE_STORE"])
         assert online["type"] == "redis" and online["connection_string"].startswith("127.0.0.1:46380,")
 
@@ -80,6 +82,23 @@ def test_the_tracking_servers_database_password_is_in_its_environment_never_on_i
     assert password in server.server_env()["MLFLOW_BACKEND_STORE_URI"]
     assert "--host=127.0.0.1" in server.command()  # loopback only
     assert server.marker in server.command()
+    # Nobody reads or writes without the platform's login, which is also in the environment only.
+    login = credentials(stack.secrets_dir)
+    assert "--app-name=basic-auth" in server.command()
+    assert not any(login["password"] in part or login["flask_secret"] in part for part in server.command())
+    env = server.server_env()
+    assert (
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+        == login["password"]
+        == client_env(stack)["MLFLOW_TRACKING_PASSWORD"]
+    )
+    auth = server.write_auth_settings()
+    assert Path(env["MLFLOW_AUTH_CONFIG_PATH"]) == auth and stat.S_IMODE(auth.stat().st_mode) == 0o600
+    assert (
+        "default_permission = NO_PERMISSIONS" in auth.read_text()
+        and login["password"] not in auth.read_text()
+    )
+    assert stat.S_IMODE((stack.secrets_dir / "mlflow.json").stat().st_mode) == 0o600
 
 
 def test_every_process_up_starts_gets_its_own_stores_and_no_others_even_inside_a_command(
