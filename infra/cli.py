@@ -22,6 +22,7 @@ mlops replay SERVICE --group NAME (--from-offset N | --from-time ISO8601) [--top
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
@@ -54,6 +55,7 @@ from infra.supervisor import (
 from servicekit.cli_args import PROG_ENV, positive_float, positive_int
 
 console = Console(stderr=True)
+STARTS_AND_STOPS = ("up", "down", "status", "topics")  # commands that never talk to a store
 PASSTHROUGH = {
     "produce": "workbench.demo_producer",
     "audit": "services.audit.cli",
@@ -219,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         # Ops tooling, and the tools it runs, talk to a locked-down local bus as its super user
         # (unless told otherwise: an explicit KAFKA_SASL_* wins).
         # ...and reach the cluster profile's state servers (PostgreSQL, the MLflow tracking server).
-        with bus_access.ops_environment(settings), stores_environment(settings):
+        # (Not for the commands that only start, stop or list things: `up` hands each process its own.)
+        stores = (
+            contextlib.nullcontext() if args.command in STARTS_AND_STOPS else stores_environment(settings)
+        )
+        with bus_access.ops_environment(settings), stores:
             return commands[args.command](settings, args)
     except (KafkaInfraError, PrometheusError, LabelStudioError, *StoreError) as err:
         console.print(f"[red]error:[/] {err}")

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,14 +40,9 @@ from services.serving.adapters.feast_online import FeastOnlineFeatures
 from services.serving.settings import ServingSettings
 from tests.integration.test_training_support import applications, cleaned
 from tests.support import create_topic, probe_settings, wait_until
+from tests.support_postgres import free_port
 
 BEFORE, DURING = 200, 600  # records streamed before the drill, and across it
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
