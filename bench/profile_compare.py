@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.platform_postgres import PostgresProbe
 from bench.platform_produce import baseline
 from bench.platform_stack import Stack
 from bench.platform_throughput import add_stack_args, demo_records, make_stack, run_phase
@@ -62,7 +63,13 @@ async def measure(args: argparse.Namespace, stack: Stack, label: str) -> dict[st
     for repeat in range(args.repeats):
         for kind, rate, n in kinds:
             items = demo_records(n, seed=11 + repeat, prefix=f"{run}-{label}-{kind}-{repeat}")
+            probe = PostgresProbe(stack) if stack.profile == "cluster" else None
+            if probe is not None:
+                await probe.start()
             phase = await run_phase(stack, kind, items, rate, args.drain_timeout_s)
+            if probe is not None:
+                phase["postgres"] = await probe.stop()
+                print(json.dumps({label: {"postgres": phase["postgres"]}}, default=str), flush=True)
             phase["repeat"] = repeat
             result["phases"].append(phase)
             shown = (
@@ -94,6 +101,9 @@ def run_config(args: argparse.Namespace, label: str) -> dict[str, Any]:
             logs = RESULTS / "profile_compare-logs" / label
             shutil.rmtree(logs, ignore_errors=True)
             shutil.copytree(Path(state) / "logs", logs, dirs_exist_ok=True)
+            server_log = Path(state) / "postgres" / "server.log"  # PostgreSQL's own log, outside logs/
+            if server_log.exists():
+                shutil.copy(server_log, logs / "postgres-server.log")
     return result
 
 
@@ -115,6 +125,8 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
                 for c in components
             },
             "cpu_ms_per_record_total": statistics.median(p["cpu_ms_per_record_total"] for p in phases),
+            # Rows PostgreSQL read by sequential scans of the audit table, each repeat (cluster only).
+            "audit_events_seq_rows": [_seq_rows(p, "audit.audit_events") for p in phases],
             "last_group": max(set(last_groups), key=last_groups.count),
             "features_online_p50_s": statistics.median(p["features_online_p50_s"] or 0 for p in phases),
             "memory_total_median_mib": statistics.median(p["memory"]["total_median_mib"] for p in phases),
@@ -125,6 +137,12 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             },
         }
     return out
+
+
+def _seq_rows(phase: dict[str, Any], table: str) -> int | None:
+    if "postgres" not in phase:
+        return None
+    return int(phase["postgres"]["deltas"].get(table, {}).get("seq_tup_read", 0))
 
 
 def main(argv: list[str] | None = None) -> int:
