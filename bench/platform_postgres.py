@@ -23,7 +23,7 @@ DATABASE_COUNTERS = ("xact_commit", "tup_returned", "tup_fetched", "tup_inserted
 class PostgresProbe:
     def __init__(self, stack: Stack, every_s: float = 1.0) -> None:
         server = LocalPostgres(stack.settings())
-        self.conninfo = {"host": "127.0.0.1", "port": server.port, "user": SUPERUSER,
+        self.conninfo: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "user": SUPERUSER,
                          "password": server.passwords()[SUPERUSER]}  # fmt: skip
         self.every_s = every_s
         self.active: Counter[str] = Counter()
@@ -55,9 +55,12 @@ class PostgresProbe:
         ).fetchall()
         return [" | ".join(str(c) for c in row) for row in rows]
 
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(dbname="postgres", autocommit=True, **self.conninfo)
+
     async def _run(self) -> None:
         # One connection for the whole phase: a new one per sample would fork a backend each time.
-        conn = await asyncio.to_thread(psycopg.connect, dbname="postgres", autocommit=True, **self.conninfo)
+        conn = await asyncio.to_thread(self._connect)
         try:
             while True:
                 self.active.update(await asyncio.to_thread(self._sample, conn))

@@ -34,9 +34,9 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         ratio = [f"{v['records_per_s'] / base:.2f}" if v and base else "-" for v in s]
         lines.append(_row(f"  ratio to {labels[0]}", ratio))
         seq_rows = cells(
-            lambda v: ",".join(f"{x // 1000}k" if x is not None else "-" for x in v["audit_events_seq_rows"])
+            lambda v: ",".join("-" if x is None else f"{x // 1000}" for x in v["audit_events_seq_rows"])
         )
-        lines.append(_row("  audit_events seq-scan rows", seq_rows))
+        lines.append(_row("  audit_events seq-scan krows", seq_rows))
         lines.append(_row("group lagging last", cells(lambda v: str(v["last_group"]))))
         lines.append(_row("features online p50 s", cells(lambda v: f"{v['features_online_p50_s']:.2f}")))
         lines.append(_row("CPU ms/record, total", cells(lambda v: f"{v['cpu_ms_per_record_total']:.2f}")))
