@@ -1,9 +1,12 @@
 """The whole stack as `mlops up` starts it, for the platform benchmark: start and stop it in a state
-folder and on ports of its own, and read each component's CPU time from /proc. Lag comes from
-`infra/lag.py`."""
+folder and on ports of its own, in either profile (`local`: one broker, SQLite; `cluster`: three
+brokers, PostgreSQL, an MLflow tracking server, Redis) with N instances of the services that scale out,
+and read each component's CPU time and memory from /proc. Lag comes from `infra/lag.py`."""
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +15,7 @@ from pathlib import Path
 import psutil
 
 from bench.chaos_stack import stack_env
+from infra import bus_access
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor
 
@@ -21,28 +25,61 @@ class Stack:
     state: Path
     kafka_port: int
     first_service_port: int
+    profile: str = "local"
+    instances: int = 1
+    postgres_port: int = 41_432
+    mlflow_port: int = 41_500
+    redis_port: int = 41_380
+
+    def settings(self) -> InfraSettings:
+        """The settings `mlops up` runs this stack with: built here, not from this process's MLOPS_*,
+        so the supervisor's state file is read with the right profile (its components, its nodes)."""
+        return InfraSettings(
+            state_dir=self.state, jars_dir=InfraSettings().jars_dir, kafka_bootstrap_servers=None,
+            kafka_host="127.0.0.1", kafka_port=self.kafka_port, kafka_controller_port=self.kafka_port + 1,
+            first_service_port=self.first_service_port, profile=self.profile,
+            instances=self.instances, postgres_port=self.postgres_port, mlflow_port=self.mlflow_port,
+            redis_port=self.redis_port,
+        )  # fmt: skip
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        """Every node of the stack's bus (three in the cluster profile)."""
+        return self.settings().bootstrap_servers
 
     def env(self) -> dict[str, str]:
-        return stack_env(self.state, InfraSettings().jars_dir, self.kafka_port, self.first_service_port)
+        env = stack_env(self.state, InfraSettings().jars_dir, self.kafka_port, self.first_service_port)
+        env.update({
+            "MLOPS_PROFILE": self.profile, "MLOPS_INSTANCES": str(self.instances),
+            "MLOPS_POSTGRES_PORT": str(self.postgres_port), "MLOPS_MLFLOW_PORT": str(self.mlflow_port),
+            "MLOPS_REDIS_PORT": str(self.redis_port),
+        })  # fmt: skip
+        # The cluster's bootstrap names three nodes: its super user must be found for that string too.
+        bus_access.remember_stack(self.state, self.bootstrap)
+        return env
 
     def mlops(self, *args: str, check: bool = True) -> None:
         command = [sys.executable, "-m", "infra.cli", *args]
         subprocess.run(command, cwd=REPO_ROOT, env=self.env(), check=check, stdout=sys.stderr)
 
     def up(self) -> None:
+        if self.profile == "cluster":
+            # PostgreSQL runs as the OS user `postgres` (root may not run it), with root's group (the
+            # supervisor sets the uid only): it must enter the state folder, which tempfile makes 0700.
+            self.state.chmod(0o711)  # enter, not list (as tests/support_postgres.py)
         self.mlops("up")
 
     def down(self) -> None:
         self.mlops("down", check=False)
 
     def pids(self) -> dict[str, int]:
-        """Each component's pid, as the supervisor recorded it."""
-        settings = InfraSettings(state_dir=self.state)
-        return {name: c.pid for name, c in Supervisor(settings).load().items() if c.pid}
+        """Each component's pid, as the supervisor recorded it (brokers, stores and every instance)."""
+        return {name: c.pid for name, c in Supervisor(self.settings()).load().items() if c.pid}
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -50,12 +87,62 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, pid in pids.items():
         try:
-            process = psutil.Process(pid)
             total = 0.0
-            for p in [process, *process.children(recursive=True)]:
+            for p in _tree(pid):
                 times = p.cpu_times()
                 total += times.user + times.system + times.children_user + times.children_system
             out[name] = total
         except psutil.Error:
             out[name] = float("nan")
     return out
+
+
+def rss_mib(pids: dict[str, int]) -> dict[str, float]:
+    """Resident memory of each component, children included (as `mlops status` counts it)."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            out[name] = sum(p.memory_info().rss for p in _tree(pid)) / 2**20
+        except psutil.Error:
+            out[name] = 0.0
+    return out
+
+
+class MemorySampler:
+    """Every component's RSS once per `every_s` while a phase runs; `summary()` gives each one's median
+    and peak MiB and the same for the whole profile (the sum at each sample)."""
+
+    def __init__(self, pids: dict[str, int], every_s: float = 1.0) -> None:
+        self.pids, self.every_s = pids, every_s
+        self.samples: list[dict[str, float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.samples.append(await asyncio.to_thread(rss_mib, self.pids))
+            await asyncio.sleep(self.every_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> dict[str, object]:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        return self.summary()
+
+    def summary(self) -> dict[str, object]:
+        if not self.samples:
+            return {"samples": 0}
+        per = {
+            name: {
+                "median": round(statistics.median(s[name] for s in self.samples), 1),
+                "peak": round(max(s[name] for s in self.samples), 1),
+            }
+            for name in self.pids
+        }
+        totals = [sum(s.values()) for s in self.samples]
+        return {
+            "samples": len(self.samples), "per_component_mib": per,
+            "total_median_mib": round(statistics.median(totals), 1), "total_peak_mib": round(max(totals), 1),
+        }  # fmt: skip

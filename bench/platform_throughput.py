@@ -4,7 +4,7 @@ committed everything (so each record is clean or rejected, its features are onli
 the audit chain, and the drift and training services have read it).
 
     .venv/bin/python -m bench.platform_throughput [--records 20000] [--rates 500,1000]
-        [--rate-seconds 20] [--attach]
+        [--rate-seconds 20] [--profile local|cluster] [--instances N] [--attach]
 
 Phases, in one run against one stack:
 1. baseline: the raw broker, the same record bytes produced to a fresh topic and consumed back;
@@ -15,7 +15,9 @@ Phases, in one run against one stack:
    until all lag is 0.
 
 Each phase reports end-to-end records/s, CPU ms per record of each component (from /proc, the
-broker included), the total lag sampled over time, and record -> features online p50/p99 (the
+brokers and, in the cluster profile, PostgreSQL, MLflow and Redis included), each component's RSS
+(median and peak MiB, children included) and the profile's total, the total lag sampled over time,
+each consumer group's peak lag and when it caught up, and record -> features online p50/p99 (the
 Kafka timestamp of the FeaturesUpdated that covered a record, minus its raw record's). Results go
 to bench/results/platform_throughput.json (git-ignored); the write-up is in docs/benchmarks.md.
 """
@@ -24,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -34,17 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import platform_serving
-from bench.platform_stack import Stack, cpu_seconds
+from bench.platform_latency import features_latency
+from bench.platform_produce import baseline, produce
+from bench.platform_stack import MemorySampler, Stack, cpu_seconds
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
-from contracts.topics import FEATURES_UPDATED, LABELS_OBSERVED, RECORDS_CLEAN, RECORDS_RAW
-from infra.bus_access import kafka_options
+from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
 from infra.lag import LagReader
 from infra.settings import REPO_ROOT
-from infra.topics import TopicPlan, ensure_topics_async
 
 SERVICES = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 # Consumer groups that must have read every record of the phase (by their services' settings; the
@@ -63,11 +62,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serving-rate", type=float, default=200.0, help="predictions/s (0: no serving load)")
     p.add_argument("--serving-entities", type=int, default=2000, help="entities the predictions ask for")
     p.add_argument("--drain-timeout-s", type=float, default=900.0)
-    p.add_argument("--kafka-port", type=int, default=19_692)
-    p.add_argument("--first-service-port", type=int, default=19_701)
+    add_stack_args(p)
+    p.add_argument("--profile", choices=("local", "cluster"), default="local")
+    p.add_argument(
+        "--instances", type=int, default=1, help="instances of ingest and serving (MLOPS_INSTANCES)"
+    )
     p.add_argument("--attach", help="state folder of a running stack to measure instead of starting one")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "platform_throughput.json")
     return p.parse_args(argv)
+
+
+def add_stack_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kafka-port", type=int, default=19_692, help="cluster: this, +10, +20 (+1 each)")
+    p.add_argument("--first-service-port", type=int, default=19_701)
+    p.add_argument("--postgres-port", type=int, default=41_432, help="cluster profile")
+    p.add_argument("--mlflow-port", type=int, default=41_500, help="cluster profile")
+    p.add_argument("--redis-port", type=int, default=41_380, help="cluster profile")
+
+
+def make_stack(args: argparse.Namespace, state: Path, profile: str, instances: int) -> Stack:
+    return Stack(state, args.kafka_port, args.first_service_port, profile, instances,
+                 args.postgres_port, args.mlflow_port, args.redis_port)  # fmt: skip
 
 
 def demo_records(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes, bytes]]:
@@ -88,57 +103,6 @@ def demo_records(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes, byt
     return out
 
 
-async def produce(
-    bootstrap: str, items: list[tuple[bytes, bytes, bytes]], rate: float, topic: str = RECORDS_RAW
-) -> float:
-    """Send every record (and its label, unless `topic` is a baseline topic); pace at `rate` per second
-    (0: as fast as acks come). Returns the seconds until the last acknowledgement."""
-    producer = AIOKafkaProducer(
-        **kafka_options(bootstrap), acks="all", enable_idempotence=True, linger_ms=5,
-        max_batch_size=256 * 1024,
-    )  # fmt: skip
-    await producer.start()
-    started = time.monotonic()
-    try:
-        futures = []
-        for i, (key, value, label) in enumerate(items):
-            if rate > 0 and i % 10 == 0:
-                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-            futures.append(await producer.send(topic, value, key))
-            if topic == RECORDS_RAW:
-                futures.append(await producer.send(LABELS_OBSERVED, label, key))
-            if len(futures) >= 2000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-        return time.monotonic() - started
-    finally:
-        await producer.stop()
-
-
-async def consume_all(bootstrap: str, topic: str, expected: int) -> float:
-    consumer = AIOKafkaConsumer(
-        topic, **kafka_options(bootstrap), group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    started, seen = time.monotonic(), 0
-    try:
-        while seen < expected:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                seen += len(records)
-        return time.monotonic() - started
-    finally:
-        await consumer.stop()
-
-
-async def baseline(bootstrap: str, items: list[tuple[bytes, bytes, bytes]]) -> dict[str, float]:
-    topic = f"bench.baseline.{int(time.time())}"
-    await ensure_topics_async(bootstrap, [TopicPlan(topic, 3, 1)])  # as records.raw: 3 partitions
-    produce_s = await produce(bootstrap, items, 0, topic)
-    consume_s = await consume_all(bootstrap, topic, len(items))
-    return {"produce_per_s": len(items) / produce_s, "consume_per_s": len(items) / consume_s}
-
-
 async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, bytes]], rate: float,
                     drain_timeout_s: float, during: Coroutine[Any, Any, Any] | None = None,
                     ) -> dict[str, Any]:  # fmt: skip
@@ -150,24 +114,36 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         topics = [RECORDS_RAW, RECORDS_CLEAN, FEATURES_UPDATED]
         start_ends = await lags.end_offsets(topics)
         pids = stack.pids()
+        memory = MemorySampler(pids)
+        memory.start()
         cpu_before, started = cpu_seconds(pids), time.monotonic()
         producing = asyncio.create_task(produce(stack.bootstrap, items, rate))
         alongside = asyncio.create_task(during) if during is not None else None
         series: list[tuple[float, int]] = []
+        # Per consumer group: its peak lag, and the last poll at which it still lagged (the group that
+        # catches up last is what limits the end-to-end rate).
+        group_peak: dict[str, int] = {}
+        group_last_lag: dict[str, float] = {}
         quiet = 0
         while quiet < 2:
             await asyncio.sleep(0.5)
-            elapsed = time.monotonic() - started
-            if elapsed > drain_timeout_s:
+            if time.monotonic() - started > drain_timeout_s:
                 raise TimeoutError(f"{name}: the platform did not catch up in {drain_timeout_s:.0f}s")
-            lag = sum((await lags.lag_by_group(SERVICES, start_ends, REQUIRED)).values())
+            by_group = await lags.lag_by_group(SERVICES, start_ends, REQUIRED)
+            # Stamped when the reading is complete: with many groups (the cluster's) it takes ~1 s.
+            elapsed = time.monotonic() - started
+            for group, group_lag in by_group.items():
+                group_peak[group] = max(group_peak.get(group, 0), group_lag)
+                if group_lag > 0:
+                    group_last_lag[group] = round(elapsed, 2)
+            lag = sum(by_group.values())
             series.append((round(elapsed, 2), lag))
             quiet = quiet + 1 if producing.done() and lag == 0 else 0
         produce_s = await producing
         serving = await alongside if alongside is not None else None
-        # The last poll that still saw lag, plus half a poll: when the platform caught up.
-        caught_up = next((t for t, lag in reversed(series) if lag > 0), series[0][0]) + 0.25
+        caught_up = _caught_up(series)
         cpu_after = cpu_seconds(pids)
+        memory_summary = await memory.stop()
         end_ends = await lags.end_offsets(topics)
     finally:
         await lags.stop()
@@ -178,59 +154,23 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         "phase": name, "records": n, "rate": rate or "max", "produce_s": round(produce_s, 2),
         "end_to_end_s": round(caught_up, 2), "records_per_s": round(n / caught_up, 1),
         "cpu_ms_per_record": cpu_ms, "cpu_ms_per_record_total": round(sum(cpu_ms.values()), 3),
-        "lag_series": series, **latency, "serving_during": serving,
+        "lag_series": series, **latency, "serving_during": serving, "memory": memory_summary,
+        "group_peak_lag": group_peak,
+        "group_last_lagging_s": _latest_first(group_last_lag),
     }  # fmt: skip
 
 
-async def features_latency(
-    bootstrap: str, start: dict[Any, int], end: dict[Any, int]
-) -> dict[str, float | None]:
-    """Record -> features online: FeaturesUpdated's Kafka timestamp minus the raw record's, per record."""
-    raw_ts: dict[tuple[int, int], int] = {}
-    clean_to_raw: dict[tuple[int, int], tuple[int, int]] = {}
-    online_ts: dict[tuple[int, int], int] = {}
-    for topic, record in await _records_between(bootstrap, start, end):
-        where = (record.partition, record.offset)
-        if topic == RECORDS_RAW:
-            raw_ts[where] = record.timestamp
-        elif topic == RECORDS_CLEAN:
-            source = json.loads(record.value)["payload"]["source"]
-            clean_to_raw[where] = (source["partition"], source["offset"])
-        else:
-            for s in json.loads(record.value)["payload"]["sources"]:
-                online_ts.setdefault((s["partition"], s["offset"]), record.timestamp)
-    latencies = sorted(
-        (online_ts[c] - raw_ts[r]) / 1000 for c, r in clean_to_raw.items() if c in online_ts and r in raw_ts
-    )
-    if not latencies:
-        return {"features_online_p50_s": None, "features_online_p99_s": None, "features_online_n": 0}
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    return {
-        "features_online_p50_s": round(statistics.median(latencies), 3),
-        "features_online_p99_s": round(p99, 3), "features_online_n": len(latencies),
-    }  # fmt: skip
+def _caught_up(series: list[tuple[float, int]]) -> float:
+    """When the platform caught up: halfway between the last poll that saw lag and the next one."""
+    last = max((i for i, (_, lag) in enumerate(series) if lag > 0), default=-1)
+    if last < 0:
+        return series[0][0]
+    return (series[last][0] + series[last + 1][0]) / 2 if last + 1 < len(series) else series[last][0]
 
 
-async def _records_between(bootstrap: str, start: dict[Any, int], end: dict[Any, int]) -> list[Any]:
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        wanted = {tp: stop for tp, stop in end.items() if stop > start.get(tp, 0)}
-        consumer.assign(list(wanted))
-        for tp in wanted:
-            consumer.seek(tp, start.get(tp, 0))
-        while wanted:
-            for tp, records in (await consumer.getmany(*wanted, timeout_ms=1000, max_records=5000)).items():
-                for record in records:
-                    if record.offset < wanted.get(tp, 0):
-                        out.append((tp.topic, record))
-                if records and records[-1].offset >= wanted.get(tp, 0) - 1:
-                    wanted.pop(tp, None)
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14's stop() after assign()
-            await consumer.stop()
-    return out
+def _latest_first(last_lag: dict[str, float]) -> dict[str, float]:
+    """Each group's last poll that still saw it lag (seconds into the phase), the latest first."""
+    return dict(sorted(last_lag.items(), key=lambda kv: -kv[1]))
 
 
 async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
@@ -274,11 +214,11 @@ async def _phase(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.attach:
-        stack = Stack(Path(args.attach), args.kafka_port, args.first_service_port)
+        stack = make_stack(args, Path(args.attach), args.profile, args.instances)
         result = asyncio.run(measure(args, stack))
     else:
         with tempfile.TemporaryDirectory(prefix="mlops-platform-bench-") as state:
-            stack = Stack(Path(state), args.kafka_port, args.first_service_port)
+            stack = make_stack(args, Path(state), args.profile, args.instances)
             stack.up()
             try:
                 result = asyncio.run(measure(args, stack))
