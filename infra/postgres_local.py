@@ -97,9 +97,12 @@ def run_server_program(
 ) -> None:
     """One of the server's programs (initdb, pg_ctl) as its OS user, the version of `data`'s; a failure
     raises with its output and the tail of the server's log."""
+    # As the user with its own groups, not root's: the folders hand_over checked are checked for those.
+    group = pwd.getpwnam(user).pw_gid if user is not None else None
     done = subprocess.run(
-        [str(server_bin_dir(data) / program), *args],
-        user=user, cwd=folder, capture_output=True, text=True, timeout=120, check=False,
+        [str(server_bin_dir(data) / program), *args], user=user, group=group,
+        extra_groups=[] if user is not None else None, cwd=folder, capture_output=True, text=True,
+        timeout=120, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         log = folder / "server.log"

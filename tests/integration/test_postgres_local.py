@@ -174,6 +174,20 @@ def test_a_state_folder_the_servers_os_user_cannot_enter_is_refused_with_the_way
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_a_state_folder_others_may_only_enter_is_enough_for_the_server(tmp_path: Path) -> None:
+    """0701: `postgres` enters it as "other"; so must initdb, which runs with postgres's groups, not
+    root's (whose group bits here say no)."""
+    state = reachable_state_dir()
+    state.chmod(0o701)
+    postgres = LocalPostgres(InfraSettings(state_dir=state, postgres_port=free_port(), profile="cluster"))  # type: ignore[call-arg]
+    try:
+        assert postgres.start() is True
+        assert scalar(postgres.url(AUDIT_OWNER, "audit"), "SELECT current_user") == AUDIT_OWNER
+    finally:
+        postgres.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def test_a_port_held_by_a_stranger_is_refused_by_name(tmp_path: Path, server: LocalPostgres) -> None:
     stranger = LocalPostgres(InfraSettings(state_dir=tmp_path, postgres_port=server.port, profile="cluster"))  # type: ignore[call-arg]
     with pytest.raises(PostgresError, match="MLOPS_POSTGRES_PORT"):
