@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 
 from bench.platform_stack import Stack
-from infra.postgres_local import DATABASES, SUPERUSER, LocalPostgres
+from infra.postgres_local import LocalPostgres
+from infra.postgres_roles import DATABASES, SUPERUSER
 
 TABLE_COUNTERS = ("seq_scan", "seq_tup_read", "idx_scan", "idx_tup_fetch", "n_tup_ins", "autovacuum_count",
                   "autoanalyze_count")  # fmt: skip
