@@ -272,3 +272,31 @@ def test_lineage_lists_the_predictions_labels_with_their_task_and_cause(tmp_path
     assert labels[1]["annotators"] == ["annotator-00ff"] and labels[1]["agreement"] == 1.0
     assert labels[1]["event"]["event"]["payload"]["task_id"] == "41"
     store.dispose()
+
+
+def test_postgresql_finds_duplicates_by_index_before_its_first_analyze(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    """A fresh chain has no planner statistics until autovacuum's first ANALYZE, a minute or more
+    later: the duplicate lookups (`event_id IN (...)`, 500 at a time) were planned as sequential
+    scans, reading the whole table per chunk (0.9-2.6 million rows per benchmark phase, see
+    docs/benchmarks.md, "The cluster profile"). Counted within the transaction, so no stats flush."""
+    store = open_store(postgres_cluster.create_database())
+    try:
+        service = AuditService(store)
+        stored = [e for n in range(500) for e in lineage_flow(f"p-{n}")]
+        service.capture(captured(stored, topic="stored"))  # 2,500 rows, never analyzed
+        new = [e for n in range(100) for e in lineage_flow(f"new-{n}")]
+        entries = [to_entry(c) for c in captured(stored[:500], topic="again") + captured(new, topic="new")]
+        with store.writer.begin() as conn:
+            fresh = store._fresh(conn, entries)
+            seq_read, index_fetched = conn.execute(
+                text(
+                    "SELECT pg_stat_get_xact_tuples_returned('audit_events'::regclass),"
+                    " pg_stat_get_xact_tuples_fetched('audit_events'::regclass)"
+                )
+            ).one()
+        assert len(fresh) == len(new)  # the 500 republished ones were found
+        assert seq_read == 0 and index_fetched >= 500, (seq_read, index_fetched)
+    finally:
+        store.dispose()

@@ -167,6 +167,11 @@ class SqlAuditStore:
         )
 
     def _fresh(self, conn: Connection, entries: Sequence[Entry]) -> list[Entry]:
+        if conn.dialect.name == "postgresql":
+            # Until autovacuum's first ANALYZE (a minute or more into a fresh chain) PostgreSQL has no
+            # statistics and plans `event_id IN (500 ids)` as a scan of the whole table per chunk;
+            # these lookups always want the indexes (for this transaction only).
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         ids = [e.event_id for e in entries if e.event_id]
         known_ids: set[str] = set()
         for start in range(0, len(ids), _LOOKUP_CHUNK):
