@@ -143,8 +143,10 @@ def start_prometheus(settings: InfraSettings, components: dict[str, Component]) 
 
 
 def _keep_ownership(previous: Component | None, current: Component) -> Component:
-    # A second `up` finds Kafka running: it stays ours if the first `up` started it.
-    if previous is not None and previous.started_by_us and previous.pid == current.pid:
+    # A second `up` finds Kafka running: it stays ours if the first `up` started it. Its pid may have
+    # changed (a cluster node restarted after a crash): `current.pid` comes from our own pid file, and
+    # is only set when that process really is our broker.
+    if previous is not None and previous.started_by_us and current.pid is not None:
         current.started_by_us = True
     return current
 

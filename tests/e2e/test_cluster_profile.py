@@ -49,6 +49,8 @@ PORT = TEST_KAFKA_PORT + 1100  # nodes on PORT, PORT + 10, PORT + 20 (controller
 FIRST_SERVICE_PORT = TEST_KAFKA_PORT - 6000
 SERVICES = "ingest,features,audit"
 ROWS = 3000
+# Whole-stack drills with three brokers: each takes 1-2 minutes alone, more beside the other lane.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
@@ -220,11 +222,15 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
         wait_for(
             lambda s=service: (r := ready(api[s])) is not None and r.status_code == 200, 240, f"{service}"
         )
-    wait_for(
-        lambda: recorded(store, RECORDS_CLEAN) == ends(_bootstrap(), RECORDS_CLEAN),
-        240,
-        "every clean record audited",
-    )
+    try:
+        wait_for(
+            lambda: recorded(store, RECORDS_CLEAN) == ends(_bootstrap(), RECORDS_CLEAN), 240, "the audit"
+        )
+    except AssertionError:
+        counts = (
+            f"{recorded(store, RECORDS_CLEAN)} audited of {ends(_bootstrap(), RECORDS_CLEAN)} clean records"
+        )
+        raise AssertionError(f"{counts}\n{logs(Path(stack['MLOPS_STATE_DIR']))}") from None
     assert doubled(store, RECORDS_CLEAN) == 0
     # One hash per entity in Redis: every entity of every clean record is online, and nothing else is.
     entities = clean_entities(_bootstrap())
