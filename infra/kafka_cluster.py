@@ -232,13 +232,24 @@ class LocalKafkaCluster:
         return leader if leader >= 0 else None
 
 
+UNKNOWN_TOPIC = 3
+METADATA_WAIT_S = 15.0
+
+
 async def _partitions(bootstrap: str, topic: str) -> dict[int, dict[str, Any]]:
     from aiokafka.admin import AIOKafkaAdminClient  # aiokafka import kept off the CLI's fast paths
 
     admin = AIOKafkaAdminClient(**bus_access.kafka_options(bootstrap), request_timeout_ms=15000)
     await admin.start()
     try:
-        [described] = await admin.describe_topics([topic])
+        deadline = time.monotonic() + METADATA_WAIT_S
+        while True:
+            [described] = await admin.describe_topics([topic])
+            # 3, UNKNOWN_TOPIC_OR_PARTITION: a node that has not caught up with the controller's
+            # metadata yet (a topic just created, a node just restarted) answers so for a moment.
+            if described["error_code"] != UNKNOWN_TOPIC or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         if described["error_code"]:
             raise KafkaInfraError(f"describing {topic} failed with Kafka error {described['error_code']}")
         return {p["partition"]: p for p in described["partitions"]}
