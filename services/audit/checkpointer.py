@@ -1,6 +1,9 @@
 """Publishes the chain head, signed, every `checkpoint_interval_s` (when it moved) and as soon as
 `checkpoint_every_events` events were appended since the last checkpoint.
 
+With several instances, one publishes at a time: the one holding the checkpoint lease
+(adapters/lease.py); the others stand by and take over when it dies.
+
 The key is loaded when the service starts, not when the app is built (the AsyncAPI export builds the
 app and must not create key files). In development a missing key is generated; in production the
 settings already refused to load without it.
@@ -11,21 +14,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
+from contracts.envelope import Event
 from contracts.events import AuditCheckpointed
-from servicekit.broker import EventPublisher
 from servicekit.outages import unavailable_dependency
+from services.audit.adapters.lease import CheckpointLease
 from services.audit.handlers import AuditService
-from services.audit.metrics import CHECKPOINTS
+from services.audit.metrics import CHECKPOINT_PUBLISHER, CHECKPOINTS
 from services.audit.settings import AuditSettings
 from services.audit.signing import CheckpointSigner, load_private_key
 
 log = logging.getLogger(__name__)
 
 
+class Publisher(Protocol):
+    """Where checkpoints go: servicekit's EventPublisher, or a test's list."""
+
+    async def publish(self, event: Event, topic: str | None = None) -> None: ...
+
+
 class Checkpointer:
-    def __init__(self, audit: AuditService, publisher: EventPublisher, settings: AuditSettings) -> None:
+    def __init__(
+        self,
+        audit: AuditService,
+        publisher: Publisher,
+        settings: AuditSettings,
+        lease: CheckpointLease | None = None,
+    ) -> None:
         self.audit, self.publisher, self.settings = audit, publisher, settings
+        self.lease = lease or CheckpointLease(audit.store.writer)
+        self.publishing: bool | None = None  # holds the lease (None: not asked yet)
         self.signer: CheckpointSigner | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -51,7 +70,11 @@ class Checkpointer:
         return event.model_copy(update={"payload": payload})
 
     async def publish(self, *, force: bool = False) -> AuditCheckpointed | None:
+        """Publish the head if a checkpoint is due and this instance holds the lease (`force`: now,
+        whoever holds it; a second signed head is as valid as the first)."""
         async with self._lock:
+            if not await asyncio.to_thread(self._holds_lease) and not force:
+                return None
             event = await asyncio.to_thread(self.audit.make_checkpoint, force=force)
             if event is not None:
                 event = await asyncio.to_thread(self.sign, event)
@@ -69,6 +92,18 @@ class Checkpointer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await asyncio.to_thread(self.lease.release)  # a standby takes over now, not at a timeout
+
+    def _holds_lease(self) -> bool:
+        holds = self.lease.held()
+        if holds != self.publishing:
+            if holds:
+                log.info("this instance publishes the checkpoints now")
+            else:
+                log.info("another instance publishes the checkpoints; this one stands by")
+            self.publishing = holds
+            CHECKPOINT_PUBLISHER.set(int(holds))
+        return holds
 
     async def _loop(self) -> None:
         while True:

@@ -103,10 +103,16 @@ class AuditService:
         return self.appended_since_checkpoint >= every_events
 
     def make_checkpoint(self, *, force: bool = False) -> AuditCheckpointed | None:
-        """The current head as an event, unless nothing but checkpoints arrived since the last one."""
+        """The current head as an event, unless nothing but checkpoints arrived since the last one.
+
+        Asked of the store, not of this instance's own appends: with several instances appending, the
+        one that publishes checkpoints may have appended nothing since its last."""
         head, last_event_id = self.store.head()
-        if head.length == 0 or (
-            not force and (self.appended_since_checkpoint == 0 or head.length == self.last_checkpoint_length)
+        if head.length == 0:
+            return None
+        if not force and (
+            head.length == self.last_checkpoint_length
+            or not self.store.appended_after(max(self.last_checkpoint_length, 0), self.checkpoint_topic)
         ):
             return None
         self.appended_since_checkpoint = 0

@@ -18,3 +18,6 @@ BATCH_SECONDS = Histogram(
     "Time to parse, deduplicate, chain and commit one batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+CHECKPOINT_PUBLISHER = Gauge(
+    "mlops_audit_checkpoint_publisher", "1 while this instance holds the checkpoint lease, else 0"
+)

@@ -100,6 +100,7 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
         "serving",
         "serving-2",
         "audit",
+        "audit-2",
     ]
     assert (service_port(cluster, "ingest"), service_port(cluster, "ingest-2")) == (8101, 8151)
     env = Supervisor(cluster).service_env("ingest-2", tmp_path / "keys.json")

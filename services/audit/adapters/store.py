@@ -266,6 +266,14 @@ class SqlAuditStore:
             for rows in result.partitions():
                 yield [tuple(row) for row in rows]
 
+    def appended_after(self, seq: int, excluding_topic: str | None = None) -> bool:
+        """Whether a row follows row `seq` that is not from `excluding_topic` (whoever appended it)."""
+        statement = select(t.c.seq).where(t.c.seq > seq)
+        if excluding_topic is not None:
+            statement = statement.where(t.c.topic != excluding_topic)
+        with self.reader.connect() as conn:
+            return conn.execute(statement.limit(1)).first() is not None
+
     def stored_hash(self, seq: int) -> str | None:
         with self.reader.connect() as conn:
             return conn.execute(select(t.c.row_hash).where(t.c.seq == seq)).scalar()
