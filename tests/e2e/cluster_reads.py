@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 from collections import defaultdict
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -118,3 +119,28 @@ def tracking_server_answers(settings: InfraSettings, url: str) -> bool:
             else:
                 os.environ[name] = value
     return True
+
+
+def said(env: dict[str, str], instance: str, line: str) -> int:
+    """How often a service instance's log says `line`."""
+    return (Path(env["MLOPS_STATE_DIR"]) / "logs" / f"{instance}.log").read_text().count(line)
+
+
+def chain_length(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(max(seq), 0) FROM audit_events")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Raw SQL, in one transaction, as whoever `url` logs in as."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
