@@ -84,8 +84,8 @@ async def api(server: str, w: World) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def promote(w: World, observer: Observer, version: str) -> None:
-    """What training does: move the alias, then announce it."""
+async def promote(w: World, publisher: EventPublisher, version: str, topic: str = "promotions") -> None:
+    """What training does: move the alias, then announce it (on the world's `topic`)."""
     mlflow_env()
     import mlflow
 
@@ -99,7 +99,7 @@ async def promote(w: World, observer: Observer, version: str) -> None:
         previous_version=str(previous),
         evidence=GateEvidence(checks=[], candidate_metrics={"auc": 0.8}),
     )
-    await observer.publisher.publish(ModelPromoted.create(payload, "training"), w.topic("promotions"))
+    await publisher.publish(ModelPromoted.create(payload, "training"), w.topic(topic))
 
 
 async def served_version(api: httpx.AsyncClient) -> str:
@@ -227,7 +227,7 @@ async def test_promotion_swaps_the_model_while_requests_never_fail(
 
     workers = [asyncio.create_task(hammer(k)) for k in range(4)]
     await wait_until(lambda: all(len(s) >= 5 for s in seen), what="traffic before the swap")
-    await promote(w, observer, target)
+    await promote(w, observer.publisher, target)
     await wait_until(
         lambda: all(s and s[-1][1] == target for s in seen), timeout_s=120, what="the new version"
     )
@@ -258,7 +258,7 @@ async def test_a_corrupted_artifact_keeps_the_champion_serving(
         or 0
     )
     statuses: list[int] = []
-    await promote(w, observer, w.spare)
+    await promote(w, observer.publisher, w.spare)
 
     def load_failed() -> bool:
         value = REGISTRY.get_sample_value(
