@@ -70,7 +70,7 @@ def bootstrap() -> str:
 
 
 def cluster_of(env: dict[str, str]) -> LocalKafkaCluster:
-    return LocalKafkaCluster.fromsettings_of(settings_of(env))
+    return LocalKafkaCluster.from_settings(settings_of(env))
 
 
 async def describe() -> list[dict[str, Any]]:
