@@ -36,7 +36,8 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # Services that run as several instances in the cluster profile (docs/operations.md, "How each service
 # scales"): ingest (one consumer group; its ledger is keyed by entity, and entities are partitioned by
 # key) and serving (stateless; each replica has its own group for promotions, so each swaps). The
-# others keep one instance until their state allows more: features rewrites one offline file, drift
+# others keep one instance until their state allows more: features (its offline store takes appends
+# from several processes now, but two instances are not drilled yet), drift
 # joins in a local store, the audit chain has one writer, training and explain share MLflow's SQLite
 # in the local profile (a tracking server in the cluster profile; their second instance is not drilled).
 SCALES_OUT = ("ingest", "serving")
