@@ -119,7 +119,7 @@ def append(directory: Path, table: pa.Table) -> None:
     if merge_due(listed):
         try:
             merge(directory, wait=len(listed) > MAX_PARTS)
-        except (OSError, pa.ArrowException):  # the rows are stored; a failed merge only leaves more parts
+        except (OSError, ValueError, pa.ArrowException):  # the rows are stored; it leaves more parts
             log.exception("merging the offline store's parts failed; the next append tries again")
 
 
