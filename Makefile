@@ -46,6 +46,7 @@ bench: install
 	@$(PY) -m bench.ingest_throughput
 	@$(PY) -m bench.audit_throughput
 	@$(PY) -m bench.training_latency
+	@$(PY) -m bench.offline_append
 	@$(PY) -m bench.serving_latency
 	@$(PY) -m bench.explain_latency
 	@$(PY) -m bench.drift_detection

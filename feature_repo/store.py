@@ -25,6 +25,13 @@ class FeatureStoreSettings:
 
     @property
     def offline_path(self) -> Path:
+        """The offline store: a directory of Parquet part files, read as one table (feature_repo.offline)."""
+        return self.repo_dir / "offline" / "loan_applications"
+
+    @property
+    def legacy_offline_file(self) -> Path:
+        """The single Parquet file the offline store was before it became a directory; opening the
+        store with `apply=True` moves it into the directory as its first part."""
         return self.repo_dir / "offline" / "loan_applications.parquet"
 
 
@@ -32,6 +39,7 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
     """The store; `apply=True` registers the definitions (idempotent; the features service does it)."""
     from feast import FeatureStore, RepoConfig
 
+    from feature_repo import offline
     from feature_repo.definitions import definitions
 
     settings.repo_dir.mkdir(parents=True, exist_ok=True)
@@ -47,46 +55,60 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
         repo_path=settings.repo_dir,
     )
     store = FeatureStore(config=config)
+    _read_offline_parts_as_one_partition()
     if apply:
-        _ensure_offline_file(settings.offline_path)
+        offline.ensure(settings.offline_path, settings.legacy_offline_file)
         store.apply(definitions(settings.offline_path))
     return store
 
 
-@contextmanager
-def offline_lock(offline_path: Path, *, exclusive: bool) -> Iterator[None]:
-    """A lock between the offline file's writer (features) and its readers (training), across processes.
+_ONE_PARTITION: list[Any] = []  # Feast's own reader, once wrapped
 
-    Feast's file offline store reads the Parquet file more than once per retrieval (footer, then
-    pages; dask may reopen it), so even an atomic rename under a reader can tear its view. Readers
-    hold the lock shared for a whole retrieval, the writer exclusive for an append. The file store
-    is a single-machine store anyway; a warehouse offline store needs none of this.
+
+def _read_offline_parts_as_one_partition() -> None:
+    """Feast 0.67's file offline store left-joins the entity rows to the source with dask, then sorts
+    with `sort_values`. Over more than one partition that sort computes divisions, which fail on some
+    layouts when the join leaves null times (entities with no row in a part, or none at all:
+    "Divisions calculation failed for non-numeric column 'applied_at'"; test_training_feast_drop.py
+    and test_feast_offline_parts.py in tests/integration). dask reads each Parquet part as a
+    partition; the single file of before was one. So Feast's read of a source is wrapped to give one
+    partition, as it had (the same rows; dask then sorts one partition in memory).
+    """
+    if _ONE_PARTITION:
+        return
+    from feast.infra.offline_stores import dask as feast_dask
+
+    read = feast_dask._read_datasource
+
+    def one_partition(data_source: Any, repo_path: Any) -> Any:
+        return read(data_source, repo_path).repartition(npartitions=1)
+
+    feast_dask._read_datasource = one_partition
+    _ONE_PARTITION.append(read)
+
+
+@contextmanager
+def offline_lock(offline_path: Path, *, exclusive: bool, wait: bool = True) -> Iterator[bool]:
+    """A lock between the offline store's writers (features) and its readers, across processes.
+
+    Feast's file offline store lists and reads the parts more than once per retrieval (schema, then
+    pages; dask reopens them), so a part deleted under a reader would tear its view. Readers and
+    appends hold the lock shared; merging parts, which deletes them, holds it exclusive
+    (feature_repo.offline says why appends need no more). The file store is a single-machine store
+    anyway; a warehouse offline store needs none of this. Yields whether the lock is held: always
+    with `wait`; without, False when another holder is in the way.
     """
     offline_path.parent.mkdir(parents=True, exist_ok=True)
     with open(offline_path.with_name(f".{offline_path.name}.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
-            yield
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        try:
+            yield held
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _ensure_offline_file(path: Path) -> None:
-    """Feast reads the Parquet schema at apply time, so an empty file with the right columns must exist."""
-    if path.exists():
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from feature_repo.definitions import (
-        CATEGORICAL_FEATURES,
-        ENTITY_KEY,
-        EVENT_TIME,
-        FLOAT_FEATURES,
-        NUMERIC_FEATURES,
-    )
-
-    fields = [pa.field(ENTITY_KEY, pa.string()), pa.field(EVENT_TIME, pa.timestamp("us", tz="UTC"))]
-    fields += [pa.field(f, pa.float64() if f in FLOAT_FEATURES else pa.int64()) for f in NUMERIC_FEATURES]
-    fields += [pa.field(f, pa.string()) for f in CATEGORICAL_FEATURES]
-    pq.write_table(pa.schema(fields).empty_table(), path)
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,7 +1,7 @@
 """`mlops replay --compare`: the rebuilt state side by side with the live one.
 
 - features: the online values of every entity the replay pushed (its ledger names them), rebuilt
-  against live: equal, different, or missing from the live store; and the rebuilt offline file's rows
+  against live: equal, different, or missing from the live store; and the rebuilt offline store's rows
   and duplicates (same entity and event time). "Same" is every entity equal and no duplicate. A live
   store that has read past the window may hold newer values for some entity: those show as different.
 - audit: the chain's hashes cannot be rebuilt byte for byte by a second store (each row's hash covers

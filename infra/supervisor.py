@@ -38,7 +38,8 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # key), serving (stateless; each replica has its own group for promotions, so each swaps) and audit
 # (one consumer group; the database serializes appends and skips what another instance appended, and
 # one instance at a time holds the lease to publish checkpoints). The others keep one instance until
-# their state allows more: features rewrites one offline file, drift joins in a local store, training
+# their state allows more: features (its offline store takes appends from several processes now, but
+# two instances are not drilled yet), drift joins in a local store, training
 # and explain share MLflow's SQLite in the local profile (a tracking server in the cluster profile;
 # their second instance is not drilled).
 SCALES_OUT = ("ingest", "serving", "audit")

@@ -56,14 +56,28 @@ def feature_rows(limit: int | None = None) -> pd.DataFrame:
 
 
 def push_feature_rows(repo_dir: Path, limit: int | None = None) -> pd.DataFrame:
-    """Apply the shared definitions in `repo_dir` and push rows online and offline; returns them."""
+    """Apply the shared definitions in `repo_dir` and push rows online and offline; returns them.
+    Offline as the features service appends (one Parquet part): Feast's own offline push rewrites a
+    single file, and the offline store is a directory of parts (feature_repo.offline)."""
+    import pyarrow as pa
     from feast.data_source import PushMode
 
-    from feature_repo import PUSH_SOURCE, FeatureStoreSettings, open_store
+    from feature_repo import (
+        ENTITY_KEY,
+        EVENT_TIME,
+        FEATURES,
+        PUSH_SOURCE,
+        FeatureStoreSettings,
+        offline,
+        open_store,
+    )
 
     rows = feature_rows(limit)
-    store = open_store(FeatureStoreSettings(repo_dir), apply=True)
-    store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE_AND_OFFLINE)
+    settings = FeatureStoreSettings(repo_dir)
+    store = open_store(settings, apply=True)
+    store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
+    columns = rows[[ENTITY_KEY, EVENT_TIME, *FEATURES]]
+    offline.append(settings.offline_path, pa.Table.from_pandas(columns, preserve_index=False))
     return rows
 
 

@@ -85,9 +85,9 @@ def test_an_unknown_version_is_404(client: TestClient) -> None:
 
 
 def test_a_time_range_without_data_is_422(client: TestClient, tmp_path: Path) -> None:
-    offline = tmp_path / "state" / "feast" / "offline" / "loan_applications.parquet"
-    offline.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pandas(feature_rows(20), preserve_index=False), offline)
+    offline = tmp_path / "state" / "feast" / "offline" / "loan_applications"  # a directory of parts
+    offline.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(feature_rows(20), preserve_index=False), offline / "part-1.parquet")
     long_ago = datetime(2001, 1, 1, tzinfo=UTC)
     window = {"start": long_ago.isoformat(), "end": (long_ago + timedelta(days=1)).isoformat()}
     refused(client, 422, "no data in the offline store between 2001-01-01", json=window)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from feature_repo import PUSH_SOURCE, FeatureStoreSettings, open_store
+from feature_repo import PUSH_SOURCE, FeatureStoreSettings, offline, open_store
 from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, EVENT_TIME, FEATURES
-from feature_repo.store import offline_lock
 from services.features.domain.rows import FeatureRow
 
 if TYPE_CHECKING:
@@ -28,7 +26,7 @@ class FeaturePusher(Protocol):
 
 
 def rows_frame(rows: list[FeatureRow]) -> pd.DataFrame:
-    """Rows as a frame with the offline file's column order and dtypes (ints stay int64)."""
+    """Rows as a frame with the offline store's column order and dtypes (ints stay int64)."""
     frame = pd.DataFrame(rows, columns=[ENTITY_KEY, EVENT_TIME, *FEATURES])
     frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME], utc=True)
     for name in CATEGORICAL_FEATURES:
@@ -42,7 +40,7 @@ class FeastPusher:
     def __init__(self, settings: FeatureStoreSettings) -> None:
         self.settings = settings
         self._store: FeatureStore | None = None
-        self._lock = threading.Lock()  # one push at a time: the offline Parquet file is rewritten
+        self._lock = threading.Lock()  # one push at a time: the online store gets batches in order
 
     def open(self) -> None:
         if self._store is None:
@@ -65,24 +63,14 @@ class FeastPusher:
 
 
 def append_offline(path: Path, frame: pd.DataFrame) -> None:
-    """Append rows to the offline store's Parquet file, safely for readers in other processes.
+    """Append rows to the offline store (`path`: its directory of Parquet parts) as one new part.
 
-    Feast's file offline store appends by rewriting the file in place, so training's point-in-time
-    retrieval could open it empty or half written ("Parquet file size is 0 bytes", seen in the
-    closed-loop demo). Here the append holds the offline lock (readers hold it shared) and writes a
-    temporary file renamed over the old one, so even a reader without the lock sees a whole file.
-    Like Feast's, it rewrites the whole file per batch: the cost grows with the file.
+    Feast's file offline store appends by rewriting its one file in place, which let training read it
+    empty or half written, and costs O(store) per batch. Here a batch is one new part, written under
+    a hidden name and renamed into place, so its cost is the batch's, several processes may append at
+    once, and readers (who hold the offline lock shared) see a part whole or not at all. Parts merge
+    in tiers so their number stays bounded (feature_repo.offline).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with offline_lock(path, exclusive=True):
-        previous = pq.read_table(path)
-        if table.column_names != previous.column_names:
-            raise ValueError(
-                f"columns {table.column_names} differ from the offline file's {previous.column_names}"
-            )
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(pa.concat_tables([table.cast(previous.schema), previous]), partial)
-        os.replace(partial, path)
+    offline.append(path, pa.Table.from_pandas(frame, preserve_index=False))

@@ -31,7 +31,7 @@ from services.features.errors import NotAFeatureRow
 FeatureRow = dict[str, Any]
 
 # What Feast's frames (pandas, nanosecond timestamps: 1677-09-21 to 2262-04-11) and the offline
-# Parquet file (int64) can hold, with a margin. Plausibility (no applications from year 1) is
+# store's Parquet parts (int64) can hold, with a margin. Plausibility (no applications from year 1) is
 # ingest's to judge; this is about what the stores can represent at all.
 EARLIEST_EVENT_TIME = datetime(1700, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2200, 1, 1, tzinfo=UTC)

@@ -1,6 +1,6 @@
-"""A time range of the offline store (the Parquet file the features service appends to), for batch
-scoring. Read under the offline lock held shared, as training reads it, so an append in progress is
-never seen half written."""
+"""A time range of the offline store (the directory of Parquet parts the features service appends to),
+for batch scoring. Read under the offline lock held shared, as training reads it, so no merge of parts
+deletes one under the read (feature_repo.offline)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from services.serving.domain.batch import BadInput
 
 
 def rows_between(offline_path: Path, start: datetime, end: datetime) -> pa.Table:
-    """Rows with start <= event time < end, in the file's order; BadInput when there are none."""
+    """Rows with start <= event time < end, in the store's (append) order; BadInput when there are none."""
     if not offline_path.exists():
         raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
     with offline_lock(offline_path, exclusive=False):

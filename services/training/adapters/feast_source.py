@@ -53,7 +53,12 @@ class FeastTrainingSource:
     def historical(self, entities: pd.DataFrame) -> pd.DataFrame:
         store = self.store
         store.refresh_registry()  # the features service may have applied the definitions after we opened
-        with offline_lock(self.settings.offline_path, exclusive=False):  # no append tears the file
+        # Shared: no merge deletes a part under the two reads. Appends go on (they only add parts), so
+        # `times` may hold rows newer than the ones Feast joined: an entity whose first row landed in
+        # between has no features and is dropped as incomplete; one whose second row (a correction
+        # dated before its label) did is timed by that row. Rare (a row per application), and harmless
+        # to the point-in-time values themselves.
+        with offline_lock(self.settings.offline_path, exclusive=False):
             rows = store.get_historical_features(entity_df=entities, features=feature_refs()).to_df()
             times = self.feature_times()
         rows[LABEL_TIME] = pd.to_datetime(rows[LABEL_TIME], utc=True)
