@@ -57,9 +57,22 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
     store = FeatureStore(config=config)
     _read_offline_parts_as_one_partition()
     if apply:
-        offline.ensure(settings.offline_path, settings.legacy_offline_file)
-        store.apply(definitions(settings.offline_path))
+        # Several features instances start at once in the cluster profile, and each registers the
+        # definitions: Feast's file registry rewrites registry.db in place, so applies take turns.
+        with _registry_lock(settings.repo_dir):
+            offline.ensure(settings.offline_path, settings.legacy_offline_file)
+            store.apply(definitions(settings.offline_path))
     return store
+
+
+@contextmanager
+def _registry_lock(repo_dir: Path) -> Iterator[None]:
+    with open(repo_dir / ".registry.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _ONE_PARTITION: list[Any] = []  # Feast's own reader, once wrapped

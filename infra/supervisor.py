@@ -35,14 +35,13 @@ OPTIONAL_SERVICES = {"annotation": "label-studio"}
 CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SERVICES)
 # Services that run as several instances in the cluster profile (docs/operations.md, "How each service
 # scales"): ingest (one consumer group; its ledger is keyed by entity, and entities are partitioned by
-# key), serving (stateless; each replica has its own group for promotions, so each swaps) and audit
-# (one consumer group; the database serializes appends and skips what another instance appended, and
-# one instance at a time holds the lease to publish checkpoints). The others keep one instance until
-# their state allows more: features (its offline store takes appends from several processes now, but
-# two instances are not drilled yet), drift joins in a local store, training
-# and explain share MLflow's SQLite in the local profile (a tracking server in the cluster profile;
-# their second instance is not drilled).
-SCALES_OUT = ("ingest", "serving", "audit")
+# key), features (one group over records.clean, keyed by entity; the online store is Redis, keyed by
+# entity; the offline store is a directory of Parquet parts each append adds to), serving (stateless;
+# each replica has its own group for promotions, so each swaps) and audit (one group; the database
+# serializes appends and skips what another instance appended; one instance at a time holds the lease
+# to publish checkpoints). The others keep one instance: drift joins predictions and labels in a local
+# store and runs whole-stream detectors; training and explain are not drilled as two yet.
+SCALES_OUT = ("ingest", "features", "serving", "audit")
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 

@@ -97,6 +97,7 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
         "ingest",
         "ingest-2",
         "features",
+        "features-2",
         "serving",
         "serving-2",
         "audit",
