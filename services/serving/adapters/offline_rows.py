@@ -17,7 +17,8 @@ from services.serving.domain.batch import BadInput
 
 
 def rows_between(offline_path: Path, start: datetime, end: datetime) -> pa.Table:
-    """Rows with start <= event time < end, in the store's (append) order; BadInput when there are none."""
+    """Rows with start <= event time < end, each once, in the store's (append) order; BadInput when there
+    are none."""
     if not offline_path.exists():
         raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
     with offline_lock(offline_path, exclusive=False):
@@ -34,4 +35,14 @@ def rows_between(offline_path: Path, start: datetime, end: datetime) -> pa.Table
     selected = table.filter(inside)
     if selected.num_rows == 0:
         raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
-    return selected
+    return distinct_rows(selected)
+
+
+def distinct_rows(table: pa.Table) -> pa.Table:
+    """Each row once, the first of its copies, in order. The offline store is at-least-once: a batch
+    in flight when a features instance dies is pushed again by whichever instance takes its partition
+    over, as identical rows (same entity, time and values); scored twice, they would be billed twice."""
+    first = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    keep = first.group_by(table.column_names, use_threads=False).aggregate([("_row", "min")])
+    order = pc.sort_indices(keep["_row_min"])
+    return table.take(pc.take(keep["_row_min"], order))
