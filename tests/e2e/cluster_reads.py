@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -144,3 +144,21 @@ def execute(url: str, *statements: str) -> None:
                 conn.execute(text(statement))
     finally:
         engine.dispose()
+
+
+def offline_rows(folder: Path) -> dict[tuple[str, object], Counter[tuple[object, ...]]]:
+    """The offline store's rows, read as its readers read it (under the shared lock, every part as
+    one table): each (entity, event time) -> how often each distinct row holds it."""
+    import pyarrow.parquet as pq
+
+    from feature_repo.names import ENTITY_KEY, EVENT_TIME
+    from feature_repo.store import offline_lock
+
+    if not folder.exists():
+        return {}
+    with offline_lock(folder, exclusive=False):
+        table = pq.read_table(folder)
+    found: dict[tuple[str, object], Counter[tuple[object, ...]]] = defaultdict(Counter)
+    for row in table.to_pylist():
+        found[(row[ENTITY_KEY], row[EVENT_TIME])][tuple(row.values())] += 1
+    return found
