@@ -117,6 +117,10 @@ def append(directory: Path, table: pa.Table) -> None:
         _write_part(directory, table, "a", time.time_ns())
         listed = parts(directory)
     if merge_due(listed):
+        # Waits for the lock only past MAX_PARTS, when readers held it at every append before: waiting
+        # (for the current reads to end; Linux's flock lets new shared holders in ahead of a waiting
+        # exclusive one, so for as long as reads overlap) is the price of a bounded part count. A
+        # training read takes seconds; the consumer's poll interval allows five minutes.
         try:
             merge(directory, wait=len(listed) > MAX_PARTS)
         except (OSError, ValueError, pa.ArrowException):  # the rows are stored; it leaves more parts

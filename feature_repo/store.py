@@ -7,6 +7,8 @@ Local default: SQLite online store and Parquet offline store under one folder. A
 from __future__ import annotations
 
 import fcntl
+import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
     )
     store = FeatureStore(config=config)
     _read_offline_parts_as_one_partition()
+    _write_registry_by_rename()
     if apply:
         # Several features instances start at once in the cluster profile, and each registers the
         # definitions: Feast's file registry rewrites registry.db in place, so applies take turns.
@@ -73,6 +76,36 @@ def _registry_lock(repo_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_RENAMING: list[Any] = []  # Feast's own registry writer, once replaced
+
+
+def _write_registry_by_rename() -> None:
+    """Feast 0.67's file registry (`FileRegistryStore._write_registry`) truncates registry.db and
+    writes it in place, so a reader in another process (serving, training, the other features
+    instance) can read it empty or half written, parse an empty registry ("feature view not found")
+    and cache that for its TTL. The same write, to a temporary file renamed over the old one: a reader
+    sees the old registry or the new one, whole. (Writers also take turns: `_registry_lock`.)"""
+    if _RENAMING:
+        return
+    from feast.infra.registry import file as feast_file
+    from feast.utils import _utc_now
+
+    def write(self: Any, registry_proto: Any) -> None:
+        registry_proto.version_id = str(uuid.uuid4())
+        registry_proto.last_updated.FromDatetime(_utc_now())
+        path: Path = self._filepath
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(partial, "wb") as out:
+            out.write(registry_proto.SerializeToString())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+
+    _RENAMING.append(feast_file.FileRegistryStore._write_registry)
+    feast_file.FileRegistryStore._write_registry = write  # type: ignore[method-assign]
 
 
 _ONE_PARTITION: list[Any] = []  # Feast's own reader, once wrapped

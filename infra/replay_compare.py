@@ -45,6 +45,7 @@ def compare_features(live: ServiceSettings, state: Path) -> dict[str, Any]:
 
     from feature_repo import FeatureStoreSettings
     from feature_repo.names import ENTITY_KEY, EVENT_TIME
+    from feature_repo.store import offline_lock
 
     with sqlite3.connect(state / "features" / "ledger.db") as ledger:
         entities = sorted({row[0] for row in ledger.execute("SELECT entity_id FROM pushed")})
@@ -58,7 +59,8 @@ def compare_features(live: ServiceSettings, state: Path) -> dict[str, Any]:
     # Without Arrow's thread pools (CPU, and IO for pre-buffering): their threads can outlive the
     # read and abort this short-lived command at exit ("terminate called without an active
     # exception", apache/arrow#34314; seen once in CI as `mlops replay --compare` exiting -6).
-    offline = pd.read_parquet(rebuilt_settings.offline_path, use_threads=False, pre_buffer=False)
+    with offline_lock(rebuilt_settings.offline_path, exclusive=False):  # no merge deletes a part mid-read
+        offline = pd.read_parquet(rebuilt_settings.offline_path, use_threads=False, pre_buffer=False)
     duplicates = int(offline.duplicated([ENTITY_KEY, EVENT_TIME]).sum())
     return {
         "entities": len(entities),

@@ -74,6 +74,9 @@ class Checkpointer:
         whoever holds it; a second signed head is as valid as the first)."""
         async with self._lock:
             if not await asyncio.to_thread(self._holds_lease) and not force:
+                # The count trigger is the holder's: a standby's own appends must not nudge it into
+                # asking for the lease at every batch from now on.
+                self.audit.appended_since_checkpoint = 0
                 return None
             event = await asyncio.to_thread(self.audit.make_checkpoint, force=force)
             if event is not None:
@@ -95,7 +98,12 @@ class Checkpointer:
         await asyncio.to_thread(self.lease.release)  # a standby takes over now, not at a timeout
 
     def _holds_lease(self) -> bool:
-        holds = self.lease.held()
+        try:
+            holds = self.lease.held()
+        except Exception:  # the database is away: whatever this instance held went with its session
+            self.publishing = None
+            CHECKPOINT_PUBLISHER.set(0)
+            raise
         if holds != self.publishing:
             if holds:
                 log.info("this instance publishes the checkpoints now")

@@ -126,6 +126,17 @@ def said(env: dict[str, str], instance: str, line: str) -> int:
     return (Path(env["MLOPS_STATE_DIR"]) / "logs" / f"{instance}.log").read_text().count(line)
 
 
+def lease_holder(env: dict[str, str], instances: tuple[str, ...]) -> str | None:
+    """The audit instance whose log last said it publishes the checkpoints (the others' last word on
+    the lease, if any, is that they stand by)."""
+    taken, standing = "this instance publishes the checkpoints now", "this one stands by"
+    for instance in instances:
+        log = (Path(env["MLOPS_STATE_DIR"]) / "logs" / f"{instance}.log").read_text()
+        if log.rfind(taken) > log.rfind(standing):
+            return instance
+    return None
+
+
 def chain_length(url: str) -> int:
     engine = create_engine(url)
     try:

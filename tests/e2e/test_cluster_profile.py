@@ -36,6 +36,7 @@ from tests.e2e.cluster_reads import (
     clean_records,
     doubled,
     execute,
+    lease_holder,
     offline_rows,
     outcomes,
     said,
@@ -132,9 +133,8 @@ def test_killing_the_audit_instance_that_checkpoints_hands_its_partitions_and_le
     assert status["audit"]["health"] == status["audit-2"]["health"] == "ready", status
     store = LocalPostgres(settings_of(stack)).url(AUDIT_APP, "audit")
     holder = wait_for(
-        lambda: next((i for i in ("audit", "audit-2") if said(stack, i, PUBLISHES)), None), 120,
-        "an audit instance to take the checkpoint lease",
-    )  # fmt: skip
+        lambda: lease_holder(stack, ("audit", "audit-2")), 120, "an audit instance with the lease"
+    )
     survivor = "audit-2" if holder == "audit" else "audit"
     taken_before = said(stack, survivor, PUBLISHES)  # 0 unless it held the lease once already
     before = recorded(store, RECORDS_CLEAN)

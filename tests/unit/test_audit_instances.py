@@ -29,7 +29,11 @@ from tests.unit.test_audit_support import captured, lineage_flow, open_store
 
 CHECKPOINTS = "audit.checkpoints"
 LEASE_OBJID = CHECKPOINT_LOCK_KEY & 0xFFFFFFFF  # pg_locks: the key's low 32 bits
-TERMINATE_HOLDER = "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+TERMINATE_HOLDER = (  # this database's holder of the lease's key (classid: its high 32 bits; 1: a bigint key)
+    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k"
+    " AND classid = :high AND objsubid = 1"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 HOLDER = """
 import sys, time
 from services.audit.adapters.lease import CHECKPOINT_LOCK_KEY, CheckpointLease
@@ -65,7 +69,7 @@ def test_one_instance_at_a_time_holds_the_lease_and_hands_it_over(new_url: Calla
         assert a.held() and not b.held()
         assert a.held() and not b.held()  # asking again neither stacks nor loses it
         a.release()
-        assert b.held() and not a.held()
+        assert b.held() and not a.held()  # and a released lease is never taken back
     finally:
         for done in (a.release, b.release, first.dispose, second.dispose):
             done()
@@ -73,8 +77,8 @@ def test_one_instance_at_a_time_holds_the_lease_and_hands_it_over(new_url: Calla
 
 def test_the_lease_ends_with_a_holder_killed_by_sigkill(new_url: Callable[[], str]) -> None:
     url = new_url()
-    store = filled(url)
-    standby = CheckpointLease(SqlAuditStore(url).writer)
+    store, other = filled(url), SqlAuditStore(url)
+    standby = CheckpointLease(other.writer)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
     )
@@ -87,23 +91,28 @@ def test_the_lease_ends_with_a_holder_killed_by_sigkill(new_url: Callable[[], st
     finally:
         if holder.poll() is None:
             holder.kill()
+        if holder.stdout is not None:
+            holder.stdout.close()
         standby.release()
         store.dispose()
+        other.dispose()
 
 
 def test_a_postgresql_holder_whose_session_is_dropped_loses_the_lease(postgres_url: str) -> None:
-    store = filled(postgres_url)
-    a, b = CheckpointLease(store.writer), CheckpointLease(SqlAuditStore(postgres_url).writer)
+    store, other = filled(postgres_url), SqlAuditStore(postgres_url)
+    a, b = CheckpointLease(store.writer), CheckpointLease(other.writer)
     admin = create_engine(postgres_url)
     try:
         assert a.held() and not b.held()
         with admin.begin() as conn:  # as a server restart or a network cut would drop it
-            dropped = conn.execute(text(TERMINATE_HOLDER), {"k": LEASE_OBJID}).all()
+            dropped = conn.execute(
+                text(TERMINATE_HOLDER), {"k": LEASE_OBJID, "high": CHECKPOINT_LOCK_KEY >> 32}
+            ).all()
         assert dropped == [(True,)]
         assert _eventually(b.held)
         assert not a.held()  # it notices, reconnects, and finds the lease taken
     finally:
-        for done in (a.release, b.release, store.dispose, admin.dispose):
+        for done in (a.release, b.release, store.dispose, other.dispose, admin.dispose):
             done()
 
 
@@ -147,7 +156,9 @@ def test_only_the_lease_holder_publishes_until_it_stops(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         first, second = instances
+        second.audit.capture(captured(lineage_flow("p-standby"), topic="standby"))  # it appends too
         assert await first.publish() is not None and await second.publish() is None
+        assert second.audit.appended_since_checkpoint == 0  # its count does not nudge it at every batch
         assert (first.publishing, second.publishing) == (True, False)
         assert await second.publish(force=True) is not None  # an operator's request is served anyway
         await first.stop()  # releases the lease

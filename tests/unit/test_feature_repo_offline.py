@@ -70,13 +70,13 @@ def test_a_merge_waits_for_a_reader_holding_the_shared_lock_who_sees_every_row_o
     assert len(offline.parts(store)) == 2  # the tier merged: the seed and one part of 80 rows
     for batch in range(8, 15):
         add(store, batch * 10, 10)
-    listed, seen = threading.Event(), []
+    listed, release, seen = threading.Event(), threading.Event(), []
 
     def read_part_by_part() -> None:  # as dask does: list the parts, then open each, later
         with offline_lock(store, exclusive=False):
             paths = [p.path for p in offline.parts(store)]
             listed.set()
-            time.sleep(0.5)
+            release.wait(30)  # until the test has seen the merges held off
             for path in paths:
                 seen.extend(pq.read_table(path).column("application_id").to_pylist())
 
@@ -89,6 +89,7 @@ def test_a_merge_waits_for_a_reader_holding_the_shared_lock_who_sees_every_row_o
     merged.start()  # ...and one that waits, waits
     time.sleep(0.2)
     assert merged.is_alive() and len(offline.parts(store)) == 10
+    release.set()
     reader.join()
     merged.join(10)
     assert sorted(seen) == sorted(f"app-{i}" for i in range(150))  # the listing's rows, each once

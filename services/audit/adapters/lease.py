@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
@@ -29,20 +30,29 @@ class CheckpointLease:
         self.engine = engine
         self._connection: Connection | None = None  # PostgreSQL: the session that holds the lock
         self._file: int | None = None  # SQLite: the descriptor that holds the flock
+        # `held` runs in worker threads; `release` on stop may come while one is still inside it.
+        self._guard = threading.Lock()
+        self._released = False
 
     def held(self) -> bool:
         """Whether this instance holds the lease now, taking it when it is free. A database that cannot
-        be reached raises (the caller waits for it), rather than passing for another holder."""
-        if self.engine.dialect.name == "sqlite":
-            return self._held_file()
-        return self._held_advisory()
+        be reached raises (the caller waits for it), rather than passing for another holder. After
+        `release`, never: a stopping instance does not take the lease back."""
+        with self._guard:
+            if self._released:
+                return False
+            if self.engine.dialect.name == "sqlite":
+                return self._held_file()
+            return self._held_advisory()
 
     def release(self) -> None:
-        if self._connection is not None:
-            self._drop_connection()
-        if self._file is not None:
-            os.close(self._file)  # closing the descriptor releases its flock
-            self._file = None
+        with self._guard:
+            self._released = True
+            if self._connection is not None:
+                self._drop_connection()
+            if self._file is not None:
+                os.close(self._file)  # closing the descriptor releases its flock
+                self._file = None
 
     # -- PostgreSQL ----------------------------------------------------------------------------------
     def _held_advisory(self) -> bool:

@@ -272,7 +272,9 @@ class SqlAuditStore:
         if excluding_topic is not None:
             statement = statement.where(t.c.topic != excluding_topic)
         with self.reader.connect() as conn:
-            return conn.execute(statement.limit(1)).first() is not None
+            # In seq order: the planner walks the primary key from `seq` (not a scan of the whole table
+            # on a fresh chain without statistics, the trap `_fresh` describes).
+            return conn.execute(statement.order_by(t.c.seq).limit(1)).first() is not None
 
     def stored_hash(self, seq: int) -> str | None:
         with self.reader.connect() as conn:

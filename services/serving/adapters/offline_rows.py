@@ -17,8 +17,8 @@ from services.serving.domain.batch import BadInput
 
 
 def rows_between(offline_path: Path, start: datetime, end: datetime) -> pa.Table:
-    """Rows with start <= event time < end, each once, in the store's (append) order; BadInput when there
-    are none."""
+    """Rows with start <= event time < end, each once, in the store's order (parts by key: append order,
+    except that a merged part takes its oldest input's place); BadInput when there are none."""
     if not offline_path.exists():
         raise BadInput(f"no data in the offline store between {start.isoformat()} and {end.isoformat()}")
     with offline_lock(offline_path, exclusive=False):
