@@ -12,12 +12,11 @@ from importlib.metadata import version
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.structs import TopicPartition
 
 from bench.rebalance_figures import TP, GroupView, Sample
-from infra.bus_access import kafka_options
+from infra.lag import LagReader
 
 # DescribeGroups v0-v3 (what aiokafka 0.14 speaks): each group is (error_code, group, state,
 # protocol_type, protocol, members[, authorized_operations]); each member (member_id, client_id,
@@ -46,24 +45,15 @@ def parse_group(described: tuple[Any, ...]) -> GroupView:
     return GroupView(str(described[_GROUP_STATE]), members)
 
 
-class GroupProbe:
+class GroupProbe(LagReader):
     """Reads one consumer group of the stack: `sample()` is one DescribeGroups, one OffsetFetch and
     the end offsets of every partition the group has been seen to read."""
 
     def __init__(self, bootstrap: str, group: str) -> None:
+        super().__init__(bootstrap)  # its admin client and offsets consumer, started and stopped alike
         self.group = group
-        self.admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
-        self.offsets = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None)
         self.partitions: set[TP] = set()  # every partition any member held while probed
         self._coordinator: int | None = None
-
-    async def start(self) -> None:
-        await self.admin.start()
-        await self.offsets.start()
-
-    async def stop(self) -> None:
-        await self.offsets.stop()
-        await self.admin.close()
 
     async def view(self) -> GroupView:
         if self._coordinator is None:

@@ -11,12 +11,11 @@ import httpx
 import pytest
 
 from servicekit.broker import EventPublisher, make_broker
-from services.serving.settings import ServingSettings
 from tests.integration.test_serving_service import promote
-from tests.integration.test_serving_support import World, serving_in_thread, world
+from tests.integration.test_serving_support import World, serving_in_thread, serving_settings, world
 from tests.support import probe_settings, wait_until
 
-PROMOTIONS = "replica-promotions"
+PROMOTIONS = "replica-promotions"  # the world topic the replicas swap on
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +25,9 @@ def w() -> World:
 
 @pytest.fixture(scope="module")
 def replicas(kafka_bootstrap: str, w: World) -> Iterator[list[str]]:
-    def settings() -> ServingSettings:  # a fresh instance id each, as each replica process gets
-        return ServingSettings(
-            kafka_bootstrap_servers=kafka_bootstrap,
-            state_dir=w.root / "state",
-            feast_repo_dir=w.feast_dir,
-            mlflow_tracking_uri=w.mlflow_uri,
-            api_keys_file=w.keys_file,
-            champion_poll_s=0,  # swaps happen on model.promoted only
-            predictions_topic=w.topic("replica-predictions"),
-            labels_topic=w.topic("replica-labels"),
-            promotions_topic=w.topic(PROMOTIONS),
-        )
-
-    first, second = settings(), settings()
+    first, second = (serving_settings(kafka_bootstrap, w, "replica-") for _ in range(2))
     assert first.consumer_group != second.consumer_group
-    topics = {w.topic(name): 3 for name in ("replica-predictions", "replica-labels", PROMOTIONS)}
+    topics = {w.topic(f"replica-{name}"): 3 for name in ("predictions", "labels", "promotions")}
     with contextlib.ExitStack() as running:
         yield [running.enter_context(serving_in_thread(s, topics)) for s in (first, second)]
 

@@ -17,8 +17,14 @@ from contracts.envelope import Event
 from contracts.events import GateEvidence, LabelObserved, ModelPromoted, ModelPromotedPayload, PredictionMade
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
-from services.serving.settings import ServingSettings
-from tests.integration.test_serving_support import MODEL, SMALL, World, serving_in_thread, world
+from tests.integration.test_serving_support import (
+    MODEL,
+    SMALL,
+    World,
+    serving_in_thread,
+    serving_settings,
+    world,
+)
 from tests.support import probe_settings, wait_until
 from workbench.serving_devdata import mlflow_env, model_artifact_files
 
@@ -30,17 +36,7 @@ def w() -> World:
 
 @pytest.fixture(scope="module")
 def server(kafka_bootstrap: str, w: World) -> Iterator[str]:
-    settings = ServingSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        state_dir=w.root / "state",
-        feast_repo_dir=w.feast_dir,
-        mlflow_tracking_uri=w.mlflow_uri,
-        api_keys_file=w.keys_file,
-        champion_poll_s=0,  # swaps happen on model.promoted only
-        predictions_topic=w.topic("predictions"),
-        labels_topic=w.topic("labels"),
-        promotions_topic=w.topic("promotions"),
-    )
+    settings = serving_settings(kafka_bootstrap, w)
     topics = {w.topic(name): 3 for name in ("predictions", "labels", "promotions")}
     with serving_in_thread(settings, topics) as base:
         yield base

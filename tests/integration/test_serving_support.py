@@ -90,6 +90,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serving_settings(bootstrap: str, w: World, prefix: str = "") -> ServingSettings:
+    """Serving on the world's Feast repo and registry, swapping on model.promoted only, on the world's
+    topics named `<prefix>predictions`, `<prefix>labels` and `<prefix>promotions`. A fresh instance id
+    each time, as each replica process gets."""
+    return ServingSettings(
+        kafka_bootstrap_servers=bootstrap,
+        state_dir=w.root / "state",
+        feast_repo_dir=w.feast_dir,
+        mlflow_tracking_uri=w.mlflow_uri,
+        api_keys_file=w.keys_file,
+        champion_poll_s=0,  # swaps happen on model.promoted only
+        predictions_topic=w.topic(f"{prefix}predictions"),
+        labels_topic=w.topic(f"{prefix}labels"),
+        promotions_topic=w.topic(f"{prefix}promotions"),
+    )
+
+
 @contextmanager
 def serving_in_thread(settings: ServingSettings, topics: dict[str, int]) -> Iterator[str]:
     """The serving app under uvicorn in a thread, once `topics` (name -> partitions) exist and it is
