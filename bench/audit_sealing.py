@@ -20,7 +20,8 @@ from pathlib import Path
 
 from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.query import EventQuery
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.adapters.subject_keys import SubjectKeys
 from services.audit.domain.entry import Captured
 from services.audit.handlers import AuditService

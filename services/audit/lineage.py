@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.query import EventQuery
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.errors import NotFound
 from services.audit.views import row_view
 

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from servicekit.auth import Principal, Role, require_roles
 from servicekit.errors import error_responses
-from services.audit.adapters.store import EventQuery
+from services.audit.adapters.query import EventQuery
 from services.audit.domain.entry import to_micros
 from services.audit.errors import BadQuery
 from services.audit.handlers import AuditService

@@ -11,7 +11,8 @@ from contracts.events import RecordCleaned
 from contracts.registry import encode_event
 from contracts.samples import sample_events, sample_payloads
 from services.audit.adapters.checkpoints import read_checkpoints
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.query import EventQuery
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.app import create_app
 from services.audit.lineage import lineage
 from services.audit.settings import AuditSettings

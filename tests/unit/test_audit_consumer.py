@@ -11,7 +11,7 @@ from faststream.kafka import TestKafkaBroker
 from contracts.registry import encode_event
 from contracts.samples import sample_events
 from contracts.topics import AUDIT_CHECKPOINTS, topic_names
-from services.audit.adapters.store import EventQuery
+from services.audit.adapters.query import EventQuery
 from services.audit.app import create_app
 from services.audit.settings import AuditSettings
 from tests.unit.test_audit_support import new_store

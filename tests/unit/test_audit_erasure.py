@@ -33,8 +33,9 @@ from contracts.events import (
     RecordRejectedPayload,
 )
 from contracts.registry import encode_event
+from services.audit.adapters.query import EventQuery
 from services.audit.adapters.schema import subject_keys
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.adapters.subject_keys import SubjectSecretMissing
 from services.audit.domain.entry import Captured
 from services.audit.handlers import AuditService

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from servicekit.auth import Role, write_dev_keys
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.query import EventQuery
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.app import create_app
 from services.audit.cli import main as cli_main
 from services.audit.handlers import AuditService

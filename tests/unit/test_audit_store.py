@@ -20,8 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
+from services.audit.adapters.query import EventQuery
 from services.audit.adapters.schema import metadata
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.domain.entry import to_entry
 from services.audit.handlers import AuditService
 from services.audit.lineage import lineage

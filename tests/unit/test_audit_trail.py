@@ -21,7 +21,8 @@ from contracts.registry import encode_event
 from contracts.samples import sample_events
 from servicekit.watermark import security_options as client_options
 from services.audit.adapters.integrity import missing_guards, stored_coordinates
-from services.audit.adapters.store import EventQuery, SqlAuditStore
+from services.audit.adapters.query import EventQuery
+from services.audit.adapters.store import SqlAuditStore
 from services.audit.domain.anchors import PartitionLog, PublishedCheckpoint, compare_partition
 from services.audit.domain.entry import Captured, to_entry
 from services.audit.handlers import AuditService, now_us
