@@ -93,6 +93,7 @@ def create_app(
             partial(committed_offsets, settings, labels_group, settings.labels_topic)
         ),
         watermark_wait_s=settings.label_watermark_wait_s,
+        claim_lease_s=settings.run_claim_lease_s,
     )
 
     # The labels and the training requests are consumed by separate consumers (their own groups and

@@ -6,6 +6,10 @@ ModelPromoted or ModelRejected, all caused by the TrainingRequested; it is then 
 request's event id, so a redelivered request is skipped. A crash after the alias moved and before the
 save repeats the run on redelivery (a second candidate, gated again): at-least-once, never lost.
 
+Several instances share the state (one SQLite file on one machine) and read requests in one group; a
+run claim with a lease (run_claim.py) makes one of them run a request that two read around a
+rebalance, and lets the other take the run over when the claimer dies mid-run.
+
 Every request carries the labels topic's end offsets (its label watermark); a run first waits, at most
 `watermark_wait_s`, until the labels consumer has stored every label up to them, so what a run learns
 from does not depend on how far the consumer happened to be (the run's lineage says whether the
@@ -27,26 +31,22 @@ from contracts.envelope import Event
 from contracts.events import (
     DriftDetected,
     LabelObserved,
-    ModelPromoted,
-    ModelPromotedPayload,
-    ModelRejected,
-    ModelRejectedPayload,
-    ModelTrained,
-    ModelTrainedPayload,
     ScheduledFor,
     TrainingRequested,
     TrainingRequestedPayload,
 )
 from servicekit.watermark import CatchUp, ConsumedOffsets, Offsets
 from services.training.adapters.champions import ChampionHistory
+from services.training.adapters.run_claims import RunClaims
 from services.training.adapters.state import TrainingState
-from services.training.domain.champions import Move
 from services.training.domain.dataset import label_value
 from services.training.domain.manual_window import ChangePoint, ManualWindow, manual_window
 from services.training.domain.policy import GatePolicy
 from services.training.domain.retraining import Decision
 from services.training.metrics import LABELS, PHASE_SECONDS, RUNS
+from services.training.outcome import promoted_event, promotion_move, rejected_event, trained_event
 from services.training.retrains import DriftRetrains
+from services.training.run_claim import claimed_run, instance_id
 from services.training.schedules import ScheduledRetrains
 from services.training.trainer import Outcome, Trainer
 
@@ -79,13 +79,17 @@ class TrainingService:
     label_watermark: Watermark | None = None  # the labels topic's end offsets; None: runs do not wait
     labels_consumed: ConsumedOffsets = field(default_factory=ConsumedOffsets)
     watermark_wait_s: float = 120.0
+    instance: str = field(default_factory=instance_id)  # names this process's run claims
+    claim_lease_s: float = 30.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     retrains: DriftRetrains = field(init=False)
     schedules: ScheduledRetrains = field(init=False)
     history: ChampionHistory = field(init=False)
+    claims: RunClaims = field(init=False)
 
     def __post_init__(self) -> None:
         self.history = ChampionHistory(self.state.database, self.model_name)
+        self.claims = RunClaims(self.state.database)
         self.retrains = DriftRetrains(
             self.state, self.policy, self.request, self.model_name, self.producer, lambda: self.clock()
         )
@@ -114,9 +118,9 @@ class TrainingService:
         stored = await asyncio.to_thread(self.state.add_labels, rows, sources)
         LABELS.labels("stored").inc(sum(stored))
         LABELS.labels("duplicate").inc(len(stored) - sum(stored))
-        for (event, _), new in zip(usable, stored, strict=True):
-            if new:
-                await self.retrains.on_label(event.payload.event_time)
+        fresh = [event.payload.event_time for (event, _), new in zip(usable, stored, strict=True) if new]
+        if fresh:
+            await self.retrains.on_labels(fresh)
 
     async def request(
         self,
@@ -215,8 +219,10 @@ class TrainingService:
         if event.payload.model_name != self.model_name:
             log.info("ignored a training request for model %r", event.payload.model_name)
             return None
-        async with self._lock:
-            if await asyncio.to_thread(self.state.run_done, str(event.event_id)):
+        request_id = str(event.event_id)
+        claim = claimed_run(self.claims, request_id, self.instance, self.claim_lease_s)
+        async with self._lock, claim as ours:  # one run per request, whichever instance reads it
+            if not ours:
                 log.info("training request %s was handled before; skipped", event.event_id)
                 return None
             caught = await self.catch_up(event)
@@ -243,53 +249,15 @@ class TrainingService:
 
     async def _publish(self, request: TrainingRequested, outcome: Outcome) -> None:
         if outcome.run_id and outcome.model_version:
-            await self.publish(self._trained(request, outcome), self.topics.trained)
+            trained = trained_event(request, outcome, self.model_name, self.producer)
+            await self.publish(trained, self.topics.trained)
         if outcome.status == "promoted":
-            assert outcome.verdict and outcome.model_version and outcome.run_id
-            promoted = ModelPromotedPayload(
-                model_name=self.model_name,
-                model_version=outcome.model_version,
-                run_id=outcome.run_id,
-                previous_version=outcome.previous_version,
-                evidence=outcome.verdict.evidence,
-            )
-            event = ModelPromoted.create(promoted, self.producer, caused_by=request)
-            await asyncio.to_thread(self.history.record, _promotion(event))  # what a rollback reads
+            event = promoted_event(request, outcome, self.model_name, self.producer)
+            await asyncio.to_thread(self.history.record, promotion_move(event))  # what a rollback reads
             await self.publish(event, self.topics.promoted)
             return
-        rejected = ModelRejectedPayload(
-            model_name=self.model_name,
-            model_version=outcome.model_version,
-            run_id=outcome.run_id,
-            reasons=outcome.reasons or ["rejected"],
-            evidence=outcome.verdict.evidence if outcome.verdict else None,
-        )
-        await self.publish(
-            ModelRejected.create(rejected, self.producer, caused_by=request), self.topics.rejected
-        )
-
-    def _trained(self, request: TrainingRequested, outcome: Outcome) -> ModelTrained:
-        lineage = outcome.lineage
-        payload = ModelTrainedPayload(
-            model_name=self.model_name,
-            model_version=outcome.model_version or "",
-            run_id=outcome.run_id or "",
-            metrics=outcome.metrics,
-            window_start=lineage["window_start"],
-            window_end=lineage["window_end"],
-            dataset_version=lineage["dataset_version"],
-            dataset_sha256=lineage["dataset_sha256"],
-            feature_views=[lineage["feature_views"]],
-            code_version=lineage["code_version"],
-            evidence=outcome.verdict.evidence if outcome.verdict else None,
-        )
-        return ModelTrained.create(payload, self.producer, caused_by=request)
-
-
-def _promotion(event: ModelPromoted) -> Move:
-    p = event.payload
-    evidence = p.evidence.model_dump(mode="json")
-    return Move(p.model_version, p.previous_version, "promotion", p.run_id, evidence, str(event.event_id))
+        rejected = rejected_event(request, outcome, self.model_name, self.producer)
+        await self.publish(rejected, self.topics.rejected)
 
 
 def _by_partition_name(offsets: Offsets | None) -> dict[str, int] | None:

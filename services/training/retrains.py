@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,8 +50,6 @@ class DriftRetrains:
         self.state, self.policy, self.request = state, policy, request
         self.model_name, self.producer, self.clock = model_name, producer, clock
         self._lock = asyncio.Lock()
-        self._pending: dict[str, Any] | None = None
-        self._pending_loaded = False
 
     async def on_drift(self, event: DriftDetected) -> Decision:
         """Apply the retraining policy; a refusal is logged and counted, never an error."""
@@ -61,21 +59,26 @@ class DriftRetrains:
         async with self._lock:
             return await self._decide(event)
 
-    async def on_label(self, label_time: datetime) -> None:
-        """A label since the change point brings the waiting retrain closer: decide it when enough came
-        (counted in memory, so a label costs no query while a retrain waits)."""
-        pending = await self._load_pending()
-        if pending is None or label_time < datetime.fromisoformat(pending["since"]):
+    async def on_labels(self, label_times: Sequence[datetime]) -> None:
+        """New labels bring the waiting retrain closer: decide it when enough have come since its
+        change point. The waiting retrain and its count are read from the state each batch, since
+        instances that share it each store part of the labels; the one that takes it decides it."""
+        pending = await asyncio.to_thread(self.state.pending_retrain)
+        if pending is None:
             return
-        pending["labels"] += 1
+        since = datetime.fromisoformat(pending["since"])
+        if not any(time >= since for time in label_times):
+            return
+        labels = await asyncio.to_thread(self.state.labels_since, since)
         waited = (self.clock() - datetime.fromisoformat(pending["waiting_since"])).total_seconds()
-        if pending["labels"] < pending["needed"] and waited <= pending["wait_s"]:
+        if labels < pending["needed"] and waited <= pending["wait_s"]:
             return
         async with self._lock:
-            if self._pending is not pending:
-                return  # decided or superseded meanwhile
+            if not await asyncio.to_thread(self.state.take_pending_retrain, pending):
+                return  # decided or superseded meanwhile, here or by another instance
+            pending["labels"] = labels
             if waited > pending["wait_s"]:
-                detail = f"{pending['labels']} labels since the change point after {waited:.0f} s of waiting"
+                detail = f"{labels} labels since the change point after {waited:.0f} s of waiting"
                 await self._set_pending(pending.get("then"))
                 await self._record(_decision_id(pending), pending["kind"], Decision(False, "expired", detail))
                 return
@@ -126,7 +129,8 @@ class DriftRetrains:
         retrain_state = await asyncio.to_thread(self._retrain_state, now, since)
         decision = decide_retrain(event, retrain_state, policy, now)
         if waiting is not None and decision.reason == "waiting_for_labels":
-            waiting["labels"] = retrain_state.new_labels  # recounted exactly; keep waiting
+            waiting["labels"] = retrain_state.new_labels  # (the policy asks more now): keep waiting
+            await self._set_pending(waiting)
             return decision
         request_id = None
         if decision.go:
@@ -188,17 +192,15 @@ class DriftRetrains:
         return decision
 
     async def _set_pending(self, pending: dict[str, Any] | None) -> None:
-        self._pending = pending
         await asyncio.to_thread(self.state.save_pending_retrain, pending)
 
     async def _load_pending(self) -> dict[str, Any] | None:
-        if not self._pending_loaded:
-            self._pending = await asyncio.to_thread(self.state.pending_retrain)
-            if self._pending is not None:  # the in-memory count is not persisted: recount it
-                since = datetime.fromisoformat(self._pending["since"])
-                self._pending["labels"] = await asyncio.to_thread(self.state.labels_since, since)
-            self._pending_loaded = True
-        return self._pending
+        """The waiting retrain, with its labels since the change point counted now."""
+        pending = await asyncio.to_thread(self.state.pending_retrain)
+        if pending is not None:
+            since = datetime.fromisoformat(pending["since"])
+            pending["labels"] = await asyncio.to_thread(self.state.labels_since, since)
+        return pending
 
     async def _record(
         self, event_id: str, kind: str, decision: Decision, request_id: str | None = None

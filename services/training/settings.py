@@ -52,6 +52,13 @@ class TrainingSettings(ServiceSettings):
         description="How long a run waits for the labels published before its request to be stored "
         "(its label watermark); past it, the run goes ahead and its lineage says how many were short.",
     )
+    run_claim_lease_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="How long an instance's claim on a training request lasts unless renewed (it renews "
+        "three times per lease while the run goes on); past it, another instance takes the run over.",
+    )
     keep_rejected_versions: bool = Field(
         False,
         description="Keep candidates the gate rejected as registered versions. By default they stay as "

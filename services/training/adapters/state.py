@@ -21,6 +21,7 @@ import pandas as pd
 
 from feature_repo.names import ENTITY_KEY
 from servicekit.sqlite import SqliteDatabase
+from services.training.adapters.run_claims import RUN_CLAIMS_SCHEMA
 from services.training.adapters.schedule_state import SCHEDULE_SCHEMA
 from services.training.domain.dataset import LABEL, LABEL_TIME
 from services.training.domain.manual_window import ChangePoint
@@ -45,6 +46,7 @@ SCHEMA = (
     " evidence TEXT NOT NULL, reason TEXT, requested_by TEXT, at TEXT NOT NULL,"
     " idempotency_key TEXT UNIQUE, request TEXT NOT NULL, event TEXT, published INTEGER NOT NULL)",
     *SCHEDULE_SCHEMA,
+    *RUN_CLAIMS_SCHEMA,
 )
 KEPT_DECISIONS = 500  # older decisions are deleted
 
@@ -162,6 +164,16 @@ class TrainingState:
             else:
                 value = json.dumps(pending)
                 db.execute("INSERT OR REPLACE INTO control VALUES ('pending_retrain', ?)", (value,))
+
+    def take_pending_retrain(self, expected: dict[str, Any]) -> bool:
+        """Clear the waiting retrain if it is still `expected` (as read): True for the one caller, of
+        all the instances sharing this state, that takes it to decide."""
+        with self._db() as db:
+            row = db.execute("SELECT value FROM control WHERE key = 'pending_retrain'").fetchone()
+            if row is None or json.loads(row[0]) != expected:
+                return False
+            db.execute("DELETE FROM control WHERE key = 'pending_retrain'")
+        return True
 
     def pending_retrain(self) -> dict[str, Any] | None:
         with self._db() as db:

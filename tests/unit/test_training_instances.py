@@ -1,0 +1,149 @@
+"""Two training instances on one shared state (as the cluster profile runs them): a request both read
+around a rebalance runs once, a run whose instance died is taken over when its claim expires, a live
+run's renewed claim is never taken, and a drift retrain waiting for labels counts the labels both
+instances store and is requested once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from contracts.events import ModelPromoted, ModelRejected, TrainingRequested
+from servicekit.sqlite import SqliteDatabase
+from services.training.adapters.run_claims import RUN_CLAIMS_SCHEMA, RunClaims
+from services.training.handlers import TrainingService
+from tests.support import training_request
+from tests.unit.test_training_handlers import SINCE_CHANGE, T0, Bus, changed_at, label, make
+from tests.unit.test_training_support import feature_frame
+
+
+@pytest.fixture(scope="module")
+def features() -> pd.DataFrame:
+    return feature_frame(600)
+
+
+def claims_at(tmp_path: Path, now: list[float]) -> RunClaims:
+    schema = ("CREATE TABLE runs (request_id TEXT PRIMARY KEY)", *RUN_CLAIMS_SCHEMA)
+    return RunClaims(SqliteDatabase(tmp_path / "claims.db", schema), clock=lambda: now[0])
+
+
+def test_a_claim_is_held_until_it_expires_then_taken_over_and_the_old_owner_cannot_renew(
+    tmp_path: Path,
+) -> None:
+    now = [1000.0]
+    claims = claims_at(tmp_path, now)
+    assert claims.claim("r1", "a", 30).verdict == "claimed"
+    held = claims.claim("r1", "b", 30)
+    assert held.verdict == "held" and held.owner == "a" and held.expires_in_s == 30
+    assert claims.claim("r1", "a", 30).verdict == "claimed"  # its own claim again (a redelivery)
+    now[0] += 20
+    assert claims.renew("r1", "a", 30)  # renewed: lasts until 1050
+    now[0] += 29
+    assert claims.claim("r1", "b", 30).verdict == "held"
+    now[0] += 2  # past 1050: a stopped renewing (it died)
+    taken = claims.claim("r1", "b", 30)
+    assert taken.verdict == "claimed" and taken.owner == "a"
+    assert claims.holder("r1") == ("b", 30)
+    assert not claims.renew("r1", "a", 30)  # a, if it was only slow, learns it lost the claim
+    claims.release("r1", "a")  # and its release does not remove b's claim
+    assert claims.holder("r1") == ("b", 30)
+    with claims.database.transaction() as db:
+        db.execute("INSERT INTO runs VALUES ('r1')")
+    assert claims.claim("r1", "c", 30).verdict == "done"
+
+
+def two_instances(
+    tmp_path: Path, features: pd.DataFrame, lease_s: float = 30.0, policy: Any = None
+) -> tuple[TrainingService, Bus, TrainingService, Bus]:
+    first, first_bus = make(tmp_path, features, policy)
+    second, second_bus = make(tmp_path, features, policy)  # the same state file
+    for service, name in ((first, "instance-1"), (second, "instance-2")):
+        service.instance, service.claim_lease_s = name, lease_s
+    return first, first_bus, second, second_bus
+
+
+def decisions(*buses: Bus) -> list[Any]:
+    return [e for bus in buses for e, _ in bus.sent if isinstance(e, ModelPromoted | ModelRejected)]
+
+
+async def test_a_request_both_instances_read_at_once_runs_once(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    first, first_bus, second, second_bus = two_instances(tmp_path, features)
+    request = training_request()
+    outcomes = await asyncio.gather(
+        first.on_training_requested(request), second.on_training_requested(request)
+    )
+    assert sum(outcome is not None for outcome in outcomes) == 1  # one ran it, the other waited: done
+    [decided] = decisions(first_bus, second_bus)
+    assert decided.causation_id == str(request.event_id)
+    assert first.state.run(str(request.event_id)) is not None
+    assert first.claims.holder(str(request.event_id)) is None  # released once saved
+
+
+async def test_a_run_whose_instance_died_is_taken_over_when_its_claim_expires(
+    tmp_path: Path, features: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, first_bus, second, second_bus = two_instances(tmp_path, features)
+    request = training_request()
+    # Instance 1 claimed the request and was killed mid-run: its claim is never renewed.
+    assert second.claims.claim(str(request.event_id), "instance-1", 1.0).verdict == "claimed"
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="services.training.run_claim"):
+        outcome = await second.on_training_requested(request)
+    assert outcome is not None and time.monotonic() - started >= 0.9  # it waited for the claim to end
+    assert "took over the claim of instance-1" in caplog.text
+    assert len(decisions(first_bus, second_bus)) == 1
+
+
+async def test_a_live_runs_renewed_claim_is_never_taken_over(
+    tmp_path: Path, features: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, first_bus, second, second_bus = two_instances(tmp_path, features, lease_s=0.6)
+    run = first.trainer.run
+
+    def slow_run(event: TrainingRequested) -> Any:
+        time.sleep(2.5)  # four leases long: only the renewals keep the claim
+        return run(event)
+
+    first.trainer.run = slow_run  # type: ignore[method-assign]
+    request = training_request()
+    running = asyncio.create_task(first.on_training_requested(request))
+    await asyncio.sleep(0.3)
+    with caplog.at_level(logging.INFO):
+        assert await second.on_training_requested(request) is None  # it waited, then found it done
+    assert await running is not None
+    assert "took over" not in caplog.text and "lost the claim" not in caplog.text
+    assert "is being run by instance-1; waiting" in caplog.text
+    assert len(decisions(first_bus, second_bus)) == 1
+
+
+async def test_a_waiting_drift_retrain_counts_both_instances_labels_and_is_requested_once(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    first, first_bus, second, second_bus = two_instances(tmp_path, features, policy=SINCE_CHANGE)
+    change = T0 + timedelta(hours=2)
+    decision = await first.on_drift(changed_at(change))  # instance 1 reads the drift event
+    assert decision.reason == "waiting_for_labels"  # for 10 labels since the change point
+    # The labels' partitions are split: each instance stores half of them.
+    await first.on_labels([label(f"one{i}", "bad", change + timedelta(seconds=i)) for i in range(5)])
+    await second.on_labels([label(f"two{i}", "bad", change + timedelta(seconds=i)) for i in range(4)])
+    assert not first_bus.sent and not second_bus.sent  # 9 of 10
+    assert (await second.retraining_status())["waiting"]["labels"] == 9  # either instance tells it
+    tenth, eleventh = (
+        [label(f"{name}-last", "bad", change + timedelta(minutes=1))] for name in ("one", "two")
+    )
+    await asyncio.gather(second.on_labels(tenth), first.on_labels(eleventh))
+    requests = [e for bus in (first_bus, second_bus) for e, _ in bus.sent if isinstance(e, TrainingRequested)]
+    assert len(requests) == 1 and requests[0].payload.window_start == change
+    await first.on_labels([label(f"later{i}", "bad", change + timedelta(minutes=2)) for i in range(20)])
+    await second.on_labels([label(f"after{i}", "bad", change + timedelta(minutes=2)) for i in range(20)])
+    assert len(first_bus.sent) + len(second_bus.sent) == 1  # decided once
+    assert (await first.retraining_status())["waiting"] is None
