@@ -39,9 +39,10 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # entity; the offline store is a directory of Parquet parts each append adds to), serving (stateless;
 # each replica has its own group for promotions, so each swaps) and audit (one group; the database
 # serializes appends and skips what another instance appended; one instance at a time holds the lease
-# to publish checkpoints). The others keep one instance: drift joins predictions and labels in a local
-# store and runs whole-stream detectors; training and explain are not drilled as two yet.
-SCALES_OUT = ("ingest", "features", "serving", "audit")
+# to publish checkpoints) and training (one group for requests; a run claim in the state both share runs
+# each request once, and another instance takes a run over when its claimer dies). The others keep one
+# instance: drift runs whole-stream detectors; explain is not drilled as two yet.
+SCALES_OUT = ("ingest", "features", "training", "serving", "audit")
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 

@@ -10,6 +10,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,15 +22,19 @@ from infra.mlflow_server import client_env
 from infra.settings import InfraSettings
 
 
-async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
-    """Every outcome event id of each raw record (partition, offset), read to the end of both topics."""
+async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
-        described = await admin.describe_topics([RECORDS_CLEAN, RECORDS_REJECTED])
+        described = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+
+
+async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
+    """Every outcome event id of each raw record (partition, offset), read to the end of both topics."""
+    partitions = await _partitions(bootstrap, [RECORDS_CLEAN, RECORDS_REJECTED])
     consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -43,6 +48,25 @@ async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
                     event = json.loads(record.value or b"{}")
                     source = event["payload"]["source"]
                     found[(source["partition"], source["offset"])].add(event["event_id"])
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def caused_by(bootstrap: str, topics: list[str], causation_id: str) -> list[dict[str, Any]]:
+    """The events on `topics` (read from the beginning to their ends) that `causation_id` caused."""
+    partitions = await _partitions(bootstrap, topics)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[dict[str, Any]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                events = (json.loads(record.value or b"{}") for record in records)
+                found.extend(e for e in events if e.get("causation_id") == causation_id)
         return found
     finally:
         await consumer.stop()

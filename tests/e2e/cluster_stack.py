@@ -1,5 +1,5 @@
 """The cluster-profile stack the drills of test_cluster_profile.py share (one per module: three KRaft
-brokers, PostgreSQL, an MLflow server, Redis, and ingest, features and audit with two instances of
+brokers, PostgreSQL, an MLflow server, Redis, and ingest, features, training and audit with two instances of
 those that scale out), and the stream each drill runs through it."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.support_postgres import reachable_state_dir
 
 PORT = TEST_KAFKA_PORT + 1100  # nodes on PORT, PORT + 10, PORT + 20 (controllers one above each)
 FIRST_SERVICE_PORT = TEST_KAFKA_PORT - 6000
-SERVICES = "ingest,features,audit"
+SERVICES = "ingest,features,training,audit"
 ROWS = 3000
 
 
@@ -40,6 +40,7 @@ def cluster_stack(jars_dir: Path) -> Iterator[dict[str, str]]:
     env["MLOPS_POSTGRES_PORT"], env["MLOPS_MLFLOW_PORT"] = str(PORT + 30), str(PORT + 40)
     env["MLOPS_REDIS_PORT"] = str(PORT + 50)
     env["AUDIT_CHECKPOINT_INTERVAL_S"] = "2"  # the audit drill waits for a checkpoint after a kill
+    env["TRAINING_RUN_CLAIM_LEASE_S"] = "6"  # the training drill waits for a dead instance's claim
     remember_stack(state, bootstrap())  # this test's own clients reach the cluster as its super user
     up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=env, timeout=600)
     try:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from infra.bus_access import remember_stack
-from infra.supervisor import SERVICE_ORDER
+from infra.supervisor import INSTANCE_PORT_OFFSET, SERVICE_ORDER
 from tests.support import isolated_env
 
 
@@ -27,9 +27,12 @@ def stack_env(state: Path, jars_dir: Path, kafka_port: int, first_service_port: 
 
 
 def api(env: dict[str, str], service: str, role: str) -> httpx.Client:
-    """A client of `service` holding the development key of `role` (from the stack's state folder)."""
+    """A client of `service` (or of one instance: `training-2`) holding the development key of `role`
+    (from the stack's state folder)."""
     keys = json.loads((Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json").read_text())
-    port = int(env["MLOPS_FIRST_SERVICE_PORT"]) + SERVICE_ORDER.index(service)
+    name, _, instance = service.partition("-")
+    port = int(env["MLOPS_FIRST_SERVICE_PORT"]) + SERVICE_ORDER.index(name)
+    port += INSTANCE_PORT_OFFSET * (int(instance) - 1) if instance else 0
     return httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": keys[f"dev-{role}"]["key"]}, timeout=60
     )
@@ -39,11 +42,11 @@ def logs(state: Path, tail: int = 3000) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-tail:]}" for p in (state / "logs").glob("*.log"))
 
 
-def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
-    """Poll `probe` every half second until it returns something truthy, and return that."""
+def wait_for(probe: Any, timeout_s: float, what: str, every_s: float = 0.5) -> Any:
+    """Poll `probe` every half second (or `every_s`) until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if result := probe():
             return result
-        time.sleep(0.5)
+        time.sleep(every_s)
     raise AssertionError(f"timed out waiting for {what}")

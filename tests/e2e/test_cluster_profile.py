@@ -5,6 +5,8 @@ and drills, each with records streaming through ingest:
 - an ingest instance is killed with SIGKILL: the other takes its partitions over;
 - the audit instance that publishes checkpoints is killed with SIGKILL: the other takes its partitions
   and the checkpoint lease over, every clean event is audited once and the chain verifies;
+- the training instance running a request is killed with SIGKILL mid-run: the other takes the request
+  over once the dead claim expires, and the request is decided once;
 - the broker that leads a partition of raw records is killed with SIGKILL: producers and consumers carry
   on, every record gets exactly one outcome, and the audit chain verifies against Kafka;
 - PostgreSQL and Redis are killed with SIGKILL: the audit and features services wait (their readiness
@@ -55,7 +57,8 @@ from tests.e2e.cluster_stack import (
     settings_of,
     stream,
 )
-from tests.e2e.stack import logs, wait_for
+from tests.e2e.cluster_training import claimer, events_caused, run_saved, takeover_line
+from tests.e2e.stack import api, logs, wait_for
 from tests.e2e.test_cli import mlops
 from tests.e2e.test_dependency_outage import ready, recorded
 
@@ -163,6 +166,38 @@ def test_killing_the_audit_instance_that_checkpoints_hands_its_partitions_and_le
     assert up.returncode == 0, up.stderr  # the killed instance is started again; the rest ran on
     again = components(stack)
     assert again[holder]["pid"] != status[holder]["pid"] and again[holder]["health"] == "ready", again
+
+
+def test_killing_the_training_instance_mid_run_hands_the_request_over_and_it_runs_once(
+    stack: dict[str, str],
+) -> None:
+    status = components(stack)
+    assert status["training"]["health"] == status["training-2"]["health"] == "ready", status
+    produce = ("produce", "--rows", "600", "--rate", "0", "--label-delay-s", "0.2", "--follow")
+    produced = mlops(*produce, env=stack, timeout=300)  # applications and labels to learn from
+    assert produced.returncode == 0, produced.stderr
+    with api(stack, "training", "ops") as ops:
+        request = ops.post("/train", json={"reason": "manual"}).json()["event_id"]
+    runner = wait_for(lambda: claimer(stack, request), 120, "an instance to claim the request", every_s=0.05)
+    os.kill(int(status[runner]["pid"]), signal.SIGKILL)  # mid-run: no outcome saved or published yet
+    assert not run_saved(stack, request) and not events_caused(bootstrap(), request)
+    survivor = "training-2" if runner == "training" else "training"
+    with api(stack, survivor, "ops") as ops:  # the partition moved; the dead claim expired; it ran it
+        answer = wait_for(
+            lambda: (r := ops.get(f"/requests/{request}")).status_code == 200 and r, 240, "a run"
+        )
+    assert answer.json()["request_id"] == request
+    taken = takeover_line(stack, survivor, request)
+    assert taken is not None and f":{status[runner]['pid']}:" in taken, taken  # from the killed process
+    events = events_caused(bootstrap(), request)
+    decided = events.get("ModelPromoted", []) + events.get("ModelRejected", [])
+    assert len(decided) == 1 and len(events.get("ModelTrained", [])) <= 1, events  # one decision, once
+    assert decided[0]["event_type"] == {"promoted": "ModelPromoted"}.get(
+        answer.json()["status"], "ModelRejected"
+    )
+
+    up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
+    assert up.returncode == 0, up.stderr  # the killed instance starts again, for the drills after
 
 
 def test_killing_the_leader_of_a_raw_partition_mid_stream_loses_and_doubles_nothing(

@@ -91,15 +91,18 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
 
     cluster = InfraSettings(state_dir=tmp_path, profile="cluster", kafka_bootstrap_servers=None)
     local = InfraSettings(state_dir=tmp_path, kafka_bootstrap_servers=None)
-    services = ["ingest", "features", "serving", "audit"]
+    services = ["ingest", "features", "training", "serving", "drift", "audit"]
     assert with_instances(local, services) == services
-    assert with_instances(cluster, services) == [
+    assert with_instances(cluster, services) == [  # drift keeps one (its detectors see the whole stream)
         "ingest",
         "ingest-2",
         "features",
         "features-2",
+        "training",
+        "training-2",
         "serving",
         "serving-2",
+        "drift",
         "audit",
         "audit-2",
     ]

@@ -111,15 +111,24 @@ class MlflowRegistry:
         self._loaded: dict[str, Champion] = {}
 
     def open(self) -> None:
+        from mlflow.exceptions import MlflowException
+
         _, self._client = open_mlflow(self.tracking_uri)
         found = self._client.get_experiment_by_name(self.experiment)
-        if found is None:
-            self.artifact_root.mkdir(parents=True, exist_ok=True)
+        if found is not None:
+            self._experiment_id = found.experiment_id
+            return
+        self.artifact_root.mkdir(parents=True, exist_ok=True)
+        try:
             self._experiment_id = self._client.create_experiment(
                 self.experiment, artifact_location=self.artifact_root.as_uri()
             )
-        else:
-            self._experiment_id = found.experiment_id
+        except MlflowException as exc:  # another instance, starting beside this one, created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            created = self._client.get_experiment_by_name(self.experiment)
+            assert created is not None, f"experiment {self.experiment} exists, yet is not found"
+            self._experiment_id = created.experiment_id
 
     @property
     def client(self) -> MlflowClient:
