@@ -37,12 +37,13 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # scales"): ingest (one consumer group; its ledger is keyed by entity, and entities are partitioned by
 # key), features (one group over records.clean, keyed by entity; the online store is Redis, keyed by
 # entity; the offline store is a directory of Parquet parts each append adds to), serving (stateless;
-# each replica has its own group for promotions, so each swaps) and audit (one group; the database
+# each replica has its own group for promotions, so each swaps), audit (one group; the database
 # serializes appends and skips what another instance appended; one instance at a time holds the lease
-# to publish checkpoints) and training (one group for requests; a run claim in the state both share runs
-# each request once, and another instance takes a run over when its claimer dies). The others keep one
-# instance: drift runs whole-stream detectors; explain is not drilled as two yet.
-SCALES_OUT = ("ingest", "features", "training", "serving", "audit")
+# to publish checkpoints), training (one group for requests; a run claim in the state both share runs
+# each request once, and another instance takes a run over when its claimer dies) and drift (as one
+# active instance and a standby: its detectors judge the whole stream, so one consumes; the other
+# takes the active lease and the saved state over when it dies). Explain is not drilled as two yet.
+SCALES_OUT = ("ingest", "features", "training", "serving", "drift", "audit")
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 

@@ -9,6 +9,8 @@ route, `/metrics` included, requires an API key bound to a role (`X-API-Key: <ke
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +30,7 @@ from servicekit.docs_ui import install_docs
 from servicekit.errors import error_responses, install_error_mapping
 from servicekit.metrics import HTTP_SECONDS, SERVICE_UP
 from servicekit.settings import ServiceSettings
+from servicekit.standby import Standby
 from servicekit.tasks import BackgroundTasks, retrying
 
 log = logging.getLogger(__name__)
@@ -52,12 +55,15 @@ def create_service_app(
     before_broker_stops: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
     tasks: BackgroundTasks | None = None,
+    standby: Standby | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan connects the broker (subscribers start consuming) and runs hooks.
 
     `subscriptions` and `publishes` describe the service's side of the bus; the AsyncAPI export
     reads them from `app.state`. `tasks` start once the broker is connected and are cancelled
-    before it stops."""
+    before it stops. With `standby`, subscribers and tasks start only once this instance holds the
+    service's active lease (servicekit/standby.py); until then it answers HTTP and `/ready` says
+    `"role": "standby"`."""
     checks: dict[str, ReadinessCheck] = dict(readiness_checks or {})
     if broker is not None:
         checks.setdefault("kafka", lambda: broker.ping(timeout=2.0))
@@ -81,20 +87,35 @@ def create_service_app(
                 max_wait_s=5,
                 give_up_after_s=settings.kafka_connect_wait_s,
             )
-            await broker.start()  # subscribers start only once the broker answers
-        if tasks is not None:
-            await tasks.start()
+
+        async def consume() -> None:
+            if standby is not None:
+                await standby.wait_until_active()
+            if broker is not None:
+                await broker.start()  # subscribers start only once the broker answers
+            if tasks is not None:
+                await tasks.start()
+
+        activating = None if standby is None else asyncio.create_task(_activate(consume, standby))
+        if activating is None:
+            await consume()
         log.info("%s started (%d API keys loaded)", service, len(api_keys))
         try:
             yield
         finally:
             SERVICE_UP.labels(service).set(0)
+            if activating is not None:
+                activating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await activating
             if tasks is not None:
                 await tasks.stop()
             for hook in before_broker_stops or []:  # e.g. flush queued events while still connected
                 await hook()
             if broker is not None:
                 await broker.stop()
+            if standby is not None:
+                standby.release()
             for hook in on_shutdown or []:
                 await hook()
 
@@ -105,6 +126,7 @@ def create_service_app(
     app.state.broker = broker
     app.state.subscriptions = subscriptions
     app.state.tasks = tasks
+    app.state.standby = standby
     if broker is not None:
         for event_type in publishes:  # declared so FastStream's AsyncAPI lists what the service sends
             broker.publisher(
@@ -132,7 +154,9 @@ def create_service_app(
         if subscriptions is not None and subscriptions.outages.current:
             # Consumers are waiting for these (servicekit/outages.py): say which, since when, and why.
             body["unavailable"] = subscriptions.outages.describe()
-        ok = all(results.values()) and "unavailable" not in body
+        if standby is not None:  # a standby is ready: to take over
+            body["role"] = standby.role
+        ok = all(results.values()) and "unavailable" not in body and body.get("role") != "failed"
         SERVICE_UP.labels(service).set(1 if ok else 0)
         return JSONResponse({"ready": ok, **body}, status_code=200 if ok else 503)
 
@@ -150,6 +174,18 @@ def create_service_app(
 
     declare_roles(app)  # wraps app.openapi; the document is built on first request, routes and all
     return app
+
+
+async def _activate(consume: Hook, standby: Standby) -> None:
+    """A standby's way to consuming, in the background: a failure on it is logged and shown by
+    `/ready` (role `failed`), not lost in a task nobody awaits."""
+    try:
+        await consume()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        standby.role = "failed"
+        log.exception("%s could not start consuming after taking the active lease", standby.service)
 
 
 async def _safe(check: ReadinessCheck) -> bool:

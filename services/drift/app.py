@@ -1,7 +1,8 @@
 """Composition root of the drift service: state store, watch, the three batch subscriptions
 (records.clean, predictions.made, labels.observed, one consumer group each), the outbox flush at
 start, the Evidently reports (model.trained and model.promoted subscriptions, the report worker and
-its schedule), and the ops routes."""
+its schedule), and the ops routes. Several instances run as one active and standbys
+(servicekit/standby.py): only the holder of the active lease consumes and reports."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
 from servicekit.signed_links import LinkSigner, random_secret
+from servicekit.standby import FileLease, Standby
 from servicekit.tasks import BackgroundTasks, retrying
 from services.drift import browser, routes
 from services.drift.adapters.report_store import ReportStore
@@ -140,10 +142,17 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         subscriptions=subscriptions,
         publishes=(DriftDetected,),
         readiness_checks={"state": store_ready},
-        on_startup=[reports.start],
         before_broker_stops=[reports.stop],
         tasks=tasks,
         on_shutdown=[close],
+        # One instance consumes: its detectors judge the whole stream. Another stands by and takes
+        # over, from the state the last one saved, when it stops or dies (docs/operations.md).
+        standby=Standby(
+            settings.service_name,
+            FileLease(settings.resolved_state_path.parent / "active.lease"),
+            on_active=[drift.reload, reports.start],
+            poll_s=settings.standby_poll_s,
+        ),
     )
     app.state.drift, app.state.reports = drift, reports
     app.state.link_signer = link_signer(settings)

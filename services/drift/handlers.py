@@ -106,6 +106,13 @@ class DriftService:
         ]
         await self._apply(raws, lambda: self.watch.observe_labels(batch))
 
+    async def reload(self) -> None:
+        """Start again from the state saved last: on taking over as the active instance (the last
+        one saved it batch by batch), and on a standby before it answers a question about it."""
+        async with self._lock:
+            self.watch = await asyncio.to_thread(self.store.load, self.config)
+            self.offsets = await asyncio.to_thread(self.store.offsets)
+
     async def flush_outbox(self) -> None:
         """Publish what a previous run saved but could not send (called at start, and per batch)."""
         async with self._flush_lock:  # never two flushes at once: an event is sent once per run

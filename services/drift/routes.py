@@ -24,8 +24,11 @@ Ops = Annotated[Principal, Depends(require_roles(Role.OPS))]
 router = APIRouter(tags=["drift"])
 
 
-def service(request: Request) -> DriftService:
+async def service(request: Request) -> DriftService:
     drift: DriftService = request.app.state.drift
+    standby = request.app.state.standby
+    if standby is not None and standby.role == "standby":  # it answers from what the active one saved
+        await drift.reload()
     return drift
 
 

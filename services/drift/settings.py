@@ -127,6 +127,12 @@ class DriftSettings(ServiceSettings):
         le=50_000,
         description="Rows of a reference, at most; also the first records kept for good.",
     )
+    standby_poll_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a standby instance tries to take the active lease (one instance consumes).",
+    )
     reports_kept: int = Field(
         50, ge=1, le=10_000, description="Reports kept on disk (about 4 MB of HTML each)."
     )

@@ -53,8 +53,8 @@ async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
         await consumer.stop()
 
 
-async def caused_by(bootstrap: str, topics: list[str], causation_id: str) -> list[dict[str, Any]]:
-    """The events on `topics` (read from the beginning to their ends) that `causation_id` caused."""
+async def events_on(bootstrap: str, topics: list[str]) -> list[dict[str, Any]]:
+    """Every event on `topics`, one per Kafka record, read from the beginning to their ends."""
     partitions = await _partitions(bootstrap, topics)
     consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -65,11 +65,16 @@ async def caused_by(bootstrap: str, topics: list[str], causation_id: str) -> lis
         found: list[dict[str, Any]] = []
         while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
             for records in (await consumer.getmany(timeout_ms=1000)).values():
-                events = (json.loads(record.value or b"{}") for record in records)
-                found.extend(e for e in events if e.get("causation_id") == causation_id)
+                found.extend(json.loads(record.value or b"{}") for record in records)
         return found
     finally:
-        await consumer.stop()
+        with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14's stop() after assign()
+            await consumer.stop()
+
+
+async def caused_by(bootstrap: str, topics: list[str], causation_id: str) -> list[dict[str, Any]]:
+    """The events on `topics` that `causation_id` caused."""
+    return [e for e in await events_on(bootstrap, topics) if e.get("causation_id") == causation_id]
 
 
 def doubled(url: str, topic: str) -> int:

@@ -1,6 +1,6 @@
 """The cluster-profile stack the drills of test_cluster_profile.py share (one per module: three KRaft
-brokers, PostgreSQL, an MLflow server, Redis, and ingest, features, training and audit with two instances of
-those that scale out), and the stream each drill runs through it."""
+brokers, PostgreSQL, an MLflow server, Redis, and ingest, features, training, drift and audit, two
+instances of each: drift's as one active and one standby), and the stream each drill runs through it."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tests.support_postgres import reachable_state_dir
 
 PORT = TEST_KAFKA_PORT + 1100  # nodes on PORT, PORT + 10, PORT + 20 (controllers one above each)
 FIRST_SERVICE_PORT = TEST_KAFKA_PORT - 6000
-SERVICES = "ingest,features,training,audit"
+SERVICES = "ingest,features,training,drift,audit"
 ROWS = 3000
 
 
@@ -108,3 +108,16 @@ def each_once(before: dict[tuple[int, int], set[str]]) -> None:
     found = asyncio.run(outcomes(bootstrap()))
     twice = {source: ids for source, ids in found.items() if len(ids) > 1}
     assert len(found) - len(before) == ROWS and not twice, (len(found), list(twice.items())[:5])
+
+
+def verified(env: dict[str, str]) -> dict[str, Any]:
+    """`mlops audit verify`'s report, which must say the chain is intact."""
+    run = mlops("audit", "verify", env=env, timeout=300)
+    report: dict[str, Any] = json.loads(run.stdout)
+    assert run.returncode == 0 and report["intact"], run.stdout + run.stderr
+    return report
+
+
+def lines_about(said: str, *names: str) -> str:
+    """The lines of `mlops up`'s output about these components."""
+    return "\n".join(line for line in said.splitlines() if line.split(" ", 1)[0] in names)

@@ -7,6 +7,8 @@ and drills, each with records streaming through ingest:
   and the checkpoint lease over, every clean event is audited once and the chain verifies;
 - the training instance running a request is killed with SIGKILL mid-run: the other takes the request
   over once the dead claim expires, and the request is decided once;
+- the active drift instance is killed with SIGKILL mid-stream: the standby takes the lease and the
+  saved watch over, and its detectors see every clean record once;
 - the broker that leads a partition of raw records is killed with SIGKILL: producers and consumers carry
   on, every record gets exactly one outcome, and the audit chain verifies against Kafka;
 - PostgreSQL and Redis are killed with SIGKILL: the audit and features services wait (their readiness
@@ -22,7 +24,6 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ from infra.mlflow_server import credentials
 from infra.postgres_local import AUDIT_APP, AUDIT_OWNER, LocalPostgres
 from infra.redis_local import LocalRedis
 from infra.supervisor import SERVICE_ORDER
+from tests.e2e.cluster_drills import drift_takeover, training_takeover
 from tests.e2e.cluster_reads import (
     chain_length,
     clean_records,
@@ -54,11 +56,12 @@ from tests.e2e.cluster_stack import (
     describe,
     each_once,
     finished,
+    lines_about,
     settings_of,
     stream,
+    verified,
 )
-from tests.e2e.cluster_training import claimer, events_caused, run_saved, takeover_line
-from tests.e2e.stack import api, logs, wait_for
+from tests.e2e.stack import logs, wait_for
 from tests.e2e.test_cli import mlops
 from tests.e2e.test_dependency_outage import ready, recorded
 
@@ -122,13 +125,6 @@ def test_killing_ingest_and_features_instances_mid_stream_moves_their_partitions
 PUBLISHES = "this instance publishes the checkpoints now"
 
 
-def _verified(env: dict[str, str]) -> dict[str, Any]:
-    verified = mlops("audit", "verify", env=env, timeout=300)
-    report: dict[str, Any] = json.loads(verified.stdout)
-    assert verified.returncode == 0 and report["intact"], verified.stdout + verified.stderr
-    return report
-
-
 def test_killing_the_audit_instance_that_checkpoints_hands_its_partitions_and_lease_over(
     stack: dict[str, str],
 ) -> None:
@@ -157,7 +153,7 @@ def test_killing_the_audit_instance_that_checkpoints_hands_its_partitions_and_le
     assert doubled(store, RECORDS_CLEAN) == 0  # and none twice, though both appended the same chain
     # The survivor's checkpoints anchor the chain beyond where it stood at the kill.
     report = wait_for(
-        lambda: ((r := _verified(stack))["last_checkpoint_length"] or 0) > length_at_kill and r, 120,
+        lambda: ((r := verified(stack))["last_checkpoint_length"] or 0) > length_at_kill and r, 120,
         f"a checkpoint beyond row {length_at_kill}",
     )  # fmt: skip
     assert report["checked"] >= report["last_checkpoint_length"]
@@ -173,31 +169,19 @@ def test_killing_the_training_instance_mid_run_hands_the_request_over_and_it_run
 ) -> None:
     status = components(stack)
     assert status["training"]["health"] == status["training-2"]["health"] == "ready", status
-    produce = ("produce", "--rows", "600", "--rate", "0", "--label-delay-s", "0.2", "--follow")
-    produced = mlops(*produce, env=stack, timeout=300)  # applications and labels to learn from
-    assert produced.returncode == 0, produced.stderr
-    with api(stack, "training", "ops") as ops:
-        request = ops.post("/train", json={"reason": "manual"}).json()["event_id"]
-    runner = wait_for(lambda: claimer(stack, request), 120, "an instance to claim the request", every_s=0.05)
-    os.kill(int(status[runner]["pid"]), signal.SIGKILL)  # mid-run: no outcome saved or published yet
-    assert not run_saved(stack, request) and not events_caused(bootstrap(), request)
-    survivor = "training-2" if runner == "training" else "training"
-    with api(stack, survivor, "ops") as ops:  # the partition moved; the dead claim expired; it ran it
-        answer = wait_for(
-            lambda: (r := ops.get(f"/requests/{request}")).status_code == 200 and r, 240, "a run"
-        )
-    assert answer.json()["request_id"] == request
-    taken = takeover_line(stack, survivor, request)
-    assert taken is not None and f":{status[runner]['pid']}:" in taken, taken  # from the killed process
-    events = events_caused(bootstrap(), request)
-    decided = events.get("ModelPromoted", []) + events.get("ModelRejected", [])
-    assert len(decided) == 1 and len(events.get("ModelTrained", [])) <= 1, events  # one decision, once
-    assert decided[0]["event_type"] == {"promoted": "ModelPromoted"}.get(
-        answer.json()["status"], "ModelRejected"
-    )
-
+    training_takeover(stack, status, bootstrap())
     up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
     assert up.returncode == 0, up.stderr  # the killed instance starts again, for the drills after
+
+
+def test_killing_the_active_drift_instance_mid_stream_hands_its_watch_to_the_standby(
+    stack: dict[str, str],
+) -> None:
+    status = components(stack)
+    assert status["drift"]["health"] == status["drift-2"]["health"] == "ready", status
+    drift_takeover(stack, status, bootstrap())
+    up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
+    assert up.returncode == 0, up.stderr  # the killed instance starts again, now as the standby
 
 
 def test_killing_the_leader_of_a_raw_partition_mid_stream_loses_and_doubles_nothing(
@@ -245,7 +229,7 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
         assert dependency in waiting.json()["unavailable"], waiting.json()
     assert {components(stack)[name]["health"] for name in ("postgres", "redis")} == {"down"}
     up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
-    assert up.returncode == 0 and "already running" not in _lines_about(up.stderr, "postgres", "redis"), (
+    assert up.returncode == 0 and "already running" not in lines_about(up.stderr, "postgres", "redis"), (
         up.stderr
     )
     restarted = components(stack)
@@ -282,10 +266,6 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
     wait_for(
         lambda: tracking_server_answers(settings_of(stack), url), 120, "the MLflow server to answer again"
     )
-
-
-def _lines_about(said: str, *names: str) -> str:
-    return "\n".join(line for line in said.splitlines() if line.split(" ", 1)[0] in names)
 
 
 def test_raw_sql_against_the_clusters_audit_store_is_refused_or_caught_by_verify(

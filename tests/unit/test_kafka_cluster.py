@@ -93,7 +93,7 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
     local = InfraSettings(state_dir=tmp_path, kafka_bootstrap_servers=None)
     services = ["ingest", "features", "training", "serving", "drift", "audit"]
     assert with_instances(local, services) == services
-    assert with_instances(cluster, services) == [  # drift keeps one (its detectors see the whole stream)
+    assert with_instances(cluster, services) == [  # drift's second stands by (servicekit/standby.py)
         "ingest",
         "ingest-2",
         "features",
@@ -103,6 +103,7 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
         "serving",
         "serving-2",
         "drift",
+        "drift-2",
         "audit",
         "audit-2",
     ]
