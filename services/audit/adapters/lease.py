@@ -13,13 +13,13 @@ harmless: each checkpoint is a signed (length, head) pair that verify checks on 
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from servicekit.standby import FileLease
 
 CHECKPOINT_LOCK_KEY = 0x617564697401  # "audit\1": not APPEND_LOCK_KEY, which appenders take per transaction
 TRY_LOCK = f"SELECT pg_try_advisory_lock({CHECKPOINT_LOCK_KEY})"
@@ -29,7 +29,7 @@ class CheckpointLease:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._connection: Connection | None = None  # PostgreSQL: the session that holds the lock
-        self._file: int | None = None  # SQLite: the descriptor that holds the flock
+        self._file: FileLease | None = None  # SQLite: the flock of a file beside the database
         # `held` runs in worker threads; `release` on stop may come while one is still inside it.
         self._guard = threading.Lock()
         self._released = False
@@ -51,8 +51,7 @@ class CheckpointLease:
             if self._connection is not None:
                 self._drop_connection()
             if self._file is not None:
-                os.close(self._file)  # closing the descriptor releases its flock
-                self._file = None
+                self._file.release()
 
     # -- PostgreSQL ----------------------------------------------------------------------------------
     def _held_advisory(self) -> bool:
@@ -88,17 +87,9 @@ class CheckpointLease:
 
     # -- SQLite --------------------------------------------------------------------------------------
     def _held_file(self) -> bool:
-        if self._file is not None:
-            return True
         database = self.engine.url.database
         if not database or database == ":memory:":
             return True  # a database no other process can open: this instance is the only one
-        path = Path(f"{database}.checkpoint-lease")
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            return False
-        self._file = descriptor
-        return True
+        if self._file is None:
+            self._file = FileLease(Path(f"{database}.checkpoint-lease"))
+        return self._file.try_acquire()
