@@ -13,7 +13,9 @@ rebalance_stream.py, its own process), and for each of `--kills` rounds:
 1. waits until the service's consumer group (its settings' `consumer_group`: `ingest` for ingest) is
    Stable with every instance a member holding partitions, its commits move and every partition's
    lag is under one batch;
-2. SIGKILLs instance 1 (its pid from `mlops status --json`) and polls the group every `--poll-s`:
+2. SIGKILLs instance 1 (its pid from `mlops status --json`; for drift, which runs one active instance
+   and a standby, the active one, and its group is `drift.records.clean`, with one member) and polls
+   the group every `--poll-s`:
    `detected_s` until the coordinator acts on the death, `reassigned_s` until the group is Stable
    without the dead member and its partitions are held again, `resumed_s` until each of them has a
    committed offset past its value at the kill, `caught_up_s` until their lag is under one batch (0 if
@@ -21,7 +23,8 @@ rebalance_stream.py, its own process), and for each of `--kills` rounds:
 3. runs `mlops up --profile cluster --services ...` again (it starts what is down: instance 1) and
    reports `restart_up_s` (that command), `joined_since_restart_s` and `rejoined_since_restart_s` (from
    its start until the group has a new member, and until it is Stable with every instance and the new
-   one holds partitions; polled while the command runs) and `rejoined_s` (the latter, from its return).
+   one holds partitions; polled while the command runs) and `rejoined_s` (the latter, from its return;
+   none for drift, whose restarted instance stands by).
 Per round and median/min/max as JSON on stdout and in bench/results/rebalance_time.json, with the
 consumer settings that bound the figures; the stack's logs in bench/results/rebalance_time-logs/
 (both git-ignored). Timings are reported, never asserted; docs/benchmarks.md has the write-up.
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import inspect
 import json
 import os
@@ -45,15 +47,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench.platform_stack import Stack
 from bench.platform_throughput import add_stack_args, make_stack
 from bench.rebalance_figures import Sample, done_after_kill, joined_at, rejoined_at, round_figures, summarise
 from bench.rebalance_probe import GroupProbe, consumer_settings
 from bench.rebalance_stream import start_stream, stop_stream
+from bench.rebalance_targets import default_group, group_members, instance_pid, victim
 from infra.settings import REPO_ROOT
-from infra.supervisor import SCALES_OUT
+from infra.supervisor import SCALES_OUT, STANDS_BY
 
 RESULTS = REPO_ROOT / "bench" / "results"
 
@@ -94,40 +95,6 @@ def services_to_start(args: argparse.Namespace) -> str:
     return ",".join(dict.fromkeys([*wanted, args.service]))
 
 
-def service_group(service: str) -> str:
-    """The consumer group the service's instances share: its settings' `consumer_group` (servicekit's
-    default is the service's name). A service whose every process makes up a group of its own (serving
-    reads promotions as `serving-<instance id>`) has no shared group, hence nothing to rebalance."""
-    from servicekit.settings import ServiceSettings
-
-    module = importlib.import_module(f"services.{service}.settings")
-    classes = [
-        c for c in vars(module).values()
-        if inspect.isclass(c) and issubclass(c, ServiceSettings) and c.service_name == service
-    ]  # fmt: skip
-    if not classes:
-        raise SystemExit(f"services/{service}/settings.py has no settings class; pass --group")
-    first, second = classes[0]().consumer_group, classes[0]().consumer_group
-    if first != second:
-        raise SystemExit(
-            f"{service}: each instance reads in a consumer group of its own ({first}, {second}, ...): "
-            "there is no shared group to rebalance; pass --group to watch another"
-        )
-    return str(first)
-
-
-def instance_pid(stack: Stack, name: str) -> int:
-    """Instance `name`'s pid as `mlops status --json` gives it, checked to be that service's process."""
-    command = [sys.executable, "-m", "infra.cli", "status", "--json"]
-    status = subprocess.run(command, cwd=REPO_ROOT, env=stack.env(), capture_output=True, text=True)
-    rows = {row["name"]: row for row in json.loads(status.stdout)["components"]}
-    pid = rows[name]["pid"]
-    service = name.partition("-")[0]
-    if not pid or f"services.{service}" not in " ".join(psutil.Process(int(pid)).cmdline()):
-        raise RuntimeError(f"{name}: pid {pid} is not a {service} process")
-    return int(pid)
-
-
 def log(message: dict[str, Any]) -> None:
     print(json.dumps(message, default=str), file=sys.stderr, flush=True)
 
@@ -137,6 +104,7 @@ class Bench:
         self, args: argparse.Namespace, stack: Stack, probe: GroupProbe, stream: subprocess.Popen[str]
     ) -> None:
         self.args, self.stack, self.probe, self.stream = args, stack, probe, stream
+        self.members = group_members(args.service, args.instances)  # in the group when steady
 
     def streaming(self) -> bool:
         return self.stream.poll() is None
@@ -160,12 +128,12 @@ class Bench:
                     previous.committed.values()
                 )
                 calm = all(sample.lag([tp]) < self.args.batch for tp in self.probe.partitions)
-                if sample.view.settled(self.args.instances) and self.streaming() and moving and calm:
+                if sample.view.settled(self.members) and self.streaming() and moving and calm:
                     return sample
                 if previous is None or sample.t - previous.t >= 1.0:
                     previous = sample  # commits are compared over about a second
             await asyncio.sleep(self.args.poll_s)
-        raise TimeoutError(f"group {self.probe.group} not steady with {self.args.instances} members in time")
+        raise TimeoutError(f"group {self.probe.group} not steady with {self.members} members in time")
 
     async def after_kill(self, before: Sample, t0: float) -> list[Sample]:
         after: list[Sample] = []
@@ -183,6 +151,9 @@ class Bench:
         holds partitions."""
         services = services_to_start(self.args)
         started = time.monotonic()
+        if self.args.service in STANDS_BY:  # the restarted instance stands by: it joins no group
+            await asyncio.to_thread(self.stack.mlops, "up", "--profile", "cluster", "--services", services)
+            return {"restart_up_s": round(time.monotonic() - started, 2), "rejoined_s": None}
         up = asyncio.create_task(
             asyncio.to_thread(self.stack.mlops, "up", "--profile", "cluster", "--services", services)
         )
@@ -196,28 +167,29 @@ class Bench:
             if sample is not None:
                 samples.append(sample)
                 later = [s for s in samples if returned is not None and s.t >= returned]
-                if rejoined_at(later, survivors, self.args.instances) is not None:
+                if rejoined_at(later, survivors, self.members) is not None:
                     break
             await asyncio.sleep(self.args.poll_s)
         if returned is None:
             up.cancel()
             return {"restart_up_s": None, "rejoined_s": None}
         later = [s for s in samples if s.t >= returned]
-        rejoined = rejoined_at(later, survivors, self.args.instances)
+        rejoined = rejoined_at(later, survivors, self.members)
         return {
             "restart_up_s": round(returned, 2),
             "joined_since_restart_s": joined_at(samples, survivors),
-            "rejoined_since_restart_s": rejoined_at(samples, survivors, self.args.instances),
+            "rejoined_since_restart_s": rejoined_at(samples, survivors, self.members),
             "rejoined_s": round(rejoined - returned, 2) if rejoined is not None else None,
         }
 
     async def round(self, number: int) -> dict[str, Any]:
         before = await self.steady()
-        pid = instance_pid(self.stack, self.args.service)
+        killed = victim(self.stack, self.args.service, self.args.instances)
+        pid = instance_pid(self.stack, killed)
         os.kill(pid, signal.SIGKILL)
         t0 = time.monotonic()
         after = await self.after_kill(before, t0)
-        result: dict[str, Any] = {"round": number, "killed_pid": pid, "polls": len(after)}
+        result: dict[str, Any] = {"round": number, "killed": killed, "killed_pid": pid, "polls": len(after)}
         result["before"] = {m: sorted(p) for m, p in before.view.members.items()}
         if after:
             result |= round_figures(before.view, after, after[0].committed, self.args.batch)
@@ -250,7 +222,7 @@ async def measure(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    group = args.group or service_group(args.service)
+    group = args.group or default_group(args.service)
     state = args.state or Path(tempfile.mkdtemp(prefix="rebal.", dir="/tmp"))
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o755)  # PostgreSQL runs as the `postgres` OS user and must reach its folder in it

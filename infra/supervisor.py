@@ -44,6 +44,7 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # active instance and a standby: its detectors judge the whole stream, so one consumes; the other
 # takes the active lease and the saved state over when it dies). Explain is not drilled as two yet.
 SCALES_OUT = ("ingest", "features", "training", "serving", "drift", "audit")
+STANDS_BY = ("drift",)  # of those, the ones whose second instance is a standby (servicekit/standby.py)
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 
