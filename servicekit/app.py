@@ -177,15 +177,19 @@ def create_service_app(
 
 
 async def _activate(consume: Hook, standby: Standby) -> None:
-    """A standby's way to consuming, in the background: a failure on it is logged and shown by
-    `/ready` (role `failed`), not lost in a task nobody awaits."""
+    """A standby's way to consuming, in the background. A failure on it gives the lease up, so that
+    another instance takes over, and shows in `/ready` (role `failed`) until this one is restarted."""
     try:
         await consume()
     except asyncio.CancelledError:
         raise
     except Exception:
         standby.role = "failed"
-        log.exception("%s could not start consuming after taking the active lease", standby.service)
+        standby.release()
+        log.exception(
+            "%s could not start consuming after taking the active lease; gave it up (restart this instance)",
+            standby.service,
+        )
 
 
 async def _safe(check: ReadinessCheck) -> bool:

@@ -46,7 +46,7 @@ from services.training.domain.retraining import Decision
 from services.training.metrics import LABELS, PHASE_SECONDS, RUNS
 from services.training.outcome import promoted_event, promotion_move, rejected_event, trained_event
 from services.training.retrains import DriftRetrains
-from services.training.run_claim import claimed_run, instance_id
+from services.training.run_claim import claimed_run, instance_id, to_the_end
 from services.training.schedules import ScheduledRetrains
 from services.training.trainer import Outcome, Trainer
 
@@ -80,7 +80,7 @@ class TrainingService:
     labels_consumed: ConsumedOffsets = field(default_factory=ConsumedOffsets)
     watermark_wait_s: float = 120.0
     instance: str = field(default_factory=instance_id)  # names this process's run claims
-    claim_lease_s: float = 30.0
+    claim_lease_s: float = 60.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     retrains: DriftRetrains = field(init=False)
     schedules: ScheduledRetrains = field(init=False)
@@ -225,26 +225,40 @@ class TrainingService:
             if not ours:
                 log.info("training request %s was handled before; skipped", event.event_id)
                 return None
-            caught = await self.catch_up(event)
-            try:
-                outcome = await asyncio.to_thread(self.trainer.run, event)
-            except Exception as exc:  # a failed run is reported, not retried: ops may ask again
-                log.exception("training run failed")
-                RUNS.labels("failed").inc()
-                outcome = Outcome(
-                    str(event.event_id), "rejected", [f"training failed: {type(exc).__name__}: {exc}"]
-                )
-            outcome.lineage["labels_watermark"] = caught.summary() if caught else {"watermark": None}
-            await self._publish(event, outcome)
-            await asyncio.to_thread(
-                self.state.save_run, str(event.event_id), outcome.status, outcome.summary()
-            )
+            # A run in a worker thread cannot be interrupted: a stop while it runs waits for it (and
+            # its claim stays renewed), rather than letting another instance start it over meanwhile.
+            outcome = await to_the_end(self._run(event))
+        if outcome is None:
+            return None  # the claim was lost to another instance, which decides the request
         if outcome.verdict is not None and outcome.verdict.outcome == "not_enough_evidence":
             await self.retrains.on_inconclusive(event)  # a drift retrain waits for more labels, bounded
         RUNS.labels(outcome.status).inc()
         for phase, seconds in outcome.timings.items():
             PHASE_SECONDS.labels(phase).observe(seconds)
         log.info("training %s: %s", outcome.status, outcome.reasons or outcome.model_version)
+        return outcome
+
+    async def _run(self, event: TrainingRequested) -> Outcome | None:
+        """Run, publish and save the outcome, fenced: nothing is published or saved by an instance
+        that no longer holds the request's claim (it expired while this one stalled)."""
+        caught = await self.catch_up(event)
+        try:
+            outcome = await asyncio.to_thread(self.trainer.run, event)
+        except Exception as exc:  # a failed run is reported, not retried: ops may ask again
+            log.exception("training run failed")
+            RUNS.labels("failed").inc()
+            outcome = Outcome(
+                str(event.event_id), "rejected", [f"training failed: {type(exc).__name__}: {exc}"]
+            )
+        outcome.lineage["labels_watermark"] = caught.summary() if caught else {"watermark": None}
+        request_id = str(event.event_id)
+        if not await asyncio.to_thread(self.claims.renew, request_id, self.instance, self.claim_lease_s):
+            log.error(
+                "training request %s: claim lost before publishing; its new holder decides it", request_id
+            )
+            return None
+        await self._publish(event, outcome)
+        await asyncio.to_thread(self.state.save_run, str(event.event_id), outcome.status, outcome.summary())
         return outcome
 
     async def _publish(self, request: TrainingRequested, outcome: Outcome) -> None:

@@ -35,6 +35,7 @@ from services.training.metrics import DRIFT_EVENTS
 log = logging.getLogger(__name__)
 
 Request = Callable[..., Awaitable[TrainingRequested]]
+RACES = 5  # compare-and-replace attempts on the waiting retrain before giving up (logged)
 
 
 class DriftRetrains:
@@ -74,16 +75,21 @@ class DriftRetrains:
         if labels < pending["needed"] and waited <= pending["wait_s"]:
             return
         async with self._lock:
-            if not await asyncio.to_thread(self.state.take_pending_retrain, pending):
+            if not await self._replace(pending, None):
                 return  # decided or superseded meanwhile, here or by another instance
-            pending["labels"] = labels
-            if waited > pending["wait_s"]:
-                detail = f"{labels} labels since the change point after {waited:.0f} s of waiting"
-                await self._set_pending(pending.get("then"))
-                await self._record(_decision_id(pending), pending["kind"], Decision(False, "expired", detail))
-                return
-            cause = TrainingRequested if pending.get("evidence") else DriftDetected
-            await self._decide(cause.model_validate_json(pending["event"]), pending)
+            taken, pending["labels"] = dict(pending), labels
+            try:
+                if waited > pending["wait_s"]:
+                    detail = f"{labels} labels since the change point after {waited:.0f} s of waiting"
+                    await self._replace(None, pending.get("then"))
+                    expired = Decision(False, "expired", detail)
+                    await self._record(_decision_id(pending), pending["kind"], expired)
+                    return
+                cause = TrainingRequested if pending.get("evidence") else DriftDetected
+                await self._decide(cause.model_validate_json(pending["event"]), pending)
+            except BaseException:  # e.g. the request could not be published: it waits again, not lost
+                await asyncio.shield(self._replace(None, taken))
+                raise
 
     async def on_inconclusive(self, request: TrainingRequested) -> Decision | None:
         """A drift retrain judged not_enough_evidence runs again on the same window once
@@ -106,15 +112,19 @@ class DriftRetrains:
             return Decision(False, "evidence_retries_spent", f"{attempt - 1} retries for more evidence")
         async with self._lock:
             labels = await asyncio.to_thread(self.state.labels_since, since)
-            displaced = await self._load_pending()
-            pending = {
-                "event_id": root, "decision_id": f"{root}/evidence-{attempt}", "kind": origin["kind"],
-                "event": request.model_dump_json(), "since": since.isoformat(), "labels": labels,
-                "needed": math.ceil(labels * policy.evidence_labels_factor), "follow_up": True,
-                "evidence": True, "waiting_since": self.clock().isoformat(), "wait_s": policy.label_wait_s,
-                "then": displaced if displaced is not None and displaced.get("event_id") == root else None,
-            }  # fmt: skip
-            await self._set_pending(pending)
+            for _ in range(RACES):  # another instance may change the waiting retrain meanwhile
+                displaced = await asyncio.to_thread(self.state.pending_retrain)
+                then = displaced if displaced is not None and displaced.get("event_id") == root else None
+                pending = {
+                    "event_id": root, "decision_id": f"{root}/evidence-{attempt}", "kind": origin["kind"],
+                    "event": request.model_dump_json(), "since": since.isoformat(), "labels": labels,
+                    "needed": math.ceil(labels * policy.evidence_labels_factor), "follow_up": True,
+                    "evidence": True, "waiting_since": self.clock().isoformat(),
+                    "wait_s": policy.label_wait_s,
+                    "then": then,
+                }  # fmt: skip
+                if await self._replace(displaced, pending):
+                    break
         detail = f"not enough evidence with {labels} labels since the change: again at {pending['needed']}"
         decision = Decision(False, "waiting_for_evidence", detail)
         await self._record(pending["decision_id"], origin["kind"], decision)
@@ -130,7 +140,7 @@ class DriftRetrains:
         decision = decide_retrain(event, retrain_state, policy, now)
         if waiting is not None and decision.reason == "waiting_for_labels":
             waiting["labels"] = retrain_state.new_labels  # (the policy asks more now): keep waiting
-            await self._set_pending(waiting)
+            await self._replace(None, waiting)
             return decision
         request_id = None
         if decision.go:
@@ -151,27 +161,34 @@ class DriftRetrains:
         decision: Decision,
         now: datetime,
     ) -> None:
-        """At most one retrain waits: a newer change point that goes or waits supersedes the older."""
-        old = await self._load_pending()
+        """At most one retrain waits: a newer change point that goes or waits supersedes the older. The
+        change is a compare-and-replace, tried again if another instance changed it meanwhile."""
         event_id = str(event.event_id)
-        new: dict[str, Any] | None = old
-        if old is not None and old["event_id"] == event_id:
-            new = None  # decided at last: it went, or a later rule refused it
-        elif old is not None and decision.reason in ("go", "waiting_for_labels"):
-            detail = f"superseded by drift event {event_id}"
-            await self._record(_decision_id(old), old["kind"], Decision(False, "superseded", detail))
-            new = None
         waits = decision.reason == "waiting_for_labels"
         follow_up = decision.go and policy.follow_up_labels is not None
-        if since is not None and (waits or follow_up):
-            new = {
-                "event_id": event_id, "kind": event.payload.kind, "event": event.model_dump_json(),
-                "since": since.isoformat(), "labels": retrain_state.new_labels,
-                "needed": policy.min_new_labels if waits else policy.follow_up_labels,
-                "follow_up": not waits, "waiting_since": now.isoformat(), "wait_s": policy.label_wait_s,
-            }  # fmt: skip
-        if new is not old:
-            await self._set_pending(new)
+        for _ in range(RACES):
+            old = await asyncio.to_thread(self.state.pending_retrain)
+            new: dict[str, Any] | None = old
+            superseded = (
+                old is not None
+                and old["event_id"] != event_id
+                and decision.reason in ("go", "waiting_for_labels")
+            )
+            if old is not None and (old["event_id"] == event_id or superseded):
+                new = None  # decided at last (it went, or a later rule refused it), or superseded
+            if since is not None and (waits or follow_up):
+                new = {
+                    "event_id": event_id, "kind": event.payload.kind, "event": event.model_dump_json(),
+                    "since": since.isoformat(), "labels": retrain_state.new_labels,
+                    "needed": policy.min_new_labels if waits else policy.follow_up_labels,
+                    "follow_up": not waits, "waiting_since": now.isoformat(), "wait_s": policy.label_wait_s,
+                }  # fmt: skip
+            if new is old or await self._replace(old, new):
+                if superseded and old is not None:
+                    detail = f"superseded by drift event {event_id}"
+                    await self._record(_decision_id(old), old["kind"], Decision(False, "superseded", detail))
+                return
+        log.warning("drift event %s: the waiting retrain kept changing under it; left as it is", event_id)
 
     async def _follow_up(self, event: Event[Any], waiting: dict[str, Any]) -> Decision:
         """The second retrain of one change (or a retry for more evidence), on the same window with more
@@ -187,12 +204,13 @@ class DriftRetrains:
         if decision.go:
             window = (datetime.fromisoformat(waiting["since"]), None)
             request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
-        await self._set_pending(waiting.get("then"))
+        await self._replace(None, waiting.get("then"))  # unless another instance set one meanwhile
         await self._record(_decision_id(waiting), waiting["kind"], decision, request_id)
         return decision
 
-    async def _set_pending(self, pending: dict[str, Any] | None) -> None:
-        await asyncio.to_thread(self.state.save_pending_retrain, pending)
+    async def _replace(self, expected: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+        """Compare-and-replace the waiting retrain in the state the instances share."""
+        return await asyncio.to_thread(self.state.replace_pending_retrain, expected, new)
 
     async def _load_pending(self) -> dict[str, Any] | None:
         """The waiting retrain, with its labels since the change point counted now."""

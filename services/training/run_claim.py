@@ -9,11 +9,13 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from services.training.adapters.run_claims import RunClaims
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def instance_id() -> str:
@@ -53,9 +55,28 @@ async def claimed_run(
         yield True
     finally:
         renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        await asyncio.wait([renewing])  # (not `await renewing`: that would absorb our own cancel)
         await asyncio.to_thread(claims.release, request_id, owner)
+
+
+async def to_the_end(work: Awaitable[T]) -> T:
+    """Await `work` to its end even when the caller is cancelled meanwhile (a service stopping), then
+    pass the cancel on: work in a worker thread cannot be interrupted, and its claim must stay held,
+    and renewed, while it goes on."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+            log.info("stopping: the training run in progress goes on to its end first")
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 async def _renew(claims: RunClaims, request_id: str, owner: str, lease_s: float) -> None:

@@ -53,11 +53,12 @@ class TrainingSettings(ServiceSettings):
         "(its label watermark); past it, the run goes ahead and its lineage says how many were short.",
     )
     run_claim_lease_s: float = Field(
-        30.0,
+        60.0,
         ge=1,
         le=3600,
         description="How long an instance's claim on a training request lasts unless renewed (it renews "
-        "three times per lease while the run goes on); past it, another instance takes the run over.",
+        "three times per lease while the run goes on); past it, another instance takes the run over. Keep "
+        "it above the state's busy timeout (30 s), which a renewal may wait for.",
     )
     keep_rejected_versions: bool = Field(
         False,

@@ -62,7 +62,9 @@ async def test_one_instance_consumes_and_the_standby_takes_over_when_it_stops(tm
         assert seen[2:] == ["second loads the state", "second consumes"]  # hooks before consuming
 
 
-async def test_a_hook_that_fails_on_taking_over_shows_in_readiness(tmp_path: Path) -> None:
+async def test_a_hook_that_fails_on_taking_over_gives_the_lease_up_and_shows_in_readiness(
+    tmp_path: Path,
+) -> None:
     async def broken() -> None:
         raise RuntimeError("state unreadable")
 
@@ -71,6 +73,7 @@ async def test_a_hook_that_fails_on_taking_over_shows_in_readiness(tmp_path: Pat
     async with app.router.lifespan_context(app):
         await wait_until(lambda: standby.role == "failed", 10, "the failure to show")
         assert await ready(app) == (503, {"ready": False, "checks": {}, "role": "failed"})
+        assert FileLease(tmp_path / "active.lease").try_acquire()  # free for another instance
 
 
 def test_a_lease_whose_holder_is_killed_is_taken_by_the_next(tmp_path: Path) -> None:

@@ -147,3 +147,86 @@ async def test_a_waiting_drift_retrain_counts_both_instances_labels_and_is_reque
     await second.on_labels([label(f"after{i}", "bad", change + timedelta(minutes=2)) for i in range(20)])
     assert len(first_bus.sent) + len(second_bus.sent) == 1  # decided once
     assert (await first.retraining_status())["waiting"] is None
+
+
+async def test_a_waiting_retrain_whose_request_fails_to_publish_waits_again(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    service, bus = make(tmp_path, features, SINCE_CHANGE)
+    change = T0 + timedelta(hours=2)
+    assert (await service.on_drift(changed_at(change))).reason == "waiting_for_labels"
+    sent = bus.publish
+
+    async def broker_away(event: Any, topic: str) -> None:
+        raise ConnectionError("broker away")
+
+    service.publish = broker_away  # the request cannot go out when the tenth label comes
+    with pytest.raises(ConnectionError):
+        await service.on_labels([label(f"new{i}", "bad", change + timedelta(seconds=i)) for i in range(10)])
+    waiting = (await service.retraining_status())["waiting"]
+    assert waiting is not None and waiting["labels"] == 10  # put back, not lost with the failed send
+    service.publish = sent
+    await service.on_labels([label("one-more", "bad", change + timedelta(minutes=1))])
+    assert bus.types() == ["TrainingRequested"]
+    assert (await service.retraining_status())["waiting"] is None
+
+
+def test_the_waiting_retrain_changes_only_from_what_the_changer_read(tmp_path: Path) -> None:
+    from services.training.adapters.state import TrainingState
+
+    state = TrainingState(tmp_path / "state.db")
+    first, second = {"event_id": "d1", "since": "x"}, {"event_id": "d2", "since": "y"}
+    assert state.replace_pending_retrain(None, first)
+    assert not state.replace_pending_retrain(None, second)  # one waits already: not blindly replaced
+    assert not state.replace_pending_retrain(second, None)  # it is not d2 that waits
+    assert state.pending_retrain() == first
+    assert state.replace_pending_retrain(first, second) and state.pending_retrain() == second
+    assert state.replace_pending_retrain(second, None) and state.pending_retrain() is None
+
+
+def slowed(service: TrainingService, seconds: float, meanwhile: Any = None) -> None:
+    run = service.trainer.run
+
+    def slow_run(event: TrainingRequested) -> Any:
+        time.sleep(seconds)
+        if meanwhile is not None:
+            meanwhile(str(event.event_id))
+        return run(event)
+
+    service.trainer.run = slow_run  # type: ignore[method-assign]
+
+
+async def test_an_instance_that_lost_its_claim_mid_run_publishes_and_saves_nothing(
+    tmp_path: Path, features: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, first_bus, _, _ = two_instances(tmp_path, features)
+
+    def taken_over(request_id: str) -> None:  # it stalled past its lease; instance 2 took the run
+        with first.state.database.transaction() as db:
+            db.execute("UPDATE run_claims SET owner = 'instance-2' WHERE request_id = ?", (request_id,))
+
+    slowed(first, 0.2, taken_over)
+    request = training_request()
+    with caplog.at_level(logging.ERROR):
+        assert await first.on_training_requested(request) is None
+    assert "claim lost before publishing" in caplog.text
+    assert not decisions(first_bus) and first.state.run(str(request.event_id)) is None
+    assert first.claims.holder(str(request.event_id))[0] == "instance-2"  # its claim is left alone
+
+
+async def test_a_stop_mid_run_lets_the_run_finish_and_decide_before_the_claim_is_released(
+    tmp_path: Path, features: pd.DataFrame
+) -> None:
+    first, first_bus, _, _ = two_instances(tmp_path, features, lease_s=0.6)
+    slowed(first, 1.5)
+    request = training_request()
+    running = asyncio.create_task(first.on_training_requested(request))
+    await asyncio.sleep(0.3)
+    assert first.claims.holder(str(request.event_id)) is not None
+    started = time.monotonic()
+    running.cancel()  # the service stops (FastStream cancels its handlers)
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert time.monotonic() - started >= 1.0  # the cancel waited for the run in its thread
+    assert len(decisions(first_bus)) == 1 and first.state.run(str(request.event_id)) is not None
+    assert first.claims.holder(str(request.event_id)) is None  # released only after it was decided

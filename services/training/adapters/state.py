@@ -156,23 +156,15 @@ class TrainingState:
         with self._db() as db:
             return int(db.execute(query, (_iso(since),)).fetchone()[0])
 
-    def save_pending_retrain(self, pending: dict[str, Any] | None) -> None:
-        """The drift retrain waiting for labels since its change point (at most one; None clears it)."""
-        with self._db() as db:
-            if pending is None:
-                db.execute("DELETE FROM control WHERE key = 'pending_retrain'")
-            else:
-                value = json.dumps(pending)
-                db.execute("INSERT OR REPLACE INTO control VALUES ('pending_retrain', ?)", (value,))
-
-    def take_pending_retrain(self, expected: dict[str, Any]) -> bool:
-        """Clear the waiting retrain if it is still `expected` (as read): True for the one caller, of
-        all the instances sharing this state, that takes it to decide."""
+    def replace_pending_retrain(self, expected: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+        """Write `new` as the waiting retrain if the stored one is still `expected` (None: none waits);
+        False, changing nothing, when another instance sharing this state changed it meanwhile. One
+        transaction: of instances racing on one waiting retrain, one wins."""
         with self._db() as db:
             row = db.execute("SELECT value FROM control WHERE key = 'pending_retrain'").fetchone()
-            if row is None or json.loads(row[0]) != expected:
+            if (json.loads(row[0]) if row else None) != expected:
                 return False
-            db.execute("DELETE FROM control WHERE key = 'pending_retrain'")
+            _write_pending(db, new)
         return True
 
     def pending_retrain(self) -> dict[str, Any] | None:
@@ -254,6 +246,13 @@ class TrainingState:
     def ping(self) -> bool:
         with self._db() as db:
             return db.execute("SELECT 1").fetchone() == (1,)
+
+
+def _write_pending(db: sqlite3.Connection, pending: dict[str, Any] | None) -> None:
+    if pending is None:
+        db.execute("DELETE FROM control WHERE key = 'pending_retrain'")
+    else:
+        db.execute("INSERT OR REPLACE INTO control VALUES ('pending_retrain', ?)", (json.dumps(pending),))
 
 
 def _iso(moment: datetime) -> str:
