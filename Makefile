@@ -11,7 +11,8 @@ install:
 # `make demo WITH_LABEL_STUDIO=1`: also Label Studio and the annotation service (installed on first
 # use), and an analyst's annotation round trip at the end (docs/annotation.md).
 # `make demo PROFILE=cluster`: on the cluster profile (three brokers, PostgreSQL, an MLflow server,
-# Redis, two instances of ingest and serving; PostgreSQL and Redis installed on first use).
+# Redis, two instances of each service that scales out, drift as active and standby; PostgreSQL and
+# Redis installed on first use).
 # (Without PROFILE, the profile is MLOPS_PROFILE's, or the running stack's, as for `mlops demo`.)
 demo: install
 ifeq ($(PROFILE),cluster)

@@ -34,23 +34,11 @@ async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]
 
 async def outcomes(bootstrap: str) -> dict[tuple[int, int], set[str]]:
     """Every outcome event id of each raw record (partition, offset), read to the end of both topics."""
-    partitions = await _partitions(bootstrap, [RECORDS_CLEAN, RECORDS_REJECTED])
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: dict[tuple[int, int], set[str]] = defaultdict(set)
-        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    event = json.loads(record.value or b"{}")
-                    source = event["payload"]["source"]
-                    found[(source["partition"], source["offset"])].add(event["event_id"])
-        return found
-    finally:
-        await consumer.stop()
+    found: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for event in await events_on(bootstrap, [RECORDS_CLEAN, RECORDS_REJECTED]):
+        source = event["payload"]["source"]
+        found[(source["partition"], source["offset"])].add(event["event_id"])
+    return found
 
 
 async def events_on(bootstrap: str, topics: list[str]) -> list[dict[str, Any]]:

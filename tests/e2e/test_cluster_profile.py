@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -164,24 +165,22 @@ def test_killing_the_audit_instance_that_checkpoints_hands_its_partitions_and_le
     assert again[holder]["pid"] != status[holder]["pid"] and again[holder]["health"] == "ready", again
 
 
-def test_killing_the_training_instance_mid_run_hands_the_request_over_and_it_runs_once(
-    stack: dict[str, str],
+# Training: the instance running a request is killed mid-run; the other takes the run over once the
+# dead claim expires, and the request is decided once. Drift: the active instance is killed
+# mid-stream; the standby takes the lease and the saved watch over, and sees every record once.
+@pytest.mark.parametrize(
+    ("service", "drill"),
+    [("training", training_takeover), ("drift", drift_takeover)],
+    ids=["training-claim-taken-over", "drift-standby-takes-over"],
+)
+def test_killing_the_instance_that_holds_a_services_work_hands_it_to_the_other(
+    stack: dict[str, str], service: str, drill: Callable[..., None]
 ) -> None:
     status = components(stack)
-    assert status["training"]["health"] == status["training-2"]["health"] == "ready", status
-    training_takeover(stack, status, bootstrap())
+    assert status[service]["health"] == status[f"{service}-2"]["health"] == "ready", status
+    drill(stack, status, bootstrap())
     up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
     assert up.returncode == 0, up.stderr  # the killed instance starts again, for the drills after
-
-
-def test_killing_the_active_drift_instance_mid_stream_hands_its_watch_to_the_standby(
-    stack: dict[str, str],
-) -> None:
-    status = components(stack)
-    assert status["drift"]["health"] == status["drift-2"]["health"] == "ready", status
-    drift_takeover(stack, status, bootstrap())
-    up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
-    assert up.returncode == 0, up.stderr  # the killed instance starts again, now as the standby
 
 
 def test_killing_the_leader_of_a_raw_partition_mid_stream_loses_and_doubles_nothing(
