@@ -40,10 +40,11 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # each replica has its own group for promotions, so each swaps), audit (one group; the database
 # serializes appends and skips what another instance appended; one instance at a time holds the lease
 # to publish checkpoints), training (one group for requests; a run claim in the state both share runs
-# each request once, and another instance takes a run over when its claimer dies) and drift (as one
+# each request once, and another instance takes a run over when its claimer dies), drift (as one
 # active instance and a standby: its detectors judge the whole stream, so one consumes; the other
-# takes the active lease and the saved state over when it dies). Explain is not drilled as two yet.
-SCALES_OUT = ("ingest", "features", "training", "serving", "drift", "audit")
+# takes the active lease and the saved state over when it dies) and explain (one group over
+# prediction.made; the store of predictions both answer from is keyed by prediction id).
+SCALES_OUT = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 STANDS_BY = ("drift",)  # of those, the ones whose second instance is a standby (servicekit/standby.py)
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 

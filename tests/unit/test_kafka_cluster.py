@@ -91,7 +91,7 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
 
     cluster = InfraSettings(state_dir=tmp_path, profile="cluster", kafka_bootstrap_servers=None)
     local = InfraSettings(state_dir=tmp_path, kafka_bootstrap_servers=None)
-    services = ["ingest", "features", "training", "serving", "drift", "audit"]
+    services = ["ingest", "features", "training", "serving", "drift", "explain", "audit", "annotation"]
     assert with_instances(local, services) == services
     assert with_instances(cluster, services) == [  # drift's second stands by (servicekit/standby.py)
         "ingest",
@@ -104,8 +104,11 @@ def test_services_that_scale_out_get_a_second_instance_on_its_own_port(tmp_path:
         "serving-2",
         "drift",
         "drift-2",
+        "explain",
+        "explain-2",
         "audit",
         "audit-2",
+        "annotation",  # not in SCALES_OUT: one
     ]
     assert (service_port(cluster, "ingest"), service_port(cluster, "ingest-2")) == (8101, 8151)
     env = Supervisor(cluster).service_env("ingest-2", tmp_path / "keys.json")
