@@ -96,7 +96,15 @@ def create_service_app(
             if tasks is not None:
                 await tasks.start()
 
-        activating = None if standby is None else asyncio.create_task(_activate(consume, standby))
+        async def stop_consuming() -> None:  # a takeover that failed half-way: no subscriber runs on
+            if tasks is not None:
+                await tasks.stop()
+            if broker is not None:
+                await broker.stop()
+
+        activating = (
+            None if standby is None else asyncio.create_task(_activate(consume, stop_consuming, standby))
+        )
         if activating is None:
             await consume()
         log.info("%s started (%d API keys loaded)", service, len(api_keys))
@@ -176,15 +184,20 @@ def create_service_app(
     return app
 
 
-async def _activate(consume: Hook, standby: Standby) -> None:
-    """A standby's way to consuming, in the background. A failure on it gives the lease up, so that
-    another instance takes over, and shows in `/ready` (role `failed`) until this one is restarted."""
+async def _activate(consume: Hook, stop_consuming: Hook, standby: Standby) -> None:
+    """A standby's way to consuming, in the background. A failure on it stops whatever it started
+    (a subscriber of several) and gives the lease up, so that another instance takes over alone; it
+    shows in `/ready` (role `failed`) until this one is restarted."""
     try:
         await consume()
     except asyncio.CancelledError:
         raise
     except Exception:
         standby.role = "failed"
+        try:
+            await stop_consuming()
+        except Exception:
+            log.warning("%s: stopping after a failed takeover failed too", standby.service, exc_info=True)
         standby.release()
         log.exception(
             "%s could not start consuming after taking the active lease; gave it up (restart this instance)",

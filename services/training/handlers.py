@@ -46,7 +46,7 @@ from services.training.domain.retraining import Decision
 from services.training.metrics import LABELS, PHASE_SECONDS, RUNS
 from services.training.outcome import promoted_event, promotion_move, rejected_event, trained_event
 from services.training.retrains import DriftRetrains
-from services.training.run_claim import claimed_run, instance_id, to_the_end
+from services.training.run_claim import claimed_run, instance_id
 from services.training.schedules import ScheduledRetrains
 from services.training.trainer import Outcome, Trainer
 
@@ -90,6 +90,9 @@ class TrainingService:
     def __post_init__(self) -> None:
         self.history = ChampionHistory(self.state.database, self.model_name)
         self.claims = RunClaims(self.state.database)
+        self.trainer.may_promote = lambda request_id: self.claims.renew(
+            request_id, self.instance, self.claim_lease_s
+        )  # the fence, at the alias too
         self.retrains = DriftRetrains(
             self.state, self.policy, self.request, self.model_name, self.producer, lambda: self.clock()
         )
@@ -225,9 +228,7 @@ class TrainingService:
             if not ours:
                 log.info("training request %s was handled before; skipped", event.event_id)
                 return None
-            # A run in a worker thread cannot be interrupted: a stop while it runs waits for it (and
-            # its claim stays renewed), rather than letting another instance start it over meanwhile.
-            outcome = await to_the_end(self._run(event))
+            outcome = await self._run(event)
         if outcome is None:
             return None  # the claim was lost to another instance, which decides the request
         if outcome.verdict is not None and outcome.verdict.outcome == "not_enough_evidence":

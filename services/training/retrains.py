@@ -51,6 +51,7 @@ class DriftRetrains:
         self.state, self.policy, self.request = state, policy, request
         self.model_name, self.producer, self.clock = model_name, producer, clock
         self._lock = asyncio.Lock()
+        self.requested = 0  # drift retrains requested by this process
 
     async def on_drift(self, event: DriftDetected) -> Decision:
         """Apply the retraining policy; a refusal is logged and counted, never an error."""
@@ -77,7 +78,7 @@ class DriftRetrains:
         async with self._lock:
             if not await self._replace(pending, None):
                 return  # decided or superseded meanwhile, here or by another instance
-            taken, pending["labels"] = dict(pending), labels
+            taken, pending["labels"], asked = dict(pending), labels, self.requested
             try:
                 if waited > pending["wait_s"]:
                     detail = f"{labels} labels since the change point after {waited:.0f} s of waiting"
@@ -88,7 +89,8 @@ class DriftRetrains:
                 cause = TrainingRequested if pending.get("evidence") else DriftDetected
                 await self._decide(cause.model_validate_json(pending["event"]), pending)
             except BaseException:  # e.g. the request could not be published: it waits again, not lost
-                await asyncio.shield(self._replace(None, taken))
+                if self.requested == asked:  # (once requested, putting it back would request it twice)
+                    await asyncio.shield(self._replace(None, taken))
                 raise
 
     async def on_inconclusive(self, request: TrainingRequested) -> Decision | None:
@@ -114,7 +116,12 @@ class DriftRetrains:
             labels = await asyncio.to_thread(self.state.labels_since, since)
             for _ in range(RACES):  # another instance may change the waiting retrain meanwhile
                 displaced = await asyncio.to_thread(self.state.pending_retrain)
-                then = displaced if displaced is not None and displaced.get("event_id") == root else None
+                if displaced is not None and displaced.get("event_id") != root:  # a newer change waits
+                    detail = f"a newer change point waits (drift event {displaced['event_id']})"
+                    superseded = Decision(False, "superseded", detail)
+                    await self._record(f"{root}/evidence-{attempt}", origin["kind"], superseded)
+                    return superseded
+                then = displaced
                 pending = {
                     "event_id": root, "decision_id": f"{root}/evidence-{attempt}", "kind": origin["kind"],
                     "event": request.model_dump_json(), "since": since.isoformat(), "labels": labels,
@@ -125,6 +132,9 @@ class DriftRetrains:
                 }  # fmt: skip
                 if await self._replace(displaced, pending):
                     break
+            else:
+                log.warning("drift event %s: the waiting retrain kept changing; no evidence retry", root)
+                return None
         detail = f"not enough evidence with {labels} labels since the change: again at {pending['needed']}"
         decision = Decision(False, "waiting_for_evidence", detail)
         await self._record(pending["decision_id"], origin["kind"], decision)
@@ -147,7 +157,7 @@ class DriftRetrains:
             window = (since, None) if since is not None else retrain_window(
                 policy, await asyncio.to_thread(self.state.newest_label_time)
             )  # fmt: skip
-            request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
+            request_id = await self._ask(window, event)
         await self._update_pending(event, since, policy, retrain_state, decision, now)
         await self._record(str(event.event_id), event.payload.kind, decision, request_id)
         return decision
@@ -203,10 +213,16 @@ class DriftRetrains:
         request_id = None
         if decision.go:
             window = (datetime.fromisoformat(waiting["since"]), None)
-            request_id = str((await self.request(self.producer, "drift", window, caused_by=event)).event_id)
+            request_id = await self._ask(window, event)
         await self._replace(None, waiting.get("then"))  # unless another instance set one meanwhile
         await self._record(_decision_id(waiting), waiting["kind"], decision, request_id)
         return decision
+
+    async def _ask(self, window: tuple[datetime | None, datetime | None], cause: Event[Any]) -> str:
+        """Request a drift retrain; counted, so that a failure after it never requests it again."""
+        event = await self.request(self.producer, "drift", window, caused_by=cause)
+        self.requested += 1
+        return str(event.event_id)
 
     async def _replace(self, expected: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
         """Compare-and-replace the waiting retrain in the state the instances share."""

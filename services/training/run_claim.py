@@ -9,13 +9,11 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 from services.training.adapters.run_claims import RunClaims
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def instance_id() -> str:
@@ -51,32 +49,20 @@ async def claimed_run(
         )  # fmt: skip
     log.info("training request %s: claimed by this instance (%s)", request_id, owner)
     renewing = asyncio.create_task(_renew(claims, request_id, owner, lease_s))
+    keep = False
     try:
         yield True
+    except asyncio.CancelledError:
+        # Stopping mid-run: the run's worker thread cannot be interrupted and may go on until the
+        # process exits, so the claim is kept (no longer renewed) rather than released. Another
+        # instance takes the request over once it expires, never while this run may still act.
+        keep = True
+        raise
     finally:
         renewing.cancel()
         await asyncio.wait([renewing])  # (not `await renewing`: that would absorb our own cancel)
-        await asyncio.to_thread(claims.release, request_id, owner)
-
-
-async def to_the_end(work: Awaitable[T]) -> T:
-    """Await `work` to its end even when the caller is cancelled meanwhile (a service stopping), then
-    pass the cancel on: work in a worker thread cannot be interrupted, and its claim must stay held,
-    and renewed, while it goes on."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-            log.info("stopping: the training run in progress goes on to its end first")
-            continue
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
+        if not keep:
+            await asyncio.to_thread(claims.release, request_id, owner)
 
 
 async def _renew(claims: RunClaims, request_id: str, owner: str, lease_s: float) -> None:

@@ -82,6 +82,9 @@ class Trainer:
     registry: ModelRegistry
     policy: Callable[[], GatePolicy]  # read at each run: a policy change applies to the next one
     code_version: str
+    # Asked right before the alias moves: may this process still promote for this request id? (An
+    # instance whose claim on the request expired and was taken over may not: training/run_claim.py.)
+    may_promote: Callable[[str], bool] = lambda _request_id: True
 
     def run(self, request: TrainingRequested) -> Outcome:
         outcome = Outcome(str(request.event_id), "rejected")
@@ -173,6 +176,8 @@ class Trainer:
         }
         self.registry.record_gate(out.run_id, out.model_version, verdict.evidence, champion_metrics)
         if verdict.passed:
+            if not self.may_promote(out.request_id):
+                raise Refused("the claim on this request was taken over by another instance: not promoted")
             self.registry.promote(out.model_version)
             out.status = "promoted"
         else:

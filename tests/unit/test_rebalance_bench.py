@@ -158,7 +158,7 @@ def test_arguments_need_a_service_that_scales_out_and_start_it_with_the_others()
     assert services_to_start(args) == "features,audit,ingest"
     assert services_to_start(parse_args(["--services", "ingest,features"])) == "ingest,features"
     with pytest.raises(SystemExit):
-        parse_args(["--service", "explain"])  # one instance in the cluster profile
+        parse_args(["--service", "annotation"])  # one instance in the cluster profile
     assert parse_args(["--service", "drift"]).service == "drift"  # one active, one standby
 
 

@@ -101,3 +101,37 @@ def test_a_lease_whose_holder_is_killed_is_taken_by_the_next(tmp_path: Path) -> 
         assert FileLease(lease).try_acquire()
     finally:
         holder.kill()
+
+
+class HalfStartingBroker:
+    """Starts its first subscriber, then fails on the second (what a real broker.start() can do)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def connect(self) -> None:
+        self.calls.append("connect")
+
+    async def start(self) -> None:
+        self.calls.append("first subscriber consuming")
+        raise RuntimeError("second subscriber: topic authorization failed")
+
+    async def stop(self) -> None:
+        self.calls.append("stopped")
+
+    async def ping(self, timeout: float) -> bool:
+        return True
+
+
+async def test_a_takeover_that_fails_half_way_stops_what_it_started_before_giving_the_lease_up(
+    tmp_path: Path,
+) -> None:
+    broker = HalfStartingBroker()
+    standby = Standby("probe", FileLease(tmp_path / "active.lease"), poll_s=0.05)
+    settings = probe_settings("127.0.0.1:1")
+    app = create_service_app(settings, broker, title="probe", standby=standby)  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app):
+        await wait_until(lambda: standby.role == "failed", 10, "the failure to show")
+        # The half-started subscriber no longer consumes, so the next active instance is alone.
+        assert broker.calls == ["connect", "first subscriber consuming", "stopped"]
+        assert FileLease(tmp_path / "active.lease").try_acquire()
