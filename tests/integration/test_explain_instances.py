@@ -46,8 +46,9 @@ async def send(bootstrap: str, topic: str, numbers: range) -> None:
         await producer.stop()
 
 
-async def holders(bootstrap: str, group: str) -> int:
-    """Members of the group that hold partitions now (a DescribeGroups, decoded as the bench does)."""
+async def holders(bootstrap: str, group: str, topic: str) -> int:
+    """Members of the group that hold partitions of `topic` now (a DescribeGroups, decoded as the
+    bench does; each instance also has a member for promotions)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -55,7 +56,7 @@ async def holders(bootstrap: str, group: str) -> int:
     finally:
         await admin.close()
     views = [parse_group(g) for response in responses for g in response.groups if g[1] == group]
-    return sum(bool(held) for view in views for held in view.members.values())
+    return sum(any(t == topic for t, _ in held) for view in views for held in view.members.values())
 
 
 def recorded(store: Any) -> int:
@@ -85,7 +86,7 @@ async def test_two_instances_share_the_predictions_and_one_takes_over_when_the_o
         await first_running.__aenter__()
         await running.enter_async_context(second.router.lifespan_context(second))
         deadline = asyncio.get_running_loop().time() + 60
-        while await holders(kafka_bootstrap, settings.consumer_group) < 2:
+        while await holders(kafka_bootstrap, settings.consumer_group, topic) < 2:
             assert asyncio.get_running_loop().time() < deadline, "the two never shared the group"
             await asyncio.sleep(0.5)
         await send(kafka_bootstrap, topic, range(150))
