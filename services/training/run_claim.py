@@ -78,7 +78,7 @@ async def _renew(claims: RunClaims, request_id: str, owner: str, lease_s: float)
         if not held:
             log.error(
                 "lost the claim on training request %s (it expired and another instance took it over): "
-                "both may finish a run for it",
+                "this run will neither promote nor publish",
                 request_id,
             )
             return
