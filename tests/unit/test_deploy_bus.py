@@ -25,6 +25,7 @@ DEPLOY = REPO_ROOT / "deploy"
 COMPOSE_TEXT = (DEPLOY / "compose.yaml").read_text()
 SERVICES = yaml.safe_load(COMPOSE_TEXT)["services"]
 ADMIN_CONFIG = f"{TOOLS_MOUNT}/admin.properties"
+BROKERS = ("kafka", "kafka-2", "kafka-3")  # the three KRaft nodes, as the cluster profile's
 
 # The image's own rule, from apache/kafka core/src/main/scala/kafka/docker/KafkaDockerWrapper.scala
 # (getServerConfigsFromEnv and Constants.ExcludeServerPropsEnv; docker/jvm/launch runs it before the
@@ -115,10 +116,11 @@ def test_the_mapping_reads_the_images_documented_examples_and_inverts_the_genera
     assert image_server_properties(names) == expected  # the generator's broker.env names, too
 
 
-def test_the_broker_is_locked_down_exactly_as_broker_properties(secrets: Path) -> None:
+@pytest.mark.parametrize("node", BROKERS)
+def test_every_broker_is_locked_down_exactly_as_broker_properties(secrets: Path, node: str) -> None:
     expected = dict(line.split("=", 1) for line in broker_properties(secrets / "kafka"))
     assert set(SECURITY_KEYS) <= set(expected)
-    props = image_server_properties(container_env("kafka", secrets))
+    props = image_server_properties(container_env(node, secrets))
     assert {key: props.get(key) for key in expected} == expected
     # No listener outside SASL: each one, advertised or not, maps to a SASL protocol.
     protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
@@ -126,16 +128,41 @@ def test_the_broker_is_locked_down_exactly_as_broker_properties(secrets: Path) -
         names = [listener.split("://")[0] for listener in props[key].split(",")]
         assert all(protocols[name].startswith("SASL_") for name in names), props[key]
     assert props["controller.listener.names"] in protocols
-    assert props["advertised.listeners"] == f"{props['inter.broker.listener.name']}://{BOOTSTRAP}"
+    assert props["advertised.listeners"] == f"{props['inter.broker.listener.name']}://{node}:9092"
+    assert BOOTSTRAP == "kafka:9092"  # the ops tools' way in: node 1
 
 
-def test_the_image_accepts_the_sasl_listener(secrets: Path) -> None:
+def test_the_three_nodes_replicate_as_the_cluster_profile(secrets: Path, tmp_path: Path) -> None:
+    from infra.kafka_local import LocalKafka
+    from infra.settings import InfraSettings
+
+    cluster = InfraSettings(profile="cluster", kafka_bootstrap_servers="kafka:9092")
+    profile = LocalKafka(home=tmp_path, jars_dir=tmp_path, replication=cluster.kafka_replication)
+    expected = dict(line.split("=", 1) for line in profile.replication_properties())
+    assert expected["min.insync.replicas"] == "2" and expected["default.replication.factor"] == "3"
+    nodes = {node: image_server_properties(container_env(node, secrets)) for node in BROKERS}
+    for node, props in nodes.items():
+        assert {key: props.get(key) for key in expected} == expected, node
+    assert sorted(props["node.id"] for props in nodes.values()) == ["1", "2", "3"]
+    voters = {props["controller.quorum.voters"] for props in nodes.values()}
+    assert voters == {",".join(f"{i}@{node}:9093" for i, node in enumerate(BROKERS, 1))}
+    # Every platform container and job reaches all three; the topics job makes three replicas.
+    for service, spec in SERVICES.items():
+        bootstrap = spec.get("environment", {}).get("KAFKA_BOOTSTRAP_SERVERS")
+        if bootstrap is not None:
+            assert bootstrap.split(",") == [f"{node}:9092" for node in BROKERS], service
+    topics = SERVICES["topics"]["environment"]
+    assert InfraSettings(profile=topics["MLOPS_PROFILE"], kafka_bootstrap_servers="x").kafka_replication == 3
+
+
+@pytest.mark.parametrize("node", BROKERS)
+def test_the_image_accepts_the_sasl_listener(secrets: Path, node: str) -> None:
     # apache/kafka docker/resources/common-scripts/configure: with a SASL listener advertised, an
     # empty KAFKA_OPTS stops the container before the broker starts.
-    assert container_env("kafka", secrets).get("KAFKA_OPTS", "").strip()
-    health = " ".join(SERVICES["kafka"]["healthcheck"]["test"])
+    assert container_env(node, secrets).get("KAFKA_OPTS", "").strip()
+    health = " ".join(SERVICES[node]["healthcheck"]["test"])
     assert f"--command-config {ADMIN_CONFIG}" in health
-    assert f"./secrets/kafka/tools:{TOOLS_MOUNT}:ro" in SERVICES["kafka"]["volumes"]
+    assert f"./secrets/kafka/tools:{TOOLS_MOUNT}:ro" in SERVICES[node]["volumes"]
 
 
 def test_no_password_is_in_compose_yaml(secrets: Path) -> None:
@@ -172,7 +199,7 @@ def test_services_start_after_the_bus_access_job_which_runs_after_the_broker() -
         condition = SERVICES[service]["depends_on"].get("bus-access", {}).get("condition")
         assert condition == "service_completed_successfully", service
     job = SERVICES["bus-access"]
-    assert job["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert job["depends_on"] == {node: {"condition": "service_healthy"} for node in BROKERS}
     assert job["image"] == SERVICES["kafka"]["image"]
 
 

@@ -73,7 +73,7 @@ def test_compose_gives_each_service_only_settings_it_reads_and_its_port(service:
     assert env[f"{prefix}_HTTP_PORT"] == str(port) and env[f"{prefix}_HTTP_HOST"] == "0.0.0.0"
     assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert spec["command"] == [service]
-    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092,kafka-2:9092,kafka-3:9092"  # the three nodes
 
 
 def test_compose_jobs_that_run_platform_code_use_real_settings() -> None:
