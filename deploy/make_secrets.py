@@ -8,6 +8,8 @@
   secrets/kafka/                the locked-down bus's passwords and the files made from them: the
                                 broker's PLAIN logins, each container's principal, the bus-access
                                 job's credentials (infra/compose_bus.py lists them)
+  secrets/redis/                Redis's password, its redis.conf and the online store's settings
+                                for features, training and serving (infra/compose_redis.py)
 
 Same format as servicekit/auth.py; the keys are not marked `dev`, so MLOPS_ENV=production takes
 them. The bus's files come from the plan the local bus applies (infra/bus_plan.py), so this runs with
@@ -27,6 +29,7 @@ from pathlib import Path
 # Run as a script (`python deploy/make_secrets.py`), the repository root is not on the path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from infra.compose_bus import write_compose_secrets
+from infra.compose_redis import write_compose_redis
 
 ROLES = ("producer", "client", "ops", "auditor", "admin")
 OUT = Path(__file__).resolve().parent / "secrets"
@@ -61,6 +64,7 @@ def main(out: Path = OUT) -> None:
     if not link_secret.exists():  # once: a new one ends every link made with the old
         write(link_secret, secrets.token_hex(32) + "\n", 0o644)
     write_compose_secrets(out / "kafka")
+    write_compose_redis(out / "redis")
     print(f"API keys in {plain_file}; the bus's principals in {out / 'kafka'}")
 
 

@@ -18,14 +18,15 @@ from contracts.access import ACCESS, PRODUCER
 from infra.bus_access import MECHANISM, PRINCIPALS_FILE, SUPER_USER, passwords, settings_env
 from infra.bus_plan import acl_commands, admin_client_lines, broker_properties, scram_users
 from infra.compose_bus import ACCESS_SCRIPT, BOOTSTRAP, TOOLS_MOUNT, access_script, image_env_name
-from infra.settings import REPO_ROOT
-from infra.supervisor import SERVICE_ORDER
+from infra.settings import REPO_ROOT, InfraSettings
+from infra.supervisor import SERVICE_ORDER, service_of, with_instances
 
 DEPLOY = REPO_ROOT / "deploy"
 COMPOSE_TEXT = (DEPLOY / "compose.yaml").read_text()
 SERVICES = yaml.safe_load(COMPOSE_TEXT)["services"]
 ADMIN_CONFIG = f"{TOOLS_MOUNT}/admin.properties"
 BROKERS = ("kafka", "kafka-2", "kafka-3")  # the three KRaft nodes, as the cluster profile's
+CLUSTER = InfraSettings(profile="cluster", kafka_bootstrap_servers="kafka:9092")
 
 # The image's own rule, from apache/kafka core/src/main/scala/kafka/docker/KafkaDockerWrapper.scala
 # (getServerConfigsFromEnv and Constants.ExcludeServerPropsEnv; docker/jvm/launch runs it before the
@@ -189,8 +190,10 @@ def test_each_platform_container_runs_as_its_own_principal(secrets: Path) -> Non
         user = users[service] = env.get("KAFKA_SASL_USERNAME", "")
         wanted = settings_env(user, known.get(user, ""))
         assert {key: env.get(key) for key in wanted} == wanted, f"{service} is not {user!r} on the bus"
-        assert spec["env_file"] == [f"./secrets/kafka/env/{user}.env"]
-    assert users == {**{name: name for name in SERVICE_ORDER}, "topics": SUPER_USER}
+        assert spec["env_file"][0] == f"./secrets/kafka/env/{user}.env"
+    # A second instance runs as its service's principal (ingest-2 as ingest), as in the cluster profile.
+    instances = with_instances(CLUSTER, list(SERVICE_ORDER))
+    assert users == {**{name: service_of(name) for name in instances}, "topics": SUPER_USER}
     assert set(SERVICE_ORDER) == set(ACCESS) - {PRODUCER}, "a principal without a service, or the reverse"
 
 

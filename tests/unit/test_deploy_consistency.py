@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings
 from infra.bus_access import settings_env
 from infra.monitoring import render_config
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import SERVICE_ORDER, service_port
+from infra.supervisor import SERVICE_ORDER, service_of, service_port, with_instances
 from servicekit.auth import ApiKeyRegistry, Role
 from servicekit.settings import ServiceSettings
 from services.drift.settings import DriftSettings
@@ -163,3 +163,50 @@ def test_make_secrets_writes_keys_the_services_accept_in_production(tmp_path: Pa
         == "/run/secrets/mlops_link_secret"
     )
     assert set(COMPOSE["services"]["drift"]["secrets"]) == {"mlops_api_keys", "mlops_link_secret"}
+
+
+def test_compose_runs_the_cluster_profiles_second_instances_each_like_its_first() -> None:
+    cluster = InfraSettings(profile="cluster", first_service_port=8101, kafka_bootstrap_servers="kafka:9092")
+    instances = [n for n in with_instances(cluster, list(SERVICE_ORDER)) if n != service_of(n)]
+    assert instances and {n for n in COMPOSE["services"] if service_of(n) in SERVICE_ORDER} == {
+        *SERVICE_ORDER,
+        *instances,
+    }  # a second instance of each service that scales out, and of no other
+    for name in instances:
+        service = service_of(name)
+        first, second = COMPOSE["services"][service], COMPOSE["services"][name]
+        port, prefix = service_port(cluster, name), service.upper()
+        env = {str(k).upper(): str(v) for k, v in first["environment"].items()}
+        assert {str(k).upper(): str(v) for k, v in second["environment"].items()} == env | {
+            f"{prefix}_HTTP_PORT": str(port)
+        }
+        assert second["ports"] == [f"127.0.0.1:{port}:{port}"]
+        rest = ("environment", "ports")
+        assert {k: v for k, v in second.items() if k not in rest} == {
+            k: v for k, v in first.items() if k not in rest
+        }  # same image, command, principal, secrets, state volume and dependencies
+
+
+def test_features_training_and_serving_keep_the_online_store_in_compose_redis(tmp_path: Path) -> None:
+    from infra.compose_redis import ONLINE_STORE_ENV, online_store, write_compose_redis
+    from infra.redis_local import read_password
+    from infra.redis_local import render_config as local_config
+
+    write_compose_redis(tmp_path)
+    write_compose_redis(tmp_path)  # a rerun keeps the password
+    password = read_password(tmp_path)
+    services = COMPOSE["services"]
+    readers = {
+        n for n, spec in services.items() if f"./secrets/redis/{ONLINE_STORE_ENV}" in spec.get("env_file", [])
+    }
+    assert readers == {"features", "features-2", "training", "training-2", "serving", "serving-2"}
+    assert all(services[n]["depends_on"]["redis"] == {"condition": "service_healthy"} for n in readers)
+    key, _, value = (tmp_path / ONLINE_STORE_ENV).read_text().strip().partition("=")
+    assert key in env_names(ServiceSettings)  # what the services' settings read
+    assert json.loads(value.strip("'")) == online_store(password)
+    assert online_store(password)["connection_string"].startswith("redis:6379,password=")
+    server = (tmp_path / "redis.conf").read_text().splitlines()
+    assert f"requirepass {password}" in server
+    for line in ("appendonly yes", "appendfsync everysec", 'save ""', "protected-mode yes"):
+        assert line in server and line in local_config(tmp_path, 6380, password).splitlines()
+    assert "./secrets/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in services["redis"]["volumes"]
