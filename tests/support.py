@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import httpx
 from pydantic_settings import SettingsConfigDict
 
 from contracts.events import TrainingRequested, TrainingRequestedPayload
@@ -67,3 +69,19 @@ async def send_one(options: dict[str, Any], topic: str, value: bytes = b"{}") ->
         await producer.send_and_wait(topic, value)
     finally:
         await producer.stop()  # also after a refused start: no connection is left open
+
+
+async def wait_ready(
+    port: int, process: subprocess.Popen[bytes], name: str, timeout_s: float = 120.0
+) -> None:
+    """Poll a service process's `/ready` on `port` until it answers 200; fail if it exits first."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(int(timeout_s * 10)):
+            assert process.poll() is None, f"{name} exited during start-up"
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never became ready")

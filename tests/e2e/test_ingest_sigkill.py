@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from infra.bus_access import kafka_options
 from infra.settings import REPO_ROOT
 from servicekit.auth import generate_key, hash_key
-from tests.support import create_topic, wait_until
+from tests.support import create_topic, wait_ready, wait_until
 from workbench.demo_data import ApplicationStream, run_id
 
 RECORDS = 12_000
@@ -68,19 +68,6 @@ def start_ingest(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(1200):
-            assert process.poll() is None, "ingest exited during start-up"
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("ingest never became ready")
-
-
 async def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
     run = run_id(10)  # letters only: never nine digits in a row, which ingest takes for an SSN
     raw, clean, rejected = f"e2e.raw.{run}", f"e2e.clean.{run}", f"e2e.rejected.{run}"
@@ -120,14 +107,14 @@ async def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka_bootstrap: str
     log = tmp_path / "ingest.log"
     first = start_ingest(env, log)
     try:
-        await wait_ready(port, first)
+        await wait_ready(port, first, "ingest")
         await wait_until(lambda: len(outcomes.by_source) >= RECORDS // 10, timeout_s=180, what="progress")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
         at_kill = len(outcomes.by_source)
         second = start_ingest(env, log)
         try:
-            await wait_ready(port, second)
+            await wait_ready(port, second, "ingest")
             await wait_until(lambda: len(outcomes.by_source) >= RECORDS, timeout_s=300, what="every outcome")
             async with httpx.AsyncClient() as client:
                 metrics = await client.get(f"http://127.0.0.1:{port}/metrics", headers={"X-API-Key": ops_key})

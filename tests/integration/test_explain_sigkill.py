@@ -14,7 +14,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from contracts.registry import encode_event
@@ -22,7 +21,7 @@ from infra.settings import REPO_ROOT
 from servicekit.auth import generate_key, hash_key
 from tests.integration.test_explain_instances import holders, prediction
 from tests.integration.test_serving_support import free_port
-from tests.support import create_topic, wait_until
+from tests.support import create_topic, wait_ready, wait_until
 
 PREDICTIONS = 600
 
@@ -44,19 +43,6 @@ def start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "services.explain"], cwd=REPO_ROOT,
             env={**env, "EXPLAIN_HTTP_PORT": str(port)}, stdout=out, stderr=out,
         )  # fmt: skip
-
-
-async def ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(1800):
-            assert process.poll() is None, "explain exited during start-up"
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("explain never became ready")
 
 
 async def stream(bootstrap: str, topic: str) -> None:
@@ -89,7 +75,9 @@ async def test_sigkill_of_one_explain_instance_mid_stream_loses_no_prediction(
     first = start(env, ports[0], tmp_path / "explain-1.log")
     second = start(env, ports[1], tmp_path / "explain-2.log")
     try:
-        await asyncio.gather(ready(ports[0], first), ready(ports[1], second))
+        await asyncio.gather(
+            wait_ready(ports[0], first, "explain", 180), wait_ready(ports[1], second, "explain", 180)
+        )
         deadline = asyncio.get_running_loop().time() + 90
         while await holders(kafka_bootstrap, "explain", topic) < 2:  # the two share the partitions
             assert asyncio.get_running_loop().time() < deadline, "the two never shared the partitions"

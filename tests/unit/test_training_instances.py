@@ -262,3 +262,20 @@ async def test_a_retrain_requested_before_a_failure_is_not_put_back_to_be_reques
     monkeypatch.setattr(service.state, "save_decision", save)
     await service.on_labels([label(f"more{i}", "bad", change + timedelta(minutes=1)) for i in range(5)])
     assert bus.types() == ["TrainingRequested"]  # requested once, not again from a put-back
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "1e9"])
+def test_nonsense_leases_and_polls_are_refused_at_start_with_the_setting_named(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from services.drift.settings import DriftSettings
+    from services.training.settings import TrainingSettings
+
+    monkeypatch.setenv("TRAINING_RUN_CLAIM_LEASE_S", value)
+    monkeypatch.setenv("DRIFT_STANDBY_POLL_S", value)
+    with pytest.raises(ValidationError, match="run_claim_lease_s"):
+        TrainingSettings()
+    with pytest.raises(ValidationError, match="standby_poll_s"):
+        DriftSettings()
