@@ -3,7 +3,7 @@
 # infra/ (on test ports, in .local/test, so a running dev stack is left alone) and stop it after.
 #
 # With no arguments, two lanes run at once: unit + integration (sharing the session's test broker,
-# and the chaos module) and the rest of end-to-end (whole stacks on ports and a state folder of their
+# then the chaos, CLI and Airflow modules) and the rest of end-to-end (whole stacks on ports and a state folder of their
 # own: MLOPS_TEST_KAFKA_PORT + 3000, <state>/e2e). Most end-to-end time is spent waiting for stacks, trainings and pollers, so on two
 # cores the lanes overlap instead of queueing. Arguments run one pytest with them, as before.
 set -euo pipefail
@@ -29,16 +29,27 @@ base="${MLOPS_TEST_KAFKA_PORT:-19092}"
 lane_log="$MLOPS_TEST_STATE_DIR/e2e-lane.log"
 mkdir -p "$MLOPS_TEST_STATE_DIR/e2e"
 started=$SECONDS
-# The chaos module (about 4 min) runs in the first lane, which is otherwise the shorter one; its ports
-# (MLOPS_TEST_KAFKA_PORT + 500, - 4000) are clear of both lanes' others.
+# The first lane is otherwise the shorter one, so it also takes the chaos module (about 4 min; its
+# ports, MLOPS_TEST_KAFKA_PORT + 500 and - 4000, are clear of both lanes' others) and, once its
+# broker is down, the CLI and Airflow modules (about 3 min) on ports of their own, base - 8000 and
+# around (every end-to-end module places its ports relative to MLOPS_TEST_KAFKA_PORT), far from the
+# second lane's (base + 3000 and around) and below Linux's ephemeral range.
+tail_modules=(tests/e2e/test_cli.py tests/e2e/test_airflow_dag.py)
 MLOPS_TEST_KAFKA_PORT=$((base + 3000)) MLOPS_TEST_STATE_DIR="$MLOPS_TEST_STATE_DIR/e2e" \
-  "${pytest[@]}" tests/e2e --ignore=tests/e2e/test_chaos.py >"$lane_log" 2>&1 &
+  "${pytest[@]}" tests/e2e --ignore=tests/e2e/test_chaos.py "${tail_modules[@]/#/--ignore=}" \
+  >"$lane_log" 2>&1 &
 e2e=$!
 trap 'kill "$e2e" 2>/dev/null || true' INT TERM
 set +e
 MLOPS_TEST_KAFKA_PORT=$base "${pytest[@]}" tests/unit tests/integration tests/e2e/test_chaos.py
 first=$?
-echo "==> unit + integration + chaos: exit $first after $((SECONDS - started)) s; waiting for the end-to-end lane"
+echo "==> unit + integration + chaos: exit $first after $((SECONDS - started)) s"
+mkdir -p "$MLOPS_TEST_STATE_DIR/e2e-tail"
+MLOPS_TEST_KAFKA_PORT=$((base - 8000)) MLOPS_TEST_STATE_DIR="$MLOPS_TEST_STATE_DIR/e2e-tail" \
+  "${pytest[@]}" "${tail_modules[@]}"
+tail_exit=$?
+first=$((first != 0 || tail_exit != 0))
+echo "==> CLI and Airflow end to end: exit $tail_exit after $((SECONDS - started)) s; waiting for the end-to-end lane"
 wait "$e2e"
 second=$?
 set -e
