@@ -35,9 +35,10 @@ from faststream.kafka.annotations import KafkaMessage
 
 from contracts.common import FieldError, KafkaCoordinates
 from contracts.envelope import Event
-from contracts.registry import ContractError, parse_event
+from contracts.registry import ContractError
 from servicekit.broker import EventPublisher
 from servicekit.deadletters import DeadLetters, RawMessage
+from servicekit.decoding import decode_event
 from servicekit.errors import ServiceError
 from servicekit.isolation import Isolation, handle_isolating
 from servicekit.logs import log_context
@@ -210,7 +211,7 @@ class Subscriptions(PartitionsView):
     ) -> Delivery[E] | None:
         """The record's contract event, or None once it is dead-lettered with the contract's reason."""
         try:
-            event = parse_event(raw.value if raw.value is not None else b"")
+            event = decode_event(raw.value if raw.value is not None else b"")
             if not isinstance(event, event_types):
                 expected = ", ".join(t.__name__ for t in event_types)
                 raise ContractError(

@@ -34,7 +34,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from contracts.envelope import Event
-from contracts.registry import encode_event, parse_event
+from contracts.registry import encode_event
+from servicekit.decoding import decode_event
 from servicekit.sqlite import SqliteDatabase
 
 Publish = Callable[[Event[Any], str], Awaitable[None]]
@@ -116,7 +117,7 @@ class SqliteOutbox:
                 ).fetchall()
             sent = 0
             for seq, topic, body in rows:
-                event = parse_event(body)
+                event = decode_event(bytes(body))
                 if not self._claim(seq, str(event.event_id)):
                     continue  # withdrawn since it was read
                 try:

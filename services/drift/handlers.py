@@ -30,8 +30,9 @@ from contracts.events import (
     PredictionMade,
     RecordCleaned,
 )
-from contracts.registry import encode_event, parse_event
+from contracts.registry import encode_event
 from servicekit.consumer import RawMessage
+from servicekit.decoding import decode_event
 from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.canary import Counts, recommend
@@ -127,7 +128,7 @@ class DriftService:
             if self._seen(raw.source):
                 continue
             try:
-                event = parse_event(raw.value or b"")
+                event = decode_event(raw.value or b"")
                 if not isinstance(event, kind):
                     raise ContractError("unexpected_event_type", f"{event.event_type} is not {kind.__name__}")
             except ContractError as err:

@@ -47,6 +47,14 @@ BAD_MESSAGES: list[tuple[str, bytes | str | dict[str, Any], str]] = [
     ),
     ("duplicate key", json.dumps(_wire())[:-1] + f', "producer": "{SECRET}"}}', "not_json"),
     ("huge number", '{"event_type": "PredictionMade", "x": ' + "9" * 5000 + "}", "not_json"),
+    ("out-of-range float", json.dumps(_wire()).replace('"score": 0.87', '"score": 1e400'), "not_json"),
+    # the features map takes any number: before the check, Python read -1e400 as -infinity and kept it
+    (
+        "out-of-range float in a map",
+        json.dumps(_wire()).replace('"features": {', '"features": {"x": -1e400, '),
+        "not_json",
+    ),
+    ("lone surrogate", json.dumps(_wire()).replace(SECRET, "\\ud800" + SECRET), "not_json"),
     ("deep nesting", "[" * 100_000 + "]" * 100_000, "not_json"),
     ("array", json.dumps([SECRET]), "not_object"),
     ("string", json.dumps(SECRET), "not_object"),
