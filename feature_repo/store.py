@@ -7,7 +7,9 @@ Local default: SQLite online store and Parquet offline store under one folder. A
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # feast takes seconds to import: services import it lazily, once
     from feast import FeatureStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
     settings.repo_dir.mkdir(parents=True, exist_ok=True)
     settings.offline_path.parent.mkdir(parents=True, exist_ok=True)
     online = settings.online_store_config or {"type": "sqlite", "path": str(settings.repo_dir / "online.db")}
+    if online.get("type") == "sqlite":
+        _write_ahead_log(settings.repo_dir / online["path"])  # Feast reads a relative path from the repo
     config = RepoConfig(
         project=settings.project,
         registry=str(settings.repo_dir / "registry.db"),
@@ -66,6 +72,23 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
             offline.ensure(settings.offline_path, settings.legacy_offline_file)
             store.apply(definitions(settings.offline_path))
     return store
+
+
+def _write_ahead_log(path: Path, timeout_s: float = 5.0) -> None:
+    """Put the SQLite online store in WAL mode (it stays so in the file, for every process that opens
+    it). In Feast's default, the rollback journal, serving's read of an entity waits while the features
+    service commits a batch: online reads during pushes had a p99 of 3.9 ms against 0.85 ms in WAL mode
+    (docs/benchmarks.md, "The SQLite online store in WAL mode"). The first process to open the store
+    switches it; the others find it switched. If the file is busy, it stays as it is until the next open."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=timeout_s)
+    try:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as err:  # another process holds it; WAL is a speed-up, not a need
+        log.warning("online store %s left in its journal mode for now: %s", path, err)
+    finally:
+        conn.close()
 
 
 @contextmanager

@@ -1,0 +1,72 @@
+"""The local profile's SQLite online store is in WAL mode: serving reads an entity's features while the
+features service holds a write transaction open, where Feast's default journal made it wait."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feature_repo import FeatureStoreSettings, feature_refs, open_store
+from feature_repo.names import ENTITY_KEY
+from feature_repo.store import _write_ahead_log
+from services.features.adapters.feast_push import FeastPusher
+from services.features.domain.rows import feature_row
+from workbench.demo_data import ApplicationStream
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    found = []
+    for app in ApplicationStream(seed=5, id_prefix="wal").take(n):
+        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
+        found.append(feature_row(app.record["application_id"], at, app.record))
+    return found
+
+
+def test_serving_reads_features_while_a_writer_holds_an_exclusive_transaction(tmp_path: Path) -> None:
+    settings = FeatureStoreSettings(tmp_path)
+    pusher = FeastPusher(settings)
+    pusher.open()
+    rows = _rows(5)
+    pusher.push(rows)
+    with sqlite3.connect(tmp_path / "online.db") as fresh:  # as any process opens it
+        assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+    writer = sqlite3.connect(tmp_path / "online.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")  # in the rollback journal, this shuts every reader out
+        (table,) = writer.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()
+        writer.execute(f'DELETE FROM "{table}"')  # not committed: readers see the rows as they were
+        reader = open_store(settings)
+        read = reader.get_online_features(
+            features=feature_refs(), entity_rows=[{ENTITY_KEY: r[ENTITY_KEY]} for r in rows]
+        ).to_dict()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert read["credit_amount"] == [r["credit_amount"] for r in rows]
+
+
+def test_a_store_busy_at_open_is_left_in_its_mode_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "online.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("CREATE TABLE t (x)")
+        holder.execute("BEGIN EXCLUSIVE")
+        with caplog.at_level(logging.WARNING, logger="feature_repo.store"):
+            _write_ahead_log(path, timeout_s=0.1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "left in its journal mode" in caplog.text
+    with sqlite3.connect(path) as fresh:
+        assert fresh.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    _write_ahead_log(path)  # the next open, with nobody in the way, switches it
+    with sqlite3.connect(path) as fresh:
+        assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
