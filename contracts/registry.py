@@ -15,12 +15,18 @@ from contracts.upcasting import UPCASTERS, register_upcaster, upcast
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_DEPTH",
     "UPCASTERS",
     "ContractError",
     "encode_event",
+    "nesting_depth",
     "parse_event",
     "register_upcaster",
 ]
+
+MAX_DEPTH = 64
+"""The deepest nesting of arrays and objects an event may have (ours have 5). Deeper is `not_json`, a
+limit of the contract rather than of whichever decoder's stack."""
 
 EVENT_TYPES: dict[str, type[Event[Any]]] = {cls.type_name(): cls for cls in ALL_EVENTS}
 """Every event class in the catalogue, by `event_type`."""
@@ -74,15 +80,29 @@ def _decode(data: bytes | str) -> Any:
         raise ContractError("not_json", f"invalid JSON: {exc.msg} at {where}") from None
     except (ValueError, RecursionError):  # an integer too long to convert, or nesting too deep
         raise ContractError("not_json", "JSON number too long or nesting too deep") from None
+    brackets = text.count("{") + text.count("[")  # at least the depth: most events skip the walk
+    if brackets > MAX_DEPTH and nesting_depth(obj) > MAX_DEPTH:
+        raise ContractError("not_json", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     try:  # "\ud800" is valid JSON but no Unicode text: a string holding it could not be written again
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise ContractError(
             "not_json", "a string holds a lone surrogate, which is not Unicode text"
         ) from None
-    except RecursionError:
-        raise ContractError("not_json", "JSON nesting too deep") from None
     return obj
+
+
+def nesting_depth(obj: Any) -> int:
+    """How deep arrays and objects nest in decoded JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _finite_float(text: str) -> float:

@@ -33,21 +33,26 @@ started=$SECONDS
 # ports, MLOPS_TEST_KAFKA_PORT + 500 and - 4000, are clear of both lanes' others) and, once its
 # broker is down, the CLI and Airflow modules (about 3 min) on ports of their own, base - 8000 and
 # around (every end-to-end module places its ports relative to MLOPS_TEST_KAFKA_PORT), far from the
-# second lane's (base + 3000 and around) and below Linux's ephemeral range.
+# second lane's (base + 3000 and around) and below Linux's ephemeral range. (So MLOPS_TEST_KAFKA_PORT
+# must be 10024 or more: the CLI module's services start at base - 9000.)
 tail_modules=(tests/e2e/test_cli.py tests/e2e/test_airflow_dag.py)
 MLOPS_TEST_KAFKA_PORT=$((base + 3000)) MLOPS_TEST_STATE_DIR="$MLOPS_TEST_STATE_DIR/e2e" \
   "${pytest[@]}" tests/e2e --ignore=tests/e2e/test_chaos.py "${tail_modules[@]/#/--ignore=}" \
   >"$lane_log" 2>&1 &
 e2e=$!
-trap 'kill "$e2e" 2>/dev/null || true' INT TERM
+interrupted=0
+trap 'interrupted=1; kill "$e2e" 2>/dev/null || true' INT TERM
 set +e
 MLOPS_TEST_KAFKA_PORT=$base "${pytest[@]}" tests/unit tests/integration tests/e2e/test_chaos.py
 first=$?
 echo "==> unit + integration + chaos: exit $first after $((SECONDS - started)) s"
-mkdir -p "$MLOPS_TEST_STATE_DIR/e2e-tail"
-MLOPS_TEST_KAFKA_PORT=$((base - 8000)) MLOPS_TEST_STATE_DIR="$MLOPS_TEST_STATE_DIR/e2e-tail" \
-  "${pytest[@]}" "${tail_modules[@]}"
-tail_exit=$?
+tail_exit=130
+if [[ $interrupted == 0 ]]; then  # a Ctrl-C in the first lane stops the whole run, not only that lane
+  mkdir -p "$MLOPS_TEST_STATE_DIR/e2e-tail"
+  MLOPS_TEST_KAFKA_PORT=$((base - 8000)) MLOPS_TEST_STATE_DIR="$MLOPS_TEST_STATE_DIR/e2e-tail" \
+    "${pytest[@]}" "${tail_modules[@]}"
+  tail_exit=$?
+fi
 first=$((first != 0 || tail_exit != 0))
 echo "==> CLI and Airflow end to end: exit $tail_exit after $((SECONDS - started)) s; waiting for the end-to-end lane"
 wait "$e2e"

@@ -70,3 +70,36 @@ def test_a_store_busy_at_open_is_left_in_its_mode_with_a_warning(
     _write_ahead_log(path)  # the next open, with nobody in the way, switches it
     with sqlite3.connect(path) as fresh:
         assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"type": "sqlite"},
+        {"path": "data/online.db"},
+        {"type": "feast.infra.online_stores.sqlite.SqliteOnlineStore"},
+    ],
+    ids=["type without path", "path without type", "the class's name"],
+)
+def test_every_spelling_of_feasts_sqlite_store_opens_and_is_switched(
+    tmp_path: Path, config: dict[str, str]
+) -> None:
+    """What Feast accepts as its SQLite store opens (no KeyError at start) and gets WAL, at Feast's own
+    default path (data/online.db under the repo) when none is given."""
+    settings = FeatureStoreSettings(tmp_path, online_store_config=config)
+    pusher = FeastPusher(settings)
+    pusher.open()
+    pusher.push(_rows(3))
+    with sqlite3.connect(tmp_path / "data" / "online.db") as fresh:
+        assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert fresh.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] >= 1
+
+
+def test_a_file_that_is_not_a_database_is_left_for_feast_to_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "online.db"
+    path.write_bytes(b"this is not a database file, but it is long enough to look like one" * 20)
+    with caplog.at_level(logging.WARNING, logger="feature_repo.store"):
+        _write_ahead_log(path)  # no exception: the service starts, and Feast names the problem on use
+    assert "left in its journal mode" in caplog.text

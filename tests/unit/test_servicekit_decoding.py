@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from contracts.envelope import Event
-from contracts.registry import ContractError, encode_event, parse_event
+from contracts.registry import MAX_DEPTH, ContractError, encode_event, parse_event
 from contracts.samples import sample_events
 from servicekit.decoding import decode_canonical, decode_event
 from tests.unit.test_contracts_registry import BAD_MESSAGES, SECRET, _assert_no_echo, _wire
@@ -20,7 +20,16 @@ def _compact(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _nested(depth: int) -> bytes:
+    """The sample prediction, compact, with an extra field `x` holding arrays nested `depth` deep (the
+    contract ignores unknown fields, so only the nesting can refuse it)."""
+    return _compact(_wire())[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
+
+
 COMPACT_BAD: list[tuple[str, bytes, str]] = [
+    ("nested one past the limit", _nested(MAX_DEPTH), "not_json"),  # the envelope is level 1
+    # past where Python's json runs out of stack (it moves with the caller's depth) and msgspec does not
+    ("nested about 990 deep", _nested(991), "not_json"),
     ("duplicate key", _compact(_wire())[:-1] + f',"producer":"{SECRET}"}}'.encode(), "not_json"),
     (
         "duplicate key, nested",
@@ -88,3 +97,12 @@ def test_json_in_other_spellings_takes_the_strict_path_to_the_same_event() -> No
     for other in (spaced, exponent):
         assert decode_canonical(other) is None
         assert decode_event(other) == decode_event(compact) == parse_event(compact)
+
+
+def test_nesting_up_to_the_limit_is_read_alike_and_many_brackets_are_not_depth() -> None:
+    deepest = _nested(MAX_DEPTH - 1)  # the envelope is level 1: this reaches the limit exactly
+    assert decode_canonical(deepest) is not None
+    assert decode_event(deepest) == parse_event(deepest)
+    wide = _compact(_wire())[:-1] + b',"x":[' + b",".join([b"[]"] * 500) + b"]}"  # 501 brackets, depth 3
+    assert decode_canonical(wide) is not None  # the bracket count alone does not send it to the slow path
+    assert decode_event(wide) == parse_event(wide)
