@@ -25,11 +25,14 @@ from servicekit.decoding import decode_canonical, decode_event
 from workbench.demo_data import ApplicationStream
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.event_decoding", description=__doc__.splitlines()[0])
     p.add_argument("--applications", type=int, default=2000, help="demo applications (4 events each)")
     p.add_argument("--runs", type=int, default=5, help="timed passes over every event")
-    return p.parse_args()
+    args = p.parse_args(argv)
+    if args.applications < 1 or args.runs < 1:
+        p.error("--applications and --runs must be 1 or more")
+    return args
 
 
 def wire_events(applications: int) -> list[bytes]:

@@ -47,13 +47,16 @@ print(json.dumps(latencies))
 """
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.online_store_reads", description=__doc__.splitlines()[0]
     )
     p.add_argument("--records", type=int, default=40_000, help="applications pushed per run and mode")
     p.add_argument("--runs", type=int, default=3, help="runs; each pushes in both modes")
-    return p.parse_args()
+    args = p.parse_args(argv)
+    if args.records < BATCH or args.runs < 1:
+        p.error(f"--records must be {BATCH} or more (one batch) and --runs 1 or more")
+    return args
 
 
 def feature_rows(n: int) -> list[dict[str, Any]]:
