@@ -5,6 +5,7 @@ pushed once (online and offline) and announced by one FeaturesUpdated."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,3 +94,39 @@ async def test_an_event_time_the_store_cannot_hold_is_dead_lettered_alone(
     assert {e.payload.reason.errors[0].field for e in letters} == {"payload.event_time"}
     offline = pd.read_parquet(FeatureStoreSettings(platform.features_settings.feature_store_dir).offline_path)
     assert sorted(offline[ENTITY_KEY]) == sorted(e.payload.entity_id for e in good[2:])
+
+
+async def test_compact_hostile_events_are_dead_lettered_alone_and_their_neighbours_pushed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Compact bytes, as our producers write and the consumers' msgspec fast path reads first, but hostile:
+    a duplicate key, a number no double holds inside the record (Python reads 1e400 as infinity), a
+    lone surrogate, nesting past the contract's MAX_DEPTH. Each goes to the dead letters alone as
+    not_json, and the valid records fetched in the same batch are pushed."""
+    platform = Platform(kafka_bootstrap, tmp_path)
+    await platform.create_topics()
+    apps = applications(8, "hostile", seed=6)
+    good = [cleaned(app, i) for i, app in enumerate(apps[1:], start=1)]
+    base = encode_event(cleaned(apps[0], 0))  # the hostile ones are this valid event, altered
+    assert b'"producer":"' in base and re.search(rb'"credit_amount":[-0-9.eE+]+', base)
+    hostile = [
+        base.replace(b'"producer":', b'"producer":"x","producer":', 1),
+        re.sub(rb'"credit_amount":[-0-9.eE+]+', b'"credit_amount":1e400', base, count=1),
+        base.replace(b'"producer":"', b'"producer":"\\ud800', 1),
+        base[:-1] + b',"x":' + b"[" * 70 + b"]" * 70 + b"}",
+    ]
+    topic = platform.topics["clean"]
+    async with platform.probe.broker:  # all in the topic before the service starts: fetched together
+        await platform.probe.broker.start()
+        for i, value in enumerate(hostile):
+            await platform.send(good[i : i + 1], "clean")
+            await platform.probe.broker.publish(value, topic)
+        await platform.send(good[len(hostile) :], "clean")
+    async with platform.features.router.lifespan_context(platform.features), platform.probe.broker:
+        await platform.probe.broker.start()
+        ledger = platform.features.state.ledger
+        await wait_until(lambda: ledger.count() == len(good), timeout_s=60, what="the seven valid records")
+    letters = await _dead_letters_for(kafka_bootstrap, topic, len(hostile))
+    assert [e.payload.reason.code for e in letters] == ["not_json"] * len(hostile)
+    offline = pd.read_parquet(FeatureStoreSettings(platform.features_settings.feature_store_dir).offline_path)
+    assert sorted(offline[ENTITY_KEY]) == sorted(e.payload.entity_id for e in good)
