@@ -47,10 +47,10 @@ from infra.settings import REPO_ROOT
 
 SERVICES = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 # Consumer groups that must have read every record of the phase (by their services' settings; the
-# audit reads every topic with its one group).
+# audit reads every topic with its one group, and drift its three streams with its one).
 REQUIRED = (
     ("ingest", RECORDS_RAW), ("features", RECORDS_CLEAN), ("audit", RECORDS_CLEAN),
-    ("drift.records.clean", RECORDS_CLEAN), ("audit", RECORDS_RAW),
+    ("drift", RECORDS_CLEAN), ("audit", RECORDS_RAW),
 )  # fmt: skip
 
 

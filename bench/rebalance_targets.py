@@ -1,7 +1,7 @@
 """Which consumer group bench/rebalance_time.py watches and which instance it kills: the service's
 shared group and instance 1 for a service whose instances share the work; for one that runs as an
-active instance and standbys (`infra.supervisor.STANDS_BY`: drift), the group of its records
-subscription with one member, and whichever instance holds the active lease."""
+active instance and standbys (`infra.supervisor.STANDS_BY`: drift), the group of its streams
+subscription, with one member, and whichever instance holds the active lease."""
 
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def group_members(service: str, instances: int) -> int:
 
 
 def default_group(service: str) -> str:
-    """An active-standby service's groups are one per topic (`drift.records.clean`): the records one."""
-    return f"{service_group(service)}.records.clean" if service in STANDS_BY else service_group(service)
+    """The group a service's instances share (an active-standby service's streams have one too: drift's
+    reads records, predictions and labels)."""
+    return service_group(service)
 
 
 def status_rows(stack: Stack) -> dict[str, dict[str, Any]]:

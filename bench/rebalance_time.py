@@ -14,7 +14,7 @@ rebalance_stream.py, its own process), and for each of `--kills` rounds:
    Stable with every instance a member holding partitions, its commits move and every partition's
    lag is under one batch;
 2. SIGKILLs instance 1 (its pid from `mlops status --json`; for drift, which runs one active instance
-   and a standby, the active one, and its group is `drift.records.clean`, with one member) and polls
+   and a standby, the active one, and its group is `drift`, with one member) and polls
    the group every `--poll-s`:
    `detected_s` until the coordinator acts on the death, `reassigned_s` until the group is Stable
    without the dead member and its partitions are held again, `resumed_s` until each of them has a

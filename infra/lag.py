@@ -85,8 +85,9 @@ class LagReader:
 
 
 # Groups no service commits on any more, whose lag would only grow on a stack upgraded in place: the
-# audit read each topic with a group of its own, `audit.<topic>`, until it read them all with one.
-RETIRED_GROUPS = ("audit.",)
+# audit read each topic with a group of its own, `audit.<topic>`, until it read them all with one, and
+# so did drift its three streams (its model.* groups are still in use).
+RETIRED_GROUPS = ("audit.", "drift.records.", "drift.predictions.", "drift.labels.")
 
 # The consumer groups a record must pass, by their services' settings: ingest decided it, the
 # features service pushed its features online, the audit service chained it (raw and clean; one

@@ -1,5 +1,5 @@
-"""Composition root of the drift service: state store, watch, the three batch subscriptions
-(records.clean, predictions.made, labels.observed, one consumer group each), the outbox flush at
+"""Composition root of the drift service: state store, watch, one batch subscription to the three
+streams it watches (records.clean, predictions.made, labels.observed, one consumer), the outbox flush at
 start, the Evidently reports (model.trained and model.promoted subscriptions, the report worker and
 its schedule), and the ops routes. Several instances run as one active and standbys
 (servicekit/standby.py): only the holder of the active lease consumes and reports."""
@@ -110,13 +110,20 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         producer=settings.service_name,
         reports=ReportLinks(reports.url, reports.wake),
     )
-    group, batch = settings.consumer_group, settings.batch_records
-    for topic, handler in (
-        (settings.records_topic, drift.on_records),
-        (settings.predictions_topic, drift.on_predictions),
-        (settings.labels_topic, drift.on_labels),
-    ):
-        subscriptions.on_raw(topic, group_id=f"{group}.{topic}", batch=True, max_records=batch)(handler)
+    # ONE consumer reads the three streams (one fetch loop, one save per batch for all of them). A
+    # stack that ran the old layout (a group per stream, `<group>.<topic>`) upgrades in place: the new
+    # group starts at the earliest record each topic holds, and the offsets saved with the state skip
+    # whatever was already handled; the old groups idle until the broker expires them.
+    subscriptions.on_raw(
+        settings.records_topic,
+        settings.predictions_topic,
+        settings.labels_topic,
+        group_id=settings.consumer_group,
+        batch=True,
+        max_records=settings.batch_records,
+        start="earliest",
+    )(drift.on_streams)
+    group = settings.consumer_group
     trained, promoted = settings.trained_topic, settings.promoted_topic
     subscriptions.on_event(trained, ModelTrained, group_id=f"{group}.{trained}")(reports.on_trained)
     subscriptions.on_event(promoted, ModelPromoted, group_id=f"{group}.{promoted}")(reports.on_promoted)

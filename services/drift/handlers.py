@@ -1,6 +1,6 @@
 """Use cases of the drift service: feed batches of consumed events to the watch, persist, publish.
 
-Each batch is handled under one lock (three subscriptions share the watch): parse once, skip what
+Each batch is handled under one lock (a takeover's reload shares the watch): parse once, skip what
 was already handled (per-partition offsets stored with the state), update the monitors, then ONE
 store transaction (state + offsets + outbox), then publish the outbox. A crash anywhere loses
 nothing: before the save, Kafka redelivers the batch; after it, the outbox is flushed at start.
@@ -80,32 +80,46 @@ class DriftService:
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
 
+    async def on_streams(self, raws: list[RawMessage]) -> None:
+        """A batch of the three streams the watch reads, which ONE consumer fetches together (they may
+        mix in a batch): parsed once, fed to the watch in the streams' own order (records, then the
+        predictions made on them, then their labels), saved in one transaction."""
+        await self._observe(raws, await self._parse(raws, (RecordCleaned, PredictionMade, LabelObserved)))
+
     async def on_records(self, raws: list[RawMessage]) -> None:
-        events = await self._parse(raws, RecordCleaned)
-        batch = [
-            (e.payload.record, e.payload.event_time, source)
-            for e, source in events
-            if e.payload.dataset == self.dataset
-        ]
-        kept = entities = None
-        if self.reports is not None:
-            kept = [(at.timestamp(), {c: record.get(c) for c in self.columns}) for record, at, _ in batch]
-            entities = [e.payload.entity_id for e, _ in events if e.payload.dataset == self.dataset]
-        await self._apply(raws, lambda: self.watch.observe_records(batch, self.model_name), kept, entities)
+        await self._observe(raws, await self._parse(raws, (RecordCleaned,)))
 
     async def on_predictions(self, raws: list[RawMessage]) -> None:
-        events = await self._parse(raws, PredictionMade)
-        batch = [(_prediction(e), e.occurred_at, source) for e, source in events]
-        served: list[tuple[Prediction, bool | None]] = [(p, None) for p, _, _ in batch if not p.shadow]
-        await self._apply(raws, lambda: self.watch.observe_predictions(batch), scored=served)
+        await self._observe(raws, await self._parse(raws, (PredictionMade,)))
 
     async def on_labels(self, raws: list[RawMessage]) -> None:
-        events = await self._parse(raws, LabelObserved)
-        batch = [
+        await self._observe(raws, await self._parse(raws, (LabelObserved,)))
+
+    async def _observe(self, raws: list[RawMessage], events: list[tuple[Any, KafkaCoordinates]]) -> None:
+        cleaned = [
+            (e, s) for e, s in events if isinstance(e, RecordCleaned) and e.payload.dataset == self.dataset
+        ]
+        records = [(e.payload.record, e.payload.event_time, source) for e, source in cleaned]
+        predictions = [(_prediction(e), e.occurred_at, s) for e, s in events if isinstance(e, PredictionMade)]
+        labels = [
             (e.payload.prediction_id, e.payload.entity_id, e.payload.label, e.payload.event_time, source)
             for e, source in events
+            if isinstance(e, LabelObserved)
         ]
-        await self._apply(raws, lambda: self.watch.observe_labels(batch))
+        kept = entities = None
+        if self.reports is not None and records:
+            kept = [(at.timestamp(), {c: record.get(c) for c in self.columns}) for record, at, _ in records]
+            entities = [e.payload.entity_id for e, _ in cleaned]
+        served: list[tuple[Prediction, bool | None]] = [(p, None) for p, _, _ in predictions if not p.shadow]
+
+        def observe() -> list[Finding]:
+            return [
+                *self.watch.observe_records(records, self.model_name),
+                *self.watch.observe_predictions(predictions),
+                *self.watch.observe_labels(labels),
+            ]
+
+        await self._apply(raws, observe, kept, entities, scored=served)
 
     async def reload(self) -> None:
         """Start again from the state saved last: on taking over as the active instance (the last
@@ -122,15 +136,18 @@ class DriftService:
                 await asyncio.to_thread(self.store.sent, event_id)
                 self.published += 1
 
-    async def _parse(self, raws: list[RawMessage], kind: type[Any]) -> list[tuple[Any, KafkaCoordinates]]:
+    async def _parse(
+        self, raws: list[RawMessage], kinds: tuple[type[Any], ...]
+    ) -> list[tuple[Any, KafkaCoordinates]]:
         parsed = []
         for raw in raws:
             if self._seen(raw.source):
                 continue
             try:
                 event = decode_event(raw.value or b"")
-                if not isinstance(event, kind):
-                    raise ContractError("unexpected_event_type", f"{event.event_type} is not {kind.__name__}")
+                if not isinstance(event, kinds):
+                    expected = " or ".join(kind.__name__ for kind in kinds)
+                    raise ContractError("unexpected_event_type", f"{event.event_type} is not {expected}")
             except ContractError as err:
                 await self.reject(raw, err)
                 continue

@@ -165,7 +165,7 @@ def test_arguments_need_a_service_that_scales_out_and_start_it_with_the_others()
 def test_an_active_standby_service_is_watched_in_its_records_group_with_one_member() -> None:
     from bench.rebalance_targets import default_group, group_members
 
-    assert (default_group("drift"), group_members("drift", 2)) == ("drift.records.clean", 1)
+    assert (default_group("drift"), group_members("drift", 2)) == ("drift", 1)
     assert (default_group("ingest"), group_members("ingest", 2)) == ("ingest", 2)
     with pytest.raises(SystemExit):
         parse_args(["--kills", "0"])

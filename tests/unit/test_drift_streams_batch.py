@@ -1,0 +1,107 @@
+"""The drift service reads its three streams with ONE consumer, so a batch may mix clean records,
+predictions and labels in any order: each batch is saved once, the watch sees records, then
+predictions, then labels whatever their order in the batch, a bad record is rejected alone, and a
+redelivered mixed batch is skipped stream by stream after a restart."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from contracts.common import KafkaCoordinates
+from contracts.events import ModelTrained, ModelTrainedPayload
+from contracts.registry import encode_event
+from servicekit.consumer import RawMessage
+from tests.unit.test_drift_service import T0, Harness, label, made, raws, record
+
+
+def mixed_batch(n: int, first: int = 0) -> list[RawMessage]:
+    """n records, their predictions and their labels, labels first and predictions last: the reverse
+    of the order in which they happen."""
+    rng = random.Random(first)
+    ids = range(first, first + n)
+    return [
+        *raws("labels.observed", [label(i, "bad", i % 2 == 0) for i in ids], first),
+        *raws("records.clean", [record(i, False, rng) for i in ids], first),
+        *raws("predictions.made", [made(i) for i in ids], first),
+    ]
+
+
+def counting_saves(h: Harness) -> list[int]:
+    saves: list[int] = []
+    save = h.store.save
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        saves.append(1)
+        return save(*args, **kwargs)
+
+    h.store.save = counted  # type: ignore[method-assign]
+    return saves
+
+
+async def test_a_mixed_batch_is_saved_once_and_joins_labels_that_came_before_their_predictions(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path / "drift.db")
+    saves = counting_saves(h)
+    await h.service.on_streams(mixed_batch(10))
+    watch = h.service.watch
+    assert len(saves) == 1
+    assert watch.monitors["data:amount"].n == 10 and watch.monitors["data:kind"].n == 10
+    assert watch.monitors["prediction:credit"].n == 10
+    assert watch.join.joined == 10 and watch.monitors["concept:credit"].n == 10
+    assert h.store.pending_rows() == 0  # nothing left waiting for its other half
+    topics = ("labels.observed", "records.clean", "predictions.made")
+    assert h.store.offsets() == {(topic, 0): 10 for topic in topics}
+
+
+async def test_a_bad_record_in_a_mixed_batch_is_rejected_alone(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "drift.db")
+    trained = ModelTrained.create(
+        ModelTrainedPayload(
+            model_name="credit", model_version="4", run_id="r", metrics={}, window_start=T0, window_end=T0,
+            dataset_version="1", dataset_sha256="0" * 64, feature_views=["v"], code_version="c",
+        ),
+        producer="training",
+    )  # fmt: skip
+    batch = mixed_batch(6)
+    topics = ("labels.observed", "records.clean")
+    elsewhere = [KafkaCoordinates(topic=t, partition=1, offset=0) for t in topics]
+    batch[2:2] = [
+        RawMessage(elsewhere[0], None, b'{"event_', 0),  # cut short
+        RawMessage(elsewhere[1], None, encode_event(trained), 0),  # not one of the three streams
+    ]
+    await h.service.on_streams(batch)
+    assert sorted(h.rejected) == ["not_json", "unexpected_event_type"]
+    watch = h.service.watch
+    assert watch.monitors["data:amount"].n == 6 and watch.join.joined == 6
+
+
+async def test_a_redelivered_mixed_batch_is_skipped_after_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "drift.db")
+    await h.service.on_streams(mixed_batch(20))
+    h.store.close()
+    again = Harness(tmp_path / "drift.db")
+    await again.service.on_streams(mixed_batch(20))  # the same coordinates: all handled already
+    watch = again.service.watch
+    assert watch.monitors["data:amount"].n == 20 and watch.monitors["prediction:credit"].n == 20
+    assert watch.join.joined == 20
+    await again.service.on_streams(mixed_batch(5, first=20))  # and the next ones are not
+    assert watch.monitors["data:amount"].n == 25 and watch.join.joined == 25
+
+
+async def test_one_consumer_sees_what_three_did(tmp_path: Path) -> None:
+    """The same events through the one mixed subscription and through one handler per stream leave the
+    watch in the same state."""
+    one, three = Harness(tmp_path / "one.db"), Harness(tmp_path / "three.db")
+    for first in range(0, 300, 50):
+        batch = mixed_batch(50, first)
+        await one.service.on_streams(batch)
+        of = {t: [r for r in batch if r.source.topic == t] for t in ("records.clean", "predictions.made")}
+        await three.service.on_records(of["records.clean"])
+        await three.service.on_predictions(of["predictions.made"])
+        await three.service.on_labels([r for r in batch if r.source.topic == "labels.observed"])
+    a, b = one.service.watch, three.service.watch
+    assert {k: m.n for k, m in a.monitors.items()} == {k: m.n for k, m in b.monitors.items()}
+    assert a.join.joined == b.join.joined == 300
+    assert one.service.detectors()["online_quality"] == three.service.detectors()["online_quality"]
