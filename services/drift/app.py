@@ -20,6 +20,7 @@ from servicekit.signed_links import LinkSigner, random_secret
 from servicekit.standby import FileLease, Standby
 from servicekit.tasks import BackgroundTasks, retrying
 from services.drift import browser, routes
+from services.drift.adapters.evidently_report import load_evidently
 from services.drift.adapters.report_store import ReportStore
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.watch import WatchConfig
@@ -74,6 +75,7 @@ def report_service(settings: DriftSettings) -> ReportService:
         reference_max=settings.reference_max,
         kept=settings.reports_kept,
         interval_s=settings.report_interval_s,
+        preload=load_evidently,
     )
 
 

@@ -256,3 +256,42 @@ async def test_the_worker_makes_scheduled_and_requested_reports_and_skips_an_idl
     finally:
         await made.stop(timeout_s=5)
     assert all(t.done() for t in made._tasks)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_the_worker_loads_the_report_library_once_before_its_first_report(
+    tmp_path: Path, fails: bool
+) -> None:
+    """Loaded as the worker starts (not inside the first report); a library that fails to load stops no
+    report (the report says what is wrong)."""
+    keep(tmp_path, rows(100))
+    order: list[str] = []
+    maker = FakeMaker()
+
+    def preload() -> None:
+        order.append("preload")
+        if fails:
+            raise ImportError("no such library")
+
+    def make(*args: Any) -> EvidentlyResult:
+        order.append("report")
+        return maker(*args)
+
+    made = reports(tmp_path, make, preload=preload)
+    await made.start()
+    try:
+        await made.request()
+        await made.request()
+        await wait_until(lambda: made.counts["made"] == 2, what="two reports")
+    finally:
+        await made.stop(timeout_s=5)
+    assert order == ["preload", "report", "report"]
+
+
+def test_the_service_preloads_what_its_reports_import() -> None:
+    import sys
+
+    from services.drift.adapters.evidently_report import load_evidently
+
+    load_evidently()
+    assert {"evidently.presets", "services.drift.adapters.evidently_quality"} <= set(sys.modules)

@@ -34,6 +34,15 @@ class EvidentlyResult:
     skipped_columns: list[str]
 
 
+def load_evidently() -> None:
+    """Import what `drift_report` imports (for the report worker to do once, ahead of the first report)."""
+    from evidently.core.metric_types import metric_tests_widget, render_widgets  # noqa: F401
+    from evidently.core.report import metric_tests_stats  # noqa: F401
+    from evidently.legacy.renderers.html_widgets import group_widget  # noqa: F401
+
+    from services.drift.adapters import evidently_data, evidently_quality  # noqa: F401
+
+
 def drift_report(
     current: list[Row],
     reference: list[Row],
