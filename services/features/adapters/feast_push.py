@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
-from feature_repo import PUSH_SOURCE, FeatureStoreSettings, offline, open_store
+from feature_repo import FeatureStoreSettings, offline, open_store
 from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, EVENT_TIME, FEATURES
+from services.features.adapters.online_rows import OnlineRows
 from services.features.domain.rows import FeatureRow
 
 if TYPE_CHECKING:
@@ -40,11 +41,13 @@ class FeastPusher:
     def __init__(self, settings: FeatureStoreSettings) -> None:
         self.settings = settings
         self._store: FeatureStore | None = None
+        self._online: OnlineRows | None = None
         self._lock = threading.Lock()  # one push at a time: the online store gets batches in order
 
     def open(self) -> None:
         if self._store is None:
             self._store = open_store(self.settings, apply=True)
+            self._online = OnlineRows(self._store)
             log.info("feature store open at %s", self.settings.repo_dir)
 
     @property
@@ -52,14 +55,11 @@ class FeastPusher:
         return self._store is not None
 
     def push(self, rows: list[FeatureRow]) -> None:
-        from feast.data_source import PushMode
-
-        if self._store is None:
+        if self._online is None:
             raise RuntimeError("the feature store is not open yet")
-        frame = rows_frame(rows)
         with self._lock:
-            self._store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
-            append_offline(self.settings.offline_path, frame)
+            self._online.write(rows)  # what FeatureStore.push writes online, without its frame
+            append_offline(self.settings.offline_path, rows_frame(rows))
 
 
 def append_offline(path: Path, frame: pd.DataFrame) -> None:

@@ -1,0 +1,87 @@
+"""The features service writes its rows into Feast's online store directly (adapters/online_rows.py),
+not through `FeatureStore.push`. The same rows written both ways must leave the same online table,
+byte for byte, and read back the same through Feast, hostile values included: odd event times
+(microseconds, the years the stores allow at each end), the largest int64, a negative and a very
+precise float, non-ASCII and empty strings, and one entity twice in a batch (the later row wins)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feature_repo import PUSH_SOURCE, FeatureStoreSettings, feature_refs, open_store
+from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, FEATURES
+from services.features.adapters.feast_push import rows_frame
+from services.features.adapters.online_rows import OnlineRows
+from services.features.domain.rows import feature_row
+from workbench.demo_data import ApplicationStream
+
+
+def demo_rows(n: int) -> list[dict[str, Any]]:
+    found = []
+    for app in ApplicationStream(seed=11, id_prefix="rows").take(n):
+        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
+        found.append(feature_row(app.record["application_id"], at, app.record))
+    return found
+
+
+def hostile_rows() -> list[dict[str, Any]]:
+    rows = demo_rows(6)
+    rows[0] |= {"applied_at": datetime(1700, 1, 1, 0, 0, 0, 1, tzinfo=UTC), "credit_amount": -0.0}
+    rows[1] |= {"applied_at": datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)}
+    rows[1] |= {"credit_amount": 1234.5678901234567, "age_in_years": 2**63 - 1}
+    rows[2] |= {"purpose": "Ünïcødé ✓ 日本", "housing": "", "credit_amount": 1e308}
+    rows[3] |= {"applied_at": datetime(2026, 3, 29, 1, 30, tzinfo=UTC) + timedelta(microseconds=7)}
+    later = dict(rows[4]) | {"credit_amount": 99.5, "job": "later"}  # the same entity again
+    return [*rows, later]
+
+
+def online_table(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        (table,) = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()
+        columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+        return db.execute(f'SELECT {columns} FROM "{table}" ORDER BY entity_key, feature_name').fetchall()
+
+
+@pytest.mark.parametrize("rows", [demo_rows(40), hostile_rows()], ids=["demo", "hostile"])
+def test_the_direct_write_stores_what_feast_push_stores(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
+    from feast.data_source import PushMode
+
+    pushed, written = FeatureStoreSettings(tmp_path / "push"), FeatureStoreSettings(tmp_path / "direct")
+    open_store(pushed, apply=True).push(PUSH_SOURCE, rows_frame(rows), to=PushMode.ONLINE)
+    OnlineRows(open_store(written, apply=True)).write(rows)
+
+    stored = online_table(tmp_path / "direct" / "online.db")
+    assert len(stored) == len({r[ENTITY_KEY] for r in rows}) * len(FEATURES)
+    assert stored == online_table(tmp_path / "push" / "online.db")
+
+    keys = [{ENTITY_KEY: k} for k in dict.fromkeys(r[ENTITY_KEY] for r in rows)]
+    reads = [
+        open_store(settings).get_online_features(features=feature_refs(), entity_rows=keys).to_dict()
+        for settings in (pushed, written)
+    ]
+    assert reads[0] == reads[1]
+    last = {r[ENTITY_KEY]: r for r in rows}  # the later row of an entity wins
+    assert reads[1]["credit_amount"] == [last[k[ENTITY_KEY]]["credit_amount"] for k in keys]
+    assert reads[1]["purpose"] == [last[k[ENTITY_KEY]]["purpose"] for k in keys]
+
+
+def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
+    settings = FeatureStoreSettings(tmp_path)
+    OnlineRows(open_store(settings, apply=True)).write([])
+    assert not (tmp_path / "online.db").exists() or online_table(tmp_path / "online.db") == []
+
+
+def test_a_feature_of_a_type_it_cannot_write_directly_is_refused_at_open(tmp_path: Path) -> None:
+    from feast.types import Float32
+
+    store = open_store(FeatureStoreSettings(tmp_path), apply=True)
+    view = store.get_feature_view("loan_application_features")
+    view.features[[f.name for f in view.features].index(CATEGORICAL_FEATURES[0])].dtype = Float32
+    store.get_feature_view = lambda name: view  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="no direct write for Feast type FLOAT"):
+        OnlineRows(store)
