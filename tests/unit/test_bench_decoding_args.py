@@ -1,11 +1,12 @@
-"""The benches of the decoding fast path and of the online store's WAL mode refuse nonsense arguments
-with a usage error (exit code 2) instead of a traceback after minutes of setup."""
+"""The benches of the decoding fast path, of the online store's WAL mode and of the features' online
+write refuse nonsense arguments with a usage error (exit code 2) instead of a traceback after minutes
+of setup."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench import event_decoding, online_store_reads
+from bench import event_decoding, feature_push, online_store_reads
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,18 @@ def test_online_store_reads_refuses_nonsense(argv: list[str], capsys: pytest.Cap
     assert "--" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv", [["--records", "0"], ["--batch", "0"], ["--runs", "0"], ["--batch", "big"], ["--records", "-5"]]
+)
+def test_feature_push_refuses_nonsense(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        feature_push.parse_args(argv)
+    assert exited.value.code == 2
+    assert "--" in capsys.readouterr().err
+
+
 def test_the_defaults_are_accepted() -> None:
+    assert (feature_push.parse_args([]).records, feature_push.parse_args([]).batch) == (10_000, 200)
     assert (event_decoding.parse_args([]).applications, event_decoding.parse_args([]).runs) == (2000, 5)
     args = online_store_reads.parse_args(["--records", "200", "--runs", "1"])
     assert (args.records, args.runs) == (200, 1)

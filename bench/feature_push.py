@@ -1,0 +1,93 @@
+"""What writing a batch of feature rows online costs the features service: `FeatureStore.push` of a
+pandas frame (what the service did before 2026-12-06) against the direct write it does now
+(services/features/adapters/online_rows.py: each value into its protobuf field, then the same
+`online_write_batch`), in the same run. Online store only (the offline append is the same for both).
+
+Per run and way, a fresh SQLite online store (WAL, as `feature_repo.open_store` sets it) gets
+`--records` demo applications in batches of `--batch`. Reported: CPU microseconds per record
+(`time.process_time`, so a busy shared machine does not skew it), medians over `--runs`, and their
+ratio. The ways alternate within each run. Nothing here asserts on timings.
+
+    python -m bench.feature_push [--records 10000] [--batch 200] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.feature_push", description=__doc__.split("\n")[0])
+    p.add_argument("--records", type=int, default=10_000, help="applications written per run and way")
+    p.add_argument("--batch", type=int, default=200, help="rows per write (the service's batches)")
+    p.add_argument("--runs", type=int, default=3, help="runs; each writes both ways")
+    args = p.parse_args(argv)
+    for name in ("records", "batch", "runs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    return args
+
+
+def demo_rows(n: int) -> list[dict[str, Any]]:
+    from services.features.domain.rows import feature_row
+    from workbench.demo_data import ApplicationStream
+
+    rows = []
+    for app in ApplicationStream(seed=3, id_prefix="push").take(n):
+        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
+        rows.append(feature_row(app.record["application_id"], at, app.record))
+    return rows
+
+
+def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> float:
+    from feast.data_source import PushMode
+
+    from feature_repo import PUSH_SOURCE, FeatureStoreSettings, open_store
+    from services.features.adapters.feast_push import rows_frame
+    from services.features.adapters.online_rows import OnlineRows
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = open_store(FeatureStoreSettings(Path(folder)), apply=True)
+        direct = OnlineRows(store)
+        started = time.process_time()
+        for first in range(0, len(rows), batch):
+            part = rows[first : first + batch]
+            if way == "push":
+                store.push(PUSH_SOURCE, rows_frame(part), to=PushMode.ONLINE)
+            else:
+                direct.write(part)
+        return (time.process_time() - started) / len(rows) * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows = demo_rows(args.records)
+    found: dict[str, list[float]] = {"push": [], "direct": []}
+    for _ in range(args.runs):
+        for way in found:
+            found[way].append(cpu_us_per_record(way, rows, args.batch))
+    medians = {way: statistics.median(values) for way, values in found.items()}
+    print(
+        json.dumps(
+            {
+                "records": args.records,
+                "batch": args.batch,
+                "runs": args.runs,
+                "cpu_us_per_record": {way: [round(v, 1) for v in values] for way, values in found.items()},
+                "median_cpu_us_per_record": {way: round(v, 1) for way, v in medians.items()},
+                "push_over_direct": round(medians["push"] / medians["direct"], 2),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
