@@ -16,34 +16,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from contracts.common import ContractError, KafkaCoordinates
 from contracts.envelope import Event
-from contracts.events import (
-    DriftDetected,
-    DriftDetectedPayload,
-    LabelObserved,
-    PredictionMade,
-    RecordCleaned,
-)
+from contracts.events import DriftDetected, LabelObserved, PredictionMade, RecordCleaned
 from contracts.registry import encode_event
+from contracts.topics import LABELS_OBSERVED, PREDICTIONS_MADE, RECORDS_CLEAN
 from servicekit.consumer import RawMessage
 from servicekit.decoding import decode_event
+from services.drift import readouts
 from services.drift.adapters.report_tables import Scored
 from services.drift.adapters.store import DriftStore
-from services.drift.domain.canary import Counts, recommend
 from services.drift.domain.watch import DriftWatch, Finding, Prediction, WatchConfig
-from services.drift.errors import NothingToCompare
+from services.drift.drift_events import drift_event, prediction_of, with_report
 from services.drift.estimate_alarms import EstimateAlarms, drop_event
 from services.drift.metrics import ALARMS, JOIN_PENDING, ONLINE_QUALITY
 
 log = logging.getLogger(__name__)
 
 Reject = Callable[[RawMessage, ContractError], Awaitable[None]]
+STREAMS: Mapping[str, type[Event[Any]]] = {
+    RECORDS_CLEAN: RecordCleaned,
+    PREDICTIONS_MADE: PredictionMade,
+    LABELS_OBSERVED: LabelObserved,
+}
+"""The streams the watch reads, by their default topics, and the type each carries."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,12 @@ class DriftService:
         model_name: str,
         producer: str = "drift",
         reports: ReportLinks | None = None,
+        streams: Mapping[str, type[Event[Any]]] | None = None,
     ) -> None:
         self.store, self.config, self.reports = store, config, reports
+        # The one type each stream's topic may carry: a producer allowed to write labels must not get
+        # a prediction or a clean record into the watch by putting it on the labels topic.
+        self.streams = dict(streams or STREAMS)
         self.columns = (*config.numeric, *config.categorical)
         self.publish, self.reject = publish, reject
         self.dataset, self.model_name, self.producer = dataset, model_name, producer
@@ -82,9 +86,13 @@ class DriftService:
 
     async def on_streams(self, raws: list[RawMessage]) -> None:
         """A batch of the three streams the watch reads, which ONE consumer fetches together (they may
-        mix in a batch): parsed once, fed to the watch in the streams' own order (records, then the
-        predictions made on them, then their labels), saved in one transaction."""
-        await self._observe(raws, await self._parse(raws, (RecordCleaned, PredictionMade, LabelObserved)))
+        mix in a batch): parsed once (each record must carry its topic's type), fed to the watch in
+        the streams' own order (records, then the predictions made on them, then their labels), saved
+        in one transaction. A batch handled already (read again after an upgrade or a rebalance) is
+        skipped without a save."""
+        if all(self._seen(raw.source) for raw in raws):
+            return
+        await self._observe(raws, await self._parse(raws, None))
 
     async def on_records(self, raws: list[RawMessage]) -> None:
         await self._observe(raws, await self._parse(raws, (RecordCleaned,)))
@@ -100,7 +108,8 @@ class DriftService:
             (e, s) for e, s in events if isinstance(e, RecordCleaned) and e.payload.dataset == self.dataset
         ]
         records = [(e.payload.record, e.payload.event_time, source) for e, source in cleaned]
-        predictions = [(_prediction(e), e.occurred_at, s) for e, s in events if isinstance(e, PredictionMade)]
+        made = [(e, s) for e, s in events if isinstance(e, PredictionMade)]
+        predictions = [(prediction_of(e), e.occurred_at, source) for e, source in made]
         labels = [
             (e.payload.prediction_id, e.payload.entity_id, e.payload.label, e.payload.event_time, source)
             for e, source in events
@@ -137,17 +146,22 @@ class DriftService:
                 self.published += 1
 
     async def _parse(
-        self, raws: list[RawMessage], kinds: tuple[type[Any], ...]
+        self, raws: list[RawMessage], kinds: tuple[type[Any], ...] | None
     ) -> list[tuple[Any, KafkaCoordinates]]:
+        """`kinds`: the types the records may have; None: the one their topic carries (`streams`)."""
         parsed = []
         for raw in raws:
             if self._seen(raw.source):
                 continue
             try:
                 event = decode_event(raw.value or b"")
-                if not isinstance(event, kinds):
-                    expected = " or ".join(kind.__name__ for kind in kinds)
-                    raise ContractError("unexpected_event_type", f"{event.event_type} is not {expected}")
+                carried = self.streams.get(raw.source.topic)
+                expected = kinds if kinds is not None else () if carried is None else (carried,)
+                if not isinstance(event, expected):
+                    names = " or ".join(kind.__name__ for kind in expected) or "nothing the watch reads"
+                    raise ContractError(
+                        "unexpected_event_type", f"{event.event_type} on {raw.source.topic}: expected {names}"
+                    )
             except ContractError as err:
                 await self.reject(raw, err)
                 continue
@@ -166,53 +180,75 @@ class DriftService:
         scored: list[tuple[Prediction, bool | None]] | None = None,
     ) -> None:
         async with self._lock:
-            findings = observe()
-            scored = [*(scored or []), *self.watch.take_labelled()]
+            offsets = dict(self.offsets)
             for raw in raws:
                 key = (raw.source.topic, raw.source.partition)
-                self.offsets[key] = max(self.offsets.get(key, 0), raw.source.offset + 1)
-            events = [self._event(f) for f in findings]
-            stats = self.watch.join.stats()
-            JOIN_PENDING.labels("predictions").set(stats["pending_predictions"])
-            JOIN_PENDING.labels("labels").set(stats["pending_labels"])
-            for (model, version), measures in self.watch.take_quality().items():
-                for measure, value in measures.items():
-                    if value is not None:
-                        ONLINE_QUALITY.labels(model, version, measure).set(value)
-            snapshots = self.watch.take_estimates()
-            for model, version, flag in self.estimate_alarms.show(snapshots):
-                if flag == "drop_detected":
-                    drop = drop_event(model, version, snapshots[(model, version)], self.producer, self.drop_z)
-                    events.append(self._with_report(drop))
-            for event in events:
-                ALARMS.labels(event.payload.kind, event.payload.detector).inc()
-                log.warning(
-                    "drift detected: %s %s by %s (statistic %.3g)",
-                    event.payload.kind,
-                    event.payload.feature or event.payload.model_name,
-                    event.payload.detector,
-                    event.payload.statistic,
-                    extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
-                )
-            outbox = [(str(e.event_id), encode_event(e)) for e in events]
-            requests = [
-                (e.payload.report_id, str(e.event_id), e.payload.feature)
-                for e in events
-                if e.payload.report_id
-            ]
-            self.unattached += await asyncio.to_thread(
-                self.store.save,
-                self.watch,
-                dict(self.offsets),
-                outbox,
-                records,
-                requests,
-                entities=entities,
-                scored=self._for_reports(scored),
-            )
+                offsets[key] = max(offsets.get(key, 0), raw.source.offset + 1)
+            try:
+                requests = await self._observe_and_save(observe, offsets, records, entities, scored)
+            except Exception:
+                # The watch has taken part of the batch in memory, but Kafka redelivers all of it (and
+                # the kit splits it to find a bad record): start again from the state saved last, so
+                # that each record is observed once.
+                self.watch = await asyncio.to_thread(self.store.load, self.config)
+                raise
+            self.offsets = offsets
             if requests and self.reports is not None:
                 self.reports.wake()
             await self.flush_outbox()
+
+    async def _observe_and_save(
+        self,
+        observe: Callable[[], list[Finding]],
+        offsets: dict[tuple[str, int], int],
+        records: list[tuple[float, dict[str, Any]]] | None,
+        entities: list[str] | None,
+        scored: list[tuple[Prediction, bool | None]] | None,
+    ) -> list[tuple[str, str, str | None]]:
+        """Update the watch, then save it with `offsets`, the events and report rows in one transaction.
+        Returns the report requests saved."""
+        findings = observe()
+        scored = [*(scored or []), *self.watch.take_labelled()]
+        events = [self._event(f) for f in findings]
+        stats = self.watch.join.stats()
+        JOIN_PENDING.labels("predictions").set(stats["pending_predictions"])
+        JOIN_PENDING.labels("labels").set(stats["pending_labels"])
+        for (model, version), measures in self.watch.take_quality().items():
+            for measure, value in measures.items():
+                if value is not None:
+                    ONLINE_QUALITY.labels(model, version, measure).set(value)
+        snapshots = self.watch.take_estimates()
+        for model, version, flag in self.estimate_alarms.show(snapshots):
+            if flag == "drop_detected":
+                drop = drop_event(model, version, snapshots[(model, version)], self.producer, self.drop_z)
+                events.append(self._with_report(drop))
+        for event in events:
+            ALARMS.labels(event.payload.kind, event.payload.detector).inc()
+            log.warning(
+                "drift detected: %s %s by %s (statistic %.3g)",
+                event.payload.kind,
+                event.payload.feature or event.payload.model_name,
+                event.payload.detector,
+                event.payload.statistic,
+                extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
+            )
+        outbox = [(str(e.event_id), encode_event(e)) for e in events]
+        requests = [
+            (str(e.payload.report_id), str(e.event_id), e.payload.feature)
+            for e in events
+            if e.payload.report_id
+        ]
+        self.unattached += await asyncio.to_thread(
+            self.store.save,
+            self.watch,
+            offsets,
+            outbox,
+            records,
+            requests,
+            entities=entities,
+            scored=self._for_reports(scored),
+        )
+        return requests
 
     def _for_reports(self, scored: list[tuple[Prediction, bool | None]]) -> list[Scored]:
         """The served predictions of the reported model (and their labels) the report store keeps."""
@@ -226,89 +262,18 @@ class DriftService:
         ]
 
     def _event(self, finding: Finding) -> DriftDetected:
-        alarm = finding.alarm
-        start: datetime = alarm.window_start or finding.window_end
-        payload = DriftDetectedPayload(
-            kind=finding.kind,
-            feature=finding.feature,
-            detector=alarm.detector,
-            statistic=float(alarm.statistic),
-            threshold=alarm.threshold,
-            window_start=min(start, finding.window_end),
-            window_end=finding.window_end,
-            window_size=alarm.window_size,
-            model_name=finding.model_name or self.model_name,
-            model_version=finding.model_version,
-            first_source=alarm.window_start_source or finding.last_source,
-            last_source=finding.last_source,
-            arl0=alarm.arl0,
-            meaning=alarm.meaning,
-        )
-        return self._with_report(DriftDetected.create(payload, producer=self.producer))
+        return self._with_report(drift_event(finding, self.model_name, self.producer))
 
     def _with_report(self, event: DriftDetected) -> DriftDetected:
-        """The event naming the report that will hold its evidence (when reports are on)."""
-        if self.reports is None:
-            return event
-        payload = event.payload
-        report_id = str(event.event_id)  # known now: the event goes out before its report is made
-        linked = payload.model_copy(
-            update={"report_id": report_id, "report_url": self.reports.url(report_id)}
-        )
-        return event.model_copy(update={"payload": linked})
+        return with_report(event, None if self.reports is None else self.reports.url)
 
     def detectors(self) -> dict[str, Any]:
         """For ops (GET /detectors): every monitor's state, the join's and the skip counts."""
-        return {
-            "monitors": {name: m.state() for name, m in sorted(self.watch.monitors.items())},
-            "model_versions": dict(self.watch.versions),
-            "join": self.watch.join.stats(),
-            "online_quality": [
-                {"model": model, "version": version, **quality.measures()}
-                for (model, version), quality in self.watch.quality.items()
-            ],
-            "performance_estimates": [
-                {"model": model, "version": version, **estimator.snapshot()}
-                for (model, version), estimator in self.watch.estimators.items()
-            ],
-            "skipped": dict(self.watch.skipped),
-            "published": self.published,
-            "report_unattached": self.unattached,
-        }
+        return readouts.detectors(self.watch, published=self.published, unattached=self.unattached)
 
     def canary_recommendation(
         self, canary: str | None, champion: str | None, min_labels: int, confidence: float
     ) -> dict[str, Any]:
-        """Promote, keep or roll back the canary: its accuracy against the champion's on their labelled
-        predictions in the online quality windows (domain/canary.py). A recommendation only. A version
-        not named is the one seen: the last canary's, and the one the champion's monitors follow."""
-        canary = canary or self.watch.canaries.get(self.model_name)
-        champion = champion or self.watch.versions.get(self.model_name)
-        if canary is None or champion is None:
-            missing = "canary" if canary is None else "champion"
-            raise NothingToCompare(f"no {missing} version named, and none seen in the predictions")
-        found: dict[str, Counts] = {}
-        for version in (canary, champion):
-            quality = self.watch.quality.get((self.model_name, version))
-            found[version] = Counts(*quality.counts()) if quality else Counts(0, 0)
-        advice = recommend(found[canary], found[champion], min_labels=min_labels, confidence=confidence)
-        sides = {
-            role: {"version": v, "labelled": found[v].labelled, "accuracy": found[v].accuracy}
-            for role, v in (("canary", canary), ("champion", champion))
-        }
-        return {"model": self.model_name, **sides, "confidence": confidence, **advice.as_dict()}
-
-
-def _prediction(event: Event[Any]) -> Prediction:
-    p = event.payload
-    return Prediction(
-        p.prediction_id,
-        p.entity_id,
-        p.model_name,
-        p.model_version,
-        p.score,
-        p.decision,
-        p.shadow,
-        p.probability,
-        canary=p.canary,
-    )
+        """Promote, keep or roll back the canary (readouts.canary_recommendation)."""
+        watch, model = self.watch, self.model_name
+        return readouts.canary_recommendation(watch, model, canary, champion, min_labels, confidence)

@@ -58,7 +58,6 @@ class ReportService:
         kept: int = 50,
         interval_s: float = 300.0,
         maker: Maker = drift_report,
-        preload: Callable[[], None] | None = None,
     ) -> None:
         clash = {*numeric, *categorical} & {*OUTPUTS, VERSION}
         if clash:
@@ -66,7 +65,6 @@ class ReportService:
         self.store, self.numeric, self.categorical = store, tuple(numeric), tuple(categorical)
         self.model_name, self.base_url, self.window = model_name, base_url, window
         self.reference_max, self.kept, self.interval_s, self.maker = reference_max, kept, interval_s, maker
-        self.preload = preload
         self.counts = {"made": 0, "failed": 0, "coalesced": 0}
         self.reported_seq = 0
         self._wake = asyncio.Event()
@@ -119,14 +117,6 @@ class ReportService:
                 await asyncio.wait_for(task, timeout_s)
 
     async def _work(self) -> None:
-        if self.preload is not None:
-            # What the first report needs (Evidently: about 3 s of CPU and 90 MB, once per process) is
-            # loaded as this instance starts to report, not inside the first report, which a promotion
-            # asks for while the stream runs and which would come seconds late.
-            try:
-                await asyncio.to_thread(self.preload)
-            except Exception:  # the report that needs it will say what is wrong
-                log.exception("the report library could not be loaded ahead of the first report")
         while not self._stopping:
             await self._wake.wait()
             self._wake.clear()

@@ -1,8 +1,8 @@
 """The drift service on the real broker reads clean records, predictions and labels with ONE consumer
 group, the three streams interleaved (labels before their records here), and hostile input on any
 of the three topics (bytes that are not JSON, an event cut short, an impossible date, an event of
-another type) is dead-lettered alone, with its reason, while every valid record, prediction and label
-around it is handled once."""
+another type, a prediction smuggled onto the labels topic) is dead-lettered alone, with its reason,
+while every valid record, prediction and label around it is handled once."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ async def test_one_group_reads_the_three_streams_and_bad_input_takes_nothing_wit
         await run.send([made(i) for i in range(300)], "predictions")
         await send_bytes(run, "predictions", [encode_event(trained("4", 0, 10))])  # not a prediction
         await run.send([label(i, "bad", i % 2 == 0) for i in range(100)], "labels")  # before their records
-        await send_bytes(run, "labels", [b"not json at all", b'{"event_type": "LabelObserved", "pay'])
+        cut_short = b'{"event_type": "LabelObserved", "pay'
+        smuggled = encode_event(made(900, version="999"))  # a prediction on the labels topic
+        await send_bytes(run, "labels", [b"not json at all", cut_short, smuggled])
         await run.send(records[:150], "clean")
         await send_bytes(run, "clean", [impossible_date(records[150])])
         await run.send(records[150:], "clean")
@@ -73,7 +75,7 @@ async def test_one_group_reads_the_three_streams_and_bad_input_takes_nothing_wit
         watch = drift.watch
         assert watch.monitors["data:amount"].n == 300  # the misdated record is not among them
         assert watch.monitors["prediction:credit"].n == 300 and watch.monitors["concept:credit"].n == 300
-        assert watch.join.stats()["pending_predictions"] == 0
+        assert watch.join.stats()["pending_predictions"] == 0 and watch.versions == {"credit": "3"}
         group = run.settings.consumer_group
         assert await groups_of(kafka_bootstrap, group) == {
             group,  # the three streams
@@ -86,7 +88,7 @@ async def test_one_group_reads_the_three_streams_and_bad_input_takes_nothing_wit
         assert all(letter.payload.reason.message for letter in found)  # every letter says why
         letters[topic] = sorted(letter.payload.reason.code for letter in found)
     assert letters == {
-        "labels": ["not_json", "not_json"],
+        "labels": ["not_json", "not_json", "unexpected_event_type"],
         "predictions": ["unexpected_event_type"],
         "clean": ["schema_violation"],
     }

@@ -258,34 +258,17 @@ async def test_the_worker_makes_scheduled_and_requested_reports_and_skips_an_idl
     assert all(t.done() for t in made._tasks)
 
 
-@pytest.mark.parametrize("fails", [False, True])
-async def test_the_worker_loads_the_report_library_once_before_its_first_report(
-    tmp_path: Path, fails: bool
+async def test_a_report_library_that_fails_to_load_at_start_stops_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Loaded as the worker starts (not inside the first report); a library that fails to load stops no
-    report (the report says what is wrong)."""
-    keep(tmp_path, rows(100))
-    order: list[str] = []
-    maker = FakeMaker()
+    from services.drift import app
 
-    def preload() -> None:
-        order.append("preload")
-        if fails:
-            raise ImportError("no such library")
+    def broken() -> None:
+        raise ImportError("no such library")
 
-    def make(*args: Any) -> EvidentlyResult:
-        order.append("report")
-        return maker(*args)
-
-    made = reports(tmp_path, make, preload=preload)
-    await made.start()
-    try:
-        await made.request()
-        await made.request()
-        await wait_until(lambda: made.counts["made"] == 2, what="two reports")
-    finally:
-        await made.stop(timeout_s=5)
-    assert order == ["preload", "report", "report"]
+    monkeypatch.setattr(app, "load_evidently", broken)
+    await app.preload_reports()  # logs, raises nothing: the service starts
+    assert "could not be loaded ahead of the first report" in caplog.text
 
 
 def test_the_service_preloads_what_its_reports_import() -> None:

@@ -1,12 +1,15 @@
 """The drift service reads its three streams with ONE consumer, so a batch may mix clean records,
 predictions and labels in any order: each batch is saved once, the watch sees records, then
-predictions, then labels whatever their order in the batch, a bad record is rejected alone, and a
-redelivered mixed batch is skipped stream by stream after a restart."""
+predictions, then labels whatever their order in the batch, a bad record is rejected alone (an event
+on another stream's topic too), a batch that failed half way is observed once when it comes again,
+and a redelivered batch is skipped stream by stream after a restart, without a save."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+
+import pytest
 
 from contracts.common import KafkaCoordinates
 from contracts.events import ModelTrained, ModelTrainedPayload
@@ -105,3 +108,47 @@ async def test_one_consumer_sees_what_three_did(tmp_path: Path) -> None:
     assert {k: m.n for k, m in a.monitors.items()} == {k: m.n for k, m in b.monitors.items()}
     assert a.join.joined == b.join.joined == 300
     assert one.service.detectors()["online_quality"] == three.service.detectors()["online_quality"]
+
+
+async def test_an_event_on_another_streams_topic_is_rejected(tmp_path: Path) -> None:
+    """A producer allowed to write labels cannot feed the watch a prediction (here one of a new model
+    version, which would restart the champion's monitors) or a clean record through the labels topic."""
+    h = Harness(tmp_path / "drift.db")
+    await h.service.on_streams(mixed_batch(20))
+    rng = random.Random(9)
+    smuggled = [made(500, version="999"), record(501, True, rng)]
+    await h.service.on_streams(raws("labels.observed", smuggled, 100))
+    assert h.rejected == ["unexpected_event_type", "unexpected_event_type"]
+    watch = h.service.watch
+    assert watch.versions == {"credit": "3"} and watch.monitors["concept:credit"].n == 20
+    assert watch.monitors["data:amount"].n == 20
+
+
+@pytest.mark.parametrize("fails", ["observing", "saving"])
+async def test_a_batch_that_fails_half_way_is_observed_once_when_it_comes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """Kafka redelivers a failed batch whole: what the watch took of it in memory is dropped first."""
+    h = Harness(tmp_path / "drift.db")
+    await h.service.on_streams(mixed_batch(10))
+    if fails == "observing":  # the records and predictions are in, the labels fail
+        monkeypatch.setattr(h.service.watch, "observe_labels", lambda batch: 1 / 0)
+    else:
+        monkeypatch.setattr(h.store, "save", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        await h.service.on_streams(mixed_batch(10, first=10))
+    monkeypatch.undo()
+    assert h.service.watch.monitors["data:amount"].n == 10  # as saved before the failed batch
+    await h.service.on_streams(mixed_batch(10, first=10))  # redelivered
+    watch = h.service.watch
+    assert watch.monitors["data:amount"].n == 20 and watch.monitors["prediction:credit"].n == 20
+    assert watch.join.joined == 20 and watch.monitors["concept:credit"].n == 20
+    assert h.store.offsets()[("records.clean", 0)] == 20
+
+
+async def test_a_batch_handled_already_is_skipped_without_a_save(tmp_path: Path) -> None:
+    h = Harness(tmp_path / "drift.db")
+    await h.service.on_streams(mixed_batch(10))
+    saves = counting_saves(h)
+    await h.service.on_streams(mixed_batch(10))  # read again (an upgrade's new group, a rebalance)
+    assert saves == [] and h.service.watch.monitors["data:amount"].n == 10
