@@ -85,3 +85,39 @@ def test_a_feature_of_a_type_it_cannot_write_directly_is_refused_at_open(tmp_pat
     store.get_feature_view = lambda name: view  # type: ignore[method-assign]
     with pytest.raises(ValueError, match="no direct write for Feast type FLOAT"):
         OnlineRows(store)
+
+
+@pytest.mark.parametrize("rows", [demo_rows(20), hostile_rows()], ids=["demo", "hostile"])
+def test_it_hands_the_online_store_what_push_hands_it(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
+    """Before any store: the rows given to `online_write_batch` equal the ones push prepares (entity
+    keys, value protobufs, times), so an online store other than SQLite (Redis) gets the same too."""
+    from feast.infra.passthrough_provider import PassthroughProvider
+
+    store = open_store(FeatureStoreSettings(tmp_path), apply=True)
+    direct = OnlineRows(store)
+    pushed = PassthroughProvider._prep_rows_to_write_for_ingestion(direct.view, rows_frame(rows))
+    mine = direct.prepared(rows)
+    assert len(mine) == len(pushed) == len(rows)
+    for (key, values, at, created), (key_, values_, at_, created_) in zip(mine, pushed, strict=True):
+        assert key == key_ and values == values_ and created is created_ is None
+        assert at == at_.astimezone(UTC)  # the same instant (push hands pandas' time, tz-aware)
+
+
+@pytest.mark.parametrize(
+    "change, refused",
+    [
+        (lambda view, _: setattr(view.batch_source, "created_timestamp_column", "at"), "created-timestamp"),
+        (lambda view, _: setattr(view.batch_source, "field_mapping", {"x": "y"}), "field mapping"),
+        (lambda view, store: setattr(store, "list_feature_views", lambda: [view, view]), "views other than"),
+    ],
+    ids=["created-timestamp", "field-mapping", "two-views"],
+)
+def test_definitions_push_would_treat_differently_are_refused_at_open(
+    tmp_path: Path, change: Any, refused: str
+) -> None:
+    store = open_store(FeatureStoreSettings(tmp_path), apply=True)
+    view = store.get_feature_view("loan_application_features")
+    store.get_feature_view = lambda name: view  # type: ignore[method-assign]
+    change(view, store)
+    with pytest.raises(ValueError, match=refused):
+        OnlineRows(store)
