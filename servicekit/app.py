@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -78,6 +79,11 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup or []:
             await hook()
+        # What the start loaded (models, libraries, the app) stays for good: moved out of the
+        # collector's generations, it is no longer walked by every full collection, which the garbage
+        # of each decoded batch triggers (ingest measured a third of a structured record's CPU).
+        gc.collect()
+        gc.freeze()
         if broker is not None:
             # A service started while the broker is away (a restart, a failover) waits for it
             # instead of exiting: nothing restarts an exited service on a developer's machine.

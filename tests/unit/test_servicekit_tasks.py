@@ -91,3 +91,25 @@ def test_services_run_on_the_standard_event_loop(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runner, "configure_logging", lambda *args: None)  # no global logging change
     run_service(FastAPI(), probe_settings("127.0.0.1:1"))
     assert seen["loop"] == "asyncio"
+
+
+async def test_what_the_start_loaded_is_moved_out_of_the_collectors_sight() -> None:
+    """After its start hooks, a service's heap is frozen: full collections no longer walk the models
+    and libraries the hooks loaded (ingest measured a third of a structured record's CPU there)."""
+    import gc
+
+    from servicekit.app import create_service_app
+    from tests.support import probe_settings
+
+    loaded: list[object] = []
+
+    async def load() -> None:
+        loaded.append({"model": [object() for _ in range(1000)]})
+
+    gc.unfreeze()
+    app = create_service_app(probe_settings("127.0.0.1:1"), None, title="probe", on_startup=[load])
+    try:
+        async with app.router.lifespan_context(app):
+            assert loaded and gc.get_freeze_count() >= 1000  # the hook's objects among the frozen
+    finally:
+        gc.unfreeze()
