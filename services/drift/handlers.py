@@ -44,6 +44,8 @@ STREAMS: Mapping[str, type[Event[Any]]] = {
     LABELS_OBSERVED: LabelObserved,
 }
 """The streams the watch reads, by their default topics, and the type each carries."""
+Snapshots = dict[tuple[str, str], dict[str, Any]]
+"""The performance estimates' snapshots, by (model, version)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class DriftService:
         self.drop_z = config.estimator().drop_z
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
+        self._stale = False  # the watch in memory holds part of a batch that was not saved
 
     async def on_streams(self, raws: list[RawMessage]) -> None:
         """A batch of the three streams the watch reads, which ONE consumer fetches together (they may
@@ -91,17 +94,9 @@ class DriftService:
         in one transaction. A batch handled already (read again after an upgrade or a rebalance) is
         skipped without a save."""
         if all(self._seen(raw.source) for raw in raws):
+            await self.flush_outbox()  # what an earlier attempt of this batch saved but did not send
             return
-        await self._observe(raws, await self._parse(raws, None))
-
-    async def on_records(self, raws: list[RawMessage]) -> None:
-        await self._observe(raws, await self._parse(raws, (RecordCleaned,)))
-
-    async def on_predictions(self, raws: list[RawMessage]) -> None:
-        await self._observe(raws, await self._parse(raws, (PredictionMade,)))
-
-    async def on_labels(self, raws: list[RawMessage]) -> None:
-        await self._observe(raws, await self._parse(raws, (LabelObserved,)))
+        await self._observe(raws, await self._parse(raws))
 
     async def _observe(self, raws: list[RawMessage], events: list[tuple[Any, KafkaCoordinates]]) -> None:
         cleaned = [
@@ -136,6 +131,7 @@ class DriftService:
         async with self._lock:
             self.watch = await asyncio.to_thread(self.store.load, self.config)
             self.offsets = await asyncio.to_thread(self.store.offsets)
+            self._stale = False
 
     async def flush_outbox(self) -> None:
         """Publish what a previous run saved but could not send (called at start, and per batch)."""
@@ -145,22 +141,19 @@ class DriftService:
                 await asyncio.to_thread(self.store.sent, event_id)
                 self.published += 1
 
-    async def _parse(
-        self, raws: list[RawMessage], kinds: tuple[type[Any], ...] | None
-    ) -> list[tuple[Any, KafkaCoordinates]]:
-        """`kinds`: the types the records may have; None: the one their topic carries (`streams`)."""
+    async def _parse(self, raws: list[RawMessage]) -> list[tuple[Any, KafkaCoordinates]]:
+        """The events of the records not handled yet; each must be of the type its topic carries."""
         parsed = []
         for raw in raws:
             if self._seen(raw.source):
                 continue
             try:
                 event = decode_event(raw.value or b"")
-                carried = self.streams.get(raw.source.topic)
-                expected = kinds if kinds is not None else () if carried is None else (carried,)
-                if not isinstance(event, expected):
-                    names = " or ".join(kind.__name__ for kind in expected) or "nothing the watch reads"
+                expected = self.streams.get(raw.source.topic)
+                if expected is None or not isinstance(event, expected):
+                    name = "nothing the watch reads" if expected is None else expected.__name__
                     raise ContractError(
-                        "unexpected_event_type", f"{event.event_type} on {raw.source.topic}: expected {names}"
+                        "unexpected_event_type", f"{event.event_type} on {raw.source.topic}: expected {name}"
                     )
             except ContractError as err:
                 await self.reject(raw, err)
@@ -180,20 +173,23 @@ class DriftService:
         scored: list[tuple[Prediction, bool | None]] | None = None,
     ) -> None:
         async with self._lock:
+            if self._stale:
+                # The last batch failed after the watch took part of it in memory, and Kafka
+                # redelivers all of it (the kit splits it to find a bad record): start again from the
+                # state saved last, so that each record is observed once. A store that cannot load
+                # fails this batch too, and it waits.
+                self.watch = await asyncio.to_thread(self.store.load, self.config)
+                self.offsets = await asyncio.to_thread(self.store.offsets)
+                self._stale = False
             offsets = dict(self.offsets)
             for raw in raws:
                 key = (raw.source.topic, raw.source.partition)
                 offsets[key] = max(offsets.get(key, 0), raw.source.offset + 1)
-            try:
-                requests = await self._observe_and_save(observe, offsets, records, entities, scored)
-            except Exception:
-                # The watch has taken part of the batch in memory, but Kafka redelivers all of it (and
-                # the kit splits it to find a bad record): start again from the state saved last, so
-                # that each record is observed once.
-                self.watch = await asyncio.to_thread(self.store.load, self.config)
-                raise
-            self.offsets = offsets
-            if requests and self.reports is not None:
+            self._stale = True  # until the save below commits
+            events, snapshots = await self._observe_and_save(observe, offsets, records, entities, scored)
+            self.offsets, self._stale = offsets, False
+            self._announce(events, snapshots)  # once, now that the batch is saved
+            if any(e.payload.report_id for e in events) and self.reports is not None:
                 self.reports.wake()
             await self.flush_outbox()
 
@@ -204,34 +200,17 @@ class DriftService:
         records: list[tuple[float, dict[str, Any]]] | None,
         entities: list[str] | None,
         scored: list[tuple[Prediction, bool | None]] | None,
-    ) -> list[tuple[str, str, str | None]]:
+    ) -> tuple[list[DriftDetected], Snapshots]:
         """Update the watch, then save it with `offsets`, the events and report rows in one transaction.
-        Returns the report requests saved."""
+        Returns the events saved and the estimates' snapshots."""
         findings = observe()
         scored = [*(scored or []), *self.watch.take_labelled()]
         events = [self._event(f) for f in findings]
-        stats = self.watch.join.stats()
-        JOIN_PENDING.labels("predictions").set(stats["pending_predictions"])
-        JOIN_PENDING.labels("labels").set(stats["pending_labels"])
-        for (model, version), measures in self.watch.take_quality().items():
-            for measure, value in measures.items():
-                if value is not None:
-                    ONLINE_QUALITY.labels(model, version, measure).set(value)
         snapshots = self.watch.take_estimates()
-        for model, version, flag in self.estimate_alarms.show(snapshots):
-            if flag == "drop_detected":
-                drop = drop_event(model, version, snapshots[(model, version)], self.producer, self.drop_z)
+        for (model, version), snap in snapshots.items():
+            if "drop_detected" in snap.get("rose", ()):
+                drop = drop_event(model, version, snap, self.producer, self.drop_z)
                 events.append(self._with_report(drop))
-        for event in events:
-            ALARMS.labels(event.payload.kind, event.payload.detector).inc()
-            log.warning(
-                "drift detected: %s %s by %s (statistic %.3g)",
-                event.payload.kind,
-                event.payload.feature or event.payload.model_name,
-                event.payload.detector,
-                event.payload.statistic,
-                extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
-            )
         outbox = [(str(e.event_id), encode_event(e)) for e in events]
         requests = [
             (str(e.payload.report_id), str(e.event_id), e.payload.feature)
@@ -248,7 +227,28 @@ class DriftService:
             entities=entities,
             scored=self._for_reports(scored),
         )
-        return requests
+        return events, snapshots
+
+    def _announce(self, events: list[DriftDetected], snapshots: Snapshots) -> None:
+        """Gauges, counters and warnings of a saved batch (a failed one is retried: it would count twice)."""
+        stats = self.watch.join.stats()
+        JOIN_PENDING.labels("predictions").set(stats["pending_predictions"])
+        JOIN_PENDING.labels("labels").set(stats["pending_labels"])
+        for (model, version), measures in self.watch.take_quality().items():
+            for measure, value in measures.items():
+                if value is not None:
+                    ONLINE_QUALITY.labels(model, version, measure).set(value)
+        self.estimate_alarms.show(snapshots)
+        for event in events:
+            ALARMS.labels(event.payload.kind, event.payload.detector).inc()
+            log.warning(
+                "drift detected: %s %s by %s (statistic %.3g)",
+                event.payload.kind,
+                event.payload.feature or event.payload.model_name,
+                event.payload.detector,
+                event.payload.statistic,
+                extra={"event_id": str(event.event_id), "model_version": event.payload.model_version},
+            )
 
     def _for_reports(self, scored: list[tuple[Prediction, bool | None]]) -> list[Scored]:
         """The served predictions of the reported model (and their labels) the report store keeps."""

@@ -162,6 +162,14 @@ class DriftSettings(ServiceSettings):
     )
 
     @model_validator(mode="after")
+    def _each_stream_has_its_own_topic(self) -> DriftSettings:
+        # One consumer reads the three streams and checks each record's type against its topic.
+        topics = (self.records_topic, self.predictions_topic, self.labels_topic)
+        if len(set(topics)) != len(topics):
+            raise ValueError(f"the records, predictions and labels topics must differ, got {topics}")
+        return self
+
+    @model_validator(mode="after")
     def _link_secret_is_strong_and_present_in_production(self) -> DriftSettings:
         if self.link_secret is not None:
             value = self.link_secret.get_secret_value()

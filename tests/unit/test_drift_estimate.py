@@ -165,9 +165,9 @@ async def test_through_the_service_estimate_realised_and_gap_reach_detectors_and
         for i in range(1200)
     ]
     for b in range(0, 1200, 200):
-        await h.service.on_predictions(raws("predictions.made", events[b : b + 200], b))
+        await h.service.on_streams(raws("predictions.made", events[b : b + 200], b))
     labels = [label(i, "bad" if truth[i] else "good") for i in range(600)]  # late: half come
-    await h.service.on_labels(raws("labels.observed", labels))
+    await h.service.on_streams(raws("labels.observed", labels))
     (snap,) = h.service.detectors()["performance_estimates"]
     assert snap["model"] == "credit" and snap["version"] == "7" and snap["calibrated"] is True
     assert snap["windows"] == 3 and snap["estimate"]["rows"] == 500
@@ -196,7 +196,7 @@ async def test_predictions_without_a_calibration_are_estimated_from_the_score_an
 ) -> None:
     h = Harness(tmp_path / "drift.db")
     events = [made(i, "approve", "8", score=0.1) for i in range(600)]
-    await h.service.on_predictions(raws("predictions.made", events))
+    await h.service.on_streams(raws("predictions.made", events))
     (snap,) = h.service.detectors()["performance_estimates"]
     assert snap["calibrated"] is False and snap["estimate"]["accuracy"] == pytest.approx(0.9)
     assert flag("uncalibrated", "8") == 1.0
@@ -215,7 +215,7 @@ async def test_an_estimated_drop_is_published_once_per_version_as_performance_dr
     h = Harness(tmp_path / "drift.db")
     before = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"}) or 0
     for b in range(0, 3000, 100):
-        await h.service.on_predictions(raws("predictions.made", events[b : b + 100], b))
+        await h.service.on_streams(raws("predictions.made", events[b : b + 100], b))
     [drop] = [e for e in h.sent if e.payload.kind == "performance"]
     assert drop.payload.detector == "CBPE" and drop.payload.model_version == "9"
     assert drop.payload.statistic > drop.payload.threshold == 3.0 and drop.payload.window_size == 500
@@ -225,7 +225,7 @@ async def test_an_estimated_drop_is_published_once_per_version_as_performance_dr
 
     again = Harness(tmp_path / "drift.db")  # restarted: the flag stays raised, nothing new goes out
     for b in range(3000, 4000, 100):
-        await again.service.on_predictions(raws("predictions.made", events[b : b + 100], b))
+        await again.service.on_streams(raws("predictions.made", events[b : b + 100], b))
     assert not [e for e in again.sent if e.payload.kind == "performance"]
     after = REGISTRY.get_sample_value("drift_alarms_total", {"kind": "performance", "detector": "CBPE"})
     assert after == before + 1
@@ -246,8 +246,8 @@ async def test_a_canary_interleaved_with_the_champion_leaves_the_champions_monit
         if canary:
             event = event.model_copy(update={"payload": event.payload.model_copy(update={"canary": True})})
         events.append(event)
-    await h.service.on_predictions(raws("predictions.made", events))
-    await h.service.on_labels(raws("labels.observed", [label(i, "good") for i in range(600)]))
+    await h.service.on_streams(raws("predictions.made", events))
+    await h.service.on_streams(raws("labels.observed", [label(i, "good") for i in range(600)]))
     watch = h.service.watch
     assert watch.versions == {"credit": "9"} and watch.canaries == {"credit": "10"}
     advice = h.service.canary_recommendation(None, None, min_labels=100, confidence=0.95)

@@ -155,12 +155,12 @@ async def test_served_predictions_and_their_labels_land_on_their_kept_records(tm
     shadow = made(5, score=0.5).model_copy(
         update={"payload": made(5).payload.model_copy(update={"shadow": True, "prediction_id": "s5"})}
     )
-    await h.service.on_predictions(
+    await h.service.on_streams(
         raws("predictions.made", [made(1), made(2, "decline", score=0.8), shadow, late])
     )
     rng = random.Random(1)
-    await h.service.on_records(raws("records.clean", [record(11, False, rng), record(12, False, rng)], 10))
-    await h.service.on_labels(
+    await h.service.on_streams(raws("records.clean", [record(11, False, rng), record(12, False, rng)], 10))
+    await h.service.on_streams(
         raws("labels.observed", [label(2, "good"), label(1, "bad", False), label(12, "bad")])
     )
     rows, _ = ReportStore(tmp_path / "drift.db", tmp_path / "reports", first_kept=1000).latest(100)

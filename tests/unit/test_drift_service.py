@@ -120,7 +120,7 @@ async def feed_records(h: Harness, n: int, shift_at: int, start: int = 0, seed: 
     rng = random.Random(seed)
     events = [record(i, i >= shift_at, rng) for i in range(start, start + n)]
     for b in range(0, n, 100):
-        await h.service.on_records(raws("records.clean", events[b : b + 100], start + b))
+        await h.service.on_streams(raws("records.clean", events[b : b + 100], start + b))
 
 
 async def test_a_shift_raises_one_drift_event_with_its_evidence(tmp_path: Path) -> None:
@@ -163,7 +163,7 @@ async def test_prediction_drift_on_the_scores_and_a_new_version_restarts_it(
     scores = [rng.betavariate(2, 8) + (0.3 if shift and i >= 2000 else 0.0) for i in range(3000)]
     events = [made(i, score=s) for i, s in enumerate(scores)]
     for b in range(0, 3000, 250):
-        await h.service.on_predictions(raws("predictions.made", events[b : b + 250], b))
+        await h.service.on_streams(raws("predictions.made", events[b : b + 250], b))
     found = [(e.payload.kind, e.payload.model_version) for e in h.sent if e.payload.kind != "performance"]
     assert found == ([("prediction", "3")] if shift else [])
     # Every decision here approves: scores 0.3 higher also mean an accuracy estimated 0.3 lower.
@@ -171,14 +171,14 @@ async def test_prediction_drift_on_the_scores_and_a_new_version_restarts_it(
     assert len(estimated) == (1 if shift else 0)
     if shift:
         assert h.sent[0].payload.last_source.offset >= 2000  # type: ignore[union-attr]
-    await h.service.on_predictions(raws("predictions.made", [made(5000, version="4")], 3000))
+    await h.service.on_streams(raws("predictions.made", [made(5000, version="4")], 3000))
     assert h.service.watch.monitors["prediction:credit"].n == 1  # a new model: a new baseline
 
 
 async def test_a_restart_keeps_detectors_and_join_and_skips_redelivered_offsets(tmp_path: Path) -> None:
     h = Harness(tmp_path / "drift.db")
     await feed_records(h, 2000, shift_at=10**9)  # reference learnt, window full
-    await h.service.on_predictions(raws("predictions.made", [made(i) for i in range(10)]))
+    await h.service.on_streams(raws("predictions.made", [made(i) for i in range(10)]))
     h.store.close()
 
     again = Harness(tmp_path / "drift.db")  # the restarted service
@@ -189,7 +189,7 @@ async def test_a_restart_keeps_detectors_and_join_and_skips_redelivered_offsets(
     assert watch.monitors["data:amount"].n == 2000
     await feed_records(again, 600, shift_at=2000, start=2000)  # the shift, right after the restart
     assert [e.payload.feature for e in again.sent] == ["amount"]
-    await again.service.on_labels(raws("labels.observed", [label(i, "bad", i % 2 == 0) for i in range(10)]))
+    await again.service.on_streams(raws("labels.observed", [label(i, "bad", i % 2 == 0) for i in range(10)]))
     assert watch.join.joined == 10 and watch.monitors["concept:credit"].n == 10
     assert again.store.pending_rows() == 0
 
@@ -212,7 +212,7 @@ async def test_garbage_is_rejected_and_the_rest_of_the_batch_is_used(tmp_path: P
     batch = raws("predictions.made", [made(1), made(2)])
     bad = RawMessage(KafkaCoordinates(topic="predictions.made", partition=0, offset=2), None, b"{", 0)
     other = raws("predictions.made", [label(3, "bad")], 3)
-    await h.service.on_predictions([*batch, bad, *other])
+    await h.service.on_streams([*batch, bad, *other])
     assert h.rejected == ["not_json", "unexpected_event_type"]
     assert len(h.service.watch.join.predictions) == 2
 
@@ -246,8 +246,8 @@ async def test_online_quality_per_version_reaches_metrics_and_detectors_and_surv
         made(i, "decline" if i < 10 or 20 <= i < 30 else "approve", "3", 0.9 if i < 20 else 0.1)
         for i in range(40)
     ]
-    await h.service.on_predictions(raws("predictions.made", preds))
-    await h.service.on_labels(
+    await h.service.on_streams(raws("predictions.made", preds))
+    await h.service.on_streams(
         raws("labels.observed", [label(i, "bad" if i < 20 else "good") for i in range(40)])
     )
     quality = h.service.detectors()["online_quality"]
@@ -264,8 +264,8 @@ async def test_online_quality_per_version_reaches_metrics_and_detectors_and_surv
     h.store.close()
 
     again = Harness(tmp_path / "drift.db")  # restarted: the window is kept
-    await again.service.on_predictions(raws("predictions.made", [made(100, "decline", "4", 0.8)], 1000))
-    await again.service.on_labels(raws("labels.observed", [label(100, "bad"), label(41, "bad")], 1000))
+    await again.service.on_streams(raws("predictions.made", [made(100, "decline", "4", 0.8)], 1000))
+    await again.service.on_streams(raws("labels.observed", [label(100, "bad"), label(41, "bad")], 1000))
     by_version = {q["version"]: q for q in again.service.detectors()["online_quality"]}
     assert by_version["3"]["labelled"] == 40.0  # label 41 has no prediction: nothing joined
     assert by_version["4"]["labelled"] == 1.0 and by_version["4"]["auc"] is None  # one class only

@@ -94,16 +94,14 @@ async def test_a_redelivered_mixed_batch_is_skipped_after_a_restart(tmp_path: Pa
 
 
 async def test_one_consumer_sees_what_three_did(tmp_path: Path) -> None:
-    """The same events through the one mixed subscription and through one handler per stream leave the
-    watch in the same state."""
+    """The same events in mixed batches (one consumer) and in one batch per topic, in time order (the
+    three consumers there were) leave the watch in the same state."""
     one, three = Harness(tmp_path / "one.db"), Harness(tmp_path / "three.db")
     for first in range(0, 300, 50):
         batch = mixed_batch(50, first)
         await one.service.on_streams(batch)
-        of = {t: [r for r in batch if r.source.topic == t] for t in ("records.clean", "predictions.made")}
-        await three.service.on_records(of["records.clean"])
-        await three.service.on_predictions(of["predictions.made"])
-        await three.service.on_labels([r for r in batch if r.source.topic == "labels.observed"])
+        for topic in ("records.clean", "predictions.made", "labels.observed"):
+            await three.service.on_streams([r for r in batch if r.source.topic == topic])
     a, b = one.service.watch, three.service.watch
     assert {k: m.n for k, m in a.monitors.items()} == {k: m.n for k, m in b.monitors.items()}
     assert a.join.joined == b.join.joined == 300
@@ -138,7 +136,6 @@ async def test_a_batch_that_fails_half_way_is_observed_once_when_it_comes_again(
     with pytest.raises(ZeroDivisionError):
         await h.service.on_streams(mixed_batch(10, first=10))
     monkeypatch.undo()
-    assert h.service.watch.monitors["data:amount"].n == 10  # as saved before the failed batch
     await h.service.on_streams(mixed_batch(10, first=10))  # redelivered
     watch = h.service.watch
     assert watch.monitors["data:amount"].n == 20 and watch.monitors["prediction:credit"].n == 20
@@ -152,3 +149,59 @@ async def test_a_batch_handled_already_is_skipped_without_a_save(tmp_path: Path)
     saves = counting_saves(h)
     await h.service.on_streams(mixed_batch(10))  # read again (an upgrade's new group, a rebalance)
     assert saves == [] and h.service.watch.monitors["data:amount"].n == 10
+
+
+async def test_a_store_that_cannot_reload_after_a_failure_fails_the_retry_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The half-observed watch is never used again: while the saved state cannot be read back, each
+    attempt fails (the batch waits), and once it can, the batch is observed once."""
+    h = Harness(tmp_path / "drift.db")
+    await h.service.on_streams(mixed_batch(10))
+    monkeypatch.setattr(h.service.watch, "observe_labels", lambda batch: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        await h.service.on_streams(mixed_batch(10, first=10))
+    monkeypatch.undo()
+    load = h.store.load
+    monkeypatch.setattr(h.store, "load", lambda config: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        await h.service.on_streams(mixed_batch(10, first=10))
+    monkeypatch.setattr(h.store, "load", load)
+    await h.service.on_streams(mixed_batch(10, first=10))
+    assert h.service.watch.monitors["data:amount"].n == 20 and h.service.watch.join.joined == 20
+
+
+async def test_an_alarm_of_a_batch_that_failed_once_is_counted_once(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    from tests.unit.test_drift_service import feed_records
+
+    h = Harness(tmp_path / "drift.db")
+    alarms = {"kind": "data", "detector": "RankCusum"}
+    before = REGISTRY.get_sample_value("drift_alarms_total", alarms) or 0.0
+    save, failed = h.store.save, []
+
+    def fails_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args[2] and not failed:  # the batch whose outbox holds the alarm
+            failed.append(1)
+            raise OSError("disk full")
+        return save(*args, **kwargs)
+
+    h.store.save = fails_once  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await feed_records(h, 3000, shift_at=2000)
+    assert (
+        failed and (REGISTRY.get_sample_value("drift_alarms_total", alarms) or 0.0) == before
+    )  # not saved: not counted
+    await feed_records(h, 3000, shift_at=2000)  # Kafka delivers it all again
+    assert len(h.sent) == 1
+    assert REGISTRY.get_sample_value("drift_alarms_total", alarms) == before + 1
+
+
+def test_settings_that_give_two_streams_one_topic_are_refused(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from services.drift.settings import DriftSettings
+
+    with pytest.raises(ValidationError, match="topics must differ"):
+        DriftSettings(state_dir=tmp_path, records_topic="shared", labels_topic="shared")
