@@ -79,11 +79,14 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup or []:
             await hook()
-        # What the start loaded (models, libraries, the app) stays for good: moved out of the
-        # collector's generations, it is no longer walked by every full collection, which the garbage
-        # of each decoded batch triggers (ingest measured a third of a structured record's CPU).
-        gc.collect()
-        gc.freeze()
+        if getattr(app.state, "freeze_heap_at_start", False):
+            # What the start loaded (models, libraries, the app) stays for good: moved out of the
+            # collector's generations, it is no longer walked by every full collection, which the
+            # garbage of each decoded batch triggers (ingest measured a third of a structured record's
+            # CPU). Only in a service's own process (runner.run_service): a test process hosting many
+            # apps would keep each of them for good.
+            gc.collect()
+            gc.freeze()
         if broker is not None:
             # A service started while the broker is away (a restart, a failover) waits for it
             # instead of exiting: nothing restarts an exited service on a developer's machine.

@@ -11,6 +11,7 @@ from servicekit.settings import ServiceSettings
 
 def run_service(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
+    app.state.freeze_heap_at_start = True  # this process is the service's own (servicekit/app.py)
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -109,7 +109,9 @@ def create_app(
             await retrying(lambda: asyncio.to_thread(opener), what="opening the feature store", max_wait_s=30)
         await reloader.refresh()
         # Feast and MLflow leave millions of long-lived objects; move them out of the collector's
-        # sight so a full collection does not stall requests for tens of milliseconds.
+        # sight so a full collection does not stall requests for tens of milliseconds (the garbage
+        # of loading them is collected first, or it would stay for good).
+        gc.collect()
         gc.freeze()
         warmed.set()
         if settings.champion_poll_s > 0:

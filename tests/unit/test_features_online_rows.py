@@ -109,8 +109,10 @@ def test_it_hands_the_online_store_what_push_hands_it(tmp_path: Path, rows: list
         (lambda view, _: setattr(view.batch_source, "created_timestamp_column", "at"), "created-timestamp"),
         (lambda view, _: setattr(view.batch_source, "field_mapping", {"x": "y"}), "field mapping"),
         (lambda view, store: setattr(store, "list_feature_views", lambda: [view, view]), "views other than"),
+        (lambda view, _: setattr(view.batch_source, "timestamp_field", "received_at"), "event time other"),
+        (lambda _, store: setattr(store, "list_feature_services", lambda: [_Precomputes()]), "precomputes"),
     ],
-    ids=["created-timestamp", "field-mapping", "two-views"],
+    ids=["created-timestamp", "field-mapping", "two-views", "event-time", "precompute"],
 )
 def test_definitions_push_would_treat_differently_are_refused_at_open(
     tmp_path: Path, change: Any, refused: str
@@ -121,3 +123,7 @@ def test_definitions_push_would_treat_differently_are_refused_at_open(
     change(view, store)
     with pytest.raises(ValueError, match=refused):
         OnlineRows(store)
+
+
+class _Precomputes:
+    precompute_online = True

@@ -70,9 +70,11 @@ def _refuse_what_push_would_do_differently(store: FeatureStore, view: Any) -> No
     """Push also renames columns (a field mapping), reads a created-timestamp column, feeds every view
     of the push source, and recomputes feature services that precompute online vectors. None of that
     applies to our definitions; a change that made any of it apply must not be written around."""
-    views = store.list_feature_views()
+    views = [*store.list_feature_views(), *store.list_stream_feature_views()]
     fed = sorted(v.name for v in views if v.stream_source and v.stream_source.name == PUSH_SOURCE)
+    fed += sorted(v.name for v in store.list_label_views() if v.source and v.source.name == PUSH_SOURCE)
     found = {
+        f"an event time other than {EVENT_TIME}": view.batch_source.timestamp_field != EVENT_TIME,
         "a field mapping": bool(view.batch_source.field_mapping),
         "a created-timestamp column": bool(view.batch_source.created_timestamp_column),
         f"views other than {FEATURE_VIEW} fed by {PUSH_SOURCE} ({fed})": fed != [FEATURE_VIEW],
