@@ -18,7 +18,6 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def demo_rows(n: int) -> list[dict[str, Any]]:
-    from services.features.domain.rows import feature_row
-    from workbench.demo_data import ApplicationStream
+    from workbench.feature_rows import demo_feature_rows
 
-    rows = []
-    for app in ApplicationStream(seed=3, id_prefix="push").take(n):
-        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
-        rows.append(feature_row(app.record["application_id"], at, app.record))
-    return rows
+    return demo_feature_rows(n, seed=3, id_prefix="push")
 
 
 def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> float:

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def feature_rows(n: int) -> list[dict[str, Any]]:
-    from services.features.domain.rows import feature_row
-    from workbench.demo_data import ApplicationStream
+    from workbench.feature_rows import demo_feature_rows
 
-    found = []
-    for app in ApplicationStream(seed=11, id_prefix="reads").take(n):
-        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
-        found.append(feature_row(app.record["application_id"], at, app.record))
-    return found
+    return demo_feature_rows(n, seed=11, id_prefix="reads")
 
 
 def one(mode: str, rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,11 @@ from feature_repo import FeatureStoreSettings, feature_refs, open_store
 from feature_repo.names import ENTITY_KEY
 from feature_repo.store import _write_ahead_log
 from services.features.adapters.feast_push import FeastPusher
-from services.features.domain.rows import feature_row
-from workbench.demo_data import ApplicationStream
+from workbench.feature_rows import demo_feature_rows
 
 
 def _rows(n: int) -> list[dict[str, Any]]:
-    found = []
-    for app in ApplicationStream(seed=5, id_prefix="wal").take(n):
-        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
-        found.append(feature_row(app.record["application_id"], at, app.record))
-    return found
+    return demo_feature_rows(n, seed=5, id_prefix="wal")
 
 
 def test_serving_reads_features_while_a_writer_holds_an_exclusive_transaction(tmp_path: Path) -> None:

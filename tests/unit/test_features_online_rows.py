@@ -17,16 +17,11 @@ from feature_repo import PUSH_SOURCE, FeatureStoreSettings, feature_refs, open_s
 from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, FEATURES
 from services.features.adapters.feast_push import rows_frame
 from services.features.adapters.online_rows import OnlineRows
-from services.features.domain.rows import feature_row
-from workbench.demo_data import ApplicationStream
+from workbench.feature_rows import demo_feature_rows
 
 
 def demo_rows(n: int) -> list[dict[str, Any]]:
-    found = []
-    for app in ApplicationStream(seed=11, id_prefix="rows").take(n):
-        at = datetime.fromisoformat(app.record["applied_at"].replace("Z", "+00:00")).astimezone(UTC)
-        found.append(feature_row(app.record["application_id"], at, app.record))
-    return found
+    return demo_feature_rows(n, seed=11, id_prefix="rows")
 
 
 def hostile_rows() -> list[dict[str, Any]]:
