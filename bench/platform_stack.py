@@ -30,6 +30,7 @@ class Stack:
     postgres_port: int = 41_432
     mlflow_port: int = 41_500
     redis_port: int = 41_380
+    stream_nice: int | None = None  # MLOPS_STREAM_NICE of the stack (None: the platform's default)
 
     def settings(self) -> InfraSettings:
         """The settings `mlops up` runs this stack with: built here, not from this process's MLOPS_*,
@@ -54,6 +55,8 @@ class Stack:
             "MLOPS_POSTGRES_PORT": str(self.postgres_port), "MLOPS_MLFLOW_PORT": str(self.mlflow_port),
             "MLOPS_REDIS_PORT": str(self.redis_port),
         })  # fmt: skip
+        if self.stream_nice is not None:
+            env["MLOPS_STREAM_NICE"] = str(self.stream_nice)
         # The cluster's bootstrap names three nodes: its super user must be found for that string too.
         bus_access.remember_stack(self.state, self.bootstrap)
         return env

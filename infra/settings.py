@@ -57,6 +57,14 @@ class InfraSettings(BaseSettings):
         3, ge=1, description="Partitions of the record topics (records.*, predictions, labels, features)."
     )
     kafka_other_partitions: int = Field(1, ge=1, description="Partitions of the low-volume topics.")
+    stream_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the services that work the streams (every one but serving): on"
+        " shared cores serving's requests come first (servicekit/priority.py). 0: all run alike. A"
+        " service's own <PREFIX>_CPU_NICE wins.",
+    )
     kafka_start_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the broker.")
     service_start_timeout_s: float = Field(90.0, gt=0, description="How long to wait for a service.")
     services: str | None = Field(

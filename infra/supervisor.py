@@ -46,6 +46,8 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # prediction.made; the store of predictions both answer from is keyed by prediction id).
 SCALES_OUT = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 STANDS_BY = ("drift",)  # of those, the ones whose second instance is a standby (servicekit/standby.py)
+# Services whose requests come before any stream's batches on shared cores (servicekit/priority.py).
+ANSWERS_FIRST = ("serving",)
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 
@@ -129,6 +131,7 @@ class Supervisor:
             "MLOPS_STATE_DIR": str(self.settings.state_dir),
             f"{prefix}_HTTP_HOST": "127.0.0.1",
             f"{prefix}_HTTP_PORT": str(service_port(self.settings, name)),
+            f"{prefix}_CPU_NICE": os.environ.get(f"{prefix}_CPU_NICE", str(self.cpu_nice(service))),
             "ANNOTATION_LABEL_STUDIO_URL": f"http://127.0.0.1:{self.settings.label_studio_port}",
             "PYTHONUNBUFFERED": "1",
             # Each service talks to a locked-down bus as its own principal (contracts/access.py).
@@ -138,6 +141,10 @@ class Supervisor:
             # The cluster profile's state servers (PostgreSQL, the MLflow tracking server, Redis).
             **store_env(self.settings, service),
         }
+
+    def cpu_nice(self, service: str) -> int:
+        """Serving answers requests; every other service works a stream or answers rarely, and yields."""
+        return 0 if service in ANSWERS_FIRST else self.settings.stream_nice
 
     # -- kafka ---------------------------------------------------------------------------------
     def kafka_component(self) -> Component:

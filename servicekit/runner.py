@@ -6,11 +6,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from servicekit.logs import configure_logging
+from servicekit.priority import yield_cpu
 from servicekit.settings import ServiceSettings
 
 
 def run_service(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
+    yield_cpu(settings.cpu_nice)  # before uvicorn: the threads it and the app start inherit it
     app.state.freeze_heap_at_start = True  # this process is the service's own (servicekit/app.py)
     uvicorn.run(
         app,

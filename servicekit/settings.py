@@ -32,6 +32,13 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(
         "INFO", validation_alias=AliasChoices("MLOPS_LOG_LEVEL"), description="Root log level."
     )
+    cpu_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="CPU niceness the service runs at (servicekit/priority.py): `mlops up` sets it from"
+        " MLOPS_STREAM_NICE for every service but serving, so serving's requests come first.",
+    )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"),

@@ -1,0 +1,97 @@
+"""Stream services yield the CPU to serving: niceness of every thread and of the session's autogroup,
+set in real child processes (servicekit/priority.py), and the supervisor's choice per service."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from infra.settings import REPO_ROOT, InfraSettings
+from infra.supervisor import Supervisor
+from servicekit.settings import ServiceSettings
+
+# A thread that runs before the call (as a BLAS pool started by an import) and one started after it.
+CHILD = """
+import json, os, threading
+from servicekit.priority import niceness, yield_cpu
+stop = threading.Event()
+before = threading.Thread(target=stop.wait); before.start()
+yield_cpu(int(os.environ["NICE"]))
+after = threading.Thread(target=stop.wait); after.start()
+tids = [int(t) for t in os.listdir("/proc/self/task")]
+print(json.dumps({"threads": {t: os.getpriority(os.PRIO_PROCESS, t) for t in tids}, "group": niceness()[1]}))
+stop.set()
+"""
+
+
+def run_child(nice: int, *, own_session: bool) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], cwd=REPO_ROOT, env={**os.environ, "NICE": str(nice)},
+        start_new_session=own_session, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
+
+
+def own_autogroup() -> int | None:
+    path = Path("/proc/self/autogroup")
+    return int(path.read_text().split()[-1]) if path.exists() else None
+
+
+def test_a_session_leader_yields_with_every_thread_and_its_autogroup() -> None:
+    seen = run_child(7, own_session=True)
+    threads = dict(seen["threads"])  # type: ignore[call-overload]
+    assert len(threads) == 3 and set(threads.values()) == {7}
+    if own_autogroup() is not None:
+        assert seen["group"] == 7
+
+
+def test_a_process_run_from_a_shell_leaves_the_shells_autogroup_alone() -> None:
+    before = own_autogroup()
+    seen = run_child(5, own_session=False)
+    assert set(dict(seen["threads"]).values()) == {5}  # type: ignore[call-overload]
+    assert own_autogroup() == before and seen["group"] == before
+
+
+def test_nice_zero_changes_nothing() -> None:
+    seen = run_child(0, own_session=True)
+    assert set(dict(seen["threads"]).values()) == {os.getpriority(os.PRIO_PROCESS, 0)}  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("value", ["-1", "20", "high"])
+def test_a_bad_niceness_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    class Settings(ServiceSettings):
+        model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_prefix="DEMO_")
+
+    monkeypatch.setenv("DEMO_CPU_NICE", value)
+    with pytest.raises(ValidationError, match="cpu_nice"):
+        Settings()
+    monkeypatch.setenv("MLOPS_STREAM_NICE", value)
+    with pytest.raises(ValidationError, match="stream_nice"):
+        InfraSettings()
+
+
+def test_the_supervisor_puts_serving_first_and_a_services_own_setting_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AUDIT_CPU_NICE", raising=False)
+    monkeypatch.delenv("SERVING_CPU_NICE", raising=False)
+    supervisor = Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=12))
+    keys = tmp_path / "keys.json"
+    assert supervisor.service_env("serving", keys)["SERVING_CPU_NICE"] == "0"
+    for name in ("ingest", "features", "training", "drift", "explain", "audit", "annotation"):
+        assert supervisor.service_env(name, keys)[f"{name.upper()}_CPU_NICE"] == "12"
+    monkeypatch.setenv("AUDIT_CPU_NICE", "3")
+    assert supervisor.service_env("audit", keys)["AUDIT_CPU_NICE"] == "3"
+    assert (
+        Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=0)).service_env("drift", keys)[
+            "DRIFT_CPU_NICE"
+        ]
+        == "0"
+    )
