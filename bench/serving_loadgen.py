@@ -3,7 +3,8 @@ rate whatever the server does, and measures each latency from the moment the req
 stalled server is charged for the requests it delayed (no coordinated omission).
 
 `python -m bench.serving_loadgen URL BODIES.json --rate 500 --duration 20 [--header K:V ...]`
-prints one JSON object: sent, ok, errors by status, achieved rate, p50/p90/p99/max in ms.
+prints one JSON object: sent, ok, errors by status, achieved rate, p50/p90/p99/max in ms, and the
+seconds with the most requests over 25 ms.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import asyncio
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import quantiles
 from typing import Any
@@ -25,6 +26,7 @@ async def run(
 ) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    by_second: defaultdict[int, list[float]] = defaultdict(list)  # by the second a request was due
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
@@ -36,6 +38,7 @@ async def run(
             except aiohttp.ClientError as exc:
                 statuses[type(exc).__name__] += 1
             latencies.append(time.perf_counter() - due)
+            by_second[int(due - start)].append(latencies[-1])
 
         total = int(rate * duration)
         tasks: list[asyncio.Task[None]] = []
@@ -58,7 +61,19 @@ async def run(
         "p90_ms": cuts[89],
         "p99_ms": cuts[98],
         "max_ms": max(latencies) * 1000,
+        "worst_seconds": worst_seconds(by_second),
     }
+
+
+def worst_seconds(
+    by_second: dict[int, list[float]], over_ms: float = 25.0, top: int = 3
+) -> list[dict[str, Any]]:
+    """The seconds of the run with the most requests slower than `over_ms`: whether a tail is a few
+    stalls (a model swap, a collection) or spread over the run."""
+    slow = {s: [x for x in v if x * 1000 > over_ms] for s, v in by_second.items()}
+    ranked = sorted((s for s in slow if slow[s]), key=lambda s: -len(slow[s]))[:top]
+    return [{"second": s, f"over_{over_ms:g}_ms": len(slow[s]), "max_ms": round(max(slow[s]) * 1000, 1)}
+            for s in ranked]  # fmt: skip
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from feature_repo import PUSH_SOURCE, FeatureStoreSettings, feature_refs, open_s
 from feature_repo.names import CATEGORICAL_FEATURES, ENTITY_KEY, FEATURES
 from services.features.adapters.feast_push import rows_frame
 from services.features.adapters.online_rows import OnlineRows
+from services.features.adapters.sqlite_online import SqliteUpsert
 from workbench.feature_rows import demo_feature_rows
 
 
@@ -63,6 +64,34 @@ def test_the_direct_write_stores_what_feast_push_stores(tmp_path: Path, rows: li
     last = {r[ENTITY_KEY]: r for r in rows}  # the later row of an entity wins
     assert reads[1]["credit_amount"] == [last[k[ENTITY_KEY]]["credit_amount"] for k in keys]
     assert reads[1]["purpose"] == [last[k[ENTITY_KEY]]["purpose"] for k in keys]
+
+
+def test_the_plain_sqlite_store_gets_one_upsert_per_batch_and_any_other_store_feasts_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The equality above holds for the batched upsert (adapters/sqlite_online.py): the SQLite store
+    never sees Feast's per-value loop. A store the upsert does not know (Redis in the cluster profile;
+    SQLite with vector search) is written by its provider."""
+    from feast.infra.passthrough_provider import PassthroughProvider
+
+    def feast_write(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the provider's write was called")
+
+    monkeypatch.setattr(PassthroughProvider, "online_write_batch", feast_write)
+    store = open_store(FeatureStoreSettings(tmp_path), apply=True)
+    OnlineRows(store).write(demo_rows(3))
+    assert len(online_table(tmp_path / "online.db")) == 3 * len(FEATURES)
+
+    handed: list[Any] = []
+    monkeypatch.setattr(PassthroughProvider, "online_write_batch", lambda *a, **k: handed.append(a))
+    other = OnlineRows(store)
+    monkeypatch.setattr(store.provider, "_online_store", object(), raising=False)
+    assert SqliteUpsert.of(store.provider, store.config, other.view) is None  # not SQLite
+    other._sqlite = None
+    other.write(demo_rows(2))
+    assert len(handed) == 1 and len(handed[0][3]) == 2  # (provider, config, view, rows)
+    store.config.online_store.vector_enabled = True
+    assert SqliteUpsert.of(PassthroughProvider(store.config), store.config, other.view) is None
 
 
 def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
