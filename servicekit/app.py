@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.envelope import Event
+from servicekit import heap
 from servicekit.auth import ApiKeyRegistry, Principal, Role, declare_roles, require_roles
 from servicekit.consumer import Subscriptions
 from servicekit.docs_ui import install_docs
@@ -79,14 +79,11 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup or []:
             await hook()
-        if getattr(app.state, "freeze_heap_at_start", False):
-            # What the start loaded (models, libraries, the app) stays for good: moved out of the
-            # collector's generations, it is no longer walked by every full collection, which the
-            # garbage of each decoded batch triggers (ingest measured a third of a structured record's
-            # CPU). Only in a service's own process (runner.run_service): a test process hosting many
-            # apps would keep each of them for good.
-            gc.collect()
-            gc.freeze()
+        # What the start loaded (models, libraries, the app) stays for good: moved out of the
+        # collector's generations, it is no longer walked by every full collection, which the garbage
+        # of each decoded batch triggers (ingest measured a third of a structured record's CPU). Only
+        # in a service's own process (servicekit/heap.py).
+        heap.settle()
         if broker is not None:
             # A service started while the broker is away (a restart, a failover) waits for it
             # instead of exiting: nothing restarts an exited service on a developer's machine.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 
+from servicekit import heap
 from servicekit.logs import configure_logging
 from servicekit.priority import yield_cpu
 from servicekit.settings import ServiceSettings
@@ -13,7 +14,8 @@ from servicekit.settings import ServiceSettings
 def run_service(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
     yield_cpu(settings.cpu_nice)  # before uvicorn: the threads it and the app start inherit it
-    app.state.freeze_heap_at_start = True  # this process is the service's own (servicekit/app.py)
+    heap.own_process()  # the heap may be frozen after the start and a model swap (servicekit/heap.py)
+    heap.watch_pauses(settings.service_name)
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -9,7 +9,6 @@ once, `/ready` turns 200 when the store is open and a first look at the registry
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
 from contracts.events import BatchScored, CanaryChanged, LabelObserved, ModelPromoted, PredictionMade
+from servicekit import heap
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Subscriptions
@@ -108,11 +108,9 @@ def create_app(
             opener = feast.open
             await retrying(lambda: asyncio.to_thread(opener), what="opening the feature store", max_wait_s=30)
         await reloader.refresh()
-        # Feast and MLflow leave millions of long-lived objects; move them out of the collector's
-        # sight so a full collection does not stall requests for tens of milliseconds (the garbage
-        # of loading them is collected first, or it would stay for good).
-        gc.collect()
-        gc.freeze()
+        # Feast and MLflow leave millions of long-lived objects; out of the collector's sight, a full
+        # collection does not stall requests for tens of milliseconds (servicekit/heap.py).
+        heap.settle()
         warmed.set()
         if settings.champion_poll_s > 0:
             await reloader.poll_forever(settings.champion_poll_s)

@@ -16,6 +16,7 @@ import logging
 from typing import Protocol
 
 from contracts.events import ModelPromoted
+from servicekit import heap
 from servicekit.logs import log_context
 from services.serving.domain.canary import MAX_SHARE
 from services.serving.domain.model import LoadedModel, ModelSlot
@@ -109,6 +110,7 @@ class ModelReloader:
         MODEL_LOADS.labels(alias, "ok").inc()
         MODEL_VERSION.labels(alias).set(float(version) if version.isdigit() else -1)
         self.slot.set_canary(model, min(share, MAX_SHARE))
+        heap.settle()
         log.info("canary version %s answers %.1f%% of traffic", version, share * 100)
 
     async def _refresh(self, alias: str, shadow: bool, retry: str | None) -> None:
@@ -129,6 +131,10 @@ class ModelReloader:
                 return
         self.failed.discard((alias, version))
         previous = self.slot.swap(model, shadow=shadow)
+        # The first load imports MLflow's flavour and sklearn; each brings a model: out of the
+        # collector's sight, or every full collection walks them while requests wait (one pause here,
+        # at the swap, instead of one per full collection: servicekit/heap.py).
+        heap.settle()
         MODEL_LOADS.labels(alias, "ok").inc()
         MODEL_VERSION.labels(alias).set(float(version) if version.isdigit() else -1)
         log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -82,15 +83,20 @@ def test_services_run_on_the_standard_event_loop(monkeypatch: pytest.MonkeyPatch
     import uvicorn
     from fastapi import FastAPI
 
-    from servicekit import runner
+    from servicekit import heap, runner
     from servicekit.runner import run_service
     from tests.support import probe_settings
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
     monkeypatch.setattr(runner, "configure_logging", lambda *args: None)  # no global logging change
+    # It marks the process as the service's own and times full collections: undone after the test.
+    monkeypatch.setattr(heap, "_own_process", False)
+    monkeypatch.setattr(heap, "_watching", False)
+    monkeypatch.setattr(gc, "callbacks", [])  # the module's name only: the collector keeps its own list
     run_service(FastAPI(), probe_settings("127.0.0.1:1"))
     assert seen["loop"] == "asyncio"
+    assert heap.is_own_process() and len(gc.callbacks) == 1
 
 
 async def test_what_the_start_loaded_is_moved_out_of_the_collectors_sight() -> None:
@@ -99,6 +105,7 @@ async def test_what_the_start_loaded_is_moved_out_of_the_collectors_sight() -> N
     there). A process hosting apps (tests) freezes nothing, or it would keep each app for good."""
     import gc
 
+    from servicekit import heap
     from servicekit.app import create_service_app
     from tests.support import probe_settings
 
@@ -111,9 +118,10 @@ async def test_what_the_start_loaded_is_moved_out_of_the_collectors_sight() -> N
     app = create_service_app(probe_settings("127.0.0.1:1"), None, title="probe", on_startup=[load])
     async with app.router.lifespan_context(app):  # as tests host apps: nothing is frozen
         assert loaded and gc.get_freeze_count() == 0
-    app.state.freeze_heap_at_start = True  # as servicekit.runner.run_service sets it
+    heap.own_process()  # as servicekit.runner.run_service says
     try:
         async with app.router.lifespan_context(app):
             assert gc.get_freeze_count() >= 1000  # the hook's objects among the frozen
     finally:
+        heap._own_process = False
         gc.unfreeze()

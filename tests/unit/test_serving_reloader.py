@@ -3,6 +3,7 @@ keeps the champion, stale or replayed events change nothing."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 
 from contracts.events import GateEvidence, ModelPromoted, ModelPromotedPayload
@@ -104,3 +105,24 @@ async def test_a_rollback_swaps_back_to_the_older_version_like_a_promotion() -> 
     await reloader.on_promoted(ModelPromoted.create(back, "training"))
     assert slot.champion is not None and slot.champion.version == "1"
     assert registry.loads == ["1", "2", "1"]
+
+
+async def test_each_swap_and_only_a_swap_settles_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a load brings (MLflow's flavour, sklearn, the model) is frozen after the swap, so full
+    collections stop walking it while requests wait (servicekit/heap.py); a failed load or a refresh
+    that changes nothing settles nothing."""
+    from services.serving import reloader as module
+
+    settled: list[str | None] = []
+    slot, registry, reloader = setup()
+    serving = lambda: slot.champion.version if slot.champion else None  # noqa: E731
+    monkeypatch.setattr(module.heap, "settle", lambda: settled.append(serving()))
+    await reloader.refresh()
+    await reloader.refresh()
+    assert settled == ["1"]  # after the swap, with the new model in place
+    registry.broken.add("3")
+    registry.aliases["champion"] = "3"
+    await reloader.on_promoted(promoted("3"))
+    registry.aliases["champion"] = "2"
+    await reloader.on_promoted(promoted("2"))
+    assert settled == ["1", "2"]

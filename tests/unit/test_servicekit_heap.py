@@ -1,0 +1,64 @@
+"""The collector in a service's own process (servicekit/heap.py): full collections are timed into
+/metrics, and the heap is frozen only in a service's own process, never in one hosting apps (tests)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from prometheus_client import REGISTRY
+
+from infra.settings import REPO_ROOT
+from servicekit import heap
+
+
+def pauses(service: str) -> float:
+    return REGISTRY.get_sample_value("mlops_gc_pause_seconds_count", {"service": service}) or 0.0
+
+
+def test_a_process_hosting_apps_freezes_nothing() -> None:
+    assert not heap.is_own_process()
+    before = gc.get_freeze_count()
+    assert heap.settle() is False and gc.get_freeze_count() == before
+
+
+def test_full_collections_are_timed_and_young_ones_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heap, "_watching", False)
+    callbacks = list(gc.callbacks)
+    try:
+        heap.watch_pauses("probe")
+        heap.watch_pauses("probe")  # once per process
+        assert len(gc.callbacks) == len(callbacks) + 1
+        before = pauses("probe")
+        gc.collect(0)
+        gc.collect(1)
+        assert pauses("probe") == before
+        gc.collect()
+        assert pauses("probe") == before + 1
+        total = REGISTRY.get_sample_value("mlops_gc_pause_seconds_sum", {"service": "probe"}) or 0.0
+        assert 0 < total < 60
+    finally:
+        gc.callbacks[:] = callbacks
+
+
+CHILD = """
+import gc, json
+from servicekit import heap
+kept = [[i] for i in range(50_000)]  # lists: always tracked by the collector
+heap.own_process()
+settled = heap.settle()
+print(json.dumps({"settled": settled, "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_a_services_own_process_freezes_what_is_alive() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], cwd=REPO_ROOT, env=dict(os.environ),
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    seen = json.loads(out.stdout)
+    assert seen["settled"] is True and seen["frozen"] >= 50_000
