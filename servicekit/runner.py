@@ -14,7 +14,8 @@ from servicekit.settings import ServiceSettings
 def run_service(app: FastAPI, settings: ServiceSettings) -> None:
     configure_logging(settings.service_name, settings.log_level)
     yield_cpu(settings.cpu_nice)  # before uvicorn: the threads it and the app start inherit it
-    heap.own_process()  # the heap may be frozen after the start and a model swap (servicekit/heap.py)
+    # The heap may be frozen after the start and a model swap, and young collections are rarer.
+    heap.own_process(settings.gc_young_threshold)
     heap.watch_pauses(settings.service_name)
     uvicorn.run(
         app,

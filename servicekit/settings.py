@@ -32,6 +32,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field(
         "INFO", validation_alias=AliasChoices("MLOPS_LOG_LEVEL"), description="Root log level."
     )
+    gc_young_threshold: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        validation_alias=AliasChoices("MLOPS_GC_YOUNG_THRESHOLD"),
+        description="Allocations between two young garbage collections in a service's process (Python's"
+        " default is 700; servicekit/heap.py).",
+    )
     cpu_nice: int = Field(
         0,
         ge=0,

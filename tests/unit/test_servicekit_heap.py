@@ -49,16 +49,31 @@ CHILD = """
 import gc, json
 from servicekit import heap
 kept = [[i] for i in range(50_000)]  # lists: always tracked by the collector
-heap.own_process()
+default = gc.get_threshold()
+heap.own_process(12_345)
 settled = heap.settle()
-print(json.dumps({"settled": settled, "frozen": gc.get_freeze_count()}))
+print(json.dumps({"settled": settled, "frozen": gc.get_freeze_count(), "default": default,
+                  "threshold": gc.get_threshold()}))
 """
 
 
-def test_a_services_own_process_freezes_what_is_alive() -> None:
+def test_a_services_own_process_freezes_what_is_alive_and_collects_young_objects_less_often() -> None:
     out = subprocess.run(
         [sys.executable, "-c", CHILD], cwd=REPO_ROOT, env=dict(os.environ),
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     seen = json.loads(out.stdout)
     assert seen["settled"] is True and seen["frozen"] >= 50_000
+    # Young collections every 12,345 allocations; the older generations keep Python's ratios.
+    assert seen["threshold"] == [12_345, *seen["default"][1:]] and seen["default"][0] == 700
+
+
+def test_a_young_threshold_outside_its_bounds_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from tests.support import probe_settings
+
+    for value in ("0", "99", "1000001", "many"):
+        monkeypatch.setenv("MLOPS_GC_YOUNG_THRESHOLD", value)
+        with pytest.raises(ValidationError, match="gc_young_threshold"):
+            probe_settings("127.0.0.1:1")
