@@ -75,5 +75,5 @@ def test_a_young_threshold_outside_its_bounds_is_refused_by_name(monkeypatch: py
 
     for value in ("0", "99", "1000001", "many"):
         monkeypatch.setenv("MLOPS_GC_YOUNG_THRESHOLD", value)
-        with pytest.raises(ValidationError, match="gc_young_threshold"):
+        with pytest.raises(ValidationError, match="(?i)gc_young_threshold"):
             probe_settings("127.0.0.1:1")
