@@ -3,8 +3,8 @@ rate whatever the server does, and measures each latency from the moment the req
 stalled server is charged for the requests it delayed (no coordinated omission).
 
 `python -m bench.serving_loadgen URL BODIES.json --rate 500 --duration 20 [--header K:V ...]`
-prints one JSON object: sent, ok, errors by status, achieved rate, p50/p90/p99/max in ms, and the
-seconds with the most requests over 25 ms.
+prints one JSON object: sent, ok, errors by status, achieved rate, p50/p90/p99/max in ms, the
+seconds with the most requests over 25 ms, and (with `--warmup S`) the first S seconds apart.
 """
 
 from __future__ import annotations
@@ -22,37 +22,47 @@ import aiohttp
 
 
 async def run(
-    url: str, bodies: list[bytes], rate: float, duration: float, headers: dict[str, str]
+    url: str, bodies: list[bytes], rate: float, duration: float, headers: dict[str, str], warmup: float = 0.0
 ) -> dict[str, Any]:
+    """`warmup` seconds at the same rate first, reported apart: a new client opens its connections
+    then (up to one per request in flight), which a client that keeps its connections never pays."""
     latencies: list[float] = []
+    warming: list[float] = []
     statuses: Counter[str] = Counter()
     by_second: defaultdict[int, list[float]] = defaultdict(list)  # by the second a request was due
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
-        async def one(body: bytes, due: float) -> None:
+        async def one(body: bytes, due: float, counted: bool) -> None:
             try:
                 async with session.post(url, data=body) as response:
                     await response.read()
-                    statuses[str(response.status)] += 1
+                    if counted:
+                        statuses[str(response.status)] += 1
             except aiohttp.ClientError as exc:
-                statuses[type(exc).__name__] += 1
-            latencies.append(time.perf_counter() - due)
-            by_second[int(due - start)].append(latencies[-1])
+                if counted:
+                    statuses[type(exc).__name__] += 1
+            latency = time.perf_counter() - due
+            if counted:
+                latencies.append(latency)
+                by_second[int(due - measured_from)].append(latency)
+            else:
+                warming.append(latency)
 
-        total = int(rate * duration)
+        skipped, total = int(rate * warmup), int(rate * duration)
         tasks: list[asyncio.Task[None]] = []
         start = time.perf_counter()
-        for i in range(total):
+        measured_from = start + skipped / rate
+        for i in range(skipped + total):
             due = start + i / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due)))
+            tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due, i >= skipped)))
         await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - measured_from
     cuts = quantiles([x * 1000 for x in latencies], n=100, method="inclusive")
-    return {
+    result: dict[str, Any] = {
         "sent": total,
         "ok": statuses.get("200", 0),
         "statuses": dict(statuses),
@@ -63,6 +73,15 @@ async def run(
         "max_ms": max(latencies) * 1000,
         "worst_seconds": worst_seconds(by_second),
     }
+    if warming:
+        warm_cuts = quantiles([x * 1000 for x in warming], n=100, method="inclusive")
+        result["warmup"] = {
+            "seconds": warmup,
+            "sent": skipped,
+            "p99_ms": warm_cuts[98],
+            "max_ms": max(warming) * 1000,
+        }
+    return result
 
 
 def worst_seconds(
@@ -83,10 +102,11 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--header", action="append", default=[], help="K:V")
+    p.add_argument("--warmup", type=float, default=0.0, help="seconds sent first and reported apart")
     args = p.parse_args()
     bodies = [json.dumps(b).encode() for b in json.loads(args.bodies.read_text())]
     headers = dict(h.split(":", 1) for h in args.header) | {"Content-Type": "application/json"}
-    print(json.dumps(asyncio.run(run(args.url, bodies, args.rate, args.duration, headers))))
+    print(json.dumps(asyncio.run(run(args.url, bodies, args.rate, args.duration, headers, args.warmup))))
 
 
 if __name__ == "__main__":
