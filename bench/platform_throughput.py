@@ -108,9 +108,11 @@ def demo_records(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes, byt
 
 async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, bytes]], rate: float,
                     drain_timeout_s: float, during: Coroutine[Any, Any, Any] | None = None,
-                    ) -> dict[str, Any]:  # fmt: skip
+                    during_lead_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Stream `items` at `rate` and wait until every service's consumer groups have caught up;
-    `during` (e.g. a serving load) runs alongside the stream and its result is kept."""
+    `during` (e.g. a serving load) runs alongside the stream and its result is kept. It starts
+    `during_lead_s` before the stream (the load generator's warm-up), so what it measures and the
+    stream start together."""
     lags = LagReader(stack.bootstrap)
     await lags.start()
     try:
@@ -118,10 +120,12 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         start_ends = await lags.end_offsets(topics)
         pids = stack.pids()
         memory = MemorySampler(pids)
+        alongside = asyncio.create_task(during) if during is not None else None
+        if alongside is not None:
+            await asyncio.sleep(during_lead_s)
         memory.start()
         cpu_before, started = cpu_seconds(pids), time.monotonic()
         producing = asyncio.create_task(produce(stack.bootstrap, items, rate))
-        alongside = asyncio.create_task(during) if during is not None else None
         series: list[tuple[float, int]] = []
         # Per consumer group: its peak lag, and the last poll at which it still lagged (the group that
         # catches up last is what limits the end-to-end rate).
@@ -218,7 +222,7 @@ async def _phase(
     rate: float,
     during: Coroutine[Any, Any, Any] | None = None,
 ) -> dict[str, Any]:
-    phase = await run_phase(stack, name, items, rate, args.drain_timeout_s, during)
+    phase = await run_phase(stack, name, items, rate, args.drain_timeout_s, during, platform_serving.WARMUP_S)
     print(json.dumps({k: v for k, v in phase.items() if k != "lag_series"}), flush=True)
     return phase
 
