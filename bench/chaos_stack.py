@@ -53,8 +53,9 @@ class ChaosSupervisor(Supervisor):
         own = super().service_env(name, api_keys_file)
         prefix = name.upper()
         principal = tuple(key for key in bus_access.settings_env("", "") if key in own)
+        nice = tuple(key for key in own if key.endswith("_CPU_NICE"))  # as `mlops up` runs them
         specific = ("KAFKA_BOOTSTRAP_SERVERS", "MLOPS_API_KEYS_FILE", "MLOPS_STATE_DIR", "PYTHONUNBUFFERED",
-                    f"{prefix}_HTTP_HOST", f"{prefix}_HTTP_PORT", *principal)  # fmt: skip
+                    f"{prefix}_HTTP_HOST", f"{prefix}_HTTP_PORT", *principal, *nice)  # fmt: skip
         return {**self.env, **{key: own[key] for key in specific}}
 
 

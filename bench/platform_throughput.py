@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psutil
 
 from bench import platform_serving
 from bench.platform_latency import features_latency
@@ -43,7 +44,7 @@ from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
 from infra.lag import LagReader
-from infra.settings import REPO_ROOT, InfraSettings
+from infra.settings import REPO_ROOT
 
 SERVICES = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 # Consumer groups that must have read every record of the phase (by their services' settings; the
@@ -167,6 +168,20 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
     }  # fmt: skip
 
 
+def niceness(stack: Stack) -> dict[str, int]:
+    """Each component's niceness as it runs (its autogroup's, where the kernel groups by session)."""
+    found = {}
+    for name, pid in stack.pids().items():
+        autogroup = Path(f"/proc/{pid}/autogroup")
+        try:
+            found[name] = (
+                int(autogroup.read_text().split()[-1]) if autogroup.exists() else psutil.Process(pid).nice()
+            )
+        except (OSError, ValueError, psutil.Error):
+            continue
+    return found
+
+
 def _caught_up(series: list[tuple[float, int]]) -> float:
     """When the platform caught up: halfway between the last poll that saw lag and the next one."""
     last = max((i for i, (_, lag) in enumerate(series) if lag > 0), default=-1)
@@ -183,13 +198,8 @@ def _latest_first(last_lag: dict[str, float]) -> dict[str, float]:
 async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     run = f"b{int(time.time()) % 100_000}"
     items = demo_records(args.records, seed=11, prefix=f"{run}-max")
-    nice = (
-        stack.stream_nice
-        if stack.stream_nice is not None
-        else InfraSettings.model_fields["stream_nice"].default
-    )
     result: dict[str, Any] = {
-        "stream_nice": nice,
+        "nice": niceness(stack),
         "baseline": await baseline(stack.bootstrap, items),
         "phases": [],
     }

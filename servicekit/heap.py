@@ -4,9 +4,10 @@ lives for good out of its sight.
 A full (generation 2) collection walks every tracked object, and a service holds millions that live as
 long as the process: Feast, pandas, MLflow, spaCy, a model. While it walks, nothing else runs: a serving
 request waits, however high its CPU priority. So:
-- `settle()` collects, then freezes (gc.freeze) what is alive after a start and after each model swap,
-  so later full collections skip it. Only in a service's own process (`servicekit.runner` says so): a
-  process hosting apps, as the tests do, would keep each of them for good.
+- `settle()` collects, then freezes (gc.freeze) what is alive after a start and after each model swap
+  (unfreezing first then, so a replaced model is not kept), so later full collections skip it. Only
+  in a service's own process (`servicekit.runner` says so): a process hosting apps, as the tests do,
+  would keep each of them for good.
 - a service's process collects its young generation less often than Python's default (`own_process`);
 - `watch_pauses()` times every full collection into `mlops_gc_pause_seconds` (/metrics), so a tail
   that comes from the collector shows as such.
@@ -37,8 +38,9 @@ def own_process(young_threshold: int | None = None) -> None:
 
     A batch of 500 decoded records allocates hundreds of thousands of objects that die by reference
     count within the batch; at Python's 700, the collector ran a young collection every few hundred
-    of them and, every hundred young ones, a full collection (each one 100-250 ms in drift and
-    training under load, docs/benchmarks.md). Cyclic garbage waits a little longer to be freed."""
+    of them and, every hundred young ones, a full collection: 4 to 13 per service in 20,000 records at
+    1,000/s, drift's 140 ms each (wall time, at its lower priority), and none at 10,000
+    (docs/benchmarks.md). Cyclic garbage waits a little longer to be freed."""
     global _own_process
     _own_process = True
     if young_threshold is not None:
@@ -50,10 +52,14 @@ def is_own_process() -> bool:
     return _own_process
 
 
-def settle() -> bool:
-    """Collect, then freeze what is alive; False (and nothing done) outside a service's own process."""
+def settle(*, refreeze: bool = False) -> bool:
+    """Collect, then freeze what is alive; False (and nothing done) outside a service's own process.
+    `refreeze`: unfreeze first, so that what was frozen and has since become cyclic garbage (a replaced
+    model held by a cycle) is collected too, at the cost of one full walk of the heap."""
     if not _own_process:
         return False
+    if refreeze:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
     return True

@@ -14,6 +14,11 @@ Two kernel details decide whether a nice value does anything:
   group and niceness only orders threads *within* a group. The supervisor starts each service in its
   own session, so the group's own nice (/proc/self/autogroup) is what orders services against each
   other. It is only written by a session leader, so a service run from a shell never renices the shell.
+  (The kernel applies autogroups only to tasks in the root CPU cgroup; in a container or under a
+  systemd slice with the cpu controller, the threads' own niceness is what counts, and is set too.)
+
+Niceness is a weight, not a strict order: at 10 against serving's 0, a stream service gets about a
+tenth of a contended core, and Kafka, PostgreSQL and MLflow stay at 0.
 """
 
 from __future__ import annotations
@@ -31,18 +36,25 @@ TASKS = Path("/proc/self/task")
 
 
 def yield_cpu(nice: int) -> None:
-    """Run this process at niceness `nice` (0-19; 0 leaves it as it is). Logs, never raises: a service
-    that cannot lower its priority still works."""
+    """Run this process at niceness `nice` at least (0-19; 0 leaves it as it is): a thread or group
+    already nicer keeps its own (as root, setting a lower value would raise its priority). Logs, never
+    raises: a service that cannot lower its priority still works."""
     if nice <= 0:
         return
+    failed = 0
     for tid in _threads():
         try:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)
-        except OSError as exc:  # a thread that ended meanwhile
-            log.debug("thread %s: %s", tid, exc)
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except OSError as exc:
+            failed += 1
+            log.warning("could not lower the CPU priority of thread %s: %s", tid, exc)
     if os.getsid(0) == os.getpid() and AUTOGROUP.exists():
         _set_autogroup(nice)
-    log.info("running at CPU niceness %d", nice)
+    if not failed:
+        log.info("running at CPU niceness %d", nice)
 
 
 def _threads() -> list[int]:
@@ -55,6 +67,9 @@ def _threads() -> list[int]:
 def _set_autogroup(nice: int) -> None:
     # Writes to any autogroup are rate-limited kernel-wide (one per 100 ms without CAP_SYS_ADMIN), and
     # the supervisor starts every service at once: wait out EAGAIN for a few seconds.
+    group = niceness()[1]
+    if group is not None and group >= nice:
+        return
     for _ in range(50):
         try:
             AUTOGROUP.write_text(f"{nice}\n")

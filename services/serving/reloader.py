@@ -69,6 +69,7 @@ class ModelReloader:
         """Load whatever each alias points at now, if it is not what is served. Never raises.
         A version that failed to load is tried again only when named by `retry` (a new event)."""
         async with self._lock:
+            served = self._served()
             for alias, shadow in self.aliases.items():
                 try:
                     await self._refresh(alias, shadow, retry)
@@ -79,6 +80,18 @@ class ModelReloader:
                     await self._refresh_canary(self.canary_alias)
                 except Exception:
                     log.exception("could not refresh alias %s", self.canary_alias)
+            if self._served() != served:
+                # A load imports MLflow's flavour and sklearn and brings a model: out of the collector's
+                # sight, or every full collection walks them while requests wait. The replaced model is
+                # no longer referenced here, and the heap is unfrozen first, so whatever of it only a
+                # cycle held is freed rather than frozen for good: one full collection per swap
+                # (servicekit/heap.py).
+                heap.settle(refreeze=True)
+
+    def _served(self) -> tuple[int, ...]:
+        """Which model objects are served (their ids: nothing here keeps a replaced one alive)."""
+        canary = self.slot.canary[0] if self.slot.canary else None
+        return tuple(id(m) for m in (self.slot.champion, self.slot.challenger, canary))
 
     async def _refresh_canary(self, alias: str) -> None:
         """The canary alias and its share (the registered model's tag canary_share): loaded, changed
@@ -110,7 +123,6 @@ class ModelReloader:
         MODEL_LOADS.labels(alias, "ok").inc()
         MODEL_VERSION.labels(alias).set(float(version) if version.isdigit() else -1)
         self.slot.set_canary(model, min(share, MAX_SHARE))
-        heap.settle()
         log.info("canary version %s answers %.1f%% of traffic", version, share * 100)
 
     async def _refresh(self, alias: str, shadow: bool, retry: str | None) -> None:
@@ -131,10 +143,6 @@ class ModelReloader:
                 return
         self.failed.discard((alias, version))
         previous = self.slot.swap(model, shadow=shadow)
-        # The first load imports MLflow's flavour and sklearn; each brings a model: out of the
-        # collector's sight, or every full collection walks them while requests wait (one pause here,
-        # at the swap, instead of one per full collection: servicekit/heap.py).
-        heap.settle()
         MODEL_LOADS.labels(alias, "ok").inc()
         MODEL_VERSION.labels(alias).set(float(version) if version.isdigit() else -1)
         log.info(

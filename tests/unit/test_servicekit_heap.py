@@ -29,6 +29,8 @@ def test_a_process_hosting_apps_freezes_nothing() -> None:
 def test_full_collections_are_timed_and_young_ones_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heap, "_watching", False)
     callbacks = list(gc.callbacks)
+    enabled = gc.isenabled()
+    gc.disable()  # only the collections below, none of the collector's own in between
     try:
         heap.watch_pauses("probe")
         heap.watch_pauses("probe")  # once per process
@@ -43,6 +45,8 @@ def test_full_collections_are_timed_and_young_ones_are_not(monkeypatch: pytest.M
         assert 0 < total < 60
     finally:
         gc.callbacks[:] = callbacks
+        if enabled:
+            gc.enable()
 
 
 CHILD = """
@@ -65,7 +69,7 @@ def test_a_services_own_process_freezes_what_is_alive_and_collects_young_objects
     seen = json.loads(out.stdout)
     assert seen["settled"] is True and seen["frozen"] >= 50_000
     # Young collections every 12,345 allocations; the older generations keep Python's ratios.
-    assert seen["threshold"] == [12_345, *seen["default"][1:]] and seen["default"][0] == 700
+    assert seen["threshold"] == [12_345, *seen["default"][1:]] and seen["default"][0] < 12_345
 
 
 def test_a_young_threshold_outside_its_bounds_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,5 +79,5 @@ def test_a_young_threshold_outside_its_bounds_is_refused_by_name(monkeypatch: py
 
     for value in ("0", "99", "1000001", "many"):
         monkeypatch.setenv("MLOPS_GC_YOUNG_THRESHOLD", value)
-        with pytest.raises(ValidationError, match="(?i)gc_young_threshold"):
+        with pytest.raises(ValidationError, match=r"(?i)gc_young_threshold"):
             probe_settings("127.0.0.1:1")

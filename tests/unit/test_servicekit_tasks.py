@@ -94,9 +94,15 @@ def test_services_run_on_the_standard_event_loop(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(heap, "_own_process", False)
     monkeypatch.setattr(heap, "_watching", False)
     monkeypatch.setattr(gc, "callbacks", [])  # the module's name only: the collector keeps its own list
-    run_service(FastAPI(), probe_settings("127.0.0.1:1"))
+    threshold = gc.get_threshold()
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options, gc=gc.get_threshold()))
+    try:
+        run_service(FastAPI(), probe_settings("127.0.0.1:1", gc_young_threshold=4321))
+    finally:
+        gc.set_threshold(*threshold)
     assert seen["loop"] == "asyncio"
     assert heap.is_own_process() and len(gc.callbacks) == 1
+    assert seen["gc"] == (4321, *threshold[1:])  # set before uvicorn starts the app
 
 
 async def test_what_the_start_loaded_is_moved_out_of_the_collectors_sight() -> None:

@@ -113,16 +113,64 @@ async def test_each_swap_and_only_a_swap_settles_the_heap(monkeypatch: pytest.Mo
     that changes nothing settles nothing."""
     from services.serving import reloader as module
 
-    settled: list[str | None] = []
+    settled: list[tuple[str | None, bool]] = []
     slot, registry, reloader = setup()
     serving = lambda: slot.champion.version if slot.champion else None  # noqa: E731
-    monkeypatch.setattr(module.heap, "settle", lambda: settled.append(serving()))
+    monkeypatch.setattr(
+        module.heap, "settle", lambda *, refreeze=False: settled.append((serving(), refreeze))
+    )
     await reloader.refresh()
     await reloader.refresh()
-    assert settled == ["1"]  # after the swap, with the new model in place
+    assert settled == [("1", True)]  # after the swap, with the new model in place, unfreezing first
     registry.broken.add("3")
     registry.aliases["champion"] = "3"
     await reloader.on_promoted(promoted("3"))
     registry.aliases["champion"] = "2"
     await reloader.on_promoted(promoted("2"))
-    assert settled == ["1", "2"]
+    assert settled == [("1", True), ("2", True)]
+
+
+# A service's own process: a model whose scorer only a cycle holds, swapped out after being frozen.
+SWAPS = """
+import asyncio, dataclasses, gc, json, sys, weakref
+from servicekit import heap
+from services.serving.domain.model import ModelSlot
+from services.serving.reloader import ModelReloader
+from tests.unit.test_serving_support import FakeRegistry, loaded
+
+class Cyclic:
+    def __init__(self):
+        self.me, self.weights = self, [[0.0] * 100 for _ in range(100)]
+
+class Fresh(FakeRegistry):
+    def load(self, version, alias):  # a new model each time, kept by nothing but the slot
+        return dataclasses.replace(loaded(version), alias=alias, scorer=Cyclic())
+
+if sys.argv[1] == "plain":  # what settling without unfreezing would do
+    heap.settle = lambda *, refreeze=False: (gc.collect(), gc.freeze())
+heap.own_process()
+slot, registry = ModelSlot(), Fresh({}, {"champion": "1"})
+reloader = ModelReloader(slot, registry, "credit-risk", "champion", None)
+asyncio.run(reloader.refresh())
+first = weakref.ref(slot.champion.scorer)
+registry.aliases["champion"] = "2"
+asyncio.run(reloader.refresh())
+print(json.dumps({"serving": slot.champion.version, "first_scorer_alive": first() is not None}))
+"""
+
+
+@pytest.mark.parametrize("mode, kept", [("refreeze", False), ("plain", True)])
+def test_a_replaced_model_held_by_a_cycle_is_freed_not_frozen(mode: str, kept: bool) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from infra.settings import REPO_ROOT
+
+    out = subprocess.run(
+        [sys.executable, "-c", SWAPS, mode], cwd=REPO_ROOT, env=dict(os.environ),
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"serving": "2", "first_scorer_alive": kept}

@@ -24,7 +24,7 @@ class SqliteUpsert:
         from feast.infra.online_stores.sqlite import _quote_id, _table_id
         from feast.utils import to_naive_utc
 
-        self._conn = store._get_conn(config)
+        self._store, self._config = store, config
         versioned = config.registry.enable_online_feature_view_versioning
         table = _quote_id(_table_id(config.project, view, versioned))
         columns = ("entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts")
@@ -61,5 +61,6 @@ class SqliteUpsert:
                 (key_bytes, name, value.SerializeToString(), text(value, False)[0], event_ts, created_ts)
                 for name, value in values.items()
             ]
-        with self._conn:
-            self._conn.executemany(self._sql, rows)
+        conn = self._store._get_conn(self._config)  # Feast's own connection, as its write asks for it
+        with conn:
+            conn.executemany(self._sql, rows)
