@@ -45,6 +45,7 @@ from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
 from infra.lag import LagReader
 from infra.settings import REPO_ROOT
+from servicekit.priority import autogroup_nice
 
 SERVICES = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 # Consumer groups that must have read every record of the phase (by their services' settings; the
@@ -80,8 +81,9 @@ def add_stack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlflow-port", type=int, default=41_500, help="cluster profile")
     p.add_argument("--redis-port", type=int, default=41_380, help="cluster profile")
     p.add_argument(
-        "--stream-nice", type=int, help="MLOPS_STREAM_NICE of the stack (default: the platform's, 10)"
-    )
+        "--stream-nice", type=int, choices=range(20), metavar="0-19",
+        help="MLOPS_STREAM_NICE of the stack (default: the platform's, 10)",
+    )  # fmt: skip
 
 
 def make_stack(args: argparse.Namespace, state: Path, profile: str, instances: int) -> Stack:
@@ -172,11 +174,9 @@ def niceness(stack: Stack) -> dict[str, int]:
     """Each component's niceness as it runs (its autogroup's, where the kernel groups by session)."""
     found = {}
     for name, pid in stack.pids().items():
-        autogroup = Path(f"/proc/{pid}/autogroup")
         try:
-            found[name] = (
-                int(autogroup.read_text().split()[-1]) if autogroup.exists() else psutil.Process(pid).nice()
-            )
+            group = autogroup_nice(pid)
+            found[name] = group if group is not None else psutil.Process(pid).nice()
         except (OSError, ValueError, psutil.Error):
             continue
     return found

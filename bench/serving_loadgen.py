@@ -20,6 +20,8 @@ from typing import Any
 
 import aiohttp
 
+from servicekit.cli_args import non_negative_float, positive_float
+
 
 async def run(
     url: str, bodies: list[bytes], rate: float, duration: float, headers: dict[str, str], warmup: float = 0.0
@@ -95,15 +97,21 @@ def worst_seconds(
             for s in ranked]  # fmt: skip
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.serving_loadgen")
     p.add_argument("url")
     p.add_argument("bodies", type=Path, help="JSON list of request bodies (objects), used in turn")
-    p.add_argument("--rate", type=float, default=500.0)
-    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--rate", type=positive_float, default=500.0)
+    p.add_argument("--duration", type=positive_float, default=20.0)
     p.add_argument("--header", action="append", default=[], help="K:V")
-    p.add_argument("--warmup", type=float, default=0.0, help="seconds sent first and reported apart")
-    args = p.parse_args()
+    p.add_argument(
+        "--warmup", type=non_negative_float, default=0.0, help="seconds sent first and reported apart"
+    )
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     bodies = [json.dumps(b).encode() for b in json.loads(args.bodies.read_text())]
     headers = dict(h.split(":", 1) for h in args.header) | {"Content-Type": "application/json"}
     print(json.dumps(asyncio.run(run(args.url, bodies, args.rate, args.duration, headers, args.warmup))))

@@ -84,7 +84,14 @@ def _set_autogroup(nice: int) -> None:
 
 def niceness() -> tuple[int, int | None]:
     """(this thread's nice, its autogroup's nice or None without autogroups): for tests and status."""
-    group = None
-    if AUTOGROUP.exists():
-        group = int(AUTOGROUP.read_text().split("nice")[-1])
-    return os.getpriority(os.PRIO_PROCESS, 0), group
+    return os.getpriority(os.PRIO_PROCESS, 0), autogroup_nice()
+
+
+def autogroup_nice(pid: int | str = "self") -> int | None:
+    """The nice of a process's autogroup (`/proc/<pid>/autogroup` reads "/autogroup-N nice K"); None
+    on a kernel without autogroups."""
+    path = AUTOGROUP if pid == "self" else Path(f"/proc/{pid}/autogroup")
+    try:
+        return int(path.read_text().split("nice")[-1])
+    except FileNotFoundError:
+        return None

@@ -15,6 +15,7 @@ from pydantic_settings import SettingsConfigDict
 
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import Supervisor
+from servicekit.priority import autogroup_nice
 from servicekit.settings import ServiceSettings
 
 # A thread that runs before the call (as a BLAS pool started by an import) and one started after it.
@@ -40,8 +41,7 @@ def run_child(nice: int, *, own_session: bool) -> dict[str, object]:
 
 
 def own_autogroup() -> int | None:
-    path = Path("/proc/self/autogroup")
-    return int(path.read_text().split()[-1]) if path.exists() else None
+    return autogroup_nice()
 
 
 def test_a_session_leader_yields_with_every_thread_and_its_autogroup() -> None:

@@ -7,9 +7,11 @@ import asyncio
 import socket
 import time
 
+import pytest
 from aiohttp import web
 
-from bench.serving_loadgen import run, worst_seconds
+from bench import platform_throughput
+from bench.serving_loadgen import parse_args, run, worst_seconds
 
 
 def free_port() -> int:
@@ -50,3 +52,23 @@ def test_the_worst_seconds_are_those_with_the_most_slow_requests() -> None:
         {"second": 7, "over_25_ms": 3, "max_ms": 200.0},
     ]
     assert worst_seconds({0: [0.001]}) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--warmup", "-1"], ["--warmup", "nan"], ["--rate", "0"], ["--duration", "-5"], ["--rate", "fast"]],
+)
+def test_the_load_generator_refuses_nonsense(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["http://127.0.0.1:1/predict", "bodies.json", *argv])
+    assert exited.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("nice", ["-1", "20", "high"])
+def test_the_platform_bench_refuses_a_niceness_outside_0_to_19(
+    nice: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        platform_throughput.parse_args(["--stream-nice", nice])
+    assert exited.value.code == 2 and "--stream-nice" in capsys.readouterr().err
+    assert platform_throughput.parse_args(["--stream-nice", "0"]).stream_nice == 0
