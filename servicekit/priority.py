@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 AUTOGROUP = Path("/proc/self/autogroup")
 TASKS = Path("/proc/self/task")
+_AUTOGROUP_LINE = re.compile(r"nice\s+(-?\d+)")
 
 
 def yield_cpu(nice: int) -> None:
@@ -68,7 +70,7 @@ def _set_autogroup(nice: int) -> None:
     # Writes to any autogroup are rate-limited kernel-wide (one per 100 ms without CAP_SYS_ADMIN), and
     # the supervisor starts every service at once: wait out EAGAIN for a few seconds.
     group = niceness()[1]
-    if group is not None and group >= nice:
+    if group is None or group >= nice:  # None: the root group, whose weight is not ours to set
         return
     for _ in range(50):
         try:
@@ -89,9 +91,12 @@ def niceness() -> tuple[int, int | None]:
 
 def autogroup_nice(pid: int | str = "self") -> int | None:
     """The nice of a process's autogroup (`/proc/<pid>/autogroup` reads "/autogroup-N nice K"); None
-    on a kernel without autogroups."""
+    on a kernel without autogroups, and for a process in the root group, which the kernel shows as an
+    empty file (a process whose session began before any setsid, as under some CI runners) and whose
+    weight cannot be set."""
     path = AUTOGROUP if pid == "self" else Path(f"/proc/{pid}/autogroup")
     try:
-        return int(path.read_text().split("nice")[-1])
-    except FileNotFoundError:
+        found = _AUTOGROUP_LINE.search(path.read_text())
+    except OSError:  # no autogroups, or the process is gone
         return None
+    return int(found.group(1)) if found else None
