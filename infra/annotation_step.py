@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from infra.demo_loop import client
@@ -138,8 +139,10 @@ def _audited(audit: httpx.Client, prediction_id: str) -> dict[str, Any] | None:
     if not labels:
         return None
     found = labels[0]
+    report = audit.get("/verify").json()
     return {k: found[k] for k in ("task_id", "annotators", "agreement", "caused_by_prediction")} | {
-        "intact": audit.get("/verify").json().get("intact")
+        "intact": report.get("intact"),
+        "problems": report.get("problems", [])[:5],  # what a broken chain is broken by, to act on
     }
 
 
@@ -207,7 +210,7 @@ def _table(settings: InfraSettings, f: dict[str, Any]) -> Table:
     table.add_row(
         "audit trail",
         f"label of task {audit['task_id']} by {', '.join(audit['annotators'])}, {link}; "
-        f"chain {'intact' if audit['intact'] else '[red]broken[/]'}",
+        f"chain {'intact' if audit['intact'] else '[red]broken[/]: ' + escape('; '.join(audit['problems']))}",
     )
     table.add_row(
         "label it yourself",

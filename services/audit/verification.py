@@ -209,7 +209,7 @@ def _compare_with_kafka(
                 name,
                 stored_coordinates(store.reader, topic, partition),
                 log.records(topic, partition, start, stop),
-                PartitionLog(start, end, groups_offsets.get(partition)),
+                PartitionLog(start, end, groups_offsets.get(partition), read_until=stop),
                 head,
                 lambda record: _stored_elsewhere(store, record),
             )

@@ -260,6 +260,31 @@ def test_rows_appended_after_the_head_was_read_are_not_called_forged(trail: Trai
     assert found.problems == [] and found.checked == 10
 
 
+@pytest.mark.parametrize("in_chain_at_head", [False, True])
+def test_a_row_stored_after_the_stores_offsets_were_read_is_newer_unless_the_head_had_it(
+    trail: Trail, in_chain_at_head: bool
+) -> None:
+    """Found by calling /verify in a loop while the demo stack was scoring: Kafka already holds the
+    record (its offset is below the end verify read), but the row was stored after verify read the
+    store's last offsets, so the records were read only up to there. Newer, not forged; yet a row
+    the head already counted must have been read, so past that point it is a claim Kafka cannot back."""
+    head = trail.store.head()[0].length
+    trail.capture(lineage_flow("pred-4")[:1])  # Kafka gets offset 10, then the store its row
+    if in_chain_at_head:
+        head = trail.store.head()[0].length
+    found = compare_partition(
+        "flow:0",
+        stored_coordinates(trail.store.reader, "flow", 0),
+        trail.log.records("flow", 0, 0, 10),  # the store's last offset was 9 when verify read it
+        PartitionLog(0, 11, 10, read_until=10),
+        head,
+        lambda _: False,
+    )
+    assert found.checked == 10
+    forged = [f"row {head} claims flow:0@10, which Kafka never held"]
+    assert found.problems == (forged if in_chain_at_head else [])
+
+
 @pytest.mark.parametrize(
     "edit",
     [

@@ -104,6 +104,14 @@ class PartitionLog:
     """Offset the next record will get, read after the chain's head."""
     committed: int | None = None
     """Offset the audit consumer group committed (every record below it was stored first)."""
+    read_until: int | None = None
+    """Offset below which the records were read (`end` when None): the store's last offset, read after
+    the head, or the committed offset if higher. A row past it arrived while verify ran, unless its
+    sequence number shows it was in the chain when the head was read."""
+
+    @property
+    def compared_until(self) -> int:
+        return self.end if self.read_until is None else min(self.read_until, self.end)
 
 
 @dataclass
@@ -149,7 +157,7 @@ def compare_partition(
             unstored(record)
             record = next(pending, None)
         if record is None or record.offset != row.offset:
-            if row.offset < log.end or row.seq <= head:
+            if row.offset < log.compared_until or row.seq <= head:
                 found.add(f"row {row.seq} claims {name}@{row.offset}, which Kafka never held")
             continue
         # A row may leave out the key's digest (when the key is a data subject's id, a bare SHA-256
