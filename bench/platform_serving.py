@@ -61,6 +61,9 @@ async def load(stack: Stack, entity_ids: list[str], rate: float, duration_s: flo
         "--rate", str(rate), "--duration", str(duration_s), "--header", f"X-API-Key:{client_key(stack)}",
         "--warmup", str(WARMUP_S),
     ]  # fmt: skip
+    serving_pid = stack.pids().get("serving")
+    if serving_pid:  # each second's run-queue wait of serving and of the load generator
+        command += ["--watch-pid", str(serving_pid)]
     process = await asyncio.create_subprocess_exec(*command, cwd=REPO_ROOT, stdout=subprocess.PIPE)
     out, _ = await process.communicate()
     Path(bodies.name).unlink(missing_ok=True)

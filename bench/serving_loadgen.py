@@ -5,6 +5,9 @@ stalled server is charged for the requests it delayed (no coordinated omission).
 `python -m bench.serving_loadgen URL BODIES.json --rate 500 --duration 20 [--header K:V ...]`
 prints one JSON object: sent, ok, errors by status, achieved rate, p50/p90/p99/max in ms, the
 seconds with the most requests over 25 ms, and (with `--warmup S`) the first S seconds apart.
+With `--watch-pid PID` (the server's), every second also gets how long the server's threads and the
+load generator's own waited for a CPU (bench/runqueue.py): whether a slow second was the server
+working or the server (or the client) waiting for a core.
 """
 
 from __future__ import annotations
@@ -12,22 +15,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from statistics import quantiles
+from statistics import median, quantiles
 from typing import Any
 
 import aiohttp
 
-from servicekit.cli_args import non_negative_float, positive_float
+from bench.runqueue import RunQueueSampler
+from servicekit.cli_args import non_negative_float, positive_float, positive_int
 
 
 async def run(
-    url: str, bodies: list[bytes], rate: float, duration: float, headers: dict[str, str], warmup: float = 0.0
+    url: str,
+    bodies: list[bytes],
+    rate: float,
+    duration: float,
+    headers: dict[str, str],
+    warmup: float = 0.0,
+    watch_pid: int | None = None,
 ) -> dict[str, Any]:
     """`warmup` seconds at the same rate first, reported apart: a new client opens its connections
-    then (up to one per request in flight), which a client that keeps its connections never pays."""
+    then (up to one per request in flight), which a client that keeps its connections never pays.
+    `watch_pid`: the server's process, whose run-queue wait is sampled with the load generator's."""
     latencies: list[float] = []
     warming: list[float] = []
     statuses: Counter[str] = Counter()
@@ -53,6 +65,8 @@ async def run(
 
         skipped, total = int(rate * warmup), int(rate * duration)
         tasks: list[asyncio.Task[None]] = []
+        sampler = RunQueueSampler({"server": watch_pid, "loadgen": os.getpid()} if watch_pid else {})
+        sampler.start()
         start = time.perf_counter()
         measured_from = start + skipped / rate
         for i in range(skipped + total):
@@ -63,6 +77,7 @@ async def run(
             tasks.append(asyncio.create_task(one(bodies[i % len(bodies)], due, i >= skipped)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - measured_from
+        await sampler.stop()
     cuts = quantiles([x * 1000 for x in latencies], n=100, method="inclusive")
     result: dict[str, Any] = {
         "sent": total,
@@ -75,6 +90,12 @@ async def run(
         "max_ms": max(latencies) * 1000,
         "worst_seconds": worst_seconds(by_second),
     }
+    if watch_pid:
+        waits = sampler.per_second(measured_from)
+        result["runqueue_ms_per_s"] = {name: spread(w, int(duration)) for name, w in waits.items()}
+        for second in result["worst_seconds"]:
+            second.update({f"{name}_runqueue_ms": round(w.get(second["second"], 0.0), 1)
+                           for name, w in waits.items()})  # fmt: skip
     if warming:
         warm_cuts = quantiles([x * 1000 for x in warming], n=100, method="inclusive")
         result["warmup"] = {
@@ -97,6 +118,12 @@ def worst_seconds(
             for s in ranked]  # fmt: skip
 
 
+def spread(waits: dict[int, float], seconds: int) -> dict[str, float]:
+    """Median and max over the measured seconds (a second without a sample counts as 0 ms)."""
+    values = sorted(waits.get(s, 0.0) for s in range(max(seconds, 1)))
+    return {"median": round(median(values), 1), "max": round(values[-1], 1)}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.serving_loadgen")
     p.add_argument("url")
@@ -107,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--warmup", type=non_negative_float, default=0.0, help="seconds sent first and reported apart"
     )
+    p.add_argument("--watch-pid", type=positive_int, help="the server's pid: its run-queue wait per second")
     return p.parse_args(argv)
 
 
@@ -114,7 +142,8 @@ def main() -> None:
     args = parse_args()
     bodies = [json.dumps(b).encode() for b in json.loads(args.bodies.read_text())]
     headers = dict(h.split(":", 1) for h in args.header) | {"Content-Type": "application/json"}
-    print(json.dumps(asyncio.run(run(args.url, bodies, args.rate, args.duration, headers, args.warmup))))
+    result = run(args.url, bodies, args.rate, args.duration, headers, args.warmup, args.watch_pid)
+    print(json.dumps(asyncio.run(result)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ warm-up is reported apart from what is measured, and the seconds that hold a tai
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 
@@ -11,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from bench import platform_throughput
-from bench.serving_loadgen import parse_args, run, worst_seconds
+from bench.runqueue import RunQueueSampler, waited_ns
+from bench.serving_loadgen import parse_args, run, spread, worst_seconds
 
 
 def free_port() -> int:
@@ -72,3 +74,55 @@ def test_the_platform_bench_refuses_a_niceness_outside_0_to_19(
         platform_throughput.parse_args(["--stream-nice", nice])
     assert exited.value.code == 2 and "--stream-nice" in capsys.readouterr().err
     assert platform_throughput.parse_args(["--stream-nice", "0"]).stream_nice == 0
+
+
+def test_run_queue_wait_is_read_per_thread_and_a_gone_process_is_none() -> None:
+    mine = waited_ns(os.getpid())
+    assert mine is not None and mine >= 0
+    assert waited_ns(2**22 + 1) is None  # above any pid Linux gives
+
+
+def test_run_queue_wait_per_second_is_the_delta_placed_in_the_later_samples_second() -> None:
+    sampler = RunQueueSampler({"server": 1, "loadgen": 2})
+    ms = 1_000_000
+    sampler.samples = [
+        (9.95, {"server": 0, "loadgen": 0}),  # before the origin: only the base of the next delta
+        (10.05, {"server": 4 * ms, "loadgen": 0}),
+        (10.55, {"server": 10 * ms, "loadgen": None}),  # gone: no delta either side
+        (11.2, {"server": 7 * ms, "loadgen": 5 * ms}),  # a thread ended: below zero counts as zero
+        (11.4, {"server": 57 * ms, "loadgen": 6 * ms}),
+    ]
+    assert sampler.per_second(origin=10.0) == {"server": {0: 10.0, 1: 50.0}, "loadgen": {0: 0.0, 1: 1.0}}
+    assert spread({0: 10.0, 1: 50.0}, 4) == {"median": 5.0, "max": 50.0}
+
+
+async def test_a_watched_run_gives_each_second_the_servers_and_its_own_wait() -> None:
+    async def predict(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/predict", predict)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:  # the server is this process too: both names watch it
+        result = await run(f"http://127.0.0.1:{port}/predict", [b"{}"], 200, 2.0, {}, watch_pid=os.getpid())
+    finally:
+        await runner.cleanup()
+    waits = result["runqueue_ms_per_s"]
+    assert set(waits) == {"server", "loadgen"}
+    assert all(0 <= w["median"] <= w["max"] <= 1000 * 2 for w in waits.values())  # 2 cores at most
+    assert all("server_runqueue_ms" in s and "loadgen_runqueue_ms" in s for s in result["worst_seconds"])
+    plain = await run(f"http://127.0.0.1:{free_port()}/predict", [b"{}"], 50, 0.2, {})
+    assert "runqueue_ms_per_s" not in plain and plain["ok"] == 0  # nothing listens: errors, not a crash
+
+
+@pytest.mark.parametrize("pid", ["0", "-3", "serving"])
+def test_the_load_generator_refuses_a_pid_that_is_not_one(
+    pid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["http://127.0.0.1:1/predict", "bodies.json", "--watch-pid", pid])
+    assert exited.value.code == 2 and "--watch-pid" in capsys.readouterr().err
