@@ -88,6 +88,7 @@ async def run(
         "p90_ms": cuts[89],
         "p99_ms": cuts[98],
         "max_ms": max(latencies) * 1000,
+        "over_25_ms": sum(x > 0.025 for x in latencies),
         "worst_seconds": worst_seconds(by_second),
     }
     if watch_pid:
@@ -103,6 +104,7 @@ async def run(
             "sent": skipped,
             "p99_ms": warm_cuts[98],
             "max_ms": max(warming) * 1000,
+            "over_25_ms": sum(x > 0.025 for x in warming),
         }
     return result
 

@@ -10,8 +10,9 @@ import time
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench import platform_throughput
+from bench import platform_serving, platform_throughput
 from bench.runqueue import RunQueueSampler, waited_ns
 from bench.serving_loadgen import parse_args, run, spread, worst_seconds
 
@@ -45,6 +46,7 @@ async def test_a_slow_start_is_reported_as_the_warm_up_not_as_the_tail() -> None
     assert result["sent"] == 100 and result["ok"] == 100 and result["statuses"] == {"200": 100}
     assert result["warmup"]["sent"] == 50 and result["warmup"]["max_ms"] >= 80
     assert result["max_ms"] < 80  # none of the slow answers is among the measured ones
+    assert result["warmup"]["over_25_ms"] >= 30 and result["over_25_ms"] < 30
 
 
 def test_the_worst_seconds_are_those_with_the_most_slow_requests() -> None:
@@ -126,3 +128,26 @@ def test_the_load_generator_refuses_a_pid_that_is_not_one(
     with pytest.raises(SystemExit) as exited:
         parse_args(["http://127.0.0.1:1/predict", "bodies.json", "--watch-pid", pid])
     assert exited.value.code == 2 and "--watch-pid" in capsys.readouterr().err
+
+
+def test_serving_s_slow_requests_inside_the_app_are_read_from_its_own_histograms() -> None:
+    registry = CollectorRegistry()
+    buckets = (0.005, 0.01, 0.025, 0.05, 0.1)
+    http = Histogram("mlops_http_request_seconds", "", ["service", "route", "status"], registry=registry,
+                     buckets=buckets)  # fmt: skip
+    handler = Histogram("serving_prediction_seconds", "", ["source"], registry=registry, buckets=buckets)
+    for seconds in (0.002, 0.02, 0.03, 0.2):
+        http.labels("serving", "/predict", "200").observe(seconds)
+    http.labels("serving", "/predict", "422").observe(0.5)  # another status: not a served prediction
+    http.labels("serving", "/model", "200").observe(0.5)
+    handler.labels("entity").observe(0.04)
+    handler.labels("features").observe(0.04)
+    before = platform_serving.parse_inside(generate_latest(registry).decode())
+    assert before == {"app": (4.0, 2.0), "handler": (1.0, 1.0)}
+    handler.labels("entity").observe(0.001)
+    after = platform_serving.parse_inside(generate_latest(registry).decode())
+    assert platform_serving.inside_delta(before, after) == {
+        "app": {"requests": 0, "over_25_ms": 0},
+        "handler": {"requests": 1, "over_25_ms": 0},
+    }
+    assert platform_serving.inside_delta(None, after) is None  # /metrics did not answer
