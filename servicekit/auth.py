@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -114,39 +114,52 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 bearer_header = HTTPBearer(auto_error=False, description="The same API key as a bearer token (for scrapers).")
 
 
-def require_roles(*roles: Role) -> Callable[..., Principal]:
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """Dependency admitting the given roles (admin is admitted everywhere)."""
     admitted = frozenset(roles) | {Role.ADMIN}
 
-    def dependency(
+    # Async although nothing here awaits: FastAPI runs a plain `def` dependency in its thread pool,
+    # one hand-off to a worker thread and back per request, and under load each hand-off waits for
+    # a core. A hash and a dict lookup belong on the event loop. (Code that checks a key itself
+    # calls `authorize`, which is plain: calling this would only make a coroutine, admitting all.)
+    async def dependency(
         request: Request,
         api_key: Annotated[str | None, Depends(api_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_header)],
     ) -> Principal:
-        key = api_key or (bearer.credentials if bearer else None)
-        if not key:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing API key (X-API-Key header)",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        registry: ApiKeyRegistry = request.app.state.api_keys
-        principal = registry.authenticate(key)
-        if principal is None:
-            log.warning("rejected an unknown API key", extra={"path": request.url.path})
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"}
-            )
-        if principal.role not in admitted:
-            allowed = ", ".join(sorted(r.value for r in admitted))
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"role '{principal.role}' may not call this; needs {allowed}"
-            )
-        request.state.principal = principal
-        return principal
+        return authorize(request, api_key, bearer, admitted)
 
     dependency.admitted_roles = admitted  # type: ignore[attr-defined]  # read by declare_roles
     return dependency
+
+
+def authorize(
+    request: Request,
+    api_key: str | None,
+    bearer: HTTPAuthorizationCredentials | None,
+    admitted: frozenset[Role],
+) -> Principal:
+    """The principal of the request's key if its role is `admitted` (admin always is); 401 without a
+    key or with an unknown one, 403 for another role."""
+    key = api_key or (bearer.credentials if bearer else None)
+    if not key:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key (X-API-Key header)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    registry: ApiKeyRegistry = request.app.state.api_keys
+    principal = registry.authenticate(key)
+    if principal is None:
+        log.warning("rejected an unknown API key", extra={"path": request.url.path})
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
+    if principal.role not in admitted | {Role.ADMIN}:
+        allowed = ", ".join(sorted(r.value for r in admitted))
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"role '{principal.role}' may not call this; needs {allowed}"
+        )
+    request.state.principal = principal
+    return principal
 
 
 def admitted_roles(dependant: Dependant) -> frozenset[Role] | None:

@@ -29,7 +29,7 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from servicekit.auth import Principal, Role, api_key_header, bearer_header, require_roles
+from servicekit.auth import Principal, Role, api_key_header, authorize, bearer_header
 from servicekit.errors import ServiceError
 
 SECRET_MIN_CHARS = 32
@@ -167,12 +167,14 @@ SignatureParam = Annotated[
 ]
 
 
-def key_or_link(resource_of: Callable[[Request], str], *roles: Role) -> Callable[..., Principal | SignedLink]:
+def key_or_link(
+    resource_of: Callable[[Request], str], *roles: Role
+) -> Callable[..., Awaitable[Principal | SignedLink]]:
     """Dependency admitting an API key of `roles` (and admin), or, without a key, a valid signed link
     for the resource `resource_of(request)` names. The signer is `request.app.state.link_signer`."""
-    by_key = require_roles(*roles)
+    admitted = frozenset(roles) | {Role.ADMIN}
 
-    def dependency(
+    async def dependency(  # async: on the event loop, not a thread-pool hand-off (see require_roles)
         request: Request,
         api_key: Annotated[str | None, Depends(api_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_header)],
@@ -180,11 +182,11 @@ def key_or_link(resource_of: Callable[[Request], str], *roles: Role) -> Callable
         signature: SignatureParam = None,
     ) -> Principal | SignedLink:
         if api_key or bearer or (expires is None and signature is None):
-            return by_key(request, api_key, bearer)
+            return authorize(request, api_key, bearer, admitted)
         signer: LinkSigner = request.app.state.link_signer
         link = signer.verify(resource_of(request), expires, signature)
         request.state.link = link
         return link
 
-    dependency.admitted_roles = by_key.admitted_roles  # type: ignore[attr-defined]  # declare_roles
+    dependency.admitted_roles = admitted  # type: ignore[attr-defined]  # declare_roles
     return dependency

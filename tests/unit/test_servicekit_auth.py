@@ -7,12 +7,14 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
+import fastapi.dependencies.utils
 import pytest
 from fastapi import Depends
 from fastapi.testclient import TestClient
 
 from servicekit.app import create_service_app
 from servicekit.auth import ApiKeyRegistry, Principal, Role, hash_key, require_roles, write_dev_keys
+from servicekit.signed_links import key_or_link
 from tests.support import probe_settings
 
 
@@ -123,3 +125,27 @@ def test_registry_rejects_malformed_entries() -> None:
         ApiKeyRegistry.from_json('[{"name": "x", "role": "ops", "sha256": "not-hex"}]')
     with pytest.raises(ValueError, match="role"):
         ApiKeyRegistry.from_json(f'[{{"name": "x", "role": "root", "sha256": "{"a" * 64}"}}]')
+
+
+@pytest.mark.parametrize(("role", "status"), [("client", 200), ("ops", 403), (None, 401)])
+def test_keys_are_checked_on_the_event_loop_not_in_the_thread_pool(
+    client: TestClient, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch, role: str | None, status: int
+) -> None:
+    """A plain `def` dependency costs every request a hand-off to a worker thread and back, which
+    waits for a core under load (serving's tail in docs/benchmarks.md): no route's key check may
+    need the pool, whether it admits a key or a signed link."""
+
+    async def no_pool(*_: object, **__: object) -> None:
+        raise AssertionError("a dependency ran in the thread pool")
+
+    monkeypatch.setattr(fastapi.dependencies.utils, "run_in_threadpool", no_pool)
+
+    @client.app.get("/signed")  # type: ignore[attr-defined]
+    async def signed(
+        _: Annotated[object, Depends(key_or_link(lambda _: "probe", Role.CLIENT))],
+    ) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    headers = {"X-API-Key": keys[role]} if role else {}
+    assert client.get("/predict", headers=headers).status_code == status
+    assert client.get("/signed", headers=headers).status_code == status
