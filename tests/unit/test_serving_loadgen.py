@@ -7,6 +7,8 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -23,6 +25,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@asynccontextmanager
+async def serving(predict: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """A real HTTP server on a free port answering POST /predict with `predict`; its URL."""
+    app = web.Application()
+    app.router.add_post("/predict", predict)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/predict"
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_slow_start_is_reported_as_the_warm_up_not_as_the_tail() -> None:
     started = time.perf_counter()
 
@@ -32,17 +49,9 @@ async def test_a_slow_start_is_reported_as_the_warm_up_not_as_the_tail() -> None
             await asyncio.sleep(0.08)
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/predict", predict)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(predict) as url:
         started = time.perf_counter()
-        result = await run(f"http://127.0.0.1:{port}/predict", [b"{}"], 100, 1.0, {}, warmup=0.5)
-    finally:
-        await runner.cleanup()
+        result = await run(url, [b"{}"], 100, 1.0, {}, warmup=0.5)
     assert result["sent"] == 100 and result["ok"] == 100 and result["statuses"] == {"200": 100}
     assert result["warmup"]["sent"] == 50 and result["warmup"]["max_ms"] >= 80
     assert result["max_ms"] < 80  # none of the slow answers is among the measured ones
@@ -103,19 +112,12 @@ async def test_a_watched_run_gives_each_second_the_servers_and_its_own_wait() ->
         await request.read()
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/predict", predict)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:  # the server is this process too: both names watch it
-        result = await run(f"http://127.0.0.1:{port}/predict", [b"{}"], 200, 2.0, {}, watch_pid=os.getpid())
-    finally:
-        await runner.cleanup()
+    async with serving(predict) as url:  # the server is this process too: both names watch it
+        result = await run(url, [b"{}"], 200, 2.0, {}, watch_pid=os.getpid())
     waits = result["runqueue_ms_per_s"]
     assert set(waits) == {"server", "loadgen"}
-    assert all(0 <= w["median"] <= w["max"] <= 1000 * 2 for w in waits.values())  # 2 cores at most
+    threads = len(os.listdir("/proc/self/task"))  # each waits at most the whole second
+    assert all(0 <= w["median"] <= w["max"] <= 1000 * threads for w in waits.values())
     assert all("server_runqueue_ms" in s and "loadgen_runqueue_ms" in s for s in result["worst_seconds"])
     plain = await run(f"http://127.0.0.1:{free_port()}/predict", [b"{}"], 50, 0.2, {})
     assert "runqueue_ms_per_s" not in plain and plain["ok"] == 0  # nothing listens: errors, not a crash
