@@ -28,8 +28,8 @@ from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
 from infra.bus_access import kafka_options
 from servicekit.auth import Role, write_dev_keys
-from services.audit.domain.chain import CHAIN_FIELDS, GENESIS, ROW_FIELDS, Head, extend, link
-from services.audit.domain.entry import Captured, to_entry
+from services.audit.domain.entry import Captured
+from tests.e2e import audit_tamper
 from tests.support import create_topic
 from tests.unit.test_audit_support import lineage_flow
 
@@ -232,7 +232,7 @@ def test_raw_sql_tampering_of_the_running_service_is_caught_by_verify(
     assert report["intact"] is True, report["problems"]
     assert report["anchors_checked"] >= 1 and report["kafka_rows_checked"] == TAMPER_EVENTS
     assert _cli(env, db)[0] == 0
-    intact_copy = _copy(db, tmp_path / "intact.db")
+    intact_copy = audit_tamper.copy(db, tmp_path / "intact.db")
 
     # Live, on the service's own file: drop the guards, then append a forged ModelPromoted whose hash
     # is computed correctly. Before, GET /verify passed both and /events served the forgery.
@@ -241,7 +241,7 @@ def test_raw_sql_tampering_of_the_running_service_is_caught_by_verify(
         conn.execute("DROP TRIGGER audit_events_no_delete")
     assert any("append-only guard" in p for p in _verify(url, headers)["problems"])
     forged = lineage_flow(version="666")[3]
-    _append(db, Captured(topic, 0, 10**6, 0, forged.key(), encode_event(forged)))
+    audit_tamper.append(db, Captured(topic, 0, 10**6, 0, forged.key(), encode_event(forged)))
     served = httpx.get(f"{url}/events", params={"model_version": "666"}, headers=headers, timeout=30)
     assert [e["event_type"] for e in served.json()["items"]] == ["ModelPromoted"]
     problems = _verify(url, headers)["problems"]
@@ -260,13 +260,13 @@ def test_raw_sql_tampering_of_the_running_service_is_caught_by_verify(
         ),
     }
     for name, (statement, rechain_from, expected) in attacks.items():
-        copy = _copy(intact_copy, tmp_path / f"{name}.db")
+        copy = audit_tamper.copy(intact_copy, tmp_path / f"{name}.db")
         with sqlite3.connect(copy) as conn:
             conn.execute("DROP TRIGGER audit_events_no_update")
             conn.execute("DROP TRIGGER audit_events_no_delete")
             conn.execute(statement)
         if rechain_from:
-            _rechain(copy, rechain_from)
+            audit_tamper.rechain(copy, rechain_from)
         code, out = _cli(env, copy)
         assert code == 1 and any(expected in p for p in out["problems"]), (name, out)
 
@@ -298,34 +298,3 @@ def _committed(bootstrap: str, group: str) -> int:
             await admin.close()
 
     return asyncio.run(read())
-
-
-def _copy(db: Path, to: Path) -> Path:
-    with sqlite3.connect(db, timeout=30) as source, sqlite3.connect(to) as target:
-        source.backup(target)
-    return to
-
-
-_COLUMNS = ", ".join(f'"{name}"' for name in ROW_FIELDS)
-
-
-def _append(db: Path, message: Captured) -> None:
-    """The attacker's INSERT: the row chained after the head exactly as the service would chain it."""
-    with sqlite3.connect(db, timeout=30) as conn:
-        seq, row_hash = conn.execute(
-            "SELECT seq, row_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        rows, _ = extend(Head.of(seq, row_hash), [to_entry(message)], time.time_ns() // 1000)
-        conn.executemany(
-            f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * len(ROW_FIELDS))})", rows
-        )
-
-
-def _rechain(db: Path, first: int) -> None:
-    """Recompute every hash from row `first` on, so the edited chain is consistent with itself."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_events ORDER BY seq").fetchall()
-        prev = bytes.fromhex(rows[first - 2][-1]) if first > 1 else GENESIS
-        for row in rows[first - 1 :]:
-            prev = link(prev, row[: len(CHAIN_FIELDS)], row[len(CHAIN_FIELDS)])
-            conn.execute("UPDATE audit_events SET row_hash = ? WHERE seq = ?", (prev.hex(), row[0]))
