@@ -24,6 +24,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.platform_stack import Stack
+from bench.serving_loadgen import SLOW_MS
 from infra.settings import REPO_ROOT
 from infra.supervisor import SERVICE_ORDER
 
@@ -39,7 +40,7 @@ INSIDE = {
     "app": ("mlops_http_request_seconds", {"service": "serving", "route": "/predict", "status": "200"}),
     "handler": ("serving_prediction_seconds", {"source": "entity"}),
 }
-SLOW_S = 0.025
+SLOW_S = SLOW_MS / 1000  # the load generator's threshold, in the histograms' seconds
 
 
 def client_key(stack: Stack, role: str = "client") -> str:

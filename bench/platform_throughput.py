@@ -177,7 +177,7 @@ def niceness(stack: Stack) -> dict[str, int]:
         try:
             group = autogroup_nice(pid)
             found[name] = group if group is not None else psutil.Process(pid).nice()
-        except (OSError, ValueError, psutil.Error):
+        except psutil.Error:  # the process is gone (autogroup_nice already says None for that)
             continue
     return found
 
