@@ -247,8 +247,27 @@ async def test_a_corrupted_artifact_keeps_the_champion_serving(
     before = await served_version(api)
     files = model_artifact_files(w.mlflow_uri, MODEL, w.spare)
     assert files, "the spare version has no model file on disk"
+    originals = {path: path.read_bytes() for path in files}
     for path in files:
         path.write_bytes(b"this is not a model")
+    try:
+        await _a_broken_champion_is_refused(api, w, observer, before)
+    finally:  # the world is shared by the process's modules (test_batch_scoring loads its champion)
+        for path, content in originals.items():
+            path.write_bytes(content)
+        await asyncio.to_thread(_set_champion, w, before)
+
+
+def _set_champion(w: World, version: str) -> None:
+    mlflow_env()
+    import mlflow
+
+    mlflow.MlflowClient(w.mlflow_uri).set_registered_model_alias(MODEL, "champion", version)
+
+
+async def _a_broken_champion_is_refused(
+    api: httpx.AsyncClient, w: World, observer: Observer, before: str
+) -> None:
     failed = (
         REGISTRY.get_sample_value("serving_model_loads_total", {"alias": "champion", "outcome": "failed"})
         or 0
