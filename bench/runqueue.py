@@ -51,7 +51,8 @@ class RunQueueSampler:
             await asyncio.sleep(self.every_s)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.pids:  # nothing to watch: no task waking ten times a second on a loaded machine
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:

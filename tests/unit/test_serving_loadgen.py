@@ -107,6 +107,18 @@ def test_run_queue_wait_per_second_is_the_delta_placed_in_the_later_samples_seco
     assert spread({0: 10.0, 1: 50.0}, 4) == {"median": 5.0, "max": 50.0}
 
 
+async def test_a_sampler_with_nothing_to_watch_starts_no_task() -> None:
+    idle, watching = RunQueueSampler({}), RunQueueSampler({"self": os.getpid()}, every_s=0.01)
+    idle.start()
+    watching.start()
+    await asyncio.sleep(0.05)
+    assert idle._task is None and watching._task is not None
+    await idle.stop()
+    await watching.stop()
+    assert idle.samples == [(idle.samples[0][0], {})]  # only the sample `stop` takes
+    assert len(watching.samples) >= 2
+
+
 async def test_a_watched_run_gives_each_second_the_servers_and_its_own_wait() -> None:
     async def predict(request: web.Request) -> web.Response:
         await request.read()
