@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.envelope import Event
-from servicekit import heap
+from servicekit import fetch_pace, heap
 from servicekit.auth import ApiKeyRegistry, Principal, Role, declare_roles, require_roles
 from servicekit.consumer import Subscriptions
 from servicekit.docs_ui import install_docs
@@ -75,6 +75,10 @@ def create_service_app(
         production=settings.environment == "production",
     )
 
+    def stop_pacing() -> None:
+        if subscriptions is not None:
+            fetch_pace.stop_all([s.pace for s in subscriptions.registered])
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup or []:
@@ -99,10 +103,13 @@ def create_service_app(
                 await standby.wait_until_active()
             if broker is not None:
                 await broker.start()  # subscribers start only once the broker answers
+            if subscriptions is not None:
+                fetch_pace.start_all([s.pace for s in subscriptions.registered], settings.quiet_fetch_wait_ms)
             if tasks is not None:
                 await tasks.start()
 
         async def stop_consuming() -> None:  # a takeover that failed half-way: no subscriber runs on
+            stop_pacing()
             if tasks is not None:
                 await tasks.stop()
             if broker is not None:
@@ -118,6 +125,7 @@ def create_service_app(
             yield
         finally:
             SERVICE_UP.labels(service).set(0)
+            stop_pacing()
             if activating is not None:
                 activating.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -40,13 +40,14 @@ from servicekit.broker import EventPublisher
 from servicekit.deadletters import DeadLetters, RawMessage
 from servicekit.decoding import decode_event
 from servicekit.errors import ServiceError
+from servicekit.fetch_pace import FetchPace
 from servicekit.isolation import Isolation, handle_isolating
 from servicekit.logs import log_context
 from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.outages import Outages, halves_probe, unavailable_dependency
 from servicekit.partitions import PartitionsView
 from servicekit.replay import keep_in_window
-from servicekit.subscribers import Subscription, kafka_subscriber, raw_message, records_of
+from servicekit.subscribers import BATCH_WAIT_MS, Subscription, kafka_subscriber, raw_message, records_of
 
 log = logging.getLogger(__name__)
 
@@ -151,20 +152,17 @@ class Subscriptions(PartitionsView):
         topics = tuple(dict.fromkeys(topics))
         group = group_id or self.service
         subscriber = kafka_subscriber(
-            self.broker,
-            self.service,
-            topics,
-            group,
-            batch=batch,
-            description="Consumes raw records.",
-            max_records=max_records,
-            start=start,
-        )
-        self.registered.append(Subscription(topics, group, (), batch=batch, subscriber=subscriber))
+            self.broker, self.service, topics, group, batch=batch, description="Consumes raw records.",
+            max_records=max_records, start=start,
+        )  # fmt: skip
+        pace = FetchPace(subscriber, BATCH_WAIT_MS) if batch else None
+        self.registered.append(Subscription(topics, group, (), batch, subscriber, pace))
 
         def register(handler: Callable[[list[RawMessage]], Awaitable[None]]) -> None:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
+                if pace is not None:
+                    pace.busy()
                 records = records_of(msg.raw_message)
                 raws = [raw_message(r) for r in records]
                 await self._run(raws, handler, lambda r: r)
@@ -194,11 +192,13 @@ class Subscriptions(PartitionsView):
             max_records=max_records,
             start=start,
         )
-        self.registered.append(Subscription((topic,), group, event_types, batch=True, subscriber=subscriber))
+        pace = FetchPace(subscriber, BATCH_WAIT_MS)
+        self.registered.append(Subscription((topic,), group, event_types, True, subscriber, pace))
 
         def register(handler: Callable[[list[Delivery[E]]], Awaitable[None]]) -> None:
             @subscriber
             async def consume(msg: KafkaMessage) -> None:
+                pace.busy()
                 records = records_of(msg.raw_message)
                 decoded = [await self._decode(raw_message(r), event_types, topic) for r in records]
                 deliveries = [d for d in decoded if d is not None]

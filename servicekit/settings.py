@@ -40,6 +40,14 @@ class ServiceSettings(BaseSettings):
         description="Allocations between two young garbage collections in a service's process (Python's"
         " default is 700; servicekit/heap.py).",
     )
+    quiet_fetch_wait_ms: int = Field(
+        500,
+        ge=1,
+        le=10_000,
+        validation_alias=AliasChoices("MLOPS_QUIET_FETCH_WAIT_MS"),
+        description="How long the broker may hold a fetch of a batch consumer that has had nothing to"
+        " do for 2 s (servicekit/fetch_pace.py); at most the busy wait (50 ms) turns pacing off.",
+    )
     cpu_nice: int = Field(
         0,
         ge=0,

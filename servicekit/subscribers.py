@@ -15,6 +15,7 @@ from contracts.common import KafkaCoordinates
 from contracts.envelope import Event
 from servicekit.broker import MAX_REQUEST_BYTES
 from servicekit.deadletters import RawMessage
+from servicekit.fetch_pace import FetchPace
 
 BATCH_FETCH_MIN_BYTES = 256 * 1024
 BATCH_WAIT_MS = 50
@@ -30,6 +31,7 @@ class Subscription:
     event_types: tuple[type[Event], ...]
     batch: bool
     subscriber: Any = field(default=None, compare=False, repr=False)
+    pace: FetchPace | None = field(default=None, compare=False, repr=False)  # batch subscribers only
 
 
 def kafka_subscriber(
