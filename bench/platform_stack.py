@@ -5,11 +5,12 @@ and read each component's CPU time and memory from /proc. Lag comes from `infra/
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -31,6 +32,7 @@ class Stack:
     mlflow_port: int = 41_500
     redis_port: int = 41_380
     stream_nice: int | None = None  # MLOPS_STREAM_NICE of the stack (None: the platform's default)
+    settings_env: dict[str, str] = field(default_factory=dict)  # more of the stack's MLOPS_* settings
 
     def settings(self) -> InfraSettings:
         """The settings `mlops up` runs this stack with: built here, not from this process's MLOPS_*,
@@ -57,6 +59,7 @@ class Stack:
         })  # fmt: skip
         if self.stream_nice is not None:
             env["MLOPS_STREAM_NICE"] = str(self.stream_nice)
+        env.update(self.settings_env)
         # The cluster's bootstrap names three nodes: its super user must be found for that string too.
         bus_access.remember_stack(self.state, self.bootstrap)
         return env
@@ -78,6 +81,14 @@ class Stack:
     def pids(self) -> dict[str, int]:
         """Each component's pid, as the supervisor recorded it (brokers, stores and every instance)."""
         return {name: c.pid for name, c in Supervisor(self.settings()).load().items() if c.pid}
+
+
+def setting_arg(text: str) -> tuple[str, str]:
+    """An argparse type: `MLOPS_NAME=VALUE`, one of the stack's settings (docs/operations.md)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("MLOPS_") or not key.replace("_", "").isalnum() or not key.isupper():
+        raise argparse.ArgumentTypeError(f"MLOPS_NAME=VALUE expected, not {text!r}")
+    return key, value
 
 
 def _tree(pid: int) -> list[psutil.Process]:

@@ -39,7 +39,7 @@ import psutil
 from bench import platform_serving
 from bench.platform_latency import features_latency
 from bench.platform_produce import baseline, produce
-from bench.platform_stack import MemorySampler, Stack, cpu_seconds
+from bench.platform_stack import MemorySampler, Stack, cpu_seconds, setting_arg
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
@@ -84,11 +84,16 @@ def add_stack_args(p: argparse.ArgumentParser) -> None:
         "--stream-nice", type=int, choices=range(20), metavar="0-19",
         help="MLOPS_STREAM_NICE of the stack (default: the platform's, 10)",
     )  # fmt: skip
+    p.add_argument(
+        "--setting", type=setting_arg, action="append", default=[], metavar="MLOPS_NAME=VALUE",
+        help="another setting of the stack (repeatable), e.g. MLOPS_QUIET_FETCH_WAIT_MS=50",
+    )  # fmt: skip
 
 
 def make_stack(args: argparse.Namespace, state: Path, profile: str, instances: int) -> Stack:
     return Stack(state, args.kafka_port, args.first_service_port, profile, instances,
-                 args.postgres_port, args.mlflow_port, args.redis_port, args.stream_nice)  # fmt: skip
+                 args.postgres_port, args.mlflow_port, args.redis_port, args.stream_nice,
+                 dict(getattr(args, "setting", [])))  # fmt: skip
 
 
 def demo_records(n: int, seed: int, prefix: str) -> list[tuple[bytes, bytes, bytes]]:
