@@ -1,6 +1,6 @@
 """Fetch pacing against the real broker: a batch consumer with nothing to read asks Kafka for records
-a few times a second instead of twenty, and a record that then arrives is still handled at once
-(servicekit/fetch_pace.py)."""
+a few times a second instead of twenty, and a record that then arrives is handled within the quiet
+wait, after which the consumer fetches at the busy pace again (servicekit/fetch_pace.py)."""
 
 from __future__ import annotations
 
