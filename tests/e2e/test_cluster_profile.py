@@ -220,14 +220,18 @@ def test_postgresql_and_redis_crashing_mid_stream_stall_their_services_until_up_
     for name in ("postgres", "redis"):
         os.kill(int(status[name]["pid"]), signal.SIGKILL)  # mid-stream, as crashes
 
-    for service, dependency in (("audit", "database"), ("features", "redis")):
-        waiting = wait_for(
-            lambda s=service: (r := ready(api[s])) is not None and r.status_code == 503 and r, 120,
-            f"{service}'s readiness to name the unavailable {dependency}",
-        )  # fmt: skip
-        assert dependency in waiting.json()["unavailable"], waiting.json()
-    assert {components(stack)[name]["health"] for name in ("postgres", "redis")} == {"down"}
-    up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
+    try:
+        for service, dependency in (("audit", "database"), ("features", "redis")):
+            # A failed readiness check can answer 503 before a consumer meets the outage and names it.
+            waiting = wait_for(
+                lambda s=service: (r := ready(api[s])) is not None and r.status_code == 503
+                and r.json().get("unavailable") and r, 120,
+                f"{service}'s readiness to name the unavailable {dependency}",
+            )  # fmt: skip
+            assert dependency in waiting.json()["unavailable"], waiting.json()
+        assert {components(stack)[name]["health"] for name in ("postgres", "redis")} == {"down"}
+    finally:  # restarted even when an assertion above fails, so the next test finds its stores
+        up = mlops("up", "--profile", "cluster", "--services", SERVICES, env=stack, timeout=600)
     assert up.returncode == 0 and "already running" not in lines_about(up.stderr, "postgres", "redis"), (
         up.stderr
     )
