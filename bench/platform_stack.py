@@ -10,6 +10,8 @@ import asyncio
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import psutil
 from bench.chaos_stack import stack_env
 from infra import bus_access
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import Supervisor
+from infra.supervisor import SERVICE_ORDER, Supervisor
 
 
 @dataclass
@@ -83,11 +85,17 @@ class Stack:
         return {name: c.pid for name, c in Supervisor(self.settings()).load().items() if c.pid}
 
 
+# The platform-wide settings' prefix and each service's own (SERVING_OUTBOX_WINDOW_MS, ...).
+SETTING_PREFIXES = ("MLOPS_", *(f"{name.upper()}_" for name in SERVICE_ORDER))
+
+
 def setting_arg(text: str) -> tuple[str, str]:
-    """An argparse type: `MLOPS_NAME=VALUE`, one of the stack's settings (docs/operations.md)."""
+    """An argparse type: `MLOPS_NAME=VALUE` or `<SERVICE>_NAME=VALUE`, one of the stack's settings
+    (docs/operations.md)."""
     key, sep, value = text.partition("=")
-    if not sep or not key.startswith("MLOPS_") or not key.replace("_", "").isalnum() or not key.isupper():
-        raise argparse.ArgumentTypeError(f"MLOPS_NAME=VALUE expected, not {text!r}")
+    prefixed = any(key.startswith(prefix) and len(key) > len(prefix) for prefix in SETTING_PREFIXES)
+    if not sep or not prefixed or not key.replace("_", "").isalnum() or not key.isupper():
+        raise argparse.ArgumentTypeError(f"MLOPS_NAME=VALUE or SERVICE_NAME=VALUE expected, not {text!r}")
     return key, value
 
 
@@ -109,6 +117,29 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         except psutil.Error:
             out[name] = float("nan")
     return out
+
+
+async def settle(
+    pids: dict[str, int],
+    below_cores: float = 0.3,
+    window_s: float = 3.0,
+    timeout_s: float = 180.0,
+    read: Callable[[dict[str, int]], dict[str, float]] | None = None,
+) -> float:
+    """Wait until the whole stack uses less than `below_cores` of CPU over a `window_s` window (what a
+    promotion sets off, the global explanation and the drift report, runs for tens of seconds), or
+    `timeout_s`; the seconds waited."""
+    read = read or cpu_seconds
+    started = time.monotonic()
+    before = read(pids)
+    while time.monotonic() - started < timeout_s:
+        await asyncio.sleep(window_s)
+        after = read(pids)
+        used = sum(after[k] - before[k] for k in before if k in after) / window_s
+        if used < below_cores:
+            break
+        before = after
+    return round(time.monotonic() - started, 1)
 
 
 def rss_mib(pids: dict[str, int]) -> dict[str, float]:

@@ -39,7 +39,7 @@ import psutil
 from bench import platform_serving
 from bench.platform_latency import features_latency
 from bench.platform_produce import baseline, produce
-from bench.platform_stack import MemorySampler, Stack, cpu_seconds, setting_arg
+from bench.platform_stack import MemorySampler, Stack, cpu_seconds, setting_arg, settle
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
@@ -175,6 +175,14 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
     }  # fmt: skip
 
 
+def per_request(before: dict[str, float], after: dict[str, float], load: dict[str, Any]) -> dict[str, float]:
+    """Each component's CPU per prediction while only the serving load ran (warm-up included, as its
+    requests count): what one prediction costs the platform, from serving to the events' consumers."""
+    requests = int(load.get("sent", 0)) + int(load.get("warmup", {}).get("sent", 0))
+    cpu = {k: round((after[k] - before[k]) * 1000 / max(requests, 1), 3) for k in before}
+    return {**cpu, "total": round(sum(cpu.values()), 3)}
+
+
 def niceness(stack: Stack) -> dict[str, int]:
     """Each component's niceness as it runs (its autogroup's, where the kernel groups by session)."""
     found = {}
@@ -214,8 +222,16 @@ async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     champion = await asyncio.to_thread(platform_serving.train_champion, stack) if args.serving_rate else None
     result["champion"] = champion
     if champion is not None:
+        pids = stack.pids()
+        # The promotion sets off a global explanation and a drift report: the baseline waits them out.
+        settled_s = await settle(pids)
+        cpu_before = cpu_seconds(pids)
         result["serving_idle"] = await platform_serving.load(
             stack, entity_ids, args.serving_rate, args.rate_seconds
+        )
+        result["serving_idle"]["settled_s"] = settled_s
+        result["serving_idle"]["cpu_ms_per_request"] = per_request(
+            cpu_before, cpu_seconds(pids), result["serving_idle"]
         )
         print(json.dumps({"serving_idle": result["serving_idle"]}), flush=True)
     for i, rate in enumerate(int(r) for r in args.rates.split(",") if r):

@@ -3,13 +3,14 @@ and what they refuse."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from bench import platform_idle, platform_throughput
-from bench.platform_stack import Stack
+from bench.platform_stack import Stack, settle
 
 
 def test_a_setting_reaches_the_stacks_environment_and_wins_over_this_process(
@@ -27,8 +28,10 @@ def test_a_setting_reaches_the_stacks_environment_and_wins_over_this_process(
 
 
 @pytest.mark.parametrize(
-    "text", ["MLOPS_QUIET_FETCH_WAIT_MS", "QUIET=50", "mlops_quiet=50", "MLOPS_X-Y=1", "=50", "MLOPS_ A=1"]
-)
+    "text",
+    ["MLOPS_QUIET_FETCH_WAIT_MS", "QUIET=50", "mlops_quiet=50", "MLOPS_X-Y=1", "=50", "MLOPS_ A=1",
+     "SERVING_=1", "PATH=/tmp", "serving_outbox_window_ms=0"],
+)  # fmt: skip
 def test_a_setting_that_is_not_mlops_name_equals_value_is_refused(
     text: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -38,7 +41,7 @@ def test_a_setting_that_is_not_mlops_name_equals_value_is_refused(
     ):
         with pytest.raises(SystemExit) as exited:
             parse([flag, text])
-        assert exited.value.code == 2 and "MLOPS_NAME=VALUE" in capsys.readouterr().err
+        assert exited.value.code == 2 and "MLOPS_NAME=VALUE or SERVICE_NAME=VALUE" in capsys.readouterr().err
 
 
 def test_the_idle_bench_compares_one_setting_and_refuses_empty_runs(
@@ -60,3 +63,35 @@ def test_medians_are_per_component_over_windows() -> None:
         {"kafka": 70.0, "total": 300.0},
     ]
     assert platform_idle.medians(windows) == {"kafka": 70.0, "total": 100.0}
+
+
+def test_a_services_own_setting_is_taken_with_its_prefix() -> None:
+    args = platform_throughput.parse_args(["--setting", "SERVING_OUTBOX_WINDOW_MS=0"])
+    with tempfile.TemporaryDirectory() as folder:
+        env = platform_throughput.make_stack(args, Path(folder), "local", 1).env()
+    assert env["SERVING_OUTBOX_WINDOW_MS"] == "0"
+
+
+def test_cpu_per_request_counts_the_warmup_and_each_component() -> None:
+    load = {"sent": 900, "warmup": {"sent": 100}}
+    cost = platform_throughput.per_request(
+        {"kafka": 1.0, "serving": 2.0}, {"kafka": 3.0, "serving": 2.5}, load
+    )
+    assert cost == {"kafka": 2.0, "serving": 0.5, "total": 2.5}
+    assert (
+        platform_throughput.per_request({"kafka": 1.0}, {"kafka": 2.0}, {})["kafka"] == 1000.0
+    )  # no division by 0
+
+
+def test_settle_waits_until_the_stack_is_quiet_or_gives_up() -> None:
+    # CPU seconds read at each 10 ms window's end: 100 cores busy, twice, then 0.1 core (quiet)
+    readings = iter([0.0, 1.0, 2.0, 2.001, 2.002])
+    waited = asyncio.run(
+        settle({"kafka": 1}, below_cores=0.3, window_s=0.01, read=lambda _: {"kafka": next(readings)})
+    )
+    assert waited < 1.0 and next(readings) == 2.002  # stopped at the first quiet window
+    always_busy = iter(float(i) for i in range(10_000))
+    assert (
+        asyncio.run(settle({"k": 1}, window_s=0.01, timeout_s=0.05, read=lambda _: {"k": next(always_busy)}))
+        >= 0.05
+    )
