@@ -104,7 +104,11 @@ def create_service_app(
             if broker is not None:
                 await broker.start()  # subscribers start only once the broker answers
             if subscriptions is not None:
-                fetch_pace.start_all([s.pace for s in subscriptions.registered], settings.quiet_fetch_wait_ms)
+                fetch_pace.start_all(
+                    [s.pace for s in subscriptions.registered],
+                    settings.quiet_fetch_wait_ms,
+                    settings.busy_fetch_wait_ms,
+                )
             if tasks is not None:
                 await tasks.start()
 

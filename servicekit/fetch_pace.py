@@ -7,6 +7,12 @@ consumer asks again at once: twenty round trips a second per consumer, each paid
 by Kafka. The idle local stack burned about 210 ms of CPU per second, a tenth of two cores, most of it
 that way (docs/benchmarks.md, "An idle stack").
 
+A low, steady rate has the opposite cost: 200 predictions a second filled no fetch, so each consumer
+of them took twenty batches a second of about ten events, each paying a fetch, an offset commit and
+its handler's fixed cost (a transaction, a save). Services off a record's way to the online store
+(audit, drift, explain, training) let the broker hold a busy fetch longer (`busy_wait_ms`, from
+ServiceSettings.fetch_wait_ms: 250 ms unless set), for batches five times fuller.
+
 So the wait follows the traffic. A consumer whose handler has seen no batch for `quiet_after_s` lets
 the broker wait `quiet_wait_ms` per fetch; the first batch it gets back sets it to `busy_wait_ms`
 again. A record arriving on a quiet topic waits at most `quiet_wait_ms` for its fetch to return (less
@@ -83,14 +89,21 @@ class FetchPace:
         time, so a consumer the subscriber rebuilt (after a reconnect) is paced too."""
         if time.monotonic() - self._last_batch >= self.quiet_after_s and self._set(self.quiet_wait_ms):
             self.quiet = True
+        elif not self.quiet:
+            self._set(self.busy_wait_ms)  # a rebuilt consumer starts at the wait it was built with
         self._arm()
 
 
-def start_all(paces: list[FetchPace | None], quiet_wait_ms: int) -> None:
-    """Start pacing every batch subscriber at `quiet_wait_ms` when quiet (no more than its busy wait:
-    pacing is off, every fetch waits as it was built to)."""
+def start_all(paces: list[FetchPace | None], quiet_wait_ms: int, busy_wait_ms: int | None = None) -> None:
+    """Fetch at `busy_wait_ms` (when given) while records flow, and start pacing every batch subscriber
+    at `quiet_wait_ms` when quiet (no more than its busy wait: pacing is off)."""
     for pace in paces:
-        if pace is not None and quiet_wait_ms > pace.busy_wait_ms:
+        if pace is None:
+            continue
+        if busy_wait_ms is not None and busy_wait_ms != pace.busy_wait_ms:
+            pace.busy_wait_ms = busy_wait_ms
+            pace._set(busy_wait_ms)
+        if quiet_wait_ms > pace.busy_wait_ms:
             pace.quiet_wait_ms = quiet_wait_ms
             pace.start()
 

@@ -40,6 +40,17 @@ class ServiceSettings(BaseSettings):
         description="Allocations between two young garbage collections in a service's process (Python's"
         " default is 700; servicekit/heap.py).",
     )
+    # A busy batch consumer's fetch wait when `fetch_wait_ms` is not set. The services on a record's
+    # way to the online store (ingest, features) keep the kit's 50 ms; the others gather fuller batches
+    # (servicekit/fetch_pace.py says what a fetch and a batch cost at a low rate).
+    default_fetch_wait_ms: ClassVar[int] = 50
+    fetch_wait_ms: int | None = Field(
+        None,
+        ge=1,
+        le=5_000,
+        description="How long the broker may hold a busy batch consumer's fetch for a fuller batch (env"
+        " <SERVICE>_FETCH_WAIT_MS); unset: 50 ms for ingest and features, 250 for the others.",
+    )
     quiet_fetch_wait_ms: int = Field(
         500,
         ge=1,
@@ -140,6 +151,10 @@ class ServiceSettings(BaseSettings):
         description="Set by `mlops replay` only (JSON, servicekit/replay.py): this process replays a "
         "window of the log into a fresh group and publishes nothing unless the plan says so.",
     )
+
+    @property
+    def busy_fetch_wait_ms(self) -> int:
+        return self.fetch_wait_ms or self.default_fetch_wait_ms
 
     @property
     def service_dir(self) -> Path:

@@ -23,6 +23,7 @@ WEBHOOK_KEY_NAME = "label-studio-webhook"
 
 class AnnotationSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ANNOTATION_", extra="ignore", populate_by_name=True)
+    default_fetch_wait_ms: ClassVar[int] = 250  # off a record's way to the online store
     service_name: ClassVar[str] = "annotation"
 
     http_port: int = Field(8108, ge=1, le=65535, description="Port of the HTTP API.")

@@ -14,6 +14,7 @@ from servicekit.settings import ServiceSettings
 
 class AuditSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIT_", extra="ignore", populate_by_name=True)
+    default_fetch_wait_ms: ClassVar[int] = 250  # off a record's way to the online store
     service_name: ClassVar[str] = "audit"
 
     http_port: int = Field(8107, ge=1, le=65535, description="Port of the HTTP API.")

@@ -23,6 +23,7 @@ from servicekit.signed_links import LINK_SECRET_FILE, MAX_TTL_S, SECRET_MIN_CHAR
 
 class DriftSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFT_", extra="ignore", populate_by_name=True)
+    default_fetch_wait_ms: ClassVar[int] = 250  # off a record's way to the online store
     service_name: ClassVar[str] = "drift"
 
     http_port: int = Field(8105, ge=1, le=65535, description="Port of the HTTP API.")

@@ -13,6 +13,7 @@ from servicekit.settings import ServiceSettings
 
 class ExplainSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EXPLAIN_", extra="ignore", populate_by_name=True)
+    default_fetch_wait_ms: ClassVar[int] = 250  # off a record's way to the online store
     service_name: ClassVar[str] = "explain"
 
     champion_alias: str = Field(

@@ -73,6 +73,7 @@ def create_app(
         maxsize=settings.outbox_size,
         batch=settings.outbox_batch,
         retry_max_s=settings.outbox_retry_max_s,
+        window_s=settings.outbox_window_ms / 1000,
     )
     recent = RecentPredictions(settings.recent_predictions)
     registry = registry or MlflowRegistry(settings)

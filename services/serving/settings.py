@@ -64,6 +64,13 @@ class ServingSettings(ServiceSettings):
         100, ge=1, le=10_000, description="Most events built and published per batch (bounds loop stalls)."
     )
     outbox_retry_max_s: float = Field(5.0, gt=0, description="Longest pause between publish attempts.")
+    outbox_window_ms: float = Field(
+        50.0,
+        ge=0,
+        le=1_000,
+        description="How long the outbox gathers prediction events after the first before publishing them "
+        "together (0: publish as they come). One produce request per window, not per prediction.",
+    )
     recent_predictions: int = Field(
         100_000,
         ge=1,

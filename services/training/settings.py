@@ -24,6 +24,7 @@ DEFAULT_POLICY = Path(__file__).resolve().parent / "policy.yaml"
 
 class TrainingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRAINING_", extra="ignore", populate_by_name=True)
+    default_fetch_wait_ms: ClassVar[int] = 250  # off a record's way to the online store
     service_name: ClassVar[str] = "training"
 
     http_port: int = Field(8103, ge=1, le=65535, description="Port of the HTTP API.")

@@ -86,13 +86,14 @@ async def test_a_service_app_paces_its_batch_consumers_from_its_setting_and_stop
     from tests.support import probe_settings
 
     await create_topic(kafka_bootstrap, unique_topic)
-    settings = probe_settings(kafka_bootstrap, quiet_fetch_wait_ms=750)
+    settings = probe_settings(kafka_bootstrap, quiet_fetch_wait_ms=750, fetch_wait_ms=120)
     subs = kit(kafka_bootstrap)
     broker = subs.broker  # the one its subscriptions and its publisher were made with
+    handled: list[int] = []
 
     @subs.on_batch(unique_topic, TrainingRequested, group_id=f"g-{uuid.uuid4()}")
     async def handle(batch: list[Delivery[TrainingRequested]]) -> None:
-        return None
+        handled.append(len(batch))
 
     @subs.on_event(unique_topic, TrainingRequested, group_id=f"g-{uuid.uuid4()}")
     async def one(event: TrainingRequested, source: object) -> None:
@@ -106,4 +107,8 @@ async def test_a_service_app_paces_its_batch_consumers_from_its_setting_and_stop
         await wait_until(lambda: batch.pace is not None and batch.pace.quiet, timeout_s=10, what="quiet")
         assert batch.subscriber.consumer._fetcher._fetch_max_wait_ms == 750
         assert single.subscriber.consumer._fetcher._fetch_max_wait_ms == 500  # untouched
+        await subs.publisher.publish(training_request(), topic=unique_topic)
+        await wait_until(lambda: sum(handled) == 1, timeout_s=10, what="the record")
+        # Busy again, at the service's own busy wait (its fetch_wait_ms), not the kit's 50 ms.
+        assert batch.subscriber.consumer._fetcher._fetch_max_wait_ms == 120
     assert batch.pace._timer is None

@@ -114,3 +114,52 @@ async def test_a_pace_started_twice_runs_one_timer() -> None:
     assert first is not None and first.cancelled() and pace._timer is not first
     pace.stop()
     assert pace._timer is None
+
+
+async def test_start_all_sets_the_busy_wait_and_a_rebuilt_consumer_gets_it_back() -> None:
+    sub = subscriber(wait_ms=50)  # as the kit builds every batch subscriber
+    pace = FetchPace(sub, busy_wait_ms=50, quiet_after_s=0.05)
+    fetch_pace.start_all([pace], quiet_wait_ms=500, busy_wait_ms=250)
+    try:
+        assert pace.busy_wait_ms == 250 and sub.consumer._fetcher._fetch_max_wait_ms == 250
+        sub.consumer = SimpleNamespace(_fetcher=SimpleNamespace(_fetch_max_wait_ms=50))  # a reconnect
+        for _ in range(8):  # batches keep coming: the next check gives the rebuilt consumer 250 again
+            await asyncio.sleep(0.02)
+            pace.busy()
+        assert not pace.quiet and sub.consumer._fetcher._fetch_max_wait_ms == 250
+        await asyncio.sleep(0.2)
+        assert pace.quiet and sub.consumer._fetcher._fetch_max_wait_ms == 500
+        pace.busy()
+        assert sub.consumer._fetcher._fetch_max_wait_ms == 250
+    finally:
+        pace.stop()
+    slow = FetchPace(subscriber(), busy_wait_ms=50)
+    fetch_pace.start_all([slow], quiet_wait_ms=500, busy_wait_ms=800)  # busy above quiet: pacing off
+    assert slow.busy_wait_ms == 800 and slow.subscriber.consumer._fetcher._fetch_max_wait_ms == 800
+    assert slow._timer is None
+
+
+def test_services_off_the_online_path_wait_longer_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from services.audit.settings import AuditSettings
+    from services.drift.settings import DriftSettings
+    from services.explain.settings import ExplainSettings
+    from services.features.settings import FeaturesSettings
+    from services.ingest.settings import IngestSettings
+    from services.training.settings import TrainingSettings
+
+    for kind in (IngestSettings, FeaturesSettings):  # a record's way to the online store stays short
+        assert kind().busy_fetch_wait_ms == 50, kind
+    for kind in (AuditSettings, DriftSettings, ExplainSettings, TrainingSettings):
+        assert kind().busy_fetch_wait_ms == 250, kind
+    monkeypatch.setenv("AUDIT_FETCH_WAIT_MS", "80")
+    monkeypatch.setenv("FEATURES_FETCH_WAIT_MS", "20")
+    assert AuditSettings().busy_fetch_wait_ms == 80 and FeaturesSettings().busy_fetch_wait_ms == 20
+    assert DriftSettings().busy_fetch_wait_ms == 250  # another service's setting is not this one's
+    for garbage in ("0", "-1", "soon", "5001"):
+        monkeypatch.setenv("AUDIT_FETCH_WAIT_MS", garbage)
+        with pytest.raises(ValidationError, match=r"fetch_wait_ms|AUDIT_FETCH_WAIT_MS"):
+            AuditSettings()

@@ -95,3 +95,47 @@ async def test_close_gives_up_after_its_timeout_and_counts_what_is_lost() -> Non
     outbox.start()
     await outbox.close(timeout_s=0.2)
     assert published.events == []
+
+
+async def test_the_window_gathers_predictions_into_one_batch_and_a_full_batch_ends_it_early() -> None:
+    published_at: list[float] = []
+    in_flight: list[int] = []
+    peak = 0
+    loop = asyncio.get_running_loop()
+
+    async def publish(event: Event[Any], topic: str | None = None) -> None:
+        nonlocal peak
+        published_at.append(loop.time())
+        in_flight.append(1)
+        peak = max(peak, len(in_flight))
+        await asyncio.sleep(0.05)
+        in_flight.pop()
+
+    outbox = EventOutbox(publish, maxsize=100, batch=50, window_s=0.3)
+    outbox.start()
+    first = loop.time()
+    for _ in range(5):  # five predictions 20 ms apart, as a steady low rate sends them
+        outbox.offer(Item(training_request()))
+        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(published_at) == 5, timeout_s=10, what="the window's batch")
+    assert min(published_at) - first >= 0.29  # nothing went before the window closed ...
+    assert peak == 5  # ... and then all five went as one batch
+
+    published_at.clear()
+    full = EventOutbox(publish, maxsize=100, batch=4, window_s=30)
+    full.start()
+    started = loop.time()
+    for _ in range(4):
+        full.offer(Item(training_request()))
+    await wait_until(lambda: len(published_at) == 4, timeout_s=5, what="the full batch")
+    assert loop.time() - started < 5  # a whole batch does not wait out a 30 s window
+    await asyncio.gather(outbox.close(), full.close())
+
+
+async def test_with_no_window_each_prediction_goes_at_once() -> None:
+    published = Published()
+    outbox = EventOutbox(published, maxsize=100, batch=50, window_s=0)
+    outbox.start()
+    outbox.offer(Item(training_request()))
+    await wait_until(lambda: len(published.events) == 1, timeout_s=5, what="the lone prediction")
+    await outbox.close()
