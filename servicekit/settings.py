@@ -57,7 +57,8 @@ class ServiceSettings(BaseSettings):
         le=10_000,
         validation_alias=AliasChoices("MLOPS_QUIET_FETCH_WAIT_MS"),
         description="How long the broker may hold a fetch of a batch consumer that has had nothing to"
-        " do for 2 s (servicekit/fetch_pace.py); at most the busy wait (50 ms) turns pacing off.",
+        " do for 2 s (servicekit/fetch_pace.py); at most the service's busy wait (fetch_wait_ms) turns"
+        " pacing off.",
     )
     cpu_nice: int = Field(
         0,
