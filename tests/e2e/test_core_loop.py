@@ -115,6 +115,8 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
                 assert served[feature] == pytest.approx(row[feature]), (entity, feature)
         compared += 1
     assert compared >= 30, f"only {compared} served entities were in the training set"
+    # ... and serving read them straight from the SQLite online table (checked against Feast first).
+    assert "online reads go direct to SQLite" in (_state(stack) / "logs" / "serving.log").read_text()
 
     # 5. The explain service explains a served prediction with the version that made it.
     first = next(iter(prediction_ids))
