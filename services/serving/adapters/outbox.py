@@ -7,10 +7,11 @@ for `window_s` (or until a batch is full): published one at a time, each of 200 
 paid a produce request and wake-ups of its own, in serving and in Kafka.
 
 Delivery guarantee, honestly: AT MOST ONCE. Events still queued when the process dies are lost (up to
-`outbox_size`, normally the last few milliseconds of traffic); a graceful shutdown flushes the queue
-first. When the queue is full (Kafka down or slower than the traffic) new events are dropped and
-counted (`serving_events_dropped_total{reason="queue_full"}`): predictions keep being served. A batch
-that fails to publish is retried with backoff while the queue absorbs new events.
+`outbox_size`, normally the last window's predictions: up to `window_s` of traffic); a graceful
+shutdown flushes the queue first. When the queue is full (Kafka down or slower than the traffic) new
+events are dropped and counted (`serving_events_dropped_total{reason="queue_full"}`): predictions
+keep being served. A batch that fails to publish is retried with backoff while the queue absorbs new
+events.
 """
 
 from __future__ import annotations
