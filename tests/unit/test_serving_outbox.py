@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from contracts.envelope import Event
@@ -139,3 +140,19 @@ async def test_with_no_window_each_prediction_goes_at_once() -> None:
     outbox.offer(Item(training_request()))
     await wait_until(lambda: len(published.events) == 1, timeout_s=5, what="the lone prediction")
     await outbox.close()
+
+
+def test_the_window_comes_from_the_environment_and_garbage_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pydantic import ValidationError
+
+    from services.serving.settings import ServingSettings
+
+    assert ServingSettings().outbox_window_ms == 50
+    monkeypatch.setenv("SERVING_OUTBOX_WINDOW_MS", "0")
+    assert ServingSettings().outbox_window_ms == 0  # as before: each event as it comes
+    for garbage in ("-1", "1001", "soon", "nan"):
+        monkeypatch.setenv("SERVING_OUTBOX_WINDOW_MS", garbage)
+        with pytest.raises(ValidationError, match="outbox_window_ms"):
+            ServingSettings()
