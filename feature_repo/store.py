@@ -77,6 +77,29 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
     return store
 
 
+def plain_sqlite_store(provider: Any, config: Any) -> Any | None:
+    """The provider's online store when it is Feast's plain SQLite store, else None. The features
+    service's direct write and serving's direct read use its table as Feast does; with vector search
+    or the OpenAI-compatible columns, or another store (Redis), Feast's own path must run."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    store = getattr(provider, "online_store", None)
+    online = config.online_store
+    if type(store) is not SqliteOnlineStore or getattr(online, "vector_enabled", False):
+        return None
+    if getattr(online, "enable_openai_compatible_store", False):
+        return None
+    return store
+
+
+def online_table(config: Any, view: Any) -> str:
+    """The quoted name of `view`'s table in Feast's SQLite online store (Feast's own `_table_id`)."""
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+    versioned = config.registry.enable_online_feature_view_versioning
+    return str(_quote_id(_table_id(config.project, view, versioned)))
+
+
 def _write_ahead_log(path: Path, timeout_s: float = 5.0) -> None:
     """Put the SQLite online store in WAL mode (it stays so in the file, for every process that opens
     it). In Feast's default, the rollback journal, serving's read of an entity waits while the features

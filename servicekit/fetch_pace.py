@@ -64,6 +64,12 @@ class FetchPace:
         fetcher._fetch_max_wait_ms = wait_ms
         return True
 
+    def use_busy_wait(self, wait_ms: int) -> None:
+        """Fetch at `wait_ms` while batches come (the service's own busy wait), from the next request."""
+        self.busy_wait_ms = wait_ms
+        if not self.quiet:
+            self._set(wait_ms)
+
     def busy(self) -> None:
         """A batch arrived: fetch at the busy pace from the next request on."""
         self._last_batch = time.monotonic()
@@ -101,8 +107,7 @@ def start_all(paces: list[FetchPace | None], quiet_wait_ms: int, busy_wait_ms: i
         if pace is None:
             continue
         if busy_wait_ms is not None and busy_wait_ms != pace.busy_wait_ms:
-            pace.busy_wait_ms = busy_wait_ms
-            pace._set(busy_wait_ms)
+            pace.use_busy_wait(busy_wait_ms)
         if quiet_wait_ms > pace.busy_wait_ms:
             pace.quiet_wait_ms = quiet_wait_ms
             pace.start()

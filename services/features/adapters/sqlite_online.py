@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from feature_repo.store import online_table, plain_sqlite_store
+
 
 class SqliteUpsert:
     def __init__(self, store: Any, config: Any, view: Any) -> None:
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.infra.online_stores.helpers import extract_text_and_num
-        from feast.infra.online_stores.sqlite import _quote_id, _table_id
         from feast.utils import to_naive_utc
 
         self._store, self._config = store, config
-        versioned = config.registry.enable_online_feature_view_versioning
-        table = _quote_id(_table_id(config.project, view, versioned))
+        table = online_table(config, view)
         columns = ("entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts")
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[2:])
         self._sql = (
@@ -39,15 +39,8 @@ class SqliteUpsert:
     @classmethod
     def of(cls, provider: Any, config: Any, view: Any) -> SqliteUpsert | None:
         """The fast write for this provider's online store, or None where Feast must write."""
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
-        store = getattr(provider, "online_store", None)
-        online = config.online_store
-        if type(store) is not SqliteOnlineStore or getattr(online, "vector_enabled", False):
-            return None
-        if getattr(online, "enable_openai_compatible_store", False):
-            return None
-        return cls(store, config, view)
+        store = plain_sqlite_store(provider, config)
+        return None if store is None else cls(store, config, view)
 
     def write(self, prepared: list[Any]) -> None:
         """`prepared` as `online_write_batch` takes it: (entity key, values by feature, event time,

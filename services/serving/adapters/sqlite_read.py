@@ -25,19 +25,18 @@ from typing import Any
 
 from contracts.common import Scalar
 from feature_repo import ENTITY_KEY
+from feature_repo.store import online_table, plain_sqlite_store
 
 
 class SqliteRead:
     def __init__(self, store: Any, config: Any, view: Any) -> None:
         from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.infra.online_stores.sqlite import _quote_id, _table_id
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type
 
         self._store, self._config = store, config
-        versioned = config.registry.enable_online_feature_view_versioning
-        self._table = _quote_id(_table_id(config.project, view, versioned))
+        self._table = online_table(config, view)
         self._types = {feature.name: feature.dtype.to_value_type() for feature in view.features}
         self._version = config.entity_key_serialization_version
         self._serialize, self._key, self._value = serialize_entity_key, EntityKey, Value
@@ -46,13 +45,8 @@ class SqliteRead:
     @classmethod
     def of(cls, feature_store: Any, view_name: str) -> SqliteRead | None:
         """The direct read for this store's online store, or None where Feast must read."""
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
-        online = feature_store.config.online_store
-        store = getattr(feature_store.provider, "online_store", None)
-        if type(store) is not SqliteOnlineStore or getattr(online, "vector_enabled", False):
-            return None
-        if getattr(online, "enable_openai_compatible_store", False):
+        store = plain_sqlite_store(feature_store.provider, feature_store.config)
+        if store is None:
             return None
         return cls(store, feature_store.config, feature_store.get_feature_view(view_name))
 
