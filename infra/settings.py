@@ -62,8 +62,16 @@ class InfraSettings(BaseSettings):
         ge=0,
         le=19,
         description="CPU niceness of the services that work the streams (every one but serving): on"
-        " shared cores serving's requests come first (servicekit/priority.py). 0: all run alike. A"
-        " service's own <PREFIX>_CPU_NICE wins.",
+        " shared cores serving's requests come first (servicekit/priority.py). 0 with"
+        " MLOPS_TRAILING_NICE=0: all run alike. A service's own <PREFIX>_CPU_NICE wins.",
+    )
+    trailing_nice: int = Field(
+        15,
+        ge=0,
+        le=19,
+        description="CPU niceness of the services that trail the stream (audit, drift, explain, training,"
+        " annotation): on shared cores ingest and features, which bring records online, come before"
+        " them. Never below MLOPS_STREAM_NICE. A service's own <PREFIX>_CPU_NICE wins.",
     )
     kafka_start_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the broker.")
     service_start_timeout_s: float = Field(90.0, gt=0, description="How long to wait for a service.")

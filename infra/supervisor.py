@@ -46,8 +46,12 @@ CORE_SERVICES = tuple(name for name in SERVICE_ORDER if name not in OPTIONAL_SER
 # prediction.made; the store of predictions both answer from is keyed by prediction id).
 SCALES_OUT = ("ingest", "features", "training", "serving", "drift", "explain", "audit")
 STANDS_BY = ("drift",)  # of those, the ones whose second instance is a standby (servicekit/standby.py)
-# Services whose requests come before any stream's batches on shared cores (servicekit/priority.py).
+# CPU priority on shared cores (servicekit/priority.py), three tiers: serving's requests first; then
+# the path a record takes to its features online (one of the platform's latency promises); then the
+# services that trail the stream (audit, drift, explain, training, annotation), whose lag costs no
+# promise and is caught up when the load drops.
 ANSWERS_FIRST = ("serving",)
+FRESH_PATH = ("ingest", "features")
 INSTANCE_PORT_OFFSET = 50  # instance 2 of the service on port P listens on P + 50
 
 
@@ -143,8 +147,14 @@ class Supervisor:
         }
 
     def cpu_nice(self, service: str) -> int:
-        """Serving answers requests; every other service works a stream or answers rarely, and yields."""
-        return 0 if service in ANSWERS_FIRST else self.settings.stream_nice
+        """Serving answers requests; ingest and features bring records online and yield to it; the rest
+        trail the stream and yield to both (never less nice than the stream: MLOPS_TRAILING_NICE below
+        MLOPS_STREAM_NICE puts them with it)."""
+        if service in ANSWERS_FIRST:
+            return 0
+        if service in FRESH_PATH:
+            return self.settings.stream_nice
+        return max(self.settings.stream_nice, self.settings.trailing_nice)
 
     # -- kafka ---------------------------------------------------------------------------------
     def kafka_component(self) -> Component:

@@ -5,7 +5,10 @@ as serving's requests, and a prediction then waits behind a Presidio batch or an
 p99 was 127-437 ms while ingesting 1,000 records/s, against about 10 ms idle (docs/benchmarks.md).
 The stream services run at a lower priority instead (`<PREFIX>_CPU_NICE`, set by the supervisor from
 `MLOPS_STREAM_NICE`), as a cluster gives serving its own CPU requests: they still get every cycle
-serving leaves, so the stream's throughput is what remains after serving, not less.
+serving leaves, so the stream's throughput is what remains after serving, not less. The services that
+trail the stream (audit, drift, explain, training, annotation; `MLOPS_TRAILING_NICE`) yield in turn to
+ingest and features, which bring a record's features online: their lag breaks no promise and is
+caught up when the load drops.
 
 Two kernel details decide whether a nice value does anything:
 - it belongs to one thread, and a thread takes its creator's: the threads already running (BLAS pools

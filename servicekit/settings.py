@@ -65,7 +65,8 @@ class ServiceSettings(BaseSettings):
         ge=0,
         le=19,
         description="CPU niceness the service runs at (servicekit/priority.py): `mlops up` sets it from"
-        " MLOPS_STREAM_NICE for every service but serving, so serving's requests come first.",
+        " MLOPS_STREAM_NICE for ingest and features and from MLOPS_TRAILING_NICE for the services that"
+        " trail the stream, so serving's requests come first and records come online next.",
     )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",

@@ -159,11 +159,12 @@ def test_up_starts_services_as_processes_and_down_stops_exactly_them(cli_env: di
     assert Path(str(audit["log"])).exists() and audit["rss_mib"] > 20
     keys = Path(env["MLOPS_STATE_DIR"]) / "secrets" / "api-keys.json"
     assert keys.stat().st_mode & 0o077 == 0  # development keys are private to their owner
-    # A stream service yields the cores to serving: every thread, and its session's autogroup (which
-    # is what orders it against other services when the kernel groups by session).
+    # A service that trails the stream yields the cores to serving, ingest and features: every
+    # thread, and its session's autogroup (which is what orders it against other services when the
+    # kernel groups by session).
     threads = list(Path(f"/proc/{audit['pid']}/task").iterdir())
-    assert len(threads) > 1 and {os.getpriority(os.PRIO_PROCESS, int(t.name)) for t in threads} == {10}
-    assert autogroup_nice(int(str(audit["pid"]))) in (10, None)  # None: a kernel without autogroups
+    assert len(threads) > 1 and {os.getpriority(os.PRIO_PROCESS, int(t.name)) for t in threads} == {15}
+    assert autogroup_nice(int(str(audit["pid"]))) in (15, None)  # None: a kernel without autogroups
 
     again = mlops("up", "--services", "audit", env=env)  # harmless: the running service is kept
     assert again.returncode == 0

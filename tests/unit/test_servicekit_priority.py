@@ -100,6 +100,10 @@ def test_a_bad_niceness_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, valu
     monkeypatch.setenv("MLOPS_STREAM_NICE", value)
     with pytest.raises(ValidationError, match="stream_nice"):
         InfraSettings()
+    monkeypatch.delenv("MLOPS_STREAM_NICE")
+    monkeypatch.setenv("MLOPS_TRAILING_NICE", value)
+    with pytest.raises(ValidationError, match="trailing_nice"):
+        InfraSettings()
 
 
 def test_the_supervisor_puts_serving_first_and_a_services_own_setting_wins(
@@ -107,16 +111,32 @@ def test_the_supervisor_puts_serving_first_and_a_services_own_setting_wins(
 ) -> None:
     for name in [n for n in os.environ if n.endswith("_CPU_NICE")]:
         monkeypatch.delenv(name)
-    supervisor = Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=12))
+    supervisor = Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=12, trailing_nice=17))
     keys = tmp_path / "keys.json"
     assert supervisor.service_env("serving", keys)["SERVING_CPU_NICE"] == "0"
-    for name in ("ingest", "features", "training", "drift", "explain", "audit", "annotation"):
+    for name in ("ingest", "features"):
         assert supervisor.service_env(name, keys)[f"{name.upper()}_CPU_NICE"] == "12"
+    for name in ("training", "drift", "explain", "audit", "annotation"):
+        assert supervisor.service_env(name, keys)[f"{name.upper()}_CPU_NICE"] == "17"
     monkeypatch.setenv("AUDIT_CPU_NICE", "3")
     assert supervisor.service_env("audit", keys)["AUDIT_CPU_NICE"] == "3"
     assert (
-        Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=0)).service_env("drift", keys)[
-            "DRIFT_CPU_NICE"
-        ]
+        Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=0, trailing_nice=0)).service_env(
+            "drift", keys
+        )["DRIFT_CPU_NICE"]
         == "0"
     )
+
+
+def test_the_trailing_services_never_run_ahead_of_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.endswith("_CPU_NICE")]:
+        monkeypatch.delenv(name)
+    keys = tmp_path / "keys.json"
+    below = Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=10, trailing_nice=4))
+    assert below.service_env("audit", keys)["AUDIT_CPU_NICE"] == "10"
+    alike = Supervisor(InfraSettings(state_dir=tmp_path, stream_nice=0, trailing_nice=0))
+    assert {alike.cpu_nice(name) for name in ("serving", "ingest", "features", "audit", "drift")} == {0}
+    default = InfraSettings(state_dir=tmp_path)
+    assert default.trailing_nice > default.stream_nice > 0
