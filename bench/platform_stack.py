@@ -119,6 +119,36 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # HotSpot's compiler threads, as /proc names them
+
+
+def jit_seconds(pids: dict[str, int]) -> dict[tuple[str, int], float]:
+    """CPU seconds of each JIT compiler thread of the JVMs among `pids`, by (component, thread id).
+    HotSpot starts and ends compiler threads as its queue needs, so a thread gone between two readings
+    takes its seconds with it: `jit_ms` undercounts, never overcounts."""
+    out: dict[tuple[str, int], float] = {}
+    for name, pid in pids.items():
+        try:
+            for process in _tree(pid):
+                for thread in process.threads():
+                    comm = Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip()
+                    if comm.startswith(JIT_THREADS):
+                        out[(name, thread.id)] = thread.user_time + thread.system_time
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def jit_ms(
+    before: dict[tuple[str, int], float], after: dict[tuple[str, int], float], per: int
+) -> dict[str, float]:
+    """Milliseconds of JIT compilation per `per` (records) of each component that compiled."""
+    out: dict[str, float] = {}
+    for (name, tid), seconds in after.items():
+        out[name] = out.get(name, 0.0) + max(0.0, seconds - before.get((name, tid), 0.0))
+    return {name: round(seconds * 1000 / per, 3) for name, seconds in out.items()}
+
+
 async def settle(
     pids: dict[str, int],
     below_cores: float = 0.3,

@@ -39,7 +39,7 @@ import psutil
 from bench import platform_serving
 from bench.platform_latency import features_latency
 from bench.platform_produce import baseline, produce
-from bench.platform_stack import MemorySampler, Stack, cpu_seconds, setting_arg, settle
+from bench.platform_stack import MemorySampler, Stack, cpu_seconds, jit_ms, jit_seconds, setting_arg, settle
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
 from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
@@ -132,7 +132,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         if alongside is not None:
             await asyncio.sleep(during_lead_s)
         memory.start()
-        cpu_before, started = cpu_seconds(pids), time.monotonic()
+        jit_before, cpu_before, started = jit_seconds(pids), cpu_seconds(pids), time.monotonic()
         producing = asyncio.create_task(produce(stack.bootstrap, items, rate))
         series: list[tuple[float, int]] = []
         # Per consumer group: its peak lag, and the last poll at which it still lagged (the group that
@@ -157,7 +157,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         produce_s = await producing
         serving = await alongside if alongside is not None else None
         caught_up = _caught_up(series)
-        cpu_after = cpu_seconds(pids)
+        cpu_after, jit_after = cpu_seconds(pids), jit_seconds(pids)
         memory_summary = await memory.stop()
         end_ends = await lags.end_offsets(topics)
     finally:
@@ -169,6 +169,8 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         "phase": name, "records": n, "rate": rate or "max", "produce_s": round(produce_s, 2),
         "end_to_end_s": round(caught_up, 2), "records_per_s": round(n / caught_up, 1),
         "cpu_ms_per_record": cpu_ms, "cpu_ms_per_record_total": round(sum(cpu_ms.values()), 3),
+        # Of which the JVMs' JIT compilers (Kafka's, in its first minutes and at each change of load).
+        "jit_ms_per_record": jit_ms(jit_before, jit_after, n),
         "lag_series": series, **latency, "serving_during": serving, "memory": memory_summary,
         "group_peak_lag": group_peak,
         "group_last_lagging_s": _latest_first(group_last_lag),

@@ -4,13 +4,16 @@ and what they refuse."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from bench import platform_idle, platform_throughput
-from bench.platform_stack import Stack, settle
+from bench.platform_stack import Stack, jit_ms, jit_seconds, settle
 
 
 def test_a_setting_reaches_the_stacks_environment_and_wins_over_this_process(
@@ -95,3 +98,17 @@ def test_settle_waits_until_the_stack_is_quiet_or_gives_up() -> None:
         asyncio.run(settle({"k": 1}, window_s=0.01, timeout_s=0.05, read=lambda _: {"k": next(always_busy)}))
         >= 0.05
     )
+
+
+def test_jit_time_counts_each_compiler_threads_growth_and_never_a_gone_thread_as_negative() -> None:
+    before = {("kafka", 11): 1.0, ("kafka", 12): 2.0, ("other-jvm", 5): 0.5}
+    after = {("kafka", 11): 1.5, ("kafka", 13): 0.25, ("other-jvm", 5): 0.5}  # 12 ended, 13 began
+    assert jit_ms(before, after, 10) == {"kafka": 75.0, "other-jvm": 0.0}
+    assert jit_ms(after, before, 10) == {"kafka": 200.0, "other-jvm": 0.0}  # 11 "shrank": not negative
+
+
+def test_a_python_process_has_no_jit_compiler_threads_and_a_dead_pid_is_skipped() -> None:
+    assert jit_seconds({"me": os.getpid()}) == {}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert jit_seconds({"gone": dead.pid}) == {}
