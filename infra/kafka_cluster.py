@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import bus_access, bus_plan
-from infra.kafka_jars import KafkaInfraError, java
+from infra.kafka_jars import DEFAULT_JVM_OPTIONS, KafkaInfraError, java
 from infra.kafka_local import LocalKafka, new_cluster_id
 from infra.processes import wait_for_exit
 from infra.settings import InfraSettings
@@ -46,6 +46,7 @@ class LocalKafkaCluster:
     host: str = "127.0.0.1"
     port: int = 29092
     heap: str = DEFAULT_HEAP
+    jvm_options: tuple[str, ...] = DEFAULT_JVM_OPTIONS
     # Set: the bus is locked down (SASL/SCRAM, ACLs), with the principals' passwords in this folder.
     secrets_dir: Path | None = None
 
@@ -64,6 +65,7 @@ class LocalKafkaCluster:
             nodes=settings.kafka_nodes,
             host=settings.kafka_host,
             port=settings.kafka_port,
+            jvm_options=settings.jvm_options,
             secrets_dir=settings.secrets_dir if bus_access.secured(settings) else None,
         )
 
@@ -109,6 +111,7 @@ class LocalKafkaCluster:
             port=client_port,
             controller_port=client_port + 1,
             heap=self.heap,
+            jvm_options=self.jvm_options,
             secrets_dir=self.secrets_dir,
             node_id=node_id,
             voters=self.voters,

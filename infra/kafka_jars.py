@@ -8,9 +8,10 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
-from infra.settings import REPO_ROOT
+from infra.settings import DEFAULT_KAFKA_JVM_OPTIONS, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,24 @@ def java() -> str:
     return str(found)
 
 
+DEFAULT_JVM_OPTIONS: tuple[str, ...] = tuple(DEFAULT_KAFKA_JVM_OPTIONS.split())  # why: infra/settings.py
+
+
 def java_command(
-    jars_dir: Path, logs_dir: Path, main_class: str, *args: str, heap: str | None = None
+    jars_dir: Path,
+    logs_dir: Path,
+    main_class: str,
+    *args: str,
+    heap: str | None = None,
+    options: Sequence[str] = DEFAULT_JVM_OPTIONS,
 ) -> list[str]:
-    """`main_class` of the jars in `jars_dir`, logging into `logs_dir`; a server gets a fixed `heap`."""
+    """`main_class` of the jars in `jars_dir`, logging into `logs_dir`; a server gets a fixed `heap`.
+    `options` go to the JVM after the kit's own, so they can override them."""
     server = [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"] if heap else []
     return [
         java(),
         *server,
+        *options,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         f"-Dkafka.logs.dir={logs_dir}",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import bus_access, bus_plan
-from infra.kafka_jars import KafkaInfraError, ensure_jars, java, java_command
+from infra.kafka_jars import DEFAULT_JVM_OPTIONS, KafkaInfraError, ensure_jars, java, java_command
 from infra.processes import port_open, wait_for_exit
 from infra.settings import InfraSettings
 
@@ -51,6 +51,7 @@ class LocalKafka:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "768m"
+    jvm_options: tuple[str, ...] = DEFAULT_JVM_OPTIONS
     # Set: the bus is locked down (SASL/SCRAM, ACLs), with the principals' passwords in this folder.
     secrets_dir: Path | None = None
     node_id: int = 1
@@ -76,6 +77,7 @@ class LocalKafka:
             port=settings.kafka_port,
             controller_port=settings.kafka_controller_port,
             heap=settings.kafka_heap,
+            jvm_options=settings.jvm_options,
             secrets_dir=settings.secrets_dir if bus_access.secured(settings) else None,
         )
 
@@ -205,6 +207,7 @@ class LocalKafka:
             "-c",
             str(self.config_file),
             "--ignore-formatted",
+            options=self.jvm_options,
         )
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -240,7 +243,14 @@ class LocalKafka:
         self.config_file.write_text(self.server_properties())
         self.remember_super_user()
         self.format_storage()
-        cmd = java_command(self.jars_dir, self.logs_dir, MAIN_CLASS, str(self.config_file), heap=self.heap)
+        cmd = java_command(
+            self.jars_dir,
+            self.logs_dir,
+            MAIN_CLASS,
+            str(self.config_file),
+            heap=self.heap,
+            options=self.jvm_options,
+        )
         with open(self.logs_dir / "stdout.log", "ab") as out:
             process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -16,6 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# Kafka's JVMs compile with C1 only. With the default tiered compilation, C2's compiler threads took
+# about half of the broker's CPU in the platform benchmark, minutes after a start: 0.2 of a core at
+# 1,000 records/s, and more at each change of load, as it compiled again. C1's code served this broker's
+# small requests for about the same CPU (docs/benchmarks.md, "Kafka's JIT compiler"). A broker with
+# cores to spare and a steady load may take C2 back: MLOPS_KAFKA_JVM_OPTIONS="".
+DEFAULT_KAFKA_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
 class InfraSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore", populate_by_name=True)
 
@@ -53,6 +61,14 @@ class InfraSettings(BaseSettings):
         " contracts/access.py; nothing else gets in) or `off` (plaintext, anyone who reaches the port).",
     )
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx and -Xms) of the local broker.")
+    kafka_jvm_options: str = Field(
+        DEFAULT_KAFKA_JVM_OPTIONS,
+        max_length=2000,
+        pattern=r"^\s*(-\S+\s*)*$",
+        description="More options of the local brokers' JVMs, space-separated, each starting with '-'"
+        " (after the heap and the collector, so they may override them). The default compiles with C1"
+        ' only; "" takes the JVM\'s tiered C1 + C2 back.',
+    )
     kafka_record_partitions: int = Field(
         3, ge=1, description="Partitions of the record topics (records.*, predictions, labels, features)."
     )
@@ -111,6 +127,10 @@ class InfraSettings(BaseSettings):
     redis_port: int = Field(
         6380, ge=1, le=65535, description="Port of the cluster profile's Redis, the online store (loopback)."
     )
+
+    @property
+    def jvm_options(self) -> tuple[str, ...]:
+        return tuple(self.kafka_jvm_options.split())
 
     @property
     def local_kafka(self) -> bool:

@@ -138,3 +138,33 @@ def test_a_key_file_from_before_the_webhook_key_gains_it_and_keeps_every_old_key
     assert (
         dev_api_keys(settings) and json.loads((settings.secrets_dir / "api-keys.json").read_text()) == plain
     )
+
+
+def test_the_brokers_jvm_options_reach_every_java_command_and_garbage_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from infra.kafka_cluster import LocalKafkaCluster
+    from infra.kafka_jars import java_command
+
+    monkeypatch.delenv("MLOPS_KAFKA_JVM_OPTIONS", raising=False)
+    assert InfraSettings(state_dir=tmp_path).jvm_options == ("-XX:TieredStopAtLevel=1",)
+    monkeypatch.setenv("MLOPS_KAFKA_JVM_OPTIONS", " -XX:+UseSerialGC   -Dx=1 ")
+    settings = InfraSettings(state_dir=tmp_path)
+    assert LocalKafka.from_settings(settings).jvm_options == ("-XX:+UseSerialGC", "-Dx=1")
+    cluster = LocalKafkaCluster.from_settings(settings)
+    assert cluster.node(1).jvm_options == ("-XX:+UseSerialGC", "-Dx=1")
+    command = java_command(
+        tmp_path, tmp_path, "kafka.Kafka", "server.properties", heap="1g", options=("-Da=b",)
+    )
+    # after the kit's heap and collector (so they can override them), before the class
+    assert command.index("-Da=b") > command.index("-XX:+UseG1GC") and command.index("-Da=b") < command.index(
+        "kafka.Kafka"
+    )
+    monkeypatch.setenv("MLOPS_KAFKA_JVM_OPTIONS", "")
+    assert InfraSettings(state_dir=tmp_path).jvm_options == ()
+    for garbage in ("rm -rf /", "-Xmx1g; reboot", "x" * 2001):
+        monkeypatch.setenv("MLOPS_KAFKA_JVM_OPTIONS", garbage)
+        with pytest.raises(ValidationError, match="kafka_jvm_options"):
+            InfraSettings(state_dir=tmp_path)
