@@ -243,14 +243,8 @@ class LocalKafka:
         self.config_file.write_text(self.server_properties())
         self.remember_super_user()
         self.format_storage()
-        cmd = java_command(
-            self.jars_dir,
-            self.logs_dir,
-            MAIN_CLASS,
-            str(self.config_file),
-            heap=self.heap,
-            options=self.jvm_options,
-        )
+        broker = (MAIN_CLASS, str(self.config_file))  # the main class and its one argument
+        cmd = java_command(self.jars_dir, self.logs_dir, *broker, heap=self.heap, options=self.jvm_options)
         with open(self.logs_dir / "stdout.log", "ab") as out:
             process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
