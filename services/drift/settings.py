@@ -80,7 +80,9 @@ class DriftSettings(ServiceSettings):
         "each feature's threshold is calibrated for ARL0 = 100k / this x the number of features.",
     )
     chi_square_window: int = Field(500, ge=10, description="Window of the categorical ChiSquare test.")
-    chi_square_alpha: float = Field(1e-7, gt=0, lt=1, description="ChiSquare test level per check.")
+    chi_square_alpha: float = Field(
+        1e-4, gt=0, lt=1, description="ChiSquare (homogeneity) test level per check, per feature."
+    )
     confirmations: int = Field(2, ge=1, description="Flags needed within `debounce` updates for an alarm.")
     # Concept drift (error stream).
     concept_detector: str = Field(

@@ -65,6 +65,22 @@ def test_chi_square_finds_a_category_shift_and_stays_quiet_without_one(seed: int
     assert alarms(windowed(ChiSquare(500, 500, 50, 1e-7)), categorical_stream(20_000, None, seed)) == []
 
 
+def test_chi_square_holds_its_level_when_the_reference_is_a_sample_too() -> None:
+    """Under no change, a check flags at about its level alpha, reference noise included: 2000
+    independent (reference, window) pairs of 500 draws each over 5 categories, one of them rare (2 %),
+    at alpha 1 %. The goodness-of-fit test (the reference's proportions taken as exact) flagged 343."""
+    rng = random.Random(4)
+    weights = [50, 25, 15, 8, 2]
+    flagged = 0
+    for _ in range(2000):
+        detector = ChiSquare(reference_size=500, window_size=500, block=500, alpha=0.01)
+        for x in rng.choices("abcde", weights=weights, k=1000):
+            detector.update(x)
+        assert detector.threshold is not None  # the window was tested once
+        flagged += detector.drift_detected
+    assert 5 <= flagged <= 40  # expected 20 (binomial sd 4.5)
+
+
 def error_stream(n: int, change_at: int | None, seed: int) -> list[float]:
     rng = random.Random(seed)
     return [

@@ -8,8 +8,9 @@ parameters) so a monitor can re-baseline after an alarm. All of them pickle (sta
   end a z-test of the window's mean against the reference, and optionally of its variance (with the
   reference's fourth moment; off by default: on heavy-tailed data a 200-value window's variance is
   too noisy for a 1-in-100k false-alarm rate). O(1) per update: two additions.
-- `ChiSquare` (categorical): the same windows over category counts; a chi-square test of the window
-  against the reference proportions (smoothed, so an unseen category counts) at each block's end.
+- `ChiSquare` (categorical): the same windows over category counts; at each block's end a chi-square
+  test of homogeneity of the two samples (reference and window), so a category unseen in either
+  counts and the reference's own sampling noise is in the test.
 
 The error-stream detectors (`BernoulliCusum`, `RiverDetector`) are in `error_detectors.py`.
 """
@@ -135,7 +136,7 @@ class ChiSquare:
     >>> before = [rng.choices("abc", weights=[5, 3, 2])[0] for _ in range(1000)]
     >>> after = [rng.choices("abc", weights=[2, 3, 5])[0] for _ in range(500)]
     >>> alarms = [i for i, x in enumerate(before + after) if detector.update(x).drift_detected]
-    >>> 1000 <= alarms[0] <= 1100
+    >>> 1000 <= alarms[0] <= 1150
     True
     """
 
@@ -188,17 +189,26 @@ class ChiSquare:
             self._test()
 
     def _test(self) -> None:
-        categories = set(self._ref) | {k for k, v in self._window.items() if v}
+        """Chi-square test of homogeneity of the 2 x k table (reference counts, window counts).
+
+        Both rows are samples: the reference's proportions are estimates too. The test before this one
+        took them as exact (goodness of fit), which with two 500-value samples about doubles the
+        statistic's spread under no change, so its nominal level meant little: at "1e-7 per check" it
+        raised 7.9 false alarms per 100k stationary rows, this test 0.6 at 1e-4 (bench/drift_categorical.py,
+        docs/drift.md "The categorical test")."""
+        ref, window = self._ref, self._window
+        categories = [key for key in set(ref) | set(window) if ref.get(key, 0) + window.get(key, 0)]
         k = len(categories)
         if k < 2:
             return
-        total = self._ref_n + 0.5 * k
-        w = self.window_size
+        n_ref, n_window = self._ref_n, self.window_size
+        n = n_ref + n_window
         stat = 0.0
         for key in categories:
-            expected = w * (self._ref.get(key, 0) + 0.5) / total
-            diff = self._window.get(key, 0) - expected
-            stat += diff * diff / expected
+            in_ref, in_window = ref.get(key, 0), window.get(key, 0)
+            share = (in_ref + in_window) / n  # the pooled proportion: > 0 for every category kept
+            off_ref, off_window = in_ref - n_ref * share, in_window - n_window * share
+            stat += off_ref * off_ref / (n_ref * share) + off_window * off_window / (n_window * share)
         self.statistic = stat
         self.threshold = float(_critical(k - 1, self.alpha))
         self.drift_detected = stat > self.threshold
