@@ -9,12 +9,14 @@ import pickle
 import random
 import statistics
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from services.drift.adapters.store import DriftStore
 from services.drift.domain.cusum import RankCusum, arl0_of, threshold_for
+from services.drift.domain.detectors import ChiSquare
 from services.drift.domain.watch import DriftWatch, WatchConfig
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -142,3 +144,22 @@ def test_state_survives_a_save_and_restore_mid_stream(tmp_path: Path) -> None:
     before, after = watch.monitors["data:x"].detector, restored.monitors["data:x"].detector
     assert pickle.dumps(before) == pickle.dumps(pickle.loads(pickle.dumps(before)))
     assert isinstance(after, RankCusum) and after.threshold == before.threshold
+
+
+def test_a_restart_applies_the_configured_chi_square_level_and_keeps_the_counts(tmp_path: Path) -> None:
+    """Monitors are pickled with their parameters; the categorical test's level is a decision, not
+    state, so the configured one (a changed DRIFT_CHI_SQUARE_ALPHA, or a new default) applies from the
+    restart on, to the monitor and to the copy it re-baselines from."""
+    rng = random.Random(3)
+    old = WatchConfig((), ("c",), chi_square_alpha=1e-7)
+    watch = DriftWatch(old)
+    watch.observe_records([({"c": rng.choice("abc")}, T0, i) for i in range(900)], None)
+    store = DriftStore(tmp_path / "drift.db")
+    store.save(watch, {}, [])
+    store.close()
+    restored = DriftStore(tmp_path / "drift.db").load(replace(old, chi_square_alpha=1e-3))
+    monitor, before = restored.monitors["data:c"], watch.monitors["data:c"]
+    assert isinstance(monitor.detector, ChiSquare) and isinstance(monitor.prototype, ChiSquare)
+    assert monitor.detector.alpha == monitor.prototype.alpha == 1e-3
+    assert isinstance(before.detector, ChiSquare) and before.detector.alpha == 1e-7
+    assert monitor.detector._ref == before.detector._ref and monitor.detector._ref_n == 500

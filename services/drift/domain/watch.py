@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from services.drift.domain.detectors import ChiSquare
 from services.drift.domain.estimate import PerformanceEstimator
 from services.drift.domain.join import LabelJoin
 from services.drift.domain.monitor import Alarm, Monitor
@@ -80,6 +81,17 @@ class DriftWatch:
             self.monitors[f"data:{name}"] = self.config.numeric_monitor(seed)
         for name in self.config.categorical:
             self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.categorical_detector())
+
+    def apply_levels(self) -> None:
+        """Give restored categorical monitors the configured test level. The level decides, it holds no
+        state: the counts (reference and window) stay valid under another one, so a changed
+        `DRIFT_CHI_SQUARE_ALPHA` (or a new default) applies from the restart on, not only to monitors
+        made after it; the copy a monitor re-baselines from after an alarm takes it too."""
+        for name in self.config.categorical:
+            monitor = self.monitors.get(f"data:{name}")
+            for detector in (monitor.detector, monitor.prototype) if monitor is not None else ():
+                if isinstance(detector, ChiSquare):
+                    detector.alpha = self.config.chi_square_alpha
 
     def observe_records(
         self, batch: list[tuple[dict[str, Any], Any, Any]], model: str | None

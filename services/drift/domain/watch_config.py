@@ -27,7 +27,7 @@ class WatchConfig:
     cusum_shift: float = 0.35  # RankCusum: allowance k, in sd (half the 0.7 sd shift it is tuned for)
     false_alarms_per_100k: float = 1.0  # RankCusum: budget over all watched features together
     chi_square_window: int = 500
-    chi_square_alpha: float = 1e-4  # homogeneity test, per check: docs/drift.md, "The categorical test"
+    chi_square_alpha: float = 1e-4  # homogeneity test, per check (docs/drift.md, "Categorical features")
     concept_detector: str = "CUSUM"
     concept_confidence: float = 1e-4  # HDDMA / ADWIN only
     concept_shift: float = 0.1  # CUSUM: the rise of the error rate it is tuned to detect
