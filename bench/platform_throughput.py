@@ -42,7 +42,7 @@ from bench.platform_produce import baseline, produce
 from bench.platform_stack import MemorySampler, Stack, cpu_seconds, jit_ms, jit_seconds, setting_arg, settle
 from contracts.events import LabelObserved, LabelObservedPayload
 from contracts.registry import encode_event
-from contracts.topics import FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
+from contracts.topics import DRIFT_DETECTED, FEATURES_UPDATED, RECORDS_CLEAN, RECORDS_RAW
 from infra.lag import LagReader
 from infra.settings import REPO_ROOT
 from servicekit.priority import autogroup_nice
@@ -126,6 +126,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
     try:
         topics = [RECORDS_RAW, RECORDS_CLEAN, FEATURES_UPDATED]
         start_ends = await lags.end_offsets(topics)
+        drift_start = await lags.end_offsets([DRIFT_DETECTED])
         pids = stack.pids()
         memory = MemorySampler(pids)
         alongside = asyncio.create_task(during) if during is not None else None
@@ -160,6 +161,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         cpu_after, jit_after = cpu_seconds(pids), jit_seconds(pids)
         memory_summary = await memory.stop()
         end_ends = await lags.end_offsets(topics)
+        drift_end = await lags.end_offsets([DRIFT_DETECTED])
     finally:
         await lags.stop()
     n = len(items)
@@ -171,6 +173,8 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         "cpu_ms_per_record": cpu_ms, "cpu_ms_per_record_total": round(sum(cpu_ms.values()), 3),
         # Of which the JVMs' JIT compilers (Kafka's, in its first minutes and at each change of load).
         "jit_ms_per_record": jit_ms(jit_before, jit_after, n),
+        # Alarms raised during the phase: each sets off an Evidently report (seconds of drift's CPU).
+        "drift_events": sum(drift_end.get(tp, 0) - start for tp, start in drift_start.items()),
         "lag_series": series, **latency, "serving_during": serving, "memory": memory_summary,
         "group_peak_lag": group_peak,
         "group_last_lagging_s": _latest_first(group_last_lag),
