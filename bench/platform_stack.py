@@ -19,6 +19,7 @@ import psutil
 
 from bench.chaos_stack import stack_env
 from infra import bus_access
+from infra.kafka_jars import JIT_THREADS
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.supervisor import SERVICE_ORDER, Supervisor
 
@@ -117,9 +118,6 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
         except psutil.Error:
             out[name] = float("nan")
     return out
-
-
-JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # HotSpot's compiler threads, as /proc names them
 
 
 def jit_seconds(pids: dict[str, int]) -> dict[tuple[str, int], float]:

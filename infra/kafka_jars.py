@@ -66,6 +66,7 @@ def java() -> str:
 
 
 DEFAULT_JVM_OPTIONS: tuple[str, ...] = tuple(DEFAULT_KAFKA_JVM_OPTIONS.split())  # why: infra/settings.py
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # HotSpot's compiler threads, as /proc names them
 
 
 def java_command(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.platform_stack import JIT_THREADS
+from infra.kafka_jars import JIT_THREADS
 from infra.kafka_local import LocalKafka
 from infra.settings import InfraSettings
 from tests.support import TEST_KAFKA_PORT
