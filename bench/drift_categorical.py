@@ -162,11 +162,12 @@ def bench_delays(seeds: int, n: int, at: int) -> dict[str, Any]:
     for seed in range(seeds):
         sampler = applicant_generator().sampler(2000 + seed)
         base = [sampler.draw()[0] for _ in range(n)]
-        for case, (feature, change) in CASES.items():
+        for number, (case, (feature, change)) in enumerate(CASES.items()):
             stream = base[:at] + change(base[at:], seed)
             for t in TESTS:
                 found = feed(watch(t), stream)
-                before[t] += sum(1 for i, _ in found if i < at)
+                if number == 0:  # the rows before the change are the same in every case: count them once
+                    before[t] += sum(1 for i, _ in found if i < at)
                 hits = [i for i, f in found if i >= at and feature in (None, f)]
                 delays[case][t].append(hits[0] - at if hits else float("inf"))
     for case, per in delays.items():
@@ -183,7 +184,7 @@ def bench_delays(seeds: int, n: int, at: int) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -194,7 +195,11 @@ def main() -> None:
     parser.add_argument("--stream-rows", type=int, default=10_000, help="rows of each stationary stream")
     parser.add_argument("--alpha", type=float, help="the homogeneity test's level (default: the service's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.alpha is not None and not 0 < args.alpha < 1:
+        parser.error("--alpha must be between 0 and 1")
+    if min(args.seeds, args.streams, args.stream_rows) < 1 or not 0 < args.at < args.rows:
+        parser.error("--seeds, --streams and --stream-rows must be at least 1, and --at inside --rows")
     ALPHA[:] = [args.alpha] if args.alpha else []
     started = time.perf_counter()
     alpha = args.alpha or WatchConfig((), ()).chi_square_alpha
