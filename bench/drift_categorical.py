@@ -1,13 +1,13 @@
 """The categorical drift test: goodness of fit (the old test) vs homogeneity (the service's), same rows.
 
 Both run as the drift service runs its 13 categorical monitors: a DriftWatch over the categorical
-features with default settings (ChiSquare: reference 500, window 500, block 50; two flags within
-400 updates for an alarm), batches of 500 records. Only the test at each block's end differs:
-- goodness of fit at its old default alpha 1e-7: the window's counts against the reference's
-  (smoothed) proportions taken as exact; the reference's own sampling noise is left out (the test
-  before this bench);
-- homogeneity of the 2 x k table of reference and window counts (services/drift/domain/detectors.py)
-  at the service's default alpha (`DRIFT_CHI_SQUARE_ALPHA`), or at `--alpha`.
+features (ChiSquare: window 500, block 50; two flags within 400 updates for an alarm), batches of
+500 records. The test at each block's end and the reference differ:
+- before: goodness of fit at alpha 1e-7 against a 500-value reference: the window's counts against
+  the reference's (smoothed) proportions taken as exact, the reference's own sampling noise left out;
+- now: homogeneity of the 2 x k table of reference and window counts (services/drift/domain/
+  detectors.py) at the service's defaults (`DRIFT_CHI_SQUARE_ALPHA`, `DRIFT_CHI_SQUARE_REFERENCE`),
+  or at `--alpha` / `--reference`.
 
 1. False alarms: `--streams` fresh stationary streams of `--stream-rows` rows each from
    `workbench.applicant_generator` (seeds 7, 8, ...; no change), alarms per 100k rows with a
@@ -23,7 +23,7 @@ features with default settings (ChiSquare: reference 500, window 500, block 50; 
    the prior shift) minus the change row; none by the end counts as missed. Median with its 95 %
    order-statistic interval.
 
-    .venv/bin/python -m bench.drift_categorical [--seeds 40] [--streams 100] [--stream-rows 10000] [--alpha A]
+    .venv/bin/python -m bench.drift_categorical [--seeds 40] [--streams 100] [--alpha A] [--reference R]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from workbench.demo_data import applicant_generator
 RESULTS = Path(__file__).resolve().parent / "results" / "drift_categorical.json"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TESTS = ("goodness_of_fit", "homogeneity")  # old, new
-OLD_ALPHA = 1e-7  # the goodness-of-fit test's default
+OLD_ALPHA, OLD_REFERENCE = 1e-7, 500  # the goodness-of-fit test's defaults
 NUMERIC = "numeric_rank_cusum"  # the 7 numeric monitors on the same stationary streams, for the whole bank
 Record = dict[str, Any]
 
@@ -80,17 +80,16 @@ class GoodnessOfFit(ChiSquare):
 @dataclass(frozen=True)
 class OldConfig(WatchConfig):
     def categorical_detector(self) -> Detector:
-        return GoodnessOfFit(self.reference_size, self.chi_square_window, self.block, OLD_ALPHA)
+        return GoodnessOfFit(OLD_REFERENCE, self.chi_square_window, self.block, OLD_ALPHA)
 
 
-ALPHA: list[float] = []  # --alpha, when given
+CHOSEN: dict[str, Any] = {}  # --alpha and --reference, when given (WatchConfig's field names)
 
 
 def watch(test: str) -> DriftWatch:
     if test == "goodness_of_fit":
         return DriftWatch(OldConfig((), CATEGORICAL_FEATURES))
-    config = WatchConfig((), CATEGORICAL_FEATURES)
-    return DriftWatch(replace(config, chi_square_alpha=ALPHA[0]) if ALPHA else config)
+    return DriftWatch(replace(WatchConfig((), CATEGORICAL_FEATURES), **CHOSEN))
 
 
 def feed(w: DriftWatch, rows: list[Record], first: int = 0) -> list[tuple[int, str]]:
@@ -189,21 +188,29 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, default=40)
-    parser.add_argument("--rows", type=int, default=4000)
-    parser.add_argument("--at", type=int, default=2000)
+    parser.add_argument("--rows", type=int, default=6000)
+    parser.add_argument("--at", type=int, default=4000, help="after the references are full (2,500 rows)")
     parser.add_argument("--streams", type=int, default=100, help="stationary streams (fresh starts)")
     parser.add_argument("--stream-rows", type=int, default=10_000, help="rows of each stationary stream")
     parser.add_argument("--alpha", type=float, help="the homogeneity test's level (default: the service's)")
+    parser.add_argument("--reference", type=int, help="its reference size (default: the service's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.alpha is not None and not 0 < args.alpha < 1:
         parser.error("--alpha must be between 0 and 1")
     if min(args.seeds, args.streams, args.stream_rows) < 1 or not 0 < args.at < args.rows:
         parser.error("--seeds, --streams and --stream-rows must be at least 1, and --at inside --rows")
-    ALPHA[:] = [args.alpha] if args.alpha else []
+    if args.reference is not None and not 10 <= args.reference <= 100_000:
+        parser.error("--reference must be between 10 and 100,000")
+    CHOSEN.clear()
+    CHOSEN.update({"chi_square_alpha": args.alpha} if args.alpha else {})
+    CHOSEN.update({"chi_square_reference": args.reference} if args.reference else {})
     started = time.perf_counter()
-    alpha = args.alpha or WatchConfig((), ()).chi_square_alpha
-    result: dict[str, Any] = {"alpha": {"goodness_of_fit": OLD_ALPHA, "homogeneity": alpha}}
+    now = replace(WatchConfig((), ()), **CHOSEN)
+    result: dict[str, Any] = {
+        "alpha": {"goodness_of_fit": OLD_ALPHA, "homogeneity": now.chi_square_alpha},
+        "reference": {"goodness_of_fit": OLD_REFERENCE, "homogeneity": now.chi_square_reference},
+    }
     result["delays"] = bench_delays(args.seeds, args.rows, args.at)
     print(json.dumps({k: v for k, v in result["delays"].items() if k != "seeds"}), flush=True)
     result["stationary"] = bench_stationary(args.streams, args.stream_rows)
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         f".venv/bin/python -m bench.drift_categorical --seeds {args.seeds} --rows {args.rows} --at {args.at} "
         f"--streams {args.streams} --stream-rows {args.stream_rows}"
         + (f" --alpha {args.alpha}" if args.alpha else "")
+        + (f" --reference {args.reference}" if args.reference else "")
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")

@@ -50,6 +50,7 @@ def watch_config(settings: DriftSettings) -> WatchConfig:
         cusum_reference_size=settings.cusum_reference_size,
         cusum_shift=settings.cusum_shift,
         false_alarms_per_100k=settings.false_alarms_per_100k,
+        chi_square_reference=settings.chi_square_reference,
         chi_square_window=settings.chi_square_window,
         chi_square_alpha=settings.chi_square_alpha,
         concept_detector=settings.concept_detector,

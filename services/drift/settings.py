@@ -79,9 +79,12 @@ class DriftSettings(ServiceSettings):
         description="RankCusum: false alarms per 100k records over all watched features together; "
         "each feature's threshold is calibrated for ARL0 = 100k / this x the number of features.",
     )
+    chi_square_reference: int = Field(
+        2000, ge=10, le=100_000, description="Values in the reference of the categorical ChiSquare test."
+    )
     chi_square_window: int = Field(500, ge=10, description="Window of the categorical ChiSquare test.")
     chi_square_alpha: float = Field(
-        1e-4, gt=0, lt=1, description="ChiSquare (homogeneity) test level per check, per feature."
+        3e-5, gt=0, lt=1, description="ChiSquare (homogeneity) test level per check, per feature."
     )
     confirmations: int = Field(2, ge=1, description="Flags needed within `debounce` updates for an alarm.")
     # Concept drift (error stream).

@@ -13,8 +13,8 @@ from bench import drift_categorical
 
 @pytest.mark.parametrize(
     "args",
-    [["--alpha", "0"], ["--alpha", "1.5"], ["--alpha", "-1e-4"], ["--seeds", "0"], ["--at", "5000"],
-     ["--streams", "-3"], ["--alpha", "abc"]],
+    [["--alpha", "0"], ["--alpha", "1.5"], ["--alpha", "-1e-4"], ["--seeds", "0"], ["--at", "7000"],
+     ["--reference", "5"], ["--streams", "-3"], ["--alpha", "abc"]],
 )  # fmt: skip
 def test_garbage_arguments_are_refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as refused:
@@ -30,6 +30,7 @@ def test_a_small_run_reports_both_tests(tmp_path: Path) -> None:
     )  # fmt: skip
     result = json.loads(out.read_text())
     assert result["alpha"] == {"goodness_of_fit": 1e-7, "homogeneity": 0.01}
+    assert result["reference"] == {"goodness_of_fit": 500, "homogeneity": 2000}
     assert set(result["delays"]["cases"]) == set(drift_categorical.CASES)
     stationary = result["stationary"]
     assert stationary["streams"] == 3 and stationary["rows_each"] == 6000

@@ -147,11 +147,12 @@ def test_state_survives_a_save_and_restore_mid_stream(tmp_path: Path) -> None:
 
 
 def test_a_restart_applies_the_configured_chi_square_level_and_keeps_the_counts(tmp_path: Path) -> None:
-    """Monitors are pickled with their parameters; the categorical test's level is a decision, not
-    state, so the configured one (a changed DRIFT_CHI_SQUARE_ALPHA, or a new default) applies from the
-    restart on, to the monitor and to the copy it re-baselines from."""
+    """Monitors are pickled with their parameters. The categorical test's level is a decision, not
+    state: the configured one (a changed DRIFT_CHI_SQUARE_ALPHA, or a new default) applies from the
+    restart on, to the monitor and to the copy it re-baselines from, and the counts stay. A changed
+    reference size makes the counts meaningless: that monitor starts over with the configured one."""
     rng = random.Random(3)
-    old = WatchConfig((), ("c",), chi_square_alpha=1e-7)
+    old = WatchConfig((), ("c",), chi_square_alpha=1e-7, chi_square_reference=500)
     watch = DriftWatch(old)
     watch.observe_records([({"c": rng.choice("abc")}, T0, i) for i in range(900)], None)
     store = DriftStore(tmp_path / "drift.db")
@@ -163,3 +164,7 @@ def test_a_restart_applies_the_configured_chi_square_level_and_keeps_the_counts(
     assert monitor.detector.alpha == monitor.prototype.alpha == 1e-3
     assert isinstance(before.detector, ChiSquare) and before.detector.alpha == 1e-7
     assert monitor.detector._ref == before.detector._ref and monitor.detector._ref_n == 500
+
+    resized = DriftStore(tmp_path / "drift.db").load(replace(old, chi_square_reference=2000))
+    fresh = resized.monitors["data:c"].detector
+    assert isinstance(fresh, ChiSquare) and fresh.reference_size == 2000 and fresh._ref_n == 0

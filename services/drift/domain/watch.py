@@ -83,15 +83,24 @@ class DriftWatch:
             self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.categorical_detector())
 
     def apply_levels(self) -> None:
-        """Give restored categorical monitors the configured test level. The level decides, it holds no
-        state: the counts (reference and window) stay valid under another one, so a changed
-        `DRIFT_CHI_SQUARE_ALPHA` (or a new default) applies from the restart on, not only to monitors
-        made after it; the copy a monitor re-baselines from after an alarm takes it too."""
-        for name in self.config.categorical:
-            monitor = self.monitors.get(f"data:{name}")
-            for detector in (monitor.detector, monitor.prototype) if monitor is not None else ():
+        """Bring restored categorical monitors to the configuration. The test's level decides and holds
+        no state: a changed `DRIFT_CHI_SQUARE_ALPHA` (or a new default) is given to the monitor and to
+        the copy it re-baselines from, and the counts stay. A changed shape (reference, window or block
+        size) makes the counts meaningless for the new test: that monitor starts over and learns a new
+        reference, as after an alarm."""
+        config = self.config
+        for name in config.categorical:
+            key = f"data:{name}"
+            monitor = self.monitors.get(key)
+            if monitor is None or not isinstance(monitor.detector, ChiSquare):
+                continue
+            wanted = config.categorical_detector()
+            if not isinstance(wanted, ChiSquare) or _shape(monitor.detector) != _shape(wanted):
+                self.monitors[key] = config.windowed_monitor(wanted)
+                continue
+            for detector in (monitor.detector, monitor.prototype):
                 if isinstance(detector, ChiSquare):
-                    detector.alpha = self.config.chi_square_alpha
+                    detector.alpha = config.chi_square_alpha
 
     def observe_records(
         self, batch: list[tuple[dict[str, Any], Any, Any]], model: str | None
@@ -264,3 +273,7 @@ def _finding(
 ) -> Finding:
     assert monitor.last_alarm is not None
     return Finding(kind, feature, model, version, monitor.last_alarm, at, source)
+
+
+def _shape(detector: ChiSquare) -> tuple[int, int, int]:
+    return detector.reference_size, detector.window_size, detector.block

@@ -26,8 +26,9 @@ class WatchConfig:
     cusum_reference_size: int = 1000  # RankCusum: values in its reference
     cusum_shift: float = 0.35  # RankCusum: allowance k, in sd (half the 0.7 sd shift it is tuned for)
     false_alarms_per_100k: float = 1.0  # RankCusum: budget over all watched features together
+    chi_square_reference: int = 2000  # a large reference: the power a strict level needs
     chi_square_window: int = 500
-    chi_square_alpha: float = 1e-4  # homogeneity test, per check (docs/drift.md, "Categorical features")
+    chi_square_alpha: float = 3e-5  # homogeneity test, per check (docs/drift.md, "Categorical features")
     concept_detector: str = "CUSUM"
     concept_confidence: float = 1e-4  # HDDMA / ADWIN only
     concept_shift: float = 0.1  # CUSUM: the rise of the error rate it is tuned to detect
@@ -72,7 +73,7 @@ class WatchConfig:
         return Monitor(detector, warm_up=self.warm_up, confirmations=1, cooldown=self.cooldown)
 
     def categorical_detector(self) -> Detector:
-        return ChiSquare(self.reference_size, self.chi_square_window, self.block, self.chi_square_alpha)
+        return ChiSquare(self.chi_square_reference, self.chi_square_window, self.block, self.chi_square_alpha)
 
     def concept_monitor(self) -> Monitor:
         detector: Detector
