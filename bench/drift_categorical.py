@@ -79,7 +79,7 @@ class GoodnessOfFit(ChiSquare):
 
 @dataclass(frozen=True)
 class OldConfig(WatchConfig):
-    def categorical_detector(self) -> Detector:
+    def categorical_detector(self) -> ChiSquare:
         return GoodnessOfFit(OLD_REFERENCE, self.chi_square_window, self.block, OLD_ALPHA)
 
 

@@ -205,3 +205,19 @@ def test_settings_that_give_two_streams_one_topic_are_refused(tmp_path: Path) ->
 
     with pytest.raises(ValidationError, match="topics must differ"):
         DriftSettings(state_dir=tmp_path, records_topic="shared", labels_topic="shared")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("chi_square_reference", 5), ("chi_square_reference", 10**6), ("chi_square_reference", "many"),
+     ("chi_square_alpha", 0), ("chi_square_alpha", 1.5), ("chi_square_alpha", "nan")],
+)  # fmt: skip
+def test_garbage_categorical_test_settings_are_refused_with_the_field_named(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    from pydantic import ValidationError
+
+    from services.drift.settings import DriftSettings
+
+    with pytest.raises(ValidationError, match=field):
+        DriftSettings.model_validate({"state_dir": tmp_path, field: value})

@@ -57,7 +57,7 @@ class DriftStore:
             log.warning("stored drift state unreadable (library upgrade?); starting fresh", exc_info=True)
             return watch
         watch.monitors.update(saved["monitors"])
-        watch.apply_levels()
+        watch.reconcile_categorical()
         watch.versions, watch.skipped = saved["versions"], saved["skipped"]
         watch.quality = saved.get("quality", {})  # absent from states saved before it existed
         watch.estimators = saved.get("estimators", {})

@@ -82,7 +82,7 @@ class DriftWatch:
         for name in self.config.categorical:
             self.monitors[f"data:{name}"] = self.config.windowed_monitor(self.config.categorical_detector())
 
-    def apply_levels(self) -> None:
+    def reconcile_categorical(self) -> None:
         """Bring restored categorical monitors to the configuration. The test's level decides and holds
         no state: a changed `DRIFT_CHI_SQUARE_ALPHA` (or a new default) is given to the monitor and to
         the copy it re-baselines from, and the counts stay. A changed shape (reference, window or block
@@ -95,7 +95,7 @@ class DriftWatch:
             if monitor is None or not isinstance(monitor.detector, ChiSquare):
                 continue
             wanted = config.categorical_detector()
-            if not isinstance(wanted, ChiSquare) or _shape(monitor.detector) != _shape(wanted):
+            if _shape(monitor.detector) != _shape(wanted):
                 self.monitors[key] = config.windowed_monitor(wanted)
                 continue
             for detector in (monitor.detector, monitor.prototype):

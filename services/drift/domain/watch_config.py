@@ -72,7 +72,7 @@ class WatchConfig:
         # A CUSUM flags once per change: one flag is enough; its reference is its warm-up.
         return Monitor(detector, warm_up=self.warm_up, confirmations=1, cooldown=self.cooldown)
 
-    def categorical_detector(self) -> Detector:
+    def categorical_detector(self) -> ChiSquare:
         return ChiSquare(self.chi_square_reference, self.chi_square_window, self.block, self.chi_square_alpha)
 
     def concept_monitor(self) -> Monitor:
