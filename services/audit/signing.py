@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -77,14 +78,24 @@ def _write_new_key(path: Path) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    # O_EXCL: two processes starting at once never overwrite each other's key.
+    # Written whole under a name of its own, then linked into place: a link never replaces a file, so
+    # of two processes starting at once one key wins and neither is overwritten, and the other process
+    # never reads a half-written key (creating `path` itself with O_EXCL, then writing it, let a second
+    # audit instance read it empty: "MalformedFraming", a start-up failure in the cluster profile).
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        os.link(partial, path)
     except FileExistsError:
-        return
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    public_file(path).write_text(public_text(key.public_key()) + "\n")
+        return  # another process's key is in place, whole
+    finally:
+        partial.unlink(missing_ok=True)
+    public = public_file(path)
+    public_partial = public.with_name(partial.name + ".pub")
+    public_partial.write_text(public_text(key.public_key()) + "\n")
+    os.replace(public_partial, public)
 
 
 def public_file(private_path: Path) -> Path:

@@ -91,3 +91,21 @@ def test_only_configured_keys_are_trusted(tmp_path: Path) -> None:
         parse_public_key("bm90IGEga2V5")  # base64, but not 32 bytes
     with pytest.raises(SigningKeyError):
         parse_public_key("%%%")
+
+
+def _load_and_name(path: str) -> str:
+    return public_text(load_private_key(Path(path), create=True).public_key())
+
+
+def test_instances_starting_at_once_all_read_the_one_key_whole(tmp_path: Path) -> None:
+    """Two audit instances of the cluster profile start together: each either writes the key or reads
+    the one another wrote, never a half-written file (one read it empty and failed to start)."""
+    import multiprocessing
+
+    for attempt in range(40):
+        path = tmp_path / f"run{attempt}" / "audit-signing.key"
+        with multiprocessing.get_context("fork").Pool(8) as pool:
+            names = pool.map(_load_and_name, [str(path)] * 16)
+        assert len(set(names)) == 1
+        assert public_file(path).read_text().strip() == names[0]
+        assert sorted(p.name for p in path.parent.iterdir()) == [path.name, public_file(path).name]
