@@ -2,6 +2,9 @@
 pandas frame (what the service did before 2026-12-06) against the direct write it does now
 (services/features/adapters/online_rows.py: each value into its protobuf field, then the same
 `online_write_batch`), in the same run. Online store only (the offline append is the same for both).
+A third way is the direct write into a table that still has Feast's full `<table>_ek` index, which
+duplicates the primary key's and which `open_store` now empties (feature_repo/store.py): what that
+index costs each write.
 
 Per run and way, a fresh SQLite online store (WAL, as `feature_repo.open_store` sets it) gets
 `--records` demo applications in batches of `--batch`. Reported: CPU microseconds per record
@@ -20,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# The ways, in the order each run takes them.
+WAYS = ("push", "direct", "direct_feast_index")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +55,8 @@ def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> float
 
     with tempfile.TemporaryDirectory() as folder:
         store = open_store(FeatureStoreSettings(Path(folder)), apply=True)
+        if way == "direct_feast_index":
+            _restore_feasts_index(Path(folder) / "online.db")
         direct = OnlineRows(store)
         started = time.process_time()
         for first in range(0, len(rows), batch):
@@ -60,10 +68,23 @@ def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> float
         return (time.process_time() - started) / len(rows) * 1e6
 
 
+def _restore_feasts_index(path: Path) -> None:
+    """The `<table>_ek` index as Feast makes it: on entity_key, for every row."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        for (index,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%_ek'"
+        ):
+            table = index.removesuffix("_ek")
+            conn.execute(f'DROP INDEX "{index}"')
+            conn.execute(f'CREATE INDEX "{index}" ON "{table}" (entity_key)')
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rows = demo_rows(args.records)
-    found: dict[str, list[float]] = {"push": [], "direct": []}
+    found: dict[str, list[float]] = {way: [] for way in WAYS}
     for _ in range(args.runs):
         for way in found:
             found[way].append(cpu_us_per_record(way, rows, args.batch))
@@ -77,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                 "cpu_us_per_record": {way: [round(v, 1) for v in values] for way, values in found.items()},
                 "median_cpu_us_per_record": {way: round(v, 1) for way, v in medians.items()},
                 "push_over_direct": round(medians["push"] / medians["direct"], 2),
+                "feast_index_over_direct": round(medians["direct_feast_index"] / medians["direct"], 2),
             },
             indent=2,
         )

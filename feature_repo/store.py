@@ -74,6 +74,7 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
         with _registry_lock(settings.repo_dir):
             offline.ensure(settings.offline_path, settings.legacy_offline_file)
             store.apply(definitions(settings.offline_path))
+            _empty_duplicate_key_indexes(store)
     return store
 
 
@@ -94,10 +95,53 @@ def plain_sqlite_store(provider: Any, config: Any) -> Any | None:
 
 def online_table(config: Any, view: Any) -> str:
     """The quoted name of `view`'s table in Feast's SQLite online store (Feast's own `_table_id`)."""
-    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+    from feast.infra.online_stores.sqlite import _quote_id
 
-    versioned = config.registry.enable_online_feature_view_versioning
-    return str(_quote_id(_table_id(config.project, view, versioned)))
+    return str(_quote_id(online_table_id(config, view)))
+
+
+def online_table_id(config: Any, view: Any) -> str:
+    """The unquoted name of `view`'s table in Feast's SQLite online store."""
+    from feast.infra.online_stores.sqlite import _table_id
+
+    return str(_table_id(config.project, view, config.registry.enable_online_feature_view_versioning))
+
+
+def _empty_duplicate_key_indexes(store: FeatureStore) -> None:
+    """On Feast's plain SQLite store, make each view's `<table>_ek` index an empty one.
+
+    Feast indexes the online table on `entity_key`, which its primary key (entity_key, feature_name)
+    already leads with: every read (Feast's `entity_key IN (...)`, serving's) can use the key's own
+    index, and SQLite picks it. The duplicate index is one more B-tree to update for each of the 20
+    values a record writes: about 30% of the features service's upsert and a quarter of the file
+    (docs/benchmarks.md, "Feast's duplicate key index"). Feast recreates the index on every apply
+    unless one of that name exists (`CREATE INDEX IF NOT EXISTS`), so it is not dropped but replaced
+    by a partial index `WHERE 0` under the same name: it holds no row and costs nothing to keep. A
+    store made before this change is converted on the features service's first start with it.
+    """
+    sqlite_store = plain_sqlite_store(store.provider, store.config)
+    if sqlite_store is None:
+        return
+    from feast.infra.online_stores.sqlite import _quote_id
+
+    conn = sqlite_store._get_conn(store.config)
+    for view in store.list_feature_views():
+        index = online_table_id(store.config, view) + "_ek"
+        found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,))
+        (sql,) = found.fetchone() or (None,)
+        if sql is None or sql.rstrip().endswith("WHERE 0"):
+            continue
+        conn.execute("BEGIN IMMEDIATE")  # readers in other processes see one index or the other
+        try:
+            conn.execute(f"DROP INDEX {_quote_id(index)}")
+            conn.execute(
+                f"CREATE INDEX {_quote_id(index)} ON {online_table(store.config, view)} (entity_key) WHERE 0"
+            )
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        log.info("online store: the duplicate index %s is now empty", index)
 
 
 def _write_ahead_log(path: Path, timeout_s: float = 5.0) -> None:
