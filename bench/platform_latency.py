@@ -64,3 +64,14 @@ async def _records_between(bootstrap: str, start: dict[Any, int], end: dict[Any,
         with contextlib.suppress(asyncio.CancelledError):  # aiokafka 0.14's stop() after assign()
             await consumer.stop()
     return out
+
+
+async def drift_alarms(bootstrap: str, start: dict[Any, int], end: dict[Any, int]) -> list[str]:
+    """The DriftDetected events between the offsets, each as `kind feature by detector (statistic)`:
+    the bench's stream has no drift, so each one is a false alarm to name, not only count."""
+    alarms = []
+    for _, record in await _records_between(bootstrap, start, end):
+        payload = json.loads(record.value)["payload"]
+        what = payload["kind"] + (f" {payload['feature']}" if payload.get("feature") else "")
+        alarms.append(f"{what} by {payload['detector']} ({payload['statistic']:.4g})")
+    return alarms

@@ -37,7 +37,7 @@ import msgspec
 import psutil
 
 from bench import platform_serving
-from bench.platform_latency import features_latency
+from bench.platform_latency import drift_alarms, features_latency
 from bench.platform_produce import baseline, produce
 from bench.platform_stack import MemorySampler, Stack, cpu_seconds, jit_ms, jit_seconds, setting_arg, settle
 from contracts.events import LabelObserved, LabelObservedPayload
@@ -167,6 +167,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
     n = len(items)
     cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / n, 3) for k in cpu_before}
     latency = await features_latency(stack.bootstrap, start_ends, end_ends)
+    alarms = await drift_alarms(stack.bootstrap, drift_start, drift_end)
     return {
         "phase": name, "records": n, "rate": rate or "max", "produce_s": round(produce_s, 2),
         "end_to_end_s": round(caught_up, 2), "records_per_s": round(n / caught_up, 1),
@@ -174,7 +175,7 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         # Of which the JVMs' JIT compilers (Kafka's, in its first minutes and at each change of load).
         "jit_ms_per_record": jit_ms(jit_before, jit_after, n),
         # Alarms raised during the phase: each sets off an Evidently report (seconds of drift's CPU).
-        "drift_events": sum(drift_end.get(tp, 0) - start for tp, start in drift_start.items()),
+        "drift_events": len(alarms), "drift_alarms": alarms,
         "lag_series": series, **latency, "serving_during": serving, "memory": memory_summary,
         "group_peak_lag": group_peak,
         "group_last_lagging_s": _latest_first(group_last_lag),
