@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 
 from infra import bus_access
-from infra.processes import wait_for_exit
+from infra.processes import pid_alive, wait_for_exit
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import Supervisor, pid_alive, probe_service, service_port
+from infra.supervisor import Supervisor, probe_service, service_port
 
 KAFKA = "kafka"
 # Settings of the calling process that must not reach the stack's processes: the stack has its own.

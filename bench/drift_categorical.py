@@ -43,7 +43,7 @@ from scipy.stats import chi2
 
 from bench.drift_covariate import median_interval
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from services.drift.domain.detectors import ChiSquare, Detector, _critical
+from services.drift.domain.detectors import ChiSquare, Detector, chi_square_critical
 from services.drift.domain.watch import DriftWatch, WatchConfig
 from workbench.demo_data import applicant_generator
 
@@ -70,7 +70,7 @@ class GoodnessOfFit(ChiSquare):
             diff = self._window.get(key, 0) - expected
             stat += diff * diff / expected
         self.statistic = stat
-        self.threshold = _critical(k - 1, self.alpha)
+        self.threshold = chi_square_critical(k - 1, self.alpha)
         self.drift_detected = stat > self.threshold
 
     def clone(self) -> Detector:

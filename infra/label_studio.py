@@ -157,7 +157,8 @@ def start_label_studio(
     settings: InfraSettings, components: dict[str, Component], console: Console
 ) -> Component:
     """Our running server as it is, or a new one started with the credentials (created once)."""
-    from infra.supervisor import Component, pid_alive, process_matches
+    from infra.processes import pid_alive, process_matches
+    from infra.supervisor import Component
 
     server = LocalLabelStudio(settings)
     where = f"login and API token in {settings.secrets_dir / 'label-studio.json'}"

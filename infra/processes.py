@@ -1,10 +1,12 @@
-"""Small probes of local processes: an open port, a readiness route, a pid that exits."""
+"""Small probes of local processes: an open port, a readiness route, a pid that exits, a pid that is
+still alive and still the process it was recorded as."""
 
 from __future__ import annotations
 
 import os
 import socket
 import time
+from pathlib import Path
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -41,3 +43,23 @@ def wait_for_exit(pid: int, timeout_s: float) -> bool:
             pass
         time.sleep(0.1)
     return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = (
+        Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+        if Path(f"/proc/{pid}/stat").exists()
+        else "X"
+    )
+    return state != "Z"
+
+
+def process_matches(pid: int, marker: str) -> bool:
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

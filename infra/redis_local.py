@@ -155,7 +155,7 @@ class LocalRedis:
 
     def pid(self) -> int | None:
         """Our server's pid, if it runs (the pid file is checked against the marker: pids are reused)."""
-        from infra.supervisor import pid_alive, process_matches
+        from infra.processes import pid_alive, process_matches
 
         try:
             pid = int((self.home / "redis.pid").read_text().strip())

@@ -11,9 +11,10 @@ from rich.table import Table
 
 from infra.label_studio import probe_label_studio
 from infra.monitoring import probe_prometheus
+from infra.processes import pid_alive
 from infra.settings import InfraSettings
 from infra.stores import probe_store
-from infra.supervisor import Component, Supervisor, pid_alive, probe_service
+from infra.supervisor import Component, Supervisor, probe_service
 
 
 def component_status(supervisor: Supervisor, component: Component) -> dict[str, object]:

@@ -22,7 +22,7 @@ from infra.label_studio import LocalLabelStudio
 from infra.mlflow_server import LocalMlflowServer
 from infra.monitoring import LocalPrometheus
 from infra.postgres_local import LocalPostgres
-from infra.processes import http_ready, port_open, wait_for_exit
+from infra.processes import http_ready, pid_alive, port_open, process_matches, wait_for_exit
 from infra.redis_local import LocalRedis
 from infra.settings import REPO_ROOT, InfraSettings
 from infra.stores import store_env
@@ -277,26 +277,6 @@ def prepare_mlflow(settings: InfraSettings, services: list[str]) -> None:
     )
     if result.returncode != 0:
         raise SystemExit(f"could not initialise the MLflow store {uri}: {result.stderr[-2000:]}")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = (
-        Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-        if Path(f"/proc/{pid}/stat").exists()
-        else "X"
-    )
-    return state != "Z"
-
-
-def process_matches(pid: int, marker: str) -> bool:
-    try:
-        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
 
 
 def probe_service(url: str) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from infra.kafka_local import LocalKafka
+from infra.processes import pid_alive
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import pid_alive
 from tests.support import TEST_KAFKA_PORT
 
 # PostgreSQL for the tests that run against every storage adapter (a throwaway cluster, started on use).

@@ -27,8 +27,9 @@ from contracts.events import PredictionMade, PredictionMadePayload
 from contracts.registry import encode_event
 from infra.bus_access import kafka_options
 from infra.label_studio import LocalLabelStudio, auth_header, start_label_studio
+from infra.processes import pid_alive
 from infra.settings import InfraSettings
-from infra.supervisor import Supervisor, pid_alive
+from infra.supervisor import Supervisor
 from servicekit.auth import Role, write_dev_keys
 from services.annotation.app import create_app
 from services.annotation.settings import AnnotationSettings

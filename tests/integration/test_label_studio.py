@@ -21,8 +21,9 @@ import pytest
 from rich.console import Console
 
 from infra.label_studio import LocalLabelStudio, auth_header, start_label_studio
+from infra.processes import pid_alive
 from infra.settings import REPO_ROOT, InfraSettings
-from infra.supervisor import Supervisor, pid_alive
+from infra.supervisor import Supervisor
 from services.annotation.adapters.label_studio import LABEL_CONFIG  # the config the service uses
 from tests.conftest import TEST_STATE_DIR
 from tests.e2e.stack import wait_for

@@ -9,12 +9,12 @@ import pytest
 from contracts.topics import TOPICS
 from infra.kafka_jars import ensure_jars
 from infra.kafka_local import LocalKafka
+from infra.processes import process_matches
 from infra.settings import InfraSettings
 from infra.supervisor import (
     CORE_SERVICES,
     SERVICE_ORDER,
     Supervisor,
-    process_matches,
     selected_services,
     service_port,
 )

@@ -211,7 +211,7 @@ class ChiSquare:
             off_ref, off_window = in_ref - n_ref * share, in_window - n_window * share
             stat += off_ref * off_ref / (n_ref * share) + off_window * off_window / (n_window * share)
         self.statistic = stat
-        self.threshold = float(_critical(k - 1, self.alpha))
+        self.threshold = chi_square_critical(k - 1, self.alpha)
         self.drift_detected = stat > self.threshold
 
     def clone(self) -> Detector:
@@ -221,7 +221,9 @@ class ChiSquare:
 _CRITICAL: dict[tuple[int, float], float] = {}
 
 
-def _critical(df: int, alpha: float) -> float:
+def chi_square_critical(df: int, alpha: float) -> float:
+    """The chi-square statistic that `df` degrees of freedom exceed with probability `alpha`
+    (remembered: a categorical monitor asks at every check)."""
     key = (df, alpha)
     if key not in _CRITICAL:
         _CRITICAL[key] = float(chi2.isf(alpha, df))
