@@ -74,7 +74,7 @@ def _restore_feasts_index(path: Path) -> None:
 
     with sqlite3.connect(path) as conn:
         for (index,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%_ek'"
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND name GLOB '*_ek'"
         ):
             table = index.removesuffix("_ek")
             conn.execute(f'DROP INDEX "{index}"')
