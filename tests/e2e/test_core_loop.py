@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory, jars_dir: Path) -> Iterator[
 
 def _state(env: dict[str, str]) -> Path:
     return Path(env["MLOPS_STATE_DIR"])
+
+
+def _online_table(state: Path) -> tuple[str, dict[str, str], int] | None:
+    """The SQLite online table's name, indexes and rows, once it holds a row per feature of each record."""
+    conn = sqlite3.connect(state / "feast" / "online.db", timeout=10)
+    try:
+        (table,) = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()
+        found = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        stored = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        return (table, dict(found.fetchall()), stored) if stored >= ROWS * len(FEATURES) else None
+    finally:
+        conn.close()
 
 
 def test_streamed_records_train_a_champion_that_serves_the_training_features(stack: dict[str, str]) -> None:
@@ -117,6 +130,13 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
     assert compared >= 30, f"only {compared} served entities were in the training set"
     # ... and serving read them straight from the SQLite online table (checked against Feast first).
     assert "online reads go direct to SQLite" in (_state(stack) / "logs" / "serving.log").read_text()
+    # ... from a table holding every clean record's features once, with Feast's duplicate key index
+    #     emptied by the features service at its start (feature_repo.store).
+    table, indexes, stored = wait_for(
+        lambda: _online_table(_state(stack)), 60, "every record's features online"
+    )
+    assert indexes == {f"{table}_ek": f'CREATE INDEX "{table}_ek" ON "{table}" (entity_key) WHERE 0'}
+    assert stored == ROWS * len(FEATURES)
 
     # 5. The explain service explains a served prediction with the version that made it.
     first = next(iter(prediction_ids))
