@@ -46,7 +46,9 @@ def demo_rows(n: int) -> list[dict[str, Any]]:
     return demo_feature_rows(n, seed=3, id_prefix="push")
 
 
-def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> float:
+def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> tuple[float, float]:
+    """CPU microseconds per record of writing `rows` online `way`, and the online store's size
+    afterwards (MiB, write-ahead log included: what the pages take, checkpointed or not)."""
     from feast.data_source import PushMode
 
     from feature_repo import PUSH_SOURCE, FeatureStoreSettings, open_store
@@ -65,7 +67,19 @@ def cpu_us_per_record(way: str, rows: list[dict[str, Any]], batch: int) -> float
                 store.push(PUSH_SOURCE, rows_frame(part), to=PushMode.ONLINE)
             else:
                 direct.write(part)
-        return (time.process_time() - started) / len(rows) * 1e6
+        cpu_us = (time.process_time() - started) / len(rows) * 1e6
+        return cpu_us, _store_mib(Path(folder) / "online.db")
+
+
+def _store_mib(path: Path) -> float:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        (size,) = conn.execute("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+        return float(size[0]) / 2**20
+    finally:
+        conn.close()
 
 
 def _restore_feasts_index(path: Path) -> None:
@@ -85,9 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rows = demo_rows(args.records)
     found: dict[str, list[float]] = {way: [] for way in WAYS}
+    sizes: dict[str, float] = {}
     for _ in range(args.runs):
         for way in found:
-            found[way].append(cpu_us_per_record(way, rows, args.batch))
+            cpu_us, sizes[way] = cpu_us_per_record(way, rows, args.batch)
+            found[way].append(cpu_us)
     medians = {way: statistics.median(values) for way, values in found.items()}
     print(
         json.dumps(
@@ -99,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
                 "median_cpu_us_per_record": {way: round(v, 1) for way, v in medians.items()},
                 "push_over_direct": round(medians["push"] / medians["direct"], 2),
                 "feast_index_over_direct": round(medians["direct_feast_index"] / medians["direct"], 2),
+                "online_store_mib": {way: round(mib, 2) for way, mib in sizes.items()},
             },
             indent=2,
         )

@@ -113,8 +113,8 @@ def _empty_duplicate_key_indexes(store: FeatureStore) -> None:
     Feast indexes the online table on `entity_key`, which its primary key (entity_key, feature_name)
     already leads with: every read (Feast's `entity_key IN (...)`, serving's) can use the key's own
     index, and SQLite picks it. The duplicate index is one more B-tree to update for each of the 20
-    values a record writes: the online write costs 1.16 times as much with it, and the file a third
-    more (docs/benchmarks.md, "Feast's duplicate key index"). Feast recreates the index on every apply
+    values a record writes: the online write costs a median 1.13 times as much with it, and the file
+    31% more (docs/benchmarks.md, "Feast's duplicate key index"). Feast recreates the index on every apply
     unless one of that name exists (`CREATE INDEX IF NOT EXISTS`), so it is not dropped but replaced
     by a partial index `WHERE 0` under the same name: it holds no row and costs nothing to keep. A
     store made before this change is converted on the features service's first start with it.

@@ -111,7 +111,9 @@ def test_the_bench_measures_the_write_with_feasts_full_index_back(
     feature_push._restore_feasts_index(db)
     assert _indexes(db) == {f"{table}_ek": f'CREATE INDEX "{table}_ek" ON "{table}" (entity_key)'}
 
-    feature_push.main(["--records", "20", "--batch", "10", "--runs", "1"])
+    feature_push.main(["--records", "200", "--batch", "50", "--runs", "1"])
     found = json.loads(capsys.readouterr().out)
     assert set(found["median_cpu_us_per_record"]) == set(feature_push.WAYS)
     assert found["feast_index_over_direct"] > 0
+    sizes = found["online_store_mib"]
+    assert sizes["direct_feast_index"] > sizes["direct"] > 0  # the full index takes pages; the empty one none
