@@ -89,14 +89,14 @@ class DriftWatch:
         size) makes the counts meaningless for the new test: that monitor starts over and learns a new
         reference, as after an alarm."""
         config = self.config
+        wanted = _shape(config.categorical_detector())
         for name in config.categorical:
             key = f"data:{name}"
             monitor = self.monitors.get(key)
             if monitor is None or not isinstance(monitor.detector, ChiSquare):
                 continue
-            wanted = config.categorical_detector()
-            if _shape(monitor.detector) != _shape(wanted):
-                self.monitors[key] = config.windowed_monitor(wanted)
+            if _shape(monitor.detector) != wanted:
+                self.monitors[key] = config.windowed_monitor(config.categorical_detector())
                 continue
             for detector in (monitor.detector, monitor.prototype):
                 if isinstance(detector, ChiSquare):
