@@ -13,6 +13,7 @@ harmless: each checkpoint is a signed (length, head) pair that verify checks on 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -77,6 +78,11 @@ class CheckpointLease:
 
     def _drop_connection(self) -> None:
         assert self._connection is not None
+        # Unlocked now: a closed socket alone leaves the lock to the server's backend until it sees the
+        # client gone, so a standby asking at once could still find it taken (a flaky handover). On a
+        # session the server dropped this fails, and the lock went with the session.
+        with contextlib.suppress(SQLAlchemyError):
+            self._connection.exec_driver_sql(f"SELECT pg_advisory_unlock({CHECKPOINT_LOCK_KEY})")
         try:
             # Not back to the pool: a pooled session would keep the lock for whoever borrows it next.
             self._connection.invalidate()
