@@ -1,5 +1,6 @@
-"""Record -> features online, for the platform benchmark: for each record of a phase, the Kafka
-timestamp of the FeaturesUpdated that covered it minus its raw record's."""
+"""What the platform benchmark reads back from Kafka after each phase, in one pass over the phase's
+offsets (`records_between`): record -> features online (for each record, the Kafka timestamp of the
+FeaturesUpdated that covered it minus its raw record's), and the drift alarms raised."""
 
 from __future__ import annotations
 
@@ -11,25 +12,24 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from contracts.topics import RECORDS_CLEAN, RECORDS_RAW
+from contracts.topics import DRIFT_DETECTED, RECORDS_CLEAN, RECORDS_RAW
 from infra.bus_access import kafka_options
 
 
-async def features_latency(
-    bootstrap: str, start: dict[Any, int], end: dict[Any, int]
-) -> dict[str, float | None]:
-    """Record -> features online: FeaturesUpdated's Kafka timestamp minus the raw record's, per record."""
+def features_latency(records: list[tuple[str, Any]]) -> dict[str, float | None]:
+    """Record -> features online: FeaturesUpdated's Kafka timestamp minus the raw record's, per record
+    (`records` as `records_between` gives them; other topics' are passed over)."""
     raw_ts: dict[tuple[int, int], int] = {}
     clean_to_raw: dict[tuple[int, int], tuple[int, int]] = {}
     online_ts: dict[tuple[int, int], int] = {}
-    for topic, record in await _records_between(bootstrap, start, end):
+    for topic, record in records:
         where = (record.partition, record.offset)
         if topic == RECORDS_RAW:
             raw_ts[where] = record.timestamp
         elif topic == RECORDS_CLEAN:
             source = json.loads(record.value)["payload"]["source"]
             clean_to_raw[where] = (source["partition"], source["offset"])
-        else:
+        elif topic != DRIFT_DETECTED:
             for s in json.loads(record.value)["payload"]["sources"]:
                 online_ts.setdefault((s["partition"], s["offset"]), record.timestamp)
     latencies = sorted(
@@ -44,7 +44,10 @@ async def features_latency(
     }  # fmt: skip
 
 
-async def _records_between(bootstrap: str, start: dict[Any, int], end: dict[Any, int]) -> list[Any]:
+async def records_between(
+    bootstrap: str, start: dict[Any, int], end: dict[Any, int]
+) -> list[tuple[str, Any]]:
+    """(topic, record) for every record from `start` up to `end`, per topic partition."""
     consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []
@@ -66,11 +69,13 @@ async def _records_between(bootstrap: str, start: dict[Any, int], end: dict[Any,
     return out
 
 
-async def drift_alarms(bootstrap: str, start: dict[Any, int], end: dict[Any, int]) -> list[str]:
-    """The DriftDetected events between the offsets, each as `kind feature by detector (statistic)`:
-    the bench's stream has no drift, so each one is a false alarm to name, not only count."""
+def drift_alarms(records: list[tuple[str, Any]]) -> list[str]:
+    """The DriftDetected events among `records`, each as `kind feature by detector (statistic)`: the
+    bench's stream has no drift, so each one is a false alarm to name, not only count."""
     alarms = []
-    for _, record in await _records_between(bootstrap, start, end):
+    for topic, record in records:
+        if topic != DRIFT_DETECTED:
+            continue
         payload = json.loads(record.value)["payload"]
         what = payload["kind"] + (f" {payload['feature']}" if payload.get("feature") else "")
         alarms.append(f"{what} by {payload['detector']} ({payload['statistic']:.4g})")

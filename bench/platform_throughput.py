@@ -37,7 +37,7 @@ import msgspec
 import psutil
 
 from bench import platform_serving
-from bench.platform_latency import drift_alarms, features_latency
+from bench.platform_latency import drift_alarms, features_latency, records_between
 from bench.platform_produce import baseline, produce
 from bench.platform_stack import MemorySampler, Stack, cpu_seconds, jit_ms, jit_seconds, setting_arg, settle
 from contracts.events import LabelObserved, LabelObservedPayload
@@ -124,9 +124,8 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
     lags = LagReader(stack.bootstrap)
     await lags.start()
     try:
-        topics = [RECORDS_RAW, RECORDS_CLEAN, FEATURES_UPDATED]
+        topics = [RECORDS_RAW, RECORDS_CLEAN, FEATURES_UPDATED, DRIFT_DETECTED]
         start_ends = await lags.end_offsets(topics)
-        drift_start = await lags.end_offsets([DRIFT_DETECTED])
         pids = stack.pids()
         memory = MemorySampler(pids)
         alongside = asyncio.create_task(during) if during is not None else None
@@ -161,13 +160,12 @@ async def run_phase(stack: Stack, name: str, items: list[tuple[bytes, bytes, byt
         cpu_after, jit_after = cpu_seconds(pids), jit_seconds(pids)
         memory_summary = await memory.stop()
         end_ends = await lags.end_offsets(topics)
-        drift_end = await lags.end_offsets([DRIFT_DETECTED])
     finally:
         await lags.stop()
     n = len(items)
     cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / n, 3) for k in cpu_before}
-    latency = await features_latency(stack.bootstrap, start_ends, end_ends)
-    alarms = await drift_alarms(stack.bootstrap, drift_start, drift_end)
+    phase_records = await records_between(stack.bootstrap, start_ends, end_ends)  # one read of them all
+    latency, alarms = features_latency(phase_records), drift_alarms(phase_records)
     return {
         "phase": name, "records": n, "rate": rate or "max", "produce_s": round(produce_s, 2),
         "end_to_end_s": round(caught_up, 2), "records_per_s": round(n / caught_up, 1),
