@@ -39,12 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from scipy.stats import chi2
 
 from bench.drift_covariate import median_interval
 from feature_repo.names import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from services.drift.domain.detectors import ChiSquare, Detector, chi_square_critical
 from services.drift.domain.watch import DriftWatch, WatchConfig
+from services.drift.settings import DriftSettings
 from workbench.demo_data import applicant_generator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "drift_categorical.json"
@@ -83,13 +85,12 @@ class OldConfig(WatchConfig):
         return GoodnessOfFit(OLD_REFERENCE, self.chi_square_window, self.block, OLD_ALPHA)
 
 
-CHOSEN: dict[str, Any] = {}  # --alpha and --reference, when given (WatchConfig's field names)
-
-
-def watch(test: str) -> DriftWatch:
+def watch(test: str, chosen: dict[str, Any]) -> DriftWatch:
+    """The categorical monitors with the old test, or with the service's and `chosen` (WatchConfig's
+    field names: --alpha and --reference, when given) over its defaults."""
     if test == "goodness_of_fit":
         return DriftWatch(OldConfig((), CATEGORICAL_FEATURES))
-    return DriftWatch(replace(WatchConfig((), CATEGORICAL_FEATURES), **CHOSEN))
+    return DriftWatch(replace(WatchConfig((), CATEGORICAL_FEATURES), **chosen))
 
 
 def feed(w: DriftWatch, rows: list[Record], first: int = 0) -> list[tuple[int, str]]:
@@ -100,7 +101,7 @@ def feed(w: DriftWatch, rows: list[Record], first: int = 0) -> list[tuple[int, s
     return found
 
 
-def bench_stationary(streams: int, n: int) -> dict[str, Any]:
+def bench_stationary(streams: int, n: int, chosen: dict[str, Any]) -> dict[str, Any]:
     """`streams` fresh starts of `n` rows each (seeds 7, 8, ...): every stream draws its own references,
     as a monitor does after each start, alarm or new champion. One long stream would keep a lucky
     reference for good and understate the rate."""
@@ -109,7 +110,7 @@ def bench_stationary(streams: int, n: int) -> dict[str, Any]:
         sampler = applicant_generator().sampler(7 + stream)
         rows = [sampler.draw()[0] for _ in range(n)]
         for t in TESTS:
-            found[t] += [(stream, i, f) for i, f in feed(watch(t), rows)]
+            found[t] += [(stream, i, f) for i, f in feed(watch(t, chosen), rows)]
         numeric = DriftWatch(WatchConfig(NUMERIC_FEATURES, ()))  # the rest of the bank, unchanged
         found[NUMERIC] += [(stream, i, f) for i, f in feed(numeric, rows)]
     total = streams * n
@@ -154,7 +155,7 @@ CASES: dict[str, tuple[str | None, Callable[[list[Record], int], list[Record]]]]
 }
 
 
-def bench_delays(seeds: int, n: int, at: int) -> dict[str, Any]:
+def bench_delays(seeds: int, n: int, at: int, chosen: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"seeds": seeds, "rows": n, "change_at": at, "cases": {}}
     before = dict.fromkeys(TESTS, 0)
     delays: dict[str, dict[str, list[float]]] = {c: {t: [] for t in TESTS} for c in CASES}
@@ -164,7 +165,7 @@ def bench_delays(seeds: int, n: int, at: int) -> dict[str, Any]:
         for number, (case, (feature, change)) in enumerate(CASES.items()):
             stream = base[:at] + change(base[at:], seed)
             for t in TESTS:
-                found = feed(watch(t), stream)
+                found = feed(watch(t, chosen), stream)
                 if number == 0:  # the rows before the change are the same in every case: count them once
                     before[t] += sum(1 for i, _ in found if i < at)
                 hits = [i for i, f in found if i >= at and feature in (None, f)]
@@ -196,24 +197,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=int, help="its reference size (default: the service's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if args.alpha is not None and not 0 < args.alpha < 1:
-        parser.error("--alpha must be between 0 and 1")
     if min(args.seeds, args.streams, args.stream_rows) < 1 or not 0 < args.at < args.rows:
         parser.error("--seeds, --streams and --stream-rows must be at least 1, and --at inside --rows")
-    if args.reference is not None and not 10 <= args.reference <= 100_000:
-        parser.error("--reference must be between 10 and 100,000")
-    CHOSEN.clear()
-    CHOSEN.update({"chi_square_alpha": args.alpha} if args.alpha else {})
-    CHOSEN.update({"chi_square_reference": args.reference} if args.reference else {})
+    chosen = {
+        name: value
+        for name, value in (("chi_square_alpha", args.alpha), ("chi_square_reference", args.reference))
+        if value is not None
+    }
+    try:  # the service's own bounds on them (services/drift/settings.py), not a copy
+        DriftSettings(**chosen)
+    except ValidationError as refused:
+        parser.error("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in refused.errors()))
     started = time.perf_counter()
-    now = replace(WatchConfig((), ()), **CHOSEN)
+    now = replace(WatchConfig((), ()), **chosen)
     result: dict[str, Any] = {
         "alpha": {"goodness_of_fit": OLD_ALPHA, "homogeneity": now.chi_square_alpha},
         "reference": {"goodness_of_fit": OLD_REFERENCE, "homogeneity": now.chi_square_reference},
     }
-    result["delays"] = bench_delays(args.seeds, args.rows, args.at)
+    result["delays"] = bench_delays(args.seeds, args.rows, args.at, chosen)
     print(json.dumps({k: v for k, v in result["delays"].items() if k != "seeds"}), flush=True)
-    result["stationary"] = bench_stationary(args.streams, args.stream_rows)
+    result["stationary"] = bench_stationary(args.streams, args.stream_rows, chosen)
     print(json.dumps({t: result["stationary"][t]["alarms"] for t in (*TESTS, NUMERIC)}), flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["command"] = (
