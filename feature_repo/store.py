@@ -50,6 +50,7 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
 
     from feature_repo import offline
     from feature_repo.definitions import definitions
+    from feature_repo.online_tables import shape_online_tables
 
     settings.repo_dir.mkdir(parents=True, exist_ok=True)
     settings.offline_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ def open_store(settings: FeatureStoreSettings, *, apply: bool = False) -> Featur
         with _registry_lock(settings.repo_dir):
             offline.ensure(settings.offline_path, settings.legacy_offline_file)
             store.apply(definitions(settings.offline_path))
-            _empty_duplicate_key_indexes(store)
+            shape_online_tables(store)
     return store
 
 
@@ -105,46 +106,6 @@ def online_table_id(config: Any, view: Any) -> str:
     from feast.infra.online_stores.sqlite import _table_id
 
     return str(_table_id(config.project, view, config.registry.enable_online_feature_view_versioning))
-
-
-def _empty_duplicate_key_indexes(store: FeatureStore) -> None:
-    """On Feast's plain SQLite store, make each view's `<table>_ek` index an empty one.
-
-    Feast indexes the online table on `entity_key`, which its primary key (entity_key, feature_name)
-    already leads with: every read (Feast's `entity_key IN (...)`, serving's) can use the key's own
-    index, and SQLite picks it. The duplicate index is one more B-tree to update for each of the 20
-    values a record writes: the online write costs a median 1.13 times as much with it, and the file
-    31% more (docs/benchmarks.md, "Feast's duplicate key index"). Feast recreates the index on every apply
-    unless one of that name exists (`CREATE INDEX IF NOT EXISTS`), so it is not dropped but replaced
-    by a partial index `WHERE 0` under the same name: it holds no row and costs nothing to keep. A
-    store made before this change is converted on the features service's first start with it.
-    """
-    sqlite_store = plain_sqlite_store(store.provider, store.config)
-    if sqlite_store is None:
-        return
-    from feast.infra.online_stores.sqlite import _quote_id
-
-    # A connection of its own, in autocommit: whatever Feast's connection holds is left as it is.
-    conn = sqlite3.connect(sqlite_store._get_db_path(store.config), timeout=30, isolation_level=None)
-    try:
-        for view in store.list_feature_views():
-            index = online_table_id(store.config, view) + "_ek"
-            found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (index,))
-            (sql,) = found.fetchone() or (None,)
-            if sql is None or sql.rstrip().endswith("WHERE 0"):
-                continue
-            conn.execute("BEGIN IMMEDIATE")  # readers in other processes see one index or the other
-            try:
-                conn.execute(f"DROP INDEX {_quote_id(index)}")
-                table = online_table(store.config, view)
-                conn.execute(f"CREATE INDEX {_quote_id(index)} ON {table} (entity_key) WHERE 0")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            log.info("online store: the duplicate index %s is now empty", index)
-    finally:
-        conn.close()
 
 
 def _write_ahead_log(path: Path, timeout_s: float = 5.0) -> None:

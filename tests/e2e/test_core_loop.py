@@ -53,14 +53,15 @@ def _state(env: dict[str, str]) -> Path:
     return Path(env["MLOPS_STATE_DIR"])
 
 
-def _online_table(state: Path) -> tuple[str, dict[str, str], int] | None:
-    """The SQLite online table's name, indexes and rows, once it holds a row per feature of each record."""
+def _online_table(state: Path) -> tuple[str, str, dict[str, str], int] | None:
+    """The SQLite online table's name, definition, indexes and rows, once it holds a row per feature of
+    each record."""
     conn = sqlite3.connect(state / "feast" / "online.db", timeout=10)
     try:
-        (table,) = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()
+        (table, sql) = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchone()
         found = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
         stored = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-        return (table, dict(found.fetchall()), stored) if stored >= ROWS * len(FEATURES) else None
+        return (table, sql, dict(found.fetchall()), stored) if stored >= ROWS * len(FEATURES) else None
     finally:
         conn.close()
 
@@ -130,11 +131,12 @@ def test_streamed_records_train_a_champion_that_serves_the_training_features(sta
     assert compared >= 30, f"only {compared} served entities were in the training set"
     # ... and serving read them straight from the SQLite online table (checked against Feast first).
     assert "online reads go direct to SQLite" in (_state(stack) / "logs" / "serving.log").read_text()
-    # ... from a table holding every clean record's features once, with Feast's duplicate key index
-    #     emptied by the features service at its start (feature_repo.store).
-    table, indexes, stored = wait_for(
+    # ... from a table holding every clean record's features once, made WITHOUT ROWID and with Feast's
+    #     duplicate key index emptied by the features service at its start (feature_repo.online_tables).
+    table, sql, indexes, stored = wait_for(
         lambda: _online_table(_state(stack)), 60, "every record's features online"
     )
+    assert sql.rstrip().endswith("WITHOUT ROWID"), sql
     assert indexes == {f"{table}_ek": f'CREATE INDEX "{table}_ek" ON "{table}" (entity_key) WHERE 0'}
     assert stored == ROWS * len(FEATURES)
 
