@@ -6,9 +6,10 @@ table, where one does the job:
 
 - **WITHOUT ROWID.** A rowid table keeps its rows in one B-tree and the primary key in a second, so
   a read of an entity's 20 values walks the key's index, then fetches each row from the table by rowid.
-  A WITHOUT ROWID table keeps the rows in the key's own B-tree, an entity's values side by side: the
-  store is 0.61 times the size, a read costs 0.75 times the CPU, and a write the same
-  (docs/benchmarks.md, "features: the online table without rowids"). Feast's SQL (its upsert, its
+  A WITHOUT ROWID table keeps the rows in the key's own B-tree, an entity's values side by side:
+  against the rowid table, the store is 0.61 times the size, serving's read of an entity costs 0.90
+  times the CPU and a write 0.94 (medians of nine paired runs; docs/benchmarks.md, "features: the
+  online table without rowids"). Feast's SQL (its upsert, its
   `entity_key IN (...)` read, its `ALTER TABLE ... ADD COLUMN`) runs unchanged on it; only its vector
   and text search use rowids, and those stores are not this one (`plain_sqlite_store`).
 - **The duplicate index, empty.** The key leads with entity_key already, so `<table>_ek` is one more
@@ -75,7 +76,11 @@ def _rebuild_without_rowid(conn: sqlite3.Connection, table: str) -> None:
         log.warning("online store: %s has no primary key; left as a rowid table", table)
         return
     names = ", ".join(_quote(c[1]) for c in columns)
-    definitions = ", ".join(f"{_quote(c[1])} {c[2]}".rstrip() for c in columns)
+    definitions = ", ".join(
+        f"{_quote(name)} {kind}".rstrip() + (" NOT NULL" if not_null else "")
+        + (f" DEFAULT {default}" if default is not None else "")
+        for _, name, kind, not_null, default, _ in columns
+    )  # fmt: skip
     new = table + "__without_rowid"
     conn.execute("BEGIN IMMEDIATE")  # readers in other processes see one table or the other
     try:
