@@ -151,3 +151,46 @@ def test_definitions_push_would_treat_differently_are_refused_at_open(
 
 class _Precomputes:
     precompute_online = True
+
+
+def test_remembered_values_are_stored_as_push_stores_them_batch_after_batch(tmp_path: Path) -> None:
+    """One writer over several batches, as the service keeps it: values remembered from the first
+    batch (strings, integers) are stored in later ones exactly as push stores them, and floats that
+    compare equal but are not the same bytes (0.0 and -0.0) stay apart."""
+    from feast.data_source import PushMode
+
+    first, second = demo_rows(30), hostile_rows()
+    first[0] |= {"credit_amount": 0.0}
+    second[3] |= {"credit_amount": -0.0}
+    pushed, written = FeatureStoreSettings(tmp_path / "push"), FeatureStoreSettings(tmp_path / "direct")
+    push_store, direct = open_store(pushed, apply=True), OnlineRows(open_store(written, apply=True))
+    for rows in (first, second, first[:5]):
+        push_store.push(PUSH_SOURCE, rows_frame(rows), to=PushMode.ONLINE)
+        direct.write(rows)
+    assert online_table(tmp_path / "direct" / "online.db") == online_table(tmp_path / "push" / "online.db")
+
+
+def test_the_codec_remembers_recurring_values_but_never_floats() -> None:
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from services.features.adapters.sqlite_online import ValueCodec
+
+    codec = ValueCodec(extract_text_and_num, limit=3)
+    as_int, as_double = (lambda v: Value(int64_val=v)), (lambda v: Value(double_val=v))
+    assert codec.encode("n", as_int, 1) == (Value(int64_val=1).SerializeToString(), "1")
+    assert codec.encode("x", as_double, 2) == (
+        Value(double_val=2).SerializeToString(),
+        "2.0",
+    )  # an int for a double
+    assert codec.encode("x", as_double, 0.0) != codec.encode("x", as_double, -0.0)
+    for _ in range(5):
+        codec.encode("x", as_double, float("nan"))
+    assert len(codec._known) == 2  # (n, int, 1) and (x, int, 2): no float kept, no NaN piling up
+    codec.encode("s", lambda v: Value(string_val=v), "a")
+    codec.encode("s", lambda v: Value(string_val=v), "b")  # past the limit: made, not kept
+    assert len(codec._known) == 3
+    assert codec.encode("s", lambda v: Value(string_val=v), "b") == (
+        Value(string_val="b").SerializeToString(),
+        "b",
+    )

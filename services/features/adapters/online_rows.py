@@ -55,7 +55,7 @@ class OnlineRows:
         if not rows:
             return
         if self._sqlite is not None:
-            self._sqlite.write(self.prepared(rows))
+            self._sqlite.write(rows, self._fields)
         else:
             self.provider.online_write_batch(self.config, self.view, self.prepared(rows), progress=None)
 
