@@ -43,8 +43,10 @@ WATCHED = (
 @dataclass(frozen=True)
 class LoopConfig:
     rows_before: int = 1000  # stationary rows first: the concept monitor learns the usual error rate
-    # drifted rows streamed at most before giving up: room for two rejected retrains and a second
-    # promotion late in the stream (a CI run promoted v7 at row 5000 and had no rows left to measure it)
+    # drifted rows streamed before giving up when nothing is under way; past them the stream goes on
+    # only while the loop is still settling (`LoopRun.settling`), up to `timeout_s`. A slow machine
+    # trains slowly: one CI run promoted v7 at row 5000 of 6000, another ended its 7000 rows with no
+    # labelled answer of its last champion, so neither could measure the recovery
     max_rows_after: int = 6000
     recovery_rows: int = 600  # labelled predictions of the new champion measured after the swap
     rate: float = 40.0  # applications per second
@@ -171,6 +173,15 @@ class LoopRun:
         settled = not self._retrain_waiting and not self.state.training_outstanding()
         return settled and self.state.recovered_rows() >= self.config.recovery_rows
 
+    def settling(self) -> bool:
+        """Something the loop waits on is under way: a retrain waiting for labels or being trained,
+        or a promoted champion not yet measured on `recovery_rows` answers. (Before any alarm, or
+        after a rejection with nothing more to come, nothing is: the row budget ends the stream.)"""
+        if self._retrain_waiting or self.state.training_outstanding():
+            return True
+        promoted = self.state.final_champion() is not None
+        return promoted and self.state.recovered_rows() < self.config.recovery_rows
+
     async def _poll_retraining(self) -> None:
         """Ops' view of the retraining policy: a retrain waiting for labels (or a follow-up) is due."""
         while self.training is not None:
@@ -181,9 +192,11 @@ class LoopRun:
 
     async def _stream_until_closed(self, producer: AIOKafkaProducer) -> None:
         start, limit = self.clock(), self.drift_at + self.config.max_rows_after
-        for row in range(limit):
-            if self.closed():
-                return
+        row = -1
+        while not self.closed():
+            row += 1
+            if row >= limit and not self.settling():  # `timeout_s` (in run) bounds what settles
+                break
             await asyncio.sleep(max(0.0, start + row / self.config.rate - self.clock()))
             while self.state.sent - self.state.labelled - self.state.not_served > self.config.max_ahead:
                 await asyncio.sleep(0.05)  # back-pressure: the loop's delays stay those of the platform

@@ -99,3 +99,52 @@ def test_the_first_training_table_says_how_many_labels_the_run_used_and_whether_
     )
     refused = {"status": "rejected", "reasons": ["training failed"], "lineage": {}}  # no counts, no lineage
     assert _labels_used(refused) == "? labelled, ? usable rows; no label watermark"
+
+
+class _Producer:
+    async def send(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+
+def _stream(promote_at: int | None, config: LoopConfig, requested: bool = True) -> LoopState:
+    """Stream with every answer labelled at once (v1's until `promote_at`, then v2's, promoted there),
+    a retrain requested from the start unless `requested` is False."""
+    import asyncio
+
+    run = LoopRun(config, "127.0.0.1:1", serving=None)  # type: ignore[arg-type]
+    run.state.first_version = "1"
+    if requested:
+        run.state.marks.append(Mark(0.0, 0, "requested", "training requested (drift)"))
+
+    def answered(coroutine: object) -> None:
+        coroutine.close()  # type: ignore[attr-defined]
+        row = run.state.sent - 1
+        if row == promote_at:
+            run.state.marks.append(Mark(float(row), row, "promoted", "v2 promoted (was v1)", "2"))
+        version = "2" if promote_at is not None and row >= promote_at else "1"
+        run.state.served.append(served(row, version, True, drift_at=config.rows_before))
+
+    run._spawn = answered  # type: ignore[method-assign]
+    asyncio.run(run._stream_until_closed(_Producer()))  # type: ignore[arg-type]
+    return run.state
+
+
+def test_a_promotion_at_the_end_of_the_row_budget_still_gets_its_rows_measured() -> None:
+    """A slow machine trains slowly: a champion promoted on the budget's last row is streamed on
+    until it has answered `recovery_rows`, then the loop closes (it used to stop with none)."""
+    config = LoopConfig(rows_before=10, max_rows_after=20, recovery_rows=15, rate=1e6)
+    state = _stream(promote_at=29, config=config)
+    assert state.sent == 29 + 15  # past the budget of 30 rows, and not one row more than needed
+    assert figures(state, drift_at=10)["predictions_recovered"] == 15
+
+
+def test_with_nothing_under_way_the_row_budget_ends_the_stream() -> None:
+    """No retrain asked for (the drift was never acted on): the stream stops at its budget, and the
+    loop has no recovery to report."""
+    config = LoopConfig(rows_before=10, max_rows_after=20, recovery_rows=15, rate=1e6)
+    state = _stream(promote_at=None, config=config, requested=False)
+    assert state.sent == 30
+    assert figures(state, drift_at=10)["accuracy_recovered"] is None
