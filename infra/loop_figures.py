@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from infra.loop import LoopState, Mark
+from infra.loop_state import LoopState, Mark
 
 
 def figures(state: LoopState, drift_at: int) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from infra.loop import LoopConfig, LoopRun, LoopState
+from infra.loop import LoopConfig, LoopRun
 from infra.loop_figures import dump
+from infra.loop_state import LoopState
 
 ROLLING = 100  # labelled predictions per point of the accuracy curve
 

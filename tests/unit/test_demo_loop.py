@@ -9,8 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from infra.loop import LoopConfig, LoopRun, LoopState, Mark, Served
+from infra.loop import LoopConfig, LoopRun
 from infra.loop_figures import dump, figures
+from infra.loop_state import LoopState, Mark, Served
 from infra.loop_view import live_table, plot, summary_table
 
 
