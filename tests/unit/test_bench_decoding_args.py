@@ -38,8 +38,10 @@ def test_online_store_reads_refuses_nonsense(argv: list[str], capsys: pytest.Cap
 
 
 @pytest.mark.parametrize(
-    "argv", [["--records", "0"], ["--batch", "0"], ["--runs", "0"], ["--batch", "big"], ["--records", "-5"]]
-)
+    "argv",
+    [["--records", "0"], ["--batch", "0"], ["--runs", "0"], ["--batch", "big"], ["--records", "-5"],
+     ["--reads", "0"], ["--reads", "-1"], ["--reads", "many"]],
+)  # fmt: skip
 def test_feature_push_refuses_nonsense(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         feature_push.parse_args(argv)
