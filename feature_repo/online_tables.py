@@ -59,7 +59,10 @@ def shape_online_tables(store: FeatureStore) -> None:
 
 
 def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    """An identifier quoted as Feast quotes its own (its `_quote_id`, which `online_table` uses too)."""
+    from feast.infra.online_stores.sqlite import _quote_id
+
+    return str(_quote_id(name))
 
 
 def _without_rowid(conn: sqlite3.Connection, table: str) -> bool:
