@@ -5,6 +5,7 @@ exists, and an erasure (itself chained) leaves nothing readable while the chain 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -263,6 +264,8 @@ def test_careless_subject_ids_and_envelopes_are_sealed_too(tmp_path: Path, subje
     opened = json.loads(row["body"])["payload"]
     assert opened["entity_id"] == subject and opened["sealed"]["subject"] == "forged"
     assert opened["record"]["applicant"] == "Nan Value"
+    # Only json.loads reads NaN: it is sealed and opened back as NaN (msgspec would have written null).
+    assert math.isnan(opened["record"]["income"])
     assert verify_store(store).ok
     store.dispose()
 
@@ -305,3 +308,23 @@ def _key_rows(store: SqlAuditStore) -> list[tuple[Any, ...]]:
         return [
             tuple(r) for r in conn.execute(select(subject_keys.c.subject_ref, subject_keys.c.wrapped_key))
         ]
+
+
+def test_values_msgspec_reads_come_back_from_their_seal_unchanged(tmp_path: Path) -> None:
+    # The fast path seals and stores with msgspec's encoder: what it writes must open to the very values.
+    store = open_store(f"sqlite:///{tmp_path / 'audit.db'}")
+    envelope = json.loads(encode_event(subject_events()[0]))
+    odd = {
+        "tiny": 1e-05,
+        "huge": 1e300,
+        "big": 2**64,
+        "neg": -(2**63),
+        "text": "Zoë\u2028名前\x00😀",
+        "none": None,
+    }
+    envelope["payload"]["record"].update(odd)
+    AuditService(store).capture([Captured("records.clean", 0, 0, 1, None, json.dumps(envelope).encode())])
+    [row] = store.events(EventQuery(topic="records.clean"))
+    assert json.loads(row["body"]) == envelope and "Zoë" not in everything_stored(store)
+    assert verify_store(store).ok
+    store.dispose()

@@ -19,7 +19,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +161,7 @@ class SubjectKeys:
         ref: Callable[[str], str],
     ) -> Entry:
         if entry.raw_subject is not None:
-            return replace(entry, entity_id=ref(entry.raw_subject), raw_subject=None)
+            return entry.with_subject(ref(entry.raw_subject), entry.body)
         if refs is None:
             return entry
         arrived_us = entry.kafka_ts_ms * 1000
@@ -172,14 +171,11 @@ class SubjectKeys:
                 return discarded[ref]
             return keys[ref]
 
-        envelope = sealing.seal(entry.decoded, ref, key_for)
+        encode = sealing.json_bytes if entry.loose_json else sealing.fast_json_bytes
+        envelope = sealing.seal(entry.decoded, ref, key_for, encode)
         subject = sealing.subject_text((sealing.payload_of(entry.decoded) or {}).get("entity_id"))
-        return replace(
-            entry,
-            entity_id=ref(subject) if subject is not None else entry.entity_id,
-            body=_dump(envelope),
-            decoded=None,
-        )
+        entity_id = ref(subject) if subject is not None else entry.entity_id
+        return entry.with_subject(entity_id, encode(envelope).decode("utf-8"))
 
     # -- opening rows for a reader -------------------------------------------------------------------
     def open_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

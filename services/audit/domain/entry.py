@@ -91,6 +91,20 @@ class Entry:
     """The envelope, kept only when it names a data subject (the store seals it, then drops it)."""
     raw_subject: str | None = field(default=None, repr=False)  # never in a log line
     """Content-free rows: the Kafka key, taken as the subject id (the store keeps only its reference)."""
+    loose_json: bool = field(default=False, compare=False, repr=False)
+    """`decoded` came from `json.loads` (msgspec refused the bytes: NaN, 1e400, a lone surrogate), so
+    it is written back with Python's json, which keeps what msgspec would turn into null."""
+
+    def with_subject(self, entity_id: str | None, body: str | None) -> Entry:
+        """This entry with the subject's reference and the sealed body in place, and nothing
+        identifying kept (`decoded`, `raw_subject`). Spelled out: `dataclasses.replace` cost more than
+        the AES-GCM of the row (tests/unit/test_audit_sealing.py holds it to `replace`)."""
+        return Entry(
+            self.kind, self.topic, self.partition, self.offset, self.kafka_ts_ms, self.key_sha256,
+            self.value_sha256, self.size, self.event_id, self.event_type, self.schema_version,
+            self.occurred_at_us, self.producer, self.correlation_id, self.causation_id, entity_id,
+            self.model_name, self.model_version, self.prediction_id, self.run_id, self.note, body,
+        )  # fmt: skip
 
 
 def to_entry(message: Captured, *, store_body: bool = True) -> Entry:
@@ -108,7 +122,7 @@ def to_entry(message: Captured, *, store_body: bool = True) -> Entry:
         )  # fmt: skip
     try:
         text = value.decode("utf-8")
-        obj = _loads(value, text)
+        obj, loose = _loads(value, text)
         fields = _envelope_values(obj)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         return Entry(KIND_UNDECODABLE, topic, partition, offset, ts_ms, key_sha, value_sha, size,
@@ -121,7 +135,7 @@ def to_entry(message: Captured, *, store_body: bool = True) -> Entry:
     if key is not None and _key_text(key) in named:
         key_sha = None
     return Entry(KIND_EVENT, topic, partition, offset, ts_ms, key_sha, value_sha, size, *fields, None, text,
-                 decoded=obj)  # fmt: skip
+                 decoded=obj, loose_json=loose)  # fmt: skip
 
 
 def _key_text(key: bytes | None) -> str | None:
@@ -133,11 +147,12 @@ def _key_text(key: bytes | None) -> str | None:
         return None
 
 
-def _loads(value: bytes, text: str) -> Any:
+def _loads(value: bytes, text: str) -> tuple[Any, bool]:
+    """The JSON value, and whether only `json.loads` read it."""
     try:
-        return _decode(value)
+        return _decode(value), False
     except msgspec.DecodeError:  # let json.loads decide (and name) what msgspec refuses
-        return json.loads(text)
+        return json.loads(text), True
 
 
 class NotAnEnvelope(ValueError):

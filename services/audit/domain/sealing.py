@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -45,6 +46,18 @@ NONCE_BYTES = 12
 
 KeyFor = Callable[[str], bytes]
 """The data key to seal a subject's values with, by the subject's reference."""
+Encode = Callable[[Any], bytes]
+"""Compact UTF-8 JSON of a decoded value (a sealed token's plaintext, a sealed body)."""
+
+
+def json_bytes(value: Any) -> bytes:
+    """Python's json: keeps what only `json.loads` reads (NaN, Infinity), where msgspec writes null."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+fast_json_bytes: Encode = msgspec.json.Encoder().encode
+"""msgspec's: the same JSON values, several times faster. Only for what msgspec itself decoded (it
+refuses NaN, out-of-range numbers and lone surrogates, so nothing it decoded changes on the way back)."""
 
 
 def new_key() -> bytes:
@@ -95,20 +108,23 @@ def subjects(envelope: Any) -> list[str]:
     return [s for s in found if s is not None]
 
 
-def seal(envelope: dict[str, Any], ref: Callable[[str], str], key_for: KeyFor) -> dict[str, Any]:
-    """A copy of `envelope` with every identifying value replaced by a token (see the module doc)."""
+def seal(
+    envelope: dict[str, Any], ref: Callable[[str], str], key_for: KeyFor, encode: Encode = json_bytes
+) -> dict[str, Any]:
+    """A copy of `envelope` with every identifying value replaced by a token (see the module doc);
+    `encode` writes the tokens' plaintext."""
     payload = dict(payload_of(envelope) or {})
     aad_tail = _aad_tail(envelope)
     subject = subject_text(payload.get("entity_id"))
     if subject is not None:
         names = (*ALWAYS_SEALED, *SEALED_BY_TYPE.get(str(envelope.get("event_type")), ()), SEALED)
         secret = {name: payload.pop(name) for name in names if name in payload}  # a producer's own
-        payload[SEALED] = _token(ref(subject), key_for, secret, aad_tail)  # "sealed" is sealed too
+        payload[SEALED] = _token(ref(subject), key_for, secret, aad_tail, encode)  # "sealed" is sealed too
     many = payload.get(MANY_SUBJECTS)
     if many is not None:
         values = many if isinstance(many, list) else [many]
         payload[MANY_SUBJECTS] = [
-            v if subject_text(v) is None else _token(ref(str(subject_text(v))), key_for, v, aad_tail)
+            v if subject_text(v) is None else _token(ref(str(subject_text(v))), key_for, v, aad_tail, encode)
             for v in values
         ]
     return {**envelope, "payload": payload}
@@ -144,9 +160,8 @@ def _aad_tail(envelope: dict[str, Any]) -> bytes:
     return ("|" + str(envelope.get("event_id"))).encode("utf-8")
 
 
-def _token(subject_ref: str, key_for: KeyFor, value: Any, aad_tail: bytes) -> dict[str, str]:
-    plaintext = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    ciphertext = encrypt(key_for(subject_ref), plaintext, subject_ref.encode("utf-8") + aad_tail)
+def _token(subject_ref: str, key_for: KeyFor, value: Any, aad_tail: bytes, encode: Encode) -> dict[str, str]:
+    ciphertext = encrypt(key_for(subject_ref), encode(value), subject_ref.encode("utf-8") + aad_tail)
     return {"subject": subject_ref, "ciphertext": base64.b64encode(ciphertext).decode("ascii")}
 
 
