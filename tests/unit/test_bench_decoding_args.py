@@ -1,12 +1,12 @@
-"""The benches of the decoding fast path, of the online store's WAL mode and of the features' online
-write refuse nonsense arguments with a usage error (exit code 2) instead of a traceback after minutes
-of setup."""
+"""The benches of the decoding fast path, of the online store's WAL mode, of the features' online
+write and of the audit's sealing refuse nonsense arguments with a usage error (exit code 2) instead of
+a traceback after minutes of setup."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench import event_decoding, feature_push, online_store_reads
+from bench import audit_sealing, event_decoding, feature_push, online_store_reads
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,16 @@ def test_the_defaults_are_accepted() -> None:
     assert (event_decoding.parse_args([]).applications, event_decoding.parse_args([]).runs) == (2000, 5)
     args = online_store_reads.parse_args(["--records", "200", "--runs", "1"])
     assert (args.records, args.runs) == (200, 1)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--applications", "0"], ["--events", "0"], ["--subjects", "-1"], ["--runs", "0"],
+     ["--applications", "many"], ["--runs", "2.5"]],
+)  # fmt: skip
+def test_audit_sealing_refuses_nonsense(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        audit_sealing.parse_args(argv)
+    assert exited.value.code == 2
+    assert "--" in capsys.readouterr().err
+    assert audit_sealing.parse_args([]).applications == 10_000
