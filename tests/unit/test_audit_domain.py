@@ -48,6 +48,7 @@ def test_a_content_free_topic_keeps_only_digests_and_coordinates() -> None:
         (b"[1, 2]", "not_object"),
         (b'{"event_type": "X"}', "not_envelope"),
         (b'{"event_id": "nope", "event_type": "X", "schema_version": 1, "payload": {}}', "not_envelope"),
+        (b'{"event_type": "X", "payload": {"note": "\\udc00 lone"}}', "not_unicode"),  # a lone surrogate
     ],
 )
 def test_a_message_that_is_not_an_envelope_is_still_recorded(value: bytes, note: str) -> None:

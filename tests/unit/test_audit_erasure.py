@@ -328,3 +328,27 @@ def test_values_msgspec_reads_come_back_from_their_seal_unchanged(tmp_path: Path
     assert json.loads(row["body"]) == envelope and "Zoë" not in everything_stored(store)
     assert verify_store(store).ok
     store.dispose()
+
+
+@pytest.mark.parametrize("names_a_subject", [True, False])
+def test_a_lone_surrogate_is_recorded_undecodable_and_its_neighbours_go_on(
+    tmp_path: Path, names_a_subject: bool
+) -> None:
+    # Valid JSON, no Unicode text: it once failed its whole batch on every retry (minutes of backoff).
+    store = open_store(f"sqlite:///{tmp_path / 'audit.db'}")
+    envelope = json.loads(encode_event(subject_events()[0]))
+    if not names_a_subject:
+        envelope["payload"]["entity_id"] = None
+    hostile = json.dumps(envelope).replace('"applicant": "', '"applicant": "\\ud800 ').encode()
+    good = [encode_event(event) for event in subject_events(OTHER)[:2]]
+    messages = [
+        Captured("records.clean", 0, i, 1, None, value) for i, value in enumerate([good[0], hostile, good[1]])
+    ]
+    result = AuditService(store).capture(messages)
+    assert result.appended == 3 and result.undecodable == {"records.clean": 1}
+    kinds = [
+        (row["offset"], row["kind"], row["note"]) for row in store.events(EventQuery(topic="records.clean"))
+    ]
+    assert kinds == [(0, "event", None), (1, "undecodable", "not_unicode"), (2, "event", None)]
+    assert "Zoë" not in everything_stored(store) and verify_store(store).ok
+    store.dispose()

@@ -152,11 +152,22 @@ def _loads(value: bytes, text: str) -> tuple[Any, bool]:
     try:
         return _decode(value), False
     except msgspec.DecodeError:  # let json.loads decide (and name) what msgspec refuses
-        return json.loads(text), True
+        obj = json.loads(text)
+    try:  # "\ud800" is valid JSON but no Unicode text: it could be neither sealed nor stored
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotUnicode("not_unicode") from None
+    return obj, True
 
 
 class NotAnEnvelope(ValueError):
     """The JSON is fine but it is not an event envelope."""
+
+
+class NotUnicode(ValueError):
+    """The JSON escapes a lone surrogate: valid JSON, but no Unicode text (the contracts refuse it too).
+    Such an event once failed its whole batch on every retry (eight minutes of backoff) before it was
+    dead-lettered; it is recorded as undecodable instead, as malformed JSON is."""
 
 
 def envelope_fields(obj: Any) -> dict[str, Any]:
@@ -194,7 +205,7 @@ def _envelope_values(obj: Any) -> EnvelopeValues:
 
 
 def _reason(err: Exception) -> str:
-    if isinstance(err, NotAnEnvelope):
+    if isinstance(err, NotAnEnvelope | NotUnicode):
         return str(err)
     return "not_utf8" if isinstance(err, UnicodeDecodeError) else "not_json"
 
