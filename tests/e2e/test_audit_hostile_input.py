@@ -1,8 +1,9 @@
 """The audit service as its own process, against the real Kafka, fed what a careless or hostile
-producer sends: an event that escapes a lone surrogate ("\\ud800" is valid JSON, but no Unicode text),
-naming a data subject, between two good events. It is recorded as undecodable at once and its
-neighbours are appended; before, it failed its whole batch on every retry, about eight minutes of
-backoff, stalling the trail, and was then dead-lettered, never chained."""
+producer sends between two good events: an event that escapes a lone surrogate ("\\ud800" is valid
+JSON, but no Unicode text) and names a data subject, and one whose schema_version no INTEGER column
+holds. Each is recorded as undecodable at once and its neighbours are appended; before, each failed its
+whole batch on every retry, about eight minutes of backoff, stalling the trail, and was then
+dead-lettered, never chained."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ async def send(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for value in values:  # one partition, so the three keep their order
+        for value in values:  # one partition, so they keep their order
             await producer.send_and_wait(topic, value, key=b"same", partition=0)
     finally:
         await producer.stop()
 
 
-def test_a_lone_surrogate_is_recorded_undecodable_and_the_trail_goes_on(
+def test_hostile_events_are_recorded_undecodable_and_the_trail_goes_on(
     kafka_bootstrap: str,
     setup: dict[str, object],  # noqa: F811
 ) -> None:
@@ -42,18 +43,19 @@ def test_a_lone_surrogate_is_recorded_undecodable_and_the_trail_goes_on(
     envelope = json.loads(encode_event(subject_events(SUBJECT)[0]))
     hostile = json.dumps(envelope).replace('"applicant": "', '"applicant": "\\ud800 ').encode()
     assert b"\\ud800" in hostile
+    too_new = json.dumps({**json.loads(encode_event(subject_events(OTHER)[1])), "schema_version": 2**40})
     good = [encode_event(subject_events(OTHER)[0]), encode_event(subject_events(OTHER)[3])]
-    asyncio.run(send(kafka_bootstrap, topic, [good[0], hostile, good[1]]))
+    asyncio.run(send(kafka_bootstrap, topic, [good[0], hostile, too_new.encode(), good[1]]))
 
-    wait_for(lambda: count(db, topic) == 3, "all three rows, the hostile one among them", timeout_s=60)
+    wait_for(lambda: count(db, topic) == 4, "all four rows, the hostile ones among them", timeout_s=60)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute(
             'SELECT "offset", kind, note, body FROM audit_events WHERE topic = ? ORDER BY "offset"', (topic,)
         ).fetchall()
     assert [(kind, note) for _, kind, note, _ in rows] == [
-        ("event", None), ("undecodable", "not_unicode"), ("event", None)
+        ("event", None), ("undecodable", "not_unicode"), ("undecodable", "not_envelope"), ("event", None)
     ]  # fmt: skip
-    assert rows[1][3] is None  # its content is not stored: only coordinates, digests and the reason
+    assert rows[1][3] is None and rows[2][3] is None  # only coordinates, digests and the reason
     assert _verify(url, headers)["intact"] is True
     events = httpx.get(f"{url}/events", params={"topic": topic}, headers=headers, timeout=30).json()
-    assert [e["kind"] for e in events["items"]] == ["event", "undecodable", "event"]
+    assert [e["kind"] for e in events["items"]] == ["event", "undecodable", "undecodable", "event"]

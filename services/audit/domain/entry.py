@@ -46,6 +46,7 @@ _ENVELOPE_FIELDS = ("event_id", "event_type", "schema_version", "occurred_at_us"
                     "correlation_id", "causation_id", *_PAYLOAD_INDEX)  # fmt: skip
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _decode = msgspec.json.Decoder().decode
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _sha256 = hashlib.sha256
 
 
@@ -185,7 +186,9 @@ def _envelope_values(obj: Any) -> EnvelopeValues:
         raise NotAnEnvelope("not_object")
     payload = obj.get("payload")
     version = obj.get("schema_version")
-    if type(payload) is not dict or type(version) is not int:
+    # The column is a 32-bit INTEGER on PostgreSQL (and SQLite stops at 64 bits): a version past it
+    # failed the insert, and the batch, on every retry.
+    if type(payload) is not dict or type(version) is not int or not _INT32_MIN <= version <= _INT32_MAX:
         raise NotAnEnvelope("not_envelope")
     get = payload.get
     return (
