@@ -1,8 +1,9 @@
 """What a careless or hostile producer sends the audit, that once failed the insert and so its whole
 batch on every retry (100 attempts, backoff up to 5 s: minutes of a stalled trail) before the batch
 was cut down to the one record and dead-lettered, never chained: each is now recorded as
-undecodable, with its coordinates, digests and reason, and its neighbours are appended. And odd values
-the fast path seals (msgspec's encoder) open to the very values."""
+undecodable (or, for a value that is only indexed, unindexed), with its coordinates, digests and reason,
+and its neighbours are appended. And odd values the fast path seals (msgspec's encoder) open to the very
+values."""
 
 from __future__ import annotations
 
@@ -41,6 +42,42 @@ def test_a_schema_version_no_integer_column_holds_is_recorded_undecodable(
     assert [(r["kind"], r["note"], r["schema_version"]) for r in rows] == [
         ("undecodable", "not_envelope", None), ("event", None, 1)
     ]  # fmt: skip
+    assert verify_store(store).ok
+    store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("field", "kind", "note"),
+    [("producer", "undecodable", "not_envelope"), ("event_type", "undecodable", "not_envelope"),
+     ("causation_id", "undecodable", "not_envelope"), ("model_version", "event", None),
+     ("body", "event", None)],
+)  # fmt: skip
+def test_a_nul_character_is_never_handed_to_a_text_column(
+    new_url: Callable[[], str],  # noqa: F811
+    field: str,
+    kind: str,
+    note: str | None,
+) -> None:
+    # PostgreSQL's text refuses NUL: an envelope field with one failed the insert. An index value with
+    # one is left unindexed (its body keeps it); the body's JSON escapes it as \u0000.
+    store = open_store(new_url())
+    event = {**json.loads(encode_event(lineage_flow()[-1])), "event_id": str(uuid.uuid4())}
+    if field in ("producer", "event_type", "causation_id"):
+        event[field] = "x\x00y"
+    else:
+        event["payload"]["model_version" if field == "model_version" else "note"] = "7\x00; DROP TABLE"
+    fine = encode_event(lineage_flow("pred-9")[-1])
+    AuditService(store).capture(
+        [
+            Captured("hostile", 0, 0, 1, None, json.dumps(event).encode()),
+            Captured("hostile", 0, 1, 1, None, fine),
+        ]
+    )
+    rows = store.events(EventQuery(topic="hostile"))
+    assert [(r["kind"], r["note"]) for r in rows] == [(kind, note), ("event", None)]
+    if kind == "event":
+        assert rows[0]["model_version"] == (None if field == "model_version" else "7")
+        assert json.loads(rows[0]["body"]) == event
     assert verify_store(store).ok
     store.dispose()
 

@@ -227,8 +227,8 @@ def _uuid(value: Any) -> str:
 def _text(value: Any, *, required: bool = False) -> str | None:
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value or len(value) > INDEX_MAX_CHARS:
-        raise NotAnEnvelope("not_envelope")
+    if not isinstance(value, str) or not value or len(value) > INDEX_MAX_CHARS or "\x00" in value:
+        raise NotAnEnvelope("not_envelope")  # NUL: PostgreSQL's text refuses it (the insert failed)
     return value
 
 
@@ -255,8 +255,10 @@ def from_micros(micros: int) -> datetime:
 
 
 def _index(value: Any) -> str | None:
+    """An index column's text, or None (unindexed: the body keeps the value) when it is too long or
+    holds a NUL, which PostgreSQL's text refuses."""
     if type(value) is str:  # the common case, first
-        return value if 0 < len(value) <= INDEX_MAX_CHARS else None
+        return value if 0 < len(value) <= INDEX_MAX_CHARS and "\x00" not in value else None
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = str(value)
