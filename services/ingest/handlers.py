@@ -24,7 +24,7 @@ from servicekit.tasks import retrying
 from services.ingest.domain import events
 from services.ingest.domain.duplicates import Candidate, Decision, content_digest
 from services.ingest.domain.events import OutMessage, Source
-from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber, redact_known
+from services.ingest.domain.privacy import PiiPolicyApplier, TextScrubber, redact_known, scrub_isolated
 from services.ingest.domain.schema import DatasetSchema
 from services.ingest.domain.validation import Code, RecordValidator, Verdict
 from services.ingest.errors import AppendFailed, RecordsRefused
@@ -168,20 +168,17 @@ class IngestHandler:
                     texts.append(redact_known(text, known) if known else text)
         if not texts:
             return set()
-        try:
-            if self.scrubber is None:
-                raise RuntimeError("no text scrubber configured")
-            results = self.scrubber.scrub(texts)
-        except Exception:
-            log.exception("free-text scrubbing failed for %d texts; rejecting their records", len(texts))
-            return {i for i, _ in slots}
+        results = scrub_isolated(self.scrubber, texts)
+        failed = {i for (i, _), result in zip(slots, results, strict=True) if result is None}
         for (i, name), result in zip(slots, results, strict=True):
             record = verdicts[i].record
             assert record is not None
+            if result is None or i in failed:  # the record is rejected, its free text dropped
+                continue
             if result.text != record[name]:
                 touched[i].append(name)
             record[name] = result.text
-        return set()
+        return failed
 
     def _outcome(
         self, raw: RawInput, verdict: Verdict, touched: list[str], failed: bool, decision: Decision | None

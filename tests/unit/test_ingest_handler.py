@@ -134,6 +134,29 @@ async def test_scrubber_failure_rejects_instead_of_leaking() -> None:
     assert out[0].code == "scrub_failed" and record["notes"] not in out[0].value.decode()
 
 
+async def test_a_text_the_scrubber_cannot_take_fails_only_its_own_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class ChokesOnOne:
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def scrub(self, texts: Sequence[str]) -> list[ScrubbedText]:
+            self.calls.append(len(texts))
+            if any("Zbigniew" in text for text in texts):
+                raise RuntimeError(f"model crashed on {texts}")
+            return [ScrubbedText("<SCRUBBED>", ("PERSON",)) for _ in texts]
+
+    h, scrubber, good = handler(), ChokesOnOne(), records(4)
+    h.scrubber = scrubber
+    good[2]["notes"] = "guarantor Zbigniew Kowalczyk, call 555 123 4567"
+    out = await h.handle([raw(i, msgspec.json.encode(r)) for i, r in enumerate(good)])
+    assert [m.code for m in out] == ["ok", "ok", "scrub_failed", "ok"]
+    assert scrubber.calls == [4, 1, 1, 1, 1]  # the batch, then each text alone
+    assert [parse_event(m.value).payload.record["notes"] for m in out if m.code == "ok"] == ["<SCRUBBED>"] * 3  # type: ignore[attr-defined]
+    assert "Zbigniew" not in out[2].value.decode() and "Zbigniew" not in caplog.text
+
+
 async def test_publish_is_retried_until_kafka_takes_it() -> None:
     publisher = FakePublisher()
     publisher.failures = 2

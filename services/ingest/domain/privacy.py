@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from functools import cached_property
 from typing import Any, NamedTuple, Protocol
 
 from services.ingest.domain.schema import DatasetSchema, FieldSpec, PiiPolicy
+
+log = logging.getLogger(__name__)
 
 MIN_KNOWN_VALUE = 3  # shorter known values ("Al") are too likely to hit ordinary words
 
@@ -25,6 +28,29 @@ class TextScrubber(Protocol):
     """Finds and replaces PII in free text, for a whole batch at once."""
 
     def scrub(self, texts: Sequence[str]) -> list[ScrubbedText]: ...
+
+
+def scrub_isolated(scrubber: TextScrubber | None, texts: Sequence[str]) -> list[ScrubbedText | None]:
+    """The batch in one call; if that fails, each text alone, so that a text the scrubber cannot take
+    fails only its own record (None: rejected, never published unscrubbed), not its neighbours. The
+    logs name the error's type, never its message, which may quote the text."""
+    if scrubber is None:
+        log.error("no text scrubber configured; rejecting the %d records with free text", len(texts))
+        return [None] * len(texts)
+    try:
+        return list(scrubber.scrub(texts))
+    except Exception as exc:
+        log.warning(
+            "scrubbing a batch of %d texts failed (%s); scrubbing each alone", len(texts), type(exc).__name__
+        )
+    results: list[ScrubbedText | None] = []
+    for text in texts:
+        try:
+            results.append(scrubber.scrub([text])[0])
+        except Exception as exc:
+            log.warning("scrubbing one text of %d chars failed (%s)", len(text), type(exc).__name__)
+            results.append(None)
+    return results
 
 
 @dataclass(frozen=True)
