@@ -286,6 +286,10 @@ class Subscriptions(PartitionsView):
         """Publish (acks=all) before the offset is committed, so a dead letter is never lost."""
         await self.letters.send(raw, code, message, errors)
 
+    async def refuse(self, raw: RawMessage, err: ContractError) -> None:
+        """Dead-letter a record a handler refuses as a contract error, with its code and reason."""
+        await self.dead_letter(raw, err.code, err.message, err.errors)
+
 
 def _failure_reason(exc: Exception, attempts: int, batch_size: int) -> str:
     """The exception's type only: its message may quote the record's values (PII)."""

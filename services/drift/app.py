@@ -11,7 +11,6 @@ import logging
 
 from fastapi import FastAPI
 
-from contracts.common import ContractError
 from contracts.events import (
     DriftDetected,
     LabelObserved,
@@ -22,7 +21,7 @@ from contracts.events import (
 )
 from servicekit.app import create_service_app
 from servicekit.broker import EventPublisher, make_broker
-from servicekit.consumer import RawMessage, Subscriptions
+from servicekit.consumer import Subscriptions
 from servicekit.signed_links import LinkSigner, random_secret
 from servicekit.standby import FileLease, Standby
 from servicekit.tasks import BackgroundTasks, retrying
@@ -117,14 +116,11 @@ def create_app(settings: DriftSettings | None = None) -> FastAPI:
         event = DriftDetected.model_validate_json(body)
         await publisher.publish(event, topic=settings.drift_topic)
 
-    async def reject(raw: RawMessage, err: ContractError) -> None:
-        await subscriptions.dead_letter(raw, err.code, str(err), err.errors)
-
     drift = DriftService(
         store,
         watch_config(settings),
         publish=publish,
-        reject=reject,
+        reject=subscriptions.refuse,
         dataset=settings.dataset,
         model_name=settings.model_name,
         producer=settings.service_name,

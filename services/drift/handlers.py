@@ -25,6 +25,7 @@ from contracts.envelope import Event
 from contracts.events import DriftDetected, LabelObserved, PredictionMade, RecordCleaned
 from contracts.registry import encode_event
 from contracts.topics import LABELS_OBSERVED, PREDICTIONS_MADE, RECORDS_CLEAN
+from servicekit.arrival import implausible_time
 from servicekit.consumer import RawMessage
 from servicekit.decoding import decode_event
 from services.drift import readouts
@@ -155,6 +156,10 @@ class DriftService:
                     raise ContractError(
                         "unexpected_event_type", f"{event.event_type} on {raw.source.topic}: expected {name}"
                     )
+                if isinstance(event, LabelObserved):  # producers write labels: keep the join's clock
+                    refused = implausible_time(event.payload.event_time, raw, "payload.event_time")
+                    if refused is not None:
+                        raise refused
             except ContractError as err:
                 await self.reject(raw, err)
                 continue

@@ -27,6 +27,7 @@ from contracts.events import (
 )
 from feature_repo import FeatureStoreSettings
 from servicekit.app import create_service_app
+from servicekit.arrival import admit_in_time
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import Delivery, Subscriptions
 from servicekit.tasks import BackgroundTasks
@@ -100,7 +101,11 @@ def create_app(
     # fetch loops): a run waiting for its label watermark does not hold the labels consumer back.
     @subscriptions.on_batch(settings.labels_topic, LabelObserved, group_id=labels_group)
     async def on_labels_observed(batch: list[Delivery[LabelObserved]]) -> None:
-        await training.on_labels([delivery.event for delivery in batch])
+        # Producers write labels: one dated ahead of its arrival would outrank the entity's true ones.
+        usable = await admit_in_time(
+            batch, lambda e: e.payload.event_time, "payload.event_time", subscriptions.refuse
+        )
+        await training.on_labels([delivery.event for delivery in usable])
         training.labels_consumed.record(delivery.source for delivery in batch)  # stored: consumed
 
     @subscriptions.on_event(settings.requests_topic, TrainingRequested, group_id=group)

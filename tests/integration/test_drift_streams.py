@@ -1,7 +1,8 @@
 """The drift service on the real broker reads clean records, predictions and labels with ONE consumer
 group, the three streams interleaved (labels before their records here), and hostile input on any
 of the three topics (bytes that are not JSON, an event cut short, an impossible date, an event of
-another type, a prediction smuggled onto the labels topic) is dead-lettered alone, with its reason,
+another type, a prediction smuggled onto the labels topic, a label dated in the year 9999 that would
+have expired every prediction waiting in the join) is dead-lettered alone, with its reason,
 while every valid record, prediction and label around it is handled once."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts.events import RecordCleaned
+from contracts.events import LabelObserved, RecordCleaned
 from contracts.registry import encode_event
 from servicekit.broker import make_broker
 from services.drift.app import create_app
@@ -30,12 +31,12 @@ async def send_bytes(run: Run, topic: str, values: list[bytes]) -> None:
             await broker.publish(value, run.topics[topic])
 
 
-def impossible_date(event: RecordCleaned) -> bytes:
-    """The event with its event time on 30 February (a producer's typo the contract must refuse)."""
+def impossible_date(event: RecordCleaned | LabelObserved, date: bytes = b"2026-02-30T00:00:00") -> bytes:
+    """The event with its event time on `date` (by default 30 February: a typo the contract refuses)."""
     body = encode_event(event)
     good = event.payload.event_time.isoformat().encode().replace(b"+00:00", b"")
     assert good in body
-    return body.replace(good, b"2026-02-30T00:00:00", 1)
+    return body.replace(good, date, 1)
 
 
 async def groups_of(bootstrap: str, prefix: str) -> set[str]:
@@ -62,7 +63,8 @@ async def test_one_group_reads_the_three_streams_and_bad_input_takes_nothing_wit
         await run.send([label(i, "bad", i % 2 == 0) for i in range(100)], "labels")  # before their records
         cut_short = b'{"event_type": "LabelObserved", "pay'
         smuggled = encode_event(made(900, version="999"))  # a prediction on the labels topic
-        await send_bytes(run, "labels", [b"not json at all", cut_short, smuggled])
+        from_the_future = impossible_date(label(950, "bad"), b"9999-12-31T00:00:00")
+        await send_bytes(run, "labels", [b"not json at all", cut_short, smuggled, from_the_future])
         await run.send(records[:150], "clean")
         await send_bytes(run, "clean", [impossible_date(records[150])])
         await run.send(records[150:], "clean")
@@ -88,7 +90,7 @@ async def test_one_group_reads_the_three_streams_and_bad_input_takes_nothing_wit
         assert all(letter.payload.reason.message for letter in found)  # every letter says why
         letters[topic] = sorted(letter.payload.reason.code for letter in found)
     assert letters == {
-        "labels": ["not_json", "not_json", "unexpected_event_type"],
+        "labels": ["ahead_of_arrival", "not_json", "not_json", "unexpected_event_type"],
         "predictions": ["unexpected_event_type"],
         "clean": ["schema_violation"],
     }

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,13 +19,16 @@ import pandas as pd
 import pytest
 from fastapi import FastAPI
 
-from contracts.events import LabelObserved
+from contracts.events import LabelObserved, LabelObservedPayload
+from feature_repo import ENTITY_KEY
 from servicekit.auth import hash_key
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.watermark import committed_offsets, end_offsets
 from services.training.app import create_app
+from services.training.domain.dataset import LABEL
 from services.training.handlers import TrainingService
 from services.training.settings import TrainingSettings
+from tests.integration.test_redis_online_store import dead_letters_about
 from tests.support import create_topic, probe_settings, wait_until
 from tests.unit.test_training_support import FakeRegistry, FakeSource, feature_frame, label_events
 
@@ -146,3 +149,52 @@ async def test_after_a_restart_committed_labels_count_as_consumed(running: FastA
     watermark = outcome["lineage"]["labels_watermark"]
     assert watermark["reached"] is True and sum(watermark["watermark"].values()) == N
     assert outcome["counts"]["labels_requested"] == N  # the labels stored before the restart
+
+
+async def test_implausibly_dated_labels_are_dead_lettered_and_never_outrank_a_true_one(
+    running: FastAPI, settings: TrainingSettings, features: pd.DataFrame
+) -> None:
+    """A producer's label from the year 9999 would be the entity's latest label for good (labels are
+    ranked by event time), and one from the year 1, or after 2262, would fail every later run (pandas
+    cannot hold its time): both are refused with their reason, and the label after them is stored."""
+    training = service(running)
+    entity = str(features["application_id"].iloc[0])
+
+    def latest() -> dict[str, Any]:
+        frame = training.state.latest_labels()
+        return dict(zip(frame[ENTITY_KEY], frame[LABEL], strict=True))
+
+    def label(entity_id: str, value: str, at: datetime) -> LabelObserved:
+        payload = LabelObservedPayload(
+            dataset="loan_applications", entity_id=entity_id, label=value, event_time=at
+        )
+        return LabelObserved.create(payload, producer="tests")
+
+    before, count = latest(), training.state.label_count()
+    flipped = "good" if before[entity] == 1 else "bad"
+    sent = [
+        label(entity, flipped, datetime(9999, 12, 31, tzinfo=UTC)),
+        label(entity, flipped, datetime(1, 1, 1, tzinfo=UTC)),
+        label("wm-after", "bad", datetime.now(UTC)),
+    ]
+    broker = make_broker(probe_settings(settings.kafka_bootstrap_servers))
+    await broker.connect()
+    try:
+        publisher = EventPublisher(broker, "probe")
+        for event in sent:
+            await publisher.publish(event, topic=settings.labels_topic)
+    finally:
+        await broker.stop()
+    letters: list[Any] = []
+
+    async def refused() -> bool:
+        letters[:] = await dead_letters_about(settings.kafka_bootstrap_servers, settings.labels_topic)
+        return len(letters) >= 2
+
+    await wait_until(lambda: "wm-after" in latest(), timeout_s=60, what="the label after the refused ones")
+    deadline = time.monotonic() + 60
+    while not await refused():
+        assert time.monotonic() < deadline, "no dead letters for the misdated labels"
+        await asyncio.sleep(0.5)
+    assert sorted(letter.payload.reason.code for letter in letters) == ["ahead_of_arrival", "too_early"]
+    assert training.state.label_count() == count + 1 and latest()[entity] == before[entity]

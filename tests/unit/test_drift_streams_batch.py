@@ -7,14 +7,16 @@ and a redelivered batch is skipped stream by stream after a restart, without a s
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from contracts.common import KafkaCoordinates
-from contracts.events import ModelTrained, ModelTrainedPayload
+from contracts.common import ContractError, KafkaCoordinates
+from contracts.events import LabelObserved, LabelObservedPayload, ModelTrained, ModelTrainedPayload
 from contracts.registry import encode_event
-from servicekit.consumer import RawMessage
+from servicekit.arrival import admit_in_time, implausible_time
+from servicekit.consumer import Delivery, RawMessage
 from tests.unit.test_drift_service import T0, Harness, label, made, raws, record
 
 
@@ -221,3 +223,70 @@ def test_garbage_categorical_test_settings_are_refused_with_the_field_named(
 
     with pytest.raises(ValidationError, match=field):
         DriftSettings.model_validate({"state_dir": tmp_path, field: value})
+
+
+async def test_a_label_dated_ahead_of_its_arrival_is_refused_and_the_join_keeps_its_clock(
+    tmp_path: Path,
+) -> None:
+    """A producer's label from the year 9999 would move the join's clock for good: every prediction
+    waiting for its label, and every later one, would expire at once (and the clock is saved)."""
+    h = Harness(tmp_path / "drift.db")
+    await h.service.on_streams(mixed_batch(10))
+    assert h.service.watch.join.joined == 10
+    future = LabelObserved.create(
+        LabelObservedPayload(
+            dataset="loan_applications", entity_id="e99", label="bad", prediction_id="p99",
+            event_time=datetime(9999, 12, 31, tzinfo=UTC),
+        ),
+        producer="labels",
+    )  # fmt: skip
+    await h.service.on_streams(raws("labels.observed", [future], 10))
+    assert h.rejected == ["ahead_of_arrival"]
+    await h.service.on_streams(mixed_batch(10, first=20))
+    assert h.service.watch.join.joined == 20  # the ten new predictions met their labels
+    restarted = Harness(tmp_path / "drift.db")
+    await restarted.service.on_streams(mixed_batch(5, first=40))
+    assert restarted.service.watch.join.joined == 25
+
+
+def test_an_event_time_is_held_to_its_records_kafka_timestamp() -> None:
+    arrived = datetime(2026, 3, 1, tzinfo=UTC)
+    raw = RawMessage(
+        KafkaCoordinates(topic="t", partition=0, offset=0), None, b"", int(arrived.timestamp() * 1000)
+    )
+    assert implausible_time(arrived + timedelta(seconds=299), raw, "payload.event_time") is None
+    assert implausible_time(arrived - timedelta(days=3650), raw, "payload.event_time") is None  # late is fine
+    assert implausible_time(datetime(1677, 9, 22, tzinfo=UTC), raw, "payload.event_time") is None
+    ancient = implausible_time(datetime(1, 1, 1, tzinfo=UTC), raw, "payload.event_time")
+    assert ancient is not None and ancient.code == "too_early"
+    refused = implausible_time(arrived + timedelta(hours=2), raw, "payload.event_time")
+    assert refused is not None and refused.code == "ahead_of_arrival"
+    assert refused.message.startswith("payload.event_time lies 7200 s after the record reached Kafka")
+    untimed = RawMessage(raw.source, None, b"", 0)  # no timestamp: the consumer's clock
+    assert implausible_time(arrived + timedelta(hours=2), untimed, "t", clock=arrived.timestamp) is not None
+    assert implausible_time(arrived + timedelta(hours=2), untimed, "t", clock=lambda: 2e9) is None
+
+
+async def test_admit_in_time_refuses_each_implausibly_dated_label_alone() -> None:
+    """Training's labels consumer: the refused ones are dead-lettered with their reason, the rest go on."""
+    arrived = datetime(2026, 3, 1, tzinfo=UTC)
+    timestamp_ms = int(arrived.timestamp() * 1000)
+
+    def delivery(offset: int, event_time: datetime) -> Delivery[LabelObserved]:
+        event = LabelObserved.create(
+            LabelObservedPayload(dataset="d", entity_id=f"e{offset}", label="bad", event_time=event_time),
+            producer="labels",
+        )
+        where = KafkaCoordinates(topic="labels.observed", partition=0, offset=offset)
+        return Delivery(event, RawMessage(where, None, encode_event(event), timestamp_ms))
+
+    refused: list[tuple[int, str]] = []
+
+    async def refuse(raw: RawMessage, err: ContractError) -> None:
+        refused.append((raw.source.offset, err.code))
+
+    future, ancient = datetime(9999, 1, 1, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)
+    batch = [delivery(0, arrived), delivery(1, future), delivery(2, T0), delivery(3, ancient)]
+    admitted = await admit_in_time(batch, lambda e: e.payload.event_time, "payload.event_time", refuse)
+    assert [d.source.offset for d in admitted] == [0, 2]
+    assert refused == [(1, "ahead_of_arrival"), (3, "too_early")]
