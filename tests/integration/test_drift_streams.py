@@ -8,9 +8,14 @@ while every valid record, prediction and label around it is handled once."""
 from __future__ import annotations
 
 import random
+import time
+import uuid
 from pathlib import Path
 
+import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import InvalidTimestampError
 
 from contracts.events import LabelObserved, RecordCleaned
 from contracts.registry import encode_event
@@ -18,7 +23,7 @@ from servicekit.broker import make_broker
 from services.drift.app import create_app
 from tests.integration.test_drift_service import Run, service
 from tests.integration.test_redis_online_store import dead_letters_about
-from tests.support import probe_settings, wait_until
+from tests.support import create_topic, probe_settings, wait_until
 from tests.unit.test_drift_reports import trained
 from tests.unit.test_drift_service import label, made, record
 
@@ -94,3 +99,20 @@ async def test_one_group_reads_the_three_streams_and_bad_input_takes_nothing_wit
         "predictions": ["unexpected_event_type"],
         "clean": ["schema_violation"],
     }
+
+
+async def test_the_broker_bounds_the_arrival_that_event_times_are_held_to(kafka_bootstrap: str) -> None:
+    """servicekit/arrival.py trusts a record's Kafka timestamp: a producer sets it (create time), and
+    Kafka 4 refuses one more than an hour ahead of the broker's clock (`log.message.timestamp.after.
+    max.ms`), so a producer cannot carry a label from the future past it by stamping the record too."""
+    topic = f"test.arrival.{uuid.uuid4().hex[:8]}"
+    await create_topic(kafka_bootstrap, topic)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        now_ms = int(time.time() * 1000)
+        await producer.send_and_wait(topic, b"{}", timestamp_ms=now_ms + 30 * 60_000)  # within the hour
+        with pytest.raises(InvalidTimestampError):
+            await producer.send_and_wait(topic, b"{}", timestamp_ms=now_ms + 2 * 3_600_000)
+    finally:
+        await producer.stop()
