@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,24 @@ class Stack:
 
 # The platform-wide settings' prefix and each service's own (SERVING_OUTBOX_WINDOW_MS, ...).
 SETTING_PREFIXES = ("MLOPS_", *(f"{name.upper()}_" for name in SERVICE_ORDER))
+
+
+SEED_LIMIT = 2**31
+
+
+def seed_arg(text: str) -> int:
+    """An argparse type: a seed the record generator takes (0 to 2**31 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_LIMIT - 1}")
+    return value
+
+
+def fresh_seed() -> int:
+    return secrets.randbelow(SEED_LIMIT)
 
 
 def setting_arg(text: str) -> tuple[str, str]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -38,7 +37,7 @@ from typing import Any
 import msgspec
 import psutil
 
-from bench import platform_serving
+from bench import platform_serving, platform_stack
 from bench.platform_latency import drift_alarms, features_latency, records_between
 from bench.platform_produce import baseline, produce
 from bench.platform_stack import MemorySampler, Stack, cpu_seconds, jit_ms, jit_seconds, setting_arg, settle
@@ -67,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serving-entities", type=int, default=2000, help="entities the predictions ask for")
     p.add_argument("--drain-timeout-s", type=float, default=900.0)
     p.add_argument(
-        "--seed", type=_seed, default=None,
+        "--seed", type=platform_stack.seed_arg, default=None,
         help="seed of the max-rate phase's records (each fixed rate: the next); default: a fresh one per run",
     )  # fmt: skip
     add_stack_args(p)
@@ -82,22 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # A fresh stream per run. One fixed seed (11, until 2026-12-07) replayed the same 20,000
         # applicants every run, and one stretch of them sets off a false categorical alarm under some
         # interleavings of the partitions: a rare sample became a recurring cost (docs/benchmarks.md).
-        args.seed = secrets.randbelow(SEED_LIMIT)
+        args.seed = platform_stack.fresh_seed()
     return args
-
-
-SEED_LIMIT = 2**31
-
-
-def _seed(text: str) -> int:
-    """An argparse type: a seed the record generator takes (0 to 2**31 - 1)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_LIMIT - 1}")
-    return value
 
 
 def add_stack_args(p: argparse.ArgumentParser) -> None:

@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from contracts.events import DeadLettered, LabelObserved, LabelObservedPayload
-from contracts.registry import encode_event, parse_event
+from contracts.events import LabelObserved, LabelObservedPayload
+from contracts.registry import encode_event
 from contracts.topics import DEADLETTERS, LABELS_OBSERVED
-from infra.bus_access import client_security, kafka_options
+from infra.bus_access import client_security
+from tests.e2e.cluster_reads import events_on
 from tests.e2e.stack import api, logs, stack_env, wait_for
 from tests.e2e.test_cli import mlops
 from tests.support import TEST_KAFKA_PORT, send_one
@@ -47,28 +46,15 @@ def label(entity_id: str, at: datetime) -> bytes:
     return encode_event(LabelObserved.create(payload, producer="a-producer"))
 
 
-async def dead_letters(bootstrap: str) -> list[DeadLettered]:
-    """Every dead letter so far about the labels topic (the stack's super user reads them)."""
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([DEADLETTERS])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(DEADLETTERS, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: list[DeadLettered] = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                found += [e for r in records if isinstance(e := parse_event(r.value or b""), DeadLettered)]
-        return [letter for letter in found if letter.payload.source.topic == LABELS_OBSERVED]
-    finally:
-        await consumer.stop()
+def refusals(bootstrap: str) -> list[tuple[str, str]]:
+    """(consumer, reason code) of every dead letter so far about the labels topic."""
+    letters = asyncio.run(events_on(bootstrap, [DEADLETTERS]))
+    return sorted(
+        (letter["payload"]["consumer"], letter["payload"]["reason"]["code"])
+        for letter in letters
+        if letter.get("event_type") == "DeadLettered"
+        and letter["payload"]["source"]["topic"] == LABELS_OBSERVED
+    )
 
 
 def test_misdated_labels_are_dead_lettered_by_drift_and_training_and_both_go_on(
@@ -84,9 +70,7 @@ def test_misdated_labels_are_dead_lettered_by_drift_and_training_and_both_go_on(
         asyncio.run(send_one(producer, LABELS_OBSERVED, value))
 
     def refused() -> list[tuple[str, str]] | None:
-        found = sorted(
-            (d.payload.consumer, d.payload.reason.code) for d in asyncio.run(dead_letters(bootstrap))
-        )
+        found = refusals(bootstrap)
         return found if len(found) >= 4 else None
 
     found = wait_for(refused, 120, "the dead letters of drift and training", every_s=2)
