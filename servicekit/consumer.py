@@ -4,9 +4,9 @@
   are idempotent, and publish what they must before returning: the outbox rule);
 - a message that cannot be parsed or fails its contract is dead-lettered alone with the reason and
   acknowledged, so it never blocks its partition;
-- one bad record never takes its neighbours with it: a failing batch is retried, then its failures
-  are isolated record by record (servicekit/isolation.py); only the records that fail alone are
-  dead-lettered, each with its reason;
+- one bad record never takes its neighbours with it: a failing batch is split at once and its
+  failures isolated record by record (servicekit/isolation.py); only the records that fail alone
+  are dead-lettered, each with its reason;
 - a dependency that does not answer (a database, the broker) is waited out, the batch whole, for as
   long as it takes, without dead-lettering anything (servicekit/outages.py);
 - a batch in which nothing succeeds for another reason is redelivered `max_handler_attempts` times
@@ -295,5 +295,4 @@ def _failure_reason(exc: Exception, attempts: int, batch_size: int) -> str:
     """The exception's type only: its message may quote the record's values (PII)."""
     if batch_size == 1:
         return f"{type(exc).__name__} after {attempts} attempts"
-    alone = "on this record alone"
-    return f"{type(exc).__name__} {alone}, after {attempts} attempts on its batch of {batch_size}"
+    return f"{type(exc).__name__} on this record alone, when its batch of {batch_size} was isolated"

@@ -1,30 +1,42 @@
 """One bad record never takes its neighbours with it: per-record isolation of a batch handler's failures.
 
-A batch handler that raises is first retried whole, with backoff (tenacity): a store that blinked
-should not cost anyone a record. If it keeps failing, the batch is split in halves and each half is
-handled on its own, down to single records. A record that fails alone is *poison*; every record in
-a half that succeeded is *handled*. The caller decides what poison means:
+A batch handler that raises is split in halves at once, and each half is handled on its own, down to
+single records (depth first, so what is handled is handled in the batch's order). A record that fails
+alone is *poison*; every record in a half that succeeded is *handled*. Then:
 
-- some records were handled: the failure belongs to the poison records, which are dead-lettered
-  alone, each with its reason, and their neighbours go on;
-- none was handled: the failure is not the records' (a store is down, or every record is bad), so
-  the caller redelivers the batch a bounded number of times before it gives up on it.
+- **some records were handled**: the handler and its stores work, so the failure is the poison
+  records'. Each is tried alone `alone_attempts` times in all, with a short backoff, so a store that
+  blinked at that very call costs no record; what still fails is returned as poison, for the caller to
+  dead-letter alone, each with its reason, while its neighbours go on.
+- **nothing went through** in the first calls (a store is down in a way the kit does not recognise as
+  an outage, or every record is bad): nothing tells the records' fault from the store's, so the batch
+  is retried whole with capped exponential backoff (tenacity), `attempts` times in all, then isolated
+  down to single records. The caller redelivers a batch in which nothing was handled a bounded number
+  of times before it gives up on it (servicekit/consumer.py).
+
+Until 2026-12-07 every failing batch was retried whole `attempts` times *before* it was split. With the
+audit's 100 attempts (an outage should stall the trail, not thin it) one poison record held its batch,
+and the partition behind it, for about eight minutes of backoff; now it costs about 2*log2(n) calls of
+shrinking halves plus its own retries, whatever `attempts` is. Outages the kit recognises never come
+here: servicekit/outages.py waits them out, the batch whole, before any isolation.
 
 Handlers are idempotent (the platform's rule), so handling a half again after a failed whole is
-harmless. A batch of n records with one poison record costs about 2*log2(n) extra calls.
+harmless.
 
 >>> import asyncio
 >>> async def handle(items: list[int]) -> None:
 ...     if 13 in items:
 ...         raise ValueError("thirteen")
->>> result = asyncio.run(handle_isolating(list(range(20)), handle, attempts=1))
+>>> result = asyncio.run(handle_isolating(list(range(20)), handle, attempts=100, backoff_s=0))
 >>> len(result.handled), [(item, type(exc).__name__) for item, exc in result.poison]
 (19, [(13, 'ValueError')])
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -35,6 +47,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BatchHandler = Callable[[list[T]], Awaitable[None]]
+
+ALONE_ATTEMPTS = 3
+"""Calls of a record alone, its first included, before it is poison while its neighbours went through."""
 
 
 @dataclass
@@ -49,6 +64,29 @@ class Isolation(Generic[T]):
         self.poison.extend(other.poison)
 
 
+class _NothingGoesThrough(Exception):
+    """The first calls of a split all failed: no sign yet that the failure is the records'."""
+
+
+@dataclass
+class _Budget:
+    """Failed calls allowed before the first success: enough to walk down to the batch's first record
+    and past a few poison records there, not enough to split a batch in which nothing can succeed."""
+
+    left: int
+    succeeded: bool = False
+
+    @classmethod
+    def for_batch(cls, size: int, alone_attempts: int) -> _Budget:
+        return cls(2 * math.ceil(math.log2(max(size, 2))) + 2 * alone_attempts)
+
+    def failed(self) -> None:
+        if not self.succeeded:
+            self.left -= 1
+            if self.left <= 0:
+                raise _NothingGoesThrough
+
+
 async def handle_isolating(
     items: Sequence[T],
     handle: BatchHandler[T],
@@ -56,39 +94,105 @@ async def handle_isolating(
     attempts: int,
     backoff_s: float = 0.1,
     max_backoff_s: float = 5.0,
+    alone_attempts: int = ALONE_ATTEMPTS,
 ) -> Isolation[T]:
-    """Handle `items` whole (retried up to `attempts` times), else isolate the failing records."""
+    """Handle `items` whole; if that fails, isolate the failing records (see the module docstring)."""
     batch = list(items)
     if not batch:
         return Isolation()
     try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(max(attempts, 1)),
-            wait=wait_exponential(multiplier=backoff_s, max=max_backoff_s),
-            reraise=True,
-            before_sleep=_log_retry,
-        ):
-            with attempt:
-                await handle(batch)
+        await handle(batch)
     except Exception as exc:
-        return await _bisect(batch, handle, exc)
-    return Isolation(handled=batch)
-
-
-async def _bisect(failed: list[T], handle: BatchHandler[T], error: Exception) -> Isolation[T]:
-    """`failed` raised `error` as a whole: handle each half alone, recursing into halves that fail."""
-    if len(failed) == 1:
-        return Isolation(poison=[(failed[0], error)])
-    middle = len(failed) // 2
-    result: Isolation[T] = Isolation()
-    for half in (failed[:middle], failed[middle:]):
+        error = exc
+    else:
+        return Isolation(handled=batch)
+    if len(batch) > 1:
+        split = _Split(handle, backoff_s, alone_attempts, _Budget.for_batch(len(batch), alone_attempts))
         try:
-            await handle(half)
-        except Exception as exc:
-            result.merge(await _bisect(half, handle, exc))
+            result = await split.bisect(batch, error)
+        except _NothingGoesThrough:
+            pass
         else:
-            result.handled.extend(half)
-    return result
+            if result.handled:
+                return result
+    return await _retry_whole(batch, handle, error, attempts, backoff_s, max_backoff_s)
+
+
+@dataclass
+class _Split(Generic[T]):
+    """Depth-first halving of a failed batch. A record that fails alone is tried alone again
+    (`alone_attempts` calls in all, with backoff) before it is poison, in its place in the batch."""
+
+    handle: BatchHandler[T]
+    backoff_s: float = 0.1
+    alone_attempts: int = 1
+    budget: _Budget | None = None
+
+    async def bisect(self, failed: list[T], error: Exception) -> Isolation[T]:
+        """`failed` raised `error` as a whole: handle each half alone, recursing into halves that fail."""
+        if len(failed) == 1:
+            return await self._alone(failed, error)
+        middle = len(failed) // 2
+        result: Isolation[T] = Isolation()
+        for half in (failed[:middle], failed[middle:]):
+            try:
+                await self.handle(half)
+            except Exception as exc:
+                self._failed()
+                result.merge(await self.bisect(half, exc))
+            else:
+                self._succeeded()
+                result.handled.extend(half)
+        return result
+
+    async def _alone(self, record: list[T], error: Exception) -> Isolation[T]:
+        for retry in range(1, self.alone_attempts):
+            await asyncio.sleep(self.backoff_s * 2 ** (retry - 1))
+            try:
+                await self.handle(record)
+            except Exception as exc:
+                self._failed()
+                error = exc
+            else:
+                self._succeeded()
+                return Isolation(handled=record)
+        return Isolation(poison=[(record[0], error)])
+
+    def _failed(self) -> None:
+        if self.budget is not None:
+            self.budget.failed()
+
+    def _succeeded(self) -> None:
+        if self.budget is not None:
+            self.budget.succeeded = True
+
+
+async def _retry_whole(
+    batch: list[T],
+    handle: BatchHandler[T],
+    error: Exception,
+    attempts: int,
+    backoff_s: float,
+    max_backoff_s: float,
+) -> Isolation[T]:
+    """Nothing went through: retry the batch whole (`attempts` calls in all, the first made), then
+    split it down to single records, each tried alone once (it was retried whole already)."""
+    if attempts > 1:
+        await asyncio.sleep(backoff_s)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(attempts - 1),
+                wait=wait_exponential(multiplier=backoff_s, max=max_backoff_s),
+                reraise=True,
+                before_sleep=_log_retry,
+            ):
+                with attempt:
+                    await handle(batch)
+        except Exception as exc:
+            error = exc
+        else:
+            return Isolation(handled=batch)
+    return await _Split(handle).bisect(batch, error)
 
 
 def _log_retry(state: object) -> None:

@@ -145,7 +145,11 @@ class ServiceSettings(BaseSettings):
         600.0, gt=0, description="How long a starting service waits for the broker before it gives up."
     )
     max_handler_attempts: int = Field(
-        3, ge=1, le=100, description="Attempts per message before a failing handler dead-letters it."
+        3,
+        ge=1,
+        le=100,
+        description="Attempts at a batch in which no record goes through before its "
+        "records are dead-lettered (a record failing while its neighbours go through: 3 calls alone).",
     )
     replay: ReplayPlan | None = Field(
         None,
