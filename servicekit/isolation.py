@@ -6,8 +6,10 @@ alone is *poison*; every record in a half that succeeded is *handled*. Then:
 
 - **some records were handled**: the handler and its stores work, so the failure is the poison
   records'. Each is tried alone `alone_attempts` times in all, with a short backoff, so a store that
-  blinked at that very call costs no record; what still fails is returned as poison, for the caller to
-  dead-letter alone, each with its reason, while its neighbours go on.
+  blinked at that very call costs no record (once three records of the batch failed every retry, the
+  next ones are not retried: a burst of bad records costs calls, not seconds of backoff each); what
+  still fails is returned as poison, for the caller to dead-letter alone, each with its reason, while
+  its neighbours go on.
 - **nothing went through** in the first calls (a store is down in a way the kit does not recognise as
   an outage, or every record is bad): nothing tells the records' fault from the store's, so the batch
   is retried whole with capped exponential backoff (tenacity), `attempts` times in all, then isolated
@@ -50,6 +52,11 @@ BatchHandler = Callable[[list[T]], Awaitable[None]]
 
 ALONE_ATTEMPTS = 3
 """Calls of a record alone, its first included, before it is poison while its neighbours went through."""
+
+RETRIED_POISON_PER_BATCH = 3
+"""Poison records of a batch that get their retries alone: once that many failed them all, the failures
+are plainly the records', and the batch's next poison records are set aside on their first call alone
+(a burst of bad records costs calls, not seconds of backoff each)."""
 
 
 @dataclass
@@ -121,12 +128,14 @@ async def handle_isolating(
 @dataclass
 class _Split(Generic[T]):
     """Depth-first halving of a failed batch. A record that fails alone is tried alone again
-    (`alone_attempts` calls in all, with backoff) before it is poison, in its place in the batch."""
+    (`alone_attempts` calls in all, with backoff) before it is poison, in its place in the batch, until
+    RETRIED_POISON_PER_BATCH records have failed all their retries."""
 
     handle: BatchHandler[T]
     backoff_s: float = 0.1
     alone_attempts: int = 1
     budget: _Budget | None = None
+    confirmed: int = 0  # poison records that failed every retry alone
 
     async def bisect(self, failed: list[T], error: Exception) -> Isolation[T]:
         """`failed` raised `error` as a whole: handle each half alone, recursing into halves that fail."""
@@ -146,7 +155,8 @@ class _Split(Generic[T]):
         return result
 
     async def _alone(self, record: list[T], error: Exception) -> Isolation[T]:
-        for retry in range(1, self.alone_attempts):
+        retries = self.alone_attempts if self.confirmed < RETRIED_POISON_PER_BATCH else 1
+        for retry in range(1, retries):
             await asyncio.sleep(self.backoff_s * 2 ** (retry - 1))
             try:
                 await self.handle(record)
@@ -156,6 +166,7 @@ class _Split(Generic[T]):
             else:
                 self._succeeded()
                 return Isolation(handled=record)
+        self.confirmed += retries > 1
         return Isolation(poison=[(record[0], error)])
 
     def _failed(self) -> None:

@@ -4,6 +4,7 @@ and a batch in which nothing succeeds is retried whole, then reported as such (n
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Set as AbstractSet
 
 import pytest
@@ -74,6 +75,16 @@ async def test_a_record_that_fails_alone_once_is_tried_again_and_handled_in_its_
     result = await handle_isolating(list(range(20)), handler, attempts=3, backoff_s=0)
     assert result.handled == list(range(20)) and not result.poison
     assert handler.done == list(range(20))
+
+
+async def test_a_burst_of_poison_records_costs_retries_alone_for_the_first_three_only() -> None:
+    poison = set(range(0, 400, 2))  # every other record of the batch
+    handler = Handler(poison=poison)
+    result = await handle_isolating(list(range(400)), handler, attempts=3, backoff_s=0)
+    assert sorted(item for item, _ in result.poison) == sorted(poison)
+    assert result.handled == [i for i in range(400) if i not in poison]
+    alone = Counter(call[0] for call in handler.calls if len(call) == 1 and call[0] in poison)
+    assert alone == {i: 3 if i in (0, 2, 4) else 1 for i in poison}  # the first three: twice more
 
 
 async def test_a_batch_in_which_nothing_goes_through_is_retried_whole_before_it_is_split() -> None:
