@@ -37,11 +37,11 @@ from contracts.common import FieldError, KafkaCoordinates
 from contracts.envelope import Event
 from contracts.registry import ContractError
 from servicekit.broker import EventPublisher
-from servicekit.deadletters import DeadLetters, RawMessage
+from servicekit.deadletters import DeadLetters, RawMessage, failure_reason
 from servicekit.decoding import decode_event
 from servicekit.errors import ServiceError
 from servicekit.fetch_pace import FetchPace
-from servicekit.isolation import Isolation, handle_isolating
+from servicekit.isolation import ALONE_ATTEMPTS, Isolation, StoresWork, handle_isolating
 from servicekit.logs import log_context
 from servicekit.metrics import EVENTS_CONSUMED, HANDLER_SECONDS
 from servicekit.outages import Outages, halves_probe, unavailable_dependency
@@ -80,6 +80,7 @@ class Subscriptions(PartitionsView):
     max_attempts: int = 3
     registered: list[Subscription] = field(default_factory=list)
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    _proofs: StoresWork = field(default_factory=StoresWork)
     _lag_labels: set[tuple[str, str, str, str]] = field(default_factory=set)
     _letters: DeadLetters | None = None
     _outages: Outages | None = None
@@ -243,12 +244,19 @@ class Subscriptions(PartitionsView):
             firsts.setdefault((source.topic, source.partition), source.offset)
         coordinates = [(topic, partition, offset) for (topic, partition), offset in firsts.items()]
         topics = Counter(source.topic for source in sources)
-        started = time.perf_counter()
+        started, tried = time.perf_counter(), self.max_attempts
         # Whole first, waiting out any dependency that is down: an outage is no record's fault.
         if await self.outages.wait_out(lambda: handler(items), halves_probe(items, handler)):
             result: Isolation[T] = Isolation(handled=items)
         else:
-            result = await handle_isolating(items, handler, attempts=max(self.max_attempts - 1, 1))
+            proven = self._proofs.take(topics)  # records of its topics went through lately
+            alone = min(ALONE_ATTEMPTS, self.max_attempts)  # a service that allows 1 gets no retry
+            attempts = max(self.max_attempts - 1, 1)
+            result = await handle_isolating(
+                items, handler, attempts=attempts, alone_attempts=alone, proven=proven
+            )
+            tried = alone + 1 if proven else self.max_attempts  # a lone record's calls
+        self._proofs.record(raw_of(item).source.topic for item in result.handled)
         outage = next((exc for _, exc in result.poison if unavailable_dependency(exc)), None)
         if outage is not None and not result.handled:
             # A dependency went down while the batch was being isolated (nothing got through): deliver
@@ -266,13 +274,15 @@ class Subscriptions(PartitionsView):
         for c in coordinates:
             self._attempts.pop(c, None)
         for item, exc in result.poison:
-            await self._dead_letter_failure(raw_of(item), exc, len(items))
+            await self._dead_letter_failure(raw_of(item), exc, len(items), tried)
         label = next(iter(topics)) if len(topics) == 1 else MIXED_TOPICS
         HANDLER_SECONDS.labels(self.service, label).observe(time.perf_counter() - started)
         for topic, count in Counter(raw_of(item).source.topic for item in result.handled).items():
             EVENTS_CONSUMED.labels(self.service, topic, "handled").inc(count)
 
-    async def _dead_letter_failure(self, raw: RawMessage, exc: Exception, batch_size: int) -> None:
+    async def _dead_letter_failure(
+        self, raw: RawMessage, exc: Exception, batch_size: int, tried: int
+    ) -> None:
         """A service's own error is the record's reason (its code, message and field errors); any
         other exception is `handler_failed`, named by its type only."""
         if isinstance(exc, ServiceError):
@@ -280,7 +290,7 @@ class Subscriptions(PartitionsView):
             await self.dead_letter(raw, exc.code, exc.message, errors)
             return
         log.error("handler failed on %s alone: %r", raw.source.model_dump(), exc)
-        await self.dead_letter(raw, "handler_failed", _failure_reason(exc, self.max_attempts, batch_size), [])
+        await self.dead_letter(raw, "handler_failed", failure_reason(exc, tried, batch_size), [])
 
     async def dead_letter(self, raw: RawMessage, code: str, message: str, errors: list[FieldError]) -> None:
         """Publish (acks=all) before the offset is committed, so a dead letter is never lost."""
@@ -289,10 +299,3 @@ class Subscriptions(PartitionsView):
     async def refuse(self, raw: RawMessage, err: ContractError) -> None:
         """Dead-letter a record a handler refuses as a contract error, with its code and reason."""
         await self.dead_letter(raw, err.code, err.message, err.errors)
-
-
-def _failure_reason(exc: Exception, attempts: int, batch_size: int) -> str:
-    """The exception's type only: its message may quote the record's values (PII)."""
-    if batch_size == 1:
-        return f"{type(exc).__name__} after {attempts} attempts"
-    return f"{type(exc).__name__} on this record alone, when its batch of {batch_size} was isolated"

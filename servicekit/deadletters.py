@@ -76,3 +76,10 @@ class DeadLetters:
         DEAD_LETTERS.labels(self.consumer, raw.source.topic, code).inc()
         EVENTS_CONSUMED.labels(self.consumer, raw.source.topic, "dead_lettered").inc()
         log.warning("dead-lettered %s: %s", raw.source.model_dump(), code)
+
+
+def failure_reason(exc: Exception, attempts: int, batch_size: int) -> str:
+    """The exception's type only: its message may quote the record's values (PII)."""
+    if batch_size == 1:
+        return f"{type(exc).__name__} after {attempts} attempts"
+    return f"{type(exc).__name__} on this record alone, when its batch of {batch_size} was isolated"

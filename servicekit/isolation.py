@@ -9,7 +9,9 @@ alone is *poison*; every record in a half that succeeded is *handled*. Then:
   blinked at that very call costs no record (once three records of the batch failed every retry, the
   next ones are not retried: a burst of bad records costs calls, not seconds of backoff each); what
   still fails is returned as poison, for the caller to dead-letter alone, each with its reason, while
-  its neighbours go on.
+  its neighbours go on. A batch of one record is judged so too when the caller says (`proven`) that
+  the handler went through on other records lately: on a quiet topic a bad record comes alone.
+  `StoresWork` keeps that proof for the consumer, one failing batch per proof.
 - **nothing went through** in the first calls (a store is down in a way the kit does not recognise as
   an outage, or every record is bad): nothing tells the records' fault from the store's, so the batch
   is retried whole with capped exponential backoff (tenacity), `attempts` times in all, then isolated
@@ -39,7 +41,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -57,6 +60,28 @@ RETRIED_POISON_PER_BATCH = 3
 """Poison records of a batch that get their retries alone: once that many failed them all, the failures
 are plainly the records', and the batch's next poison records are set aside on their first call alone
 (a burst of bad records costs calls, not seconds of backoff each)."""
+
+
+PROVEN_S = 60.0
+"""A topic whose records went through within this long proves its handler's stores work."""
+
+
+@dataclass
+class StoresWork:
+    """When each topic's records last went through: the proof a lone failing record is its own fault.
+
+    A proof is taken by the next failing batch of its topics, so a store that fails in a way the kit
+    does not know as an outage costs a quiet topic one dead letter at most; then its records wait,
+    as every batch in which nothing goes through does, until records go through again."""
+
+    handled_at: dict[str, float] = field(default_factory=dict)  # topic -> time.monotonic()
+
+    def record(self, topics: Iterable[str]) -> None:
+        self.handled_at.update(dict.fromkeys(set(topics), time.monotonic()))
+
+    def take(self, topics: Iterable[str]) -> bool:
+        last = min((self.handled_at.pop(topic, -math.inf) for topic in set(topics)), default=-math.inf)
+        return time.monotonic() - last < PROVEN_S
 
 
 @dataclass
@@ -102,8 +127,11 @@ async def handle_isolating(
     backoff_s: float = 0.1,
     max_backoff_s: float = 5.0,
     alone_attempts: int = ALONE_ATTEMPTS,
+    proven: bool = False,
 ) -> Isolation[T]:
-    """Handle `items` whole; if that fails, isolate the failing records (see the module docstring)."""
+    """Handle `items` whole; if that fails, isolate the failing records (see the module docstring).
+    `proven`: the handler went through on other records lately, so a lone record is judged as if
+    its neighbours had gone through (the caller knows; a batch of one has no neighbours to ask)."""
     batch = list(items)
     if not batch:
         return Isolation()
@@ -122,6 +150,8 @@ async def handle_isolating(
         else:
             if result.handled:
                 return result
+    elif proven:
+        return await _Split(handle, backoff_s, alone_attempts).bisect(batch, error)
     return await _retry_whole(batch, handle, error, attempts, backoff_s, max_backoff_s)
 
 

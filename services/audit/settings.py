@@ -92,7 +92,8 @@ class AuditSettings(ServiceSettings):
         description="Attempts (with backoff up to 5 s) at a batch in which no record goes through, "
         "before its records are dead-lettered: high, because a store failing in a way the kit does not "
         "recognise as an outage should stall the audit trail, not thin it. A record that fails while "
-        "its neighbours go through is set aside in seconds whatever this is (servicekit/isolation.py).",
+        "its neighbours go through (or alone, on a topic handled within the last minute) is set aside in "
+        "seconds whatever this is (servicekit/isolation.py).",
     )
     batch_records: int = Field(
         2000, ge=1, le=50_000, description="Most records appended per transaction (one commit per batch)."

@@ -5,9 +5,11 @@ calls, and every neighbour is in the chain, in order, with the chain verifying.
 No envelope is known today that makes the store fail (the property test over any envelope,
 tests/unit/test_audit_capture_fuzz.py, found three, all fixed), so the store is told which event to
 refuse: the seam is `create_app(store=...)`, and the refusal is an exception the kit does not take
-for an outage. Before 2026-12-07 such a record held its batch for 99 whole retries with backoff up to
-5 s (about eight minutes) before it was looked for; the count of the store's calls is asserted, not
-the time, which a shared machine would make flaky.
+for an outage. On a quiet topic the bad record comes alone, with no neighbours to compare it with;
+the topic's records handled a moment before stand in for them. Before 2026-12-07 such a record held
+its batch for 99 whole retries with backoff up to 5 s (about eight minutes) before it was looked
+for; the count of the store's calls is asserted, not the time, which a shared machine would make
+flaky.
 """
 
 from __future__ import annotations
@@ -40,25 +42,30 @@ class RefusingStore(SqlAuditStore):
         return super().append(entries, recorded_at_us)
 
 
-async def test_a_record_the_store_refuses_is_set_aside_and_its_neighbours_are_chained_in_order(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
+def _audit(bootstrap: str, tmp_path: Path) -> tuple[AuditSettings, RefusingStore, str]:
     run = uuid.uuid4().hex[:10]
-    topic, checkpoints = f"test.audit.{run}.ev", f"test.audit.{run}.cp"
-    for name in (topic, checkpoints):
-        await create_topic(kafka_bootstrap, name)
+    topic = f"test.audit.{run}.ev"
     settings = AuditSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_bootstrap_servers=bootstrap,
         state_dir=tmp_path,
         topics=[topic],
         group_id=f"audit-{run}",
-        checkpoint_topic=checkpoints,
+        checkpoint_topic=f"test.audit.{run}.cp",
     )
     assert settings.max_handler_attempts == 100  # the audit's own: an unknown outage stalls the trail
     store = RefusingStore(
         settings.resolved_database_url, settings.database_app_role, erasure.subject_keys(settings)
     )
     store.calls = []
+    return settings, store, topic
+
+
+async def test_a_record_the_store_refuses_is_set_aside_and_its_neighbours_are_chained_in_order(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings, store, topic = _audit(kafka_bootstrap, tmp_path)
+    for name in (topic, settings.checkpoint_topic):
+        await create_topic(kafka_bootstrap, name)
     events = [training_request(by=f"producer-{i}") for i in range(300)]
     poison = events[117]
     store.refused = str(poison.event_id)
@@ -72,8 +79,7 @@ async def test_a_record_the_store_refuses_is_set_aside_and_its_neighbours_are_ch
         await wait_until(lambda: store.head()[0].length == len(expected), what="every event but one")
         [letter] = await _dead_letters_for(kafka_bootstrap, topic, 1)
 
-    chained = [row["event_id"] for row in _all_rows(store)]
-    assert chained == expected  # every neighbour, once, in the order they were published
+    assert [row["event_id"] for row in _all_rows(store)] == expected  # once each, in published order
     assert letter.payload.consumer == "audit" and letter.payload.reason.code == "handler_failed"
     assert letter.payload.source.offset == 117 and "OverflowError" in letter.payload.reason.message
     assert "does not fit" not in letter.model_dump_json()
@@ -86,6 +92,36 @@ async def test_a_record_the_store_refuses_is_set_aside_and_its_neighbours_are_ch
     assert [ids for ids in with_poison if len(ids) == 1] == [[str(poison.event_id)]] * 3
     report = app.state.audit.verify()
     assert report.ok and report.checked == len(expected)
+
+
+async def test_on_a_quiet_topic_a_lone_record_the_store_refuses_is_set_aside_in_a_few_calls(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A bad record alone in its batch has no neighbours to compare it with; the topic's records
+    handled a moment before say the store works."""
+    settings, store, topic = _audit(kafka_bootstrap, tmp_path)
+    for name in (topic, settings.checkpoint_topic):
+        await create_topic(kafka_bootstrap, name)
+    before = [training_request(by=f"before-{i}") for i in range(5)]
+    poison, after = training_request(by="the-bad-one"), training_request(by="after")
+    store.refused = str(poison.event_id)
+    app = create_app(settings, store=store)
+
+    async with app.router.lifespan_context(app):
+        publisher = app.state.subscriptions.publisher
+        for event in before:
+            await publisher.publish(event, topic=topic)
+        await wait_until(lambda: store.head()[0].length == len(before), what="the events before")
+        await publisher.publish(poison, topic=topic)
+        [letter] = await _dead_letters_for(kafka_bootstrap, topic, 1)
+        await publisher.publish(after, topic=topic)
+        await wait_until(lambda: store.head()[0].length == len(before) + 1, what="the event after")
+
+    assert [row["event_id"] for row in _all_rows(store)] == [str(e.event_id) for e in [*before, after]]
+    assert letter.payload.source.offset == len(before) and letter.payload.reason.code == "handler_failed"
+    # The outage check, the isolation's call, then twice more alone: not the audit's 100 attempts.
+    assert [ids for ids in store.calls if str(poison.event_id) in ids] == [[str(poison.event_id)]] * 4
+    assert app.state.audit.verify().ok
 
 
 def _all_rows(store: SqlAuditStore) -> list[dict[str, object]]:

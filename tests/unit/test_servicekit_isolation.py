@@ -112,3 +112,16 @@ async def test_an_empty_batch_calls_nothing() -> None:
     handler = Handler()
     result = await handle_isolating([], handler, attempts=3)
     assert not handler.calls and not result.handled and not result.poison
+
+
+async def test_a_lone_record_is_judged_as_its_own_fault_when_the_handler_went_through_lately() -> None:
+    handler = Handler(poison={7})
+    result = await handle_isolating([7], handler, attempts=100, backoff_s=0, proven=True)
+    assert not result.handled and [item for item, _ in result.poison] == [7]
+    assert handler.calls == [[7]] * 3  # its call, then twice more alone: not the 100 of an unknown outage
+
+
+async def test_a_lone_record_with_nothing_to_compare_it_with_gets_every_attempt() -> None:
+    handler = Handler(poison={7})
+    result = await handle_isolating([7], handler, attempts=5, backoff_s=0)
+    assert [item for item, _ in result.poison] == [7] and handler.calls == [[7]] * 5
