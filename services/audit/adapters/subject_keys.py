@@ -38,7 +38,7 @@ _CHUNK = 500
 
 class SubjectSecretMissing(AuditError):
     """Identifying data arrived but no subject secret is configured: refused rather than kept in the
-    clear (the batch is retried, then dead-lettered, by the consumer)."""
+    clear (the consumer dead-letters those events with this reason)."""
 
 
 def load_secret(path: Path, *, create: bool) -> bytes:
