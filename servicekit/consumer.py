@@ -248,6 +248,7 @@ class Subscriptions(PartitionsView):
         # Whole first, waiting out any dependency that is down: an outage is no record's fault.
         if await self.outages.wait_out(lambda: handler(items), halves_probe(items, handler)):
             result: Isolation[T] = Isolation(handled=items)
+            self._proofs.record(topics)
         else:
             proven = self._proofs.take(topics)  # records of its topics went through lately
             alone = min(ALONE_ATTEMPTS, self.max_attempts)  # a service that allows 1 gets no retry
@@ -256,7 +257,7 @@ class Subscriptions(PartitionsView):
                 items, handler, attempts=attempts, alone_attempts=alone, proven=proven
             )
             tried = alone + 1 if proven else self.max_attempts  # a lone record's calls
-        self._proofs.record(raw_of(item).source.topic for item in result.handled)
+            self._proofs.record(raw_of(item).source.topic for item in result.handled)
         outage = next((exc for _, exc in result.poison if unavailable_dependency(exc)), None)
         if outage is not None and not result.handled:
             # A dependency went down while the batch was being isolated (nothing got through): deliver

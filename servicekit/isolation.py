@@ -105,7 +105,7 @@ class _Budget:
     """Failed calls allowed before the first success: enough to walk down to the batch's first record
     and past a few poison records there, not enough to split a batch in which nothing can succeed."""
 
-    left: int
+    left: float
     succeeded: bool = False
 
     @classmethod
@@ -164,7 +164,7 @@ class _Split(Generic[T]):
     handle: BatchHandler[T]
     backoff_s: float = 0.1
     alone_attempts: int = 1
-    budget: _Budget | None = None
+    budget: _Budget = field(default_factory=lambda: _Budget(math.inf))  # unbounded unless given
     confirmed: int = 0  # poison records that failed every retry alone
 
     async def bisect(self, failed: list[T], error: Exception) -> Isolation[T]:
@@ -177,10 +177,10 @@ class _Split(Generic[T]):
             try:
                 await self.handle(half)
             except Exception as exc:
-                self._failed()
+                self.budget.failed()
                 result.merge(await self.bisect(half, exc))
             else:
-                self._succeeded()
+                self.budget.succeeded = True
                 result.handled.extend(half)
         return result
 
@@ -191,21 +191,13 @@ class _Split(Generic[T]):
             try:
                 await self.handle(record)
             except Exception as exc:
-                self._failed()
+                self.budget.failed()
                 error = exc
             else:
-                self._succeeded()
+                self.budget.succeeded = True
                 return Isolation(handled=record)
         self.confirmed += retries > 1
         return Isolation(poison=[(record[0], error)])
-
-    def _failed(self) -> None:
-        if self.budget is not None:
-            self.budget.failed()
-
-    def _succeeded(self) -> None:
-        if self.budget is not None:
-            self.budget.succeeded = True
 
 
 async def _retry_whole(

@@ -6,13 +6,16 @@ import asyncio
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
 from pydantic_settings import SettingsConfigDict
 
-from contracts.events import TrainingRequested, TrainingRequestedPayload
+from contracts.events import DeadLettered, TrainingRequested, TrainingRequestedPayload
+from contracts.registry import parse_event
+from contracts.topics import DEADLETTERS
 from infra.topics import TopicPlan, ensure_topics_async
 from servicekit.settings import ServiceSettings
 
@@ -85,3 +88,26 @@ async def wait_ready(
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError(f"{name} never became ready")
+
+
+async def dead_letters_for(bootstrap: str, topic: str, expected: int) -> list[DeadLettered]:
+    """Read the shared dead-letter topic from the start, in a group of its own, until `expected`
+    letters about `topic` arrived; those letters."""
+    from servicekit.broker import EventPublisher, make_broker
+    from servicekit.consumer import RawMessage, Subscriptions
+
+    broker = make_broker(probe_settings(bootstrap))
+    reader = Subscriptions(broker, EventPublisher(broker, "dlq-reader"), "dlq-reader")
+    letters: list[DeadLettered] = []
+
+    async def keep(raws: list[RawMessage]) -> None:
+        for raw in raws:
+            event = parse_event(raw.value or b"")
+            if isinstance(event, DeadLettered) and event.payload.source.topic == topic:
+                letters.append(event)
+
+    reader.on_raw(DEADLETTERS, group_id=f"dlq-{uuid.uuid4()}")(keep)
+    async with reader.broker:
+        await reader.broker.start()
+        await wait_until(lambda: len(letters) >= expected, what=f"{expected} dead letters")
+    return letters

@@ -24,8 +24,7 @@ from services.audit.adapters.store import AppendResult, SqlAuditStore
 from services.audit.app import create_app
 from services.audit.domain.entry import Entry
 from services.audit.settings import AuditSettings
-from tests.integration.test_event_bus import _dead_letters_for
-from tests.support import create_topic, training_request, wait_until
+from tests.support import create_topic, dead_letters_for, training_request, wait_until
 
 
 class RefusingStore(SqlAuditStore):
@@ -77,7 +76,7 @@ async def test_a_record_the_store_refuses_is_set_aside_and_its_neighbours_are_ch
         for event in events:
             await publisher.publish(event, topic=topic)
         await wait_until(lambda: store.head()[0].length == len(expected), what="every event but one")
-        [letter] = await _dead_letters_for(kafka_bootstrap, topic, 1)
+        [letter] = await dead_letters_for(kafka_bootstrap, topic, 1)
 
     assert [row["event_id"] for row in _all_rows(store)] == expected  # once each, in published order
     assert letter.payload.consumer == "audit" and letter.payload.reason.code == "handler_failed"
@@ -113,7 +112,7 @@ async def test_on_a_quiet_topic_a_lone_record_the_store_refuses_is_set_aside_in_
             await publisher.publish(event, topic=topic)
         await wait_until(lambda: store.head()[0].length == len(before), what="the events before")
         await publisher.publish(poison, topic=topic)
-        [letter] = await _dead_letters_for(kafka_bootstrap, topic, 1)
+        [letter] = await dead_letters_for(kafka_bootstrap, topic, 1)
         await publisher.publish(after, topic=topic)
         await wait_until(lambda: store.head()[0].length == len(before) + 1, what="the event after")
 

@@ -7,12 +7,11 @@ import json
 import uuid
 
 from contracts.common import KafkaCoordinates
-from contracts.events import DeadLettered, TrainingRequested
-from contracts.registry import encode_event, parse_event
-from contracts.topics import DEADLETTERS
+from contracts.events import TrainingRequested
+from contracts.registry import encode_event
 from servicekit.broker import EventPublisher, make_broker
 from servicekit.consumer import RawMessage, Subscriptions
-from tests.support import create_topic, probe_settings, training_request, wait_until
+from tests.support import create_topic, dead_letters_for, probe_settings, training_request, wait_until
 
 
 def kit(bootstrap: str, service: str = "probe") -> Subscriptions:
@@ -86,24 +85,6 @@ async def _append(target: list[RawMessage], raws: list[RawMessage]) -> None:
     target.extend(raws)
 
 
-async def _dead_letters_for(bootstrap: str, topic: str, expected: int) -> list[DeadLettered]:
-    """Read the shared dead-letter topic from the start and keep the letters about `topic`."""
-    reader = kit(bootstrap, "dlq-reader")
-    letters: list[DeadLettered] = []
-
-    async def keep(raws: list[RawMessage]) -> None:
-        for raw in raws:
-            event = parse_event(raw.value or b"")
-            if isinstance(event, DeadLettered) and event.payload.source.topic == topic:
-                letters.append(event)
-
-    reader.on_raw(DEADLETTERS, group_id=f"dlq-{uuid.uuid4()}")(keep)
-    async with reader.broker:
-        await reader.broker.start()
-        await wait_until(lambda: len(letters) >= expected, what=f"{expected} dead letters")
-    return letters
-
-
 async def test_invalid_messages_are_dead_lettered_and_do_not_block_the_partition(
     kafka_bootstrap: str, unique_topic: str
 ) -> None:
@@ -128,7 +109,7 @@ async def test_invalid_messages_are_dead_lettered_and_do_not_block_the_partition
 
     assert handled[0].event_id == good.event_id
     letters = sorted(
-        await _dead_letters_for(kafka_bootstrap, unique_topic, 4), key=lambda e: e.payload.source.offset
+        await dead_letters_for(kafka_bootstrap, unique_topic, 4), key=lambda e: e.payload.source.offset
     )
     assert [e.payload.source.offset for e in letters] == [0, 1, 2, 3]
     assert [e.payload.reason.code for e in letters] == [
@@ -164,7 +145,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
         await wait_until(lambda: attempts.get("fine") == 1, what="the message after the poison one")
 
     assert attempts["poison"] == 3
-    [letter] = await _dead_letters_for(kafka_bootstrap, unique_topic, 1)
+    [letter] = await dead_letters_for(kafka_bootstrap, unique_topic, 1)
     assert letter.payload.reason.code == "handler_failed"
     assert "RuntimeError" in letter.payload.reason.message
     await asyncio.sleep(0)
@@ -188,7 +169,7 @@ async def test_deeply_nested_json_is_dead_lettered_not_retried_forever(
         await subs.broker.publish(nested, unique_topic)
         await subs.publisher.publish(after, topic=unique_topic)
         await wait_until(lambda: len(handled) == 1, what="the event after the nested one")
-    [letter] = await _dead_letters_for(kafka_bootstrap, unique_topic, 1)
+    [letter] = await dead_letters_for(kafka_bootstrap, unique_topic, 1)
     assert letter.payload.source.offset == 0 and letter.payload.reason.code == "not_json"
 
 
@@ -211,7 +192,7 @@ async def test_a_failing_batch_handler_dead_letters_every_record_of_the_batch(
     subs.on_raw(unique_topic, group_id=f"g-{uuid.uuid4()}", batch=True)(always_fails)
     async with subs.broker:
         await subs.broker.start()
-        letters = await _dead_letters_for(kafka_bootstrap, unique_topic, sent)
+        letters = await dead_letters_for(kafka_bootstrap, unique_topic, sent)
     assert sorted(letter.payload.source.offset for letter in letters) == list(range(sent))
     assert all(letter.payload.reason.code == "handler_failed" for letter in letters)
     assert max(calls) > 1  # it really was consumed in batches
@@ -242,7 +223,7 @@ async def test_one_poison_record_in_a_batch_is_dead_lettered_alone(
     async with subs.broker:
         await subs.broker.start()
         await wait_until(lambda: len(handled) == sent - 1, what="every record but the poison one")
-        [letter] = await _dead_letters_for(kafka_bootstrap, unique_topic, 1)
+        [letter] = await dead_letters_for(kafka_bootstrap, unique_topic, 1)
     assert handled == set(range(sent)) - {poison_at} and max(sizes) > 1
     assert letter.payload.source.offset == poison_at and letter.payload.reason.code == "handler_failed"
     assert "OverflowError" in letter.payload.reason.message and "alone" in letter.payload.reason.message
