@@ -15,9 +15,8 @@ from contracts.events import FeaturesUpdated
 from contracts.registry import encode_event
 from feature_repo import FeatureStoreSettings, feature_refs, open_store
 from feature_repo.names import ENTITY_KEY
-from tests.integration.test_event_bus import _dead_letters_for
 from tests.integration.test_training_support import Platform, applications, cleaned
-from tests.support import wait_until
+from tests.support import dead_letters_for, wait_until
 
 
 async def test_garbage_is_dead_lettered_and_valid_records_are_pushed(
@@ -39,9 +38,7 @@ async def test_garbage_is_dead_lettered_and_valid_records_are_pushed(
         await wait_until(lambda: ledger.count() == 3, timeout_s=60, what="the valid records")
         await wait_until(lambda: bool(platform.events("FeaturesUpdated")), what="FeaturesUpdated")
 
-    letters = sorted(
-        await _dead_letters_for(kafka_bootstrap, topic, 3), key=lambda e: e.payload.source.offset
-    )
+    letters = sorted(await dead_letters_for(kafka_bootstrap, topic, 3), key=lambda e: e.payload.source.offset)
     assert [(e.payload.source.offset, e.payload.reason.code) for e in letters] == [
         (0, "not_json"),
         (1, "not_a_feature_row"),
@@ -86,7 +83,7 @@ async def test_an_event_time_the_store_cannot_hold_is_dead_lettered_alone(
         await platform.probe.broker.start()
         ledger = platform.features.state.ledger
         await wait_until(lambda: ledger.count() == 10, timeout_s=60, what="the ten valid records")
-    letters = await _dead_letters_for(kafka_bootstrap, topic, 2)
+    letters = await dead_letters_for(kafka_bootstrap, topic, 2)
     assert sorted((e.payload.source.offset, e.payload.reason.code) for e in letters) == [
         (4, "not_a_feature_row"),
         (8, "not_a_feature_row"),
@@ -126,7 +123,7 @@ async def test_compact_hostile_events_are_dead_lettered_alone_and_their_neighbou
         await platform.probe.broker.start()
         ledger = platform.features.state.ledger
         await wait_until(lambda: ledger.count() == len(good), timeout_s=60, what="the seven valid records")
-    letters = await _dead_letters_for(kafka_bootstrap, topic, len(hostile))
+    letters = await dead_letters_for(kafka_bootstrap, topic, len(hostile))
     assert [e.payload.reason.code for e in letters] == ["not_json"] * len(hostile)
     offline = pd.read_parquet(FeatureStoreSettings(platform.features_settings.feature_store_dir).offline_path)
     assert sorted(offline[ENTITY_KEY]) == sorted(e.payload.entity_id for e in good)
