@@ -14,7 +14,7 @@ export AIRFLOW_HOME="${AIRFLOW_HOME:-$PWD/.local/airflow}" AIRFLOW__CORE__LOAD_E
 if ! { [[ -x "$venv/bin/airflow" ]] && [[ "$("$venv/bin/python" -c 'import airflow; print(airflow.__version__)' 2>/dev/null)" == "$version" ]]; }; then
   echo "==> installing apache-airflow $version into $venv"
   "$python" -m venv "$venv"
-  "$(PYTHON="$python" scripts/uv.sh)" pip install -q --python "$venv/bin/python" "apache-airflow==$version" -c requirements/airflow-constraints.txt
+  "$(PYTHON="$python" scripts/uv.sh)" pip install -q --compile-bytecode --python "$venv/bin/python" "apache-airflow==$version" -c requirements/airflow-constraints.txt
 fi
 if [[ ! -f "$AIRFLOW_HOME/airflow.db" ]]; then
   mkdir -p "$AIRFLOW_HOME"

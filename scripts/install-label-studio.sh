@@ -17,5 +17,5 @@ installed() {
 if ! installed; then
   echo "==> installing label-studio $version into $venv"
   "$python" -m venv "$venv"
-  "$(PYTHON="$python" scripts/uv.sh)" pip install -q --python "$venv/bin/python" "label-studio==$version" -c requirements/label-studio-constraints.txt
+  "$(PYTHON="$python" scripts/uv.sh)" pip install -q --compile-bytecode --python "$venv/bin/python" "label-studio==$version" -c requirements/label-studio-constraints.txt
 fi
