@@ -18,7 +18,7 @@ need cc "a C compiler, for lime and hnswlib"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0
 fi
-echo "==> creating $VENV from requirements/lock.txt (first time: a minute or two)"
+echo "==> creating $VENV from requirements/lock.txt (first time: about 2-3 minutes)"
 uv="$(PYTHON="$PYTHON" scripts/uv.sh)"
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 # --compile-bytecode: as pip does. Python never writes bytecode where PYTHONDONTWRITEBYTECODE is set
