@@ -34,7 +34,7 @@ def server_config(password: str) -> str:
         f"requirepass {password}",
         'dir "/data"',
         "appendonly yes",
-        "appendfsync everysec",
+        "appendfsync always",  # as infra/redis_local.py: what Redis acknowledged survives a kill
         'save ""',
     ]
     return "\n".join(lines) + "\n"

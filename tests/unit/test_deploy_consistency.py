@@ -207,6 +207,6 @@ def test_features_training_and_serving_keep_the_online_store_in_compose_redis(tm
     assert online_store(password)["connection_string"].startswith("redis:6379,password=")
     server = (tmp_path / "redis.conf").read_text().splitlines()
     assert f"requirepass {password}" in server
-    for line in ("appendonly yes", "appendfsync everysec", 'save ""', "protected-mode yes"):
+    for line in ("appendonly yes", "appendfsync always", 'save ""', "protected-mode yes"):
         assert line in server and line in local_config(tmp_path, 6380, password).splitlines()
     assert "./secrets/redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in services["redis"]["volumes"]

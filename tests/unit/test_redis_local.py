@@ -29,7 +29,7 @@ def test_the_config_keeps_redis_on_loopback_behind_a_password_and_writes_every_c
         "requirepass rSECRET",
         'dir "/srv/redis"',
         "appendonly yes",
-        "appendfsync everysec",
+        "appendfsync always",
         "set-proc-title no",
     ):
         assert expected in lines
