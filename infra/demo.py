@@ -103,7 +103,9 @@ def closed_loop(settings: InfraSettings, console: Console, config: LoopConfig) -
     f = figures(state, config.rows_before)
     data, png = save(state, config.rows_before, settings.state_dir / "demo")
     console.print(summary_table(f))
-    closed = f["new_champion_serving_s_after_drift"] is not None and f["alarm"] is not None
+    # Closed as the loop itself judges it (its final champion measured), not merely "a new champion
+    # serves": a follow-up promoted as the time ran out would leave no recovery figure behind.
+    closed = state.closed and f["new_champion_serving_s_after_drift"] is not None and f["alarm"] is not None
     return f | {"closed": closed, "plot": str(png), "data": str(data)}
 
 

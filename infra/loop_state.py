@@ -47,6 +47,9 @@ class LoopState:
     drift_sent_at: float | None = None  # the first drifted record left the producer
     new_version_served_at: float | None = None
     done: bool = False
+    # LoopRun.closed() when the stream ended: a new champion serves, nothing more is coming and the
+    # final champion's recovery is measured. False when `timeout_s` cut the loop short.
+    closed: bool = False
 
     def versions(self) -> list[str]:
         return list(dict.fromkeys(s.version for s in self.served))

@@ -7,12 +7,14 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from infra.loop import LoopConfig, LoopRun
 from infra.loop_figures import dump, figures
 from infra.loop_state import LoopState, Mark, Served
 from infra.loop_view import live_table, plot, summary_table
+from infra.settings import InfraSettings
 
 
 def served(row: int, version: str, correct: bool, drift_at: int = 100) -> Served:
@@ -149,3 +151,27 @@ def test_with_nothing_under_way_the_row_budget_ends_the_stream() -> None:
     state = _stream(promote_at=None, config=config, requested=False)
     assert state.sent == 30
     assert figures(state, drift_at=10)["accuracy_recovered"] is None
+
+
+def test_the_demo_calls_the_loop_open_when_time_ran_out_before_the_final_champion_was_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI, 2026-12-07: a follow-up's v3 was promoted as the loop's time ran out, so it had answered no
+    labelled row; the demo still said "closed" and exited 0 with no recovery figure. The loop's own
+    verdict (LoopRun.closed when the stream ended) now decides."""
+    import infra.demo as demo
+
+    monkeypatch.setattr(demo, "client_args", lambda *_: {})
+    for measured in (False, True):
+        state = a_run(follow_up_promoted=measured)
+        if not measured:  # v3 promoted with nothing served yet
+            state.marks[-1] = Mark(200.0, 200, "promoted", "v3 promoted (was v2)", "3")
+        run = LoopRun(LoopConfig(recovery_rows=50), "x", None)  # type: ignore[arg-type]
+        run.state = state
+        state.closed = run.closed()  # as LoopRun.run sets it once the stream has ended
+        monkeypatch.setattr(demo, "run_loop", lambda *_, s=state: s)
+        settings = InfraSettings(state_dir=tmp_path)
+        loop = demo.closed_loop(settings, Console(file=io.StringIO()), LoopConfig(rows_before=100))
+        assert loop["closed"] is measured
+        assert loop["new_champion_serving_s_after_drift"] is not None  # a new champion served either way
+        assert (loop["accuracy_recovered"] is None) is not measured
