@@ -27,7 +27,8 @@ from services.audit.domain.anchors import (
     compare_partition,
     judge_checkpoints,
 )
-from services.audit.domain.chain import GENESIS, VerifyReport, verify, verify_links
+from services.audit.domain.chain import VerifyReport, verify
+from services.audit.range_check import verify_range
 from services.audit.settings import AuditSettings
 from services.audit.signing import TrustedKeys, trusted_keys
 
@@ -55,7 +56,7 @@ def verify_store(
     context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
     with ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
         futures = [
-            pool.submit(_verify_range, store.url, store.app_role, first, last, anchors)
+            pool.submit(verify_range, store.url, store.app_role, first, last, anchors)
             for first, last in ranges
         ]
         reports = [future.result() for future in futures]
@@ -78,29 +79,6 @@ def _ranges(length: int, workers: int, min_range: int) -> list[tuple[int, int]]:
     count = max(1, min(workers, length // max(1, min_range)))
     size = -(-length // count) if length else 0
     return [(first, min(first + size - 1, length)) for first in range(1, length + 1, size)] if size else []
-
-
-def _verify_range(
-    url: str, app_role: str | None, first: int, last: int, anchors: Mapping[int, str]
-) -> VerifyReport:
-    store = SqlAuditStore(url, app_role)
-    try:
-        prev_hex = store.stored_hash(first - 1) if first > 1 else GENESIS.hex()
-        try:
-            prev = bytes.fromhex(prev_hex or "")
-        except (TypeError, ValueError):
-            prev = b""
-        if len(prev) != len(GENESIS):  # the range before reports this row first (missing or altered)
-            return VerifyReport(False, 0, "", first - 1, "row is missing or its stored hash is not a hash")
-        report = verify_links(store.chain_rows(first, last), first=first, prev=prev, anchors=anchors)
-        if report.ok and report.checked != last - first + 1:
-            expected = first + report.checked
-            return VerifyReport(
-                False, report.checked, report.head_hash, expected, "row is missing (sequence gap)"
-            )
-        return report
-    finally:
-        store.dispose()
 
 
 # -- the whole trail: the chain and every anchor held outside the database ---------------------------
