@@ -56,9 +56,10 @@ class LoopConfig:
     concurrency: int = 16  # requests in flight at most
     max_ahead: int = 200  # rows sent but not yet labelled, at most: a slow machine slows the stream
     seed: int = 11
-    # The whole stream at most. It ends as soon as the loop closes (about 2-4 min on a quiet machine);
-    # with a test lane beside it, CI once promoted the follow-up's v3 at 391 s and hit the old 420 s
-    # before v3 had answered a labelled row (training ran 20x slower than alone, 224 s for v2).
+    # The whole stream at most; it ends as soon as the loop closes. Training runs at nice 15
+    # (MLOPS_TRAILING_NICE), so other work on the machine starves it: beside a test lane, CI took
+    # 224 s for v2 (11 s for v4 once the stream was over), promoted the follow-up's v3 at 391 s and
+    # hit the old 420 s before v3 had answered a labelled row.
     timeout_s: float = 900.0
 
 

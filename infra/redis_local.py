@@ -8,10 +8,11 @@ services get it inside MLOPS_FEAST_ONLINE_STORE, in their environment, which onl
 
 `appendonly yes` with `appendfsync always`: Redis writes and fsyncs each event loop's commands to the
 file before it answers them, so a write that was acknowledged survives the process being killed and the
-machine crashing. `everysec` did not: while its background fsync is still running (a busy disk), Redis
-postpones the write for up to 2 s but answers anyway, and a SIGKILL then loses acknowledged writes
-(CI on 2026-12-07: 9 of 800 records gone). Features writes a batch in one pipeline, so `always` costs
-about one fsync per batch.
+machine crashing. `everysec` does not promise that: while its background fsync is still running (a
+busy disk), Redis postpones the write for up to 2 s but answers anyway, so a SIGKILL can lose writes it
+acknowledged. That is the likely cause of a CI run (2026-12-07) that found 9 of 800 features gone
+after the SIGKILL drill; it did not reproduce locally. Features writes a batch in one pipeline, so
+`always` costs about one fsync per batch (1.25x per batch: bench/redis_fsync.py).
 """
 
 from __future__ import annotations
