@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infra.label_studio_db import seed_database
 from infra.processes import http_ready, port_open
 from infra.settings import REPO_ROOT, InfraSettings
 
@@ -80,6 +81,10 @@ class LocalLabelStudio:
         self.url = f"http://127.0.0.1:{settings.label_studio_port}"
 
     @property
+    def database(self) -> Path:
+        return self.home / "label_studio.sqlite3"
+
+    @property
     def marker(self) -> str:
         """What identifies our process on its command line (pids are reused)."""
         return f"--data-dir={self.home}"
@@ -105,8 +110,9 @@ class LocalLabelStudio:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def start(self, timeout_s: float = 180.0) -> int:
-        """Start the server on loopback and wait until /health answers; return its pid."""
+    def start(self, timeout_s: float = 180.0, seed: bool = True) -> int:
+        """Start the server on loopback and wait until /health answers; return its pid. `seed`: a new
+        folder's database is a copy of the migrated template (False: Label Studio migrates it)."""
         binary = self.binary()
         port = self.settings.label_studio_port
         # Checked here: Label Studio itself would quietly move to the next free port.
@@ -114,6 +120,8 @@ class LocalLabelStudio:
             raise LabelStudioError(f"port {port} is taken by another process; set MLOPS_LABEL_STUDIO_PORT")
         credentials = read_credentials(self.settings.secrets_dir)
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if seed:
+            seed_database(self.venv, self.database, QUIET_SETTINGS)  # a new folder skips the migrations
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as out:
             process = subprocess.Popen(
@@ -122,7 +130,7 @@ class LocalLabelStudio:
                     "start",
                     "--no-browser",
                     self.marker,
-                    f"--database={self.home / 'label_studio.sqlite3'}",
+                    f"--database={self.database}",
                     "--internal-host=127.0.0.1",
                     f"--port={port}",
                     "--enable-legacy-api-token",
@@ -168,7 +176,7 @@ def start_label_studio(
         return running
     write_credentials(settings.secrets_dir)
     started = time.monotonic()
-    with console.status("starting Label Studio (the first start migrates its database)..."):
+    with console.status("starting Label Studio (its first start on this machine migrates a database)..."):
         pid = server.start()
     console.print(f"[green]label-studio[/] {server.url} ready in {time.monotonic() - started:.1f}s; {where}")
     return Component("label-studio", "label-studio", server.url, pid, str(server.log_file), True)
