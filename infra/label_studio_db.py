@@ -59,7 +59,9 @@ def migrated_template(venv: Path, quiet_env: dict[str, str]) -> Path | None:
         return None
     template = venv / "migrated-db" / f"{version}.sqlite3"
     if template.exists():
-        return template
+        if usable(template):
+            return template
+        template.unlink(missing_ok=True)  # damaged by hand or by a disk: made again below
     template.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=template.parent) as scratch:
         database = Path(scratch) / "label_studio.sqlite3"
@@ -78,6 +80,18 @@ def migrated_template(venv: Path, quiet_env: dict[str, str]) -> Path | None:
         backup(database, made)
         os.replace(made, template)  # two makers at once: either copy is the same schema
     return template
+
+
+def usable(template: Path) -> bool:
+    """A whole SQLite file with Label Studio's migrations recorded in it."""
+    try:
+        with sqlite3.connect(f"file:{template}?mode=ro", uri=True) as db:
+            intact = db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            applied: int = db.execute("SELECT COUNT(*) FROM django_migrations").fetchone()[0]
+        db.close()
+    except sqlite3.DatabaseError:
+        return False
+    return intact and applied > 0
 
 
 def backup(source: Path, target: Path) -> None:

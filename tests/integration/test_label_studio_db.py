@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from infra.label_studio import QUIET_SETTINGS, LocalLabelStudio, auth_header, write_credentials
-from infra.label_studio_db import migrated_template, seed_database
+from infra.label_studio_db import migrated_template, seed_database, usable
 from infra.processes import wait_for_exit
 from infra.settings import InfraSettings
 from tests.support import TEST_KAFKA_PORT
@@ -47,6 +47,7 @@ def test_the_template_is_migrated_and_holds_no_account_or_token(template: Path) 
     assert applied > 100  # Label Studio's whole history of migrations, not an empty file
     assert rows(template, "htx_user") == 0 and rows(template, "authtoken_token") == 0
     assert mode == "delete" and not Path(f"{template}-wal").exists()  # one file, copied whole
+    assert usable(template)
 
 
 def test_an_existing_database_is_never_replaced_by_the_template(tmp_path: Path, template: Path) -> None:
@@ -91,3 +92,28 @@ def test_two_folders_seeded_from_it_each_get_their_own_admin(tmp_path: Path, tem
     for settings in (first, second):  # each folder's database holds its own admin, the template none
         assert rows(LocalLabelStudio(settings).database, "htx_user") == 1
     assert rows(template, "htx_user") == 0
+
+
+def a_venv(root: Path, label_studio: str) -> Path:
+    """A venv as install-label-studio.sh leaves it, whose `label-studio` is the given shell script."""
+    (root / "lib/python3.11/site-packages/label_studio-9.9.9.dist-info").mkdir(parents=True)
+    binary = root / "bin" / "label-studio"
+    binary.parent.mkdir()
+    binary.write_text(f"#!/bin/sh\n{label_studio}\n")
+    binary.chmod(0o755)
+    return root
+
+
+def test_a_damaged_template_is_dropped_and_the_start_migrates_as_before(tmp_path: Path) -> None:
+    """Garbage where the template was (a disk, a hand): never copied into a state folder. It is
+    removed, made again, and when that fails too (here: a Label Studio that exits 1) the start is left
+    to Label Studio's own migrations."""
+    venv = a_venv(tmp_path / "venv", "exit 1")
+    template = venv / "migrated-db" / "9.9.9.sqlite3"
+    template.parent.mkdir()
+    template.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    assert not usable(template)
+    database = tmp_path / "state" / "label_studio.sqlite3"
+    assert seed_database(venv, database, QUIET_SETTINGS) is False
+    assert not database.exists() and not template.exists()
+    assert list((venv / "migrated-db").iterdir()) == []  # no scratch folder left behind
