@@ -68,10 +68,12 @@ def migrated_template(venv: Path, quiet_env: dict[str, str]) -> Path | None:
         env = {k: v for k, v in os.environ.items() if k not in ACCOUNT_VARIABLES}
         env |= quiet_env | {"LABEL_STUDIO_BASE_DATA_DIR": scratch, "SECRET_KEY": secrets.token_urlsafe(40)}
         command = [str(binary), "version", f"--database={database}", f"--data-dir={scratch}"]
-        try:
+        try:  # a session of its own, as the server's (infra/label_studio.py): its own scheduling group,
+            # not the caller's (a test lane at a low priority starved it past its timeout)
             done = subprocess.run(
-                command, cwd=scratch, env=env, capture_output=True, timeout=MIGRATE_TIMEOUT_S, check=False
-            )
+                command, cwd=scratch, env=env, capture_output=True, timeout=MIGRATE_TIMEOUT_S, check=False,
+                start_new_session=True,
+            )  # fmt: skip
         except subprocess.TimeoutExpired:
             return None
         if done.returncode != 0 or not database.exists():
