@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 LANE = [sys.executable, "-m", "tests.lane"]
 REPORT = "import json, os; print(json.dumps([os.getsid(0), os.getpid(), os.getpriority(os.PRIO_PROCESS, 0)]))"
@@ -32,10 +31,8 @@ def test_an_interrupt_of_the_lane_reaches_the_command_in_its_other_session() -> 
     sleeper = "import time; print('up', flush=True); time.sleep(60)"
     lane = subprocess.Popen([*LANE, "3", sys.executable, "-c", sleeper], stdout=subprocess.PIPE, text=True)
     assert lane.stdout is not None and lane.stdout.readline() == "up\n"
-    started = time.monotonic()
     lane.send_signal(signal.SIGINT)  # as a Ctrl-C reaches the script's process group, not the new session
     assert lane.wait(timeout=20) == 130  # Python's KeyboardInterrupt exit: the command got the signal
-    assert time.monotonic() - started < 20
 
 
 def test_garbage_arguments_get_the_usage_not_a_traceback() -> None:
