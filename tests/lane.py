@@ -28,8 +28,8 @@ from servicekit.priority import yield_cpu
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 2 or not argv[0].isdigit():
-        sys.exit("usage: python -m tests.lane NICE COMMAND [ARG...]")
+    if len(argv) < 2 or not argv[0].isdigit() or int(argv[0]) > 19:  # a niceness the kernel takes whole
+        sys.exit("usage: python -m tests.lane NICE COMMAND [ARG...]  (NICE: 0-19)")
     nice, command = int(argv[0]), argv[1:]
     pid = os.fork()
     if pid == 0:  # the child never returns into this code: it becomes COMMAND or exits

@@ -36,7 +36,7 @@ def test_an_interrupt_of_the_lane_reaches_the_command_in_its_other_session() -> 
 
 
 def test_garbage_arguments_get_the_usage_not_a_traceback() -> None:
-    for argv in ([], ["ten", "true"], ["5"]):
+    for argv in ([], ["ten", "true"], ["5"], ["-3", "true"], ["20", "true"]):
         done = subprocess.run([*LANE, *argv], capture_output=True, text=True)
         assert done.returncode == 1 and "usage: python -m tests.lane NICE COMMAND" in done.stderr, argv
         assert "Traceback" not in done.stderr
