@@ -52,6 +52,7 @@ bench: install
 	@$(PY) -m bench.explain_latency
 	@$(PY) -m bench.drift_detection
 	@$(PY) -m bench.replay
+	@$(PY) -m bench.feast_import
 
 up: install
 	@$(VENV)/bin/mlops up
