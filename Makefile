@@ -53,6 +53,7 @@ bench: install
 	@$(PY) -m bench.drift_detection
 	@$(PY) -m bench.replay
 	@$(PY) -m bench.feast_import
+	@$(PY) -m bench.readiness_probe
 
 up: install
 	@$(VENV)/bin/mlops up
