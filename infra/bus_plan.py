@@ -12,6 +12,7 @@ from pathlib import Path
 
 from contracts.access import ACCESS
 from infra.bus_access import CONTROLLER_USER, MECHANISM, PROTOCOL, SUPER_USER, passwords, write_private
+from infra.kafka_jars import source_program
 from infra.settings import REPO_ROOT
 
 TOOL = REPO_ROOT / "infra" / "kafka" / "BusAccess.java"
@@ -105,7 +106,7 @@ def apply_plan(stamp: Path, secrets_dir: Path, bootstrap: str, java: str, jars_d
         for path, text in files.items():
             write_private(path, text)
         result = subprocess.run(
-            [java, "-cp", f"{jars_dir}/*", str(TOOL), *(str(p) for p in files)],
+            [*source_program(java, jars_dir, TOOL), *(str(p) for p in files)],
             capture_output=True,
             text=True,
             check=False,

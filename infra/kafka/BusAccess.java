@@ -1,7 +1,7 @@
 // Applies the platform's bus access plan to a running broker with Kafka's own Admin client:
 // SCRAM credentials for each principal, and exactly the plan's ACLs for the principals it names
-// (missing bindings are created, stale ones deleted). Run by infra/bus_access.py as a single-file
-// source program on the Kafka jars' classpath:
+// (missing bindings are created, stale ones deleted). Run by infra/bus_plan.py on the Kafka jars'
+// classpath, compiled once by infra/kafka_jars.py (`source_program`), or as a source program:
 //
 //   java -cp '<jars>/*' BusAccess.java <admin client properties> <plan file>
 //
