@@ -69,6 +69,16 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = tuple(DEFAULT_KAFKA_JVM_OPTIONS.split()) 
 JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # HotSpot's compiler threads, as /proc names them
 
 
+ARCHIVE_NAME = "kafka-classes.jsa"  # infra/kafka_classes.py makes it
+
+
+def class_archive_options(jars_dir: Path, options: Sequence[str]) -> list[str]:
+    """Map the jars' class archive, if there is one and these options do not dump one."""
+    archive = jars_dir / ARCHIVE_NAME
+    dumping = any(option.startswith("-XX:ArchiveClassesAtExit") for option in options)
+    return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() and not dumping else []
+
+
 def java_command(
     jars_dir: Path,
     logs_dir: Path,
@@ -83,6 +93,7 @@ def java_command(
     return [
         java(),
         *server,
+        *class_archive_options(jars_dir, options),
         *options,
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import bus_access, bus_plan
+from infra.kafka_classes import ensure_class_archive
 from infra.kafka_jars import DEFAULT_JVM_OPTIONS, KafkaInfraError, ensure_jars, java, java_command
 from infra.processes import port_open, wait_for_exit
 from infra.settings import InfraSettings
@@ -59,6 +60,7 @@ class LocalKafka:
     replication: int = 1
     cluster_id_file: Path | None = None  # None: home/cluster.id, made at the first format
     access_stamp: Path | None = None  # the access plan's stamp (None: home/access.sha256)
+    class_archive: bool = True  # archive the jars' classes first if not yet done (infra/kafka_classes.py)
 
     def __post_init__(self) -> None:
         # The broker is recognised by its config path on its command line: keep paths absolute so a
@@ -236,6 +238,8 @@ class LocalKafka:
                 "set MLOPS_KAFKA_PORT, or KAFKA_BOOTSTRAP_SERVERS to use that cluster"
             )
         ensure_jars(self.jars_dir)
+        if self.class_archive:
+            ensure_class_archive(self.jars_dir)
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.unlink(missing_ok=True)  # it holds the broker's own passwords: 0600

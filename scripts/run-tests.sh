@@ -30,9 +30,9 @@ if [[ $# -gt 0 ]]; then
   exec "${pytest[@]}" "$@"
 fi
 
-# Kafka's jars once, before two lanes could fetch them into the same folder at the same time.
-.venv/bin/python -c "from infra.kafka_local import ensure_jars; from infra.settings import InfraSettings as S
-ensure_jars(S().jars_dir)"
+# Kafka's jars and their class archive (infra/kafka_classes.py) once, before the lanes' first brokers.
+.venv/bin/python -c "from infra.kafka_local import ensure_jars, ensure_class_archive; from infra.settings import InfraSettings as S
+ensure_class_archive(ensure_jars(S().jars_dir))"
 base="${MLOPS_TEST_KAFKA_PORT:-19092}"
 lane_log="$MLOPS_TEST_STATE_DIR/e2e-lane.log"
 mkdir -p "$MLOPS_TEST_STATE_DIR/e2e"
