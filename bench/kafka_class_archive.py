@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from infra.kafka_classes import ensure_class_archive
-from infra.kafka_jars import ensure_jars
+from infra.kafka_jars import ARCHIVE_NAME, ensure_jars
 from infra.kafka_local import LocalKafka
 from infra.settings import InfraSettings
 
@@ -38,7 +38,7 @@ def start_once(home: Path, jars_dir: Path, port: int, archive: bool) -> dict[str
         pid = kafka.pid()
         assert pid is not None
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        mapped = "kafka-classes.jsa" in Path(f"/proc/{pid}/maps").read_text()
+        mapped = ARCHIVE_NAME in Path(f"/proc/{pid}/maps").read_text()
         return {"cpu_s": (int(fields[11]) + int(fields[12])) / TICK, "wall_s": wall, "mapped": mapped}
     finally:
         kafka.stop()

@@ -1,17 +1,20 @@
-"""A class-data-sharing archive of the broker's classes (the JDK's AppCDS), made once per jars folder.
+"""A class-data-sharing archive of the broker's classes (the JDK's AppCDS), made once per jars and JDK.
 
 A broker spends most of its start loading, verifying and linking Kafka's classes from the jars: 5.0 s
 of CPU to ready, of which 2.8 s remain when the classes come mapped from an archive (`mlops up`'s
 broker is ready about 2 s sooner; bench/kafka_class_archive.py). The archive is dumped by a throwaway
 broker, started once and stopped, in a temporary folder on free ports, the first time a broker is
-launched from these jars (a fetch of new jars replaces the folder, and so the archive). Every Kafka
-JVM of those jars then maps it (infra/kafka_jars.py `java_command`). The JVM checks an archive against
-the classpath and itself and ignores one that does not fit, so a stale or damaged archive costs the
-time, not the start. Anything that goes wrong here is logged and the brokers run without it.
+launched from these jars with this JDK (a fetch of new jars replaces the folder, and so the archive;
+another JDK gets one of its own). Every Kafka JVM of those jars then maps it (infra/kafka_jars.py
+`java_command`). The JVM checks an archive against the classpath and itself and ignores one that
+does not fit, so a damaged archive costs the time, not the start. Anything that goes wrong here is
+logged and the brokers run without it; a dump that failed leaves `<archive>.failed` with the reason,
+and is not tried again at every launch (delete that file to try again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -20,7 +23,7 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from infra.kafka_jars import ARCHIVE_NAME, DEFAULT_JVM_OPTIONS
+from infra.kafka_jars import ARCHIVE_NAME, DEFAULT_JVM_OPTIONS, class_archive
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,12 @@ def free_port() -> int:
 
 def ensure_class_archive(jars_dir: Path, timeout_s: float = 120.0) -> Path | None:
     """The archive of `jars_dir`'s broker classes, dumped now if missing; None if it could not be."""
-    archive = jars_dir / ARCHIVE_NAME
+    archive = class_archive(jars_dir)
+    failed = archive.with_suffix(".failed")
     if archive.is_file():
         return archive
+    if failed.exists():  # a throwaway broker that failed once (up to its timeout) would fail again
+        return None
     try:
         with open(jars_dir / f"{ARCHIVE_NAME}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the other test lane, or a second `mlops up`, waits here
@@ -46,9 +52,14 @@ def ensure_class_archive(jars_dir: Path, timeout_s: float = 120.0) -> Path | Non
                     partial.rename(archive)  # a dump cut short is refused by the JVM, as a damaged one
                 finally:
                     partial.unlink(missing_ok=True)
+                for other in jars_dir.glob(f"{ARCHIVE_NAME}-*.jsa"):  # another JDK's: 50 MB each
+                    if other != archive:
+                        other.unlink(missing_ok=True)
                 log.info("Kafka's classes archived for faster starts: %s", archive)
     except Exception as error:  # an optimisation: never the reason a broker does not start
         log.warning("could not archive Kafka's classes (%s); brokers start without one", error)
+        with contextlib.suppress(OSError):
+            failed.write_text(f"{error}\n")
         return None
     return archive
 

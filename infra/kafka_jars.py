@@ -69,12 +69,22 @@ DEFAULT_JVM_OPTIONS: tuple[str, ...] = tuple(DEFAULT_KAFKA_JVM_OPTIONS.split()) 
 JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")  # HotSpot's compiler threads, as /proc names them
 
 
-ARCHIVE_NAME = "kafka-classes.jsa"  # infra/kafka_classes.py makes it
+ARCHIVE_NAME = "kafka-classes"  # infra/kafka_classes.py makes <jars>/kafka-classes-<JDK>.jsa
+
+
+def class_archive(jars_dir: Path) -> Path:
+    """Where the jars' class archive for this JDK is: named by the JDK's `release` file (its version
+    and build), so a JDK updated or swapped makes an archive of its own instead of keeping one the
+    JVM ignores."""
+    binary = Path(java()).resolve()
+    release = binary.parent.parent / "release"
+    identity = release.read_bytes() if release.is_file() else f"{binary}:{binary.stat().st_mtime_ns}".encode()
+    return jars_dir / f"{ARCHIVE_NAME}-{hashlib.sha256(identity).hexdigest()[:12]}.jsa"
 
 
 def class_archive_options(jars_dir: Path, options: Sequence[str]) -> list[str]:
     """Map the jars' class archive, if there is one and these options do not dump one."""
-    archive = jars_dir / ARCHIVE_NAME
+    archive = class_archive(jars_dir)
     dumping = any(option.startswith("-XX:ArchiveClassesAtExit") for option in options)
     return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() and not dumping else []
 

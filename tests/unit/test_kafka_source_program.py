@@ -60,3 +60,25 @@ def test_without_javac_beside_java_it_runs_as_source(tmp_path: Path, jars: Path)
     command = source_program(str(jre / "java"), jars, source)
     assert command[0] == str(jre / "java") and command[-1] == str(source)
     assert not (jars / "programs").exists()
+
+
+def test_each_jdk_gets_an_archive_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.kafka_jars import class_archive
+
+    def jdk(name: str, release: str | None) -> Path:
+        home = tmp_path / name
+        (home / "bin").mkdir(parents=True)
+        (home / "bin" / "java").write_text("#!/bin/sh\n")
+        if release is not None:
+            (home / "release").write_text(release)
+        return home
+
+    names = []
+    for home in (jdk("a", 'JAVA_RUNTIME_VERSION="17.0.15+6"'), jdk("b", 'JAVA_RUNTIME_VERSION="17.0.16+8"')):
+        monkeypatch.setenv("JAVA_HOME", str(home))
+        names.append(class_archive(tmp_path / "jars").name)
+    monkeypatch.setenv("JAVA_HOME", str(jdk("c", None)))  # no release file: the binary names it
+    names.append(class_archive(tmp_path / "jars").name)
+    assert len(set(names)) == 3 and all(n.startswith("kafka-classes-") and n.endswith(".jsa") for n in names)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "a"))
+    assert class_archive(tmp_path / "jars").name == names[0]  # the same JDK, the same archive
