@@ -4,10 +4,9 @@ last reading of each process started after the command by what it is (a Kafka br
 the mlops CLI by subcommand, ...).
 
 A process that lives less than the sampling period can be missed, and each one's last second is lost,
-so the sums are a floor. The report also gives the command's own children's usage as the kernel
-accounts it (`cpu_children_s`): that one misses the daemons that left the command's tree (the services
-`mlops up` starts in sessions of their own). Processes already running when the command starts, and
-other users' work, are not counted.
+so the sums are a floor. Only the command's descendants count: this process is their subreaper, so
+the daemons it leaves (the services `mlops up` starts in sessions of their own) stay in its tree, and
+it reaps them. The report also gives the kernel's own sum for the reaped (`cpu_children_s`).
 
     .venv/bin/python -m bench.command_cpu [--period 1.0] [--out bench/results/command_cpu.json] -- CMD ...
 """
@@ -15,6 +14,7 @@ other users' work, are not counted.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 TICK = os.sysconf("SC_CLK_TCK")
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 # (pattern on the command line, component); the first that matches names the process.
 KINDS: list[tuple[str, str]] = [
     (r"java .*kafka\.Kafka\b.*/node-\d/", "kafka broker (cluster node)"),
@@ -60,39 +61,58 @@ def component(cmdline: str) -> str:
     return f"other: {Path(words[0]).name if words else '?'}"
 
 
-def read_process(pid: str) -> tuple[str, float, str] | None:
-    """(pid:start, CPU seconds so far, command line) of a live process, or None if it is gone."""
+def read_process(pid: str) -> tuple[str, float, str, str] | None:
+    """(pid:start, CPU seconds so far, command line, parent pid) of a process, or None if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError):
         return None
-    return f"{pid}:{fields[19]}", (int(fields[11]) + int(fields[12])) / TICK, cmdline.strip()
+    return f"{pid}:{fields[19]}", (int(fields[11]) + int(fields[12])) / TICK, cmdline.strip(), fields[1]
+
+
+def descends(pid: str, parents: dict[str, str], root: str) -> bool:
+    for _ in range(64):
+        if pid == root:
+            return True
+        if (parent := parents.get(pid)) is None:
+            return False
+        pid = parent
+    return False
 
 
 def sample(command: list[str], period: float) -> tuple[int, dict[str, list[Any]], float]:
-    """Runs `command`; returns its exit code, {pid:start: [cmdline, cpu s]} and its wall seconds."""
-    before = {key for pid in os.listdir("/proc") if pid.isdigit() and (key := _key(pid))}
+    """Runs `command`; returns its exit code, {pid:start: [cmdline, cpu s]} of its descendants (the
+    daemons it leaves, such as the services `mlops up` starts, included: this process is their
+    subreaper, so they stay in its tree) and its wall seconds."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    me = str(os.getpid())
     started = time.monotonic()
     child = subprocess.Popen(command)
     seen: dict[str, list[Any]] = {}
-    while True:
-        for pid in os.listdir("/proc"):
-            if pid.isdigit() and (found := read_process(pid)) and found[0] not in before:
-                key, cpu, cmdline = found
+    code: int | None = None
+    while code is None:
+        table = {pid: found for pid in os.listdir("/proc") if pid.isdigit() and (found := read_process(pid))}
+        parents = {pid: found[3] for pid, found in table.items()}
+        for pid, (key, cpu, cmdline, _) in table.items():
+            if pid != me and descends(pid, parents, me):
                 entry = seen.setdefault(key, [cmdline, 0.0])
                 entry[0] = entry[0] or cmdline  # a zombie's is empty
                 entry[1] = cpu
-        if child.poll() is not None:
-            break
-        time.sleep(period)
-    return child.returncode, seen, time.monotonic() - started
-
-
-def _key(pid: str) -> str | None:
-    found = read_process(pid)
-    return found[0] if found else None
+        while True:  # reap the orphans handed to this process, after their last reading above
+            try:
+                pid_done, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid_done == 0:
+                break
+            if pid_done == child.pid:
+                code = child.returncode = os.waitstatus_to_exitcode(status)
+        if code is None:
+            time.sleep(period)
+    return code, seen, time.monotonic() - started
 
 
 def main() -> None:
