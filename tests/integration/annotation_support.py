@@ -147,7 +147,10 @@ def task_of(service: dict[str, Any], pid: str) -> dict[str, Any] | None:
     return answer.json() if answer.status_code == 200 else None
 
 
-def wait_state(service: dict[str, Any], pid: str, state: str, timeout_s: float = 60) -> dict[str, Any]:
+def wait_state(service: dict[str, Any], pid: str, state: str, timeout_s: float = 180) -> dict[str, Any]:
+    """The task of prediction `pid` once it reaches `state`. Patience, not a latency claim: in a
+    clean-clone `make test` (2026-12-08) Label Studio took 104 s to start and the first task of the
+    module was not open within 60 s, where alone it opens in a few seconds."""
     found: dict[str, Any] = {}
 
     def reached() -> bool:

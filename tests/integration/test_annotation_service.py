@@ -214,7 +214,7 @@ def test_label_studio_killed_mid_stream_then_back_each_chosen_prediction_becomes
     finally:
         label_studio.start()
     for pid in chosen:
-        wait_state(service, pid, "open", timeout_s=90)
+        wait_state(service, pid, "open")
     tasks = [t["data"]["prediction_id"] for t in project_tasks(label_studio, model)]
     assert sorted(p for p in tasks if p.startswith("down-")) == chosen  # each exactly once
     assert sorted(p for p in tasks if p.startswith("before-kill-")) == before  # none lost, none doubled
