@@ -53,4 +53,7 @@ def test_command_lines_are_named_by_component() -> None:
     assert component("/x/.venv/bin/python -m services.drift") == "service drift"
     assert component("/x/.venv/bin/python -m infra.cli replay features --group g") == "mlops replay"
     assert component(".venv/bin/python -m pytest -q tests/unit") == "pytest"
+    compiled = "/usr/bin/java -XX:TieredStopAtLevel=1 -cp /j/programs/ab:/j/* BusAccess a b"
+    assert component(compiled) == "kafka ACL tool"
+    assert component("/usr/bin/java -cp /j/* /r/infra/kafka/BusAccess.java a b") == "kafka ACL tool"
     assert component("") == "other: ?"
