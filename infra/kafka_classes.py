@@ -18,20 +18,13 @@ import contextlib
 import fcntl
 import logging
 import os
-import socket
 import tempfile
-from contextlib import closing
 from pathlib import Path
 
 from infra.kafka_jars import ARCHIVE_NAME, DEFAULT_JVM_OPTIONS, class_archive
+from infra.processes import free_port
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ensure_class_archive(jars_dir: Path, timeout_s: float = 120.0) -> Path | None:

@@ -80,3 +80,11 @@ def process_matches(pid: int, marker: str) -> bool:
         return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a process started right after (the replay's service, the
+    throwaway broker of infra/kafka_classes.py)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

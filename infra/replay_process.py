@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.processes import free_port
 from infra.replay_window import ReplayKafka, Window
 from servicekit.replay import ReplayPlan
 
@@ -104,12 +104,6 @@ def replay_env(
         f"{prefix}HTTP_PORT": str(free_port()), "MLOPS_REPLAY": plan.model_dump_json(), **fresh,
     })  # fmt: skip
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def withheld_counts(plan: ReplayPlan) -> dict[str, int]:
